@@ -1,0 +1,132 @@
+//! The `pymortem` command line: arguments, exit codes and output.
+//!
+//! Exit codes: 0 success; 1 findings (commands that check for problems);
+//! 2 error (bad arguments, unreadable or invalid input).
+
+mod render;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use pymortem::core::OpenOptions;
+use pymortem::modules::SearchPaths;
+use pymortem::report::InfoReport;
+use pymortem::{Options, Process};
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for errors.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Post-mortem forensic inspector for crashed CPython processes.
+#[derive(Debug, Parser)]
+#[command(name = "pymortem", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 success, 1 findings, 2 error.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The process, its signal, threads, modules and Python version.
+    Info(InfoArgs),
+}
+
+/// Options shared by every command that opens a core.
+#[derive(Debug, Args)]
+struct CoreArgs {
+    /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them).
+    core: PathBuf,
+    /// Resolve every path from the core under DIR, like gdb's sysroot.
+    #[arg(long, value_name = "DIR")]
+    sysroot: Option<PathBuf>,
+    /// The main executable, when it is not at the path the core records.
+    #[arg(long, value_name = "PATH")]
+    exe: Option<PathBuf>,
+    /// A directory of separate debug files (searched before /usr/lib/debug). Repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dirs: Vec<PathBuf>,
+    /// Do not search /usr/lib/debug (on the host or under the sysroot).
+    #[arg(long)]
+    no_default_debug_dir: bool,
+    /// Where compressed cores are decompressed (default: the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    temp_dir: Option<PathBuf>,
+    /// Print JSON (schema in docs/json-schema.md) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+impl CoreArgs {
+    fn options(&self) -> Options {
+        Options {
+            open: OpenOptions {
+                temp_dir: self.temp_dir.clone(),
+                ..OpenOptions::default()
+            },
+            search: SearchPaths {
+                sysroot: self.sysroot.clone(),
+                exe: self.exe.clone(),
+                debug_dirs: self.debug_dirs.clone(),
+                no_default_debug_dir: self.no_default_debug_dir,
+            },
+        }
+    }
+
+    fn open(&self) -> Result<Process, String> {
+        Process::open(&self.core, &self.options()).map_err(|e| {
+            format!("{e}\nhint: check that the file is an ELF core of an x86-64 Linux process (or a compressed one)")
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+/// Run the command line and return the exit code.
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info(args) => info(&args),
+    }
+}
+
+fn info(args: &InfoArgs) -> i32 {
+    let process = match args.core.open() {
+        Ok(p) => p,
+        Err(message) => return fail(&message),
+    };
+    let report = InfoReport::build(&process);
+    let out = if args.core.json {
+        serde_json::to_string_pretty(&report)
+            .map(|s| s + "\n")
+            .unwrap_or_default()
+    } else {
+        render::info(&report)
+    };
+    emit(&out)
+}
+
+/// Print `text`; a closed pipe ends the program quietly.
+fn emit(text: &str) -> i32 {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => fail(&format!("cannot write output: {e}")),
+    }
+}
+
+fn fail(message: &str) -> i32 {
+    let _ = writeln!(io::stderr(), "pymortem: error: {message}");
+    EXIT_ERROR
+}

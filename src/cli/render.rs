@@ -1,0 +1,165 @@
+//! Text tables, rendered from the report models.
+
+use std::fmt::Write;
+
+use comfy_table::{Table, presets};
+
+use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
+use pymortem::report::InfoReport;
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::NOTHING);
+    t.set_header(header.iter().copied());
+    t
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "?".to_string(), |v| v.to_string())
+}
+
+/// The `info` report as text.
+pub fn info(r: &InfoReport) -> String {
+    let mut s = String::new();
+    let c = &r.core;
+    let _ = writeln!(
+        s,
+        "Core:       {} ({} bytes{}, written by {:?}, {} segments, {} notes)",
+        c.path.display(),
+        c.size,
+        c.compression
+            .map(|f| format!(", {f}-compressed"))
+            .unwrap_or_default(),
+        c.producer,
+        c.segments,
+        c.notes
+    );
+    if let Some(t) = &c.truncated {
+        let _ = writeln!(
+            s,
+            "            TRUNCATED: {} of {} bytes present",
+            t.actual_size, t.expected_size
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Process:    pid {} ppid {} uid {}",
+        opt(r.pid),
+        opt(r.ppid),
+        opt(r.uid)
+    );
+    let args = r.args.as_deref().map(|a| a.escape_debug().to_string());
+    let _ = writeln!(
+        s,
+        "Command:    {} ({})",
+        opt(args),
+        opt(r.command.as_deref())
+    );
+    let _ = writeln!(s, "Executable: {}", opt(r.executable.as_deref()));
+    match &r.signal {
+        Some(sig) => {
+            let mut line = format!(
+                "{} ({}), code {} ({})",
+                opt(sig.name),
+                sig.number,
+                opt(sig.code_name),
+                sig.code
+            );
+            if let Some(addr) = sig.fault_address {
+                let _ = write!(line, ", fault address {addr:#x}");
+            }
+            if let Some(pid) = sig.sender_pid {
+                let _ = write!(line, ", sent by pid {pid}");
+            }
+            let _ = writeln!(s, "Signal:     {line}");
+        }
+        None => {
+            let _ = writeln!(s, "Signal:     none recorded");
+        }
+    }
+    match &r.python {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "Python:     {} (from {:?} in {})",
+                p.version, p.source, p.module
+            );
+        }
+        None => {
+            let _ = writeln!(s, "Python:     not found");
+        }
+    }
+    let _ = writeln!(s, "\nThreads ({}):", r.threads.len());
+    let mut t = table(&["", "LWP", "pthread id", "pc", "sp"]);
+    for th in &r.threads {
+        t.add_row(vec![
+            if th.crashed {
+                "crashed".to_string()
+            } else {
+                String::new()
+            },
+            th.lwp.to_string(),
+            format!("{:#x}", th.pthread_id),
+            format!("{:#x}", th.pc),
+            format!("{:#x}", th.sp),
+        ]);
+    }
+    let _ = writeln!(s, "{t}");
+    let _ = writeln!(s, "\nModules ({}):", r.modules.len());
+    let mut t = table(&["module", "base", "build-id", "file", "debug info"]);
+    for m in &r.modules {
+        let found = |state: &str, path: &std::path::Path| {
+            if path == std::path::Path::new(&m.path) {
+                state.to_string()
+            } else {
+                format!("{state} {}", path.display())
+            }
+        };
+        let file = match &m.file {
+            FileStatus::Verified { path } => found("ok", path),
+            FileStatus::Unverified { path } => found("unverified", path),
+            FileStatus::Mismatch { path, .. } => format!("BUILD-ID MISMATCH {}", path.display()),
+            FileStatus::Missing { .. } => "missing".to_string(),
+            FileStatus::InCore => "in core".to_string(),
+        };
+        let debug = match &m.debug {
+            DebugStatus::Found {
+                via: DebugVia::Embedded,
+                ..
+            } => "embedded".to_string(),
+            DebugStatus::Found {
+                path,
+                via,
+                compression,
+            } => {
+                let via = if *via == DebugVia::BuildId {
+                    "build-id"
+                } else {
+                    "debuglink"
+                };
+                let packed = if *compression == SectionCompression::None {
+                    ""
+                } else {
+                    " (compressed)"
+                };
+                format!("{via}{packed} {}", path.display())
+            }
+            DebugStatus::Missing { .. } => "none".to_string(),
+        };
+        t.add_row(vec![
+            format!("{}{}", m.name, if m.deleted { " (deleted)" } else { "" }),
+            format!("{:#x}", m.base),
+            m.build_id.clone().unwrap_or_else(|| "-".into()),
+            file,
+            debug,
+        ]);
+    }
+    let _ = writeln!(s, "{t}");
+    if !r.diagnostics.is_empty() {
+        let _ = writeln!(s, "\nDiagnostics:");
+        for d in &r.diagnostics {
+            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
+        }
+    }
+    s
+}

@@ -1,0 +1,543 @@
+//! The ELF core file: mapping, program headers and notes.
+//!
+//! This layer knows nothing about processes beyond what the core itself says.
+//! The file is memory-mapped, never read whole; compressed cores are first
+//! decompressed into a temporary file (see [`compressed`]).
+
+pub mod compressed;
+pub mod notes;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use object::elf;
+use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
+use serde::Serialize;
+
+use crate::error::{Diagnostic, Error};
+pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo, X86_64Registers};
+
+/// Notes beyond this count are ignored (a kernel core has a handful per thread).
+const MAX_NOTES: usize = 1 << 20;
+/// Program headers beyond this count are ignored.
+const MAX_SEGMENTS: usize = 1 << 20;
+
+/// Options for opening a core.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Where compressed cores are decompressed; the system temp dir when `None`.
+    pub temp_dir: Option<PathBuf>,
+    /// Upper bound on the decompressed size of a compressed core, in bytes.
+    pub max_decompressed_size: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            temp_dir: None,
+            max_decompressed_size: 64 << 30,
+        }
+    }
+}
+
+/// Access permissions of a segment, from `p_flags`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Perms {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub execute: bool,
+}
+
+/// One `PT_LOAD` segment of the core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// First virtual address.
+    pub vaddr: u64,
+    /// Size of the mapping in the process (`p_memsz`).
+    pub memsz: u64,
+    /// Offset of the dumped bytes in the core file.
+    pub file_offset: u64,
+    /// Bytes the core claims to hold (`p_filesz`); the rest were not dumped.
+    pub filesz: u64,
+    /// Bytes actually present in the file: less than `filesz` when truncated.
+    pub available: u64,
+    /// Access permissions.
+    pub perms: Perms,
+}
+
+impl Segment {
+    /// One past the last virtual address.
+    pub fn end(&self) -> u64 {
+        self.vaddr.saturating_add(self.memsz)
+    }
+    /// Whether `addr` lies in this segment.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.vaddr && addr < self.end()
+    }
+}
+
+/// Who wrote the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Producer {
+    /// The Linux kernel (a crash, or systemd-coredump).
+    Kernel,
+    /// gdb's `gcore` / `generate-core-file`.
+    Gdb,
+}
+
+/// One thread of the core, from its `NT_PRSTATUS` note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreThread {
+    /// Position among the PRSTATUS notes (0 is the first).
+    pub index: usize,
+    /// Kernel thread id.
+    pub lwp: i32,
+    /// Signal that stopped the thread.
+    pub cursig: i16,
+    /// General registers.
+    pub registers: X86_64Registers,
+    /// The `NT_SIGINFO` written for this thread, when the producer writes one per thread (gdb).
+    pub siginfo: Option<SigInfo>,
+}
+
+impl CoreThread {
+    /// The thread's `pthread_t`, which on x86-64 glibc is its `fs_base`.
+    pub fn pthread_id(&self) -> u64 {
+        self.registers.fs_base()
+    }
+}
+
+/// How much of the core file is missing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    /// Size the program headers call for.
+    pub expected_size: u64,
+    /// Size of the file.
+    pub actual_size: u64,
+    /// Segments that are cut short or missing entirely.
+    pub segments_affected: usize,
+}
+
+/// An opened core file.
+#[derive(Debug)]
+pub struct CoreFile {
+    path: PathBuf,
+    data: Arc<Mmap>,
+    compression: Option<&'static str>,
+    // Holds the decompressed temp file; deleted on drop.
+    _decompressed: Option<tempfile::TempPath>,
+    segments: Vec<Segment>,
+    threads: Vec<CoreThread>,
+    psinfo: Option<PsInfo>,
+    siginfo: Option<SigInfo>,
+    auxv: Auxv,
+    files: Vec<FileMapping>,
+    producer: Producer,
+    truncation: Option<Truncation>,
+    note_count: usize,
+    unknown_notes: Vec<(String, u32)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl CoreFile {
+    /// Open a core file, decompressing it first if it is compressed.
+    pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CoreFile, Error> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if len == 0 {
+            return Err(Error::NotACore {
+                path: path.into(),
+                reason: "the file is empty".into(),
+            });
+        }
+        // SAFETY: the map is read-only; pymortem never trusts its contents and
+        // every access is bounds-checked, so a concurrent change to the file can
+        // only produce wrong data, which is handled like any hostile input.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let mut diagnostics = Vec::new();
+        match compressed::detect(&map) {
+            None => Self::from_mmap(path, Arc::new(map), None, None, diagnostics),
+            Some(format) => {
+                drop(map);
+                let out = compressed::decompress(path, format, options, &mut diagnostics)?;
+                Self::from_mmap(
+                    path,
+                    out.map,
+                    Some(format.name()),
+                    Some(out.temp),
+                    diagnostics,
+                )
+            }
+        }
+    }
+
+    /// Parse an already mapped ELF core. `path` is used in messages only.
+    pub fn from_mmap(
+        path: &Path,
+        data: Arc<Mmap>,
+        compression: Option<&'static str>,
+        temp: Option<tempfile::TempPath>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Result<CoreFile, Error> {
+        let parsed = parse(path, &data)?;
+        let mut core = CoreFile {
+            path: path.to_path_buf(),
+            data,
+            compression,
+            _decompressed: temp,
+            segments: parsed.segments,
+            threads: parsed.threads,
+            psinfo: parsed.psinfo,
+            siginfo: parsed.siginfo,
+            auxv: parsed.auxv,
+            files: parsed.files,
+            producer: parsed.producer,
+            truncation: parsed.truncation,
+            note_count: parsed.note_count,
+            unknown_notes: parsed.unknown_notes,
+            diagnostics,
+        };
+        core.diagnostics.extend(parsed.diagnostics);
+        Ok(core)
+    }
+
+    /// The path the core was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The compression format the core was stored in, if any.
+    pub fn compression(&self) -> Option<&'static str> {
+        self.compression
+    }
+    /// The raw (decompressed) bytes of the core file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+    /// `PT_LOAD` segments sorted by address.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+    /// Threads in note order; the first is the one the producer wrote first.
+    pub fn threads(&self) -> &[CoreThread] {
+        &self.threads
+    }
+    /// Process identity from `NT_PRPSINFO`.
+    pub fn psinfo(&self) -> Option<&PsInfo> {
+        self.psinfo.as_ref()
+    }
+    /// The signal that caused the dump (`NT_SIGINFO` of the crashing thread).
+    pub fn siginfo(&self) -> Option<&SigInfo> {
+        self.siginfo.as_ref()
+    }
+    /// The auxiliary vector.
+    pub fn auxv(&self) -> &Auxv {
+        &self.auxv
+    }
+    /// File mappings from `NT_FILE`.
+    pub fn file_mappings(&self) -> &[FileMapping] {
+        &self.files
+    }
+    /// Who wrote the core.
+    pub fn producer(&self) -> Producer {
+        self.producer
+    }
+    /// How the core is truncated, if it is.
+    pub fn truncation(&self) -> Option<&Truncation> {
+        self.truncation.as_ref()
+    }
+    /// Number of notes decoded.
+    pub fn note_count(&self) -> usize {
+        self.note_count
+    }
+    /// Notes pymortem does not decode, as (name, type).
+    pub fn unknown_notes(&self) -> &[(String, u32)] {
+        &self.unknown_notes
+    }
+    /// Problems found while parsing.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// The thread that crashed or triggered the dump.
+    ///
+    /// The kernel writes the dumping thread's PRSTATUS first; gdb writes the
+    /// signalled thread first and gives every thread its own SIGINFO. A thread
+    /// whose own SIGINFO carries the signal wins over note order.
+    pub fn crashed_thread(&self) -> Option<&CoreThread> {
+        let signalled = self
+            .siginfo
+            .map(|s| s.signo)
+            .filter(|&signo| signo != 0)
+            .and_then(|signo| {
+                self.threads
+                    .iter()
+                    .find(|t| t.siginfo.is_some_and(|s| s.signo == signo))
+            });
+        signalled.or_else(|| self.threads.first())
+    }
+
+    /// Index of the segment that contains `addr`.
+    pub fn segment_index(&self, addr: u64) -> Option<usize> {
+        let after = self.segments.partition_point(|s| s.vaddr <= addr);
+        let index = after.checked_sub(1)?;
+        self.segments[index].contains(addr).then_some(index)
+    }
+}
+
+struct Parsed {
+    segments: Vec<Segment>,
+    threads: Vec<CoreThread>,
+    psinfo: Option<PsInfo>,
+    siginfo: Option<SigInfo>,
+    auxv: Auxv,
+    files: Vec<FileMapping>,
+    producer: Producer,
+    truncation: Option<Truncation>,
+    note_count: usize,
+    unknown_notes: Vec<(String, u32)>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// `NT_GDB_TDESC`: gdb's target description, written only by gcore.
+const NT_GDB_TDESC: u32 = 0xff00_0000;
+
+fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
+    let not_core = |reason: &str| Error::NotACore {
+        path: path.into(),
+        reason: reason.into(),
+    };
+    let header = elf::FileHeader64::<object::Endianness>::parse(data)
+        .map_err(|e| not_core(&format!("bad ELF header ({e})")))?;
+    let endian = header.endian().map_err(|e| not_core(&e.to_string()))?;
+    if header.e_type(endian) != elf::ET_CORE {
+        return Err(not_core(&format!(
+            "ELF type {} is not ET_CORE",
+            header.e_type(endian).0
+        )));
+    }
+    if header.e_machine(endian) != elf::EM_X86_64 || !object::Endian::is_little_endian(endian) {
+        return Err(Error::Unsupported {
+            path: path.into(),
+            reason: format!(
+                "machine {} (only x86-64 is supported)",
+                header.e_machine(endian).0
+            ),
+        });
+    }
+    let phdrs = header
+        .program_headers(endian, data)
+        .map_err(|e| not_core(&format!("bad program headers ({e})")))?;
+    let mut diagnostics = Vec::new();
+    let file_len = data.len() as u64;
+    let mut segments = Vec::new();
+    let mut expected_size = file_len;
+    let mut segments_affected = 0;
+    let mut notes = NoteState::default();
+    for ph in phdrs.iter().take(MAX_SEGMENTS) {
+        let offset = ph.p_offset(endian);
+        let filesz = ph.p_filesz(endian);
+        let end = offset.saturating_add(filesz);
+        let available = file_len.saturating_sub(offset).min(filesz);
+        if end > file_len {
+            expected_size = expected_size.max(end);
+            segments_affected += 1;
+        }
+        match ph.p_type(endian) {
+            elf::PT_LOAD => {
+                let flags = ph.p_flags(endian).0;
+                segments.push(Segment {
+                    vaddr: ph.p_vaddr(endian),
+                    memsz: ph.p_memsz(endian).max(filesz),
+                    file_offset: offset,
+                    filesz,
+                    available,
+                    perms: Perms {
+                        read: flags & elf::PF_R.0 != 0,
+                        write: flags & elf::PF_W.0 != 0,
+                        execute: flags & elf::PF_X.0 != 0,
+                    },
+                });
+            }
+            elf::PT_NOTE => {
+                let start = offset.min(file_len) as usize;
+                let bytes = &data[start..start + available as usize];
+                if available < filesz {
+                    diagnostics.push(Diagnostic::warning(
+                        "core",
+                        format!(
+                            "the note segment at file offset {offset:#x} is cut short by truncation; \
+                             notes after byte {available} are lost"
+                        ),
+                    ));
+                }
+                notes.walk(endian, ph.p_align(endian), bytes, &mut diagnostics);
+            }
+            _ => {}
+        }
+    }
+    segments.sort_by_key(|s| s.vaddr);
+    let truncation = (segments_affected > 0).then_some(Truncation {
+        expected_size,
+        actual_size: file_len,
+        segments_affected,
+    });
+    if let Some(t) = &truncation {
+        diagnostics.push(Diagnostic::warning(
+            "core",
+            format!(
+                "the core is truncated: {} of {} bytes present, {} segments cut short; \
+                 everything still in the file stays readable",
+                t.actual_size, t.expected_size, t.segments_affected
+            ),
+        ));
+    }
+    if notes.threads.is_empty() {
+        diagnostics.push(Diagnostic::warning(
+            "core",
+            "the core has no NT_PRSTATUS notes, so no threads",
+        ));
+    }
+    let producer = if notes.saw_gdb_tdesc || notes.siginfo_count > 1 {
+        Producer::Gdb
+    } else {
+        Producer::Kernel
+    };
+    Ok(Parsed {
+        segments,
+        threads: notes.threads,
+        psinfo: notes.psinfo,
+        siginfo: notes.siginfo,
+        auxv: notes.auxv,
+        files: notes.files,
+        producer,
+        truncation,
+        note_count: notes.count,
+        unknown_notes: notes.unknown,
+        diagnostics,
+    })
+}
+
+#[derive(Default)]
+struct NoteState {
+    threads: Vec<CoreThread>,
+    psinfo: Option<PsInfo>,
+    siginfo: Option<SigInfo>,
+    auxv: Auxv,
+    files: Vec<FileMapping>,
+    siginfo_count: usize,
+    saw_gdb_tdesc: bool,
+    count: usize,
+    unknown: Vec<(String, u32)>,
+}
+
+impl NoteState {
+    fn walk(
+        &mut self,
+        endian: object::Endianness,
+        align: u64,
+        bytes: &[u8],
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        let mut iter = match NoteIterator::<elf::FileHeader64<object::Endianness>>::new(
+            endian, align, bytes,
+        ) {
+            Ok(iter) => iter,
+            Err(e) => {
+                diagnostics.push(Diagnostic::warning(
+                    "core",
+                    format!("note segment skipped: {e}"),
+                ));
+                return;
+            }
+        };
+        loop {
+            if self.count >= MAX_NOTES {
+                diagnostics.push(Diagnostic::warning(
+                    "core",
+                    format!("more than {MAX_NOTES} notes; the rest are ignored"),
+                ));
+                return;
+            }
+            let note = match iter.next() {
+                Ok(Some(note)) => note,
+                Ok(None) => return,
+                Err(e) => {
+                    diagnostics.push(Diagnostic::warning(
+                        "core",
+                        format!(
+                            "note {} is damaged ({e}); the notes after it are lost",
+                            self.count
+                        ),
+                    ));
+                    return;
+                }
+            };
+            self.count += 1;
+            self.decode(note.name(), note.n_type(endian).0, note.desc(), diagnostics);
+        }
+    }
+
+    fn decode(&mut self, name: &[u8], n_type: u32, desc: &[u8], diagnostics: &mut Vec<Diagnostic>) {
+        let is_core = name == b"CORE" || name == b"LINUX";
+        let bad = |what: &str, diagnostics: &mut Vec<Diagnostic>| {
+            diagnostics.push(Diagnostic::warning(
+                "core",
+                format!("{what} note is too short ({} bytes); ignored", desc.len()),
+            ));
+        };
+        match (is_core, n_type) {
+            (true, 1) => match notes::parse_prstatus(desc) {
+                Some(status) => self.threads.push(CoreThread {
+                    index: self.threads.len(),
+                    lwp: status.lwp,
+                    cursig: status.cursig,
+                    registers: status.registers,
+                    siginfo: None,
+                }),
+                None => bad("NT_PRSTATUS", diagnostics),
+            },
+            (true, 3) => match notes::parse_prpsinfo(desc) {
+                Some(info) => self.psinfo = Some(info),
+                None => bad("NT_PRPSINFO", diagnostics),
+            },
+            (true, 6) => self.auxv = notes::parse_auxv(desc),
+            (true, 0x5349_4749) => match notes::parse_siginfo(desc) {
+                Some(info) => {
+                    self.siginfo_count += 1;
+                    // gdb writes one SIGINFO after each thread's PRSTATUS.
+                    if let Some(thread) = self.threads.last_mut()
+                        && thread.siginfo.is_none()
+                    {
+                        thread.siginfo = Some(info);
+                    }
+                    if self.siginfo.is_none_or(|s| s.signo == 0) {
+                        self.siginfo = Some(info);
+                    }
+                }
+                None => bad("NT_SIGINFO", diagnostics),
+            },
+            (true, 0x4649_4c45) => match notes::parse_nt_file(desc) {
+                Some(files) => self.files = files,
+                None => bad("NT_FILE", diagnostics),
+            },
+            (_, NT_GDB_TDESC) => self.saw_gdb_tdesc = true,
+            // FPREGSET, XSTATE and friends: known, not needed yet.
+            (true, 2) | (true, 0x202) | (true, 0x205) => {}
+            _ => {
+                let name = String::from_utf8_lossy(name).into_owned();
+                if self.unknown.len() < 64
+                    && !self.unknown.iter().any(|(n, t)| *n == name && *t == n_type)
+                {
+                    self.unknown.push((name, n_type));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The `pymortem` binary.
+
+mod cli;
+
+fn main() {
+    std::process::exit(cli::run());
+}

@@ -1,0 +1,177 @@
+//! An ELF file on disk (or an in-memory image such as the vDSO), mapped and
+//! queried lazily: build-id, debug link, sections, load addresses.
+
+use std::fs::File;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+use object::{Object, ObjectSection};
+use serde::Serialize;
+
+/// Bytes of an ELF image: a file map or an owned buffer.
+#[derive(Debug, Clone)]
+pub enum ImageBytes {
+    /// A mapped file.
+    Mapped(Arc<Mmap>),
+    /// Bytes copied out of the core (the vDSO).
+    Owned(Arc<[u8]>),
+}
+
+impl Deref for ImageBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ImageBytes::Mapped(m) => m,
+            ImageBytes::Owned(b) => b,
+        }
+    }
+}
+
+/// How a section's contents are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SectionCompression {
+    /// Stored as is.
+    None,
+    /// `SHF_COMPRESSED` with zlib.
+    Zlib,
+    /// `SHF_COMPRESSED` with zstd.
+    Zstd,
+    /// Old GNU `.zdebug_*` sections.
+    GnuZlib,
+}
+
+/// A parsed-on-demand ELF image.
+#[derive(Debug, Clone)]
+pub struct ElfImage {
+    path: PathBuf,
+    bytes: ImageBytes,
+}
+
+impl ElfImage {
+    /// Map the file at `path`; `None` if it cannot be opened or is not ELF.
+    pub fn open(path: &Path) -> Option<ElfImage> {
+        let file = File::open(path).ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        // SAFETY: read-only map; contents are validated by `object` before use.
+        let map = unsafe { Mmap::map(&file) }.ok()?;
+        let image = ElfImage {
+            path: path.to_path_buf(),
+            bytes: ImageBytes::Mapped(Arc::new(map)),
+        };
+        if image.parse().is_some() {
+            Some(image)
+        } else {
+            None
+        }
+    }
+
+    /// An image held in memory, e.g. the vDSO copied from the core.
+    pub fn from_bytes(label: &str, bytes: Vec<u8>) -> Option<ElfImage> {
+        let image = ElfImage {
+            path: PathBuf::from(label),
+            bytes: ImageBytes::Owned(bytes.into()),
+        };
+        if image.parse().is_some() {
+            Some(image)
+        } else {
+            None
+        }
+    }
+
+    /// Where the image came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw bytes.
+    pub fn bytes(&self) -> &ImageBytes {
+        &self.bytes
+    }
+
+    /// The file map, when the image is a mapped file.
+    pub fn mmap(&self) -> Option<&Arc<Mmap>> {
+        match &self.bytes {
+            ImageBytes::Mapped(m) => Some(m),
+            ImageBytes::Owned(_) => None,
+        }
+    }
+
+    /// Parse the image with `object`. Cheap: headers only.
+    pub fn parse(&self) -> Option<ElfFile64<'_>> {
+        ElfFile64::parse(&*self.bytes).ok()
+    }
+
+    /// The GNU build-id.
+    pub fn build_id(&self) -> Option<Vec<u8>> {
+        self.parse()?.build_id().ok().flatten().map(<[u8]>::to_vec)
+    }
+
+    /// The `.gnu_debuglink` file name and CRC.
+    pub fn debuglink(&self) -> Option<(String, u32)> {
+        let file = self.parse()?;
+        let (name, crc) = file.gnu_debuglink().ok().flatten()?;
+        Some((String::from_utf8_lossy(name).into_owned(), crc))
+    }
+
+    /// Lowest `PT_LOAD` virtual address, page-aligned down.
+    pub fn first_load_vaddr(&self) -> Option<u64> {
+        let file = self.parse()?;
+        let endian = file.endian();
+        file.elf_program_headers()
+            .iter()
+            .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
+            .map(|ph| ph.p_vaddr(endian) & !0xfff)
+            .min()
+    }
+
+    /// Whether the image holds DWARF (`.debug_info` with real contents).
+    pub fn has_dwarf(&self) -> bool {
+        self.parse().is_some_and(|f| {
+            f.section_by_name(".debug_info")
+                .is_some_and(|s| s.kind() != object::SectionKind::UninitializedData && s.size() > 0)
+        })
+    }
+
+    /// Whether the image has a `.symtab`.
+    pub fn has_symtab(&self) -> bool {
+        self.parse()
+            .is_some_and(|f| !f.elf_symbol_table().is_empty())
+    }
+
+    /// How `.debug_info` is compressed.
+    pub fn debug_compression(&self) -> SectionCompression {
+        let Some(file) = self.parse() else {
+            return SectionCompression::None;
+        };
+        let Some(section) = file.section_by_name(".debug_info") else {
+            return SectionCompression::None;
+        };
+        if section.name().is_ok_and(|n| n.starts_with(".zdebug")) {
+            return SectionCompression::GnuZlib;
+        }
+        match section.compressed_file_range().map(|r| r.format) {
+            Ok(object::CompressionFormat::Zlib) => SectionCompression::Zlib,
+            Ok(object::CompressionFormat::Zstandard) => SectionCompression::Zstd,
+            _ => SectionCompression::None,
+        }
+    }
+
+    /// A section's contents, decompressed if needed.
+    pub fn section_data(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let file = self.parse()?;
+        let section = file.section_by_name(name)?;
+        section.uncompressed_data().ok()
+    }
+
+    /// The ELF type (`ET_EXEC`, `ET_DYN`, ...).
+    pub fn elf_type(&self) -> Option<u16> {
+        let file = self.parse()?;
+        Some(file.elf_header().e_type(file.endian()).0)
+    }
+}

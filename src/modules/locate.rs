@@ -1,0 +1,210 @@
+//! Finding files named by the core: the sysroot, `--exe`, and debug files.
+//!
+//! A path taken from the core is resolved like a chroot would resolve it:
+//! `..` never climbs above the sysroot and absolute symlinks restart at the
+//! sysroot, so nothing in a core can make pymortem read outside it.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use super::ElfImage;
+
+/// Symlinks followed while resolving one path, as in Linux's `MAXSYMLINKS`.
+const MAX_SYMLINKS: usize = 40;
+
+/// Where to look for files.
+#[derive(Debug, Clone, Default)]
+pub struct SearchPaths {
+    /// Root for every absolute path taken from the core.
+    pub sysroot: Option<PathBuf>,
+    /// The main executable, overriding the recorded path.
+    pub exe: Option<PathBuf>,
+    /// Debug-file directories given by the user, searched first.
+    pub debug_dirs: Vec<PathBuf>,
+    /// Skip `/usr/lib/debug` (on the host and under the sysroot).
+    pub no_default_debug_dir: bool,
+}
+
+impl SearchPaths {
+    /// The root that core paths are resolved under.
+    pub fn root(&self) -> &Path {
+        self.sysroot.as_deref().unwrap_or(Path::new("/"))
+    }
+
+    /// Debug directories in search order: the user's, then `/usr/lib/debug`
+    /// under the sysroot, then the host's.
+    pub fn debug_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = self.debug_dirs.clone();
+        if !self.no_default_debug_dir {
+            if let Some(root) = &self.sysroot
+                && let Some(p) = resolve_in_root(root, "/usr/lib/debug")
+            {
+                dirs.push(p);
+            }
+            dirs.push(PathBuf::from("/usr/lib/debug"));
+        }
+        dirs.dedup();
+        dirs
+    }
+}
+
+/// Resolve `path` (absolute, from the core) inside `root`, following symlinks
+/// without ever leaving `root`. Returns the host path if the file exists.
+pub fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut pending: Vec<String> = components(path);
+    pending.reverse();
+    let mut resolved: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        match part.as_str() {
+            "." | "" => continue,
+            ".." => {
+                resolved.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let host = join(root, &resolved).join(&part);
+        match std::fs::symlink_metadata(&host) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return None;
+                }
+                let target = std::fs::read_link(&host).ok()?;
+                let target = target.to_string_lossy().into_owned();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                let mut parts = components(&target);
+                parts.reverse();
+                pending.extend(parts);
+            }
+            Ok(_) => resolved.push(part),
+            Err(_) => return None,
+        }
+    }
+    Some(join(root, &resolved))
+}
+
+fn components(path: &str) -> Vec<String> {
+    Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            Component::ParentDir => Some("..".to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join(root: &Path, parts: &[String]) -> PathBuf {
+    let mut p = root.to_path_buf();
+    p.extend(parts);
+    p
+}
+
+/// How a module's debug information was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DebugVia {
+    /// The module file itself holds DWARF.
+    Embedded,
+    /// `<debug-dir>/.build-id/xx/rest.debug`.
+    BuildId,
+    /// `.gnu_debuglink`, CRC checked.
+    Debuglink,
+}
+
+/// Look for a separate debug file by build-id, then by `.gnu_debuglink`.
+pub fn find_debug_file(
+    paths: &SearchPaths,
+    build_id: Option<&[u8]>,
+    module_file: Option<&ElfImage>,
+    recorded_path: &str,
+) -> Option<(ElfImage, DebugVia)> {
+    let dirs = paths.debug_dirs();
+    if let Some(id) = build_id.filter(|id| id.len() >= 2) {
+        let hex = hex(id);
+        let rel = format!(".build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+        for dir in &dirs {
+            let Some(candidate) = resolve_in_root(dir, &rel) else {
+                continue;
+            };
+            if let Some(image) = ElfImage::open(&candidate)
+                && image.build_id().as_deref() == Some(id)
+            {
+                return Some((image, DebugVia::BuildId));
+            }
+        }
+    }
+    let file = module_file?;
+    let (name, crc) = file.debuglink()?;
+    if name.contains('/') {
+        return None;
+    }
+    let file_dir = file
+        .path()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let recorded_dir = Path::new(recorded_path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut candidates = vec![file_dir.join(&name), file_dir.join(".debug").join(&name)];
+    for dir in &dirs {
+        if let Some(p) = resolve_in_root(dir, &format!("{recorded_dir}/{name}")) {
+            candidates.push(p);
+        }
+    }
+    candidates
+        .into_iter()
+        .filter(|c| c != file.path())
+        .filter_map(|c| ElfImage::open(&c))
+        .find(|image| crc32fast::hash(image.bytes()) == crc && image.has_dwarf())
+        .map(|image| (image, DebugVia::Debuglink))
+}
+
+/// Lower-case hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotdot_never_leaves_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/lib")).unwrap();
+        std::fs::write(root.path().join("usr/lib/x.so"), b"x").unwrap();
+        let got = resolve_in_root(root.path(), "/../../../../usr/lib/x.so").unwrap();
+        assert_eq!(got, root.path().join("usr/lib/x.so"));
+        assert!(resolve_in_root(root.path(), "/../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn absolute_symlinks_restart_at_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("usr/lib")).unwrap();
+        std::fs::write(root.path().join("usr/lib/libc.so"), b"x").unwrap();
+        std::os::unix::fs::symlink("/usr/lib", root.path().join("lib")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("escape")).unwrap();
+        assert_eq!(
+            resolve_in_root(root.path(), "/lib/libc.so").unwrap(),
+            root.path().join("usr/lib/libc.so")
+        );
+        assert!(resolve_in_root(root.path(), "/escape").is_none());
+    }
+
+    #[test]
+    fn symlink_loops_end() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/b", root.path().join("a")).unwrap();
+        std::os::unix::fs::symlink("/a", root.path().join("b")).unwrap();
+        assert!(resolve_in_root(root.path(), "/a").is_none());
+    }
+}

@@ -1,0 +1,533 @@
+//! Modules (the executable, shared libraries, the vDSO), their files on disk,
+//! their debug information and their symbols.
+
+mod elf_image;
+mod locate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+
+pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
+pub use locate::{DebugVia, SearchPaths, find_debug_file, hex, resolve_in_root};
+
+use crate::core::CoreFile;
+use crate::error::Diagnostic;
+use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
+use crate::symbols::SymbolTable;
+
+/// Program headers read from a module's first page are capped at this count.
+const MAX_PHDRS: u64 = 256;
+/// Build-id notes longer than this are not believed.
+const MAX_BUILD_ID: u32 = 64;
+/// The vDSO image copied out of the core is capped at this size.
+const MAX_VDSO_SIZE: u64 = 1 << 20;
+
+/// What kind of module this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModuleKind {
+    /// The main program.
+    Executable,
+    /// A shared library or other mapped ELF file.
+    Library,
+    /// The kernel's vDSO.
+    Vdso,
+}
+
+/// The state of a module's file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Found, and its build-id equals the core's.
+    Verified {
+        /// Where it was found.
+        path: PathBuf,
+    },
+    /// Found, but the core holds no build-id to check it against; used for
+    /// symbols only, never for memory.
+    Unverified {
+        /// Where it was found.
+        path: PathBuf,
+    },
+    /// Found, but it is a different build from the one the process ran.
+    Mismatch {
+        /// Where it was found.
+        path: PathBuf,
+        /// Build-id of the file on disk.
+        file_build_id: Option<String>,
+    },
+    /// Not found.
+    Missing {
+        /// The host paths that were tried.
+        tried: Vec<PathBuf>,
+    },
+    /// The image lives in the core itself (the vDSO).
+    InCore,
+}
+
+/// The state of a module's debug information.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DebugStatus {
+    /// DWARF was found.
+    Found {
+        /// The file holding it.
+        path: PathBuf,
+        /// How it was found.
+        via: DebugVia,
+        /// How `.debug_info` is compressed.
+        compression: SectionCompression,
+    },
+    /// No DWARF was found.
+    Missing {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One module of the process.
+#[derive(Debug)]
+pub struct Module {
+    /// Executable, library or vDSO.
+    pub kind: ModuleKind,
+    /// The path recorded in the core, without a ` (deleted)` suffix.
+    pub recorded_path: String,
+    /// The file had been deleted when the core was written.
+    pub deleted: bool,
+    /// Lowest mapped address.
+    pub base: u64,
+    /// One past the highest mapped address.
+    pub end: u64,
+    /// Runtime address minus link-time address.
+    pub load_bias: Option<u64>,
+    /// Build-id read from the module's first page in the core.
+    pub build_id: Option<Vec<u8>>,
+    /// The module's file.
+    pub file_status: FileStatus,
+    /// Its debug information.
+    pub debug_status: DebugStatus,
+    file: Option<ElfImage>,
+    debug_file: Option<ElfImage>,
+    symbols: OnceLock<Arc<SymbolTable>>,
+}
+
+impl Module {
+    /// The file name part of the recorded path.
+    pub fn name(&self) -> &str {
+        self.recorded_path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.recorded_path)
+    }
+    /// Whether `addr` lies in the module's mapped range.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end
+    }
+    /// The module's ELF image, if found (verified, unverified, or the vDSO).
+    pub fn file(&self) -> Option<&ElfImage> {
+        self.file.as_ref()
+    }
+    /// The separate debug file, or the module file when it embeds DWARF.
+    pub fn debug_file(&self) -> Option<&ElfImage> {
+        self.debug_file.as_ref()
+    }
+    /// Build-id as lower-case hex.
+    pub fn build_id_hex(&self) -> Option<String> {
+        self.build_id.as_deref().map(hex)
+    }
+    /// Symbols from the module file and its debug file, built on first use.
+    pub fn symbols(&self) -> Arc<SymbolTable> {
+        self.symbols
+            .get_or_init(|| {
+                let images: Vec<&ElfImage> =
+                    self.file.iter().chain(self.debug_file.iter()).collect();
+                Arc::new(SymbolTable::from_images(&images))
+            })
+            .clone()
+    }
+    /// Runtime address of a symbol, optionally scoped to a source file.
+    pub fn symbol_address(&self, name: &str, file: Option<&str>) -> Option<u64> {
+        let sym = self.symbols().find(name, file)?.address;
+        Some(sym.wrapping_add(self.load_bias?))
+    }
+}
+
+/// All modules of a process plus the memory view they back.
+#[derive(Debug)]
+pub struct ModuleSet {
+    modules: Vec<Arc<Module>>,
+    /// Mappings that are not ELF files (locale archives, data files).
+    pub data_mappings: Vec<String>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl ModuleSet {
+    /// Find every module of `core`, locate its files and attach the verified
+    /// ones to `memory`.
+    pub fn load(core: &CoreFile, memory: &mut ProcessMemory, paths: &SearchPaths) -> ModuleSet {
+        let mut groups: BTreeMap<&str, Vec<&crate::core::FileMapping>> = BTreeMap::new();
+        for m in core.file_mappings() {
+            groups.entry(m.path.as_str()).or_default().push(m);
+        }
+        let exe_addr = core.auxv().phdr.or(core.auxv().entry);
+        let mut modules = Vec::new();
+        let mut data_mappings = Vec::new();
+        let mut diagnostics = Vec::new();
+        for (path, maps) in groups {
+            let base = maps
+                .iter()
+                .filter(|m| m.file_offset == 0)
+                .map(|m| m.start)
+                .min()
+                .unwrap_or_else(|| maps.iter().map(|m| m.start).min().unwrap_or(0));
+            let end = maps.iter().map(|m| m.end).max().unwrap_or(base);
+            let is_exe = exe_addr.is_some_and(|a| maps.iter().any(|m| a >= m.start && a < m.end));
+            let module = locate_module(memory, paths, path, base, end, is_exe, &mut diagnostics);
+            match module {
+                Some(module) => {
+                    let state = match &module.file_status {
+                        FileStatus::Verified { .. } => {
+                            match module.file.as_ref().and_then(ElfImage::mmap) {
+                                Some(map) => MappingState::Backed(FileBacking {
+                                    path: module
+                                        .file
+                                        .as_ref()
+                                        .map(|f| f.path().to_path_buf())
+                                        .unwrap_or_default(),
+                                    map: map.clone(),
+                                }),
+                                None => MappingState::Unverified,
+                            }
+                        }
+                        FileStatus::Unverified { .. } => MappingState::Unverified,
+                        FileStatus::Mismatch { .. } => MappingState::BuildIdMismatch,
+                        FileStatus::Missing { .. } => MappingState::Missing,
+                        FileStatus::InCore => MappingState::Unresolved,
+                    };
+                    memory.set_file_state(path, &state);
+                    modules.push(Arc::new(module));
+                }
+                None => data_mappings.push(path.to_string()),
+            }
+        }
+        if let Some(vdso) = core
+            .auxv()
+            .sysinfo_ehdr
+            .and_then(|base| load_vdso(memory, base))
+        {
+            modules.push(Arc::new(vdso));
+        }
+        modules.sort_by_key(|m| m.base);
+        ModuleSet {
+            modules,
+            data_mappings,
+            diagnostics,
+        }
+    }
+
+    /// Every module, sorted by base address.
+    pub fn modules(&self) -> &[Arc<Module>] {
+        &self.modules
+    }
+    /// The main executable.
+    pub fn executable(&self) -> Option<&Arc<Module>> {
+        self.modules
+            .iter()
+            .find(|m| m.kind == ModuleKind::Executable)
+    }
+    /// The module containing `addr`.
+    pub fn by_address(&self, addr: u64) -> Option<&Arc<Module>> {
+        let after = self.modules.partition_point(|m| m.base <= addr);
+        self.modules[..after]
+            .iter()
+            .rev()
+            .find(|m| m.contains(addr))
+    }
+    /// Problems found while locating files.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+}
+
+/// What the module's first page in the core says about it.
+struct CoreElfInfo {
+    build_id: Option<Vec<u8>>,
+    first_load_vaddr: Option<u64>,
+    extent: u64,
+}
+
+/// Parse the ELF header and program headers at `base` from core memory.
+fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
+    let mut ehdr = [0u8; 64];
+    mem.read_exact_at(base, &mut ehdr).ok()?;
+    if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
+        return None;
+    }
+    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().ok()?);
+    let phentsize = u64::from(u16::from_le_bytes(ehdr[54..56].try_into().ok()?));
+    let phnum = u64::from(u16::from_le_bytes(ehdr[56..58].try_into().ok()?)).min(MAX_PHDRS);
+    if phentsize != 56 {
+        return Some(CoreElfInfo {
+            build_id: None,
+            first_load_vaddr: None,
+            extent: 0,
+        });
+    }
+    let mut loads = Vec::new();
+    let mut notes = Vec::new();
+    for i in 0..phnum {
+        let mut ph = [0u8; 56];
+        if mem
+            .read_exact_at(base.wrapping_add(phoff + i * 56), &mut ph)
+            .is_err()
+        {
+            break;
+        }
+        let p_type = u32::from_le_bytes(ph[0..4].try_into().ok()?);
+        let vaddr = u64::from_le_bytes(ph[16..24].try_into().ok()?);
+        let memsz = u64::from_le_bytes(ph[40..48].try_into().ok()?);
+        match p_type {
+            1 => loads.push((vaddr, memsz)),
+            4 => notes.push((vaddr, memsz)),
+            _ => {}
+        }
+    }
+    let first_load_vaddr = loads.iter().map(|&(v, _)| v & !0xfff).min();
+    let bias = base.wrapping_sub(first_load_vaddr.unwrap_or(0));
+    let extent = loads
+        .iter()
+        .map(|&(v, m)| v.saturating_add(m))
+        .max()
+        .unwrap_or(0)
+        .saturating_sub(first_load_vaddr.unwrap_or(0));
+    let build_id = notes.iter().find_map(|&(vaddr, size)| {
+        let bytes = mem.read_bytes(bias.wrapping_add(vaddr), size, 4096).ok()?;
+        build_id_from_notes(&bytes)
+    });
+    Some(CoreElfInfo {
+        build_id,
+        first_load_vaddr,
+        extent,
+    })
+}
+
+/// Find an `NT_GNU_BUILD_ID` in raw note bytes.
+fn build_id_from_notes(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut pos = 0usize;
+    while pos + 12 <= bytes.len() {
+        let word = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
+        let (namesz, descsz, n_type) = (word(pos), word(pos + 4), word(pos + 8));
+        let name_start = pos + 12;
+        let desc_start = name_start.checked_add((namesz as usize).next_multiple_of(4))?;
+        let desc_end = desc_start.checked_add(descsz as usize)?;
+        if desc_end > bytes.len() {
+            return None;
+        }
+        if n_type == 3
+            && bytes.get(name_start..name_start + 4) == Some(b"GNU\0")
+            && descsz <= MAX_BUILD_ID
+        {
+            return Some(bytes[desc_start..desc_end].to_vec());
+        }
+        pos = desc_end.next_multiple_of(4);
+    }
+    None
+}
+
+fn locate_module(
+    memory: &ProcessMemory,
+    paths: &SearchPaths,
+    recorded: &str,
+    base: u64,
+    end: u64,
+    is_exe: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Module> {
+    let (clean, deleted) = match recorded.strip_suffix(" (deleted)") {
+        Some(p) => (p, true),
+        None => (recorded, false),
+    };
+    let core_info = read_core_elf(&memory.core_only(), base);
+    let mut tried = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if is_exe && let Some(exe) = &paths.exe {
+        candidates.push(exe.clone());
+    }
+    match resolve_in_root(paths.root(), clean) {
+        Some(p) => candidates.push(p),
+        None => tried.push(paths.root().join(clean.trim_start_matches('/'))),
+    }
+    let image = candidates.iter().find_map(|c| {
+        tried.push(c.clone());
+        ElfImage::open(c)
+    });
+    // Not ELF in the core and not ELF on disk: a data file such as locale-archive.
+    if core_info.is_none() && image.is_none() {
+        return None;
+    }
+    let core_build_id = core_info.as_ref().and_then(|i| i.build_id.clone());
+    let file_status = match &image {
+        None => FileStatus::Missing { tried },
+        Some(img) => {
+            let path = img.path().to_path_buf();
+            match (&core_build_id, img.build_id()) {
+                (Some(core_id), Some(file_id)) if *core_id == file_id => {
+                    FileStatus::Verified { path }
+                }
+                (Some(_), file_id) => FileStatus::Mismatch {
+                    path,
+                    file_build_id: file_id.as_deref().map(hex),
+                },
+                (None, _) => FileStatus::Unverified { path },
+            }
+        }
+    };
+    if let FileStatus::Mismatch { path, .. } = &file_status {
+        diagnostics.push(Diagnostic::warning(
+            "modules",
+            format!(
+                "{}: build-id differs from the one in the core; the file is ignored. \
+                     Pass the right build with --sysroot or --exe",
+                path.display()
+            ),
+        ));
+    }
+    let usable = matches!(
+        file_status,
+        FileStatus::Verified { .. } | FileStatus::Unverified { .. }
+    );
+    let file = if usable { image } else { None };
+    let first_vaddr = core_info
+        .as_ref()
+        .and_then(|i| i.first_load_vaddr)
+        .or_else(|| file.as_ref()?.first_load_vaddr());
+    let load_bias = first_vaddr.map(|v| base.wrapping_sub(v));
+    let (debug_file, debug_status) =
+        locate_debug(paths, core_build_id.as_deref(), file.as_ref(), clean);
+    Some(Module {
+        kind: if is_exe {
+            ModuleKind::Executable
+        } else {
+            ModuleKind::Library
+        },
+        recorded_path: clean.to_string(),
+        deleted,
+        base,
+        end,
+        load_bias,
+        build_id: core_build_id,
+        file_status,
+        debug_status,
+        file,
+        debug_file,
+        symbols: OnceLock::new(),
+    })
+}
+
+fn locate_debug(
+    paths: &SearchPaths,
+    build_id: Option<&[u8]>,
+    file: Option<&ElfImage>,
+    recorded: &str,
+) -> (Option<ElfImage>, DebugStatus) {
+    if let Some(f) = file.filter(|f| f.has_dwarf()) {
+        let status = DebugStatus::Found {
+            path: f.path().to_path_buf(),
+            via: DebugVia::Embedded,
+            compression: f.debug_compression(),
+        };
+        return (Some(f.clone()), status);
+    }
+    let id = build_id
+        .map(<[u8]>::to_vec)
+        .or_else(|| file.and_then(ElfImage::build_id));
+    match find_debug_file(paths, id.as_deref(), file, recorded) {
+        Some((image, via)) if image.has_dwarf() => {
+            let status = DebugStatus::Found {
+                path: image.path().to_path_buf(),
+                via,
+                compression: image.debug_compression(),
+            };
+            (Some(image), status)
+        }
+        Some((image, via)) => {
+            // A debug file with symbols but no DWARF still helps symbolization.
+            let reason = format!("{} has no DWARF", image.path().display());
+            let _ = via;
+            (Some(image), DebugStatus::Missing { reason })
+        }
+        None => {
+            let reason = match (&id, file) {
+                (None, None) => "no build-id and no file to read a debug link from".to_string(),
+                _ => format!(
+                    "no DWARF in the file, no build-id match and no debug link match under {}",
+                    paths
+                        .debug_dirs()
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            (None, DebugStatus::Missing { reason })
+        }
+    }
+}
+
+fn load_vdso(memory: &ProcessMemory, base: u64) -> Option<Module> {
+    let info = read_core_elf(&memory.core_only(), base)?;
+    let size = info.extent.clamp(4096, MAX_VDSO_SIZE);
+    let bytes = memory
+        .core_only()
+        .read_bytes(base, size, MAX_VDSO_SIZE)
+        .ok()?;
+    let image = ElfImage::from_bytes("[vdso]", bytes);
+    let load_bias = info.first_load_vaddr.map(|v| base.wrapping_sub(v));
+    Some(Module {
+        kind: ModuleKind::Vdso,
+        recorded_path: "[vdso]".to_string(),
+        deleted: false,
+        base,
+        end: base.saturating_add(size),
+        load_bias,
+        build_id: info.build_id,
+        file_status: FileStatus::InCore,
+        debug_status: DebugStatus::Missing {
+            reason: "the vDSO carries no DWARF".into(),
+        },
+        file: image,
+        debug_file: None,
+        symbols: OnceLock::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_id_note_is_found_among_others() {
+        let mut notes = Vec::new();
+        // An ABI tag note, then the build-id.
+        notes.extend_from_slice(&4u32.to_le_bytes());
+        notes.extend_from_slice(&16u32.to_le_bytes());
+        notes.extend_from_slice(&1u32.to_le_bytes());
+        notes.extend_from_slice(b"GNU\0");
+        notes.extend_from_slice(&[0u8; 16]);
+        notes.extend_from_slice(&4u32.to_le_bytes());
+        notes.extend_from_slice(&4u32.to_le_bytes());
+        notes.extend_from_slice(&3u32.to_le_bytes());
+        notes.extend_from_slice(b"GNU\0");
+        notes.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            build_id_from_notes(&notes),
+            Some(vec![0xde, 0xad, 0xbe, 0xef])
+        );
+        // A descsz that runs past the end is not believed.
+        notes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(build_id_from_notes(&notes), None);
+    }
+}

@@ -1,0 +1,11 @@
+//! Report models. Each command's text tables and `--json` output are rendered
+//! from the same serde model; the JSON schema is versioned and documented in
+//! `docs/json-schema.md`.
+
+mod info;
+pub mod signals;
+
+pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
+
+/// Version of the JSON schema family. Bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
