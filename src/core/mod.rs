@@ -142,6 +142,7 @@ pub struct CoreFile {
     truncation: Option<Truncation>,
     note_count: usize,
     unknown_notes: Vec<(String, u32)>,
+    note_records: Vec<NoteRecord>,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -202,6 +203,7 @@ impl CoreFile {
             truncation: parsed.truncation,
             note_count: parsed.note_count,
             unknown_notes: parsed.unknown_notes,
+            note_records: parsed.note_records,
             diagnostics,
         };
         core.diagnostics.extend(parsed.diagnostics);
@@ -260,6 +262,10 @@ impl CoreFile {
     pub fn unknown_notes(&self) -> &[(String, u32)] {
         &self.unknown_notes
     }
+    /// Every note in file order (up to 65536).
+    pub fn note_records(&self) -> &[NoteRecord] {
+        &self.note_records
+    }
     /// Problems found while parsing.
     pub fn diagnostics(&self) -> &[Diagnostic] {
         &self.diagnostics
@@ -292,6 +298,7 @@ impl CoreFile {
 }
 
 struct Parsed {
+    note_records: Vec<NoteRecord>,
     segments: Vec<Segment>,
     threads: Vec<CoreThread>,
     psinfo: Option<PsInfo>,
@@ -304,6 +311,20 @@ struct Parsed {
     unknown_notes: Vec<(String, u32)>,
     diagnostics: Vec<Diagnostic>,
 }
+
+/// One note as it appears in the core, decoded or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoteRecord {
+    /// The owner name without its NUL (`CORE`, `LINUX`, ...).
+    pub name: String,
+    /// The note type.
+    pub n_type: u32,
+    /// Length of the descriptor in bytes.
+    pub desc_len: usize,
+}
+
+/// Note records kept for inspection; the count is still tracked past this.
+const MAX_NOTE_RECORDS: usize = 1 << 16;
 
 /// `NT_GDB_TDESC`: gdb's target description, written only by gcore.
 const NT_GDB_TDESC: u32 = 0xff00_0000;
@@ -420,6 +441,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
         truncation,
         note_count: notes.count,
         unknown_notes: notes.unknown,
+        note_records: notes.records,
         diagnostics,
     })
 }
@@ -435,6 +457,7 @@ struct NoteState {
     saw_gdb_tdesc: bool,
     count: usize,
     unknown: Vec<(String, u32)>,
+    records: Vec<NoteRecord>,
 }
 
 impl NoteState {
@@ -480,6 +503,13 @@ impl NoteState {
                 }
             };
             self.count += 1;
+            if self.records.len() < MAX_NOTE_RECORDS {
+                self.records.push(NoteRecord {
+                    name: String::from_utf8_lossy(note.name()).into_owned(),
+                    n_type: note.n_type(endian).0,
+                    desc_len: note.desc().len(),
+                });
+            }
             self.decode(note.name(), note.n_type(endian).0, note.desc(), diagnostics);
         }
     }

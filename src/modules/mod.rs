@@ -168,6 +168,12 @@ impl ModuleSet {
     /// Find every module of `core`, locate its files and attach the verified
     /// ones to `memory`.
     pub fn load(core: &CoreFile, memory: &mut ProcessMemory, paths: &SearchPaths) -> ModuleSet {
+        // An absolute sysroot lets recorded host paths inside it be recognised.
+        let mut paths = paths.clone();
+        if let Some(root) = paths.sysroot.as_ref().and_then(|r| std::fs::canonicalize(r).ok()) {
+            paths.sysroot = Some(root);
+        }
+        let paths = &paths;
         let mut groups: BTreeMap<&str, Vec<&crate::core::FileMapping>> = BTreeMap::new();
         for m in core.file_mappings() {
             groups.entry(m.path.as_str()).or_default().push(m);
@@ -356,7 +362,14 @@ fn locate_module(
     if is_exe && let Some(exe) = &paths.exe {
         candidates.push(exe.clone());
     }
-    match resolve_in_root(paths.root(), clean) {
+    // gdb run outside a chroot records host paths that already start with the
+    // sysroot; they are still inside it.
+    let in_root = paths
+        .sysroot
+        .as_deref()
+        .and_then(|root| std::path::Path::new(clean).strip_prefix(root).ok())
+        .map(|rest| format!("/{}", rest.display()));
+    match resolve_in_root(paths.root(), in_root.as_deref().unwrap_or(clean)) {
         Some(p) => candidates.push(p),
         None => tried.push(paths.root().join(clean.trim_start_matches('/'))),
     }

@@ -1,0 +1,61 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+pub mod synth;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The sample-core manifest written by `sample-cores/generate.py`.
+///
+/// Tests on generated cores fail, rather than skip, when it is missing: CI
+/// generates it first, and a developer is told how.
+pub fn manifest() -> Vec<Value> {
+    let dir = std::env::var_os("PYMORTEM_CORES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("sample-cores/generated"));
+    let path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py \
+             (or set PYMORTEM_CORES to a folder holding manifest.json)",
+            path.display()
+        )
+    });
+    let value: Value = serde_json::from_str(&text).expect("manifest.json is valid JSON");
+    match value {
+        Value::Array(items) => items,
+        Value::Object(mut o) => match o.remove("cores") {
+            Some(Value::Array(items)) => items,
+            _ => panic!("manifest.json has no cores list"),
+        },
+        _ => panic!("manifest.json is not a list"),
+    }
+}
+
+/// Run the pymortem binary and return (exit code, stdout, stderr).
+pub fn pymortem(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pymortem"))
+        .args(args)
+        .output()
+        .expect("run pymortem");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Write `bytes` to a new temp file and return its path (kept alive by the dir).
+pub fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
