@@ -1,0 +1,98 @@
+//! Command-line conventions: documented JSON, exit codes, closed pipes.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn keys(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                out.insert(k.clone());
+                keys(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+fn synthetic_core(dir: &std::path::Path) -> std::path::PathBuf {
+    support::write_temp(dir, "core", &support::synth::sample().build())
+}
+
+#[test]
+fn every_json_key_is_documented() {
+    let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cores = vec![synthetic_core(dir.path()).to_string_lossy().into_owned()];
+    // Real cores with modules, debug info and Python, and truncated copies:
+    // a kernel core keeps its notes (they come first), a gcore core loses them.
+    let manifest = support::manifest();
+    for kind in ["kernel", "gcore"] {
+        let real = manifest
+            .iter()
+            .find(|e| e["interp"] == "pyenv-3.11.7" && e["scenario"] == "threads" && e["kind"] == kind)
+            .unwrap();
+        let real_path = real["core"].as_str().unwrap().to_string();
+        let bytes = std::fs::read(&real_path).unwrap();
+        let cut = support::write_temp(dir.path(), &format!("cut-{kind}.core"), &bytes[..bytes.len() * 2 / 3]);
+        cores.push(real_path);
+        cores.push(cut.to_string_lossy().into_owned());
+    }
+    let mut all = BTreeSet::new();
+    for core in &cores {
+        let (code, stdout, stderr) = support::pymortem(&["info", "--json", core]);
+        assert_eq!(code, 0, "{core}: {stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["schema"], "info");
+        assert_eq!(v["schema_version"], 1);
+        if !core.ends_with("cut-gcore.core") {
+            assert!(v["threads"][0]["pthread_id"].is_u64(), "{core}: threads survive, addresses are integers");
+        }
+        keys(&v, &mut all);
+    }
+    assert!(all.contains("truncated") && all.contains("expected_size"), "the truncated core reports truncation");
+    let undocumented: Vec<&String> = all.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
+    assert!(undocumented.is_empty(), "keys missing from docs/json-schema.md: {undocumented:?}");
+}
+
+#[test]
+fn text_output_names_threads_and_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = synthetic_core(dir.path());
+    let (code, stdout, _) = support::pymortem(&["info", core.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("SIGSEGV (11)"), "{stdout}");
+    assert!(stdout.contains("SEGV_MAPERR"), "{stdout}");
+    assert!(stdout.contains("0xdeadbeef"), "{stdout}");
+    assert!(stdout.contains("4243"), "{stdout}");
+}
+
+#[test]
+fn closed_pipe_exits_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = synthetic_core(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pymortem"))
+        .args(["info", core.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, stderr) = support::pymortem(&["info"]);
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = support::pymortem(&["info", "/nonexistent/core"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/core"), "{stderr}");
+}
