@@ -35,11 +35,17 @@ fn every_json_key_is_documented() {
     for kind in ["kernel", "gcore"] {
         let real = manifest
             .iter()
-            .find(|e| e["interp"] == "pyenv-3.11.7" && e["scenario"] == "threads" && e["kind"] == kind)
+            .find(|e| {
+                e["interp"] == "pyenv-3.11.7" && e["scenario"] == "threads" && e["kind"] == kind
+            })
             .unwrap();
         let real_path = real["core"].as_str().unwrap().to_string();
         let bytes = std::fs::read(&real_path).unwrap();
-        let cut = support::write_temp(dir.path(), &format!("cut-{kind}.core"), &bytes[..bytes.len() * 2 / 3]);
+        let cut = support::write_temp(
+            dir.path(),
+            &format!("cut-{kind}.core"),
+            &bytes[..bytes.len() * 2 / 3],
+        );
         cores.push(real_path);
         cores.push(cut.to_string_lossy().into_owned());
     }
@@ -51,13 +57,25 @@ fn every_json_key_is_documented() {
         assert_eq!(v["schema"], "info");
         assert_eq!(v["schema_version"], 1);
         if !core.ends_with("cut-gcore.core") {
-            assert!(v["threads"][0]["pthread_id"].is_u64(), "{core}: threads survive, addresses are integers");
+            assert!(
+                v["threads"][0]["pthread_id"].is_u64(),
+                "{core}: threads survive, addresses are integers"
+            );
         }
         keys(&v, &mut all);
     }
-    assert!(all.contains("truncated") && all.contains("expected_size"), "the truncated core reports truncation");
-    let undocumented: Vec<&String> = all.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
-    assert!(undocumented.is_empty(), "keys missing from docs/json-schema.md: {undocumented:?}");
+    assert!(
+        all.contains("truncated") && all.contains("expected_size"),
+        "the truncated core reports truncation"
+    );
+    let undocumented: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/json-schema.md: {undocumented:?}"
+    );
 }
 
 #[test]
@@ -85,7 +103,11 @@ fn closed_pipe_exits_quietly() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

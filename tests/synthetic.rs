@@ -28,7 +28,10 @@ fn notes_decode_to_what_was_written() {
     assert_eq!((ps.pid, ps.uid, ps.fname.as_str()), (4242, 1000, "python3"));
     assert_eq!(ps.psargs, "python3 crash.py --flag");
     let sig = core.siginfo().unwrap();
-    assert_eq!((sig.signo, sig.code, sig.fault_address), (11, 1, Some(0xdead_beef)));
+    assert_eq!(
+        (sig.signo, sig.code, sig.fault_address),
+        (11, 1, Some(0xdead_beef))
+    );
     assert_eq!(core.auxv().sysinfo_ehdr, Some(0x7fff_f000_0000));
     assert_eq!(core.file_mappings()[0].path, "/usr/bin/python3");
     assert_eq!(core.crashed_thread().unwrap().lwp, 4242);
@@ -43,13 +46,19 @@ fn reads_span_segments_and_fail_with_reasons() {
     // 16 bytes straddling the two adjacent data segments.
     let mut buf = [0u8; 16];
     mem.read_exact_at(0x10ff8, &mut buf).unwrap();
-    let expect: Vec<u8> = (4088..4096u32).map(|i| (i % 251) as u8).chain((0..8u32).map(|i| (i % 13) as u8)).collect();
+    let expect: Vec<u8> = (4088..4096u32)
+        .map(|i| (i % 251) as u8)
+        .chain((0..8u32).map(|i| (i % 13) as u8))
+        .collect();
     assert_eq!(buf.to_vec(), expect);
     // The text segment's second page was not dumped and no file backs it.
     let err = mem.read_u64(0x401000).unwrap_err();
     assert_eq!(err.addr, 0x401000);
     assert_eq!(err.reason, ReadFailure::NotDumped);
-    assert_eq!(mem.read_u64(0x9000_0000).unwrap_err().reason, ReadFailure::NotMapped);
+    assert_eq!(
+        mem.read_u64(0x9000_0000).unwrap_err().reason,
+        ReadFailure::NotMapped
+    );
     // A read running off the end of the mapped range fails as a whole.
     assert!(mem.read_exact_at(0x11ff8, &mut [0u8; 16]).is_err());
 }
@@ -70,12 +79,19 @@ fn truncated_cores_keep_what_they_hold() {
         };
         let t = core.truncation().expect("truncation is reported");
         assert_eq!(t.actual_size, cut as u64);
-        assert!(core.diagnostics().iter().any(|d| d.message.contains("truncated")));
+        assert!(
+            core.diagnostics()
+                .iter()
+                .any(|d| d.message.contains("truncated"))
+        );
         let mem = ProcessMemory::new(Arc::new(core));
         if cut == full - 2048 {
             // The last segment (text) keeps its first 2048 bytes; the data segments are whole.
             assert_eq!(mem.read_u8(0x400000 + 100).unwrap(), 0x7f);
-            assert_eq!(mem.read_u8(0x400000 + 3000).unwrap_err().reason, ReadFailure::Truncated);
+            assert_eq!(
+                mem.read_u8(0x400000 + 3000).unwrap_err().reason,
+                ReadFailure::Truncated
+            );
             assert_eq!(mem.read_u8(0x11000 + 4095).unwrap(), (4095 % 13) as u8);
         }
     }
@@ -84,7 +100,10 @@ fn truncated_cores_keep_what_they_hold() {
     let core = Arc::new(open_bytes(&bytes[..last_seg_start + 1000]).unwrap());
     let mem = ProcessMemory::new(core);
     assert_eq!(mem.read_u8(0x400000 + 999).unwrap(), 0x7f);
-    assert_eq!(mem.read_u8(0x400000 + 1000).unwrap_err().reason, ReadFailure::Truncated);
+    assert_eq!(
+        mem.read_u8(0x400000 + 1000).unwrap_err().reason,
+        ReadFailure::Truncated
+    );
 }
 
 #[test]
@@ -120,13 +139,24 @@ fn compressed_cores_open_directly() {
         ("core.gz", &gz_bytes, "gzip"),
     ] {
         let path = support::write_temp(dir.path(), name, bytes);
-        let options = OpenOptions { temp_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+        let options = OpenOptions {
+            temp_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
         let core = CoreFile::open(&path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(core.compression(), Some(format));
-        assert_eq!(core.bytes(), &raw[..], "{name} decompresses to the original");
+        assert_eq!(
+            core.bytes(),
+            &raw[..],
+            "{name} decompresses to the original"
+        );
         assert_eq!(core.threads().len(), 2);
         // A stream cut in half keeps what it decoded, or fails cleanly.
-        let half = support::write_temp(dir.path(), &format!("half-{name}"), &bytes[..bytes.len() / 2]);
+        let half = support::write_temp(
+            dir.path(),
+            &format!("half-{name}"),
+            &bytes[..bytes.len() / 2],
+        );
         match CoreFile::open(&half, &options) {
             Ok(core) => assert!(core.truncation().is_some() || core.bytes().len() < raw.len()),
             Err(e) => assert!(e.to_string().contains("half-"), "error names the file: {e}"),
@@ -134,7 +164,11 @@ fn compressed_cores_open_directly() {
     }
     // The temp files are removed when the cores are dropped.
     let leftovers = std::fs::read_dir(dir.path()).unwrap().filter(|e| {
-        e.as_ref().unwrap().file_name().to_string_lossy().starts_with("pymortem-core-")
+        e.as_ref()
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pymortem-core-")
     });
     assert_eq!(leftovers.count(), 0);
 }
@@ -146,14 +180,25 @@ fn garbage_is_a_clear_error() {
         ("empty", vec![]),
         ("text", b"this is not a core file\n".to_vec()),
         ("elf-exe", std::fs::read("/bin/true").unwrap()),
-        ("random", (0..10_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()),
+        (
+            "random",
+            (0..10_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
         ("bad-zstd", vec![0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3, 4, 5]),
     ];
     for (name, bytes) in cases {
         let path = support::write_temp(dir.path(), name, &bytes);
         let (code, stdout, stderr) = support::pymortem(&["info", path.to_str().unwrap()]);
-        assert_eq!(code, 2, "{name}: exit code 2 for bad input; stdout {stdout}");
-        assert!(stderr.contains(name), "{name}: the error names the file: {stderr}");
+        assert_eq!(
+            code, 2,
+            "{name}: exit code 2 for bad input; stdout {stdout}"
+        );
+        assert!(
+            stderr.contains(name),
+            "{name}: the error names the file: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
@@ -186,10 +231,18 @@ fn nt_file_paths_never_leave_the_sysroot() {
     assert_eq!(modules.len(), 4);
     for m in modules {
         if let Some(file) = m.file() {
-            assert!(file.path().starts_with(&root), "{} resolved outside the sysroot: {}", m.recorded_path, file.path().display());
+            assert!(
+                file.path().starts_with(&root),
+                "{} resolved outside the sysroot: {}",
+                m.recorded_path,
+                file.path().display()
+            );
         }
         if m.recorded_path.contains("inside") {
-            assert_eq!(m.file().map(|f| f.path().to_path_buf()), Some(root.join("usr/lib/inside.so")));
+            assert_eq!(
+                m.file().map(|f| f.path().to_path_buf()),
+                Some(root.join("usr/lib/inside.so"))
+            );
         } else {
             assert!(m.file().is_none(), "{} must not be found", m.recorded_path);
         }

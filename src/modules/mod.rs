@@ -170,7 +170,11 @@ impl ModuleSet {
     pub fn load(core: &CoreFile, memory: &mut ProcessMemory, paths: &SearchPaths) -> ModuleSet {
         // An absolute sysroot lets recorded host paths inside it be recognised.
         let mut paths = paths.clone();
-        if let Some(root) = paths.sysroot.as_ref().and_then(|r| std::fs::canonicalize(r).ok()) {
+        if let Some(root) = paths
+            .sysroot
+            .as_ref()
+            .and_then(|r| std::fs::canonicalize(r).ok())
+        {
             paths.sysroot = Some(root);
         }
         let paths = &paths;

@@ -186,6 +186,14 @@ impl SymbolTable {
         }
     }
 
+    /// Like [`find`](Self::find), but also accepts the names GCC gives statics
+    /// under link-time optimisation (`tupledealloc.lto_priv.0`), since
+    /// distribution builds such as Debian's are LTO builds.
+    pub fn find_static(&self, name: &str, file: Option<&str>) -> Option<&Symbol> {
+        self.find(name, file)
+            .or_else(|| (0..4).find_map(|n| self.find(&format!("{name}.lto_priv.{n}"), file)))
+    }
+
     /// Every symbol with this name.
     pub fn find_all(&self, name: &str) -> impl Iterator<Item = &Symbol> {
         self.by_name

@@ -4,6 +4,7 @@
 
 pub mod synth;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -58,4 +59,61 @@ pub fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// Every way an `info --json` report disagrees with a scenario's truth file.
+pub fn info_disagreements(core: &str, report: &Value, truth: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut expect = |what: &str, got: &Value, want: &Value| {
+        if got != want {
+            problems.push(format!(
+                "{core}: {what}: pymortem says {got}, truth says {want}"
+            ));
+        }
+    };
+    expect("pid", &report["pid"], &truth["pid"]);
+    expect(
+        "signal",
+        &report["signal"]["number"],
+        &truth["expected_signal"],
+    );
+    expect(
+        "python version",
+        &report["python"]["version"],
+        &truth["python_version"],
+    );
+    expect("schema", &report["schema_version"], &Value::from(1));
+    let by_lwp: BTreeMap<i64, &Value> = report["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
+        .collect();
+    let truth_threads = truth["threads"].as_array().expect("truth has threads");
+    for t in truth_threads {
+        let lwp = t["native_id"].as_i64().expect("truth thread has native_id");
+        match by_lwp.get(&lwp) {
+            None => expect("thread LWP present", &Value::Null, &Value::from(lwp)),
+            Some(r) => expect(
+                &format!("pthread id of LWP {lwp}"),
+                &r["pthread_id"],
+                &t["ident"],
+            ),
+        }
+    }
+    let truth_lwps: BTreeSet<i64> = truth_threads
+        .iter()
+        .filter_map(|t| t["native_id"].as_i64())
+        .collect();
+    let report_lwps: BTreeSet<i64> = by_lwp.keys().copied().collect();
+    expect(
+        "thread LWPs",
+        &Value::from(report_lwps.into_iter().collect::<Vec<_>>()),
+        &Value::from(truth_lwps.into_iter().collect::<Vec<_>>()),
+    );
+    let crash_ident = &truth["crash_thread_ident"];
+    if let Some(crash) = truth_threads.iter().find(|t| &t["ident"] == crash_ident) {
+        expect("crashed LWP", &report["crashed_lwp"], &crash["native_id"]);
+    }
+    problems
 }

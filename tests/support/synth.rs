@@ -36,13 +36,24 @@ fn put(buf: &mut Vec<u8>, at: usize, bytes: &[u8]) {
 
 impl SynthCore {
     pub fn note(&mut self, name: &[u8], n_type: u32, desc: Vec<u8>) -> &mut Self {
-        self.notes.push(Note { name: name.to_vec(), n_type, desc });
+        self.notes.push(Note {
+            name: name.to_vec(),
+            n_type,
+            desc,
+        });
         self
     }
 
     /// NT_PRSTATUS (336 bytes): pr_cursig @12, pr_pid @32, pr_ppid @36,
     /// pr_reg @112 (rip is reg 16, rsp reg 19, fs_base reg 21).
-    pub fn prstatus(&mut self, lwp: i32, cursig: i16, rip: u64, rsp: u64, fs_base: u64) -> &mut Self {
+    pub fn prstatus(
+        &mut self,
+        lwp: i32,
+        cursig: i16,
+        rip: u64,
+        rsp: u64,
+        fs_base: u64,
+    ) -> &mut Self {
         let mut d = vec![0u8; 336];
         put(&mut d, 12, &cursig.to_le_bytes());
         put(&mut d, 32, &lwp.to_le_bytes());
@@ -100,7 +111,12 @@ impl SynthCore {
     }
 
     pub fn segment(&mut self, vaddr: u64, data: Vec<u8>, memsz: u64, flags: u32) -> &mut Self {
-        self.segments.push(Segment { vaddr, data, memsz, flags });
+        self.segments.push(Segment {
+            vaddr,
+            data,
+            memsz,
+            flags,
+        });
         self
     }
 
@@ -137,7 +153,15 @@ impl SynthCore {
             }
         }
         let note_off = out.len() as u64;
-        let phdr = |out: &mut Vec<u8>, i: usize, p_type: u32, flags: u32, off: u64, vaddr: u64, filesz: u64, memsz: u64, align: u64| {
+        let phdr = |out: &mut Vec<u8>,
+                    i: usize,
+                    p_type: u32,
+                    flags: u32,
+                    off: u64,
+                    vaddr: u64,
+                    filesz: u64,
+                    memsz: u64,
+                    align: u64| {
             let b = 64 + 56 * i;
             put(out, b, &p_type.to_le_bytes());
             put(out, b + 4, &flags.to_le_bytes());
@@ -154,7 +178,17 @@ impl SynthCore {
             let off = out.len().next_multiple_of(4096);
             out.resize(off, 0);
             out.extend_from_slice(&seg.data);
-            phdr(&mut out, i + 1, 1, seg.flags, off as u64, seg.vaddr, seg.data.len() as u64, seg.memsz, 4096);
+            phdr(
+                &mut out,
+                i + 1,
+                1,
+                seg.flags,
+                off as u64,
+                seg.vaddr,
+                seg.data.len() as u64,
+                seg.memsz,
+                4096,
+            );
         }
         out
     }
