@@ -22,6 +22,8 @@ use crate::symbols::SymbolTable;
 const MAX_PHDRS: u64 = 256;
 /// Build-id notes longer than this are not believed.
 const MAX_BUILD_ID: u32 = 64;
+/// A module spanning more than this is not believed.
+const MAX_MODULE_EXTENT: u64 = 1 << 32;
 /// The vDSO image copied out of the core is capped at this size.
 const MAX_VDSO_SIZE: u64 = 1 << 20;
 
@@ -149,9 +151,19 @@ impl Module {
             .clone()
     }
     /// Runtime address of a symbol, optionally scoped to a source file.
+    ///
+    /// Uses the symbol table when it is already built, and otherwise scans the
+    /// ELF tables for this one name rather than building it.
     pub fn symbol_address(&self, name: &str, file: Option<&str>) -> Option<u64> {
-        let sym = self.symbols().find(name, file)?.address;
-        Some(sym.wrapping_add(self.load_bias?))
+        let link_address = match self.symbols.get() {
+            Some(table) => table.find(name, file)?.address,
+            None => {
+                let images: Vec<&ElfImage> =
+                    self.file.iter().chain(self.debug_file.iter()).collect();
+                crate::symbols::find_in_images(&images, name, file)?.0
+            }
+        };
+        Some(link_address.wrapping_add(self.load_bias?))
     }
 }
 
@@ -361,6 +373,12 @@ fn locate_module(
         None => (recorded, false),
     };
     let core_info = read_core_elf(&memory.core_only(), base);
+    // .bss lies past the file-backed mappings, in anonymous memory: take the
+    // extent from the program headers, bounded against hostile values.
+    let end = core_info
+        .as_ref()
+        .map(|i| base.saturating_add(i.extent.min(MAX_MODULE_EXTENT)))
+        .map_or(end, |e| e.max(end));
     let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
     if is_exe && let Some(exe) = &paths.exe {

@@ -5,7 +5,7 @@
 //! file (`STT_FILE`) they follow, so statics with the same name in different
 //! files (the `free_list` of tupleobject.c and of floatobject.c) stay apart.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use object::{Object, ObjectSymbol, ObjectSymbolTable, SymbolKind};
 use serde::Serialize;
@@ -48,7 +48,7 @@ pub struct Symbol {
     /// True for `STB_LOCAL`.
     pub local: bool,
     /// Source file of a local symbol, from the preceding `STT_FILE`.
-    pub file: Option<String>,
+    pub file: Option<Arc<str>>,
     /// The table it came from.
     pub source: SymbolSource,
 }
@@ -64,7 +64,9 @@ impl Symbol {
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
     symbols: Vec<Symbol>,
-    by_name: HashMap<String, Vec<u32>>,
+    // Indices into `symbols`, sorted by name: a binary-searched name index
+    // costs one allocation where a hash map costs one per symbol.
+    by_name: Vec<u32>,
     largest_size: u64,
 }
 
@@ -74,67 +76,47 @@ const MAX_SYMBOLS: usize = 4_000_000;
 impl SymbolTable {
     /// Build from the `.symtab` and `.dynsym` of each image (a binary and its debug file).
     pub fn from_images(images: &[&ElfImage]) -> SymbolTable {
-        let mut table = SymbolTable::default();
-        let mut seen: HashMap<(u64, String), ()> = HashMap::new();
+        let mut symbols = Vec::new();
         for image in images {
             let Some(file) = image.parse() else { continue };
             if let Some(symtab) = file.symbol_table() {
-                table.add(symtab.symbols(), SymbolSource::Symtab, &mut seen);
+                collect(symtab.symbols(), SymbolSource::Symtab, &mut symbols);
             }
             if let Some(dynsym) = file.dynamic_symbol_table() {
-                table.add(dynsym.symbols(), SymbolSource::Dynsym, &mut seen);
+                collect(dynsym.symbols(), SymbolSource::Dynsym, &mut symbols);
             }
         }
-        table
-            .symbols
-            .sort_by(|a, b| a.address.cmp(&b.address).then(b.size.cmp(&a.size)));
-        for (i, sym) in table.symbols.iter().enumerate() {
-            table
-                .by_name
-                .entry(sym.name.clone())
-                .or_default()
-                .push(i as u32);
-            table.largest_size = table.largest_size.max(sym.size);
-        }
-        table
+        SymbolTable::from_symbols(symbols)
     }
 
-    fn add<'d, S: ObjectSymbol<'d>>(
-        &mut self,
-        symbols: impl Iterator<Item = S>,
-        source: SymbolSource,
-        seen: &mut HashMap<(u64, String), ()>,
-    ) {
-        let mut current_file: Option<String> = None;
-        for sym in symbols.take(MAX_SYMBOLS) {
-            let Ok(name) = sym.name() else { continue };
-            if sym.kind() == SymbolKind::File {
-                current_file = (!name.is_empty()).then(|| name.to_string());
-                continue;
-            }
-            if name.is_empty() || sym.is_undefined() || sym.section_index().is_none() {
-                continue;
-            }
-            let kind = match sym.kind() {
-                SymbolKind::Text => SymbolType::Function,
-                SymbolKind::Data | SymbolKind::Tls => SymbolType::Object,
-                SymbolKind::Section | SymbolKind::Label => continue,
-                _ => SymbolType::Other,
-            };
-            let local = sym.is_local();
-            if seen.insert((sym.address(), name.to_string()), ()).is_some() {
-                continue;
-            }
-            self.symbols.push(Symbol {
-                name: name.to_string(),
-                address: sym.address(),
-                size: sym.size(),
-                kind,
-                local,
-                file: if local { current_file.clone() } else { None },
-                source,
-            });
+    /// Build from a list of symbols; duplicates (same address and name) are
+    /// dropped, keeping the first, so `.symtab` wins over `.dynsym`.
+    pub fn from_symbols(mut symbols: Vec<Symbol>) -> SymbolTable {
+        // Symtab sorts before Dynsym, so dedup keeps the .symtab entry.
+        symbols.sort_unstable_by(|a, b| {
+            (a.address, &a.name, a.source as u8).cmp(&(b.address, &b.name, b.source as u8))
+        });
+        symbols.dedup_by(|later, first| later.address == first.address && later.name == first.name);
+        // Largest first among symbols at one address; nearly sorted already.
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(b.size.cmp(&a.size)));
+        let mut by_name: Vec<u32> = (0..symbols.len() as u32).collect();
+        by_name.sort_by(|&a, &b| symbols[a as usize].name.cmp(&symbols[b as usize].name));
+        let largest_size = symbols.iter().map(|s| s.size).max().unwrap_or(0);
+        SymbolTable {
+            symbols,
+            by_name,
+            largest_size,
         }
+    }
+
+    fn named(&self, name: &str) -> impl Iterator<Item = &Symbol> {
+        let start = self
+            .by_name
+            .partition_point(|&i| self.symbols[i as usize].name.as_str() < name);
+        self.by_name[start..]
+            .iter()
+            .map(|&i| &self.symbols[i as usize])
+            .take_while(move |s| s.name == name)
     }
 
     /// Number of symbols.
@@ -164,24 +146,15 @@ impl SymbolTable {
     /// by file name, with or without directories) is returned; without it,
     /// global symbols are preferred over locals.
     pub fn find(&self, name: &str, file: Option<&str>) -> Option<&Symbol> {
-        let candidates = self
-            .by_name
-            .get(name)?
-            .iter()
-            .map(|&i| &self.symbols[i as usize]);
+        let mut candidates = self.named(name);
         match file {
             Some(wanted) => {
                 let wanted = basename(wanted);
-                candidates
-                    .into_iter()
-                    .find(|s| s.file.as_deref().is_some_and(|f| basename(f) == wanted))
+                candidates.find(|s| s.file.as_deref().is_some_and(|f| basename(f) == wanted))
             }
             None => {
-                let all: Vec<&Symbol> = candidates.collect();
-                all.iter()
-                    .find(|s| !s.local)
-                    .or_else(|| all.first())
-                    .copied()
+                let first = self.named(name).next()?;
+                candidates.find(|s| !s.local).or(Some(first))
             }
         }
     }
@@ -196,11 +169,73 @@ impl SymbolTable {
 
     /// Every symbol with this name.
     pub fn find_all(&self, name: &str) -> impl Iterator<Item = &Symbol> {
-        self.by_name
-            .get(name)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.symbols[i as usize])
+        self.named(name)
+    }
+}
+
+/// Find one symbol by name straight from the ELF tables, without building a
+/// [`SymbolTable`]: cheap when only a few well-known names are needed. With
+/// `file`, only a local of that source file matches.
+pub fn find_in_images(images: &[&ElfImage], name: &str, file: Option<&str>) -> Option<(u64, u64)> {
+    let wanted_file = file.map(basename);
+    for image in images {
+        let Some(elf) = image.parse() else { continue };
+        let tables = [elf.dynamic_symbol_table(), elf.symbol_table()];
+        for table in tables.into_iter().flatten() {
+            let mut current_file: Option<&str> = None;
+            for sym in table.symbols().take(MAX_SYMBOLS) {
+                let Ok(sym_name) = sym.name() else { continue };
+                if sym.kind() == SymbolKind::File {
+                    current_file = Some(sym_name);
+                    continue;
+                }
+                if sym_name != name || sym.is_undefined() {
+                    continue;
+                }
+                let file_ok = match wanted_file {
+                    None => true,
+                    Some(w) => sym.is_local() && current_file.is_some_and(|f| basename(f) == w),
+                };
+                if file_ok {
+                    return Some((sym.address(), sym.size()));
+                }
+            }
+        }
+    }
+    None
+}
+
+fn collect<'d, S: ObjectSymbol<'d>>(
+    symbols: impl Iterator<Item = S>,
+    source: SymbolSource,
+    out: &mut Vec<Symbol>,
+) {
+    let mut current_file: Option<Arc<str>> = None;
+    for sym in symbols.take(MAX_SYMBOLS) {
+        let Ok(name) = sym.name() else { continue };
+        if sym.kind() == SymbolKind::File {
+            current_file = (!name.is_empty()).then(|| Arc::from(name));
+            continue;
+        }
+        if name.is_empty() || sym.is_undefined() || sym.section_index().is_none() {
+            continue;
+        }
+        let kind = match sym.kind() {
+            SymbolKind::Text => SymbolType::Function,
+            SymbolKind::Data | SymbolKind::Tls => SymbolType::Object,
+            SymbolKind::Section | SymbolKind::Label => continue,
+            _ => SymbolType::Other,
+        };
+        let local = sym.is_local();
+        out.push(Symbol {
+            name: name.to_string(),
+            address: sym.address(),
+            size: sym.size(),
+            kind,
+            local,
+            file: if local { current_file.clone() } else { None },
+            source,
+        });
     }
 }
 
@@ -225,16 +260,7 @@ mod tests {
     }
 
     fn table(symbols: Vec<Symbol>) -> SymbolTable {
-        let mut t = SymbolTable {
-            symbols,
-            ..Default::default()
-        };
-        t.symbols.sort_by_key(|s| s.address);
-        for (i, s) in t.symbols.iter().enumerate() {
-            t.by_name.entry(s.name.clone()).or_default().push(i as u32);
-            t.largest_size = t.largest_size.max(s.size);
-        }
-        t
+        SymbolTable::from_symbols(symbols)
     }
 
     #[test]
@@ -250,10 +276,10 @@ mod tests {
     fn locals_are_scoped_to_their_file() {
         let mut tuple = sym("free_list", 0x5000, 160);
         tuple.local = true;
-        tuple.file = Some("tupleobject.c".into());
+        tuple.file = Some(Arc::from("tupleobject.c"));
         let mut float = sym("free_list", 0x6000, 8);
         float.local = true;
-        float.file = Some("floatobject.c".into());
+        float.file = Some(Arc::from("floatobject.c"));
         let t = table(vec![tuple, float]);
         assert_eq!(
             t.find("free_list", Some("tupleobject.c")).unwrap().address,
