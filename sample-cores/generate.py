@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""Generate sample core dumps of crashed CPython processes for pymortem's tests.
+
+    generate.py [--out DIR] [--interp NAME ...] [--scenario NAME ...]
+                [--kind kernel|gcore ...] [--jobs N] [--force] [--no-verify]
+
+Run sample-cores/setup-interpreters.sh first (it prepares the Debian
+interpreters and their debug files in the cache dir).  See README.md.
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+GENERATOR_VERSION = "1"
+HERE = os.path.dirname(os.path.abspath(__file__))
+SCEN_DIR = os.path.join(HERE, "scenarios")
+HELPERS = ["_truth.py", "_coro3.py"]
+SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
+             "gc_already_tracked", "segfault", "busy_heap"]
+KINDS = ["kernel", "gcore"]
+PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
+                  "3.11.7", "3.12.1", "3.13.0"]
+INTERPS = ["pyenv-" + v for v in PYENV_VERSIONS] + ["debian-3.11", "debian-3.13", "debian-3.14"]
+JOB_TIMEOUT = 180
+CHROOT_SCEN = "/tmp/pymortem-scenarios"
+CHROOT_WORK = "/tmp/pymortem-work"
+# One glibc malloc arena: otherwise every thread reserves a 64 MiB arena, which
+# gdb's gcore writes out in full (4 workers -> +256 MiB per core).
+SCENARIO_ENV = {"MALLOC_ARENA_MAX": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+NT_PRSTATUS = 1
+NT_PRPSINFO = 3
+NT_SIGINFO = 0x53494749
+NT_FILE = 0x46494c45
+
+
+class SetupError(Exception):
+    pass
+
+
+def cache_dir():
+    return os.path.abspath(os.environ.get("PYMORTEM_CORE_CACHE") or os.path.join(HERE, ".cache"))
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_identity(path):
+    st = os.stat(path)
+    return "%s:%d:%d" % (os.path.realpath(path), st.st_size, int(st.st_mtime))
+
+
+# --------------------------------------------------------------------------- interpreters
+class Interp(object):
+    def __init__(self, name):
+        self.name = name
+        self.sysroot = None
+        self.debug_dirs = []
+        self.stripped = False
+        self.libpython = None
+        cache = cache_dir()
+        if name.startswith("pyenv-"):
+            ver = name[len("pyenv-"):]
+            root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+            link = os.path.join(root, "versions", ver, "bin", "python")
+            if not os.path.exists(link):
+                raise SetupError("%s: %s does not exist (pyenv install %s)" % (name, link, ver))
+            self.exe = os.path.realpath(link)
+            self.run_exe = self.exe
+            self.version = ver
+            mm = ".".join(ver.split(".")[:2])
+            lib = os.path.join(root, "versions", ver, "lib", "libpython%s.so.1.0" % mm)
+            if os.path.exists(lib):
+                self.libpython = os.path.realpath(lib)
+            self.identity = [file_identity(self.exe)] + ([file_identity(lib)] if self.libpython else [])
+        elif name == "debian-3.11":
+            self.exe = "/usr/bin/python3.11"
+            self.run_exe = self.exe
+            ready = os.path.join(cache, "debian-3.11", ".ready")
+            dbg = os.path.join(cache, "debian-3.11", "dbg", "usr", "lib", "debug")
+            if not os.path.exists(self.exe) or not os.path.exists(ready) or not os.path.isdir(dbg):
+                raise SetupError("%s: not set up (%s / %s missing): run sample-cores/setup-interpreters.sh"
+                                 % (name, self.exe, ready))
+            self.debug_dirs = [dbg]
+            self.stripped = True
+            self.version = None
+            self.identity = [file_identity(self.exe), open(ready).read().strip()]
+        elif name in ("debian-3.13", "debian-3.14"):
+            mm = name[len("debian-"):]
+            base = os.path.join(cache, name)
+            self.sysroot = os.path.join(base, "root")
+            self.exe = os.path.join(self.sysroot, "usr", "bin", "python" + mm)
+            self.run_exe = "/usr/bin/python" + mm
+            ready = os.path.join(base, ".ready")
+            dbg = os.path.join(base, "dbg", "usr", "lib", "debug")
+            if not os.path.exists(self.exe) or not os.path.exists(ready) or not os.path.isdir(dbg):
+                raise SetupError("%s: not set up (%s / %s missing): run sample-cores/setup-interpreters.sh"
+                                 % (name, self.exe, ready))
+            self.debug_dirs = [dbg]
+            self.stripped = True
+            self.version = None
+            self.identity = [file_identity(self.exe), open(ready).read().strip()]
+        else:
+            raise SetupError("unknown interpreter %r (known: %s)" % (name, ", ".join(INTERPS)))
+
+    def argv(self, script, truth):
+        if self.sysroot:
+            return ["chroot", self.sysroot, self.run_exe, script, truth]
+        return [self.run_exe, script, truth]
+
+    def probe(self):
+        """Run the interpreter once; returns its version string."""
+        code = "import platform, ctypes, threading, json; print(platform.python_version())"
+        argv = (["chroot", self.sysroot] if self.sysroot else []) + [self.run_exe, "-c", code]
+        try:
+            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 timeout=60, check=True).stdout.decode().strip()
+        except Exception as e:
+            raise SetupError("%s: cannot run %s: %s" % (self.name, " ".join(argv), e))
+        if self.version and out != self.version:
+            raise SetupError("%s: reports version %s" % (self.name, out))
+        self.version = out
+        return out
+
+    def host_path(self, chroot_path):
+        if self.sysroot:
+            return os.path.join(self.sysroot, chroot_path.lstrip("/"))
+        return chroot_path
+
+
+# --------------------------------------------------------------------------- ELF core notes
+def read_core_notes(path):
+    """Return dict with pid (PRPSINFO), threads [(lwp, cursig)], siginfo signo list, nt_file count."""
+    with open(path, "rb") as f:
+        ehdr = f.read(64)
+        if ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
+            raise ValueError("not an ELF64 file")
+        e_type = struct.unpack_from("<H", ehdr, 16)[0]
+        if e_type != 4:
+            raise ValueError("not a core file (e_type %d)" % e_type)
+        e_phoff, = struct.unpack_from("<Q", ehdr, 32)
+        e_phentsize, e_phnum = struct.unpack_from("<HH", ehdr, 54)
+        f.seek(e_phoff)
+        phdrs = f.read(e_phentsize * e_phnum)
+        res = {"pid": None, "threads": [], "siginfo": [], "nt_file": 0, "load_segments": 0}
+        for i in range(e_phnum):
+            p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz = struct.unpack_from(
+                "<IIQQQQ", phdrs, i * e_phentsize)
+            if p_type == 1:
+                res["load_segments"] += 1
+            if p_type != 4:
+                continue
+            f.seek(p_offset)
+            data = f.read(p_filesz)
+            off = 0
+            while off + 12 <= len(data):
+                namesz, descsz, ntype = struct.unpack_from("<III", data, off)
+                off += 12
+                name = data[off:off + namesz]
+                off += (namesz + 3) & ~3
+                desc = data[off:off + descsz]
+                off += (descsz + 3) & ~3
+                if name.rstrip(b"\0") != b"CORE":
+                    continue
+                if ntype == NT_PRSTATUS:
+                    cursig, = struct.unpack_from("<h", desc, 12)
+                    pid, = struct.unpack_from("<i", desc, 32)
+                    res["threads"].append((pid, cursig))
+                elif ntype == NT_PRPSINFO:
+                    res["pid"], = struct.unpack_from("<i", desc, 24)
+                elif ntype == NT_SIGINFO:
+                    res["siginfo"].append(struct.unpack_from("<i", desc, 0)[0])
+                elif ntype == NT_FILE:
+                    res["nt_file"] += 1
+        return res
+
+
+def verify(core, truth, kind, stderr_text):
+    """Check the core against its truth; returns a list of problems (empty = ok)."""
+    problems = []
+    notes = read_core_notes(core)
+    if notes["pid"] != truth["pid"]:
+        problems.append("PRPSINFO pid %s != truth pid %s" % (notes["pid"], truth["pid"]))
+    lwps = [t[0] for t in notes["threads"]]
+    want = [t["native_id"] for t in truth["threads"]]
+    missing = [w for w in want if w not in lwps]
+    if missing:
+        problems.append("LWPs %s of the truth not in the core (core has %s)" % (missing, lwps))
+    if truth["pid"] not in lwps:
+        problems.append("main LWP %s not in the core" % truth["pid"])
+    sig = truth["expected_signal"]
+    if not notes["siginfo"]:
+        problems.append("no NT_SIGINFO note")
+    elif notes["siginfo"][0] != sig:
+        problems.append("NT_SIGINFO signo %s != expected %s" % (notes["siginfo"][0], sig))
+    crash = [t for t in truth["threads"] if t["ident"] == truth["crash_thread_ident"]]
+    if crash and notes["threads"]:
+        first_lwp, cursig = notes["threads"][0]
+        if first_lwp != crash[0]["native_id"]:
+            problems.append("first PRSTATUS LWP %s != crash thread LWP %s" % (first_lwp, crash[0]["native_id"]))
+        if kind == "kernel" and cursig != sig:
+            problems.append("pr_cursig %s != %s" % (cursig, sig))
+    fatal = truth.get("expected_fatal_error")
+    if fatal and ("Fatal Python error: " + fatal) not in stderr_text:
+        problems.append("stderr lacks 'Fatal Python error: %s'" % fatal)
+    return problems, notes
+
+
+# --------------------------------------------------------------------------- jobs
+def set_core_limit(unlimited):
+    def fn():
+        lim = resource.RLIM_INFINITY if unlimited else 0
+        resource.setrlimit(resource.RLIMIT_CORE, (lim, lim))
+        os.setsid()
+    return fn
+
+
+def job_key(interp, scenario, kind):
+    h = hashlib.sha256()
+    h.update(("gen=%s\n" % GENERATOR_VERSION).encode())
+    h.update(("interp=%s\n" % interp.name).encode())
+    for ident in interp.identity:
+        h.update(("id=%s\n" % ident).encode())
+    h.update(("kind=%s\n" % kind).encode())
+    for fn in [scenario + ".py"] + HELPERS:
+        h.update(("%s=%s\n" % (fn, sha256_file(os.path.join(SCEN_DIR, fn)))).encode())
+    h.update(sha256_file(os.path.abspath(__file__)).encode())
+    return h.hexdigest()
+
+
+class Job(object):
+    def __init__(self, interp, scenario, kind, out):
+        self.interp = interp
+        self.scenario = scenario
+        self.kind = kind
+        self.dir = os.path.join(out, interp.name)
+        base = os.path.join(self.dir, "%s.%s" % (scenario, kind))
+        self.core = base + ".core"
+        self.truth = base + ".truth.json"
+        self.stderr = base + ".stderr.txt"
+        self.stamp = base + ".stamp"
+        self.status = None
+        self.problems = []
+        self.seconds = 0.0
+        self.cached = False
+        self.notes = None
+
+    @property
+    def label(self):
+        return "%s/%s/%s" % (self.interp.name, self.scenario, self.kind)
+
+    def up_to_date(self, key):
+        try:
+            with open(self.stamp) as f:
+                return f.read().strip() == key and os.path.exists(self.core) and os.path.exists(self.truth)
+        except IOError:
+            return False
+
+    def run(self, force, do_verify):
+        t0 = time.time()
+        key = job_key(self.interp, self.scenario, self.kind)
+        if not force and self.up_to_date(key):
+            self.cached = True
+        else:
+            for attempt in (1, 2):
+                err = self._generate()
+                if err is None:
+                    break
+                self.problems = ["attempt %d: %s" % (attempt, err)]
+            else:
+                self.status = "FAIL"
+                self.seconds = time.time() - t0
+                return
+            self.problems = []
+            with open(self.stamp, "w") as f:
+                f.write(key + "\n")
+        if do_verify:
+            try:
+                truth = json.load(open(self.truth))
+                stderr_text = open(self.stderr, errors="replace").read() if os.path.exists(self.stderr) else ""
+                self.problems, self.notes = verify(self.core, truth, self.kind, stderr_text)
+            except Exception as e:
+                self.problems = ["verify: %s" % e]
+        self.status = "FAIL" if self.problems else "ok"
+        self.seconds = time.time() - t0
+
+    def _generate(self):
+        ip = self.interp
+        os.makedirs(self.dir, exist_ok=True)
+        for p in (self.core, self.truth, self.stamp, self.stderr):
+            if os.path.exists(p):
+                os.unlink(p)
+        tag = "%s.%s.%s" % (ip.name, self.scenario, self.kind)
+        if ip.sysroot:
+            work_in = "%s/%s" % (CHROOT_WORK, tag)
+            script_in = "%s/%s.py" % (CHROOT_SCEN, self.scenario)
+        else:
+            work_in = os.path.join(os.path.dirname(self.dir), ".work", tag)
+            script_in = os.path.join(SCEN_DIR, self.scenario + ".py")
+        work = ip.host_path(work_in)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        truth_in = work_in + "/truth.json"
+        argv = ip.argv(script_in, truth_in)
+        env = dict(os.environ)
+        env.update(SCENARIO_ENV)
+        errf = open(self.stderr, "wb")
+        try:
+            if self.kind == "kernel":
+                proc = subprocess.run(argv, cwd=work, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, env=env,
+                                      preexec_fn=set_core_limit(True), timeout=JOB_TIMEOUT)
+                rc = proc.returncode
+                core_src = None
+                for cand in os.listdir(work):
+                    if cand == "core" or re.match(r"^core\.\d+$", cand):
+                        core_src = os.path.join(work, cand)
+                if rc >= 0:
+                    return "process exited with %d instead of dying from a signal" % rc
+                if core_src is None:
+                    return "killed by signal %d but no core in %s (core_pattern?)" % (-rc, work)
+            else:
+                core_tmp = os.path.join(work, "gcore.core")
+                gdb = ["gdb", "-batch", "-nx",
+                       "-iex", "set pagination off", "-iex", "set confirm off",
+                       "-iex", "set startup-with-shell off",
+                       "-iex", "set auto-load no",
+                       "-iex", "set auto-solib-add off",
+                       "-iex", "set debuginfod enabled off",
+                       "-ex", "handle SIGPIPE SIGCHLD SIGALRM SIGUSR1 SIGUSR2 nostop noprint pass",
+                       "-ex", "run",
+                       "-ex", "info program",
+                       "-ex", "generate-core-file " + core_tmp,
+                       "-ex", "kill",
+                       "--args"] + argv
+                proc = subprocess.run(gdb, cwd=work, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, env=env,
+                                      preexec_fn=set_core_limit(False), timeout=JOB_TIMEOUT)
+                core_src = core_tmp if os.path.exists(core_tmp) else None
+                if core_src is not None and shutil.which("fallocate"):
+                    # gdb writes untouched pages as zeros; punch holes (sparse file)
+                    subprocess.run(["fallocate", "--dig-holes", core_src], check=False)
+                if core_src is None:
+                    return "gdb wrote no core (rc %d); see %s" % (proc.returncode, self.stderr)
+        except subprocess.TimeoutExpired:
+            return "timeout after %ds" % JOB_TIMEOUT
+        finally:
+            errf.close()
+        truth_src = os.path.join(work, "truth.json")
+        if not os.path.exists(truth_src):
+            return "scenario wrote no truth file; see %s" % self.stderr
+        try:
+            json.load(open(truth_src))
+        except ValueError as e:
+            return "truth file does not parse: %s" % e
+        os.rename(core_src, self.core)
+        os.rename(truth_src, self.truth)
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+
+    def manifest_entry(self):
+        st = os.stat(self.core) if os.path.exists(self.core) else None
+        return {
+            "interp": self.interp.name,
+            "python_version": self.interp.version,
+            "scenario": self.scenario,
+            "kind": self.kind,
+            "core": os.path.abspath(self.core),
+            "truth": os.path.abspath(self.truth),
+            "stderr": os.path.abspath(self.stderr),
+            "exe": self.interp.exe,
+            "libpython": self.interp.libpython,
+            "sysroot": self.interp.sysroot,
+            "debug_dirs": self.interp.debug_dirs,
+            "stripped": self.interp.stripped,
+            "env": SCENARIO_ENV,
+            "size": st.st_size if st else None,
+            "disk_bytes": st.st_blocks * 512 if st else None,
+            "ok": self.status == "ok",
+            "problems": self.problems,
+        }
+
+
+def prepare_chroot(interp):
+    dst = interp.host_path(CHROOT_SCEN)
+    os.makedirs(dst, exist_ok=True)
+    for fn in os.listdir(SCEN_DIR):
+        if fn.endswith(".py"):
+            shutil.copy2(os.path.join(SCEN_DIR, fn), os.path.join(dst, fn))
+    os.makedirs(interp.host_path(CHROOT_WORK), exist_ok=True)
+
+
+def check_core_pattern(kinds):
+    if "kernel" not in kinds:
+        return
+    pat = open("/proc/sys/kernel/core_pattern").read().strip()
+    if pat.startswith("|") or "/" in pat or not pat.startswith("core"):
+        raise SetupError("kernel core_pattern is %r; kernel cores need 'core' (cores land in the cwd).\n"
+                         "  fix: echo core > /proc/sys/kernel/core_pattern  (or use --kind gcore)" % pat)
+
+
+def human(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return "%.1f %s" % (n, unit) if unit != "B" else "%d B" % n
+        n /= 1024.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.environ.get("PYMORTEM_CORES") or os.path.join(HERE, "generated"))
+    ap.add_argument("--interp", nargs="+", action="extend", choices=INTERPS)
+    ap.add_argument("--scenario", nargs="+", action="extend", choices=SCENARIOS)
+    ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--force", action="store_true", help="ignore the cache stamps")
+    ap.add_argument("--no-verify", action="store_true")
+    args = ap.parse_args()
+    interps = args.interp or INTERPS
+    scenarios = args.scenario or SCENARIOS
+    kinds = args.kind or KINDS
+    out = os.path.abspath(args.out)
+    t0 = time.time()
+
+    try:
+        check_core_pattern(kinds)
+        if "gcore" in kinds and not shutil.which("gdb"):
+            raise SetupError("gdb not found (apt-get install gdb, or run setup-interpreters.sh)")
+        ips = []
+        for name in interps:
+            ip = Interp(name)
+            ip.probe()
+            if ip.sysroot:
+                prepare_chroot(ip)
+            ips.append(ip)
+    except SetupError as e:
+        sys.stderr.write("generate.py: ERROR: %s\n" % e)
+        return 2
+
+    os.makedirs(out, exist_ok=True)
+    jobs = [Job(ip, s, k, out) for ip in ips for s in scenarios for k in kinds]
+    # big/slow ones first for better packing
+    order = {"busy_heap": 0, "recursion": 1}
+    jobs_sorted = sorted(jobs, key=lambda j: (order.get(j.scenario, 5), j.kind != "gcore"))
+    lock = threading.Lock()
+    done = [0]
+
+    def run(job):
+        job.run(args.force, not args.no_verify)
+        with lock:
+            done[0] += 1
+            sys.stderr.write("[%3d/%d] %-5s %-45s %5.1fs%s%s\n" % (
+                done[0], len(jobs), job.status, job.label, job.seconds,
+                " (cached)" if job.cached else "",
+                ("  " + "; ".join(job.problems)) if job.problems else ""))
+            sys.stderr.flush()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+        list(ex.map(run, jobs_sorted))
+
+    # manifest: merge with entries of an existing manifest that this run did not touch
+    mpath = os.path.join(out, "manifest.json")
+    entries = {}
+    if os.path.exists(mpath):
+        try:
+            for e in json.load(open(mpath)):
+                if os.path.exists(e.get("core", "")):
+                    entries[(e["interp"], e["scenario"], e["kind"])] = e
+        except Exception:
+            pass
+    for j in jobs:
+        entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
+    ordered = sorted(entries.values(), key=lambda e: (INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99,
+                                                      SCENARIOS.index(e["scenario"]) if e["scenario"] in SCENARIOS else 99,
+                                                      e["kind"]))
+    tmp = mpath + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(ordered, f, indent=1)
+    os.rename(tmp, mpath)
+
+    # summary table
+    print()
+    hdr = "%-14s" % "interp" + "".join("%-20s" % s[:19] for s in scenarios)
+    print(hdr)
+    total = disk = 0
+    failures = []
+    for ip in ips:
+        row = "%-14s" % ip.name
+        for s in scenarios:
+            cells = []
+            for k in kinds:
+                j = [x for x in jobs if x.interp is ip and x.scenario == s and x.kind == k][0]
+                if j.status == "ok":
+                    st = os.stat(j.core)
+                    total += st.st_size
+                    disk += st.st_blocks * 512
+                    cells.append("%s%.0fM" % (k[0], st.st_size / 1048576.0))
+                else:
+                    cells.append("%s:FAIL" % k[0])
+                    failures.append(j)
+            row += "%-20s" % " ".join(cells)
+        print(row)
+    n_ok = sum(1 for j in jobs if j.status == "ok")
+    print()
+    print("cores: %d ok, %d failed, %d reused from cache; apparent size %s, on disk %s; %.1fs total"
+          % (n_ok, len(failures), sum(1 for j in jobs if j.cached), human(total), human(disk), time.time() - t0))
+    print("manifest: %s" % mpath)
+    for j in failures:
+        print("FAIL %s: %s" % (j.label, "; ".join(j.problems)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# Scenario "segfault": the main thread dies of SIGSEGV while reading address 8
+# (the unmapped zero page) through ctypes inside the named function
+# read_null_pointer().  (ctypes treats from_address(0) as "allocate my own
+# buffer", so 0 itself does not fault.)  One worker is
+# parked.
+import ctypes
+import os
+import threading
+
+import _truth
+
+forever = threading.Event()
+BAD_ADDRESS = 8
+
+
+def parked_worker():
+    forever.wait()  # PARK:worker
+
+
+def read_null_pointer(workers):
+    _truth.write_truth("segfault", expected_signal=11, crash_marker="CRASH",
+                       objects={"crash_function": "read_null_pointer",
+                                "bad_address": BAD_ADDRESS,
+                                "workers": [{"name": t.name, "ident": t.ident} for t in workers]})
+    return ctypes.c_char.from_address(BAD_ADDRESS).value  # CRASH
+
+
+def main():
+    workers = _truth.start_parked([("parked-worker", parked_worker, (), "parked_worker")])
+    read_null_pointer(workers)
+    os.abort()  # not reached
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+# Scenario "use_after_free": a 5-tuple is freed (pushed on the tuple free list)
+# while a list still references it; nothing reuses it before the abort.
+import gc
+import os
+import sys
+
+import _truth
+
+SIZE = 5
+
+
+def main():
+    gc.disable()
+    items = ["uaf-item-%d" % i for i in range(SIZE)]
+    holder = [tuple(items)]
+    victim_addr = id(holder[0])
+    objects = {
+        "victim_tuple": victim_addr,
+        "victim_size": SIZE,
+        "holder_list": id(holder),
+        "holder_index": 0,
+        "freelist_index": _truth.tuple_freelist_index(SIZE),
+        "freelist_link_field": _truth.freelist_link_field(),
+        "freelist_drained_before": True,
+        "expected_numfree": 1,
+        "expected_freelist_head": victim_addr,
+        "expected_victim_link": 0,
+        "expected_victim_refcount": 0 if sys.version_info[:2] < (3, 14) else "link (0: list was empty)",
+        "expected_state": "victim is the free-list head (only entry), refcount 0, "
+                          "still referenced by holder_list[0]",
+        "victim_item_addresses": [id(x) for x in items],
+        "victim_item_values": items,
+    }
+    _truth.write_truth("use_after_free", objects=objects, expected_signal=6,
+                       crash_marker="CRASH")
+    # empty the free list right before the corruption (writing the truth
+    # may have freed tuples of this size)
+    keep_drained = _truth.drain_tuple_freelist(SIZE)
+    # ---- corruption: no allocation of a 5-tuple from here on ----
+    _truth.pyapi.Py_DecRef(victim_addr)
+    os.abort()  # CRASH
+    return keep_drained, items
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# Set up every interpreter that sample-cores/generate.py needs.
+#
+#   pyenv-2.7.18 ... pyenv-3.13.0   checked only (must already exist under $PYENV_ROOT/versions)
+#   debian-3.11                     host /usr/bin/python3.11 (stripped) + split debug files
+#                                   from python3.11-dbg, unpacked (never installed) into
+#                                   $CACHE/debian-3.11/dbg. If the apt repository has no -dbg
+#                                   package of the installed version, python3.11 and its sibling
+#                                   packages are (re)installed at the -dbg package's version so
+#                                   the build-ids match.
+#   debian-3.13 (trixie)            private apt setup; runtime closure unpacked into
+#   debian-3.14 (sid)               $CACHE/debian-3.X/root (run with `chroot ROOT ...`), the
+#                                   python3.X-dbg package unpacked into $CACHE/debian-3.X/dbg
+#                                   (NOT into ROOT, so a core can be read "without debug files"
+#                                   by simply not passing the debug dir).
+#
+# Idempotent: each interpreter writes a stamp ($CACHE/<name>/.ready) after it verified the
+# set-up; a later run re-verifies cheaply and does nothing else.
+# Any interpreter that cannot be set up is a hard failure (exit 1), never skipped.
+#
+# Env: PYMORTEM_CORE_CACHE  cache dir (default: sample-cores/.cache)
+#      PYENV_ROOT           default ~/.pyenv
+#      PYMORTEM_SID_SUITE   suite used for 3.14 (default sid)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${PYMORTEM_CORE_CACHE:-$HERE/.cache}"
+PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
+SID_SUITE="${PYMORTEM_SID_SUITE:-sid}"
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+PYENV_VERSIONS="2.7.18 3.6.15 3.7.16 3.8.18 3.9.18 3.10.13 3.11.7 3.12.1 3.13.0"
+
+mkdir -p "$CACHE"
+CACHE="$(cd "$CACHE" && pwd)"
+FAILED=()
+
+log() { echo "[setup] $*" >&2; }
+fail() { echo "[setup] ERROR: $*" >&2; FAILED+=("$1"); }
+
+need_tool() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $2 (for $1)"
+    apt_updated_once
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null
+}
+
+APT_UPDATED=0
+apt_updated_once() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        log "apt-get update"
+        apt-get update -qq || { echo "[setup] ERROR: apt-get update failed" >&2; exit 1; }
+        APT_UPDATED=1
+    fi
+}
+
+# build_id FILE -> hex build-id (empty if none)
+build_id() { readelf -n "$1" 2>/dev/null | awk '/Build ID:/ {print $3; exit}'; }
+
+# ---------------------------------------------------------------- tools
+if [ "$(id -u)" != 0 ]; then
+    echo "[setup] ERROR: must run as root (apt-get, chroot)" >&2; exit 1
+fi
+command -v apt-get >/dev/null || { echo "[setup] ERROR: needs a Debian system (apt-get)" >&2; exit 1; }
+need_tool gdb gdb
+need_tool zstd zstd
+need_tool readelf binutils
+[ -r "$KEYRING" ] || need_tool /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
+
+# ---------------------------------------------------------------- core pattern
+pattern="$(cat /proc/sys/kernel/core_pattern)"
+case "$pattern" in
+    core) ;;
+    *)
+        echo "[setup] ERROR: /proc/sys/kernel/core_pattern is '$pattern'; generate.py needs 'core'" >&2
+        echo "[setup]        (kernel cores land in the crashing process's cwd). Fix with:" >&2
+        echo "[setup]        echo core > /proc/sys/kernel/core_pattern; echo 0 > /proc/sys/kernel/core_uses_pid" >&2
+        echo "[setup]        or run generate.py --kind gcore only." >&2
+        FAILED+=("core_pattern")
+        ;;
+esac
+if [ "$(cat /proc/sys/kernel/core_uses_pid)" != 0 ]; then
+    log "note: core_uses_pid=1; generate.py also accepts core.<pid>"
+fi
+
+# ---------------------------------------------------------------- pyenv
+for v in $PYENV_VERSIONS; do
+    exe="$PYENV_ROOT/versions/$v/bin/python"
+    if [ ! -x "$exe" ]; then
+        fail "pyenv-$v" ; echo "[setup]        missing $exe (build it with: pyenv install $v, with CFLAGS='-g -O2')" >&2
+        continue
+    fi
+    got="$("$exe" -c 'import platform; print(platform.python_version())' 2>/dev/null || true)"
+    if [ "$got" != "$v" ]; then
+        fail "pyenv-$v"; echo "[setup]        $exe reports version '$got'" >&2
+        continue
+    fi
+    if ! "$exe" -c 'import ctypes, threading, json' 2>/dev/null; then
+        fail "pyenv-$v"; echo "[setup]        $exe cannot import ctypes/threading/json" >&2
+        continue
+    fi
+    log "pyenv-$v ok"
+done
+
+# ---------------------------------------------------------------- debian-3.11 (host)
+setup_debian_311() {
+    local d="$CACHE/debian-3.11" exe=/usr/bin/python3.11
+    local bid
+    if [ -f "$d/.ready" ] && [ -x "$exe" ]; then
+        bid="$(build_id "$exe")"
+        if [ -n "$bid" ] && [ -f "$d/dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ]; then
+            log "debian-3.11 ok (cached, build-id $bid)"; return 0
+        fi
+    fi
+    apt_updated_once
+    local installed dbgver
+    installed="$(dpkg-query -W -f='${Version}' python3.11 2>/dev/null || true)"
+    # all versions of python3.11-dbg the repository has
+    local avail
+    avail="$(apt-cache madison python3.11-dbg | awk -F'|' '{gsub(/ /,"",$2); print $2}')"
+    if [ -z "$avail" ]; then echo "[setup] ERROR: no python3.11-dbg in the apt sources" >&2; return 1; fi
+    if [ -n "$installed" ] && echo "$avail" | grep -qxF "$installed"; then
+        dbgver="$installed"
+    else
+        dbgver="$(apt-cache policy python3.11-dbg | awk '/Candidate:/ {print $2}')"
+        log "python3.11 installed='${installed:-none}', python3.11-dbg available: $(echo $avail); installing python3.11 $dbgver to match"
+        # every installed binary package built from the python3.11 source, plus the core set
+        local pkgs="python3.11 python3.11-minimal libpython3.11 libpython3.11-minimal libpython3.11-stdlib"
+        local p
+        for p in $(dpkg-query -W -f='${Package} ${Source}\n' 2>/dev/null | awk '$2=="python3.11" || $1 ~ /python3\.11/ {print $1}'); do
+            case " $pkgs " in *" $p "*) ;; *) pkgs="$pkgs $p";; esac
+        done
+        local spec=""
+        for p in $pkgs; do
+            # only packages that exist at that version
+            if apt-cache madison "$p" | awk -F'|' '{gsub(/ /,"",$2); print $2}' | grep -qxF "$dbgver"; then
+                spec="$spec $p=$dbgver"
+            fi
+        done
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-downgrades --no-install-recommends $spec >&2 \
+            || { echo "[setup] ERROR: could not install python3.11 $dbgver" >&2; return 1; }
+    fi
+    mkdir -p "$d/debs"
+    local deb
+    deb="$(ls "$d"/debs/python3.11-dbg_"${dbgver//:/%3a}"_amd64.deb 2>/dev/null | head -1 || true)"
+    if [ -z "$deb" ]; then
+        (cd "$d/debs" && apt-get download "python3.11-dbg=$dbgver" >&2) \
+            || { echo "[setup] ERROR: apt-get download python3.11-dbg=$dbgver failed" >&2; return 1; }
+        deb="$(ls "$d"/debs/python3.11-dbg_*.deb | head -1)"
+    fi
+    rm -rf "$d/dbg"; mkdir -p "$d/dbg"
+    dpkg -x "$deb" "$d/dbg"
+    bid="$(build_id "$exe")"
+    if [ -z "$bid" ] || [ ! -f "$d/dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ]; then
+        echo "[setup] ERROR: build-id $bid of $exe has no file in $d/dbg/usr/lib/debug/.build-id" >&2
+        return 1
+    fi
+    echo "version=$dbgver build_id=$bid" > "$d/.ready"
+    log "debian-3.11 ok ($dbgver, build-id $bid)"
+}
+setup_debian_311 || fail "debian-3.11"
+
+# ---------------------------------------------------------------- private apt (3.13 / 3.14)
+# papt SUITE apt-get|apt-cache ARGS...
+papt() {
+    local suite="$1" tool="$2"; shift 2
+    local a="$CACHE/apt/$suite"
+    mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/state" "$a/empty.d"
+    [ -f "$a/state/status" ] || : > "$a/state/status"
+    echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian $suite main" > "$a/sources.list"
+    "$tool" -o Dir::Etc::SourceList="$a/sources.list" -o Dir::Etc::SourceParts="$a/empty.d" \
+        -o Dir::State::Lists="$a/lists" -o Dir::Cache="$a/cache" -o Dir::State="$a/state" \
+        -o Dir::State::status="$a/state/status" -o Dir::Etc::Preferences="$a/empty.d/none" \
+        -o Dir::Etc::PreferencesParts="$a/empty.d" -o APT::Architectures::=amd64 \
+        -o APT::Architecture=amd64 -o APT::Install-Recommends=false -o Debug::NoLocking=1 "$@"
+}
+
+setup_debian_chroot() {
+    local ver="$1" suite="$2" name="debian-$1"
+    local d="$CACHE/$name" root="$CACHE/$name/root" dbg="$CACHE/$name/dbg"
+    local exe="$root/usr/bin/python$ver" bid
+    if [ -f "$d/.ready" ] && [ -x "$exe" ]; then
+        bid="$(build_id "$exe")"
+        if [ -f "$dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ] \
+            && chroot "$root" "/usr/bin/python$ver" -c 'import ctypes, threading, json; ctypes.CDLL(None).syscall(186)' >/dev/null 2>&1; then
+            log "$name ok (cached, $(cat "$d/.ready"))"; return 0
+        fi
+    fi
+    log "$name: apt update ($suite)"
+    papt "$suite" apt-get -qq update >&2 || { echo "[setup] ERROR: private apt-get update for $suite failed" >&2; return 1; }
+    local pyver
+    pyver="$(papt "$suite" apt-cache policy "python$ver" | awk '/Candidate:/ {print $2}')"
+    if [ -z "$pyver" ] || [ "$pyver" = "(none)" ]; then
+        echo "[setup] ERROR: suite $suite has no python$ver" >&2; return 1
+    fi
+    log "$name: python$ver $pyver from $suite; downloading runtime closure"
+    local arch="$CACHE/apt/$suite/cache/archives"
+    # full dependency closure of the release interpreter (status file is empty, so
+    # apt resolves everything, libc6 included)
+    papt "$suite" apt-get -qq -y -d install "python$ver=$pyver" "python$ver-minimal=$pyver" \
+        "libpython$ver-minimal=$pyver" "libpython$ver-stdlib=$pyver" libffi8 >&2 \
+        || { echo "[setup] ERROR: download of python$ver closure failed" >&2; return 1; }
+    # the split debug files of /usr/bin/python3.X live in python3.X-dbg (no deps needed)
+    mkdir -p "$d/dbgdebs"
+    local dbgdeb="python$ver-dbg_${pyver//:/%3a}_amd64.deb"
+    (cd "$d/dbgdebs" && { [ -f "$dbgdeb" ] || papt "$suite" apt-get -qq download "python$ver-dbg=$pyver" >&2; }) \
+        || { echo "[setup] ERROR: download of python$ver-dbg failed" >&2; return 1; }
+    rm -rf "$root" "$dbg"; mkdir -p "$root" "$dbg"
+    # unpack only the newest version of each package present in the archive cache
+    local f pkg
+    for f in $(ls -t "$arch"/*.deb); do
+        pkg="$(dpkg-deb -f "$f" Package)"
+        [ -e "$d/.unpacked.$pkg" ] && continue
+        dpkg -x "$f" "$root"; : > "$d/.unpacked.$pkg"
+    done
+    rm -f "$d"/.unpacked.*
+    dpkg -x "$d/dbgdebs/$dbgdeb" "$dbg"
+    # the -dbg package also ships python3.Xd; drop it, only the debug files matter
+    rm -rf "$dbg/usr/bin" "$dbg/usr/share"
+    # merged-/usr: the /lib64 -> usr/lib64 etc. links come from base-files, not from the
+    # packages we unpack; create them so the ELF interpreter path resolves.
+    for f in bin sbin lib lib64; do
+        [ -e "$root/$f" ] || [ ! -d "$root/usr/$f" ] || ln -s "usr/$f" "$root/$f"
+    done
+    mkdir -p "$root/tmp" "$root/proc" "$root/dev"
+    chmod 1777 "$root/tmp"
+    [ -e "$root/dev/null" ] || mknod -m 666 "$root/dev/null" c 1 3 || true
+    bid="$(build_id "$exe")"
+    if [ -z "$bid" ] || [ ! -f "$dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ]; then
+        echo "[setup] ERROR: build-id $bid of $exe has no file under $dbg/usr/lib/debug/.build-id" >&2
+        return 1
+    fi
+    if ! chroot "$root" "/usr/bin/python$ver" -c 'import ctypes, threading, json; ctypes.CDLL(None).syscall(186)' >&2; then
+        echo "[setup] ERROR: chroot $root /usr/bin/python$ver cannot run ctypes" >&2; return 1
+    fi
+    echo "version=$pyver suite=$suite build_id=$bid" > "$d/.ready"
+    log "$name ok ($pyver from $suite, build-id $bid)"
+}
+setup_debian_chroot 3.13 trixie || fail "debian-3.13"
+setup_debian_chroot 3.14 "$SID_SUITE" || fail "debian-3.14"
+
+if [ "${#FAILED[@]}" != 0 ]; then
+    echo "[setup] FAILED: ${FAILED[*]}" >&2
+    exit 1
+fi
+log "all interpreters ready (cache: $CACHE)"
