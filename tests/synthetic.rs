@@ -248,3 +248,76 @@ fn nt_file_paths_never_leave_the_sysroot() {
         }
     }
 }
+
+#[test]
+fn exe_option_and_deleted_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe_bytes = std::fs::read("/bin/true").unwrap();
+    let exe = support::write_temp(tmp.path(), "true-copy", &exe_bytes);
+    let lib = support::write_temp(tmp.path(), "libgone.so", &exe_bytes);
+    let mut core = synth::SynthCore::default();
+    core.prstatus(9, 6, 0, 0, 0)
+        // AT_PHDR inside the first mapping marks it as the executable.
+        .auxv(&[(3, 0x400040)])
+        .nt_file(&[
+            (0x400000, 0x402000, 0, "/opt/app/bin/python-moved"),
+            (
+                0x900000,
+                0x901000,
+                0,
+                &format!("{} (deleted)", lib.display()),
+            ),
+        ]);
+    // The kernel keeps each ELF mapping's first page, with its build-id note.
+    core.segment(0x400000, exe_bytes[..4096].to_vec(), 8192, PF_R | PF_X)
+        .segment(0x900000, exe_bytes[..4096].to_vec(), 4096, PF_R | PF_X);
+    let path = support::write_temp(tmp.path(), "core", &core.build());
+
+    let without = Process::open(&path, &Options::default()).unwrap();
+    let exe_module = without
+        .modules()
+        .executable()
+        .expect("AT_PHDR names the executable");
+    assert!(
+        exe_module.file().is_none(),
+        "the recorded path does not exist"
+    );
+    let err = without.memory().read_u8(0x401000 + 10).unwrap_err();
+    assert!(
+        matches!(err.reason, ReadFailure::FileMissing { .. }),
+        "{err}"
+    );
+
+    let with = Process::open(&path, &Options::default().exe(&exe)).unwrap();
+    let exe_module = with.modules().executable().unwrap();
+    assert_eq!(
+        exe_module.file().map(|f| f.path().to_path_buf()),
+        Some(exe.clone())
+    );
+    assert!(matches!(
+        exe_module.file_status,
+        pymortem::modules::FileStatus::Verified { .. }
+    ));
+    // Pages past the dumped first page now come from the verified file.
+    assert_eq!(
+        with.memory().read_u8(0x401000 + 10).unwrap(),
+        exe_bytes[4096 + 10]
+    );
+
+    let gone = with
+        .modules()
+        .modules()
+        .iter()
+        .find(|m| m.base == 0x900000)
+        .unwrap();
+    assert!(gone.deleted);
+    assert_eq!(
+        gone.recorded_path,
+        lib.display().to_string(),
+        "suffix removed"
+    );
+    assert!(
+        gone.file().is_some(),
+        "a deleted file that still exists at its path is used"
+    );
+}

@@ -488,10 +488,9 @@ fn locate_debug(
             };
             (Some(image), status)
         }
-        Some((image, via)) => {
+        Some((image, _)) => {
             // A debug file with symbols but no DWARF still helps symbolization.
             let reason = format!("{} has no DWARF", image.path().display());
-            let _ = via;
             (Some(image), DebugStatus::Missing { reason })
         }
         None => {
