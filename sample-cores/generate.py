@@ -85,9 +85,12 @@ class Interp(object):
             self.run_exe = self.exe
             self.version = ver
             mm = ".".join(ver.split(".")[:2])
-            lib = os.path.join(root, "versions", ver, "lib", "libpython%s.so.1.0" % mm)
-            if os.path.exists(lib):
-                self.libpython = os.path.realpath(lib)
+            # 3.6 and 3.7 name it libpython3.Xm (the pymalloc ABI flag).
+            for abi in ("", "m"):
+                lib = os.path.join(root, "versions", ver, "lib", "libpython%s%s.so.1.0" % (mm, abi))
+                if os.path.exists(lib):
+                    self.libpython = os.path.realpath(lib)
+                    break
             self.identity = [file_identity(self.exe)] + ([file_identity(lib)] if self.libpython else [])
         elif name == "debian-3.11":
             self.exe = "/usr/bin/python3.11"

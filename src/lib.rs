@@ -24,7 +24,9 @@
 #![warn(missing_docs)]
 
 pub mod core;
+pub mod dwarf;
 pub mod error;
+pub mod layout;
 pub mod memory;
 pub mod modules;
 pub mod process;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use crate::core::{CoreFile, CoreThread, OpenOptions};
 use crate::error::{Diagnostic, Error};
+use crate::layout::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::{ModuleSet, SearchPaths};
-use crate::python::{VersionInfo, version};
 
 /// Everything needed to open a core.
 #[derive(Debug, Clone, Default)]

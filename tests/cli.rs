@@ -78,6 +78,90 @@ fn every_json_key_is_documented() {
     );
 }
 
+/// Schema keys of a layout report. Structure, field and variable names are
+/// data (maps keyed by name), so only the keys inside their values count.
+fn layout_keys(v: &Value, out: &mut BTreeSet<String>) {
+    for (k, val) in v.as_object().unwrap() {
+        out.insert(k.clone());
+        if k != "layout" {
+            keys(val, out);
+            continue;
+        }
+        for (lk, lv) in val.as_object().unwrap() {
+            out.insert(lk.clone());
+            match lk.as_str() {
+                "structs" => {
+                    for st in lv.as_object().unwrap().values() {
+                        for (sk, sv) in st.as_object().unwrap() {
+                            out.insert(sk.clone());
+                            if sk == "fields" {
+                                sv.as_object().unwrap().values().for_each(|f| keys(f, out));
+                            }
+                        }
+                    }
+                }
+                "globals" => {}
+                _ => keys(lv, out),
+            }
+        }
+    }
+}
+
+#[test]
+fn layout_json_keys_are_documented() {
+    let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
+    let manifest = support::manifest();
+    let e = manifest
+        .iter()
+        .find(|e| {
+            e["interp"] == "pyenv-3.11.7" && e["scenario"] == "threads" && e["kind"] == "kernel"
+        })
+        .unwrap();
+    let core = e["core"].as_str().unwrap();
+    let lib = e["libpython"].as_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let root = empty.path().to_str().unwrap();
+    let mut all = BTreeSet::new();
+    for args in [
+        vec!["layout", "--json", "--no-cache", core],
+        vec![
+            "layout",
+            "--json",
+            "--no-cache",
+            "--sysroot",
+            root,
+            "--no-default-debug-dir",
+            core,
+        ],
+        vec![
+            "layout",
+            "--json",
+            "--no-cache",
+            "--python-version",
+            "3.11.7",
+            lib,
+        ],
+    ] {
+        let (code, stdout, stderr) = support::pymortem(&args);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            (v["schema"].as_str(), v["schema_version"].as_u64()),
+            (Some("layout"), Some(1))
+        );
+        layout_keys(&v, &mut all);
+    }
+    assert!(all.contains("bit_offset") && all.contains("strategy") && all.contains("exact"));
+    let undocumented: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/json-schema.md: {undocumented:?}"
+    );
+}
+
 #[test]
 fn text_output_names_threads_and_signal() {
     let dir = tempfile::tempdir().unwrap();

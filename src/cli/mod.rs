@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 findings (commands that check for problems);
 //! 2 error (bad arguments, unreadable or invalid input).
 
+mod layout_cmd;
 mod render;
 
 use std::io::{self, Write};
@@ -33,6 +34,8 @@ pub struct Cli {
 enum Command {
     /// The process, its signal, threads, modules and Python version.
     Info(InfoArgs),
+    /// The CPython structure layout of a core or an interpreter binary, and its source.
+    Layout(layout_cmd::LayoutArgs),
 }
 
 /// Options shared by every command that opens a core.
@@ -40,6 +43,16 @@ enum Command {
 struct CoreArgs {
     /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them).
     core: PathBuf,
+    #[command(flatten)]
+    search: SearchArgs,
+    /// Print JSON (schema in docs/json-schema.md) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where files named by a core are found.
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
     /// Resolve every path from the core under DIR, like gdb's sysroot.
     #[arg(long, value_name = "DIR")]
     sysroot: Option<PathBuf>,
@@ -55,13 +68,10 @@ struct CoreArgs {
     /// Where compressed cores are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
-    /// Print JSON (schema in docs/json-schema.md) instead of tables.
-    #[arg(long)]
-    json: bool,
 }
 
-impl CoreArgs {
-    fn options(&self) -> Options {
+impl SearchArgs {
+    pub(crate) fn options(&self) -> Options {
         Options {
             open: OpenOptions {
                 temp_dir: self.temp_dir.clone(),
@@ -75,12 +85,18 @@ impl CoreArgs {
             },
         }
     }
+}
 
+impl CoreArgs {
     fn open(&self) -> Result<Process, String> {
-        Process::open(&self.core, &self.options()).map_err(|e| {
-            format!("{e}\nhint: check that the file is an ELF core of an x86-64 Linux process (or a compressed one)")
-        })
+        open_core(&self.core, &self.search)
     }
+}
+
+pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<Process, String> {
+    Process::open(core, &search.options()).map_err(|e| {
+        format!("{e}\nhint: check that the file is an ELF core of an x86-64 Linux process (or a compressed one)")
+    })
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +110,7 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Info(args) => info(&args),
+        Command::Layout(args) => layout_cmd::run(&args),
     }
 }
 
@@ -113,8 +130,24 @@ fn info(args: &InfoArgs) -> i32 {
     emit(&out)
 }
 
+/// Print a report as JSON or as text.
+pub(crate) fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    text: impl FnOnce(&T) -> String,
+) -> i32 {
+    let out = if json {
+        serde_json::to_string_pretty(report)
+            .map(|s| s + "\n")
+            .unwrap_or_default()
+    } else {
+        text(report)
+    };
+    emit(&out)
+}
+
 /// Print `text`; a closed pipe ends the program quietly.
-fn emit(text: &str) -> i32 {
+pub(crate) fn emit(text: &str) -> i32 {
     let mut stdout = io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -126,7 +159,7 @@ fn emit(text: &str) -> i32 {
     }
 }
 
-fn fail(message: &str) -> i32 {
+pub(crate) fn fail(message: &str) -> i32 {
     let _ = writeln!(io::stderr(), "pymortem: error: {message}");
     EXIT_ERROR
 }

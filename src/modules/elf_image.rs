@@ -169,6 +169,15 @@ impl ElfImage {
         section.uncompressed_data().ok()
     }
 
+    /// Read `len` bytes at link-time address `address` from the file's sections.
+    pub fn read_at_address(&self, address: u64, len: u64) -> Option<Vec<u8>> {
+        let file = self.parse()?;
+        file.sections()
+            .filter(|s| s.kind() != object::SectionKind::UninitializedData)
+            .find_map(|s| s.data_range(address, len).ok().flatten())
+            .map(<[u8]>::to_vec)
+    }
+
     /// The ELF type (`ET_EXEC`, `ET_DYN`, ...).
     pub fn elf_type(&self) -> Option<u16> {
         let file = self.parse()?;

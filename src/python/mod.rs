@@ -1,5 +1,6 @@
 //! The CPython model: what the interpreter's memory means.
 
-pub mod version;
+pub mod runtime;
 
-pub use version::{PythonVersion, VersionInfo, VersionSource};
+pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
+pub use runtime::{RuntimeLocation, locate};

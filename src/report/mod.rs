@@ -3,9 +3,11 @@
 //! `docs/json-schema.md`.
 
 mod info;
+mod layout;
 pub mod signals;
 
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
+pub use layout::LayoutReport;
 
 /// Version of the JSON schema family. Bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,549 @@
+//! Struct layouts and static variables from DWARF, read with gimli.
+//!
+//! This layer knows C, not CPython: callers name the types and variables they
+//! want. Units are scanned top-level DIE by top-level DIE, preferred units
+//! first, and the scan stops once everything asked for is found, so only a
+//! fraction of a large library's DWARF is decoded. Declaration stubs are
+//! skipped, typedefs and cv-qualifiers are followed, anonymous members are
+//! flattened, nested structs are flattened with dotted paths, and bitfields
+//! keep their bit position.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
+use serde::{Deserialize, Serialize};
+
+use crate::modules::ElfImage;
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
+type Unit<'a> = gimli::Unit<Slice<'a>>;
+type Dwarf<'a> = gimli::Dwarf<Slice<'a>>;
+
+/// Nested struct members are flattened this many levels deep.
+const MAX_NEST_DEPTH: usize = 4;
+/// Fields recorded per struct, at most.
+const MAX_FIELDS: usize = 20_000;
+/// Typedef/qualifier chains longer than this are treated as broken.
+const MAX_TYPE_CHAIN: usize = 32;
+/// Children read per struct, at most.
+const MAX_MEMBERS: usize = 4_096;
+
+/// Why DWARF could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DwarfError {
+    /// The image has no `.debug_info`.
+    #[error("{0}: no DWARF (.debug_info is missing or empty)")]
+    NoDwarf(String),
+    /// gimli rejected the data.
+    #[error("{path}: bad DWARF: {reason}")]
+    Bad {
+        /// The file.
+        path: String,
+        /// gimli's message.
+        reason: String,
+    },
+}
+
+/// One field of a struct, with nested members flattened (`threads.head`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    /// Byte offset from the start of the outermost struct.
+    pub offset: u64,
+    /// Size in bytes (of the storage unit, for a bitfield).
+    pub size: u64,
+    /// For bitfields: bit offset from the start of the outermost struct.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_offset: Option<u64>,
+    /// For bitfields: width in bits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_size: Option<u64>,
+}
+
+/// A struct or union as DWARF describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructType {
+    /// The name that matched (a typedef or a struct tag).
+    pub name: String,
+    /// `sizeof`.
+    pub size: u64,
+    /// Every member, by dotted path.
+    pub fields: BTreeMap<String, Field>,
+}
+
+/// A static or global variable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Variable {
+    /// Its name.
+    pub name: String,
+    /// The compile unit that defines it (e.g. `Objects/tupleobject.c`).
+    pub unit: String,
+    /// Link-time address.
+    pub address: u64,
+    /// Size of its type, if known.
+    pub size: Option<u64>,
+}
+
+/// What to look for.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Struct, union or typedef names.
+    pub types: Vec<String>,
+    /// Variable names; `None` unit means any unit.
+    pub variables: Vec<String>,
+    /// Unit names (basenames such as `pystate.c`) to scan first.
+    pub preferred_units: Vec<String>,
+}
+
+/// What was found.
+#[derive(Debug, Clone, Default)]
+pub struct QueryResult {
+    /// Types by the name asked for.
+    pub types: HashMap<String, StructType>,
+    /// Every definition of each variable asked for (statics repeat across units).
+    pub variables: Vec<Variable>,
+    /// Units decoded before the scan stopped.
+    pub units_scanned: usize,
+    /// Units in the file.
+    pub units_total: usize,
+    /// Damaged units, skipped in whole or in part.
+    pub errors: Vec<String>,
+}
+
+/// Run `query` against the DWARF in `image`.
+///
+/// Variables are collected from every unit scanned; the scan stops early only
+/// once every type has been found and every variable seen at least once in
+/// the preferred units.
+pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError> {
+    let path = image.path().display().to_string();
+    if !image.has_dwarf() {
+        return Err(DwarfError::NoDwarf(path));
+    }
+    let bad = |e: gimli::Error| DwarfError::Bad {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    // Only the sections type and variable lookups need; the rest stay compressed.
+    let wanted = [
+        ".debug_info",
+        ".debug_abbrev",
+        ".debug_str",
+        ".debug_str_offsets",
+        ".debug_line_str",
+        ".debug_line",
+        ".debug_addr",
+    ];
+    let sections: HashMap<&str, Cow<'_, [u8]>> = wanted
+        .iter()
+        .filter_map(|&name| Some((name, image.section_data(name)?)))
+        .collect();
+    let loaded = gimli::DwarfSections::<&[u8]>::load(|id| {
+        Ok::<_, std::convert::Infallible>(sections.get(id.name()).map_or(&[][..], |c| &c[..]))
+    })
+    .unwrap_or_else(|never| match never {});
+    let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
+
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next().map_err(bad)? {
+        units.push(header);
+    }
+    let units_total = units.len();
+    let preferred: HashSet<&str> = query.preferred_units.iter().map(String::as_str).collect();
+    let mut parsed: Vec<(bool, Unit<'_>)> = Vec::with_capacity(units.len());
+    let mut unit_errors = Vec::new();
+    for header in units {
+        let unit = match dwarf.unit(header) {
+            Ok(unit) => unit,
+            Err(e) => {
+                unit_errors.push(format!("unit at {:?}: {e}", header.offset()));
+                continue;
+            }
+        };
+        let name = unit
+            .name
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        parsed.push((preferred.contains(basename(&name)), unit));
+    }
+    // Preferred units first, file order otherwise.
+    parsed.sort_by_key(|(is_preferred, _)| !is_preferred);
+
+    let type_names: HashSet<&str> = query.types.iter().map(String::as_str).collect();
+    let var_names: HashSet<&str> = query.variables.iter().map(String::as_str).collect();
+    let mut result = QueryResult {
+        units_total,
+        errors: unit_errors,
+        ..Default::default()
+    };
+    let mut vars_seen: HashSet<String> = HashSet::new();
+    for (is_preferred, unit) in &parsed {
+        let done_types = result.types.len() == type_names.len();
+        let done_vars = vars_seen.len() == var_names.len();
+        if done_types && done_vars && !is_preferred {
+            break;
+        }
+        result.units_scanned += 1;
+        let scanner = UnitScanner {
+            dwarf: &dwarf,
+            unit,
+        };
+        if let Err(e) = scanner.scan(&type_names, &var_names, &mut result, &mut vars_seen) {
+            result.errors.push(format!(
+                "unit {}: {e} (the rest of the unit was skipped)",
+                scanner.unit_name()
+            ));
+        }
+    }
+    Ok(result)
+}
+
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+struct UnitScanner<'d, 'a> {
+    dwarf: &'d Dwarf<'a>,
+    unit: &'d Unit<'a>,
+}
+
+/// The resolved type of a member or variable.
+enum Resolved {
+    Struct(UnitOffset),
+    Other { size: Option<u64> },
+}
+
+impl<'a> UnitScanner<'_, 'a> {
+    fn name(&self, entry: &gimli::DebuggingInformationEntry<Slice<'a>>) -> Option<String> {
+        let value = entry.attr_value(gimli::DW_AT_name)?;
+        let s = self.dwarf.attr_string(self.unit, value).ok()?;
+        Some(s.to_string_lossy().into_owned())
+    }
+
+    fn unit_name(&self) -> String {
+        self.unit
+            .name
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn scan(
+        &self,
+        types: &HashSet<&str>,
+        vars: &HashSet<&str>,
+        result: &mut QueryResult,
+        vars_seen: &mut HashSet<String>,
+    ) -> gimli::Result<()> {
+        let mut cursor = self.unit.entries();
+        if cursor.next_dfs()?.is_none() {
+            return Ok(());
+        }
+        // First child of the unit DIE, then its siblings.
+        let mut entry = cursor.next_dfs()?.filter(|e| e.depth() == 1).cloned();
+        while let Some(die) = entry {
+            let tag = die.tag();
+            if matches!(
+                tag,
+                gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_typedef
+            ) {
+                if let Some(name) = self
+                    .name(&die)
+                    .filter(|n| types.contains(n.as_str()) && !result.types.contains_key(n))
+                    && die.attr_value(gimli::DW_AT_declaration).is_none()
+                    && let Some(st) = self.struct_type(&name, die.offset())
+                {
+                    result.types.insert(name, st);
+                }
+            } else if tag == gimli::DW_TAG_variable
+                && let Some(var) = self.variable(&die, vars)
+            {
+                vars_seen.insert(var.name.clone());
+                if !result.variables.contains(&var) {
+                    result.variables.push(var);
+                }
+            }
+            entry = cursor.next_sibling()?.cloned();
+        }
+        Ok(())
+    }
+
+    /// A variable with a `DW_OP_addr`/`DW_OP_addrx` location; its name may sit on
+    /// the declaration that `DW_AT_specification` points to.
+    fn variable(
+        &self,
+        die: &gimli::DebuggingInformationEntry<Slice<'a>>,
+        vars: &HashSet<&str>,
+    ) -> Option<Variable> {
+        let location = die.attr_value(gimli::DW_AT_location)?;
+        let spec = match die.attr_value(gimli::DW_AT_specification) {
+            Some(AttributeValue::UnitRef(offset)) => self.unit.entry(offset).ok(),
+            _ => None,
+        };
+        let name = self
+            .name(die)
+            .or_else(|| spec.as_ref().and_then(|s| self.name(s)))?;
+        if !vars.contains(name.as_str()) {
+            return None;
+        }
+        let AttributeValue::Exprloc(expr) = location else {
+            return None;
+        };
+        let mut ops = expr.operations(self.unit.encoding());
+        let address = match ops.next().ok()?? {
+            gimli::Operation::Address { address } => address,
+            gimli::Operation::AddressIndex { index } => {
+                self.dwarf.address(self.unit, index).ok()?
+            }
+            _ => return None,
+        };
+        let type_die = die
+            .attr_value(gimli::DW_AT_type)
+            .or_else(|| spec.as_ref()?.attr_value(gimli::DW_AT_type));
+        let size = match type_die {
+            Some(AttributeValue::UnitRef(t)) => self.type_size(t),
+            _ => None,
+        };
+        Some(Variable {
+            name,
+            unit: self.unit_name(),
+            address,
+            size,
+        })
+    }
+
+    /// Follow typedefs and qualifiers to the underlying type.
+    fn resolve(
+        &self,
+        mut offset: UnitOffset,
+    ) -> Option<(Resolved, gimli::DebuggingInformationEntry<Slice<'a>>)> {
+        for _ in 0..MAX_TYPE_CHAIN {
+            let die = self.unit.entry(offset).ok()?;
+            match die.tag() {
+                gimli::DW_TAG_typedef
+                | gimli::DW_TAG_const_type
+                | gimli::DW_TAG_volatile_type
+                | gimli::DW_TAG_restrict_type
+                | gimli::DW_TAG_atomic_type => match die.attr_value(gimli::DW_AT_type) {
+                    Some(AttributeValue::UnitRef(next)) => offset = next,
+                    // `typedef void T` or a cross-unit reference.
+                    _ => return Some((Resolved::Other { size: None }, die)),
+                },
+                gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                    if die.attr_value(gimli::DW_AT_declaration).is_some() {
+                        return Some((Resolved::Other { size: None }, die));
+                    }
+                    return Some((Resolved::Struct(offset), die));
+                }
+                gimli::DW_TAG_array_type => {
+                    let size = self.array_size(&die, offset);
+                    return Some((Resolved::Other { size }, die));
+                }
+                gimli::DW_TAG_pointer_type | gimli::DW_TAG_reference_type => {
+                    let size =
+                        byte_size(&die).or(Some(u64::from(self.unit.encoding().address_size)));
+                    return Some((Resolved::Other { size }, die));
+                }
+                _ => {
+                    let size = byte_size(&die);
+                    return Some((Resolved::Other { size }, die));
+                }
+            }
+        }
+        None
+    }
+
+    fn type_size(&self, offset: UnitOffset) -> Option<u64> {
+        match self.resolve(offset)? {
+            (Resolved::Struct(_), die) => byte_size(&die),
+            (Resolved::Other { size }, _) => size,
+        }
+    }
+
+    fn array_size(
+        &self,
+        die: &gimli::DebuggingInformationEntry<Slice<'a>>,
+        offset: UnitOffset,
+    ) -> Option<u64> {
+        if let Some(size) = byte_size(die) {
+            return Some(size);
+        }
+        let element = match die.attr_value(gimli::DW_AT_type)? {
+            AttributeValue::UnitRef(t) => self.type_size(t)?,
+            _ => return None,
+        };
+        let mut count: u64 = 1;
+        let mut cursor = self.unit.entries_at_offset(offset).ok()?;
+        cursor.next_dfs().ok()??;
+        let mut child = cursor.next_dfs().ok()?.filter(|c| c.depth() == 1).cloned();
+        let mut seen = 0;
+        while let Some(c) = child {
+            if c.tag() == gimli::DW_TAG_subrange_type {
+                let n = c
+                    .attr_value(gimli::DW_AT_count)
+                    .and_then(|v| v.udata_value())
+                    .or_else(|| {
+                        c.attr_value(gimli::DW_AT_upper_bound)
+                            .and_then(|v| v.udata_value())
+                            .map(|u| u.saturating_add(1))
+                    })
+                    .unwrap_or(0); // a flexible array member
+                count = count.saturating_mul(n);
+            }
+            seen += 1;
+            if seen > 16 {
+                break;
+            }
+            child = cursor.next_sibling().ok()?.cloned();
+        }
+        Some(element.saturating_mul(count))
+    }
+
+    fn struct_type(&self, name: &str, offset: UnitOffset) -> Option<StructType> {
+        let (Resolved::Struct(struct_offset), die) = self.resolve(offset)? else {
+            return None;
+        };
+        let size = byte_size(&die)?;
+        let mut fields = BTreeMap::new();
+        self.members(struct_offset, "", 0, 0, &mut fields);
+        Some(StructType {
+            name: name.to_string(),
+            size,
+            fields,
+        })
+    }
+
+    /// Add every member of the struct at `offset` to `fields`, at `base` bytes
+    /// from the outermost struct, with `prefix` for nested names.
+    fn members(
+        &self,
+        offset: UnitOffset,
+        prefix: &str,
+        base: u64,
+        depth: usize,
+        fields: &mut BTreeMap<String, Field>,
+    ) {
+        let Ok(mut cursor) = self.unit.entries_at_offset(offset) else {
+            return;
+        };
+        let Ok(Some(_)) = cursor.next_dfs() else {
+            return;
+        };
+        let mut child = match cursor.next_dfs() {
+            Ok(Some(c)) if c.depth() == 1 => Some(c.clone()),
+            _ => None,
+        };
+        let mut count = 0;
+        while let Some(member) = child {
+            count += 1;
+            if count > MAX_MEMBERS || fields.len() >= MAX_FIELDS {
+                return;
+            }
+            if member.tag() == gimli::DW_TAG_member {
+                self.member(&member, prefix, base, depth, fields);
+            }
+            child = cursor.next_sibling().ok().flatten().cloned();
+        }
+    }
+
+    fn member(
+        &self,
+        member: &gimli::DebuggingInformationEntry<Slice<'a>>,
+        prefix: &str,
+        base: u64,
+        depth: usize,
+        fields: &mut BTreeMap<String, Field>,
+    ) {
+        let name = self.name(member);
+        let location = member_location(member).unwrap_or(0);
+        let Some(AttributeValue::UnitRef(type_offset)) = member.attr_value(gimli::DW_AT_type)
+        else {
+            return;
+        };
+        let Some((resolved, type_die)) = self.resolve(type_offset) else {
+            return;
+        };
+        let type_size = match &resolved {
+            Resolved::Struct(_) => byte_size(&type_die),
+            Resolved::Other { size } => *size,
+        };
+        let bit_size = member
+            .attr_value(gimli::DW_AT_bit_size)
+            .and_then(|v| v.udata_value());
+        let (offset, bit_offset) = match bit_size {
+            Some(bits) => {
+                let storage = byte_size(member).or(type_size).unwrap_or(4);
+                let bit_pos = if let Some(data_bit) = member
+                    .attr_value(gimli::DW_AT_data_bit_offset)
+                    .and_then(|v| v.udata_value())
+                {
+                    data_bit
+                } else if let Some(old) = member
+                    .attr_value(gimli::DW_AT_bit_offset)
+                    .and_then(|v| v.udata_value())
+                {
+                    // DWARF 2/3 count from the storage unit's most significant bit.
+                    (location * 8 + storage * 8).saturating_sub(old + bits)
+                } else {
+                    location * 8
+                };
+                // The storage unit holding the bits, aligned to its own size.
+                let storage = storage.max(1);
+                let byte = bit_pos / 8 / storage * storage;
+                (base + byte, Some(base * 8 + bit_pos))
+            }
+            None => (base + location, None),
+        };
+        match (&name, &resolved) {
+            // Anonymous struct or union: its members belong to the parent.
+            (None, Resolved::Struct(inner)) if depth < MAX_NEST_DEPTH => {
+                self.members(*inner, prefix, base + location, depth + 1, fields);
+            }
+            (None, _) => {}
+            (Some(name), _) => {
+                let path = format!("{prefix}{name}");
+                if let (Resolved::Struct(inner), true) = (&resolved, depth < MAX_NEST_DEPTH) {
+                    self.members(
+                        *inner,
+                        &format!("{path}."),
+                        base + location,
+                        depth + 1,
+                        fields,
+                    );
+                }
+                fields.insert(
+                    path,
+                    Field {
+                        offset,
+                        size: type_size.unwrap_or(0),
+                        bit_offset,
+                        bit_size: bit_size.map(|b| b.min(64)),
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn byte_size(die: &gimli::DebuggingInformationEntry<Slice<'_>>) -> Option<u64> {
+    die.attr_value(gimli::DW_AT_byte_size)
+        .and_then(|v| v.udata_value())
+}
+
+/// `DW_AT_data_member_location` as a constant or a `DW_OP_plus_uconst` expression.
+fn member_location(member: &gimli::DebuggingInformationEntry<Slice<'_>>) -> Option<u64> {
+    match member.attr_value(gimli::DW_AT_data_member_location)? {
+        AttributeValue::Exprloc(expr) => {
+            let mut ops = expr.operations(gimli::Encoding {
+                format: gimli::Format::Dwarf32,
+                version: 4,
+                address_size: 8,
+            });
+            match ops.next().ok()?? {
+                gimli::Operation::PlusConstant { value } => Some(value),
+                _ => None,
+            }
+        }
+        value => value.udata_value(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Choosing the layout for a process: DWARF (cached per build-id), then
+//! `_Py_DebugOffsets`, then the built-in table, each attempt reported.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables};
+use crate::modules::Module;
+use crate::process::Process;
+
+/// How to choose.
+#[derive(Debug, Clone, Default)]
+pub struct LayoutOptions {
+    /// Skip the on-disk cache, neither reading nor writing it.
+    pub no_cache: bool,
+    /// The cache folder; the user's cache folder when `None`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// One source that was tried.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    /// `dwarf`, `cache`, `debug_offsets` or `table`.
+    pub source: &'static str,
+    /// What happened.
+    pub outcome: String,
+}
+
+/// The chosen layout and how it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayoutChoice {
+    /// The layout.
+    pub layout: Layout,
+    /// Every source tried, in order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Why no layout could be chosen.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no CPython layout: {}", attempts.iter().map(|a| format!("{}: {}", a.source, a.outcome)).collect::<Vec<_>>().join("; "))]
+pub struct NoLayout {
+    /// What was tried.
+    pub attempts: Vec<Attempt>,
+}
+
+/// Choose the layout for `process`.
+pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice, NoLayout> {
+    let mut attempts = Vec::new();
+    let mut note = |source, outcome: String| attempts.push(Attempt { source, outcome });
+    let Some(version) = process.python() else {
+        note("version", "no CPython version was found in the core".into());
+        return Err(NoLayout { attempts });
+    };
+    let v = version.version;
+    let module = process
+        .modules()
+        .modules()
+        .iter()
+        .find(|m| m.recorded_path == version.module)
+        .cloned();
+
+    if let Some(module) = &module {
+        match dwarf_layout(module, (v.major, v.minor, v.micro), options) {
+            Ok((layout, how)) => {
+                note(
+                    if how == "cache" { "cache" } else { "dwarf" },
+                    "used".into(),
+                );
+                return Ok(LayoutChoice { layout, attempts });
+            }
+            Err(reason) => note("dwarf", reason),
+        }
+    }
+
+    let table = tables::builtin(v.major, v.minor);
+    let micro = v.to_string();
+    if (v.major, v.minor) >= (3, 13) {
+        let found = module
+            .as_ref()
+            .and_then(|m| runtime_address::find(process.core(), process.memory(), m));
+        match (found, &table) {
+            (Some((addr, _)), Some(t)) => {
+                match debug_offsets::apply(process.memory(), addr, t.layout_for(&micro)) {
+                    Some((layout, _, changed)) => {
+                        let detail = if changed.is_empty() {
+                            "used; agrees with the table".to_string()
+                        } else {
+                            format!("used; differs from the table in {}", changed.join(", "))
+                        };
+                        note("debug_offsets", format!("{detail} (at {addr:#x})"));
+                        return Ok(LayoutChoice { layout, attempts });
+                    }
+                    None => note(
+                        "debug_offsets",
+                        format!("no valid _Py_DebugOffsets at {addr:#x}"),
+                    ),
+                }
+            }
+            (None, _) => note("debug_offsets", "_PyRuntime not found".into()),
+            (_, None) => note(
+                "debug_offsets",
+                format!("no table for {}.{} to complete it", v.major, v.minor),
+            ),
+        }
+    }
+    match table {
+        Some(t) if !t.structs.is_empty() => {
+            let layout = t.layout_for(&micro);
+            if let LayoutSource::Table {
+                exact, micro: used, ..
+            } = &layout.source
+            {
+                let how = if *exact {
+                    "used".to_string()
+                } else {
+                    format!("used the {used} layout for {micro}")
+                };
+                note("table", how);
+            }
+            Ok(LayoutChoice { layout, attempts })
+        }
+        _ => {
+            note(
+                "table",
+                format!("no built-in table for {}.{}", v.major, v.minor),
+            );
+            Err(NoLayout { attempts })
+        }
+    }
+}
+
+/// The layout from the module's DWARF, through the cache.
+fn dwarf_layout(
+    module: &Module,
+    version: (u8, u8, Option<u8>),
+    options: &LayoutOptions,
+) -> Result<(Layout, &'static str), String> {
+    let Some(debug) = module.debug_file().filter(|d| d.has_dwarf()) else {
+        return Err(format!("{} has no DWARF available", module.name()));
+    };
+    let build_id = module.build_id_hex();
+    let cache_dir = if options.no_cache {
+        None
+    } else {
+        options.cache_dir.clone().or_else(cache::default_dir)
+    };
+    if let (Some(dir), Some(id)) = (&cache_dir, &build_id)
+        && let Some(layout) = cache::load(dir, id)
+    {
+        return Ok((layout, "cache"));
+    }
+    let layout = from_dwarf(debug, build_id.clone(), version).map_err(|e| e.to_string())?;
+    if let (Some(dir), Some(id)) = (&cache_dir, &build_id) {
+        // A cache that cannot be written only costs time next run.
+        let _ = cache::store(dir, id, &layout);
+    }
+    Ok((layout, "dwarf"))
+}

@@ -1,0 +1,220 @@
+//! Finding the interpreters: `_PyRuntime` (3.7+) or `interp_head` (2.7, 3.6),
+//! by symbol, section, cookie, or a validated scan of the interpreter's data.
+
+use serde::Serialize;
+
+use crate::layout::Layout;
+use crate::layout::runtime_address::{self, RuntimeStrategy};
+use crate::memory::{Memory, MemoryExt};
+use crate::modules::Module;
+use crate::process::Process;
+
+/// Interpreters followed through `next`, at most.
+pub const MAX_INTERPRETERS: usize = 256;
+/// Bytes of writable data scanned for an interpreter state, at most.
+const MAX_SCAN_BYTES: u64 = 64 << 20;
+
+/// Where the interpreters are, and how that was found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeLocation {
+    /// The strategy that worked.
+    pub strategy: RuntimeStrategy,
+    /// `_PyRuntime` (3.7+).
+    pub runtime: Option<u64>,
+    /// The word that points at the first interpreter (`interp_head` or
+    /// `_PyRuntime.interpreters.head`).
+    pub head_pointer: u64,
+    /// Every interpreter state, main first, following `next`.
+    pub interpreters: Vec<u64>,
+    /// A problem met while following the list, if any.
+    pub warning: Option<String>,
+}
+
+/// Field offsets the search needs.
+struct Offsets {
+    interpreters_head: Option<u64>,
+    interp_next: u64,
+    threads_head: u64,
+    tstate_interp: u64,
+    tstate_next: u64,
+    tstate_thread_id: u64,
+}
+
+impl Offsets {
+    fn from(layout: &Layout) -> Option<Offsets> {
+        Some(Offsets {
+            interpreters_head: layout.offset("_PyRuntimeState", "interpreters_head"),
+            interp_next: layout.offset("PyInterpreterState", "next")?,
+            threads_head: layout.offset("PyInterpreterState", "threads_head")?,
+            tstate_interp: layout.offset("PyThreadState", "interp")?,
+            tstate_next: layout.offset("PyThreadState", "next")?,
+            tstate_thread_id: layout.offset("PyThreadState", "thread_id")?,
+        })
+    }
+}
+
+/// Find the interpreters of `process` with `layout`.
+pub fn locate(process: &Process, layout: &Layout) -> Result<RuntimeLocation, String> {
+    let version = process.python().ok_or("no CPython version")?;
+    let module = process
+        .modules()
+        .modules()
+        .iter()
+        .find(|m| m.recorded_path == version.module)
+        .ok_or("the interpreter module is not mapped")?;
+    let offsets =
+        Offsets::from(layout).ok_or("the layout lacks the interpreter and thread-state fields")?;
+    let memory = process.memory();
+    let (head_pointer, runtime, strategy) = by_symbols(process, module, layout, &offsets)
+        .or_else(|| {
+            scan(process, module, &offsets)
+                .map(|(head, runtime)| (head, runtime, RuntimeStrategy::InterpreterScan))
+        })
+        .ok_or("no interpreter state found by symbol, section, cookie or scan")?;
+    let (interpreters, warning) = follow(memory, head_pointer, &offsets);
+    if interpreters.is_empty() {
+        return Err(format!(
+            "the interpreter list at {head_pointer:#x} is empty or unreadable"
+        ));
+    }
+    Ok(RuntimeLocation {
+        strategy,
+        runtime,
+        head_pointer,
+        interpreters,
+        warning,
+    })
+}
+
+fn by_symbols(
+    process: &Process,
+    module: &Module,
+    layout: &Layout,
+    offsets: &Offsets,
+) -> Option<(u64, Option<u64>, RuntimeStrategy)> {
+    if let Some(head_offset) = offsets.interpreters_head {
+        let (runtime, strategy) = runtime_address::find(process.core(), process.memory(), module)?;
+        return Some((runtime + head_offset, Some(runtime), strategy));
+    }
+    // 2.7 and 3.6: the static `interp_head` in pystate.c.
+    let bias = module.load_bias?;
+    let head = module
+        .symbol_address("interp_head", Some("pystate.c"))
+        .or_else(|| {
+            layout
+                .globals
+                .get("pystate.c:interp_head")
+                .map(|a| a.wrapping_add(bias))
+        })?;
+    Some((head, None, RuntimeStrategy::InterpHeadSymbol))
+}
+
+/// Thread states followed per interpreter while validating a scan hit.
+const MAX_VALIDATE_THREADS: usize = 1024;
+
+/// Whether `interp` looks like an interpreter state: every thread state on
+/// its list points back at it, and one of them belongs to a thread of the
+/// core (its `thread_id` is that thread's `pthread_t`). Pointer symmetry
+/// alone is not enough: in 2.7 a thread state passes it too.
+fn plausible_interpreter(
+    memory: &impl Memory,
+    interp: u64,
+    offsets: &Offsets,
+    pthread_ids: &[u64],
+) -> bool {
+    if interp == 0 || !interp.is_multiple_of(8) {
+        return false;
+    }
+    let Ok(mut tstate) = memory.read_ptr(interp + offsets.threads_head) else {
+        return false;
+    };
+    let mut owns_core_thread = false;
+    let mut seen = 0;
+    while tstate != 0 {
+        seen += 1;
+        if seen > MAX_VALIDATE_THREADS || tstate % 8 != 0 {
+            return false;
+        }
+        if memory.read_ptr(tstate + offsets.tstate_interp).ok() != Some(interp) {
+            return false;
+        }
+        owns_core_thread |= memory
+            .read_u64(tstate + offsets.tstate_thread_id)
+            .is_ok_and(|id| pthread_ids.contains(&id));
+        let Ok(next) = memory.read_ptr(tstate + offsets.tstate_next) else {
+            return false;
+        };
+        tstate = next;
+    }
+    owns_core_thread
+}
+
+/// Scan the module's writable data for a word pointing at a plausible
+/// interpreter state; return that word's address and the implied runtime.
+fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, Option<u64>)> {
+    let core = process.core();
+    let memory = process.memory();
+    let pthread_ids: Vec<u64> = core.threads().iter().map(|t| t.pthread_id()).collect();
+    let mut budget = MAX_SCAN_BYTES;
+    for seg in core
+        .segments()
+        .iter()
+        .filter(|s| s.perms.write && s.vaddr >= module.base && s.vaddr < module.end)
+    {
+        let len = seg.available.min(budget);
+        budget -= len;
+        let start = usize::try_from(seg.file_offset).ok()?;
+        let bytes = core.bytes().get(start..start + len as usize)?;
+        for (i, word) in bytes.chunks_exact(8).enumerate() {
+            let value = u64::from_le_bytes(word.try_into().ok()?);
+            // Cheap filter first: the value must point into dumped memory.
+            if value < 0x1000 || value % 8 != 0 || core.segment_index(value).is_none() {
+                continue;
+            }
+            if plausible_interpreter(memory, value, offsets, &pthread_ids) {
+                let head = seg.vaddr + (i * 8) as u64;
+                let runtime = offsets.interpreters_head.map(|o| head - o);
+                return Some((head, runtime));
+            }
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    None
+}
+
+/// Follow `next` from the head pointer, with a cap and a cycle check.
+fn follow(
+    memory: &impl Memory,
+    head_pointer: u64,
+    offsets: &Offsets,
+) -> (Vec<u64>, Option<String>) {
+    let mut out = Vec::new();
+    let mut cur = match memory.read_ptr(head_pointer) {
+        Ok(p) => p,
+        Err(e) => return (out, Some(e.to_string())),
+    };
+    while cur != 0 {
+        if out.contains(&cur) {
+            return (
+                out,
+                Some(format!("the interpreter list loops back to {cur:#x}")),
+            );
+        }
+        if out.len() >= MAX_INTERPRETERS {
+            return (
+                out,
+                Some(format!(
+                    "more than {MAX_INTERPRETERS} interpreters; the rest are ignored"
+                )),
+            );
+        }
+        out.push(cur);
+        cur = match memory.read_ptr(cur + offsets.interp_next) {
+            Ok(p) => p,
+            Err(e) => return (out, Some(e.to_string())),
+        };
+    }
+    (out, None)
+}
