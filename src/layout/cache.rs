@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::{Layout, LayoutSource};
 
-/// Bumped whenever the cached format or the extraction changes.
+/// Bumped whenever the cached format or the extraction changes (a change to
+/// the spec changes the file name by itself).
 const CACHE_FORMAT: u32 = 1;
 
 /// The default cache folder: `$XDG_CACHE_HOME/pymortem` or `~/.cache/pymortem`.

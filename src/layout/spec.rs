@@ -64,6 +64,34 @@ pub const STRUCTS: &[StructSpec] = &[
         fields: fields! { "ma_used" => ["ma_used"], "ma_keys" => ["ma_keys"], "ma_values" => ["ma_values"], "ma_table" => ["ma_table"], "ma_mask" => ["ma_mask"] },
     },
     StructSpec {
+        name: "PyDictKeysObject",
+        c_names: &["PyDictKeysObject", "_dictkeysobject"],
+        fields: fields! {
+            "dk_refcnt" => ["dk_refcnt"],
+            "dk_size" => ["dk_size"],
+            "dk_log2_size" => ["dk_log2_size"],
+            "dk_log2_index_bytes" => ["dk_log2_index_bytes"],
+            "dk_kind" => ["dk_kind"],
+            "dk_nentries" => ["dk_nentries"],
+            "dk_indices" => ["dk_indices"],
+        },
+    },
+    StructSpec {
+        name: "PyDictKeyEntry",
+        c_names: &["PyDictKeyEntry", "PyDictEntry"],
+        fields: fields! { "me_hash" => ["me_hash"], "me_key" => ["me_key"], "me_value" => ["me_value"] },
+    },
+    StructSpec {
+        name: "PyDictUnicodeEntry",
+        c_names: &["PyDictUnicodeEntry"],
+        fields: fields! { "me_key" => ["me_key"], "me_value" => ["me_value"] },
+    },
+    StructSpec {
+        name: "PyDictValues",
+        c_names: &["PyDictValues", "_dictvalues"],
+        fields: fields! { "values" => ["values"] },
+    },
+    StructSpec {
         name: "PyTypeObject",
         c_names: &["PyTypeObject", "_typeobject"],
         fields: fields! {
@@ -179,7 +207,7 @@ pub const STRUCTS: &[StructSpec] = &[
             "native_thread_id" => ["native_thread_id"],
             "id" => ["id"],
             "status" => ["_status"],
-            "holds_gil" => ["holds_gil"],
+            "holds_gil" => ["holds_gil", "_status.holds_gil"],
             "datastack_chunk" => ["datastack_chunk"],
         },
     },
@@ -216,6 +244,7 @@ pub const STRUCTS: &[StructSpec] = &[
             "instr_ptr" => ["instr_ptr", "prev_instr"],
             "stackpointer" => ["stackpointer", "stacktop"],
             "owner" => ["owner"],
+            "is_entry" => ["is_entry"],
             "localsplus" => ["localsplus"],
         },
     },
@@ -238,6 +267,7 @@ pub const STRUCTS: &[StructSpec] = &[
             "co_qualname" => ["co_qualname"],
             "co_lnotab" => ["co_lnotab"],
             "co_linetable" => ["co_linetable"],
+            "co_firsttraceable" => ["_co_firsttraceable"],
         },
     },
     StructSpec {
@@ -259,6 +289,11 @@ pub const STRUCTS: &[StructSpec] = &[
         fields: fields! { "head" => ["head"], "threshold" => ["threshold"], "count" => ["count"] },
     },
     StructSpec {
+        name: "GilRuntimeState",
+        c_names: &["_gil_runtime_state", "gil_runtime_state"],
+        fields: fields! { "last_holder" => ["last_holder"], "locked" => ["locked"], "switch_number" => ["switch_number"] },
+    },
+    StructSpec {
         name: "FreeList",
         c_names: &["_Py_freelist"],
         fields: fields! { "head" => ["freelist"], "size" => ["size"] },
@@ -274,6 +309,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("tupleobject.c", "numfree"),
     ("gcmodule.c", "generations"),
     ("", "_PyGC_generation0"),
+    ("ceval.c", "gil_last_holder"),
+    ("ceval.c", "gil_locked"),
 ];
 
 /// Units that define most of what is asked for; scanned first.
