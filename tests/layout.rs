@@ -291,3 +291,47 @@ fn table_layout_names_its_micro_version() {
         }
     }
 }
+
+#[test]
+fn runtime_is_found_by_its_section_when_the_symbol_is_gone() {
+    // Rename `_PyRuntime` in libpython's string tables (the build-id stays, so
+    // the copy still verifies): the symbol lookup fails and the `.PyRuntime`
+    // section must be used.
+    let e = entry("pyenv-3.12.1", "threads", "kernel");
+    let lib = e["libpython"].as_str().unwrap();
+    let mut bytes = std::fs::read(lib).unwrap();
+    let needle = b"_PyRuntime\0";
+    let mut renamed = 0;
+    let mut i = 0;
+    while let Some(pos) = bytes[i..].windows(needle.len()).position(|w| w == needle) {
+        let at = i + pos;
+        bytes[at + needle.len() - 2] = b'X';
+        renamed += 1;
+        i = at + needle.len();
+    }
+    assert!(renamed >= 1, "the symbol name is in the string tables");
+    let root = tempfile::tempdir().unwrap();
+    let target = root.path().join(lib.trim_start_matches('/'));
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    std::fs::write(&target, &bytes).unwrap();
+    let mut options = Options::default().sysroot(root.path());
+    options.search.no_default_debug_dir = true;
+    let process = Process::open(e["core"].as_str().unwrap(), &options).unwrap();
+    let choice = select(
+        &process,
+        &LayoutOptions {
+            no_cache: true,
+            cache_dir: None,
+        },
+    )
+    .unwrap();
+    let runtime = locate(&process, &choice.layout).unwrap();
+    assert_eq!(format!("{:?}", runtime.strategy), "Section");
+    let want: BTreeSet<u64> = truth(&e)["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["ident"].as_u64().unwrap())
+        .collect();
+    assert_eq!(thread_ids(&process).1, want);
+}
