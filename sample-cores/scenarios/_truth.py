@@ -78,15 +78,42 @@ def marker_line(marker, filename=None):
     raise ValueError("marker %r not found in %s" % (marker, filename))
 
 
+_SCENARIO_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _simple_locals(frame):
+    """repr() of the locals whose repr is unambiguous in a core: None, bools,
+    small ints and short ASCII strings, in frames of the scenario scripts."""
+    if os.path.dirname(os.path.abspath(frame.f_code.co_filename)) != _SCENARIO_DIR:
+        return None
+    out = {}
+    try:
+        items = list(frame.f_locals.items())
+    except Exception:
+        return None
+    for name, value in items:
+        if value is None or value is True or value is False:
+            out[name] = repr(value)
+        elif type(value) is int and abs(value) < 2 ** 60:
+            out[name] = repr(value)
+        elif type(value) is str and len(value) <= 40 and all(32 <= ord(c) < 127 for c in value):
+            out[name] = repr(value)
+    return out
+
+
 def _frame_list(frame):
     out = []
     while frame is not None:
         code = frame.f_code
-        out.append({
+        entry = {
             "function": code.co_name,
             "file": code.co_filename,
             "line": frame.f_lineno,
-        })
+        }
+        simple = _simple_locals(frame)
+        if simple is not None:
+            entry["locals"] = simple
+        out.append(entry)
         frame = frame.f_back
     return out
 

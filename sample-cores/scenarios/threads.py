@@ -14,7 +14,15 @@ gate.acquire()  # never released: workers block on it
 
 
 def worker_alpha():
+    # Locals of every simple kind, for `pymortem threads --locals`.
+    label = "alpha"
+    quoted = "it's"
+    nothing = None
+    flag = True
+    negative = -42
+    big = 2 ** 40 + 7
     forever.wait()  # PARK:alpha
+    return label, quoted, nothing, flag, negative, big
 
 
 def beta_inner(seconds):
@@ -38,7 +46,13 @@ def gamma_level1():
 
 
 def worker_gamma():
+    secret = "kept in a cell"  # a closure variable: a cell in the frame
+
+    def reveal():
+        return secret
+
     gamma_level1()
+    return reveal
 
 
 def delta_recurse(n):

@@ -26,12 +26,8 @@ pub struct LayoutArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
-    /// Neither read nor write the layout cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// The layout cache folder (default: $XDG_CACHE_HOME/pymortem or ~/.cache/pymortem).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    cache: super::CacheArgs,
     /// The CPython version of a binary whose version cannot be read from it (before 3.11).
     #[arg(long, value_name = "X.Y.Z")]
     python_version: Option<String>,
@@ -73,10 +69,7 @@ fn is_core(path: &Path) -> bool {
 
 fn core_layout(args: &LayoutArgs, path: &Path) -> Result<LayoutReport, String> {
     let process = open_core(path, &args.search)?;
-    let options = LayoutOptions {
-        no_cache: args.no_cache,
-        cache_dir: args.cache_dir.clone(),
-    };
+    let options: LayoutOptions = args.cache.options();
     let choice = select(&process, &options).map_err(|e| format!("{}: {e}", path.display()))?;
     let version = process.python().map(|p| p.version.to_string());
     let runtime = pymortem::python::locate(&process, &choice.layout);

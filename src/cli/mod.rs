@@ -36,6 +36,8 @@ enum Command {
     Info(InfoArgs),
     /// The CPython structure layout of a core or an interpreter binary, and its source.
     Layout(layout_cmd::LayoutArgs),
+    /// Every thread's Python stack.
+    Threads(ThreadsArgs),
 }
 
 /// Options shared by every command that opens a core.
@@ -100,6 +102,52 @@ pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<P
 }
 
 #[derive(Debug, Args)]
+struct ThreadsArgs {
+    #[command(flatten)]
+    core: CoreArgs,
+    /// Show each frame's arguments and locals (bounded reprs).
+    #[arg(long)]
+    locals: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// Layout cache options.
+#[derive(Debug, Args)]
+pub(crate) struct CacheArgs {
+    /// Neither read nor write the layout cache.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+    /// The layout cache folder (default: $XDG_CACHE_HOME/pymortem or ~/.cache/pymortem).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+}
+
+impl CacheArgs {
+    pub(crate) fn options(&self) -> pymortem::layout::LayoutOptions {
+        pymortem::layout::LayoutOptions {
+            no_cache: self.no_cache,
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+}
+
+fn threads(args: &ThreadsArgs) -> i32 {
+    let process = match args.core.open() {
+        Ok(p) => p,
+        Err(message) => return fail(&message),
+    };
+    let options = pymortem::python::ThreadOptions {
+        locals: args.locals,
+        layout: args.cache.options(),
+    };
+    let state = pymortem::python::python_state(&process, &options);
+    let report =
+        pymortem::report::ThreadsReport::build(&process, state.as_ref().map_err(Clone::clone));
+    print_report(args.core.json, &report, render::threads)
+}
+
+#[derive(Debug, Args)]
 struct InfoArgs {
     #[command(flatten)]
     core: CoreArgs,
@@ -111,6 +159,7 @@ pub fn run() -> i32 {
     match cli.command {
         Command::Info(args) => info(&args),
         Command::Layout(args) => layout_cmd::run(&args),
+        Command::Threads(args) => threads(&args),
     }
 }
 

@@ -163,3 +163,76 @@ pub fn info(r: &InfoReport) -> String {
     }
     s
 }
+
+/// The `threads` report as Python-style tracebacks, most recent call last.
+pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Python {} · layout from {} · interpreters found by {}",
+        r.python_version.as_deref().unwrap_or("?"),
+        r.layout_source
+            .as_ref()
+            .map_or("?".to_string(), |l| serde_json::to_value(l)
+                .ok()
+                .and_then(|v| v["kind"].as_str().map(String::from))
+                .unwrap_or_default()),
+        r.runtime_strategy
+            .map_or("?".to_string(), |st| format!("{st:?}")),
+    );
+    if r.interpreters.len() > 1 {
+        for i in &r.interpreters {
+            let _ = writeln!(
+                s,
+                "Interpreter {} at {:#x}: {} threads",
+                opt(i.id),
+                i.address,
+                i.threads
+            );
+        }
+    }
+    for t in &r.threads {
+        let mut tags = Vec::new();
+        if t.crashed {
+            tags.push("crashed");
+        }
+        if t.holds_gil {
+            tags.push("holds the GIL");
+        }
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", tags.join(", "))
+        };
+        let lwp = t.lwp.map_or("no LWP".to_string(), |l| format!("LWP {l}"));
+        let _ = writeln!(s, "\nThread {lwp} (pthread {:#x}){tags}", t.pthread_id);
+        if t.thread_state.is_none() {
+            let _ = writeln!(s, "  (no Python thread state)");
+            continue;
+        }
+        if t.frames.is_empty() {
+            let _ = writeln!(s, "  (no Python frames)");
+        } else {
+            let _ = writeln!(s, "  Traceback (most recent call last):");
+        }
+        for f in t.frames.iter().rev() {
+            let name = f.qualname.as_deref().unwrap_or(&f.function);
+            let line = f.line.map_or("?".to_string(), |l| l.to_string());
+            let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
+            for l in f.locals.iter().flatten() {
+                let kind = if l.argument { "arg" } else { "local" };
+                let _ = writeln!(s, "        {kind} {} = {}", l.name, l.repr);
+            }
+        }
+        if let Some(e) = &t.frames_error {
+            let _ = writeln!(s, "  ! stack incomplete: {e}");
+        }
+    }
+    if !r.diagnostics.is_empty() {
+        let _ = writeln!(s, "\nDiagnostics:");
+        for d in &r.diagnostics {
+            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
+        }
+    }
+    s
+}

@@ -1,6 +1,12 @@
 //! The CPython model: what the interpreter's memory means.
 
+pub mod code;
+pub mod frames;
+pub mod objects;
 pub mod runtime;
+pub mod threads;
 
 pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
+pub use frames::{FrameWalk, Local, PyFrame};
 pub use runtime::{RuntimeLocation, locate};
+pub use threads::{PyInterpreter, PyThread, PythonState, ThreadOptions, python_state};

@@ -5,9 +5,11 @@
 mod info;
 mod layout;
 pub mod signals;
+mod threads;
 
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
 pub use layout::LayoutReport;
+pub use threads::{InterpreterReport, ThreadEntry, ThreadsReport};
 
 /// Version of the JSON schema family. Bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

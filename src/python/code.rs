@@ -1,0 +1,243 @@
+//! Code objects and their line tables (cpython-internals.md §8).
+
+use crate::error::ReadError;
+use crate::layout::facts::LineTable;
+use crate::memory::{Memory, MemoryExt};
+
+use super::objects::Objects;
+
+/// Longest file or function name read.
+const MAX_NAME: usize = 1024;
+/// Largest line table read.
+const MAX_LINE_TABLE: usize = 1 << 20;
+
+/// What a frame needs from its code object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// `co_filename`.
+    pub filename: String,
+    /// `co_name`.
+    pub name: String,
+    /// `co_qualname` (3.11+).
+    pub qualname: Option<String>,
+    /// `co_firstlineno`.
+    pub first_line: i64,
+    /// The raw line table (`co_lnotab` or `co_linetable`).
+    pub line_table: Vec<u8>,
+}
+
+impl<M: Memory> Objects<'_, M> {
+    /// Read a code object; it must be of type `code`.
+    pub fn code(&self, code: u64) -> Result<CodeInfo, ReadError> {
+        let ty = self.type_name(code)?;
+        if ty != "code" {
+            return Err(ReadError::new(
+                code,
+                0,
+                crate::error::ReadFailure::Invalid(format!("a {ty}, not a code object")),
+            ));
+        }
+        let field = |name: &str| self.layout.offset("PyCodeObject", name);
+        let text = |name: &str| -> Result<String, ReadError> {
+            let off = field(name).ok_or_else(|| {
+                ReadError::new(
+                    code,
+                    0,
+                    crate::error::ReadFailure::Invalid(format!("no {name}")),
+                )
+            })?;
+            self.string(self.memory.read_ptr(code + off)?, MAX_NAME)
+        };
+        let filename = text("co_filename")?;
+        let name = text("co_name")?;
+        let qualname = field("co_qualname").and_then(|_| text("co_qualname").ok());
+        let first_line = match field("co_firstlineno") {
+            Some(off) => i64::from(self.memory.read_i32(code + off)?),
+            None => 0,
+        };
+        let table_field = field("co_linetable").or_else(|| field("co_lnotab"));
+        let line_table = match table_field {
+            Some(off) => {
+                let obj = self.memory.read_ptr(code + off)?;
+                self.bytes(obj, MAX_LINE_TABLE).unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        Ok(CodeInfo {
+            filename,
+            name,
+            qualname,
+            first_line,
+            line_table,
+        })
+    }
+}
+
+/// The line for an instruction offset.
+///
+/// `offset` is in bytes for `Lnotab` and `Linetable310`, and in 2-byte code
+/// units for `Locations311`. `None` means the instruction has no line.
+pub fn line_for(kind: LineTable, table: &[u8], first_line: i64, offset: i64) -> Option<i64> {
+    match kind {
+        LineTable::Lnotab => Some(lnotab(table, first_line, offset, true)),
+        LineTable::Linetable310 => linetable_310(table, first_line, offset),
+        LineTable::Locations311 => locations_311(table, first_line, offset),
+    }
+}
+
+/// 2.7 (unsigned line steps) and 3.6–3.9 (signed): pairs of (address step, line step).
+pub fn lnotab(table: &[u8], first_line: i64, lasti: i64, signed: bool) -> i64 {
+    let mut line = first_line;
+    let mut addr: i64 = 0;
+    for pair in table.chunks_exact(2) {
+        addr += i64::from(pair[0]);
+        if addr > lasti {
+            break;
+        }
+        line += if signed {
+            i64::from(pair[1] as i8)
+        } else {
+            i64::from(pair[1])
+        };
+    }
+    line
+}
+
+fn linetable_310(table: &[u8], first_line: i64, byte_offset: i64) -> Option<i64> {
+    let mut line = first_line;
+    let mut end: i64 = 0;
+    for pair in table.chunks_exact(2) {
+        let start = end;
+        end += i64::from(pair[0]);
+        let delta = pair[1] as i8;
+        let range_line = if delta == -128 {
+            None
+        } else {
+            line += i64::from(delta);
+            Some(line)
+        };
+        if start <= byte_offset && byte_offset < end {
+            return range_line;
+        }
+    }
+    None
+}
+
+fn varint(table: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut shift = 0;
+    loop {
+        let b = *table.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(b & 63) << shift;
+        if b & 64 == 0 || shift > 56 {
+            return Some(value);
+        }
+        shift += 6;
+    }
+}
+
+fn svarint(table: &[u8], pos: &mut usize) -> Option<i64> {
+    let v = varint(table, pos)?;
+    let magnitude = (v >> 1) as i64;
+    Some(if v & 1 == 1 { -magnitude } else { magnitude })
+}
+
+fn locations_311(table: &[u8], first_line: i64, unit: i64) -> Option<i64> {
+    let mut line = first_line;
+    let mut addr: i64 = 0;
+    let mut pos = 0;
+    while pos < table.len() {
+        let first = table[pos];
+        pos += 1;
+        if first & 0x80 == 0 {
+            // Not the start of an entry: the table is damaged.
+            return None;
+        }
+        let code = (first >> 3) & 15;
+        let length = i64::from(first & 7) + 1;
+        let has_line = match code {
+            0..=9 => {
+                pos += 1;
+                true
+            }
+            10..=12 => {
+                line += i64::from(code) - 10;
+                pos += 2;
+                true
+            }
+            13 => {
+                line += svarint(table, &mut pos)?;
+                true
+            }
+            14 => {
+                line += svarint(table, &mut pos)?;
+                varint(table, &mut pos)?;
+                varint(table, &mut pos)?;
+                varint(table, &mut pos)?;
+                true
+            }
+            _ => false,
+        };
+        if addr <= unit && unit < addr + length {
+            return has_line.then_some(line);
+        }
+        addr += length;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lnotab_walk() {
+        // Lines 10, 11 at byte 6, 13 at byte 10.
+        let table = [6u8, 1, 4, 2];
+        assert_eq!(lnotab(&table, 10, 0, true), 10);
+        assert_eq!(lnotab(&table, 10, 6, true), 11);
+        assert_eq!(lnotab(&table, 10, 9, true), 11);
+        assert_eq!(lnotab(&table, 10, 10, true), 13);
+        // A negative step in 3.6+.
+        assert_eq!(lnotab(&[2, 0xff], 10, 2, true), 9);
+        assert_eq!(lnotab(&[2, 0xff], 10, 2, false), 265);
+    }
+
+    #[test]
+    fn linetable_310_ranges() {
+        // [0,4) line 11, [4,6) no line, [6,10) line 13.
+        let table = [4u8, 1, 2, 0x80, 4, 2];
+        assert_eq!(linetable_310(&table, 10, 2), Some(11));
+        assert_eq!(linetable_310(&table, 10, 5), None);
+        assert_eq!(linetable_310(&table, 10, 8), Some(13));
+        assert_eq!(linetable_310(&table, 10, 10), None);
+    }
+
+    #[test]
+    fn locations_311_entries() {
+        // Entry 1: code 13 (no columns), 2 units, line +2 (svarint 4).
+        // Entry 2: code 10 (one-line, +0), 1 unit, 2 column bytes.
+        // Entry 3: code 15 (no location), 1 unit.
+        // Entry 4: code 14 (long), 1 unit, line -1 (svarint 3), then 3 varints.
+        let table = [
+            0x80 | (13 << 3) | 1,
+            4,
+            0x80 | (10 << 3),
+            1,
+            2,
+            0x80 | (15 << 3),
+            0x80 | (14 << 3),
+            3,
+            0,
+            1,
+            2,
+        ];
+        assert_eq!(locations_311(&table, 100, 0), Some(102));
+        assert_eq!(locations_311(&table, 100, 1), Some(102));
+        assert_eq!(locations_311(&table, 100, 2), Some(102));
+        assert_eq!(locations_311(&table, 100, 3), None);
+        assert_eq!(locations_311(&table, 100, 4), Some(101));
+        assert_eq!(locations_311(&table, 100, 5), None);
+    }
+}

@@ -1,0 +1,404 @@
+//! Walking a thread's Python frames: `PyFrameObject` chains up to 3.10,
+//! `_PyInterpreterFrame` chains from 3.11 (cpython-internals.md §7).
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::code::{CodeInfo, line_for};
+use super::objects::Objects;
+use crate::error::ReadError;
+use crate::layout::facts::{FrameModel, LineTable};
+use crate::memory::{Memory, MemoryExt};
+
+/// Frames followed per thread, at most (deep recursion is shown in full below this).
+pub const MAX_FRAMES: usize = 100_000;
+/// Locals shown per frame, at most.
+const MAX_LOCALS: u64 = 64;
+/// Owner values from 3.12 on that mark shim/entry frames (C stack, interpreter).
+const OWNER_SHIM_MIN: u8 = 3;
+/// `FRAME_OWNED_BY_GENERATOR`.
+const OWNER_GENERATOR: u8 = 1;
+/// `CO_FAST_LOCAL`, `CO_FAST_CELL`, `CO_FAST_FREE` in `co_localspluskinds`.
+const CO_FAST_LOCAL_CELL_FREE: u8 = 0x20 | 0x40 | 0x80;
+
+/// One local variable or argument.
+#[derive(Debug, Clone, Serialize)]
+pub struct Local {
+    /// Its name.
+    pub name: String,
+    /// A bounded repr of its value.
+    pub repr: String,
+    /// Whether it is a positional argument.
+    pub argument: bool,
+}
+
+/// One Python frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct PyFrame {
+    /// `co_name`.
+    pub function: String,
+    /// `co_qualname` (3.11+).
+    pub qualname: Option<String>,
+    /// `co_filename`.
+    pub file: String,
+    /// The current line; null when the instruction has no line.
+    pub line: Option<i64>,
+    /// `co_firstlineno`.
+    pub first_line: i64,
+    /// Address of the code object.
+    pub code: u64,
+    /// Address of the frame (`PyFrameObject` or `_PyInterpreterFrame`).
+    pub frame: u64,
+    /// The frame was entered from C (3.11's `is_entry`, or it follows a 3.12+ shim frame).
+    pub entry: bool,
+    /// Arguments and locals, with `--locals`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locals: Option<Vec<Local>>,
+}
+
+/// The frames of one thread.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FrameWalk {
+    /// Innermost first.
+    pub frames: Vec<PyFrame>,
+    /// Why the walk stopped early, if it did (a loop, a bad pointer, the cap).
+    pub error: Option<String>,
+    /// Shim and incomplete frames that were skipped.
+    pub skipped: usize,
+}
+
+struct FrameCtx<'o, 'a, M: Memory> {
+    objects: &'o Objects<'a, M>,
+    with_locals: bool,
+}
+
+/// Walk the frames of the thread state at `tstate`.
+pub fn walk<M: Memory>(objects: &Objects<'_, M>, tstate: u64, with_locals: bool) -> FrameWalk {
+    let ctx = FrameCtx {
+        objects,
+        with_locals,
+    };
+    let mut walk = FrameWalk::default();
+    let result = match objects.layout.facts.frames {
+        FrameModel::FrameObject => ctx.walk_frame_objects(tstate, &mut walk),
+        FrameModel::InterpreterFrame => ctx.walk_interpreter_frames(tstate, &mut walk),
+    };
+    if let Err(e) = result {
+        walk.error = Some(e);
+    }
+    walk
+}
+
+fn err(e: ReadError) -> String {
+    e.to_string()
+}
+
+impl<M: Memory> FrameCtx<'_, '_, M> {
+    fn off(&self, st: &str, f: &str) -> Result<u64, String> {
+        self.objects
+            .layout
+            .offset(st, f)
+            .ok_or_else(|| format!("the layout has no {st}.{f}"))
+    }
+
+    fn mem(&self) -> &M {
+        self.objects.memory
+    }
+
+    fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+        let f_back = self.off("PyFrameObject", "f_back")?;
+        let f_code = self.off("PyFrameObject", "f_code")?;
+        let f_lasti = self.off("PyFrameObject", "f_lasti")?;
+        let mut frame = self
+            .mem()
+            .read_ptr(tstate + self.off("PyThreadState", "frame")?)
+            .map_err(err)?;
+        let mut seen = HashSet::new();
+        // 3.10 counts f_lasti in code units, earlier versions in bytes.
+        let lasti_scale = if self.objects.layout.facts.line_table == LineTable::Linetable310 {
+            2
+        } else {
+            1
+        };
+        while frame != 0 {
+            if !seen.insert(frame) {
+                return Err(format!("the frame chain loops back to {frame:#x}"));
+            }
+            if walk.frames.len() >= MAX_FRAMES {
+                return Err(format!(
+                    "more than {MAX_FRAMES} frames; the rest are not shown"
+                ));
+            }
+            let code = self.mem().read_ptr(frame + f_code).map_err(err)?;
+            let lasti = i64::from(self.mem().read_i32(frame + f_lasti).map_err(err)?);
+            let info = self
+                .objects
+                .code(code)
+                .map_err(|e| format!("frame {frame:#x}: {e}"))?;
+            let line = if lasti < 0 {
+                Some(info.first_line)
+            } else if self.objects.layout.facts.line_table == LineTable::Lnotab {
+                Some(super::code::lnotab(
+                    &info.line_table,
+                    info.first_line,
+                    lasti,
+                    self.objects.version.major >= 3,
+                ))
+            } else {
+                line_for(
+                    self.objects.layout.facts.line_table,
+                    &info.line_table,
+                    info.first_line,
+                    lasti * lasti_scale,
+                )
+            };
+            let locals = self
+                .with_locals
+                .then(|| self.frame_object_locals(frame, code));
+            walk.frames
+                .push(frame_from(info, code, frame, line, false, locals));
+            frame = self.mem().read_ptr(frame + f_back).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+        let layout = self.objects.layout;
+        let mut frame = match layout.offset("PyThreadState", "current_frame") {
+            Some(off) => self.mem().read_ptr(tstate + off).map_err(err)?,
+            None => {
+                let cframe = self
+                    .mem()
+                    .read_ptr(tstate + self.off("PyThreadState", "cframe")?)
+                    .map_err(err)?;
+                if cframe == 0 {
+                    return Ok(());
+                }
+                self.mem()
+                    .read_ptr(cframe + self.off("_PyCFrame", "current_frame")?)
+                    .map_err(err)?
+            }
+        };
+        let previous = self.off("_PyInterpreterFrame", "previous")?;
+        let code_at = self.off("_PyInterpreterFrame", "code")?;
+        let owner_at = self.off("_PyInterpreterFrame", "owner")?;
+        let instr_at = self.off("_PyInterpreterFrame", "instr_ptr")?;
+        let is_entry_at = layout.offset("_PyInterpreterFrame", "is_entry");
+        let code_base = self.off("PyCodeObject", "co_code_adaptive")?;
+        let first_traceable = layout.offset("PyCodeObject", "co_firsttraceable");
+        let tagged = self.objects.version.major_minor() >= (3, 14);
+        let shims = self.objects.version.major_minor() >= (3, 12);
+        let mut seen = HashSet::new();
+        while frame != 0 {
+            if !seen.insert(frame) {
+                return Err(format!("the frame chain loops back to {frame:#x}"));
+            }
+            if walk.frames.len() + walk.skipped >= MAX_FRAMES {
+                return Err(format!(
+                    "more than {MAX_FRAMES} frames; the rest are not shown"
+                ));
+            }
+            let next = self.mem().read_ptr(frame + previous).map_err(err)?;
+            let owner = self.mem().read_u8(frame + owner_at).map_err(err)?;
+            if shims && owner >= OWNER_SHIM_MIN {
+                // The Python frame just above a shim was called from C.
+                mark_entry(walk);
+                frame = next;
+                continue;
+            }
+            let mut code = self.mem().read_ptr(frame + code_at).map_err(err)?;
+            if tagged {
+                // 3.14 `_PyStackRef`: the low two bits are tags.
+                code &= !3;
+            }
+            if code == 0 {
+                return Err(format!(
+                    "frame {frame:#x} has a NULL code object: its memory reads as zeros, so the core \
+                     probably lacks it (gdb's gcore writes zeros for pages it cannot read)"
+                ));
+            }
+            let info = match self.objects.code(code) {
+                Ok(info) => info,
+                // 3.13's entry frames hold None instead of a code object.
+                Err(_) if self.objects.type_name(code).is_ok_and(|t| t == "NoneType") => {
+                    mark_entry(walk);
+                    frame = next;
+                    continue;
+                }
+                Err(e) => return Err(format!("frame {frame:#x}: {e}")),
+            };
+            let instr = self.mem().read_ptr(frame + instr_at).map_err(err)?;
+            let unit = (instr.wrapping_sub(code + code_base) as i64) / 2;
+            if let Some(ft) = first_traceable {
+                let first = i64::from(self.mem().read_i32(code + ft).map_err(err)?);
+                if owner != OWNER_GENERATOR && unit < first {
+                    // Still being set up: debuggers skip incomplete frames.
+                    walk.skipped += 1;
+                    frame = next;
+                    continue;
+                }
+            }
+            let line = line_for(
+                LineTable::Locations311,
+                &info.line_table,
+                info.first_line,
+                unit,
+            );
+            let is_entry = match is_entry_at {
+                Some(off) => self.mem().read_u8(frame + off).map_err(err)? != 0,
+                None => false,
+            };
+            let locals = self
+                .with_locals
+                .then(|| self.interpreter_frame_locals(frame, code, tagged));
+            walk.frames
+                .push(frame_from(info, code, frame, line, is_entry, locals));
+            frame = next;
+        }
+        Ok(())
+    }
+
+    fn name_list(&self, tuple: u64) -> Vec<String> {
+        match self.objects.tuple_items(tuple, MAX_LOCALS as usize) {
+            Ok((items, _)) => items
+                .iter()
+                .map(|&n| self.objects.string(n, 256).unwrap_or_else(|_| "?".into()))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn argcount(&self, code: u64) -> u64 {
+        self.objects
+            .layout
+            .offset("PyCodeObject", "co_argcount")
+            .and_then(|off| self.mem().read_i32(code + off).ok())
+            .map_or(0, |n| n.max(0) as u64)
+    }
+
+    fn frame_object_locals(&self, frame: u64, code: u64) -> Vec<Local> {
+        let layout = self.objects.layout;
+        let (Some(plus), Some(varnames), Some(nlocals)) = (
+            layout.offset("PyFrameObject", "f_localsplus"),
+            layout.offset("PyCodeObject", "co_varnames"),
+            layout.offset("PyCodeObject", "co_nlocals"),
+        ) else {
+            return Vec::new();
+        };
+        let tuple_names = |field: &str| -> Vec<String> {
+            layout
+                .offset("PyCodeObject", field)
+                .and_then(|off| self.mem().read_ptr(code + off).ok())
+                .map(|t| self.name_list(t))
+                .unwrap_or_default()
+        };
+        // f_localsplus holds the locals, then the cells, then the free variables.
+        let nlocals = self
+            .mem()
+            .read_i32(code + nlocals)
+            .map_or(0, |n| n.max(0) as usize);
+        let mut names = self
+            .mem()
+            .read_ptr(code + varnames)
+            .map(|t| self.name_list(t))
+            .unwrap_or_default();
+        names.resize(nlocals.min(MAX_LOCALS as usize), String::new());
+        names.extend(tuple_names("co_cellvars"));
+        names.extend(tuple_names("co_freevars"));
+        let args = self.argcount(code);
+        names
+            .iter()
+            .enumerate()
+            .take(MAX_LOCALS as usize)
+            .filter_map(|(i, name)| {
+                let value = self
+                    .mem()
+                    .read_ptr(frame + plus + i as u64 * 8)
+                    .ok()
+                    .filter(|&v| v != 0)?;
+                Some(Local {
+                    name: if name.is_empty() {
+                        format!("local{i}")
+                    } else {
+                        name.clone()
+                    },
+                    repr: self.objects.repr(value),
+                    argument: (i as u64) < args,
+                })
+            })
+            .collect()
+    }
+
+    fn interpreter_frame_locals(&self, frame: u64, code: u64, tagged: bool) -> Vec<Local> {
+        let layout = self.objects.layout;
+        let (Some(plus), Some(names_at), Some(kinds_at)) = (
+            layout.offset("_PyInterpreterFrame", "localsplus"),
+            layout.offset("PyCodeObject", "co_localsplusnames"),
+            layout.offset("PyCodeObject", "co_localspluskinds"),
+        ) else {
+            return Vec::new();
+        };
+        let names = self
+            .mem()
+            .read_ptr(code + names_at)
+            .map(|t| self.name_list(t))
+            .unwrap_or_default();
+        let kinds = self
+            .mem()
+            .read_ptr(code + kinds_at)
+            .and_then(|b| self.objects.bytes(b, MAX_LOCALS as usize))
+            .unwrap_or_default();
+        let args = self.argcount(code);
+        (0..names.len().min(kinds.len()))
+            .filter(|&i| kinds[i] & CO_FAST_LOCAL_CELL_FREE != 0)
+            .filter_map(|i| {
+                let raw = self.mem().read_u64(frame + plus + i as u64 * 8).ok()?;
+                let repr = if tagged && raw & 3 == 3 {
+                    // A tagged small int.
+                    ((raw as i64) >> 2).to_string()
+                } else {
+                    let value = if tagged { raw & !3 } else { raw };
+                    if value == 0 {
+                        return None;
+                    }
+                    self.objects.repr(value)
+                };
+                Some(Local {
+                    name: names[i].clone(),
+                    repr,
+                    argument: (i as u64) < args,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Count a skipped shim frame and mark the frame above it as entered from C.
+fn mark_entry(walk: &mut FrameWalk) {
+    walk.skipped += 1;
+    if let Some(last) = walk.frames.last_mut() {
+        last.entry = true;
+    }
+}
+
+fn frame_from(
+    info: CodeInfo,
+    code: u64,
+    frame: u64,
+    line: Option<i64>,
+    entry: bool,
+    locals: Option<Vec<Local>>,
+) -> PyFrame {
+    PyFrame {
+        function: info.name,
+        qualname: info.qualname,
+        file: info.filename,
+        line,
+        first_line: info.first_line,
+        code,
+        frame,
+        entry,
+        locals,
+    }
+}

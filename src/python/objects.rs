@@ -1,0 +1,572 @@
+//! Reading Python objects out of a core: type names, strings, bytes, numbers
+//! and containers, always within explicit bounds.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::error::{ReadError, ReadFailure};
+use crate::layout::{Layout, PythonVersion};
+use crate::memory::{Memory, MemoryExt};
+
+/// Longest type name read.
+const MAX_TYPE_NAME: usize = 256;
+/// Items read from one container for a repr.
+const MAX_REPR_ITEMS: usize = 8;
+/// Nesting depth of reprs.
+const MAX_REPR_DEPTH: usize = 2;
+/// Longest repr produced.
+const MAX_REPR_LEN: usize = 200;
+/// Most 30-bit digits of an int that are decoded.
+const MAX_INT_DIGITS: u64 = 4;
+/// Dict slots looked at, at most.
+const MAX_DICT_SLOTS: u64 = 4096;
+
+/// A view of the interpreter's objects: memory, layout and version.
+pub struct Objects<'a, M: Memory> {
+    /// Process memory.
+    pub memory: &'a M,
+    /// The layout.
+    pub layout: &'a Layout,
+    /// The version.
+    pub version: PythonVersion,
+    /// 2 or 4: the code-unit width of 2.7 `unicode` objects.
+    pub py2_unicode_width: u64,
+    type_names: RefCell<HashMap<u64, String>>,
+}
+
+fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
+    ReadError::new(addr, 0, ReadFailure::Invalid(what.into()))
+}
+
+impl<'a, M: Memory> Objects<'a, M> {
+    /// A view for one process.
+    pub fn new(
+        memory: &'a M,
+        layout: &'a Layout,
+        version: PythonVersion,
+        py2_unicode_width: u64,
+    ) -> Self {
+        Objects {
+            memory,
+            layout,
+            version,
+            py2_unicode_width,
+            type_names: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn off(&self, st: &str, field: &str) -> Result<u64, ReadError> {
+        self.layout
+            .offset(st, field)
+            .ok_or_else(|| invalid(0, format!("the layout has no {st}.{field}")))
+    }
+
+    fn size(&self, st: &str) -> Result<u64, ReadError> {
+        self.layout
+            .size(st)
+            .ok_or_else(|| invalid(0, format!("the layout has no {st}")))
+    }
+
+    /// `ob_type`.
+    pub fn type_of(&self, obj: u64) -> Result<u64, ReadError> {
+        self.memory.read_ptr(obj + self.off("PyObject", "ob_type")?)
+    }
+
+    /// `ob_size`.
+    pub fn var_size(&self, obj: u64) -> Result<i64, ReadError> {
+        self.memory
+            .read_i64(obj + self.off("PyVarObject", "ob_size")?)
+    }
+
+    /// The raw refcount word (8 bytes at offset 0).
+    pub fn refcount(&self, obj: u64) -> Result<i64, ReadError> {
+        self.memory
+            .read_i64(obj + self.off("PyObject", "ob_refcnt")?)
+    }
+
+    /// The `tp_name` of a type object.
+    pub fn type_name_of_type(&self, ty: u64) -> Result<String, ReadError> {
+        if let Some(name) = self.type_names.borrow().get(&ty) {
+            return Ok(name.clone());
+        }
+        let name_ptr = self
+            .memory
+            .read_ptr(ty + self.off("PyTypeObject", "tp_name")?)?;
+        let bytes = self.memory.read_cstr(name_ptr, MAX_TYPE_NAME)?;
+        let name = String::from_utf8_lossy(&bytes).into_owned();
+        self.type_names.borrow_mut().insert(ty, name.clone());
+        Ok(name)
+    }
+
+    /// The type name of an object (`tuple`, `str`, `module.Class`).
+    pub fn type_name(&self, obj: u64) -> Result<String, ReadError> {
+        self.type_name_of_type(self.type_of(obj)?)
+    }
+
+    /// The text of a `str` (3.x) or of a 2.7 `str`/`unicode`, at most `max_chars`.
+    pub fn string(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        if self.version.major == 2 {
+            return match self.type_name(obj)?.as_str() {
+                "str" => self
+                    .bytes(obj, max_chars)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned()),
+                "unicode" => self.py2_unicode(obj, max_chars),
+                other => Err(invalid(obj, format!("a {other}, not a string"))),
+            };
+        }
+        self.pep393(obj, max_chars)
+    }
+
+    fn pep393(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        let length = self
+            .memory
+            .read_i64(obj + self.off("PyASCIIObject", "length")?)?;
+        if length < 0 {
+            return Err(invalid(obj, format!("negative string length {length}")));
+        }
+        let state_field = self
+            .layout
+            .field("PyASCIIObject", "state")
+            .ok_or_else(|| invalid(obj, "no state field"))?;
+        let state = self.memory.read_u32(obj + state_field.offset)?;
+        let bits = |name: &str| -> Result<u32, ReadError> {
+            let f = self
+                .layout
+                .field("PyASCIIObject", name)
+                .ok_or_else(|| invalid(obj, format!("no {name} bits")))?;
+            let (Some(bit), Some(width)) = (f.bit_offset, f.bit_size) else {
+                return Err(invalid(obj, "not a bitfield"));
+            };
+            let shift = bit - state_field.offset * 8;
+            Ok((state >> shift) & ((1u32 << width) - 1))
+        };
+        let kind = u64::from(bits("state.kind")?);
+        let compact = bits("state.compact")? == 1;
+        let ascii = bits("state.ascii")? == 1;
+        if !matches!(kind, 1 | 2 | 4) {
+            return Err(invalid(
+                obj,
+                format!("string kind {kind} (not ready or damaged)"),
+            ));
+        }
+        let data = match (compact, ascii) {
+            (true, true) => obj + self.size("PyASCIIObject")?,
+            (true, false) => obj + self.size("PyCompactUnicodeObject")?,
+            (false, _) => self
+                .memory
+                .read_ptr(obj + self.off("PyUnicodeObject", "data")?)?,
+        };
+        let count = (length as u64).min(max_chars as u64);
+        let raw = self
+            .memory
+            .read_bytes(data, count * kind, (max_chars as u64) * 4)?;
+        Ok(decode_units(&raw, kind))
+    }
+
+    fn py2_unicode(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        let length = self
+            .memory
+            .read_i64(obj + self.off("PyUnicodeObject", "length")?)?;
+        let data = self
+            .memory
+            .read_ptr(obj + self.off("PyUnicodeObject", "str")?)?;
+        if length < 0 {
+            return Err(invalid(obj, "negative unicode length"));
+        }
+        let width = self.py2_unicode_width;
+        let count = (length as u64).min(max_chars as u64);
+        let raw = self
+            .memory
+            .read_bytes(data, count * width, (max_chars as u64) * 4)?;
+        Ok(decode_units(&raw, width))
+    }
+
+    /// The contents of a `bytes` (3.x) or 2.7 `str`, at most `max` bytes.
+    pub fn bytes(&self, obj: u64, max: usize) -> Result<Vec<u8>, ReadError> {
+        let size = self.var_size(obj)?;
+        if size < 0 {
+            return Err(invalid(obj, format!("negative size {size}")));
+        }
+        let sval = if self.version.major == 2 {
+            self.off("PyStringObject", "ob_sval")?
+        } else {
+            self.off("PyBytesObject", "ob_sval")?
+        };
+        let n = (size as u64).min(max as u64);
+        self.memory.read_bytes(obj + sval, n, max as u64)
+    }
+
+    /// Items of a tuple, at most `max`.
+    pub fn tuple_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64), ReadError> {
+        let size = self.var_size(obj)?;
+        let size = u64::try_from(size).map_err(|_| invalid(obj, "negative tuple size"))?;
+        let base = obj + self.off("PyTupleObject", "ob_item")?;
+        let n = size.min(max as u64);
+        let items = (0..n)
+            .map(|i| self.memory.read_ptr(base + i * 8))
+            .collect::<Result<_, _>>()?;
+        Ok((items, size))
+    }
+
+    /// Items of a list, at most `max`.
+    pub fn list_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64), ReadError> {
+        let size = self.var_size(obj)?;
+        let size = u64::try_from(size).map_err(|_| invalid(obj, "negative list size"))?;
+        let array = self
+            .memory
+            .read_ptr(obj + self.off("PyListObject", "ob_item")?)?;
+        let n = size.min(max as u64);
+        let items = (0..n)
+            .map(|i| self.memory.read_ptr(array + i * 8))
+            .collect::<Result<_, _>>()?;
+        Ok((items, size))
+    }
+
+    /// An `int` (2.7 `int`, `bool` or `long`; 3.x `int` or `bool`) that fits in 120 bits.
+    pub fn int(&self, obj: u64) -> Result<i128, ReadError> {
+        if self.version.major == 2 && matches!(self.type_name(obj)?.as_str(), "int" | "bool") {
+            return self
+                .memory
+                .read_i64(obj + self.off("PyIntObject", "ob_ival")?)
+                .map(i128::from);
+        }
+        let digits_at = obj + self.off("PyLongObject", "ob_digit")?;
+        let (negative, ndigits) = if self.version
+            >= PythonVersion::parse("3.12.0").unwrap_or(self.version)
+            && self.version.minor >= 12
+        {
+            // 3.12+: lv_tag = ndigits << 3 | sign (0 positive, 1 zero, 2 negative).
+            let tag = self
+                .memory
+                .read_u64(obj + self.off("PyLongObject", "lv_tag")?)?;
+            (tag & 3 == 2, tag >> 3)
+        } else {
+            let size = self.var_size(obj)?;
+            (size < 0, size.unsigned_abs())
+        };
+        if ndigits > MAX_INT_DIGITS {
+            return Err(invalid(obj, format!("an int of {ndigits} digits")));
+        }
+        let mut value: i128 = 0;
+        for i in (0..ndigits).rev() {
+            let digit = self.memory.read_u32(digits_at + i * 4)?;
+            value = (value << 30) | i128::from(digit & 0x3fff_ffff);
+        }
+        Ok(if negative { -value } else { value })
+    }
+
+    /// A `float`.
+    pub fn float(&self, obj: u64) -> Result<f64, ReadError> {
+        let bits = self
+            .memory
+            .read_u64(obj + self.off("PyFloatObject", "ob_fval")?)?;
+        Ok(f64::from_bits(bits))
+    }
+
+    /// (key, value) pairs of a dict, at most `max`, and its size.
+    pub fn dict_items(&self, obj: u64, max: usize) -> Result<(Vec<(u64, u64)>, u64), ReadError> {
+        let used = self
+            .memory
+            .read_i64(obj + self.off("PyDictObject", "ma_used")?)?
+            .max(0) as u64;
+        if self.version.major == 2 {
+            // 2.7: an open-addressing table of {hash, key, value}.
+            let mask = self
+                .memory
+                .read_u64(obj + self.off("PyDictObject", "ma_mask")?)?;
+            let table = self
+                .memory
+                .read_ptr(obj + self.off("PyDictObject", "ma_table")?)?;
+            let entry = self.size("PyDictKeyEntry")?;
+            let (key_at, value_at) = (
+                self.off("PyDictKeyEntry", "me_key")?,
+                self.off("PyDictKeyEntry", "me_value")?,
+            );
+            let mut out = Vec::new();
+            for i in 0..mask.saturating_add(1).min(MAX_DICT_SLOTS) {
+                let value = self.memory.read_ptr(table + i * entry + value_at)?;
+                if value != 0 {
+                    out.push((self.memory.read_ptr(table + i * entry + key_at)?, value));
+                    if out.len() >= max {
+                        break;
+                    }
+                }
+            }
+            return Ok((out, used));
+        }
+        let keys = self
+            .memory
+            .read_ptr(obj + self.off("PyDictObject", "ma_keys")?)?;
+        let values = self
+            .memory
+            .read_ptr(obj + self.off("PyDictObject", "ma_values")?)?;
+        let nentries = self
+            .memory
+            .read_i64(keys + self.off("PyDictKeysObject", "dk_nentries")?)?
+            .max(0) as u64;
+        let (index_bytes, unicode) =
+            if let Some(log2) = self.layout.offset("PyDictKeysObject", "dk_log2_size") {
+                let log2_size = u64::from(self.memory.read_u8(keys + log2)?);
+                let log2_index = u64::from(
+                    self.memory
+                        .read_u8(keys + self.off("PyDictKeysObject", "dk_log2_index_bytes")?)?,
+                );
+                let kind = self
+                    .memory
+                    .read_u8(keys + self.off("PyDictKeysObject", "dk_kind")?)?;
+                if log2_index > 40 || log2_size > 40 {
+                    return Err(invalid(keys, "implausible dict size"));
+                }
+                (1u64 << log2_index, kind != 0)
+            } else {
+                let size = self
+                    .memory
+                    .read_u64(keys + self.off("PyDictKeysObject", "dk_size")?)?;
+                let width = match size {
+                    0..=0xff => 1,
+                    0x100..=0xffff => 2,
+                    0x1_0000..=0xffff_ffff => 4,
+                    _ => 8,
+                };
+                (size.saturating_mul(width), false)
+            };
+        let entries = keys + self.off("PyDictKeysObject", "dk_indices")? + index_bytes;
+        let (entry_size, key_at, value_at) = if unicode {
+            (
+                self.size("PyDictUnicodeEntry")?,
+                self.off("PyDictUnicodeEntry", "me_key")?,
+                self.off("PyDictUnicodeEntry", "me_value")?,
+            )
+        } else {
+            (
+                self.size("PyDictKeyEntry")?,
+                self.off("PyDictKeyEntry", "me_key")?,
+                self.off("PyDictKeyEntry", "me_value")?,
+            )
+        };
+        let split_values = if values != 0 {
+            Some(values + self.layout.offset("PyDictValues", "values").unwrap_or(0))
+        } else {
+            None
+        };
+        let mut out = Vec::new();
+        for i in 0..nentries.min(MAX_DICT_SLOTS) {
+            let key = self.memory.read_ptr(entries + i * entry_size + key_at)?;
+            let value = match split_values {
+                Some(v) => self.memory.read_ptr(v + i * 8)?,
+                None => self.memory.read_ptr(entries + i * entry_size + value_at)?,
+            };
+            if key != 0 && value != 0 {
+                out.push((key, value));
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok((out, used))
+    }
+
+    /// A short, bounded, Python-like repr; never fails (damage shows in it).
+    pub fn repr(&self, obj: u64) -> String {
+        let mut out = self.repr_at(obj, 0);
+        if out.chars().count() > MAX_REPR_LEN {
+            out = out.chars().take(MAX_REPR_LEN).collect::<String>() + "…";
+        }
+        out
+    }
+
+    fn repr_at(&self, obj: u64, depth: usize) -> String {
+        if obj == 0 {
+            return "<NULL>".into();
+        }
+        let name = match self.type_name(obj) {
+            Ok(n) => n,
+            Err(e) => return format!("<unreadable object at {obj:#x}: {}>", e.reason),
+        };
+        let result = match name.as_str() {
+            "NoneType" => Ok("None".to_string()),
+            "bool" => self.int(obj).map(|v| {
+                if v != 0 {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            }),
+            "int" | "long" => self.int(obj).map(|v| v.to_string()),
+            "float" => self.float(obj).map(python_float_repr),
+            "str" if self.version.major >= 3 => {
+                self.string(obj, MAX_REPR_LEN).map(|s| python_str_repr(&s))
+            }
+            "str" => self
+                .bytes(obj, MAX_REPR_LEN)
+                .map(|b| python_bytes_repr(&b, "")),
+            "unicode" => self
+                .string(obj, MAX_REPR_LEN)
+                .map(|s| format!("u{}", python_str_repr(&s))),
+            "bytes" => self
+                .bytes(obj, MAX_REPR_LEN)
+                .map(|b| python_bytes_repr(&b, "b")),
+            // A cell (a closure variable): show what it holds.
+            "cell" => self
+                .memory
+                .read_ptr(obj + self.size("PyObject").unwrap_or(16))
+                .map(|v| {
+                    if v == 0 {
+                        "<empty cell>".to_string()
+                    } else {
+                        self.repr_at(v, depth)
+                    }
+                }),
+            "tuple" | "list" if depth >= MAX_REPR_DEPTH => Ok(format!("<{name}>")),
+            "tuple" => self.tuple_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
+                let inner = self.join(&items, len, depth);
+                if len == 1 {
+                    format!("({inner},)")
+                } else {
+                    format!("({inner})")
+                }
+            }),
+            "list" => self
+                .list_items(obj, MAX_REPR_ITEMS)
+                .map(|(items, len)| format!("[{}]", self.join(&items, len, depth))),
+            "dict" if depth >= MAX_REPR_DEPTH => Ok("<dict>".into()),
+            "dict" => self.dict_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
+                let mut parts: Vec<String> = items
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{}: {}",
+                            self.repr_at(*k, depth + 1),
+                            self.repr_at(*v, depth + 1)
+                        )
+                    })
+                    .collect();
+                if len > items.len() as u64 {
+                    parts.push(format!("… {} more", len - items.len() as u64));
+                }
+                format!("{{{}}}", parts.join(", "))
+            }),
+            _ => Ok(format!("<{name} object at {obj:#x}>")),
+        };
+        result.unwrap_or_else(|e| format!("<{name} at {obj:#x}: {}>", e.reason))
+    }
+
+    fn join(&self, items: &[u64], len: u64, depth: usize) -> String {
+        let mut parts: Vec<String> = items.iter().map(|&i| self.repr_at(i, depth + 1)).collect();
+        if len > items.len() as u64 {
+            parts.push(format!("… {} more", len - items.len() as u64));
+        }
+        parts.join(", ")
+    }
+}
+
+/// `repr()` of a str: single quotes unless the text has one and no double quote.
+pub fn python_str_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// `repr()` of bytes (3.x) or a 2.7 str (`prefix` empty).
+fn python_bytes_repr(b: &[u8], prefix: &str) -> String {
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
+    let mut out = String::from(prefix);
+    out.push(quote as char);
+    for &c in b {
+        match c {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c as char);
+            }
+            0x20..=0x7e => out.push(c as char),
+            c => out.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    out.push(quote as char);
+    out
+}
+
+/// `repr()` of a float, close to Python's: shortest round-trip digits.
+fn python_float_repr(v: f64) -> String {
+    if v.is_nan() {
+        return "nan".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let text = format!("{v:?}");
+    // Rust writes 1e20 and 1e-7, Python 1e+20 and 1e-07.
+    match text.split_once('e') {
+        Some((m, e)) => {
+            let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => text,
+    }
+}
+
+/// Decode 1-, 2- or 4-byte code units; invalid code points become U+FFFD.
+fn decode_units(raw: &[u8], width: u64) -> String {
+    match width {
+        1 => raw.iter().map(|&b| char::from(b)).collect(),
+        2 => raw
+            .chunks_exact(2)
+            .map(|c| {
+                char::from_u32(u32::from(u16::from_le_bytes([c[0], c[1]]))).unwrap_or('\u{fffd}')
+            })
+            .collect(),
+        _ => raw
+            .chunks_exact(4)
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}')
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reprs_follow_python() {
+        assert_eq!(python_str_repr("abc"), "'abc'");
+        assert_eq!(python_str_repr("it's"), "\"it's\"");
+        assert_eq!(python_str_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(python_str_repr("a\nb\\"), "'a\\nb\\\\'");
+        assert_eq!(python_bytes_repr(b"\x00ab", "b"), "b'\\x00ab'");
+        assert_eq!(python_float_repr(1.5), "1.5");
+        assert_eq!(python_float_repr(1e20), "1e+20");
+        assert_eq!(python_float_repr(1e-7), "1e-07");
+    }
+}

@@ -1,0 +1,198 @@
+//! `pymortem threads --json` on every sample core: each thread's Python stack
+//! (function, file, line) equals the stack its scenario recorded.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+fn run(entry: &Value, with_debug: bool) -> Result<Value, String> {
+    let mut args = vec![
+        "threads".to_string(),
+        "--json".to_string(),
+        "--locals".to_string(),
+        "--no-cache".to_string(),
+        "--no-default-debug-dir".to_string(),
+    ];
+    if let Some(root) = entry["sysroot"].as_str() {
+        args.extend(["--sysroot".into(), root.into()]);
+    }
+    if with_debug {
+        for d in entry["debug_dirs"].as_array().into_iter().flatten() {
+            args.extend(["--debug-dir".into(), d.as_str().unwrap().into()]);
+        }
+    }
+    args.push(entry["core"].as_str().unwrap().into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = support::pymortem(&args);
+    if code != 0 {
+        return Err(format!("exit {code}: {stderr}"));
+    }
+    serde_json::from_str(&stdout).map_err(|e| e.to_string())
+}
+
+fn frames_of(thread: &Value) -> Vec<(String, String, Option<i64>)> {
+    thread["frames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                f["file"].as_str().unwrap_or("").to_string(),
+                f["line"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+fn check(entry: &Value, with_debug: bool) -> Vec<String> {
+    let label = format!(
+        "{} {} {}{}",
+        entry["interp"].as_str().unwrap(),
+        entry["scenario"].as_str().unwrap(),
+        entry["kind"].as_str().unwrap(),
+        if with_debug { "" } else { " (no debug files)" }
+    );
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry["truth"].as_str().unwrap()).unwrap())
+            .unwrap();
+    let report = match run(entry, with_debug) {
+        Ok(r) => r,
+        Err(e) => return vec![format!("{label}: {e}")],
+    };
+    // gdb's gcore stops copying a mapping at the first page it cannot read
+    // (glibc 2.41+ thread-stack guard regions) and leaves the rest zero: the
+    // core then lacks those stacks, and pymortem must say so and keep the rest.
+    let stderr =
+        std::fs::read_to_string(entry["stderr"].as_str().unwrap_or("")).unwrap_or_default();
+    let gdb_lost_memory =
+        entry["kind"] == "gcore" && stderr.contains("Memory read failed for corefile section");
+    let by_lwp: BTreeMap<i64, &Value> = report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
+        .collect();
+    let mut problems = Vec::new();
+    for t in truth["threads"].as_array().unwrap() {
+        let lwp = t["native_id"].as_i64().unwrap();
+        let Some(got) = by_lwp.get(&lwp) else {
+            problems.push(format!("{label}: no thread {lwp}"));
+            continue;
+        };
+        let want: Vec<(String, String, Option<i64>)> = t["stack"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["function"].as_str().unwrap().to_string(),
+                    f["file"].as_str().unwrap().to_string(),
+                    f["line"].as_i64(),
+                )
+            })
+            .collect();
+        let have = frames_of(got);
+        if gdb_lost_memory && got["frames_error"].is_string() {
+            let prefix = have.len() < want.len() && want[..have.len()] == have[..];
+            if !prefix || !got["frames_error"].as_str().unwrap().contains("zeros") {
+                problems.push(format!("{label}: thread {lwp}: with memory lost by gdb, {have:?} is not a prefix of the truth or the error does not say why"));
+            }
+            continue;
+        }
+        if have != want {
+            let first_diff = have
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(have.len().min(want.len()));
+            problems.push(format!(
+                "{label}: thread {lwp}: {} frames vs truth {}; first difference at {first_diff}: {:?} vs {:?}",
+                have.len(),
+                want.len(),
+                have.get(first_diff),
+                want.get(first_diff)
+            ));
+        }
+        // Locals the scenario recorded (simple values, parked threads only: the
+        // writer's locals move on after the snapshot).
+        if t["writer"] != true {
+            for (i, tf) in t["stack"].as_array().unwrap().iter().enumerate() {
+                let Some(want_locals) = tf["locals"].as_object() else {
+                    continue;
+                };
+                let have_locals: BTreeMap<&str, &str> = got["frames"][i]["locals"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| (l["name"].as_str().unwrap(), l["repr"].as_str().unwrap()))
+                    .collect();
+                for (name, repr) in want_locals {
+                    if have_locals.get(name.as_str()) != Some(&repr.as_str().unwrap()) {
+                        problems.push(format!(
+                            "{label}: thread {lwp} frame {i} ({}): local {name} = {repr} but pymortem has {:?}",
+                            tf["function"],
+                            have_locals.get(name.as_str())
+                        ));
+                    }
+                }
+            }
+        }
+        // Every scenario dies in Python code run by the crashing thread, which
+        // therefore holds the GIL; no other thread does.
+        let is_crash_thread = t["ident"] == truth["crash_thread_ident"];
+        if got["holds_gil"] != is_crash_thread {
+            problems.push(format!(
+                "{label}: thread {lwp}: holds_gil {} but crash thread is {is_crash_thread}",
+                got["holds_gil"]
+            ));
+        }
+        if got["pthread_id"] != t["ident"] {
+            problems.push(format!(
+                "{label}: thread {lwp}: pthread {} vs truth {}",
+                got["pthread_id"], t["ident"]
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn python_stacks_match_truth_on_every_sample_core() {
+    let manifest = support::manifest();
+    let mut jobs: Vec<(&Value, bool)> = manifest.iter().map(|e| (e, true)).collect();
+    // Debian's stripped interpreters again without their debug files.
+    jobs.extend(
+        manifest
+            .iter()
+            .filter(|e| e["stripped"] == true)
+            .map(|e| (e, false)),
+    );
+    let chunks: Vec<&[(&Value, bool)]> = jobs.chunks(jobs.len().div_ceil(4).max(1)).collect();
+    let problems: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(|| {
+                    chunk
+                        .iter()
+                        .flat_map(|(e, d)| check(e, *d))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        problems.is_empty(),
+        "{} disagreements:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    eprintln!("checked {} core runs", jobs.len());
+}
