@@ -163,6 +163,37 @@ fn layout_json_keys_are_documented() {
 }
 
 #[test]
+fn threads_json_keys_are_documented() {
+    let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
+    let manifest = support::manifest();
+    let mut all = BTreeSet::new();
+    for interp in ["pyenv-2.7.18", "pyenv-3.11.7"] {
+        let e = manifest
+            .iter()
+            .find(|e| e["interp"] == interp && e["scenario"] == "threads" && e["kind"] == "kernel")
+            .unwrap();
+        let (code, stdout, stderr) =
+            support::pymortem(&["threads", "--json", "--locals", e["core"].as_str().unwrap()]);
+        assert_eq!(code, 0, "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            (v["schema"].as_str(), v["schema_version"].as_u64()),
+            (Some("threads"), Some(1))
+        );
+        keys(&v, &mut all);
+    }
+    assert!(all.contains("locals") && all.contains("argument") && all.contains("qualname"));
+    let undocumented: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/json-schema.md: {undocumented:?}"
+    );
+}
+
+#[test]
 fn text_output_names_threads_and_signal() {
     let dir = tempfile::tempdir().unwrap();
     let core = synthetic_core(dir.path());

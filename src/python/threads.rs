@@ -255,18 +255,17 @@ fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> 
             .modules()
             .iter()
             .find(|m| m.recorded_path == p.module)
-    }) {
-        if runtime.runtime.is_none() {
-            let current = module.symbol_address("_PyThreadState_Current", None)?;
-            return memory.read_ptr(current).ok().filter(|&t| t != 0);
-        }
+    }) && runtime.runtime.is_none()
+    {
+        let current = module.symbol_address("_PyThreadState_Current", None)?;
+        return memory.read_ptr(current).ok().filter(|&t| t != 0);
     }
     let rt = runtime.runtime?;
     // 3.7–3.11: the runtime's current thread state, else the GIL's last holder while locked.
-    if let Some(off) = layout.offset("_PyRuntimeState", "tstate_current") {
-        if let Some(t) = memory.read_ptr(rt + off).ok().filter(|&t| t != 0) {
-            return Some(t);
-        }
+    if let Some(off) = layout.offset("_PyRuntimeState", "tstate_current")
+        && let Some(t) = memory.read_ptr(rt + off).ok().filter(|&t| t != 0)
+    {
+        return Some(t);
     }
     let (holder, locked) = match (
         layout.offset("_PyRuntimeState", "gil_last_holder"),
