@@ -26,6 +26,7 @@
 pub mod core;
 pub mod dwarf;
 pub mod error;
+pub mod forensics;
 pub mod layout;
 pub mod memory;
 pub mod modules;

@@ -38,6 +38,14 @@ enum Command {
     Layout(layout_cmd::LayoutArgs),
     /// Every thread's Python stack.
     Threads(ThreadsArgs),
+    /// Walk the tuple free lists and the GC lists and flag every contradiction, with a verdict.
+    Check(CheckArgs),
+    /// Every tuple free list: index, size, counter, walked length and anomalies.
+    Freelists(CheckArgs),
+    /// Every GC generation: counts, walked length and anomalies.
+    Gc(CheckArgs),
+    /// One object: type, refcount, GC state, free-list membership, referrers and a repr.
+    Object(ObjectArgs),
 }
 
 /// Options shared by every command that opens a core.
@@ -148,6 +156,91 @@ fn threads(args: &ThreadsArgs) -> i32 {
 }
 
 #[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    core: CoreArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+struct ObjectArgs {
+    #[command(flatten)]
+    core: CoreArgs,
+    /// The object's address (0x… or decimal).
+    #[arg(value_parser = parse_address)]
+    address: u64,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+fn parse_address(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| format!("{text} is not an address (0x… or decimal)"))
+}
+
+fn python_of(
+    core: &CoreArgs,
+    cache: &CacheArgs,
+) -> Result<(Process, Result<pymortem::python::PythonState, String>), String> {
+    let process = core.open()?;
+    let options = pymortem::python::ThreadOptions {
+        locals: false,
+        layout: cache.options(),
+    };
+    let state = pymortem::python::python_state(&process, &options);
+    Ok((process, state))
+}
+
+fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
+    let (process, state) = match python_of(&args.core, &args.cache) {
+        Ok(v) => v,
+        Err(message) => return fail(&message),
+    };
+    let result = state
+        .as_ref()
+        .ok()
+        .map(|s| pymortem::forensics::check(&process, s));
+    let report = pymortem::report::CheckReport::build(
+        &process,
+        state.as_ref().map_err(Clone::clone),
+        result,
+        part,
+    );
+    if report.verdict.is_none() {
+        let code = print_report(args.core.json, &report, render::check);
+        return if code == EXIT_OK { EXIT_ERROR } else { code };
+    }
+    let code = print_report(args.core.json, &report, render::check);
+    if code == EXIT_OK {
+        report.exit_code()
+    } else {
+        code
+    }
+}
+
+fn object(args: &ObjectArgs) -> i32 {
+    let (process, state) = match python_of(&args.core, &args.cache) {
+        Ok(v) => v,
+        Err(message) => return fail(&message),
+    };
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("{}: {e}", args.core.core.display())),
+    };
+    let info = pymortem::forensics::inspect(&process, &state, args.address);
+    print_report(
+        args.core.json,
+        &pymortem::report::ObjectReport::new(info),
+        render::object,
+    )
+}
+
+#[derive(Debug, Args)]
 struct InfoArgs {
     #[command(flatten)]
     core: CoreArgs,
@@ -160,6 +253,10 @@ pub fn run() -> i32 {
         Command::Info(args) => info(&args),
         Command::Layout(args) => layout_cmd::run(&args),
         Command::Threads(args) => threads(&args),
+        Command::Check(args) => check(&args, pymortem::report::CheckPart::All),
+        Command::Freelists(args) => check(&args, pymortem::report::CheckPart::FreeLists),
+        Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),
+        Command::Object(args) => object(&args),
     }
 }
 

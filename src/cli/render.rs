@@ -236,3 +236,141 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
     }
     s
 }
+
+fn finding_lines(s: &mut String, findings: &[pymortem::forensics::Finding]) {
+    for f in findings {
+        let _ = writeln!(
+            s,
+            "  [{:?}] {:?} at {:#x}: {}",
+            f.severity, f.kind, f.address, f.message
+        );
+        for r in &f.referrers {
+            let _ = writeln!(s, "      referrer: {} ({})", r.description, r.kind);
+        }
+    }
+}
+
+/// The `check`, `freelists` and `gc` reports.
+pub fn check(r: &pymortem::report::CheckReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "Python {} · pid {}",
+        r.python_version.as_deref().unwrap_or("?"),
+        opt(r.pid)
+    );
+    if let Some(v) = &r.verdict
+        && r.schema == "check"
+    {
+        let _ = writeln!(s, "\nVerdict ({}): {}", v.status, v.summary);
+        if !v.threads.is_empty() {
+            let threads: Vec<String> = v.threads.iter().map(|t| t.to_string()).collect();
+            let _ = writeln!(s, "  threads involved: {}", threads.join(", "));
+        }
+        if let Some(e) = &v.fatal_error {
+            let _ = writeln!(s, "  fatal error: {e}");
+        }
+    }
+    if !r.free_lists.is_empty() {
+        let _ = writeln!(s, "\nTuple free lists:");
+        let mut t = table(&[
+            "interpreter",
+            "slot",
+            "size",
+            "head",
+            "counter",
+            "walked",
+            "anomalies",
+        ]);
+        for slot in &r.free_lists {
+            let anomalies: Vec<String> = slot.anomalies.iter().map(|a| format!("{a:?}")).collect();
+            t.add_row(vec![
+                slot.interpreter.map_or("-".into(), |i| format!("{i:#x}")),
+                slot.index.to_string(),
+                slot.size.to_string(),
+                format!("{:#x}", slot.head),
+                opt(slot.counter),
+                slot.walked.to_string(),
+                anomalies.join(", "),
+            ]);
+        }
+        let _ = writeln!(s, "{t}");
+    }
+    if !r.generations.is_empty() {
+        let _ = writeln!(s, "\nGC generations ({} tracked objects):", r.gc_objects);
+        let mut t = table(&[
+            "generation",
+            "head",
+            "count",
+            "threshold",
+            "walked",
+            "complete",
+            "anomalies",
+        ]);
+        for g in &r.generations {
+            t.add_row(vec![
+                g.name.clone(),
+                format!("{:#x}", g.head),
+                opt(g.count),
+                opt(g.threshold),
+                g.walked.to_string(),
+                g.complete.to_string(),
+                g.anomalies.to_string(),
+            ]);
+        }
+        let _ = writeln!(s, "{t}");
+    }
+    let _ = writeln!(s, "\nFindings ({}):", r.findings.len());
+    finding_lines(&mut s, &r.findings);
+    if !r.diagnostics.is_empty() {
+        let _ = writeln!(s, "\nDiagnostics:");
+        for d in &r.diagnostics {
+            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
+        }
+    }
+    s
+}
+
+/// The `object` report.
+pub fn object(r: &pymortem::report::ObjectReport) -> String {
+    let o = &r.object;
+    let mut s = String::new();
+    let _ = writeln!(s, "Object {:#x}", o.address);
+    let _ = writeln!(
+        s,
+        "  type:       {} ({})",
+        o.type_name.as_deref().unwrap_or("?"),
+        o.type_address.map_or("?".into(), |t| format!("{t:#x}"))
+    );
+    let _ = writeln!(
+        s,
+        "  refcount:   {}{}",
+        opt(o.refcount),
+        if o.immortal { " (immortal)" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "  GC:         {}{}",
+        o.gc_state.unwrap_or("no GC header"),
+        o.gc_generation
+            .as_ref()
+            .map(|g| format!(", in {g}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "  free list:  {}",
+        o.free_list.as_deref().unwrap_or("no")
+    );
+    let _ = writeln!(s, "  owned refs: {}", o.owned_references);
+    let _ = writeln!(s, "  repr:       {}", o.repr);
+    let _ = writeln!(s, "  referrers ({}):", o.referrers.len());
+    for r in &o.referrers {
+        let _ = writeln!(s, "    {} ({})", r.description, r.kind);
+    }
+    if !o.findings.is_empty() {
+        let _ = writeln!(s, "  findings:");
+        finding_lines(&mut s, &o.findings);
+    }
+    s
+}

@@ -265,6 +265,13 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// (key, value) pairs of a dict, at most `max`, and its size.
     pub fn dict_items(&self, obj: u64, max: usize) -> Result<(Vec<(u64, u64)>, u64), ReadError> {
+        let (entries, used) = self.dict_entries(obj, max)?;
+        Ok((entries.iter().map(|e| (e.key, e.value)).collect(), used))
+    }
+
+    /// The live entries of a dict with where their pointers are, at most
+    /// `max`, and its size.
+    pub fn dict_entries(&self, obj: u64, max: usize) -> Result<(Vec<DictEntry>, u64), ReadError> {
         let used = self
             .memory
             .read_i64(obj + self.off("PyDictObject", "ma_used")?)?
@@ -286,7 +293,13 @@ impl<'a, M: Memory> Objects<'a, M> {
             for i in 0..mask.saturating_add(1).min(MAX_DICT_SLOTS) {
                 let value = self.memory.read_ptr(table + i * entry + value_at)?;
                 if value != 0 {
-                    out.push((self.memory.read_ptr(table + i * entry + key_at)?, value));
+                    out.push(DictEntry {
+                        key_at: table + i * entry + key_at,
+                        key: self.memory.read_ptr(table + i * entry + key_at)?,
+                        value_at: table + i * entry + value_at,
+                        value,
+                        split: false,
+                    });
                     if out.len() >= max {
                         break;
                     }
@@ -352,12 +365,19 @@ impl<'a, M: Memory> Objects<'a, M> {
         let mut out = Vec::new();
         for i in 0..nentries.min(MAX_DICT_SLOTS) {
             let key = self.memory.read_ptr(entries + i * entry_size + key_at)?;
-            let value = match split_values {
-                Some(v) => self.memory.read_ptr(v + i * 8)?,
-                None => self.memory.read_ptr(entries + i * entry_size + value_at)?,
+            let value_slot = match split_values {
+                Some(v) => v + i * 8,
+                None => entries + i * entry_size + value_at,
             };
+            let value = self.memory.read_ptr(value_slot)?;
             if key != 0 && value != 0 {
-                out.push((key, value));
+                out.push(DictEntry {
+                    key_at: entries + i * entry_size + key_at,
+                    key,
+                    value_at: value_slot,
+                    value,
+                    split: split_values.is_some(),
+                });
                 if out.len() >= max {
                     break;
                 }
@@ -458,6 +478,21 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         parts.join(", ")
     }
+}
+
+/// One live dict entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictEntry {
+    /// Where the key pointer is.
+    pub key_at: u64,
+    /// The key.
+    pub key: u64,
+    /// Where the value pointer is.
+    pub value_at: u64,
+    /// The value.
+    pub value: u64,
+    /// The dict is split: its keys belong to a shared keys object, not to it.
+    pub split: bool,
 }
 
 /// `repr()` of a str: single quotes unless the text has one and no double quote.

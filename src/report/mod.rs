@@ -2,11 +2,13 @@
 //! from the same serde model; the JSON schema is versioned and documented in
 //! `docs/json-schema.md`.
 
+mod check;
 mod info;
 mod layout;
 pub mod signals;
 mod threads;
 
+pub use check::{CheckPart, CheckReport, ObjectReport};
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
 pub use layout::LayoutReport;
 pub use threads::{InterpreterReport, ThreadEntry, ThreadsReport};

@@ -1,0 +1,442 @@
+//! The tuple free lists (cpython-internals.md §4).
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+
+use super::gc::GcWalk;
+use super::heap::{GcState, Heap};
+use super::{Finding, FindingKind};
+use crate::error::{Diagnostic, Severity};
+use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};
+use crate::memory::MemoryExt;
+
+/// Members followed per slot beyond its counter, at most (a chain can be cut
+/// loose from its counter by corruption).
+const SLACK: usize = 64;
+
+/// One free-list slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct FreeListSlot {
+    /// Which interpreter's lists (null for the process-wide statics of 2.7–3.9).
+    pub interpreter: Option<u64>,
+    /// Slot index.
+    pub index: usize,
+    /// Length of the tuples the slot keeps.
+    pub size: u64,
+    /// Address of the slot's head pointer.
+    pub head_at: u64,
+    /// The head.
+    pub head: u64,
+    /// The slot's counter (`numfree`), when readable.
+    pub counter: Option<i64>,
+    /// Distinct members walked.
+    pub walked: usize,
+    /// Every member walked, in chain order.
+    pub members: Vec<u64>,
+    /// Kinds of finding raised for this slot.
+    pub anomalies: Vec<FindingKind>,
+}
+
+/// All slots of every list.
+#[derive(Debug, Clone, Default)]
+pub struct FreeLists {
+    /// Every slot.
+    pub slots: Vec<FreeListSlot>,
+    /// Every member, for membership tests.
+    pub members: HashSet<u64>,
+    /// Address ranges of the slot arrays themselves.
+    pub arrays: Vec<(u64, u64)>,
+}
+
+/// Where one set of 20 slots lives.
+struct SlotArrays {
+    interpreter: Option<u64>,
+    heads: u64,
+    head_stride: u64,
+    counters: u64,
+    counter_size: u64,
+    counter_stride: u64,
+}
+
+fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
+    match heap.facts.tuple_free_list {
+        TupleFreeListStorage::Static => {
+            let statics = heap.module.and_then(|m| {
+                let bias = m.load_bias?;
+                let from_dwarf = |name: &str| {
+                    heap.layout
+                        .globals
+                        .get(&format!("tupleobject.c:{name}"))
+                        .map(|a| a.wrapping_add(bias))
+                };
+                let heads = m
+                    .symbol_address("free_list", Some("tupleobject.c"))
+                    .or_else(|| from_dwarf("free_list"))?;
+                let counters = m
+                    .symbol_address("numfree", Some("tupleobject.c"))
+                    .or_else(|| from_dwarf("numfree"))?;
+                Some((heads, counters))
+            });
+            match statics {
+                Some((heads, counters)) => vec![SlotArrays {
+                    interpreter: None,
+                    heads,
+                    head_stride: 8,
+                    counters,
+                    counter_size: 4,
+                    counter_stride: 4,
+                }],
+                None => {
+                    diagnostics.push(Diagnostic::error(
+                        "forensics",
+                        "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither .symtab nor DWARF \
+                         names them; pass --debug-dir with the interpreter's debug file",
+                    ));
+                    Vec::new()
+                }
+            }
+        }
+        TupleFreeListStorage::Interpreter => {
+            let (Some(heads), Some(counters)) = (
+                heap.off("PyInterpreterState", "tuple_free_list"),
+                heap.off("PyInterpreterState", "tuple_numfree"),
+            ) else {
+                diagnostics.push(Diagnostic::error(
+                    "forensics",
+                    "the layout lacks the interpreter's tuple free lists",
+                ));
+                return Vec::new();
+            };
+            heap.interpreters
+                .iter()
+                .map(|&i| SlotArrays {
+                    interpreter: Some(i),
+                    heads: i + heads,
+                    head_stride: 8,
+                    counters: i + counters,
+                    counter_size: 4,
+                    counter_stride: 4,
+                })
+                .collect()
+        }
+        TupleFreeListStorage::InterpreterPairs => {
+            let (Some(base), Some(head), Some(size), Some(stride)) = (
+                heap.off("PyInterpreterState", "tuple_free_list"),
+                heap.off("FreeList", "head"),
+                heap.off("FreeList", "size"),
+                heap.layout.size("FreeList"),
+            ) else {
+                diagnostics.push(Diagnostic::error(
+                    "forensics",
+                    "the layout lacks the interpreter's tuple free lists (_Py_freelist)",
+                ));
+                return Vec::new();
+            };
+            heap.interpreters
+                .iter()
+                .map(|&i| SlotArrays {
+                    interpreter: Some(i),
+                    heads: i + base + head,
+                    head_stride: stride,
+                    counters: i + base + size,
+                    counter_size: 8,
+                    counter_stride: stride,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Walk every slot of every tuple free list.
+pub fn walk(
+    heap: &Heap,
+    findings: &mut Vec<Finding>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> FreeLists {
+    let mut out = FreeLists::default();
+    let slots = heap.facts.tuple_slots as usize;
+    for arrays in locate(heap, diagnostics) {
+        out.arrays.push((
+            arrays.heads,
+            arrays.heads + arrays.head_stride * slots as u64,
+        ));
+        out.arrays.push((
+            arrays.counters,
+            arrays.counters + arrays.counter_stride * slots as u64,
+        ));
+        for index in 0..slots {
+            let slot = walk_slot(heap, &arrays, index, findings);
+            out.members.extend(slot.members.iter().copied());
+            out.slots.push(slot);
+        }
+    }
+    out
+}
+
+fn list_name(slot_interp: Option<u64>, index: usize, size: u64) -> String {
+    match slot_interp {
+        Some(i) => format!("tuple free list {index} (size {size}) of interpreter {i:#x}"),
+        None => format!("tuple free list {index} (size {size})"),
+    }
+}
+
+fn walk_slot(
+    heap: &Heap,
+    arrays: &SlotArrays,
+    index: usize,
+    findings: &mut Vec<Finding>,
+) -> FreeListSlot {
+    let size = match heap.facts.tuple_index {
+        TupleIndex::Size => index as u64,
+        TupleIndex::SizeMinusOne => index as u64 + 1,
+    };
+    let head_at = arrays.heads + arrays.head_stride * index as u64;
+    let counter_at = arrays.counters + arrays.counter_stride * index as u64;
+    let head = heap.memory.read_ptr(head_at).unwrap_or(0);
+    let counter = match arrays.counter_size {
+        4 => heap.memory.read_i32(counter_at).ok().map(i64::from),
+        _ => heap.memory.read_i64(counter_at).ok(),
+    };
+    let list = list_name(arrays.interpreter, index, size);
+    let mut slot = FreeListSlot {
+        interpreter: arrays.interpreter,
+        index,
+        size,
+        head_at,
+        head,
+        counter,
+        walked: 0,
+        members: Vec::new(),
+        anomalies: Vec::new(),
+    };
+    // Slot 0 keeps the live empty tuple up to 3.10; it is not a freed tuple.
+    if heap.facts.tuple_index == TupleIndex::Size && index == 0 {
+        return slot;
+    }
+    // 3.13+: a counter of −1 means the list is disabled (finalization).
+    if counter == Some(-1) {
+        return slot;
+    }
+    let cap = counter
+        .unwrap_or(0)
+        .clamp(0, i64::from(heap.facts.tuple_max_per_slot)) as usize
+        + SLACK;
+    let mut seen = HashSet::new();
+    let mut node = head;
+    let mut raise = |slot: &mut FreeListSlot, f: Finding| {
+        if !slot.anomalies.contains(&f.kind) {
+            slot.anomalies.push(f.kind);
+        }
+        findings.push(f);
+    };
+    while node != 0 {
+        if !seen.insert(node) {
+            let f = Finding::new(
+                FindingKind::FreeListCycle,
+                Severity::Error,
+                node,
+                Some(list.clone()),
+                format!("the chain of {list} comes back to {node:#x} after {} members: it was pushed twice", slot.walked),
+            )
+            .with("repeated_address", node)
+            .with("position", slot.members.iter().position(|&m| m == node).unwrap_or(0))
+            .with("walked_before_repeat", slot.walked)
+            .with("counter", counter);
+            raise(&mut slot, f);
+            break;
+        }
+        if slot.walked >= cap {
+            let f = Finding::new(
+                FindingKind::FreeListCountMismatch,
+                Severity::Error,
+                node,
+                Some(list.clone()),
+                format!(
+                    "{list} goes on past {} members although its counter says {}",
+                    slot.walked,
+                    counter.unwrap_or(0)
+                ),
+            )
+            .with("counter", counter)
+            .with("walked", slot.walked);
+            raise(&mut slot, f);
+            break;
+        }
+        // A misaligned "member" is a damaged link, not an object: keep it out
+        // of the member set that other checks look objects up in.
+        if node.is_multiple_of(8) {
+            slot.members.push(node);
+        }
+        slot.walked += 1;
+        for f in check_member(heap, node, size, &list) {
+            raise(&mut slot, f);
+        }
+        let next = match heap.facts.free_list_link {
+            FreeListLink::ObItem0 => heap
+                .off("PyTupleObject", "ob_item")
+                .and_then(|o| heap.memory.read_ptr(node + o).ok()),
+            FreeListLink::FirstWord => heap.memory.read_u64(node).ok(),
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    let cycle = slot.anomalies.contains(&FindingKind::FreeListCycle);
+    if let Some(c) = counter
+        && c != slot.walked as i64
+        && !slot.anomalies.contains(&FindingKind::FreeListCountMismatch)
+    {
+        let how = if cycle {
+            "distinct members before the chain loops"
+        } else {
+            "members"
+        };
+        let f = Finding::new(
+            FindingKind::FreeListCountMismatch,
+            Severity::Error,
+            head,
+            Some(list.clone()),
+            format!("{list} counts {c} but holds {} {how}", slot.walked),
+        )
+        .with("counter", c)
+        .with("walked", slot.walked)
+        .with("head", head);
+        raise(&mut slot, f);
+    }
+    slot
+}
+
+/// Checks on one member: alignment, type, size, refcount and GC state.
+fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let invalid = |why: String| {
+        Finding::new(
+            FindingKind::FreeListMemberInvalid,
+            Severity::Error,
+            node,
+            Some(list.to_string()),
+            why,
+        )
+    };
+    if !node.is_multiple_of(8) {
+        out.push(
+            invalid(format!("{node:#x} on {list} is not aligned: not an object"))
+                .with("alignment", node % 16),
+        );
+        return out;
+    }
+    let ty = match heap.objects.type_of(node) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(invalid(format!(
+                "{node:#x} on {list} is unreadable: {}",
+                e.reason
+            )));
+            return out;
+        }
+    };
+    if heap.tuple_type.is_some_and(|t| t != ty) {
+        let name = heap
+            .objects
+            .type_name_of_type(ty)
+            .unwrap_or_else(|_| "?".into());
+        out.push(
+            invalid(format!("{node:#x} on {list} is a {name}, not a tuple"))
+                .with("type", ty)
+                .with("type_name", name),
+        );
+        return out;
+    }
+    let ob_size = heap.objects.var_size(node).unwrap_or(-1);
+    if ob_size != size as i64 {
+        out.push(
+            invalid(format!(
+                "{node:#x} on {list} has {ob_size} items, not {size}"
+            ))
+            .with("ob_size", ob_size),
+        );
+    }
+    match heap.facts.free_list_link {
+        FreeListLink::ObItem0 => {
+            if let Some((rc, _)) = heap.refcount(node) {
+                if rc < 0 {
+                    out.push(
+                        Finding::new(
+                            FindingKind::NegativeRefcount,
+                            Severity::Error,
+                            node,
+                            Some(list.to_string()),
+                            format!("{node:#x} on {list} has refcount {rc}"),
+                        )
+                        .with("refcount", rc),
+                    );
+                } else if rc != 0 {
+                    out.push(
+                        Finding::new(
+                            FindingKind::FreeListMemberNotFreed,
+                            Severity::Error,
+                            node,
+                            Some(list.to_string()),
+                            format!("{node:#x} is on {list} but its refcount is {rc}, not 0: it is in use"),
+                        )
+                        .with("refcount", rc),
+                    );
+                }
+            }
+        }
+        FreeListLink::FirstWord => {
+            // 3.14: the first word is the link; a refcount change shows as a
+            // link that is not an object pointer.
+            if let Ok(word) = heap.memory.read_u64(node)
+                && (word >> 48 != 0 || word % 8 != 0)
+            {
+                out.push(
+                        Finding::new(
+                            FindingKind::FreeListMemberNotFreed,
+                            Severity::Error,
+                            node,
+                            Some(list.to_string()),
+                            format!("{node:#x} is on {list} but its first word {word:#x} is not a link: its refcount was changed after it was freed"),
+                        )
+                        .with("first_word", word),
+                    );
+            }
+        }
+    }
+    if let Some((GcState::Tracked, raw)) = heap.gc_state(node) {
+        out.push(
+            Finding::new(
+                FindingKind::FreeListMemberTracked,
+                Severity::Error,
+                node,
+                Some(list.to_string()),
+                format!("{node:#x} is on {list} but its GC header says tracked"),
+            )
+            .with("gc_header_word", raw),
+        );
+    }
+    out
+}
+
+/// Free-list members that are also in a GC generation list.
+pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut Vec<Finding>) {
+    for slot in &free.slots {
+        for &m in &slot.members {
+            if let Some(generation) = gc.generation_of.get(&m) {
+                let list = list_name(slot.interpreter, slot.index, slot.size);
+                findings.push(
+                    Finding::new(
+                        FindingKind::FreeListMemberInGcList,
+                        Severity::Error,
+                        m,
+                        Some(list.clone()),
+                        format!("{m:#x} is on {list} and also linked into GC {generation}"),
+                    )
+                    .with("generation", generation.clone()),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The GC generation lists (cpython-internals.md §2, §3).
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::heap::{Heap, TPFLAGS_HAVE_GC};
+use super::{Finding, FindingKind};
+use crate::error::{Diagnostic, Severity};
+use crate::layout::facts::GcListLocation;
+use crate::memory::MemoryExt;
+
+/// Objects walked in all lists together, at most.
+const MAX_OBJECTS: usize = 50_000_000;
+/// Findings of one kind per generation, at most (a broken list repeats itself).
+const MAX_FINDINGS_PER_KIND: usize = 100;
+
+/// One generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenerationSummary {
+    /// `generation 0`, `old 1`, `permanent`, … with the interpreter.
+    pub name: String,
+    /// Address of the list head.
+    pub head: u64,
+    /// The generation's `count` (not its length: allocations or collections).
+    pub count: Option<i32>,
+    /// The generation's threshold.
+    pub threshold: Option<i32>,
+    /// Objects walked.
+    pub walked: usize,
+    /// Whether the walk came back to the head.
+    pub complete: bool,
+    /// Findings raised for it.
+    pub anomalies: usize,
+}
+
+/// Every generation and every tracked object.
+#[derive(Debug, Clone, Default)]
+pub struct GcWalk {
+    /// Per generation.
+    pub generations: Vec<GenerationSummary>,
+    /// Every tracked object (object address, not GC header) in walk order.
+    pub objects: Vec<u64>,
+    /// Which generation each object was found in.
+    pub generation_of: HashMap<u64, String>,
+    /// A collection was running: links may be mid-update.
+    pub collecting: bool,
+}
+
+/// The heads to walk: (name, head address, generation struct address).
+fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>, bool) {
+    let stride = heap.layout.size("GCGeneration").unwrap_or(0);
+    let bases: Vec<(Option<u64>, u64)> = match heap.facts.gc_lists {
+        GcListLocation::Static => {
+            let generation0 = heap.module.and_then(|m| {
+                m.symbol_address("generations", Some("gcmodule.c"))
+                    .or_else(|| {
+                        heap.layout
+                            .globals
+                            .get("gcmodule.c:generations")
+                            .zip(m.load_bias)
+                            .map(|(a, b)| a.wrapping_add(b))
+                    })
+                    // `_PyGC_generation0` is exported and points at generations[0].
+                    .or_else(|| {
+                        m.symbol_address("_PyGC_generation0", None)
+                            .and_then(|p| heap.memory.read_ptr(p).ok())
+                    })
+            });
+            match generation0 {
+                Some(g) => {
+                    return (
+                        (0..3)
+                            .map(|i| (format!("generation {i}"), g + i * stride))
+                            .collect(),
+                        false,
+                    );
+                }
+                None => {
+                    diagnostics.push(Diagnostic::error(
+                        "forensics",
+                        "the GC generations (gcmodule.c) are not named by any symbol",
+                    ));
+                    return (Vec::new(), false);
+                }
+            }
+        }
+        GcListLocation::Runtime => match (heap.runtime, heap.off("_PyRuntimeState", "gc")) {
+            (Some(rt), Some(off)) => vec![(None, rt + off)],
+            _ => Vec::new(),
+        },
+        GcListLocation::Interpreter => match heap.off("PyInterpreterState", "gc") {
+            Some(off) => heap
+                .interpreters
+                .iter()
+                .map(|&i| (Some(i), i + off))
+                .collect(),
+            None => Vec::new(),
+        },
+    };
+    if bases.is_empty() {
+        diagnostics.push(Diagnostic::error(
+            "forensics",
+            "the GC state is not in the layout",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut collecting = false;
+    for (interp, gc) in bases {
+        let suffix = interp
+            .map(|i| format!(" of interpreter {i:#x}"))
+            .unwrap_or_default();
+        if let Some(c) = heap.off("GCRuntimeState", "collecting") {
+            collecting |= heap.memory.read_i32(gc + c).is_ok_and(|v| v != 0);
+        }
+        if let Some(g) = heap.off("GCRuntimeState", "generations") {
+            out.extend((0..3).map(|i| (format!("generation {i}{suffix}"), gc + g + i * stride)));
+        } else if let (Some(young), Some(old)) = (
+            heap.off("GCRuntimeState", "young"),
+            heap.off("GCRuntimeState", "old"),
+        ) {
+            // 3.14.0–3.14.4: the incremental collector's young and old lists.
+            out.push((format!("young{suffix}"), gc + young));
+            out.extend((0..2).map(|i| (format!("old {i}{suffix}"), gc + old + i * stride)));
+        }
+        if let Some(p) = heap.off("GCRuntimeState", "permanent_generation") {
+            out.push((format!("permanent{suffix}"), gc + p));
+        }
+    }
+    (out, collecting)
+}
+
+/// Walk every generation list.
+pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diagnostic>) -> GcWalk {
+    let mut out = GcWalk::default();
+    let (heads, collecting) = heads(heap, diagnostics);
+    out.collecting = collecting;
+    if collecting {
+        diagnostics.push(Diagnostic::note(
+            "forensics",
+            "a GC collection was running: link findings are notes, not errors",
+        ));
+    }
+    let head_off = heap.off("GCGeneration", "head").unwrap_or(0);
+    let link_severity = if collecting {
+        Severity::Note
+    } else {
+        Severity::Error
+    };
+    for (name, generation) in heads {
+        let head = generation + head_off;
+        let count = heap
+            .off("GCGeneration", "count")
+            .and_then(|o| heap.memory.read_i32(generation + o).ok());
+        let threshold = heap
+            .off("GCGeneration", "threshold")
+            .and_then(|o| heap.memory.read_i32(generation + o).ok());
+        let mut summary = GenerationSummary {
+            name: name.clone(),
+            head,
+            count,
+            threshold,
+            walked: 0,
+            complete: false,
+            anomalies: 0,
+        };
+        let mut per_kind: HashMap<FindingKind, usize> = HashMap::new();
+        let mut raise = |summary: &mut GenerationSummary, f: Finding| {
+            let n = per_kind.entry(f.kind).or_default();
+            *n += 1;
+            summary.anomalies += 1;
+            if *n <= MAX_FINDINGS_PER_KIND {
+                findings.push(f);
+            }
+        };
+        let mut prev = head;
+        let mut node = heap.gc_next(head).unwrap_or(0);
+        loop {
+            if node == head {
+                summary.complete = true;
+                break;
+            }
+            if node == 0 || !node.is_multiple_of(8) {
+                let f = Finding::new(
+                    FindingKind::GcListBrokenLink,
+                    link_severity,
+                    prev + heap.gc_head_size,
+                    Some(format!("GC {name}")),
+                    format!("GC {name}: the header at {prev:#x} links to {node:#x}, which is not a GC header"),
+                )
+                .with("node", prev)
+                .with("next", node);
+                raise(&mut summary, f);
+                break;
+            }
+            let obj = node + heap.gc_head_size;
+            if let Some(first) = out.generation_of.get(&obj) {
+                let f = Finding::new(
+                    FindingKind::GcListCycle,
+                    link_severity,
+                    obj,
+                    Some(format!("GC {name}")),
+                    format!("GC {name} reaches {obj:#x} a second time (first seen in {first}) without passing its head"),
+                )
+                .with("first_seen_in", first.clone());
+                raise(&mut summary, f);
+                break;
+            }
+            if out.objects.len() >= MAX_OBJECTS {
+                diagnostics.push(Diagnostic::warning(
+                    "forensics",
+                    format!("more than {MAX_OBJECTS} tracked objects; the GC walk stopped"),
+                ));
+                break;
+            }
+            out.objects.push(obj);
+            out.generation_of.insert(obj, name.clone());
+            summary.walked += 1;
+            match heap.gc_prev(node) {
+                Some(p) if p == prev => {}
+                p => {
+                    let f = Finding::new(
+                        FindingKind::GcListBrokenLink,
+                        link_severity,
+                        obj,
+                        Some(format!("GC {name}")),
+                        format!(
+                            "GC {name}: {obj:#x} follows {:#x} but its prev link points to {}",
+                            prev + heap.gc_head_size,
+                            p.map_or("an unreadable address".to_string(), |p| format!(
+                                "{:#x}",
+                                p + heap.gc_head_size
+                            ))
+                        ),
+                    )
+                    .with("node", node)
+                    .with("expected_prev", prev)
+                    .with("actual_prev", p);
+                    raise(&mut summary, f);
+                }
+            }
+            check_object(heap, obj, &name, &mut |f| raise(&mut summary, f));
+            prev = node;
+            node = heap.gc_next(node).unwrap_or(0);
+        }
+        if summary.complete && heap.gc_prev(head) != Some(prev) {
+            let f = Finding::new(
+                FindingKind::GcListBrokenLink,
+                link_severity,
+                prev + heap.gc_head_size,
+                Some(format!("GC {name}")),
+                format!(
+                    "GC {name}: the head's prev link does not point at the last object {:#x}",
+                    prev + heap.gc_head_size
+                ),
+            )
+            .with("head", head)
+            .with("head_prev", heap.gc_prev(head));
+            raise(&mut summary, f);
+        }
+        out.generations.push(summary);
+    }
+    out
+}
+
+/// Refcount and type checks on one tracked object.
+fn check_object(heap: &Heap, obj: u64, generation: &str, raise: &mut dyn FnMut(Finding)) {
+    if let Some((rc, immortal)) = heap.refcount(obj)
+        && !immortal
+        && rc <= 0
+    {
+        let kind = if rc < 0 {
+            FindingKind::NegativeRefcount
+        } else {
+            FindingKind::GcObjectBadRefcount
+        };
+        raise(
+            Finding::new(
+                kind,
+                Severity::Error,
+                obj,
+                Some(format!("GC {generation}")),
+                format!("tracked object {obj:#x} has refcount {rc}"),
+            )
+            .with("refcount", rc),
+        );
+    }
+    let Ok(ty) = heap.objects.type_of(obj) else {
+        raise(Finding::new(
+            FindingKind::GcObjectNotGcType,
+            Severity::Error,
+            obj,
+            Some(format!("GC {generation}")),
+            format!("tracked object {obj:#x} has an unreadable type"),
+        ));
+        return;
+    };
+    if let Some(flags) = heap.type_flags(ty)
+        && flags & TPFLAGS_HAVE_GC == 0
+    {
+        let name = heap
+            .objects
+            .type_name_of_type(ty)
+            .unwrap_or_else(|_| "?".into());
+        raise(
+            Finding::new(
+                FindingKind::GcObjectNotGcType,
+                Severity::Error,
+                obj,
+                Some(format!("GC {generation}")),
+                format!("tracked object {obj:#x} is a {name}, whose type lacks Py_TPFLAGS_HAVE_GC"),
+            )
+            .with("type", ty)
+            .with("type_name", name)
+            .with("tp_flags", flags),
+        );
+    }
+}

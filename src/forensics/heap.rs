@@ -1,0 +1,188 @@
+//! The heap as the checks see it: object headers, GC headers and types.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::layout::Layout;
+use crate::layout::facts::{Facts, GcHeadEncoding, Immortality};
+use crate::memory::{MemoryExt, ProcessMemory};
+use crate::modules::Module;
+use crate::process::Process;
+use crate::python::PythonState;
+use crate::python::objects::Objects;
+
+/// `Py_TPFLAGS_HAVE_GC`.
+pub const TPFLAGS_HAVE_GC: u64 = 1 << 14;
+
+/// Memory, layout and the addresses the checks compare against.
+pub struct Heap<'p> {
+    /// Process memory.
+    pub memory: &'p ProcessMemory,
+    /// The layout.
+    pub layout: &'p Layout,
+    /// Facts.
+    pub facts: &'p Facts,
+    /// Object reader.
+    pub objects: Objects<'p, ProcessMemory>,
+    /// `&PyTuple_Type`, when found.
+    pub tuple_type: Option<u64>,
+    /// `sizeof(PyGC_Head)`.
+    pub gc_head_size: u64,
+    /// The interpreter module.
+    pub module: Option<&'p Module>,
+    /// Interpreter states.
+    pub interpreters: Vec<u64>,
+    /// `_PyRuntime`, 3.7+.
+    pub runtime: Option<u64>,
+    type_flags: RefCell<HashMap<u64, Option<u64>>>,
+}
+
+/// The GC state of an object's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcState {
+    /// Linked into a generation list (or being collected).
+    Tracked,
+    /// Not linked.
+    Untracked,
+}
+
+impl<'p> Heap<'p> {
+    /// The heap of `process`, read with the layout in `state`.
+    pub fn new(process: &'p Process, state: &'p PythonState) -> Heap<'p> {
+        let layout = &state.layout.layout;
+        let version = process
+            .python()
+            .map(|p| p.version)
+            .expect("a state implies a version");
+        let module = process
+            .modules()
+            .modules()
+            .iter()
+            .find(|m| {
+                process
+                    .python()
+                    .is_some_and(|p| p.module == m.recorded_path)
+            })
+            .map(|m| &**m);
+        let objects = Objects::new(process.memory(), layout, version, 4);
+        let tuple_type = module.and_then(|m| m.symbol_address("PyTuple_Type", None));
+        Heap {
+            memory: process.memory(),
+            layout,
+            facts: &layout.facts,
+            objects,
+            tuple_type,
+            gc_head_size: layout.size("PyGC_Head").unwrap_or(16),
+            module,
+            interpreters: state.runtime.interpreters.clone(),
+            runtime: state.runtime.runtime,
+            type_flags: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// A field offset, or 0 when the layout lacks it (callers check presence first where it matters).
+    pub fn off(&self, st: &str, field: &str) -> Option<u64> {
+        self.layout.offset(st, field)
+    }
+
+    fn mask(&self, word: u64) -> u64 {
+        // 3.8+ keep flags in the low two bits of both GC links.
+        if self.facts.gc_head == GcHeadEncoding::NextPointer {
+            word & !3
+        } else {
+            word
+        }
+    }
+
+    /// The next GC header after `node`.
+    pub fn gc_next(&self, node: u64) -> Option<u64> {
+        let off = self.off("PyGC_Head", "gc_next")?;
+        self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
+    }
+
+    /// The previous GC header before `node`.
+    pub fn gc_prev(&self, node: u64) -> Option<u64> {
+        let off = self.off("PyGC_Head", "gc_prev")?;
+        self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
+    }
+
+    /// What an object's GC header says.
+    pub fn gc_state(&self, obj: u64) -> Option<(GcState, i64)> {
+        let node = obj.checked_sub(self.gc_head_size)?;
+        match self.facts.gc_head {
+            GcHeadEncoding::GcRefs | GcHeadEncoding::GcRefsShifted => {
+                let refs = self
+                    .memory
+                    .read_i64(node + self.off("PyGC_Head", "gc_refs")?)
+                    .ok()?;
+                let untracked = self.facts.untracked_gc_refs.unwrap_or(-2);
+                // 3.6/3.7 keep a "finalized" flag in bit 0.
+                let value = if self.facts.gc_head == GcHeadEncoding::GcRefsShifted {
+                    refs & !1
+                } else {
+                    refs
+                };
+                Some((
+                    if value == untracked {
+                        GcState::Untracked
+                    } else {
+                        GcState::Tracked
+                    },
+                    refs,
+                ))
+            }
+            GcHeadEncoding::NextPointer => {
+                let next = self
+                    .memory
+                    .read_u64(node + self.off("PyGC_Head", "gc_next")?)
+                    .ok()?;
+                Some((
+                    if next == 0 {
+                        GcState::Untracked
+                    } else {
+                        GcState::Tracked
+                    },
+                    next as i64,
+                ))
+            }
+        }
+    }
+
+    /// The refcount word, and whether it marks an immortal object.
+    pub fn refcount(&self, obj: u64) -> Option<(i64, bool)> {
+        let rc = self.objects.refcount(obj).ok()?;
+        let immortal = self.facts.immortality == Immortality::Low32Bit31
+            && (rc as u64 as u32) & 0x8000_0000 != 0;
+        Some((rc, immortal))
+    }
+
+    /// `tp_flags` of a type, cached.
+    pub fn type_flags(&self, ty: u64) -> Option<u64> {
+        if let Some(f) = self.type_flags.borrow().get(&ty) {
+            return *f;
+        }
+        let flags = self
+            .off("PyTypeObject", "tp_flags")
+            .and_then(|o| self.memory.read_u64(ty + o).ok());
+        self.type_flags.borrow_mut().insert(ty, flags);
+        flags
+    }
+
+    /// Where an object's body ends: basic size plus items.
+    pub fn object_extent(&self, obj: u64, ty: u64) -> Option<u64> {
+        let basic = self
+            .memory
+            .read_i64(ty + self.off("PyTypeObject", "tp_basicsize")?)
+            .ok()?;
+        let item = self
+            .memory
+            .read_i64(ty + self.off("PyTypeObject", "tp_itemsize")?)
+            .ok()?;
+        let mut size = u64::try_from(basic).ok()?;
+        if item != 0 {
+            let n = self.objects.var_size(obj).ok()?.unsigned_abs().min(1 << 24);
+            size = size.saturating_add(n.saturating_mul(item.unsigned_abs()));
+        }
+        (size <= 1 << 30).then_some(size)
+    }
+}

@@ -1,0 +1,235 @@
+//! Forensics: walk the tuple free lists and the GC lists, and flag every
+//! object whose GC state or refcount contradicts its free-list membership,
+//! with the evidence that was read.
+
+pub mod freelists;
+pub mod gc;
+pub mod heap;
+pub mod referrers;
+mod verdict;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+pub use verdict::Verdict;
+
+use crate::error::{Diagnostic, Severity};
+use crate::process::Process;
+use crate::python::PythonState;
+
+/// What kind of contradiction a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A free-list chain comes back to an address it already passed: an object pushed twice.
+    FreeListCycle,
+    /// The walked length of a free list differs from its counter.
+    FreeListCountMismatch,
+    /// A free-list member that does not look freed (refcount ≠ 0 up to 3.13; 3.14: first word not a link).
+    FreeListMemberNotFreed,
+    /// A free-list member whose GC header says tracked.
+    FreeListMemberTracked,
+    /// A free-list member that is also linked into a GC generation list.
+    FreeListMemberInGcList,
+    /// A free-list member of the wrong type or size, misaligned, or unreadable.
+    FreeListMemberInvalid,
+    /// A free-list member still referenced from live objects or frames: a use after free.
+    FreeListMemberReferenced,
+    /// A GC list whose prev/next links disagree, or that reaches NULL.
+    GcListBrokenLink,
+    /// A GC list that loops without passing through its head.
+    GcListCycle,
+    /// A tracked object with a refcount ≤ 0.
+    GcObjectBadRefcount,
+    /// A tracked object whose type lacks `Py_TPFLAGS_HAVE_GC`.
+    GcObjectNotGcType,
+    /// An object with a negative refcount.
+    NegativeRefcount,
+    /// An object referenced by more live containers and frames than its refcount counts.
+    RefcountBelowReferences,
+}
+
+/// Where a pointer to an object was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Referrer {
+    /// Address of the pointer.
+    pub at: u64,
+    /// `object`, `frame`, `stack` or `memory`.
+    pub kind: &'static str,
+    /// The containing object or frame, when known.
+    pub container: Option<u64>,
+    /// In words: `list 0x… item 0`, `frame of f (thread 123) local x`, `stack of thread 123`.
+    pub description: String,
+}
+
+/// One contradiction, with its evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The kind.
+    pub kind: FindingKind,
+    /// `error`, `warning` or `note`.
+    pub severity: Severity,
+    /// The object it is about.
+    pub address: u64,
+    /// The free list or GC generation involved.
+    pub list: Option<String>,
+    /// What is wrong, in words.
+    pub message: String,
+    /// The values that were read, by name.
+    pub evidence: BTreeMap<String, serde_json::Value>,
+    /// Where pointers to the object were found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub referrers: Vec<Referrer>,
+}
+
+impl Finding {
+    fn new(
+        kind: FindingKind,
+        severity: Severity,
+        address: u64,
+        list: Option<String>,
+        message: String,
+    ) -> Finding {
+        Finding {
+            kind,
+            severity,
+            address,
+            list,
+            message,
+            evidence: BTreeMap::new(),
+            referrers: Vec::new(),
+        }
+    }
+
+    fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Finding {
+        self.evidence.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+/// Everything the checks found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// Every tuple free list.
+    pub free_lists: Vec<freelists::FreeListSlot>,
+    /// Every GC generation.
+    pub generations: Vec<gc::GenerationSummary>,
+    /// Tracked objects walked.
+    pub gc_objects: usize,
+    /// Every finding, errors first.
+    pub findings: Vec<Finding>,
+    /// The likely story.
+    pub verdict: Verdict,
+    /// Parts that could not be checked, and why.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Run every check on `process`.
+pub fn check(process: &Process, state: &PythonState) -> CheckResult {
+    let heap = heap::Heap::new(process, state);
+    let mut diagnostics = Vec::new();
+    let mut findings = Vec::new();
+    // Each part keeps its results when another fails.
+    let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
+    let gc_walk = gc::walk(&heap, &mut findings, &mut diagnostics);
+    freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
+    let refs = referrers::References::collect(&heap, state, &gc_walk);
+    referrers::attribute(&heap, &free, &gc_walk, &refs, &mut findings);
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.address.cmp(&b.address))
+    });
+    let verdict = verdict::judge(process, state, &findings);
+    CheckResult {
+        free_lists: free.slots,
+        generations: gc_walk.generations,
+        gc_objects: gc_walk.objects.len(),
+        findings,
+        verdict,
+        diagnostics,
+    }
+}
+
+/// Everything pymortem can tell about one object.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectInfo {
+    /// The address asked about.
+    pub address: u64,
+    /// Its type's name, if readable.
+    pub type_name: Option<String>,
+    /// Its type object.
+    pub type_address: Option<u64>,
+    /// The refcount word.
+    pub refcount: Option<i64>,
+    /// Whether the refcount marks it immortal (3.12+).
+    pub immortal: bool,
+    /// `tracked`, `untracked`, or null when its type has no GC header.
+    pub gc_state: Option<&'static str>,
+    /// The raw GC header word that decided it.
+    pub gc_header_word: Option<i64>,
+    /// The GC generation whose list holds it.
+    pub gc_generation: Option<String>,
+    /// The tuple free list holding it.
+    pub free_list: Option<String>,
+    /// Owned references held by live containers and frames.
+    pub owned_references: u32,
+    /// Where pointers to it were found.
+    pub referrers: Vec<Referrer>,
+    /// A bounded repr.
+    pub repr: String,
+    /// Findings about it.
+    pub findings: Vec<Finding>,
+}
+
+/// Inspect one object.
+pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectInfo {
+    let heap = heap::Heap::new(process, state);
+    let mut scratch = Vec::new();
+    let mut findings = Vec::new();
+    let free = freelists::walk(&heap, &mut findings, &mut scratch);
+    let gc_walk = gc::walk(&heap, &mut findings, &mut scratch);
+    freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
+    let refs = referrers::References::collect(&heap, state, &gc_walk);
+    let targets = std::iter::once(address).collect();
+    let referrers = referrers::referrers_of(&heap, &free, &refs, &targets)
+        .remove(&address)
+        .unwrap_or_default();
+    let type_address = heap.objects.type_of(address).ok();
+    let has_gc_header = type_address
+        .and_then(|t| heap.type_flags(t))
+        .is_some_and(|f| f & heap::TPFLAGS_HAVE_GC != 0);
+    let gc = has_gc_header.then(|| heap.gc_state(address)).flatten();
+    let refcount = heap.refcount(address);
+    let free_list = free
+        .slots
+        .iter()
+        .find(|s| s.members.contains(&address))
+        .map(|s| format!("tuple free list {} (size {})", s.index, s.size));
+    ObjectInfo {
+        address,
+        type_name: heap.objects.type_name(address).ok(),
+        type_address,
+        refcount: refcount.map(|r| r.0),
+        immortal: refcount.is_some_and(|r| r.1),
+        gc_state: gc.map(|(s, _)| {
+            if s == heap::GcState::Tracked {
+                "tracked"
+            } else {
+                "untracked"
+            }
+        }),
+        gc_header_word: gc.map(|(_, w)| w),
+        gc_generation: gc_walk.generation_of.get(&address).cloned(),
+        free_list,
+        owned_references: referrers::owned_references(&refs, address),
+        referrers,
+        repr: heap.objects.repr(address),
+        findings: findings
+            .into_iter()
+            .filter(|f| f.address == address)
+            .collect(),
+    }
+}

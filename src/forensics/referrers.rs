@@ -1,0 +1,515 @@
+//! Who still points at an object: precise references from live containers
+//! (tuples, lists, dicts) and frames, then a conservative scan of writable
+//! memory for the suspects, each hit attributed where possible.
+
+use std::collections::{HashMap, HashSet};
+
+use super::freelists::FreeLists;
+use super::gc::GcWalk;
+use super::heap::Heap;
+use super::{Finding, FindingKind, Referrer};
+use crate::error::Severity;
+use crate::memory::MemoryExt;
+use crate::python::PythonState;
+
+/// Items read from one container, at most.
+const MAX_ITEMS: u64 = 1 << 20;
+/// Referrers kept per object, at most.
+const MAX_REFERRERS: usize = 16;
+/// Suspects looked for by the memory scan, at most.
+const MAX_SUSPECTS: usize = 4096;
+
+/// One owned reference held by a container or a frame.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    at: u64,
+    target: u64,
+    container: u64,
+    index: u64,
+    kind: ContainerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ContainerKind {
+    Tuple,
+    List,
+    DictValue,
+    Frame,
+}
+
+/// Owned references found in live containers and frames.
+pub struct References {
+    slots: Vec<Slot>,
+    /// References counted per target.
+    counts: HashMap<u64, u32>,
+    /// Frame address → (function, LWP) for descriptions.
+    frames: HashMap<u64, (String, Option<i32>)>,
+    /// Thread stacks: (low, high, LWP).
+    stacks: Vec<(u64, u64, i32)>,
+}
+
+impl References {
+    /// Enumerate the references held by every tracked tuple, list and dict,
+    /// and by every frame on a thread's stack.
+    pub fn collect(heap: &Heap, state: &PythonState, gc: &GcWalk) -> References {
+        let mut slots = Vec::new();
+        let mut type_names: HashMap<u64, String> = HashMap::new();
+        let tuple_items = heap.off("PyTupleObject", "ob_item");
+        let list_items = heap.off("PyListObject", "ob_item");
+        let mut frames = HashMap::new();
+        for t in &state.threads {
+            for f in &t.stack.frames {
+                frames.insert(f.frame, (f.function.clone(), t.lwp));
+            }
+        }
+        for &obj in &gc.objects {
+            let Ok(ty) = heap.objects.type_of(obj) else {
+                continue;
+            };
+            let name = type_names
+                .entry(ty)
+                .or_insert_with(|| heap.objects.type_name_of_type(ty).unwrap_or_default());
+            match name.as_str() {
+                "tuple" => {
+                    let (Some(items), Ok(n)) = (tuple_items, heap.objects.var_size(obj)) else {
+                        continue;
+                    };
+                    push_array(heap, &mut slots, obj, obj + items, n, ContainerKind::Tuple);
+                }
+                "list" => {
+                    let (Some(items), Ok(n)) = (list_items, heap.objects.var_size(obj)) else {
+                        continue;
+                    };
+                    let Ok(array) = heap.memory.read_ptr(obj + items) else {
+                        continue;
+                    };
+                    push_array(heap, &mut slots, obj, array, n, ContainerKind::List);
+                }
+                "dict" => {
+                    // Values only: a split dict's keys belong to its shared keys object.
+                    if let Ok((entries, _)) = heap.objects.dict_entries(obj, MAX_ITEMS as usize) {
+                        for (i, e) in entries.iter().enumerate() {
+                            slots.push(Slot {
+                                at: e.value_at,
+                                target: e.value,
+                                container: obj,
+                                index: i as u64,
+                                kind: ContainerKind::DictValue,
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for &frame in frames.keys() {
+            push_frame(heap, &mut slots, frame);
+        }
+        let mut counts: HashMap<u64, u32> = HashMap::with_capacity(gc.objects.len());
+        for s in &slots {
+            *counts.entry(s.target).or_default() += 1;
+        }
+        let stacks = state
+            .threads
+            .iter()
+            .filter_map(|t| t.lwp)
+            .filter_map(|lwp| {
+                let thread = heap_thread(heap, lwp)?;
+                Some((thread.0, thread.1, lwp))
+            })
+            .collect();
+        References {
+            slots,
+            counts,
+            frames,
+            stacks,
+        }
+    }
+
+    fn describe(&self, heap: &Heap, s: &Slot) -> Referrer {
+        let type_name = |obj: u64| {
+            heap.objects
+                .type_name(obj)
+                .unwrap_or_else(|_| "object".into())
+        };
+        let (kind, description) = match s.kind {
+            ContainerKind::Tuple => (
+                "object",
+                format!("tuple {:#x} item {}", s.container, s.index),
+            ),
+            ContainerKind::List => (
+                "object",
+                format!("list {:#x} item {}", s.container, s.index),
+            ),
+            ContainerKind::DictValue => (
+                "object",
+                format!(
+                    "{} {:#x} value {}",
+                    type_name(s.container),
+                    s.container,
+                    s.index
+                ),
+            ),
+            ContainerKind::Frame => {
+                let (function, lwp) = self.frames.get(&s.container).cloned().unwrap_or_default();
+                let thread = lwp.map(|l| format!(" (thread {l})")).unwrap_or_default();
+                (
+                    "frame",
+                    format!("frame of {function}{thread} slot {}", s.index),
+                )
+            }
+        };
+        Referrer {
+            at: s.at,
+            kind,
+            container: Some(s.container),
+            description,
+        }
+    }
+}
+
+fn push_array(
+    heap: &Heap,
+    slots: &mut Vec<Slot>,
+    container: u64,
+    array: u64,
+    n: i64,
+    kind: ContainerKind,
+) {
+    let n = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS);
+    let Ok(bytes) = heap.memory.read_bytes(array, n * 8, MAX_ITEMS * 8) else {
+        return;
+    };
+    for (i, word) in bytes.chunks_exact(8).enumerate() {
+        let target = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        if target != 0 {
+            slots.push(Slot {
+                at: array + i as u64 * 8,
+                target,
+                container,
+                index: i as u64,
+                kind,
+            });
+        }
+    }
+}
+
+/// The owned references in a frame's locals, cells and free variables.
+fn push_frame(heap: &Heap, slots: &mut Vec<Slot>, frame: u64) {
+    let layout = heap.layout;
+    let (base, count, tagged) =
+        if let Some(plus) = layout.offset("_PyInterpreterFrame", "localsplus") {
+            let Some(code) = layout
+                .offset("_PyInterpreterFrame", "code")
+                .and_then(|o| heap.memory.read_ptr(frame + o).ok())
+            else {
+                return;
+            };
+            let code = code & !3;
+            let Some(n) = layout
+                .offset("PyCodeObject", "co_nlocalsplus")
+                .and_then(|o| heap.memory.read_i32(code + o).ok())
+            else {
+                return;
+            };
+            (
+                frame + plus,
+                u64::try_from(n).unwrap_or(0),
+                heap.objects.version.major_minor() >= (3, 14),
+            )
+        } else {
+            // Up to 3.10 frames are GC objects; their locals are counted from
+            // the thread's frames here, not from the GC list.
+            let Some(plus) = layout.offset("PyFrameObject", "f_localsplus") else {
+                return;
+            };
+            let Some(code) = layout
+                .offset("PyFrameObject", "f_code")
+                .and_then(|o| heap.memory.read_ptr(frame + o).ok())
+            else {
+                return;
+            };
+            let field = |name: &str| {
+                layout
+                    .offset("PyCodeObject", name)
+                    .and_then(|o| heap.memory.read_ptr(code + o).ok())
+            };
+            let tuple_len = |t: Option<u64>| {
+                t.and_then(|t| heap.objects.var_size(t).ok())
+                    .map_or(0, |n| n.max(0) as u64)
+            };
+            let nlocals = layout
+                .offset("PyCodeObject", "co_nlocals")
+                .and_then(|o| heap.memory.read_i32(code + o).ok())
+                .map_or(0, |n| n.max(0) as u64);
+            (
+                frame + plus,
+                nlocals + tuple_len(field("co_cellvars")) + tuple_len(field("co_freevars")),
+                false,
+            )
+        };
+    let Ok(bytes) = heap.memory.read_bytes(base, count.min(4096) * 8, 4096 * 8) else {
+        return;
+    };
+    for (i, word) in bytes.chunks_exact(8).enumerate() {
+        let raw = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+        // 3.14: a tagged stackref does not own a reference.
+        if raw == 0 || (tagged && raw & 3 != 0) {
+            continue;
+        }
+        slots.push(Slot {
+            at: base + i as u64 * 8,
+            target: raw,
+            container: frame,
+            index: i as u64,
+            kind: ContainerKind::Frame,
+        });
+    }
+}
+
+/// The live part of a thread's stack: from just below its stack pointer to
+/// the end of the segment that holds it.
+fn heap_thread(heap: &Heap, lwp: i32) -> Option<(u64, u64)> {
+    let core = heap.memory.core();
+    let thread = core.threads().iter().find(|t| t.lwp == lwp)?;
+    let sp = thread.registers.rsp();
+    let seg = &core.segments()[core.segment_index(sp)?];
+    // The x86-64 red zone lies below the stack pointer.
+    Some((sp.saturating_sub(128), seg.end()))
+}
+
+/// Attach referrers to free-list members and raise the reference findings.
+pub fn attribute(
+    heap: &Heap,
+    free: &FreeLists,
+    gc: &GcWalk,
+    refs: &References,
+    findings: &mut Vec<Finding>,
+) {
+    let tracked: HashSet<u64> = gc.objects.iter().copied().collect();
+    // Suspects: free-list members, and objects with more owned references
+    // from live containers and frames than their refcount.
+    let mut suspects: Vec<u64> = free.members.iter().copied().collect();
+    let mut below: Vec<(u64, i64, u32)> = Vec::new();
+    for (&target, &count) in &refs.counts {
+        if free.members.contains(&target) || target % 8 != 0 {
+            continue;
+        }
+        if let Some((rc, immortal)) = heap.refcount(target)
+            && !immortal
+            && rc >= 0
+            && i64::from(count) > rc + interned_slack(heap, target)
+        {
+            below.push((target, rc, count));
+            suspects.push(target);
+        }
+    }
+    // Objects other findings are about (GC link damage) are suspects too.
+    suspects.extend(
+        findings
+            .iter()
+            .filter(|f| tracked.contains(&f.address))
+            .map(|f| f.address),
+    );
+    suspects.sort_unstable();
+    suspects.dedup();
+    suspects.truncate(MAX_SUSPECTS);
+    if suspects.is_empty() {
+        return;
+    }
+    let suspect_set: HashSet<u64> = suspects.iter().copied().collect();
+    let referrers = referrers_of(heap, free, refs, &suspect_set);
+
+    for slot in &free.slots {
+        for &m in &slot.members {
+            let Some(list) = referrers.get(&m) else {
+                continue;
+            };
+            // Stale copies on stacks and in freed memory are normal; only live
+            // owners make a use after free.
+            if !list.iter().any(|r| r.kind == "object" || r.kind == "frame") {
+                continue;
+            }
+            let what = "still referenced by live objects or frames: a use after free";
+            let mut f = Finding::new(
+                FindingKind::FreeListMemberReferenced,
+                Severity::Error,
+                m,
+                Some(format!(
+                    "tuple free list {} (size {})",
+                    slot.index, slot.size
+                )),
+                format!(
+                    "{m:#x} is on the free list but is {what}: {}",
+                    summary(list)
+                ),
+            )
+            .with("referrers", list.len());
+            f.referrers = list.clone();
+            findings.push(f);
+        }
+    }
+    for (target, rc, count) in below {
+        let list = referrers.get(&target).cloned().unwrap_or_default();
+        let type_name = heap
+            .objects
+            .type_name(target)
+            .unwrap_or_else(|_| "object".into());
+        let mut f = Finding::new(
+            FindingKind::RefcountBelowReferences,
+            Severity::Error,
+            target,
+            gc.generation_of.get(&target).map(|g| format!("GC {g}")),
+            format!("{type_name} {target:#x} has refcount {rc} but {count} owned references were found: {}", summary(&list)),
+        )
+        .with("refcount", rc)
+        .with("references", count)
+        .with("type_name", type_name);
+        f.referrers = list;
+        findings.push(f);
+    }
+    // Give every other finding about a suspect its referrers too.
+    for f in findings.iter_mut().filter(|f| f.referrers.is_empty()) {
+        if let Some(list) = referrers.get(&f.address) {
+            f.referrers = list.clone();
+        }
+    }
+}
+
+/// Every referrer of each target: precise slots first, then memory hits.
+pub fn referrers_of(
+    heap: &Heap,
+    free: &FreeLists,
+    refs: &References,
+    targets: &HashSet<u64>,
+) -> HashMap<u64, Vec<Referrer>> {
+    let mut referrers: HashMap<u64, Vec<Referrer>> = HashMap::new();
+    let mut precise_at: HashSet<u64> = HashSet::new();
+    for s in refs.slots.iter().filter(|s| targets.contains(&s.target)) {
+        precise_at.insert(s.at);
+        let list = referrers.entry(s.target).or_default();
+        if list.len() < MAX_REFERRERS {
+            list.push(refs.describe(heap, s));
+        }
+    }
+    scan_memory(heap, free, refs, targets, &precise_at, &mut referrers);
+    referrers
+}
+
+/// How many owned references to `target` live containers and frames hold.
+pub fn owned_references(refs: &References, target: u64) -> u32 {
+    refs.counts.get(&target).copied().unwrap_or(0)
+}
+
+/// References a refcount leaves out on purpose: a mortal interned string's
+/// refcount does not count the two held by the interned-strings dict.
+fn interned_slack(heap: &Heap, target: u64) -> i64 {
+    let Ok(name) = heap.objects.type_name(target) else {
+        return 0;
+    };
+    let interned = match name.as_str() {
+        "str" if heap.objects.version.major == 2 => heap
+            .off("PyStringObject", "ob_sstate")
+            .and_then(|o| heap.memory.read_i32(target + o).ok())
+            .map_or(0, i64::from),
+        "str" => heap
+            .layout
+            .field("PyASCIIObject", "state.interned")
+            .and_then(|f| {
+                let (bit, width) = (f.bit_offset?, f.bit_size?);
+                let word = heap.memory.read_u32(target + bit / 32 * 4).ok()?;
+                Some(i64::from((word >> (bit % 32)) & ((1 << width) - 1)))
+            })
+            .unwrap_or(0),
+        _ => 0,
+    };
+    if interned != 0 { 2 } else { 0 }
+}
+
+fn summary(list: &[Referrer]) -> String {
+    let mut parts: Vec<&str> = list
+        .iter()
+        .take(3)
+        .map(|r| r.description.as_str())
+        .collect();
+    let more = list.len().saturating_sub(3);
+    let tail = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    if parts.is_empty() {
+        parts.push("none attributed");
+    }
+    format!("{}{tail}", parts.join(", "))
+}
+
+/// Scan writable memory for pointers to the suspects; skip the precise
+/// slots already known, free-list links and the free-list arrays.
+fn scan_memory(
+    heap: &Heap,
+    free: &FreeLists,
+    refs: &References,
+    suspects: &HashSet<u64>,
+    precise_at: &HashSet<u64>,
+    referrers: &mut HashMap<u64, Vec<Referrer>>,
+) {
+    let core = heap.memory.core();
+    let (lo, hi) = (
+        suspects.iter().min().copied().unwrap_or(0),
+        suspects.iter().max().copied().unwrap_or(0),
+    );
+    let tuple_extent = |m: u64| {
+        heap.objects
+            .type_of(m)
+            .ok()
+            .and_then(|t| heap.object_extent(m, t))
+            .unwrap_or(64)
+    };
+    let member_ranges: Vec<(u64, u64)> = {
+        let mut v: Vec<(u64, u64)> = free
+            .members
+            .iter()
+            .map(|&m| (m.saturating_sub(heap.gc_head_size), m + tuple_extent(m)))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let in_ranges = |ranges: &[(u64, u64)], a: u64| {
+        let i = ranges.partition_point(|r| r.0 <= a);
+        i > 0 && a < ranges[i - 1].1
+    };
+    for seg in core.segments().iter().filter(|s| s.perms.write) {
+        let start = seg.file_offset as usize;
+        let Some(bytes) = core.bytes().get(start..start + seg.available as usize) else {
+            continue;
+        };
+        for (i, word) in bytes.chunks_exact(8).enumerate() {
+            let v = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+            if v < lo || v > hi || !suspects.contains(&v) {
+                continue;
+            }
+            let at = seg.vaddr + (i * 8) as u64;
+            if precise_at.contains(&at)
+                || in_ranges(&member_ranges, at)
+                || free.arrays.iter().any(|&(a, b)| at >= a && at < b)
+            {
+                continue;
+            }
+            let (kind, description) = match refs.stacks.iter().find(|&&(a, b, _)| at >= a && at < b)
+            {
+                Some(&(_, _, lwp)) => ("stack", format!("stack of thread {lwp} at {at:#x}")),
+                None => ("memory", format!("memory at {at:#x}")),
+            };
+            let list = referrers.entry(v).or_default();
+            if list.len() < MAX_REFERRERS {
+                list.push(Referrer {
+                    at,
+                    kind,
+                    container: None,
+                    description,
+                });
+            }
+        }
+    }
+}

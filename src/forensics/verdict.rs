@@ -1,0 +1,154 @@
+//! The verdict: the likely story behind the findings, in one sentence, with
+//! the victims and the threads involved.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::{Finding, FindingKind};
+use crate::error::Severity;
+use crate::process::Process;
+use crate::python::PythonState;
+
+/// What probably happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// `clean`, `corrupt` or `suspicious`.
+    pub status: &'static str,
+    /// The story in one sentence.
+    pub summary: String,
+    /// The objects at the centre of it.
+    pub victims: Vec<u64>,
+    /// LWPs of the threads involved: the crashing thread and threads whose
+    /// frames or stacks point at a victim.
+    pub threads: Vec<i32>,
+    /// The fatal error printed before the abort, when it can be told.
+    pub fatal_error: Option<String>,
+}
+
+fn holders(f: &Finding) -> String {
+    let live: Vec<&str> = f
+        .referrers
+        .iter()
+        .filter(|r| r.kind == "object" || r.kind == "frame")
+        .map(|r| r.description.as_str())
+        .take(3)
+        .collect();
+    if live.is_empty() {
+        String::new()
+    } else {
+        format!(" while {} still held it", live.join(" and "))
+    }
+}
+
+/// Judge the findings.
+pub fn judge(process: &Process, state: &PythonState, findings: &[Finding]) -> Verdict {
+    let errors: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    let warnings = findings.iter().any(|f| f.severity == Severity::Warning);
+    let by_kind = |k: FindingKind| errors.iter().filter(move |f| f.kind == k);
+    let referenced = |addr: u64| {
+        errors
+            .iter()
+            .find(|f| f.address == addr && !f.referrers.is_empty())
+            .copied()
+    };
+    let mut victims = Vec::new();
+    let summary = if let Some(cycle) = by_kind(FindingKind::FreeListCycle).next() {
+        let v = cycle.address;
+        victims.push(v);
+        let list = cycle.list.as_deref().unwrap_or("a free list");
+        let held = referenced(v).map(holders).unwrap_or_default();
+        format!(
+            "tuple {v:#x} was released twice into {list} (the chain links back to it){held}: a missing Py_INCREF \
+             (or an extra Py_DECREF) in C code; the next allocations of that size would return the same object twice"
+        )
+    } else if let Some(uaf) = by_kind(FindingKind::FreeListMemberReferenced).next() {
+        victims.push(uaf.address);
+        format!(
+            "tuple {:#x} was freed onto {}{}: a use after free, from a missing Py_INCREF in C code",
+            uaf.address,
+            uaf.list.as_deref().unwrap_or("a free list"),
+            holders(uaf)
+        )
+    } else if let Some(low) = by_kind(FindingKind::RefcountBelowReferences).next() {
+        victims.push(low.address);
+        let double = errors.iter().any(|f| {
+            matches!(
+                f.kind,
+                FindingKind::GcListBrokenLink | FindingKind::GcListCycle
+            ) && f.address == low.address
+        });
+        let how = if double {
+            ", and it is linked into a GC list twice"
+        } else {
+            ""
+        };
+        format!(
+            "{} {:#x} has fewer references counted than are held{how}{}: it was handed out twice, typically \
+             after being freed twice (a missing Py_INCREF in C code)",
+            low.evidence
+                .get("type_name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("object"),
+            low.address,
+            holders(low)
+        )
+    } else if let Some(first) = errors.first() {
+        victims.push(first.address);
+        format!("the heap is corrupt: {}", first.message)
+    } else if warnings {
+        "no corruption proven; see the warnings".to_string()
+    } else {
+        "no contradiction between the free lists, the GC lists and the refcounts".to_string()
+    };
+    let mut threads: BTreeSet<i32> = process
+        .crashed_thread()
+        .map(|t| t.lwp)
+        .into_iter()
+        .collect();
+    for f in findings.iter().filter(|f| victims.contains(&f.address)) {
+        for r in &f.referrers {
+            if let Some(lwp) = lwp_of(state, process, r) {
+                threads.insert(lwp);
+            }
+        }
+    }
+    Verdict {
+        status: if !errors.is_empty() {
+            "corrupt"
+        } else if warnings {
+            "suspicious"
+        } else {
+            "clean"
+        },
+        summary,
+        victims,
+        threads: threads.into_iter().collect(),
+        fatal_error: None,
+    }
+}
+
+/// The thread a referrer belongs to: a frame's thread, or the stack it is on.
+fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option<i32> {
+    if r.kind == "frame" {
+        let frame = r.container?;
+        return state
+            .threads
+            .iter()
+            .find(|t| t.stack.frames.iter().any(|f| f.frame == frame))
+            .and_then(|t| t.lwp);
+    }
+    if r.kind == "stack" {
+        let core = process.core();
+        let seg = core.segment_index(r.at)?;
+        return core
+            .threads()
+            .iter()
+            .find(|t| core.segment_index(t.registers.rsp()) == Some(seg))
+            .map(|t| t.lwp);
+    }
+    None
+}

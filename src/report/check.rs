@@ -1,0 +1,148 @@
+//! The `check`, `freelists`, `gc` and `object` reports.
+
+use serde::Serialize;
+
+use super::SCHEMA_VERSION;
+use crate::error::{Diagnostic, Severity};
+use crate::forensics::freelists::FreeListSlot;
+use crate::forensics::gc::GenerationSummary;
+use crate::forensics::{CheckResult, Finding, ObjectInfo, Verdict};
+use crate::layout::LayoutSource;
+use crate::process::Process;
+use crate::python::PythonState;
+
+/// Which part of the checks a report shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckPart {
+    /// Everything (`check`).
+    All,
+    /// Tuple free lists (`freelists`).
+    FreeLists,
+    /// GC generations (`gc`).
+    Gc,
+}
+
+/// The `check` report; `freelists` and `gc` show parts of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// `check`, `freelists` or `gc`.
+    pub schema: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Process id.
+    pub pid: Option<i32>,
+    /// The Python version.
+    pub python_version: Option<String>,
+    /// Where the layout came from.
+    pub layout_source: Option<LayoutSource>,
+    /// The likely story (null when the checks could not run).
+    pub verdict: Option<Verdict>,
+    /// Findings, errors first.
+    pub findings: Vec<Finding>,
+    /// Tuple free-list slots (all of them for `freelists`; the non-empty or anomalous ones for `check`).
+    pub free_lists: Vec<FreeListSlot>,
+    /// GC generations.
+    pub generations: Vec<GenerationSummary>,
+    /// Tracked objects walked.
+    pub gc_objects: usize,
+    /// Problems that did not stop the analysis.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl CheckReport {
+    /// Build from the check result, or from why the interpreter could not be read.
+    pub fn build(
+        process: &Process,
+        state: Result<&PythonState, String>,
+        result: Option<CheckResult>,
+        part: CheckPart,
+    ) -> CheckReport {
+        let mut diagnostics = process.diagnostics().to_vec();
+        let layout_source = state.as_ref().ok().map(|s| s.layout.layout.source.clone());
+        match &state {
+            Ok(s) => diagnostics.extend(s.diagnostics.iter().cloned()),
+            Err(e) => diagnostics.push(Diagnostic::error("python", format!("no checks: {e}"))),
+        }
+        let schema = match part {
+            CheckPart::All => "check",
+            CheckPart::FreeLists => "freelists",
+            CheckPart::Gc => "gc",
+        };
+        let mut report = CheckReport {
+            schema,
+            schema_version: SCHEMA_VERSION,
+            pid: process.core().psinfo().map(|p| p.pid),
+            python_version: process.python().map(|p| p.version.to_string()),
+            layout_source,
+            verdict: None,
+            findings: Vec::new(),
+            free_lists: Vec::new(),
+            generations: Vec::new(),
+            gc_objects: 0,
+            diagnostics,
+        };
+        let Some(result) = result else { return report };
+        report.diagnostics.extend(result.diagnostics);
+        let keep = |f: &Finding| {
+            let name = format!("{:?}", f.kind);
+            match part {
+                CheckPart::All => true,
+                CheckPart::FreeLists => {
+                    name.starts_with("FreeList")
+                        || f.list.as_deref().is_some_and(|l| l.contains("free list"))
+                }
+                CheckPart::Gc => {
+                    name.starts_with("Gc") || f.list.as_deref().is_some_and(|l| l.starts_with("GC"))
+                }
+            }
+        };
+        report.findings = result.findings.into_iter().filter(keep).collect();
+        report.free_lists = match part {
+            CheckPart::Gc => Vec::new(),
+            CheckPart::FreeLists => result.free_lists,
+            CheckPart::All => result
+                .free_lists
+                .into_iter()
+                .filter(|s| s.head != 0 || s.counter.unwrap_or(0) != 0 || !s.anomalies.is_empty())
+                .collect(),
+        };
+        if part != CheckPart::FreeLists {
+            report.generations = result.generations;
+            report.gc_objects = result.gc_objects;
+        }
+        report.verdict = Some(result.verdict);
+        report
+    }
+
+    /// 1 when there are error or warning findings, else 0.
+    pub fn exit_code(&self) -> i32 {
+        i32::from(
+            self.findings
+                .iter()
+                .any(|f| f.severity >= Severity::Warning),
+        )
+    }
+}
+
+/// The `object` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReport {
+    /// Always `"object"`.
+    pub schema: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// What is known about the object.
+    #[serde(flatten)]
+    pub object: ObjectInfo,
+}
+
+impl ObjectReport {
+    /// Wrap an inspection.
+    pub fn new(object: ObjectInfo) -> Self {
+        ObjectReport {
+            schema: "object",
+            schema_version: SCHEMA_VERSION,
+            object,
+        }
+    }
+}
