@@ -194,6 +194,55 @@ fn threads_json_keys_are_documented() {
 }
 
 #[test]
+fn check_and_object_json_keys_are_documented() {
+    let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
+    let manifest = support::manifest();
+    let mut all = BTreeSet::new();
+    for scenario in ["double_free", "gc_already_tracked"] {
+        let e = manifest
+            .iter()
+            .find(|e| {
+                e["interp"] == "pyenv-3.12.1" && e["scenario"] == scenario && e["kind"] == "kernel"
+            })
+            .unwrap();
+        let core = e["core"].as_str().unwrap();
+        for command in ["check", "freelists", "gc"] {
+            let (code, stdout, stderr) = support::pymortem(&[command, "--json", core]);
+            // A double free leaves the GC lists intact; everything else shows findings.
+            let expected = if command == "gc" && scenario == "double_free" {
+                0
+            } else {
+                1
+            };
+            assert_eq!(code, expected, "{command} {scenario}: {stderr}");
+            let v: Value = serde_json::from_str(&stdout).unwrap();
+            assert_eq!(v["schema"], command);
+            keys(&v, &mut all);
+        }
+        let t: Value =
+            serde_json::from_str(&std::fs::read_to_string(e["truth"].as_str().unwrap()).unwrap())
+                .unwrap();
+        let victim = format!("{:#x}", t["objects"]["victim_tuple"].as_u64().unwrap());
+        let (code, stdout, _) = support::pymortem(&["object", "--json", core, &victim]);
+        assert_eq!(code, 0);
+        keys(&serde_json::from_str(&stdout).unwrap(), &mut all);
+    }
+    assert!(
+        all.contains("referrers")
+            && all.contains("repeated_address")
+            && all.contains("owned_references")
+    );
+    let undocumented: Vec<&String> = all
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/json-schema.md: {undocumented:?}"
+    );
+}
+
+#[test]
 fn text_output_names_threads_and_signal() {
     let dir = tempfile::tempdir().unwrap();
     let core = synthetic_core(dir.path());

@@ -263,15 +263,21 @@ fn walk_slot(
             raise(&mut slot, f);
             break;
         }
-        // A misaligned "member" is a damaged link, not an object: keep it out
-        // of the member set that other checks look objects up in.
-        if node.is_multiple_of(8) {
-            slot.members.push(node);
-        }
         slot.walked += 1;
-        for f in check_member(heap, node, size, &list) {
+        let member_findings = check_member(heap, node, size, &list);
+        // Something that is not a tuple at all (misaligned, unreadable, of
+        // another type) is a damaged link, not a member: keep it out of the
+        // member set and do not follow it.
+        let not_a_tuple = member_findings.iter().any(|f| {
+            f.kind == FindingKind::FreeListMemberInvalid && !f.evidence.contains_key("ob_size")
+        });
+        for f in member_findings {
             raise(&mut slot, f);
         }
+        if not_a_tuple {
+            break;
+        }
+        slot.members.push(node);
         let next = match heap.facts.free_list_link {
             FreeListLink::ObItem0 => heap
                 .off("PyTupleObject", "ob_item")
