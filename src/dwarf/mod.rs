@@ -522,7 +522,7 @@ impl<'a> UnitScanner<'_, 'a> {
         // alignment, which no C compiler would lay out: use the aligned one.
         if member.attr_value(gimli::DW_AT_bit_size).is_none() {
             let align = self.alignment(type_offset, 0);
-            if align > 1 && !location.is_multiple_of(align) {
+            if align > 1 && location % align != 0 {
                 let fixed = location.next_multiple_of(align);
                 self.warnings.borrow_mut().push(format!(
                     "member {} at offset {location} breaks its type's {align}-byte alignment; using {fixed}",
