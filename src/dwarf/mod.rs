@@ -188,16 +188,8 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
         let scanner = UnitScanner {
             dwarf: &dwarf,
             unit,
-            warnings: Default::default(),
-            aligns: Default::default(),
         };
-        let scanned = scanner.scan(&type_names, &var_names, &mut result, &mut vars_seen);
-        for w in scanner.warnings.take() {
-            if !result.errors.contains(&w) {
-                result.errors.push(w);
-            }
-        }
-        if let Err(e) = scanned {
+        if let Err(e) = scanner.scan(&type_names, &var_names, &mut result, &mut vars_seen) {
             result.errors.push(format!(
                 "unit {}: {e} (the rest of the unit was skipped)",
                 scanner.unit_name()
@@ -214,9 +206,6 @@ fn basename(path: &str) -> &str {
 struct UnitScanner<'d, 'a> {
     dwarf: &'d Dwarf<'a>,
     unit: &'d Unit<'a>,
-    // Members whose DWARF offset breaks their type's alignment, as corrected.
-    warnings: std::cell::RefCell<Vec<String>>,
-    aligns: std::cell::RefCell<HashMap<UnitOffset, u64>>,
 }
 
 /// The resolved type of a member or variable.
@@ -364,53 +353,6 @@ impl<'a> UnitScanner<'_, 'a> {
         None
     }
 
-    /// The natural alignment of a type: its largest scalar, at most 16.
-    fn alignment(&self, offset: UnitOffset, depth: usize) -> u64 {
-        if let Some(&a) = self.aligns.borrow().get(&offset) {
-            return a;
-        }
-        let align = match self.resolve(offset) {
-            Some((Resolved::Struct(inner), _)) if depth < MAX_NEST_DEPTH * 2 => {
-                let mut align = 1;
-                if let Ok(mut cursor) = self.unit.entries_at_offset(inner) {
-                    let _ = cursor.next_dfs();
-                    let mut child = match cursor.next_dfs() {
-                        Ok(Some(c)) if c.depth() == 1 => Some(c.clone()),
-                        _ => None,
-                    };
-                    let mut count = 0;
-                    while let Some(m) = child {
-                        count += 1;
-                        if count > MAX_MEMBERS {
-                            break;
-                        }
-                        if let (gimli::DW_TAG_member, Some(AttributeValue::UnitRef(t))) =
-                            (m.tag(), m.attr_value(gimli::DW_AT_type))
-                        {
-                            align = align.max(self.alignment(t, depth + 1));
-                        }
-                        child = cursor.next_sibling().ok().flatten().cloned();
-                    }
-                }
-                align
-            }
-            Some((Resolved::Other { .. }, die)) if die.tag() == gimli::DW_TAG_array_type => {
-                match die.attr_value(gimli::DW_AT_type) {
-                    Some(AttributeValue::UnitRef(t)) if depth < MAX_NEST_DEPTH * 2 => {
-                        self.alignment(t, depth + 1)
-                    }
-                    _ => 1,
-                }
-            }
-            Some((Resolved::Other { size: Some(size) }, _)) => size.clamp(1, 16),
-            _ => 1,
-        };
-        // Alignments are powers of two; an odd scalar size (a 3-byte base type) aligns to 1.
-        let align = if align.is_power_of_two() { align } else { 1 };
-        self.aligns.borrow_mut().insert(offset, align);
-        align
-    }
-
     fn type_size(&self, offset: UnitOffset) -> Option<u64> {
         match self.resolve(offset)? {
             (Resolved::Struct(_), die) => byte_size(&die),
@@ -513,24 +455,11 @@ impl<'a> UnitScanner<'_, 'a> {
         fields: &mut BTreeMap<String, Field>,
     ) {
         let name = self.name(member);
-        let mut location = member_location(member).unwrap_or(0);
+        let location = member_location(member).unwrap_or(0);
         let Some(AttributeValue::UnitRef(type_offset)) = member.attr_value(gimli::DW_AT_type)
         else {
             return;
         };
-        // Some producers (LTO) emit offsets that break the member type's
-        // alignment, which no C compiler would lay out: use the aligned one.
-        if member.attr_value(gimli::DW_AT_bit_size).is_none() {
-            let align = self.alignment(type_offset, 0);
-            if align > 1 && location % align != 0 {
-                let fixed = location.next_multiple_of(align);
-                self.warnings.borrow_mut().push(format!(
-                    "member {} at offset {location} breaks its type's {align}-byte alignment; using {fixed}",
-                    name.as_deref().unwrap_or("<anonymous>")
-                ));
-                location = fixed;
-            }
-        }
         let Some((resolved, type_die)) = self.resolve(type_offset) else {
             return;
         };
