@@ -93,6 +93,9 @@ pub struct Query {
     pub variables: Vec<String>,
     /// Unit names (basenames such as `pystate.c`) to scan first.
     pub preferred_units: Vec<String>,
+    /// Groups of alternative type names; when one of each group is found in
+    /// the preferred units, the other units are not scanned.
+    pub required: Vec<Vec<String>>,
 }
 
 /// What was found.
@@ -184,6 +187,16 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
         if done_types && done_vars && !is_preferred {
             break;
         }
+        // Types a version lacks would otherwise force a scan of every unit:
+        // once the preferred units are done and every required type is
+        // found, the rest are skipped.
+        let required_found = query
+            .required
+            .iter()
+            .all(|group| group.iter().any(|n| result.types.contains_key(n)));
+        if !is_preferred && required_found && !query.required.is_empty() {
+            break;
+        }
         result.units_scanned += 1;
         let scanner = UnitScanner {
             dwarf: &dwarf,
@@ -247,9 +260,17 @@ impl<'a> UnitScanner<'_, 'a> {
                 tag,
                 gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type | gimli::DW_TAG_typedef
             ) {
-                if let Some(name) = self
-                    .name(&die)
-                    .filter(|n| types.contains(n.as_str()) && !result.types.contains_key(n))
+                // Compare the raw name first: most DIEs are not wanted.
+                let wanted = die
+                    .attr_value(gimli::DW_AT_name)
+                    .and_then(|v| self.dwarf.attr_string(self.unit, v).ok())
+                    .and_then(|raw| {
+                        std::str::from_utf8(raw.slice())
+                            .ok()
+                            .filter(|n| types.contains(n))
+                            .map(str::to_string)
+                    });
+                if let Some(name) = wanted.filter(|n| !result.types.contains_key(n))
                     && die.attr_value(gimli::DW_AT_declaration).is_none()
                     && let Some(st) = self.struct_type(&name, die.offset())
                 {

@@ -23,9 +23,10 @@ fn path_for(dir: &Path, build_id: &str) -> Option<PathBuf> {
     if build_id.is_empty() || !build_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
+    let spec = super::spec::fingerprint();
     Some(
         dir.join("layouts")
-            .join(format!("v{CACHE_FORMAT}-{build_id}.json")),
+            .join(format!("v{CACHE_FORMAT}-{spec:08x}-{build_id}.json")),
     )
 }
 

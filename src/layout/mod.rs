@@ -145,6 +145,11 @@ pub fn from_dwarf(
             .iter()
             .map(|u| u.to_string())
             .collect(),
+        required: spec::STRUCTS
+            .iter()
+            .filter(|s| spec::REQUIRED.contains(&s.name))
+            .map(|s| s.c_names.iter().map(|n| n.to_string()).collect())
+            .collect(),
     };
     let found = dwarf::query(image, &query)?;
     let mut structs = BTreeMap::new();

@@ -315,14 +315,74 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("ceval.c", "gil_locked"),
 ];
 
-/// Units that define most of what is asked for; scanned first.
+/// Units that define what is asked for (each type is complete in one of
+/// them, in every version); scanned first, and usually alone.
 pub const PREFERRED_UNITS: &[&str] = &[
     "pystate.c",
+    "pylifecycle.c",
     "tupleobject.c",
     "gcmodule.c",
     "gc.c",
     "frameobject.c",
     "ceval.c",
+    "ceval_gil.c",
     "codeobject.c",
     "unicodeobject.c",
+    "stringobject.c",
+    "intobject.c",
+    "longobject.c",
+    "floatobject.c",
+    "listobject.c",
+    "dictobject.c",
+    "object.c",
+];
+
+/// Structures without which the layout is useless; their absence from the
+/// preferred units makes the scan go on through every unit.
+pub const REQUIRED: &[&str] = &[
+    "PyObject",
+    "PyVarObject",
+    "PyGC_Head",
+    "PyTupleObject",
+    "PyTypeObject",
+    "PyThreadState",
+    "PyInterpreterState",
+    "PyCodeObject",
+];
+
+/// A fingerprint of everything above: cached layouts made with another spec are not used.
+pub fn fingerprint() -> u32 {
+    // FNV-1a over every name, so any change to the spec changes it.
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut feed = |text: &str| {
+        for b in text.bytes().chain([0]) {
+            hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    };
+    for s in STRUCTS {
+        feed(s.name);
+        s.c_names.iter().for_each(|n| feed(n));
+        for (canonical, paths) in s.fields {
+            feed(canonical);
+            paths.iter().for_each(|p| feed(p));
+        }
+    }
+    for (unit, name) in VARIABLES {
+        feed(unit);
+        feed(name);
+    }
+    // The code that extracts layouts: a change to it must not be hidden by
+    // layouts cached by the previous build.
+    for source in EXTRACTOR_SOURCES {
+        feed(source);
+    }
+    hash
+}
+
+/// The sources of the layout extraction, hashed into [`fingerprint`].
+const EXTRACTOR_SOURCES: &[&str] = &[
+    include_str!("../dwarf/mod.rs"),
+    include_str!("mod.rs"),
+    include_str!("spec.rs"),
+    include_str!("facts.rs"),
 ];

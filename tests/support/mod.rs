@@ -41,9 +41,18 @@ pub fn manifest() -> Vec<Value> {
     }
 }
 
+/// A layout cache private to this test binary: layouts cached by an older
+/// build must never stand in for what this build extracts.
+fn test_cache_home() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
+        .path()
+}
+
 /// Run the pymortem binary and return (exit code, stdout, stderr).
 pub fn pymortem(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pymortem"))
+        .env("XDG_CACHE_HOME", test_cache_home())
         .args(args)
         .output()
         .expect("run pymortem");
