@@ -152,20 +152,6 @@ fn check_healthy(e: &Value) -> Vec<String> {
     problems
 }
 
-fn parallel(entries: Vec<Value>, f: fn(&Value) -> Vec<String>) -> Vec<String> {
-    let chunks: Vec<&[Value]> = entries.chunks(entries.len().div_ceil(4).max(1)).collect();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|c| s.spawn(move || c.iter().flat_map(f).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    })
-}
-
 #[test]
 fn corrupt_scenarios_flag_their_victims() {
     let entries: Vec<Value> = support::manifest()
@@ -177,7 +163,7 @@ fn corrupt_scenarios_flag_their_victims() {
         3 * 12 * 2,
         "every corrupt scenario of every interpreter, kernel and gcore"
     );
-    let problems = parallel(entries, check_corrupt);
+    let problems = support::parallel(&entries, check_corrupt);
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",
@@ -193,7 +179,7 @@ fn healthy_scenarios_have_no_error_or_warning() {
         .filter(|e| HEALTHY.contains(&e["scenario"].as_str().unwrap()))
         .collect();
     assert_eq!(entries.len(), 5 * 12 * 2);
-    let problems = parallel(entries, check_healthy);
+    let problems = support::parallel(&entries, check_healthy);
     assert!(
         problems.is_empty(),
         "{} problems:\n{}",

@@ -71,17 +71,7 @@ fn info_matches_truth_on_every_sample_core() {
             );
         }
     }
-    let chunks: Vec<&[Value]> = manifest.chunks(manifest.len().div_ceil(4).max(1)).collect();
-    let problems: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| s.spawn(|| chunk.iter().flat_map(check).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let problems = support::parallel(&manifest, check);
     assert!(
         problems.is_empty(),
         "{} disagreements:\n{}",

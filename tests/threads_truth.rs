@@ -170,24 +170,7 @@ fn python_stacks_match_truth_on_every_sample_core() {
             .filter(|e| e["stripped"] == true)
             .map(|e| (e, false)),
     );
-    let chunks: Vec<&[(&Value, bool)]> = jobs.chunks(jobs.len().div_ceil(4).max(1)).collect();
-    let problems: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| {
-                s.spawn(|| {
-                    chunk
-                        .iter()
-                        .flat_map(|(e, d)| check(e, *d))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
-    });
+    let problems = support::parallel(&jobs, |(e, d)| check(e, *d));
     assert!(
         problems.is_empty(),
         "{} disagreements:\n{}",

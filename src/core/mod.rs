@@ -289,6 +289,31 @@ impl CoreFile {
         signalled.or_else(|| self.threads.first())
     }
 
+    /// The dumped bytes of the writable segments that start in `[start, end)`,
+    /// with their addresses, at most `budget` bytes in all: what a scan of a
+    /// module's `.data` and `.bss` reads, straight from the map.
+    pub fn writable_bytes_in(
+        &self,
+        start: u64,
+        end: u64,
+        budget: u64,
+    ) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut left = budget;
+        self.segments
+            .iter()
+            .filter(move |s| s.perms.write && s.vaddr >= start && s.vaddr < end)
+            .map_while(move |s| {
+                if left == 0 {
+                    return None;
+                }
+                let len = s.available.min(left);
+                left -= len;
+                let from = usize::try_from(s.file_offset).ok()?;
+                let bytes = self.data.get(from..from.checked_add(len as usize)?)?;
+                Some((s.vaddr, bytes))
+            })
+    }
+
     /// Index of the segment that contains `addr`.
     pub fn segment_index(&self, addr: u64) -> Option<usize> {
         let after = self.segments.partition_point(|s| s.vaddr <= addr);

@@ -479,17 +479,13 @@ fn scan_memory(
         let i = ranges.partition_point(|r| r.0 <= a);
         i > 0 && a < ranges[i - 1].1
     };
-    for seg in core.segments().iter().filter(|s| s.perms.write) {
-        let start = seg.file_offset as usize;
-        let Some(bytes) = core.bytes().get(start..start + seg.available as usize) else {
-            continue;
-        };
+    for (vaddr, bytes) in core.writable_bytes_in(0, u64::MAX, u64::MAX) {
         for (i, word) in bytes.chunks_exact(8).enumerate() {
             let v = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
             if v < lo || v > hi || !suspects.contains(&v) {
                 continue;
             }
-            let at = seg.vaddr + (i * 8) as u64;
+            let at = vaddr + (i * 8) as u64;
             if precise_at.contains(&at)
                 || in_ranges(&member_ranges, at)
                 || free.arrays.iter().any(|&(a, b)| at >= a && at < b)

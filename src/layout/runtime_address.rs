@@ -53,29 +53,17 @@ fn section_address(module: &Module) -> Option<u64> {
 /// The cookie, 8-aligned, in the module's writable segments of the core,
 /// followed by a plausible version word.
 fn scan_cookie(core: &CoreFile, memory: &impl Memory, module: &Module) -> Option<u64> {
-    let mut budget = MAX_SCAN_BYTES;
-    for seg in core
-        .segments()
-        .iter()
-        .filter(|s| s.perms.write && s.vaddr >= module.base && s.vaddr < module.end)
-    {
-        let len = seg.available.min(budget);
-        budget -= len;
-        let start = usize::try_from(seg.file_offset).ok()?;
-        let bytes = core.bytes().get(start..start + len as usize)?;
+    for (vaddr, bytes) in core.writable_bytes_in(module.base, module.end, MAX_SCAN_BYTES) {
         let mut at = 0;
         while let Some(pos) = bytes[at..]
             .windows(8)
             .position(|w| w == DEBUG_OFFSETS_COOKIE)
         {
-            let addr = seg.vaddr + (at + pos) as u64;
+            let addr = vaddr + (at + pos) as u64;
             if addr.is_multiple_of(8) && memory.read_u64(addr + 8).is_ok_and(|v| v >> 24 == 3) {
                 return Some(addr);
             }
             at += pos + 1;
-        }
-        if budget == 0 {
-            break;
         }
     }
     None

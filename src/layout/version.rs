@@ -273,18 +273,7 @@ fn from_scan(core: &CoreFile, module: &Module) -> Option<VersionInfo> {
     if module.kind == ModuleKind::Vdso {
         return None;
     }
-    let mut budget = MAX_SCAN_BYTES;
-    for seg in core
-        .segments()
-        .iter()
-        .filter(|s| s.perms.write && s.vaddr >= module.base && s.vaddr < module.end)
-    {
-        let len = seg.available.min(budget);
-        budget -= len;
-        let start = seg.file_offset as usize;
-        let Some(bytes) = core.bytes().get(start..start + len as usize) else {
-            continue;
-        };
+    for (vaddr, bytes) in core.writable_bytes_in(module.base, module.end, MAX_SCAN_BYTES) {
         let found = scan_debug_offsets(bytes)
             .map(|(off, v)| (off, v, VersionSource::DebugOffsetsScan, None))
             .or_else(|| {
@@ -296,12 +285,9 @@ fn from_scan(core: &CoreFile, module: &Module) -> Option<VersionInfo> {
                 version,
                 source,
                 module: module.recorded_path.clone(),
-                address: Some(seg.vaddr + offset as u64),
+                address: Some(vaddr + offset as u64),
                 build_string,
             });
-        }
-        if budget == 0 {
-            break;
         }
     }
     None

@@ -155,16 +155,7 @@ fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, O
     let core = process.core();
     let memory = process.memory();
     let pthread_ids: Vec<u64> = core.threads().iter().map(|t| t.pthread_id()).collect();
-    let mut budget = MAX_SCAN_BYTES;
-    for seg in core
-        .segments()
-        .iter()
-        .filter(|s| s.perms.write && s.vaddr >= module.base && s.vaddr < module.end)
-    {
-        let len = seg.available.min(budget);
-        budget -= len;
-        let start = usize::try_from(seg.file_offset).ok()?;
-        let bytes = core.bytes().get(start..start + len as usize)?;
+    for (vaddr, bytes) in core.writable_bytes_in(module.base, module.end, MAX_SCAN_BYTES) {
         for (i, word) in bytes.chunks_exact(8).enumerate() {
             let value = u64::from_le_bytes(word.try_into().ok()?);
             // Cheap filter first: the value must point into dumped memory.
@@ -172,13 +163,10 @@ fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, O
                 continue;
             }
             if plausible_interpreter(memory, value, offsets, &pthread_ids) {
-                let head = seg.vaddr + (i * 8) as u64;
+                let head = vaddr + (i * 8) as u64;
                 let runtime = offsets.interpreters_head.map(|o| head - o);
                 return Some((head, runtime));
             }
-        }
-        if budget == 0 {
-            break;
         }
     }
     None

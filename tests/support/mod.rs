@@ -63,6 +63,22 @@ pub fn pymortem(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Run `check` on every job on four threads and gather the problems it reports.
+pub fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Vec<String> + Sync) -> Vec<String> {
+    let chunks: Vec<&[T]> = jobs.chunks(jobs.len().div_ceil(4).max(1)).collect();
+    let check = &check;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|c| s.spawn(move || c.iter().flat_map(check).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 /// Write `bytes` to a new temp file and return its path (kept alive by the dir).
 pub fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
