@@ -44,7 +44,7 @@ pub struct FreeLists {
     /// Every slot.
     pub slots: Vec<FreeListSlot>,
     /// Every member, for membership tests.
-    pub members: HashSet<u64>,
+    pub members: rustc_hash::FxHashSet<u64>,
     /// Address ranges of the slot arrays themselves.
     pub arrays: Vec<(u64, u64)>,
 }
@@ -430,7 +430,7 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
 pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut Vec<Finding>) {
     for slot in &free.slots {
         for &m in &slot.members {
-            if let Some(generation) = gc.generation_of.get(&m) {
+            if let Some(Some(generation)) = gc.generation_name(m) {
                 let list = list_name(slot.interpreter, slot.index, slot.size);
                 findings.push(
                     Finding::new(
@@ -440,7 +440,7 @@ pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut V
                         Some(list.clone()),
                         format!("{m:#x} is on {list} and also linked into GC {generation}"),
                     )
-                    .with("generation", generation.clone()),
+                    .with("generation", generation),
                 );
             }
         }

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use serde::Serialize;
 
 use super::heap::{Heap, TPFLAGS_HAVE_GC};
@@ -41,10 +43,19 @@ pub struct GcWalk {
     pub generations: Vec<GenerationSummary>,
     /// Every tracked object (object address, not GC header) in walk order.
     pub objects: Vec<u64>,
-    /// Which generation each object was found in.
-    pub generation_of: HashMap<u64, String>,
+    /// Which generation (index into `generations`) each object was found in.
+    pub generation_of: FxHashMap<u64, u16>,
     /// A collection was running: links may be mid-update.
     pub collecting: bool,
+}
+
+impl GcWalk {
+    /// The generation an object was found in: `None` if it was not, `Some(None)`
+    /// for the generation being walked right now.
+    pub fn generation_name(&self, obj: u64) -> Option<Option<&str>> {
+        let index = *self.generation_of.get(&obj)? as usize;
+        Some(self.generations.get(index).map(|g| g.name.as_str()))
+    }
 }
 
 /// The heads to walk: (name, head address, generation struct address).
@@ -194,7 +205,8 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
                 break;
             }
             let obj = node + heap.gc_head_size;
-            if let Some(first) = out.generation_of.get(&obj) {
+            if let Some(first) = out.generation_name(obj) {
+                let first = first.unwrap_or(&name).to_string();
                 let f = Finding::new(
                     FindingKind::GcListCycle,
                     link_severity,
@@ -202,7 +214,7 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
                     Some(format!("GC {name}")),
                     format!("GC {name} reaches {obj:#x} a second time (first seen in {first}) without passing its head"),
                 )
-                .with("first_seen_in", first.clone());
+                .with("first_seen_in", first);
                 raise(&mut summary, f);
                 break;
             }
@@ -214,7 +226,7 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
                 break;
             }
             out.objects.push(obj);
-            out.generation_of.insert(obj, name.clone());
+            out.generation_of.insert(obj, out.generations.len() as u16);
             summary.walked += 1;
             match heap.gc_prev(node) {
                 Some(p) if p == prev => {}

@@ -1,7 +1,6 @@
 //! The heap as the checks see it: object headers, GC headers and types.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::layout::Layout;
 use crate::layout::facts::{Facts, GcHeadEncoding, Immortality};
@@ -34,7 +33,11 @@ pub struct Heap<'p> {
     pub interpreters: Vec<u64>,
     /// `_PyRuntime`, 3.7+.
     pub runtime: Option<u64>,
-    type_flags: RefCell<HashMap<u64, Option<u64>>>,
+    type_flags: RefCell<rustc_hash::FxHashMap<u64, Option<u64>>>,
+    gc_next_at: Option<u64>,
+    gc_prev_at: Option<u64>,
+    gc_refs_at: Option<u64>,
+    tp_flags_at: Option<u64>,
 }
 
 /// The GC state of an object's header.
@@ -76,7 +79,11 @@ impl<'p> Heap<'p> {
             module,
             interpreters: state.runtime.interpreters.clone(),
             runtime: state.runtime.runtime,
-            type_flags: RefCell::new(HashMap::new()),
+            type_flags: RefCell::default(),
+            gc_next_at: layout.offset("PyGC_Head", "gc_next"),
+            gc_prev_at: layout.offset("PyGC_Head", "gc_prev"),
+            gc_refs_at: layout.offset("PyGC_Head", "gc_refs"),
+            tp_flags_at: layout.offset("PyTypeObject", "tp_flags"),
         }
     }
 
@@ -96,13 +103,13 @@ impl<'p> Heap<'p> {
 
     /// The next GC header after `node`.
     pub fn gc_next(&self, node: u64) -> Option<u64> {
-        let off = self.off("PyGC_Head", "gc_next")?;
+        let off = self.gc_next_at?;
         self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
     }
 
     /// The previous GC header before `node`.
     pub fn gc_prev(&self, node: u64) -> Option<u64> {
-        let off = self.off("PyGC_Head", "gc_prev")?;
+        let off = self.gc_prev_at?;
         self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
     }
 
@@ -111,10 +118,7 @@ impl<'p> Heap<'p> {
         let node = obj.checked_sub(self.gc_head_size)?;
         match self.facts.gc_head {
             GcHeadEncoding::GcRefs | GcHeadEncoding::GcRefsShifted => {
-                let refs = self
-                    .memory
-                    .read_i64(node + self.off("PyGC_Head", "gc_refs")?)
-                    .ok()?;
+                let refs = self.memory.read_i64(node + self.gc_refs_at?).ok()?;
                 let untracked = self.facts.untracked_gc_refs.unwrap_or(-2);
                 // 3.6/3.7 keep a "finalized" flag in bit 0.
                 let value = if self.facts.gc_head == GcHeadEncoding::GcRefsShifted {
@@ -132,10 +136,7 @@ impl<'p> Heap<'p> {
                 ))
             }
             GcHeadEncoding::NextPointer => {
-                let next = self
-                    .memory
-                    .read_u64(node + self.off("PyGC_Head", "gc_next")?)
-                    .ok()?;
+                let next = self.memory.read_u64(node + self.gc_next_at?).ok()?;
                 Some((
                     if next == 0 {
                         GcState::Untracked
@@ -162,7 +163,7 @@ impl<'p> Heap<'p> {
             return *f;
         }
         let flags = self
-            .off("PyTypeObject", "tp_flags")
+            .tp_flags_at
             .and_then(|o| self.memory.read_u64(ty + o).ok());
         self.type_flags.borrow_mut().insert(ty, flags);
         flags

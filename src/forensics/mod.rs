@@ -134,8 +134,8 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
     let gc_walk = gc::walk(&heap, &mut findings, &mut diagnostics);
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    let refs = referrers::References::collect(&heap, state, &gc_walk);
-    referrers::attribute(&heap, &free, &gc_walk, &refs, &mut findings);
+    let mut refs = referrers::References::collect(&heap, state, &gc_walk, &free.members);
+    referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
@@ -192,8 +192,8 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     let free = freelists::walk(&heap, &mut findings, &mut scratch);
     let gc_walk = gc::walk(&heap, &mut findings, &mut scratch);
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    let refs = referrers::References::collect(&heap, state, &gc_walk);
-    let targets = std::iter::once(address).collect();
+    let targets: rustc_hash::FxHashSet<u64> = std::iter::once(address).collect();
+    let refs = referrers::References::collect(&heap, state, &gc_walk, &targets);
     let referrers = referrers::referrers_of(&heap, &free, &refs, &targets)
         .remove(&address)
         .unwrap_or_default();
@@ -222,7 +222,10 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
             }
         }),
         gc_header_word: gc.map(|(_, w)| w),
-        gc_generation: gc_walk.generation_of.get(&address).cloned(),
+        gc_generation: gc_walk
+            .generation_name(address)
+            .flatten()
+            .map(str::to_string),
         free_list,
         owned_references: referrers::owned_references(&refs, address),
         referrers,

@@ -2,14 +2,16 @@
 //! (tuples, lists, dicts) and frames, then a conservative scan of writable
 //! memory for the suspects, each hit attributed where possible.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::heap::Heap;
 use super::{Finding, FindingKind, Referrer};
 use crate::error::Severity;
-use crate::memory::MemoryExt;
+use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
 
 /// Items read from one container, at most.
@@ -39,83 +41,124 @@ enum ContainerKind {
 
 /// Owned references found in live containers and frames.
 pub struct References {
+    /// Slots holding a reference to one of the targets asked for up front.
     slots: Vec<Slot>,
     /// References counted per target.
-    counts: HashMap<u64, u32>,
+    counts: FxHashMap<u64, u32>,
     /// Frame address → (function, LWP) for descriptions.
-    frames: HashMap<u64, (String, Option<i32>)>,
+    frames: FxHashMap<u64, (String, Option<i32>)>,
     /// Thread stacks: (low, high, LWP).
     stacks: Vec<(u64, u64, i32)>,
 }
 
+/// Calls `visit` for every owned reference held by a tracked tuple, list or
+/// dict (values only: a split dict's keys belong to its shared keys object)
+/// and by every frame on a thread's stack.
+fn enumerate(
+    heap: &Heap,
+    gc: &GcWalk,
+    frames: &FxHashMap<u64, (String, Option<i32>)>,
+    visit: &mut dyn FnMut(Slot),
+) {
+    #[derive(Clone, Copy)]
+    enum Shape {
+        Tuple,
+        List,
+        Dict,
+        Other,
+    }
+    let mut shapes: FxHashMap<u64, Shape> = FxHashMap::default();
+    let tuple_items = heap.off("PyTupleObject", "ob_item");
+    let list_items = heap.off("PyListObject", "ob_item");
+    let mut buf = Vec::new();
+    for &obj in &gc.objects {
+        let Ok(ty) = heap.objects.type_of(obj) else {
+            continue;
+        };
+        let shape = *shapes.entry(ty).or_insert_with(|| {
+            match heap.objects.type_name_of_type(ty).as_deref() {
+                Ok("tuple") => Shape::Tuple,
+                Ok("list") => Shape::List,
+                Ok("dict") => Shape::Dict,
+                _ => Shape::Other,
+            }
+        });
+        match shape {
+            Shape::Tuple => {
+                let (Some(items), Ok(n)) = (tuple_items, heap.objects.var_size(obj)) else {
+                    continue;
+                };
+                visit_array(
+                    heap,
+                    &mut buf,
+                    obj,
+                    obj + items,
+                    n,
+                    ContainerKind::Tuple,
+                    visit,
+                );
+            }
+            Shape::List => {
+                let (Some(items), Ok(n)) = (list_items, heap.objects.var_size(obj)) else {
+                    continue;
+                };
+                let Ok(array) = heap.memory.read_ptr(obj + items) else {
+                    continue;
+                };
+                visit_array(heap, &mut buf, obj, array, n, ContainerKind::List, visit);
+            }
+            Shape::Dict => {
+                if let Ok((entries, _)) = heap.objects.dict_entries(obj, MAX_ITEMS as usize) {
+                    for (i, e) in entries.iter().enumerate() {
+                        visit(Slot {
+                            at: e.value_at,
+                            target: e.value,
+                            container: obj,
+                            index: i as u64,
+                            kind: ContainerKind::DictValue,
+                        });
+                    }
+                }
+            }
+            Shape::Other => {}
+        }
+    }
+    for &frame in frames.keys() {
+        visit_frame(heap, frame, visit);
+    }
+}
+
 impl References {
-    /// Enumerate the references held by every tracked tuple, list and dict,
-    /// and by every frame on a thread's stack.
-    pub fn collect(heap: &Heap, state: &PythonState, gc: &GcWalk) -> References {
-        let mut slots = Vec::new();
-        let mut type_names: HashMap<u64, String> = HashMap::new();
-        let tuple_items = heap.off("PyTupleObject", "ob_item");
-        let list_items = heap.off("PyListObject", "ob_item");
-        let mut frames = HashMap::new();
+    /// Count the owned references to every object, keeping the slots that
+    /// point at `wanted` (the free-list members) for attribution.
+    pub fn collect(
+        heap: &Heap,
+        state: &PythonState,
+        gc: &GcWalk,
+        wanted: &FxHashSet<u64>,
+    ) -> References {
+        let mut frames = FxHashMap::default();
         for t in &state.threads {
             for f in &t.stack.frames {
                 frames.insert(f.frame, (f.function.clone(), t.lwp));
             }
         }
-        for &obj in &gc.objects {
-            let Ok(ty) = heap.objects.type_of(obj) else {
-                continue;
-            };
-            let name = type_names
-                .entry(ty)
-                .or_insert_with(|| heap.objects.type_name_of_type(ty).unwrap_or_default());
-            match name.as_str() {
-                "tuple" => {
-                    let (Some(items), Ok(n)) = (tuple_items, heap.objects.var_size(obj)) else {
-                        continue;
-                    };
-                    push_array(heap, &mut slots, obj, obj + items, n, ContainerKind::Tuple);
-                }
-                "list" => {
-                    let (Some(items), Ok(n)) = (list_items, heap.objects.var_size(obj)) else {
-                        continue;
-                    };
-                    let Ok(array) = heap.memory.read_ptr(obj + items) else {
-                        continue;
-                    };
-                    push_array(heap, &mut slots, obj, array, n, ContainerKind::List);
-                }
-                "dict" => {
-                    // Values only: a split dict's keys belong to its shared keys object.
-                    if let Ok((entries, _)) = heap.objects.dict_entries(obj, MAX_ITEMS as usize) {
-                        for (i, e) in entries.iter().enumerate() {
-                            slots.push(Slot {
-                                at: e.value_at,
-                                target: e.value,
-                                container: obj,
-                                index: i as u64,
-                                kind: ContainerKind::DictValue,
-                            });
-                        }
-                    }
-                }
-                _ => {}
+        let mut counts: FxHashMap<u64, u32> = FxHashMap::default();
+        counts.reserve(gc.objects.len());
+        let mut slots = Vec::new();
+        enumerate(heap, gc, &frames, &mut |slot| {
+            *counts.entry(slot.target).or_default() += 1;
+            if wanted.contains(&slot.target) {
+                slots.push(slot);
             }
-        }
-        for &frame in frames.keys() {
-            push_frame(heap, &mut slots, frame);
-        }
-        let mut counts: HashMap<u64, u32> = HashMap::with_capacity(gc.objects.len());
-        for s in &slots {
-            *counts.entry(s.target).or_default() += 1;
-        }
+        });
         let stacks = state
             .threads
             .iter()
             .filter_map(|t| t.lwp)
             .filter_map(|lwp| {
-                let thread = heap_thread(heap, lwp)?;
-                Some((thread.0, thread.1, lwp))
+                let (low, high) = heap_thread(heap, lwp)?;
+                Some((low, high, lwp))
             })
             .collect();
         References {
@@ -124,6 +167,17 @@ impl References {
             frames,
             stacks,
         }
+    }
+
+    /// Keep the slots pointing at `more` too (a second pass, for suspects found late).
+    fn add_targets(&mut self, heap: &Heap, gc: &GcWalk, more: &FxHashSet<u64>) {
+        let mut found = Vec::new();
+        enumerate(heap, gc, &self.frames, &mut |slot| {
+            if more.contains(&slot.target) {
+                found.push(slot);
+            }
+        });
+        self.slots.extend(found);
     }
 
     fn describe(&self, heap: &Heap, s: &Slot) -> Referrer {
@@ -168,22 +222,24 @@ impl References {
     }
 }
 
-fn push_array(
+fn visit_array(
     heap: &Heap,
-    slots: &mut Vec<Slot>,
+    buf: &mut Vec<u8>,
     container: u64,
     array: u64,
     n: i64,
     kind: ContainerKind,
+    visit: &mut dyn FnMut(Slot),
 ) {
-    let n = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS);
-    let Ok(bytes) = heap.memory.read_bytes(array, n * 8, MAX_ITEMS * 8) else {
+    let n = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS) as usize;
+    buf.resize(n * 8, 0);
+    if heap.memory.read_exact_at(array, buf).is_err() {
         return;
-    };
-    for (i, word) in bytes.chunks_exact(8).enumerate() {
+    }
+    for (i, word) in buf.chunks_exact(8).enumerate() {
         let target = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
         if target != 0 {
-            slots.push(Slot {
+            visit(Slot {
                 at: array + i as u64 * 8,
                 target,
                 container,
@@ -195,7 +251,7 @@ fn push_array(
 }
 
 /// The owned references in a frame's locals, cells and free variables.
-fn push_frame(heap: &Heap, slots: &mut Vec<Slot>, frame: u64) {
+fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
     let layout = heap.layout;
     let (base, count, tagged) =
         if let Some(plus) = layout.offset("_PyInterpreterFrame", "localsplus") {
@@ -257,7 +313,7 @@ fn push_frame(heap: &Heap, slots: &mut Vec<Slot>, frame: u64) {
         if raw == 0 || (tagged && raw & 3 != 0) {
             continue;
         }
-        slots.push(Slot {
+        visit(Slot {
             at: base + i as u64 * 8,
             target: raw,
             container: frame,
@@ -283,10 +339,9 @@ pub fn attribute(
     heap: &Heap,
     free: &FreeLists,
     gc: &GcWalk,
-    refs: &References,
+    refs: &mut References,
     findings: &mut Vec<Finding>,
 ) {
-    let tracked: HashSet<u64> = gc.objects.iter().copied().collect();
     // Suspects: free-list members, and objects with more owned references
     // from live containers and frames than their refcount.
     let mut suspects: Vec<u64> = free.members.iter().copied().collect();
@@ -298,6 +353,7 @@ pub fn attribute(
         if let Some((rc, immortal)) = heap.refcount(target)
             && !immortal
             && rc >= 0
+            && i64::from(count) > rc
             && i64::from(count) > rc + interned_slack(heap, target)
         {
             below.push((target, rc, count));
@@ -308,7 +364,7 @@ pub fn attribute(
     suspects.extend(
         findings
             .iter()
-            .filter(|f| tracked.contains(&f.address))
+            .filter(|f| gc.generation_of.contains_key(&f.address))
             .map(|f| f.address),
     );
     suspects.sort_unstable();
@@ -317,7 +373,17 @@ pub fn attribute(
     if suspects.is_empty() {
         return;
     }
-    let suspect_set: HashSet<u64> = suspects.iter().copied().collect();
+    let suspect_set: FxHashSet<u64> = suspects.iter().copied().collect();
+    // The free-list members' slots were kept on the first pass; the others
+    // need a second one, which only corruption makes happen.
+    let late: FxHashSet<u64> = suspects
+        .iter()
+        .copied()
+        .filter(|s| !free.members.contains(s))
+        .collect();
+    if !late.is_empty() {
+        refs.add_targets(heap, gc, &late);
+    }
     let referrers = referrers_of(heap, free, refs, &suspect_set);
 
     for slot in &free.slots {
@@ -359,7 +425,7 @@ pub fn attribute(
             FindingKind::RefcountBelowReferences,
             Severity::Error,
             target,
-            gc.generation_of.get(&target).map(|g| format!("GC {g}")),
+            gc.generation_name(target).flatten().map(|g| format!("GC {g}")),
             format!("{type_name} {target:#x} has refcount {rc} but {count} owned references were found: {}", summary(&list)),
         )
         .with("refcount", rc)
@@ -381,10 +447,10 @@ pub fn referrers_of(
     heap: &Heap,
     free: &FreeLists,
     refs: &References,
-    targets: &HashSet<u64>,
+    targets: &FxHashSet<u64>,
 ) -> HashMap<u64, Vec<Referrer>> {
     let mut referrers: HashMap<u64, Vec<Referrer>> = HashMap::new();
-    let mut precise_at: HashSet<u64> = HashSet::new();
+    let mut precise_at: FxHashSet<u64> = FxHashSet::default();
     for s in refs.slots.iter().filter(|s| targets.contains(&s.target)) {
         precise_at.insert(s.at);
         let list = referrers.entry(s.target).or_default();
@@ -450,15 +516,26 @@ fn scan_memory(
     heap: &Heap,
     free: &FreeLists,
     refs: &References,
-    suspects: &HashSet<u64>,
-    precise_at: &HashSet<u64>,
+    suspects: &FxHashSet<u64>,
+    precise_at: &FxHashSet<u64>,
     referrers: &mut HashMap<u64, Vec<Referrer>>,
 ) {
     let core = heap.memory.core();
+    // A sorted list answers "is this word a suspect" in a few compares.
+    let mut sorted: Vec<u64> = suspects.iter().copied().collect();
+    sorted.sort_unstable();
     let (lo, hi) = (
-        suspects.iter().min().copied().unwrap_or(0),
-        suspects.iter().max().copied().unwrap_or(0),
+        sorted.first().copied().unwrap_or(0),
+        sorted.last().copied().unwrap_or(0),
     );
+    // A one-bit-per-slot filter rejects nearly every word with one load.
+    const FILTER_BITS: u64 = 1 << 20;
+    let slot = |v: u64| ((v >> 3) ^ (v >> 23)) & (FILTER_BITS - 1);
+    let mut filter = vec![0u64; (FILTER_BITS / 64) as usize];
+    for &s in &sorted {
+        let b = slot(s);
+        filter[(b / 64) as usize] |= 1 << (b % 64);
+    }
     let tuple_extent = |m: u64| {
         heap.objects
             .type_of(m)
@@ -482,7 +559,12 @@ fn scan_memory(
     for (vaddr, bytes) in core.writable_bytes_in(0, u64::MAX, u64::MAX) {
         for (i, word) in bytes.chunks_exact(8).enumerate() {
             let v = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            if v < lo || v > hi || !suspects.contains(&v) {
+            let b = slot(v);
+            if v < lo
+                || v > hi
+                || filter[(b / 64) as usize] & (1 << (b % 64)) == 0
+                || sorted.binary_search(&v).is_err()
+            {
                 continue;
             }
             let at = vaddr + (i * 8) as u64;

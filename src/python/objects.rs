@@ -32,6 +32,17 @@ pub struct Objects<'a, M: Memory> {
     /// 2 or 4: the code-unit width of 2.7 `unicode` objects.
     pub py2_unicode_width: u64,
     type_names: RefCell<HashMap<u64, String>>,
+    hot: HotOffsets,
+}
+
+/// Offsets read for nearly every object, looked up once: a layout lookup
+/// compares strings, and the heap walks make millions of reads.
+#[derive(Debug, Clone, Copy)]
+struct HotOffsets {
+    ob_refcnt: Option<u64>,
+    ob_type: Option<u64>,
+    ob_size: Option<u64>,
+    tp_name: Option<u64>,
 }
 
 fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
@@ -52,7 +63,17 @@ impl<'a, M: Memory> Objects<'a, M> {
             version,
             py2_unicode_width,
             type_names: RefCell::new(HashMap::new()),
+            hot: HotOffsets {
+                ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
+                ob_type: layout.offset("PyObject", "ob_type"),
+                ob_size: layout.offset("PyVarObject", "ob_size"),
+                tp_name: layout.offset("PyTypeObject", "tp_name"),
+            },
         }
+    }
+
+    fn hot(&self, offset: Option<u64>, what: &str) -> Result<u64, ReadError> {
+        offset.ok_or_else(|| invalid(0, format!("the layout has no {what}")))
     }
 
     fn off(&self, st: &str, field: &str) -> Result<u64, ReadError> {
@@ -69,19 +90,20 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// `ob_type`.
     pub fn type_of(&self, obj: u64) -> Result<u64, ReadError> {
-        self.memory.read_ptr(obj + self.off("PyObject", "ob_type")?)
+        self.memory
+            .read_ptr(obj + self.hot(self.hot.ob_type, "PyObject.ob_type")?)
     }
 
     /// `ob_size`.
     pub fn var_size(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj + self.off("PyVarObject", "ob_size")?)
+            .read_i64(obj + self.hot(self.hot.ob_size, "PyVarObject.ob_size")?)
     }
 
     /// The raw refcount word (8 bytes at offset 0).
     pub fn refcount(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj + self.off("PyObject", "ob_refcnt")?)
+            .read_i64(obj + self.hot(self.hot.ob_refcnt, "PyObject.ob_refcnt")?)
     }
 
     /// The `tp_name` of a type object.
@@ -91,7 +113,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         let name_ptr = self
             .memory
-            .read_ptr(ty + self.off("PyTypeObject", "tp_name")?)?;
+            .read_ptr(ty + self.hot(self.hot.tp_name, "PyTypeObject.tp_name")?)?;
         let bytes = self.memory.read_cstr(name_ptr, MAX_TYPE_NAME)?;
         let name = String::from_utf8_lossy(&bytes).into_owned();
         self.type_names.borrow_mut().insert(ty, name.clone());
