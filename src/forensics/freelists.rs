@@ -430,7 +430,13 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
 pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut Vec<Finding>) {
     for slot in &free.slots {
         for &m in &slot.members {
-            if let Some(Some(generation)) = gc.generation_name(m) {
+            if let Some(generation) = gc
+                .watched
+                .iter()
+                .find(|w| w.0 == m)
+                .and_then(|w| gc.generations.get(w.1))
+                .map(|g| g.name.as_str())
+            {
                 let list = list_name(slot.interpreter, slot.index, slot.size);
                 findings.push(
                     Finding::new(

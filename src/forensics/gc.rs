@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::dense::{AddressIndex, Bits};
 
 use serde::Serialize;
 
@@ -43,18 +45,53 @@ pub struct GcWalk {
     pub generations: Vec<GenerationSummary>,
     /// Every tracked object (object address, not GC header) in walk order.
     pub objects: Vec<u64>,
-    /// Which generation (index into `generations`) each object was found in.
-    pub generation_of: FxHashMap<u64, u16>,
+    /// For each generation, where its objects end in `objects`.
+    ends: Vec<usize>,
+    /// Watched objects (the free-list members) found in a list, with the generation.
+    pub watched: Vec<(u64, usize)>,
     /// A collection was running: links may be mid-update.
     pub collecting: bool,
 }
 
 impl GcWalk {
-    /// The generation an object was found in: `None` if it was not, `Some(None)`
-    /// for the generation being walked right now.
-    pub fn generation_name(&self, obj: u64) -> Option<Option<&str>> {
-        let index = *self.generation_of.get(&obj)? as usize;
-        Some(self.generations.get(index).map(|g| g.name.as_str()))
+    /// The name of the generation an object was found in, if any. A linear
+    /// search: for a few objects, not for every object of the heap.
+    pub fn generation_name(&self, obj: u64) -> Option<&str> {
+        let position = self.objects.iter().position(|&o| o == obj)?;
+        let generation = self.ends.partition_point(|&end| end <= position);
+        self.generations.get(generation).map(|g| g.name.as_str())
+    }
+}
+
+/// Which objects were seen: a bit per slot of writable memory, or a hash set
+/// when the core is too large for the bitmap.
+struct Seen {
+    index: Option<AddressIndex>,
+    bits: Option<Bits>,
+    // Objects outside the indexed memory, and every object without an index.
+    other: FxHashMap<u64, usize>,
+}
+
+impl Seen {
+    fn new(heap: &Heap) -> Seen {
+        let index = AddressIndex::new(heap.memory.core());
+        let bits = index.as_ref().map(|i| Bits::new(i.len()));
+        Seen {
+            index,
+            bits,
+            other: FxHashMap::default(),
+        }
+    }
+
+    /// Mark `obj` seen in generation `generation`; return whether it was
+    /// seen before, and in which generation when that is known.
+    fn mark(&mut self, obj: u64, generation: usize) -> Option<Option<usize>> {
+        if let (Some(index), Some(bits)) = (&self.index, &mut self.bits)
+            && let Some(slot) = index.slot(obj)
+        {
+            return bits.test_and_set(slot).then_some(None);
+        }
+        self.other.insert(obj, generation).map(Some)
     }
 }
 
@@ -142,8 +179,14 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
 }
 
 /// Walk every generation list.
-pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diagnostic>) -> GcWalk {
+pub fn walk(
+    heap: &Heap,
+    watch: &FxHashSet<u64>,
+    findings: &mut Vec<Finding>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> GcWalk {
     let mut out = GcWalk::default();
+    let mut seen = Seen::new(heap);
     let (heads, collecting) = heads(heap, diagnostics);
     out.collecting = collecting;
     if collecting {
@@ -205,8 +248,14 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
                 break;
             }
             let obj = node + heap.gc_head_size;
-            if let Some(first) = out.generation_name(obj) {
-                let first = first.unwrap_or(&name).to_string();
+            if let Some(first) = seen.mark(obj, out.generations.len()) {
+                let first = match first {
+                    Some(g) => out
+                        .generations
+                        .get(g)
+                        .map_or(name.clone(), |g| g.name.clone()),
+                    None => out.generation_name(obj).unwrap_or(&name).to_string(),
+                };
                 let f = Finding::new(
                     FindingKind::GcListCycle,
                     link_severity,
@@ -226,7 +275,9 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
                 break;
             }
             out.objects.push(obj);
-            out.generation_of.insert(obj, out.generations.len() as u16);
+            if watch.contains(&obj) {
+                out.watched.push((obj, out.generations.len()));
+            }
             summary.walked += 1;
             match heap.gc_prev(node) {
                 Some(p) if p == prev => {}
@@ -271,6 +322,7 @@ pub fn walk(heap: &Heap, findings: &mut Vec<Finding>, diagnostics: &mut Vec<Diag
             raise(&mut summary, f);
         }
         out.generations.push(summary);
+        out.ends.push(out.objects.len());
     }
     out
 }

@@ -2,6 +2,7 @@
 //! object whose GC state or refcount contradicts its free-list membership,
 //! with the evidence that was read.
 
+pub mod dense;
 pub mod freelists;
 pub mod gc;
 pub mod heap;
@@ -132,7 +133,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    let gc_walk = gc::walk(&heap, &mut findings, &mut diagnostics);
+    let gc_walk = gc::walk(&heap, &free.members, &mut findings, &mut diagnostics);
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     let mut refs = referrers::References::collect(&heap, state, &gc_walk, &free.members);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
@@ -190,7 +191,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     let mut scratch = Vec::new();
     let mut findings = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut scratch);
-    let gc_walk = gc::walk(&heap, &mut findings, &mut scratch);
+    let gc_walk = gc::walk(&heap, &free.members, &mut findings, &mut scratch);
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     let targets: rustc_hash::FxHashSet<u64> = std::iter::once(address).collect();
     let refs = referrers::References::collect(&heap, state, &gc_walk, &targets);
@@ -222,10 +223,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
             }
         }),
         gc_header_word: gc.map(|(_, w)| w),
-        gc_generation: gc_walk
-            .generation_name(address)
-            .flatten()
-            .map(str::to_string),
+        gc_generation: gc_walk.generation_name(address).map(str::to_string),
         free_list,
         owned_references: referrers::owned_references(&refs, address),
         referrers,

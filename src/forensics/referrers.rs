@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::dense::{AddressIndex, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::heap::Heap;
@@ -44,11 +45,67 @@ pub struct References {
     /// Slots holding a reference to one of the targets asked for up front.
     slots: Vec<Slot>,
     /// References counted per target.
-    counts: FxHashMap<u64, u32>,
+    counts: Counter,
     /// Frame address → (function, LWP) for descriptions.
     frames: FxHashMap<u64, (String, Option<i32>)>,
     /// Thread stacks: (low, high, LWP).
     stacks: Vec<(u64, u64, i32)>,
+}
+
+/// Owned references counted per object: a byte per 8 bytes of writable
+/// memory when that fits, a hash map otherwise.
+enum Counter {
+    Dense(AddressIndex, Counts),
+    Sparse(FxHashMap<u64, u32>),
+}
+
+impl Counter {
+    fn new(heap: &Heap) -> Counter {
+        match AddressIndex::new(heap.memory.core()) {
+            Some(index) => {
+                let counts = Counts::new(index.len());
+                Counter::Dense(index, counts)
+            }
+            None => Counter::Sparse(FxHashMap::default()),
+        }
+    }
+
+    fn add(&mut self, addr: u64) {
+        match self {
+            Counter::Dense(index, counts) => {
+                if let Some(slot) = index.slot(addr) {
+                    counts.add(slot);
+                }
+            }
+            Counter::Sparse(map) => *map.entry(addr).or_default() += 1,
+        }
+    }
+
+    fn get(&self, addr: u64) -> u32 {
+        match self {
+            Counter::Dense(index, counts) => {
+                index.slot(addr).map_or(0, |s| u32::from(counts.get(s)))
+            }
+            Counter::Sparse(map) => map.get(&addr).copied().unwrap_or(0),
+        }
+    }
+
+    /// Objects counted at least `min` times. A dense count of 255 means "at
+    /// least 255" and is left out: it cannot be compared with a refcount.
+    fn at_least(&self, min: u32) -> Vec<(u64, u32)> {
+        match self {
+            Counter::Dense(index, counts) => counts
+                .at_least(min.min(255) as u8)
+                .filter(|&(_, c)| c < 255)
+                .filter_map(|(slot, c)| Some((index.address(slot)?, u32::from(c))))
+                .collect(),
+            Counter::Sparse(map) => map
+                .iter()
+                .filter(|e| *e.1 >= min)
+                .map(|(&a, &c)| (a, c))
+                .collect(),
+        }
+    }
 }
 
 /// Calls `visit` for every owned reference held by a tracked tuple, list or
@@ -143,11 +200,10 @@ impl References {
                 frames.insert(f.frame, (f.function.clone(), t.lwp));
             }
         }
-        let mut counts: FxHashMap<u64, u32> = FxHashMap::default();
-        counts.reserve(gc.objects.len());
+        let mut counts = Counter::new(heap);
         let mut slots = Vec::new();
         enumerate(heap, gc, &frames, &mut |slot| {
-            *counts.entry(slot.target).or_default() += 1;
+            counts.add(slot.target);
             if wanted.contains(&slot.target) {
                 slots.push(slot);
             }
@@ -346,7 +402,9 @@ pub fn attribute(
     // from live containers and frames than their refcount.
     let mut suspects: Vec<u64> = free.members.iter().copied().collect();
     let mut below: Vec<(u64, i64, u32)> = Vec::new();
-    for (&target, &count) in &refs.counts {
+    // An object with one owner is "below" only at refcount 0, which a freed
+    // object keeps only on a free list, checked above: start at two.
+    for (target, count) in refs.counts.at_least(2) {
         if free.members.contains(&target) || target % 8 != 0 {
             continue;
         }
@@ -364,7 +422,7 @@ pub fn attribute(
     suspects.extend(
         findings
             .iter()
-            .filter(|f| gc.generation_of.contains_key(&f.address))
+            .filter(|f| f.list.as_deref().is_some_and(|l| l.starts_with("GC ")))
             .map(|f| f.address),
     );
     suspects.sort_unstable();
@@ -425,7 +483,7 @@ pub fn attribute(
             FindingKind::RefcountBelowReferences,
             Severity::Error,
             target,
-            gc.generation_name(target).flatten().map(|g| format!("GC {g}")),
+            gc.generation_name(target).map(|g| format!("GC {g}")),
             format!("{type_name} {target:#x} has refcount {rc} but {count} owned references were found: {}", summary(&list)),
         )
         .with("refcount", rc)
@@ -464,7 +522,7 @@ pub fn referrers_of(
 
 /// How many owned references to `target` live containers and frames hold.
 pub fn owned_references(refs: &References, target: u64) -> u32 {
-    refs.counts.get(&target).copied().unwrap_or(0)
+    refs.counts.get(target)
 }
 
 /// References a refcount leaves out on purpose: a mortal interned string's
