@@ -179,11 +179,14 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
 }
 
 /// Walk every generation list.
+///
+/// `visit` sees every object with its type, while its header is in the cache.
 pub fn walk(
     heap: &Heap,
     watch: &FxHashSet<u64>,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
+    visit: &mut dyn FnMut(u64, u64),
 ) -> GcWalk {
     let mut out = GcWalk::default();
     let mut seen = Seen::new(heap);
@@ -302,7 +305,9 @@ pub fn walk(
                     raise(&mut summary, f);
                 }
             }
-            check_object(heap, obj, &name, &mut |f| raise(&mut summary, f));
+            if let Some(ty) = check_object(heap, obj, &name, &mut |f| raise(&mut summary, f)) {
+                visit(obj, ty);
+            }
             prev = node;
             node = heap.gc_next(node).unwrap_or(0);
         }
@@ -328,7 +333,13 @@ pub fn walk(
 }
 
 /// Refcount and type checks on one tracked object.
-fn check_object(heap: &Heap, obj: u64, generation: &str, raise: &mut dyn FnMut(Finding)) {
+/// Returns the object's type, when readable.
+fn check_object(
+    heap: &Heap,
+    obj: u64,
+    generation: &str,
+    raise: &mut dyn FnMut(Finding),
+) -> Option<u64> {
     if let Some((rc, immortal)) = heap.refcount(obj)
         && !immortal
         && rc <= 0
@@ -357,7 +368,7 @@ fn check_object(heap: &Heap, obj: u64, generation: &str, raise: &mut dyn FnMut(F
             Some(format!("GC {generation}")),
             format!("tracked object {obj:#x} has an unreadable type"),
         ));
-        return;
+        return None;
     };
     if let Some(flags) = heap.type_flags(ty)
         && flags & TPFLAGS_HAVE_GC == 0
@@ -379,4 +390,5 @@ fn check_object(heap: &Heap, obj: u64, generation: &str, raise: &mut dyn FnMut(F
             .with("tp_flags", flags),
         );
     }
+    Some(ty)
 }

@@ -133,9 +133,16 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    let gc_walk = gc::walk(&heap, &free.members, &mut findings, &mut diagnostics);
+    let mut collector = referrers::Collector::new(&heap, &free.members);
+    let gc_walk = gc::walk(
+        &heap,
+        &free.members,
+        &mut findings,
+        &mut diagnostics,
+        &mut |obj, ty| collector.object(&heap, obj, ty),
+    );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    let mut refs = referrers::References::collect(&heap, state, &gc_walk, &free.members);
+    let mut refs = collector.finish(&heap, state);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
@@ -191,10 +198,17 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     let mut scratch = Vec::new();
     let mut findings = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut scratch);
-    let gc_walk = gc::walk(&heap, &free.members, &mut findings, &mut scratch);
-    freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     let targets: rustc_hash::FxHashSet<u64> = std::iter::once(address).collect();
-    let refs = referrers::References::collect(&heap, state, &gc_walk, &targets);
+    let mut collector = referrers::Collector::new(&heap, &targets);
+    let gc_walk = gc::walk(
+        &heap,
+        &free.members,
+        &mut findings,
+        &mut scratch,
+        &mut |obj, ty| collector.object(&heap, obj, ty),
+    );
+    freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
+    let refs = collector.finish(&heap, state);
     let referrers = referrers::referrers_of(&heap, &free, &refs, &targets)
         .remove(&address)
         .unwrap_or_default();

@@ -108,31 +108,38 @@ impl Counter {
     }
 }
 
-/// Calls `visit` for every owned reference held by a tracked tuple, list or
-/// dict (values only: a split dict's keys belong to its shared keys object)
-/// and by every frame on a thread's stack.
-fn enumerate(
-    heap: &Heap,
-    gc: &GcWalk,
-    frames: &FxHashMap<u64, (String, Option<i32>)>,
-    visit: &mut dyn FnMut(Slot),
-) {
-    #[derive(Clone, Copy)]
-    enum Shape {
-        Tuple,
-        List,
-        Dict,
-        Other,
+#[derive(Clone, Copy)]
+enum Shape {
+    Tuple,
+    List,
+    Dict,
+    Other,
+}
+
+/// Enumerates the owned references a tracked object holds: tuple and list
+/// items, dict values (only: a split dict's keys belong to its shared keys
+/// object). Driven object by object, by the GC walk while the object is
+/// still in the cache, or by a pass over the walked objects.
+pub struct Enumerator {
+    shapes: FxHashMap<u64, Shape>,
+    tuple_items: Option<u64>,
+    list_items: Option<u64>,
+    buf: Vec<u8>,
+}
+
+impl Enumerator {
+    /// An enumerator for `heap`'s layout.
+    pub fn new(heap: &Heap) -> Enumerator {
+        Enumerator {
+            shapes: FxHashMap::default(),
+            tuple_items: heap.off("PyTupleObject", "ob_item"),
+            list_items: heap.off("PyListObject", "ob_item"),
+            buf: Vec::new(),
+        }
     }
-    let mut shapes: FxHashMap<u64, Shape> = FxHashMap::default();
-    let tuple_items = heap.off("PyTupleObject", "ob_item");
-    let list_items = heap.off("PyListObject", "ob_item");
-    let mut buf = Vec::new();
-    for &obj in &gc.objects {
-        let Ok(ty) = heap.objects.type_of(obj) else {
-            continue;
-        };
-        let shape = *shapes.entry(ty).or_insert_with(|| {
+
+    fn object(&mut self, heap: &Heap, obj: u64, ty: u64, visit: &mut dyn FnMut(Slot)) {
+        let shape = *self.shapes.entry(ty).or_insert_with(|| {
             match heap.objects.type_name_of_type(ty).as_deref() {
                 Ok("tuple") => Shape::Tuple,
                 Ok("list") => Shape::List,
@@ -142,12 +149,12 @@ fn enumerate(
         });
         match shape {
             Shape::Tuple => {
-                let (Some(items), Ok(n)) = (tuple_items, heap.objects.var_size(obj)) else {
-                    continue;
+                let (Some(items), Ok(n)) = (self.tuple_items, heap.objects.var_size(obj)) else {
+                    return;
                 };
                 visit_array(
                     heap,
-                    &mut buf,
+                    &mut self.buf,
                     obj,
                     obj + items,
                     n,
@@ -156,13 +163,21 @@ fn enumerate(
                 );
             }
             Shape::List => {
-                let (Some(items), Ok(n)) = (list_items, heap.objects.var_size(obj)) else {
-                    continue;
+                let (Some(items), Ok(n)) = (self.list_items, heap.objects.var_size(obj)) else {
+                    return;
                 };
                 let Ok(array) = heap.memory.read_ptr(obj + items) else {
-                    continue;
+                    return;
                 };
-                visit_array(heap, &mut buf, obj, array, n, ContainerKind::List, visit);
+                visit_array(
+                    heap,
+                    &mut self.buf,
+                    obj,
+                    array,
+                    n,
+                    ContainerKind::List,
+                    visit,
+                );
             }
             Shape::Dict => {
                 if let Ok((entries, _)) = heap.objects.dict_entries(obj, MAX_ITEMS as usize) {
@@ -180,34 +195,75 @@ fn enumerate(
             Shape::Other => {}
         }
     }
+}
+
+/// Calls `visit` for every owned reference held by the walked objects and by
+/// every frame on a thread's stack.
+fn enumerate(
+    heap: &Heap,
+    gc: &GcWalk,
+    frames: &FxHashMap<u64, (String, Option<i32>)>,
+    visit: &mut dyn FnMut(Slot),
+) {
+    let mut enumerator = Enumerator::new(heap);
+    for &obj in &gc.objects {
+        if let Ok(ty) = heap.objects.type_of(obj) {
+            enumerator.object(heap, obj, ty, visit);
+        }
+    }
     for &frame in frames.keys() {
         visit_frame(heap, frame, visit);
     }
 }
 
-impl References {
-    /// Count the owned references to every object, keeping the slots that
-    /// point at `wanted` (the free-list members) for attribution.
-    pub fn collect(
-        heap: &Heap,
-        state: &PythonState,
-        gc: &GcWalk,
-        wanted: &FxHashSet<u64>,
-    ) -> References {
+/// Builds [`References`] while the GC walk visits each object.
+pub struct Collector<'w> {
+    enumerator: Enumerator,
+    counts: Counter,
+    slots: Vec<Slot>,
+    wanted: &'w FxHashSet<u64>,
+}
+
+impl<'w> Collector<'w> {
+    /// Count references to every object; keep the slots pointing at `wanted`.
+    pub fn new(heap: &Heap, wanted: &'w FxHashSet<u64>) -> Collector<'w> {
+        Collector {
+            enumerator: Enumerator::new(heap),
+            counts: Counter::new(heap),
+            slots: Vec::new(),
+            wanted,
+        }
+    }
+
+    fn take(counts: &mut Counter, slots: &mut Vec<Slot>, wanted: &FxHashSet<u64>, slot: Slot) {
+        counts.add(slot.target);
+        if wanted.contains(&slot.target) {
+            slots.push(slot);
+        }
+    }
+
+    /// One tracked object of type `ty`.
+    pub fn object(&mut self, heap: &Heap, obj: u64, ty: u64) {
+        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
+        self.enumerator.object(heap, obj, ty, &mut |slot| {
+            Self::take(counts, slots, wanted, slot)
+        });
+    }
+
+    /// Add the frames' references and finish.
+    pub fn finish(mut self, heap: &Heap, state: &PythonState) -> References {
         let mut frames = FxHashMap::default();
         for t in &state.threads {
             for f in &t.stack.frames {
                 frames.insert(f.frame, (f.function.clone(), t.lwp));
             }
         }
-        let mut counts = Counter::new(heap);
-        let mut slots = Vec::new();
-        enumerate(heap, gc, &frames, &mut |slot| {
-            counts.add(slot.target);
-            if wanted.contains(&slot.target) {
-                slots.push(slot);
-            }
-        });
+        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
+        for &frame in frames.keys() {
+            visit_frame(heap, frame, &mut |slot| {
+                Self::take(counts, slots, wanted, slot)
+            });
+        }
         let stacks = state
             .threads
             .iter()
@@ -218,13 +274,15 @@ impl References {
             })
             .collect();
         References {
-            slots,
-            counts,
+            slots: self.slots,
+            counts: self.counts,
             frames,
             stacks,
         }
     }
+}
 
+impl References {
     /// Keep the slots pointing at `more` too (a second pass, for suspects found late).
     fn add_targets(&mut self, heap: &Heap, gc: &GcWalk, more: &FxHashSet<u64>) {
         let mut found = Vec::new();
