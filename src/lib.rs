@@ -27,6 +27,8 @@ pub mod core;
 pub mod dwarf;
 pub mod error;
 pub mod forensics;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layout;
 pub mod memory;
 pub mod modules;

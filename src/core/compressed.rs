@@ -7,7 +7,6 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use memmap2::Mmap;
 
@@ -57,7 +56,7 @@ pub fn detect(head: &[u8]) -> Option<Format> {
 /// A decompressed core: its map and the temp file that backs it.
 pub struct Decompressed {
     /// The decompressed bytes.
-    pub map: Arc<Mmap>,
+    pub map: Mmap,
     /// Deleted when dropped.
     pub temp: tempfile::TempPath,
 }
@@ -127,7 +126,7 @@ pub fn decompress(
     // SAFETY: pymortem owns the temp file and nobody else writes it.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&temp_path, e))?;
     Ok(Decompressed {
-        map: Arc::new(map),
+        map,
         temp: temp_path,
     })
 }

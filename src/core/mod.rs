@@ -42,6 +42,25 @@ impl Default for OpenOptions {
     }
 }
 
+/// The bytes of a core: a file map, or a buffer.
+#[derive(Debug)]
+pub enum CoreBytes {
+    /// A mapped file (the core, or its decompressed copy).
+    Mapped(Mmap),
+    /// Bytes in memory.
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for CoreBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            CoreBytes::Mapped(m) => m,
+            CoreBytes::Owned(v) => v,
+        }
+    }
+}
+
 /// Access permissions of a segment, from `p_flags`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Perms {
@@ -128,7 +147,7 @@ pub struct Truncation {
 #[derive(Debug)]
 pub struct CoreFile {
     path: PathBuf,
-    data: Arc<Mmap>,
+    data: Arc<CoreBytes>,
     compression: Option<&'static str>,
     // Holds the decompressed temp file; deleted on drop.
     _decompressed: Option<tempfile::TempPath>,
@@ -164,13 +183,13 @@ impl CoreFile {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let mut diagnostics = Vec::new();
         match compressed::detect(&map) {
-            None => Self::from_mmap(path, Arc::new(map), None, None, diagnostics),
+            None => Self::from_parts(path, CoreBytes::Mapped(map), None, None, diagnostics),
             Some(format) => {
                 drop(map);
                 let out = compressed::decompress(path, format, options, &mut diagnostics)?;
-                Self::from_mmap(
+                Self::from_parts(
                     path,
-                    out.map,
+                    CoreBytes::Mapped(out.map),
                     Some(format.name()),
                     Some(out.temp),
                     diagnostics,
@@ -179,14 +198,26 @@ impl CoreFile {
         }
     }
 
-    /// Parse an already mapped ELF core. `path` is used in messages only.
-    pub fn from_mmap(
+    /// Parse a core held in memory (tests, fuzzing, mutation). `label` names
+    /// it in messages.
+    pub fn from_bytes(label: &Path, bytes: Vec<u8>) -> Result<CoreFile, Error> {
+        if bytes.is_empty() {
+            return Err(Error::NotACore {
+                path: label.into(),
+                reason: "the file is empty".into(),
+            });
+        }
+        Self::from_parts(label, CoreBytes::Owned(bytes), None, None, Vec::new())
+    }
+
+    fn from_parts(
         path: &Path,
-        data: Arc<Mmap>,
+        data: CoreBytes,
         compression: Option<&'static str>,
         temp: Option<tempfile::TempPath>,
         diagnostics: Vec<Diagnostic>,
     ) -> Result<CoreFile, Error> {
+        let data = Arc::new(data);
         let parsed = parse(path, &data)?;
         let mut core = CoreFile {
             path: path.to_path_buf(),

@@ -1,0 +1,103 @@
+//! Entry points for the fuzz targets in `fuzz/`, also replayed over the
+//! regression corpus by `tests/fuzz_regressions.rs`. Each takes arbitrary
+//! bytes and must return without panicking, looping or over-allocating.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::core::{CoreFile, notes};
+use crate::layout::{PythonVersion, tables};
+use crate::memory::{BufferMemory, Memory, MemoryExt, ProcessMemory};
+use crate::modules::ElfImage;
+use crate::python::objects::Objects;
+use crate::python::{code, frames};
+
+fn word(data: &[u8], i: usize) -> u64 {
+    data.get(i * 8..i * 8 + 8)
+        .map_or(0, |w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+}
+
+/// Core headers and notes, and every note decoder on the raw bytes.
+pub fn core_notes(data: &[u8]) {
+    let _ = notes::parse_prstatus(data);
+    let _ = notes::parse_prpsinfo(data);
+    let _ = notes::parse_siginfo(data);
+    let _ = notes::parse_auxv(data);
+    let _ = notes::parse_nt_file(data);
+    if let Ok(core) = CoreFile::from_bytes(Path::new("fuzz"), data.to_vec()) {
+        let _ = core.crashed_thread();
+        let process = crate::Process::from_core(Arc::new(core), &crate::Options::default());
+        let _ = crate::report::InfoReport::build(&process);
+    }
+}
+
+/// The memory view over a core built from the first part of the input, read
+/// at addresses and lengths taken from the second.
+pub fn memory_view(data: &[u8]) {
+    let split = (word(data, 0) as usize % data.len().max(1))
+        .max(8)
+        .min(data.len());
+    let (core_bytes, reads) = data.split_at(split);
+    let Ok(core) = CoreFile::from_bytes(Path::new("fuzz"), core_bytes.to_vec()) else {
+        return;
+    };
+    let memory = ProcessMemory::new(Arc::new(core));
+    for i in 0..reads.len() / 8 {
+        let addr = word(reads, i);
+        let mut buf = [0u8; 64];
+        let len = (addr % 65) as usize;
+        let _ = memory.read_exact_at(addr, &mut buf[..len]);
+        let _ = memory.read_cstr(addr, 300);
+        let _ = memory.core_only().read_u64(addr);
+        let _ = memory.provenance(addr);
+        let _ = memory.read_bytes(addr, addr >> 40, 1 << 16);
+    }
+}
+
+/// Layout extraction from an ELF image's DWARF.
+pub fn dwarf_layout(data: &[u8]) {
+    if let Some(image) = ElfImage::from_bytes("fuzz", data.to_vec()) {
+        let _ = crate::layout::from_dwarf(&image, None, (3, 11, Some(7)));
+        let _ = image.build_id();
+        let _ = image.debuglink();
+        let _ = crate::symbols::SymbolTable::from_images(&[&image]).lookup(word(data, 3));
+    }
+}
+
+/// The CPython walkers (frames, code objects, line tables, reprs) over
+/// synthetic memory laid out by the input, with a real version's layout.
+pub fn python_walkers(data: &[u8]) {
+    const BASE: u64 = 0x1_0000;
+    let versions = [
+        (2, 7, "2.7.18"),
+        (3, 8, "3.8.18"),
+        (3, 10, "3.10.13"),
+        (3, 11, "3.11.7"),
+        (3, 13, "3.13.0"),
+        (3, 14, "3.14.10"),
+    ];
+    let (major, minor, micro) =
+        versions[data.first().copied().unwrap_or(0) as usize % versions.len()];
+    let Some(table) = tables::builtin(major, minor) else {
+        return;
+    };
+    let layout = table.layout_for(micro);
+    let Some(version) = PythonVersion::parse(micro) else {
+        return;
+    };
+    let memory = BufferMemory {
+        base: BASE,
+        bytes: data.to_vec(),
+    };
+    let objects = Objects::new(&memory, &layout, version, 4);
+    let _ = frames::walk(&objects, BASE, true);
+    for i in 0..(data.len() / 8).min(64) {
+        let addr = word(data, i);
+        let _ = objects.repr(addr);
+        let _ = objects.code(addr);
+        let _ = objects.dict_items(addr, 8);
+    }
+    for kind in [layout.facts.line_table] {
+        let _ = code::line_for(kind, data, word(data, 1) as i64, word(data, 2) as i64);
+    }
+}
