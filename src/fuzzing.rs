@@ -97,7 +97,12 @@ pub fn python_walkers(data: &[u8]) {
         let _ = objects.code(addr);
         let _ = objects.dict_items(addr, 8);
     }
-    for kind in [layout.facts.line_table] {
+    use crate::layout::facts::LineTable;
+    for kind in [
+        LineTable::Lnotab,
+        LineTable::Linetable310,
+        LineTable::Locations311,
+    ] {
         let _ = code::line_for(kind, data, word(data, 1) as i64, word(data, 2) as i64);
     }
 }
