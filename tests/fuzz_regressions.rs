@@ -6,9 +6,12 @@ mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
 #[test]
 fn fuzz_regressions_replay_cleanly() {
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [(&str, Target); 4] = [
         ("core_notes", pymortem::fuzzing::core_notes),
         ("memory_view", pymortem::fuzzing::memory_view),
         ("dwarf_layout", pymortem::fuzzing::dwarf_layout),
