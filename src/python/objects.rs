@@ -33,6 +33,9 @@ pub struct Objects<'a, M: Memory> {
     pub py2_unicode_width: u64,
     type_names: RefCell<HashMap<u64, String>>,
     hot: HotOffsets,
+    // Layout lookups by the addresses of the (static) names asked for: a
+    // layout lookup compares strings, and dicts ask for ten fields each.
+    memo: RefCell<rustc_hash::FxHashMap<(usize, usize, usize, usize), Option<u64>>>,
 }
 
 /// Offsets read for nearly every object, looked up once: a layout lookup
@@ -63,6 +66,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             version,
             py2_unicode_width,
             type_names: RefCell::new(HashMap::new()),
+            memo: RefCell::default(),
             hot: HotOffsets {
                 ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
                 ob_type: layout.offset("PyObject", "ob_type"),
@@ -76,15 +80,33 @@ impl<'a, M: Memory> Objects<'a, M> {
         offset.ok_or_else(|| invalid(0, format!("the layout has no {what}")))
     }
 
-    fn off(&self, st: &str, field: &str) -> Result<u64, ReadError> {
-        self.layout
-            .offset(st, field)
+    fn memoized(
+        &self,
+        st: &'static str,
+        field: &'static str,
+        get: impl FnOnce() -> Option<u64>,
+    ) -> Option<u64> {
+        let key = (
+            st.as_ptr() as usize,
+            st.len(),
+            field.as_ptr() as usize,
+            field.len(),
+        );
+        if let Some(v) = self.memo.borrow().get(&key) {
+            return *v;
+        }
+        let v = get();
+        self.memo.borrow_mut().insert(key, v);
+        v
+    }
+
+    fn off(&self, st: &'static str, field: &'static str) -> Result<u64, ReadError> {
+        self.memoized(st, field, || self.layout.offset(st, field))
             .ok_or_else(|| invalid(0, format!("the layout has no {st}.{field}")))
     }
 
-    fn size(&self, st: &str) -> Result<u64, ReadError> {
-        self.layout
-            .size(st)
+    fn size(&self, st: &'static str) -> Result<u64, ReadError> {
+        self.memoized(st, "", || self.layout.size(st))
             .ok_or_else(|| invalid(0, format!("the layout has no {st}")))
     }
 
