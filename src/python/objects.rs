@@ -35,8 +35,11 @@ pub struct Objects<'a, M: Memory> {
     hot: HotOffsets,
     // Layout lookups by the addresses of the (static) names asked for: a
     // layout lookup compares strings, and dicts ask for ten fields each.
-    memo: RefCell<rustc_hash::FxHashMap<(usize, usize, usize, usize), Option<u64>>>,
+    memo: RefCell<rustc_hash::FxHashMap<NameKey, Option<u64>>>,
 }
+
+/// A (struct, field) name pair by the addresses and lengths of its strings.
+type NameKey = (usize, usize, usize, usize);
 
 /// Offsets read for nearly every object, looked up once: a layout lookup
 /// compares strings, and the heap walks make millions of reads.
