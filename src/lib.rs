@@ -36,6 +36,7 @@ pub mod process;
 pub mod python;
 pub mod report;
 pub mod symbols;
+pub mod unwind;
 
 pub use error::{Diagnostic, Error, ReadError, ReadFailure, Severity};
 pub use process::{Options, Process};

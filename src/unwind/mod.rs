@@ -1,0 +1,250 @@
+//! Native stacks: unwinding each thread from its registers with the CFI in
+//! `.eh_frame` (gimli), falling back to frame pointers.
+//!
+//! A frame's address is either the instruction pointer of the innermost (or
+//! signal-interrupted) frame or a return address; lookups use the return
+//! address minus one so that a call at a function's very end (to a function
+//! that never returns, like `abort`) is attributed to its caller.
+
+mod cfi;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::memory::{Memory, MemoryExt};
+use crate::modules::Module;
+use crate::process::Process;
+
+/// Frames unwound per thread, at most.
+pub const MAX_DEPTH: usize = 512;
+
+/// How a frame was found, most trustworthy first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// The thread's registers.
+    Context,
+    /// Call-frame information.
+    Cfi,
+    /// The frame-pointer chain.
+    FramePointer,
+}
+
+/// The address a frame is at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "address", rename_all = "snake_case")]
+pub enum FrameAddress {
+    /// An instruction pointer: the innermost frame, or one a signal interrupted.
+    InstructionPointer(u64),
+    /// A return address: the instruction after a call.
+    ReturnAddress(u64),
+}
+
+impl FrameAddress {
+    /// The raw address.
+    pub fn address(self) -> u64 {
+        match self {
+            FrameAddress::InstructionPointer(a) | FrameAddress::ReturnAddress(a) => a,
+        }
+    }
+    /// The address to look up: inside the call instruction for return addresses.
+    pub fn lookup(self) -> u64 {
+        match self {
+            FrameAddress::InstructionPointer(a) => a,
+            FrameAddress::ReturnAddress(a) => a.saturating_sub(1),
+        }
+    }
+}
+
+/// One native frame.
+#[derive(Debug, Clone, Serialize)]
+pub struct NativeFrame {
+    /// Where it is.
+    pub address: FrameAddress,
+    /// Its stack pointer.
+    pub sp: u64,
+    /// How it was found.
+    pub trust: Trust,
+    /// The module holding the address.
+    pub module: Option<String>,
+    /// Build-id of the module, hex.
+    pub build_id: Option<String>,
+    /// Offset of the address in the module (from its load bias).
+    pub module_offset: Option<u64>,
+    /// The function, when a symbol covers the address.
+    pub function: Option<String>,
+    /// Offset into the function.
+    pub function_offset: Option<u64>,
+    /// A signal handler trampoline (`__restore_rt`): the next frame was interrupted.
+    pub signal_frame: bool,
+}
+
+/// Why the unwind stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The CFI says the return address is undefined: the outermost frame (`_start`, `clone`).
+    Outermost,
+    /// A return address of zero.
+    ReturnAddressZero,
+    /// The stack pointer did not move up.
+    StackNotIncreasing,
+    /// No CFI and no usable frame pointer for this address.
+    NoUnwindInfo(String),
+    /// A register or the stack could not be read.
+    Unreadable(String),
+    /// The depth cap.
+    TooDeep,
+}
+
+/// A thread's native stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct NativeStack {
+    /// Innermost first.
+    pub frames: Vec<NativeFrame>,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// x86-64 DWARF register numbers.
+const RBP: usize = 6;
+const RSP: usize = 7;
+const RA: usize = 16;
+
+/// Unwind the thread with this LWP.
+pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
+    let thread = process.threads().iter().find(|t| t.lwp == lwp)?;
+    let mut regs = [None; 17];
+    for (i, r) in regs.iter_mut().enumerate() {
+        *r = thread.registers.by_dwarf(i as u16);
+    }
+    let memory = process.memory();
+    let stack_segment = process.core().segment_index(thread.registers.rsp());
+    let mut cache: HashMap<usize, Option<cfi::ModuleCfi<'_>>> = HashMap::new();
+    let mut frames = Vec::new();
+    let mut address = FrameAddress::InstructionPointer(thread.registers.rip());
+    let mut trust = Trust::Context;
+    let mut interrupted = false;
+    let stop = loop {
+        if frames.len() >= MAX_DEPTH {
+            break StopReason::TooDeep;
+        }
+        let sp = regs[RSP].unwrap_or(0);
+        let module = process.modules().by_address(address.address());
+        let mut frame = describe(module.map(|m| &**m), address, sp, trust);
+        let cfi_step = module.map(|m| {
+            let index = process
+                .modules()
+                .modules()
+                .iter()
+                .position(|x| std::ptr::eq(&**x, &**m))
+                .unwrap_or(usize::MAX);
+            match cache.entry(index).or_insert_with(|| cfi::ModuleCfi::new(m)) {
+                Some(c) => c.step(memory, address.lookup(), &regs),
+                None => Err(cfi::StepError::NoCfi(format!(
+                    "{} has no .eh_frame",
+                    m.name()
+                ))),
+            }
+        });
+        let step = match cfi_step {
+            Some(Ok((next, is_signal))) => Ok((next, is_signal, Trust::Cfi)),
+            Some(Err(cfi::StepError::Outermost)) => Err(StopReason::Outermost),
+            Some(Err(cfi::StepError::NoCfi(e) | cfi::StepError::Unreadable(e))) => {
+                Err(StopReason::NoUnwindInfo(e))
+            }
+            None => Err(StopReason::NoUnwindInfo(format!(
+                "{:#x} is in no module",
+                address.address()
+            ))),
+        };
+        // Without CFI, the frame pointer may still lead on.
+        let step = match step {
+            Err(StopReason::NoUnwindInfo(e)) => frame_pointer_step(memory, &regs)
+                .map(|next| (next, false, Trust::FramePointer))
+                .ok_or(StopReason::NoUnwindInfo(e)),
+            other => other,
+        };
+        let (next, is_signal, next_trust) = match step {
+            Ok(s) => s,
+            Err(reason) => {
+                frames.push(frame);
+                break reason;
+            }
+        };
+        frame.signal_frame = is_signal;
+        frames.push(frame);
+        let Some(ra) = next[RA] else {
+            break StopReason::Outermost;
+        };
+        if ra == 0 {
+            break StopReason::ReturnAddressZero;
+        }
+        let next_sp = next[RSP].unwrap_or(0);
+        if next_sp <= sp && !is_signal && !interrupted {
+            break StopReason::StackNotIncreasing;
+        }
+        if stack_segment.is_some() && process.core().segment_index(next_sp).is_none() {
+            break StopReason::Unreadable(format!(
+                "the stack pointer {next_sp:#x} left the dumped memory"
+            ));
+        }
+        // The frame a signal interrupted is at an instruction pointer, not a return address.
+        address = if is_signal {
+            FrameAddress::InstructionPointer(ra)
+        } else {
+            FrameAddress::ReturnAddress(ra)
+        };
+        interrupted = is_signal;
+        trust = next_trust;
+        regs = next;
+    };
+    Some(NativeStack { frames, stop })
+}
+
+fn describe(module: Option<&Module>, address: FrameAddress, sp: u64, trust: Trust) -> NativeFrame {
+    let mut frame = NativeFrame {
+        address,
+        sp,
+        trust,
+        module: None,
+        build_id: None,
+        module_offset: None,
+        function: None,
+        function_offset: None,
+        signal_frame: false,
+    };
+    if let Some(m) = module {
+        frame.module = Some(m.name().to_string());
+        frame.build_id = m.build_id_hex();
+        if let Some(bias) = m.load_bias {
+            let svma = address.lookup().wrapping_sub(bias);
+            frame.module_offset = Some(address.address().wrapping_sub(bias));
+            if let Some(sym) = m.symbols().lookup(svma) {
+                frame.function = Some(sym.name.clone());
+                frame.function_offset = Some(
+                    address
+                        .address()
+                        .wrapping_sub(bias)
+                        .wrapping_sub(sym.address),
+                );
+            }
+        }
+    }
+    frame
+}
+
+/// The classic frame-pointer step: [rbp] is the caller's rbp, [rbp+8] the return address.
+fn frame_pointer_step(memory: &impl Memory, regs: &[Option<u64>; 17]) -> Option<[Option<u64>; 17]> {
+    let rbp = regs[RBP]?;
+    let sp = regs[RSP]?;
+    if rbp < sp || rbp % 8 != 0 || rbp - sp > 1 << 24 {
+        return None;
+    }
+    let mut next = *regs;
+    next[RBP] = Some(memory.read_u64(rbp).ok()?);
+    next[RA] = Some(memory.read_u64(rbp + 8).ok()?);
+    next[RSP] = Some(rbp + 16);
+    Some(next)
+}
