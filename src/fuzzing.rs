@@ -64,6 +64,25 @@ pub fn dwarf_layout(data: &[u8]) {
     }
 }
 
+/// One CFI step over `.eh_frame` bytes from the input, with registers and
+/// stack memory taken from the input too.
+pub fn cfi_step(data: &[u8]) {
+    if data.len() < 160 {
+        return;
+    }
+    let (head, eh_frame) = data.split_at(160);
+    let mut regs = [None; 17];
+    for (i, r) in regs.iter_mut().enumerate() {
+        *r = Some(word(head, i % 20));
+    }
+    let memory = BufferMemory {
+        base: word(head, 0) & !0xfff,
+        bytes: head.to_vec(),
+    };
+    let cfi = crate::unwind::cfi::ModuleCfi::from_sections(eh_frame, 0x1000, None, 0);
+    let _ = cfi.step(&memory, word(head, 17) % 0x10000, &regs);
+}
+
 /// The CPython walkers (frames, code objects, line tables, reprs) over
 /// synthetic memory laid out by the input, with a real version's layout.
 pub fn python_walkers(data: &[u8]) {

@@ -20,6 +20,18 @@ fn keys(value: &Value, out: &mut BTreeSet<String>) {
     }
 }
 
+/// Every key appears in `docs/json-schema.md` as `key`.
+fn assert_documented(doc: &str, keys: &BTreeSet<String>) {
+    let undocumented: Vec<&String> = keys
+        .iter()
+        .filter(|k| !doc.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/json-schema.md: {undocumented:?}"
+    );
+}
+
 fn synthetic_core(dir: &std::path::Path) -> std::path::PathBuf {
     support::write_temp(dir, "core", &support::synth::sample().build())
 }
@@ -68,14 +80,7 @@ fn every_json_key_is_documented() {
         all.contains("truncated") && all.contains("expected_size"),
         "the truncated core reports truncation"
     );
-    let undocumented: Vec<&String> = all
-        .iter()
-        .filter(|k| !doc.contains(&format!("`{k}`")))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "keys missing from docs/json-schema.md: {undocumented:?}"
-    );
+    assert_documented(&doc, &all);
 }
 
 /// Schema keys of a layout report. Structure, field and variable names are
@@ -152,14 +157,7 @@ fn layout_json_keys_are_documented() {
         layout_keys(&v, &mut all);
     }
     assert!(all.contains("bit_offset") && all.contains("strategy") && all.contains("exact"));
-    let undocumented: Vec<&String> = all
-        .iter()
-        .filter(|k| !doc.contains(&format!("`{k}`")))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "keys missing from docs/json-schema.md: {undocumented:?}"
-    );
+    assert_documented(&doc, &all);
 }
 
 #[test]
@@ -183,14 +181,7 @@ fn threads_json_keys_are_documented() {
         keys(&v, &mut all);
     }
     assert!(all.contains("locals") && all.contains("argument") && all.contains("qualname"));
-    let undocumented: Vec<&String> = all
-        .iter()
-        .filter(|k| !doc.contains(&format!("`{k}`")))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "keys missing from docs/json-schema.md: {undocumented:?}"
-    );
+    assert_documented(&doc, &all);
 }
 
 #[test]
@@ -232,14 +223,7 @@ fn check_and_object_json_keys_are_documented() {
             && all.contains("repeated_address")
             && all.contains("owned_references")
     );
-    let undocumented: Vec<&String> = all
-        .iter()
-        .filter(|k| !doc.contains(&format!("`{k}`")))
-        .collect();
-    assert!(
-        undocumented.is_empty(),
-        "keys missing from docs/json-schema.md: {undocumented:?}"
-    );
+    assert_documented(&doc, &all);
 }
 
 #[test]

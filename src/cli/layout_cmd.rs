@@ -143,18 +143,6 @@ fn py_version_of(image: &ElfImage) -> Option<PythonVersion> {
     PythonVersion::from_hex(u64::from(u32::from_le_bytes(bytes.try_into().ok()?)))
 }
 
-/// Structures every table must have.
-const REQUIRED: &[&str] = &[
-    "PyObject",
-    "PyVarObject",
-    "PyGC_Head",
-    "PyTupleObject",
-    "PyTypeObject",
-    "PyThreadState",
-    "PyInterpreterState",
-    "PyCodeObject",
-];
-
 fn emit_tables(args: &LayoutArgs, dir: &Path) -> i32 {
     let mut groups: BTreeMap<String, BTreeMap<String, (Layout, TableSource)>> = BTreeMap::new();
     for target in &args.targets {
@@ -177,7 +165,7 @@ fn emit_tables(args: &LayoutArgs, dir: &Path) -> i32 {
             build_id: image.and_then(|i| i.build_id()).map(|id| hex(&id)),
         };
         let mut layout = report.layout;
-        let missing: Vec<&str> = REQUIRED
+        let missing: Vec<&str> = pymortem::layout::spec::REQUIRED
             .iter()
             .copied()
             .filter(|name| !layout.structs.contains_key(*name))

@@ -66,6 +66,28 @@ impl<'m> ModuleCfi<'m> {
         })
     }
 
+    /// CFI from raw sections at their link-time addresses (for fuzzing and tests).
+    pub fn from_sections(
+        eh_frame: &'m [u8],
+        eh_frame_address: u64,
+        hdr: Option<(&'m [u8], u64)>,
+        bias: u64,
+    ) -> ModuleCfi<'m> {
+        let mut bases = BaseAddresses::default().set_eh_frame(eh_frame_address);
+        let mut frame = EhFrame::new(eh_frame, LittleEndian);
+        frame.set_address_size(8);
+        let hdr = hdr.and_then(|(data, addr)| {
+            bases = bases.clone().set_eh_frame_hdr(addr);
+            EhFrameHdr::new(data, LittleEndian).parse(&bases, 8).ok()
+        });
+        ModuleCfi {
+            eh_frame: frame,
+            hdr,
+            bases,
+            bias,
+        }
+    }
+
     /// From `regs` (DWARF numbering, 0–16) at runtime address `lookup`, the
     /// caller's registers and whether this frame is a signal trampoline.
     pub fn step(

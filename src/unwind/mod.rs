@@ -6,7 +6,8 @@
 //! address minus one so that a call at a function's very end (to a function
 //! that never returns, like `abort`) is attributed to its caller.
 
-mod cfi;
+#[doc(hidden)]
+pub mod cfi;
 
 use std::collections::HashMap;
 
