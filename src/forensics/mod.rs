@@ -209,7 +209,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     let refs = collector.finish(&heap, state);
-    let referrers = referrers::referrers_of(&heap, &free, &refs, &targets)
+    let referrers = referrers::referrers_of(&heap, &free, &refs, &targets, &targets)
         .remove(&address)
         .unwrap_or_default();
     let type_address = heap.objects.type_of(address).ok();

@@ -500,7 +500,14 @@ pub fn attribute(
     if !late.is_empty() {
         refs.add_targets(heap, gc, &late);
     }
-    let referrers = referrers_of(heap, free, refs, &suspect_set);
+    // Scanned whatever: objects other checks already flagged, and those
+    // below their refcount.
+    let must_scan: FxHashSet<u64> = findings
+        .iter()
+        .map(|f| f.address)
+        .chain(below.iter().map(|b| b.0))
+        .collect();
+    let referrers = referrers_of(heap, free, refs, &suspect_set, &must_scan);
 
     for slot in &free.slots {
         for &m in &slot.members {
@@ -559,11 +566,16 @@ pub fn attribute(
 }
 
 /// Every referrer of each target: precise slots first, then memory hits.
+///
+/// The memory scan, which only adds evidence (stacks, stale copies), covers
+/// the targets in `must_scan` and those with a live referrer: on a healthy
+/// heap nothing is scanned.
 pub fn referrers_of(
     heap: &Heap,
     free: &FreeLists,
     refs: &References,
     targets: &FxHashSet<u64>,
+    must_scan: &FxHashSet<u64>,
 ) -> HashMap<u64, Vec<Referrer>> {
     let mut referrers: HashMap<u64, Vec<Referrer>> = HashMap::new();
     let mut precise_at: FxHashSet<u64> = FxHashSet::default();
@@ -574,7 +586,14 @@ pub fn referrers_of(
             list.push(refs.describe(heap, s));
         }
     }
-    scan_memory(heap, free, refs, targets, &precise_at, &mut referrers);
+    let scan: FxHashSet<u64> = targets
+        .iter()
+        .copied()
+        .filter(|t| must_scan.contains(t) || referrers.contains_key(t))
+        .collect();
+    if !scan.is_empty() {
+        scan_memory(heap, free, refs, &scan, &precise_at, &mut referrers);
+    }
     referrers
 }
 
