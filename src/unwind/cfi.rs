@@ -12,8 +12,10 @@ use crate::modules::Module;
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
-/// Steps of a DWARF expression evaluation, at most.
+/// Register and memory requests of a DWARF expression evaluation, at most.
 const MAX_EXPRESSION_STEPS: usize = 256;
+/// Operations executed by one DWARF expression, at most.
+const MAX_EXPRESSION_OPS: u32 = 10_000;
 
 /// Why a step failed.
 pub enum StepError {
@@ -179,6 +181,8 @@ fn evaluate(
         address_size: 8,
     };
     let mut eval: Evaluation<Slice<'_>> = expr.evaluation(encoding);
+    // A branch back to itself (DW_OP_skip, DW_OP_bra) would loop for ever.
+    eval.set_max_iterations(MAX_EXPRESSION_OPS);
     if let Some(v) = initial {
         eval.set_initial_value(v);
     }
