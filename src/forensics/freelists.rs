@@ -281,7 +281,7 @@ fn walk_slot(
         let next = match heap.facts.free_list_link {
             FreeListLink::ObItem0 => heap
                 .off("PyTupleObject", "ob_item")
-                .and_then(|o| heap.memory.read_ptr(node + o).ok()),
+                .and_then(|o| heap.memory.read_ptr(node.wrapping_add(o)).ok()),
             FreeListLink::FirstWord => heap.memory.read_u64(node).ok(),
         };
         match next {

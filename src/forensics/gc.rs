@@ -159,7 +159,10 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
             .map(|i| format!(" of interpreter {i:#x}"))
             .unwrap_or_default();
         if let Some(c) = heap.off("GCRuntimeState", "collecting") {
-            collecting |= heap.memory.read_i32(gc + c).is_ok_and(|v| v != 0);
+            collecting |= heap
+                .memory
+                .read_i32(gc.wrapping_add(c))
+                .is_ok_and(|v| v != 0);
         }
         if let Some(g) = heap.off("GCRuntimeState", "generations") {
             out.extend((0..3).map(|i| (format!("generation {i}{suffix}"), gc + g + i * stride)));
@@ -208,10 +211,10 @@ pub fn walk(
         let head = generation + head_off;
         let count = heap
             .off("GCGeneration", "count")
-            .and_then(|o| heap.memory.read_i32(generation + o).ok());
+            .and_then(|o| heap.memory.read_i32(generation.wrapping_add(o)).ok());
         let threshold = heap
             .off("GCGeneration", "threshold")
-            .and_then(|o| heap.memory.read_i32(generation + o).ok());
+            .and_then(|o| heap.memory.read_i32(generation.wrapping_add(o)).ok());
         let mut summary = GenerationSummary {
             name: name.clone(),
             head,
@@ -241,7 +244,7 @@ pub fn walk(
                 let f = Finding::new(
                     FindingKind::GcListBrokenLink,
                     link_severity,
-                    prev + heap.gc_head_size,
+                    prev.wrapping_add(heap.gc_head_size),
                     Some(format!("GC {name}")),
                     format!("GC {name}: the header at {prev:#x} links to {node:#x}, which is not a GC header"),
                 )
@@ -250,7 +253,7 @@ pub fn walk(
                 raise(&mut summary, f);
                 break;
             }
-            let obj = node + heap.gc_head_size;
+            let obj = node.wrapping_add(heap.gc_head_size);
             if let Some(first) = seen.mark(obj, out.generations.len()) {
                 let first = match first {
                     Some(g) => out
@@ -292,10 +295,10 @@ pub fn walk(
                         Some(format!("GC {name}")),
                         format!(
                             "GC {name}: {obj:#x} follows {:#x} but its prev link points to {}",
-                            prev + heap.gc_head_size,
+                            prev.wrapping_add(heap.gc_head_size),
                             p.map_or("an unreadable address".to_string(), |p| format!(
                                 "{:#x}",
-                                p + heap.gc_head_size
+                                p.wrapping_add(heap.gc_head_size)
                             ))
                         ),
                     )
@@ -315,11 +318,11 @@ pub fn walk(
             let f = Finding::new(
                 FindingKind::GcListBrokenLink,
                 link_severity,
-                prev + heap.gc_head_size,
+                prev.wrapping_add(heap.gc_head_size),
                 Some(format!("GC {name}")),
                 format!(
                     "GC {name}: the head's prev link does not point at the last object {:#x}",
-                    prev + heap.gc_head_size
+                    prev.wrapping_add(heap.gc_head_size)
                 ),
             )
             .with("head", head)

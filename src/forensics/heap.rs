@@ -104,13 +104,19 @@ impl<'p> Heap<'p> {
     /// The next GC header after `node`.
     pub fn gc_next(&self, node: u64) -> Option<u64> {
         let off = self.gc_next_at?;
-        self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
+        self.memory
+            .read_ptr(node.wrapping_add(off))
+            .ok()
+            .map(|w| self.mask(w))
     }
 
     /// The previous GC header before `node`.
     pub fn gc_prev(&self, node: u64) -> Option<u64> {
         let off = self.gc_prev_at?;
-        self.memory.read_ptr(node + off).ok().map(|w| self.mask(w))
+        self.memory
+            .read_ptr(node.wrapping_add(off))
+            .ok()
+            .map(|w| self.mask(w))
     }
 
     /// What an object's GC header says.
@@ -118,7 +124,10 @@ impl<'p> Heap<'p> {
         let node = obj.checked_sub(self.gc_head_size)?;
         match self.facts.gc_head {
             GcHeadEncoding::GcRefs | GcHeadEncoding::GcRefsShifted => {
-                let refs = self.memory.read_i64(node + self.gc_refs_at?).ok()?;
+                let refs = self
+                    .memory
+                    .read_i64(node.wrapping_add(self.gc_refs_at?))
+                    .ok()?;
                 let untracked = self.facts.untracked_gc_refs.unwrap_or(-2);
                 // 3.6/3.7 keep a "finalized" flag in bit 0.
                 let value = if self.facts.gc_head == GcHeadEncoding::GcRefsShifted {
@@ -136,7 +145,10 @@ impl<'p> Heap<'p> {
                 ))
             }
             GcHeadEncoding::NextPointer => {
-                let next = self.memory.read_u64(node + self.gc_next_at?).ok()?;
+                let next = self
+                    .memory
+                    .read_u64(node.wrapping_add(self.gc_next_at?))
+                    .ok()?;
                 Some((
                     if next == 0 {
                         GcState::Untracked
@@ -164,7 +176,7 @@ impl<'p> Heap<'p> {
         }
         let flags = self
             .tp_flags_at
-            .and_then(|o| self.memory.read_u64(ty + o).ok());
+            .and_then(|o| self.memory.read_u64(ty.wrapping_add(o)).ok());
         self.type_flags.borrow_mut().insert(ty, flags);
         flags
     }
@@ -173,11 +185,11 @@ impl<'p> Heap<'p> {
     pub fn object_extent(&self, obj: u64, ty: u64) -> Option<u64> {
         let basic = self
             .memory
-            .read_i64(ty + self.off("PyTypeObject", "tp_basicsize")?)
+            .read_i64(ty.wrapping_add(self.off("PyTypeObject", "tp_basicsize")?))
             .ok()?;
         let item = self
             .memory
-            .read_i64(ty + self.off("PyTypeObject", "tp_itemsize")?)
+            .read_i64(ty.wrapping_add(self.off("PyTypeObject", "tp_itemsize")?))
             .ok()?;
         let mut size = u64::try_from(basic).ok()?;
         if item != 0 {

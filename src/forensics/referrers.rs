@@ -166,7 +166,7 @@ impl Enumerator {
                 let (Some(items), Ok(n)) = (self.list_items, heap.objects.var_size(obj)) else {
                     return;
                 };
-                let Ok(array) = heap.memory.read_ptr(obj + items) else {
+                let Ok(array) = heap.memory.read_ptr(obj.wrapping_add(items)) else {
                     return;
                 };
                 visit_array(
@@ -371,19 +371,19 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
         if let Some(plus) = layout.offset("_PyInterpreterFrame", "localsplus") {
             let Some(code) = layout
                 .offset("_PyInterpreterFrame", "code")
-                .and_then(|o| heap.memory.read_ptr(frame + o).ok())
+                .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
             else {
                 return;
             };
             let code = code & !3;
             let Some(n) = layout
                 .offset("PyCodeObject", "co_nlocalsplus")
-                .and_then(|o| heap.memory.read_i32(code + o).ok())
+                .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
             else {
                 return;
             };
             (
-                frame + plus,
+                frame.wrapping_add(plus),
                 u64::try_from(n).unwrap_or(0),
                 heap.objects.version.major_minor() >= (3, 14),
             )
@@ -395,14 +395,14 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
             };
             let Some(code) = layout
                 .offset("PyFrameObject", "f_code")
-                .and_then(|o| heap.memory.read_ptr(frame + o).ok())
+                .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
             else {
                 return;
             };
             let field = |name: &str| {
                 layout
                     .offset("PyCodeObject", name)
-                    .and_then(|o| heap.memory.read_ptr(code + o).ok())
+                    .and_then(|o| heap.memory.read_ptr(code.wrapping_add(o)).ok())
             };
             let tuple_len = |t: Option<u64>| {
                 t.and_then(|t| heap.objects.var_size(t).ok())
@@ -410,10 +410,10 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
             };
             let nlocals = layout
                 .offset("PyCodeObject", "co_nlocals")
-                .and_then(|o| heap.memory.read_i32(code + o).ok())
+                .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
                 .map_or(0, |n| n.max(0) as u64);
             (
-                frame + plus,
+                frame.wrapping_add(plus),
                 nlocals + tuple_len(field("co_cellvars")) + tuple_len(field("co_freevars")),
                 false,
             )
@@ -428,7 +428,7 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
             continue;
         }
         visit(Slot {
-            at: base + i as u64 * 8,
+            at: base.wrapping_add(i as u64 * 8),
             target: raw,
             container: frame,
             index: i as u64,
@@ -611,14 +611,17 @@ fn interned_slack(heap: &Heap, target: u64) -> i64 {
     let interned = match name.as_str() {
         "str" if heap.objects.version.major == 2 => heap
             .off("PyStringObject", "ob_sstate")
-            .and_then(|o| heap.memory.read_i32(target + o).ok())
+            .and_then(|o| heap.memory.read_i32(target.wrapping_add(o)).ok())
             .map_or(0, i64::from),
         "str" => heap
             .layout
             .field("PyASCIIObject", "state.interned")
             .and_then(|f| {
                 let (bit, width) = (f.bit_offset?, f.bit_size?);
-                let word = heap.memory.read_u32(target + bit / 32 * 4).ok()?;
+                let word = heap
+                    .memory
+                    .read_u32(target.wrapping_add(bit / 32 * 4))
+                    .ok()?;
                 Some(i64::from((word >> (bit % 32)) & ((1 << width) - 1)))
             })
             .unwrap_or(0),

@@ -192,7 +192,7 @@ pub fn apply(
     };
     let mut changed = Vec::new();
     for (pos, entry) in entries {
-        let Ok(value) = memory.read_u64(address + pos) else {
+        let Ok(value) = memory.read_u64(address.wrapping_add(*pos)) else {
             continue;
         };
         if value > MAX_PLAUSIBLE {

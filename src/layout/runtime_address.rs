@@ -60,7 +60,11 @@ fn scan_cookie(core: &CoreFile, memory: &impl Memory, module: &Module) -> Option
             .position(|w| w == DEBUG_OFFSETS_COOKIE)
         {
             let addr = vaddr + (at + pos) as u64;
-            if addr.is_multiple_of(8) && memory.read_u64(addr + 8).is_ok_and(|v| v >> 24 == 3) {
+            if addr.is_multiple_of(8)
+                && memory
+                    .read_u64(addr.wrapping_add(8))
+                    .is_ok_and(|v| v >> 24 == 3)
+            {
                 return Some(addr);
             }
             at += pos + 1;

@@ -87,7 +87,9 @@ pub trait MemoryExt: Memory {
             if let Err(e) = self.read_exact_at(cur, &mut buf[..chunk]) {
                 // The string may end before the unreadable part: go byte by byte.
                 for i in 0..chunk {
-                    let byte = self.read_u8(cur + i as u64).map_err(|_| e.clone())?;
+                    let byte = self
+                        .read_u8(cur.wrapping_add(i as u64))
+                        .map_err(|_| e.clone())?;
                     if byte == 0 {
                         out.extend_from_slice(&buf[..i]);
                         return Ok(out);

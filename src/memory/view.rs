@@ -219,7 +219,7 @@ impl ProcessMemory {
             if addr >= seg.vaddr
                 && addr
                     .checked_add(len)
-                    .is_some_and(|end| end <= seg.vaddr + seg.available)
+                    .is_some_and(|end| end <= seg.vaddr.saturating_add(seg.available))
             {
                 let start = (seg.file_offset + (addr - seg.vaddr)) as usize;
                 if let Some(src) = self.core.bytes().get(start..start + buf.len()) {

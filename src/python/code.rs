@@ -46,19 +46,19 @@ impl<M: Memory> Objects<'_, M> {
                     crate::error::ReadFailure::Invalid(format!("no {name}")),
                 )
             })?;
-            self.string(self.memory.read_ptr(code + off)?, MAX_NAME)
+            self.string(self.memory.read_ptr(code.wrapping_add(off))?, MAX_NAME)
         };
         let filename = text("co_filename")?;
         let name = text("co_name")?;
         let qualname = field("co_qualname").and_then(|_| text("co_qualname").ok());
         let first_line = match field("co_firstlineno") {
-            Some(off) => i64::from(self.memory.read_i32(code + off)?),
+            Some(off) => i64::from(self.memory.read_i32(code.wrapping_add(off))?),
             None => 0,
         };
         let table_field = field("co_linetable").or_else(|| field("co_lnotab"));
         let line_table = match table_field {
             Some(off) => {
-                let obj = self.memory.read_ptr(code + off)?;
+                let obj = self.memory.read_ptr(code.wrapping_add(off))?;
                 self.bytes(obj, MAX_LINE_TABLE).unwrap_or_default()
             }
             None => Vec::new(),

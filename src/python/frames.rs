@@ -112,7 +112,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let f_lasti = self.off("PyFrameObject", "f_lasti")?;
         let mut frame = self
             .mem()
-            .read_ptr(tstate + self.off("PyThreadState", "frame")?)
+            .read_ptr(tstate.wrapping_add(self.off("PyThreadState", "frame")?))
             .map_err(err)?;
         let mut seen = HashSet::new();
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
@@ -130,8 +130,15 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     "more than {MAX_FRAMES} frames; the rest are not shown"
                 ));
             }
-            let code = self.mem().read_ptr(frame + f_code).map_err(err)?;
-            let lasti = i64::from(self.mem().read_i32(frame + f_lasti).map_err(err)?);
+            let code = self
+                .mem()
+                .read_ptr(frame.wrapping_add(f_code))
+                .map_err(err)?;
+            let lasti = i64::from(
+                self.mem()
+                    .read_i32(frame.wrapping_add(f_lasti))
+                    .map_err(err)?,
+            );
             let info = self
                 .objects
                 .code(code)
@@ -158,7 +165,10 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .then(|| self.frame_object_locals(frame, code));
             walk.frames
                 .push(frame_from(info, code, frame, line, false, locals));
-            frame = self.mem().read_ptr(frame + f_back).map_err(err)?;
+            frame = self
+                .mem()
+                .read_ptr(frame.wrapping_add(f_back))
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -166,17 +176,17 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
         let layout = self.objects.layout;
         let mut frame = match layout.offset("PyThreadState", "current_frame") {
-            Some(off) => self.mem().read_ptr(tstate + off).map_err(err)?,
+            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off)).map_err(err)?,
             None => {
                 let cframe = self
                     .mem()
-                    .read_ptr(tstate + self.off("PyThreadState", "cframe")?)
+                    .read_ptr(tstate.wrapping_add(self.off("PyThreadState", "cframe")?))
                     .map_err(err)?;
                 if cframe == 0 {
                     return Ok(());
                 }
                 self.mem()
-                    .read_ptr(cframe + self.off("_PyCFrame", "current_frame")?)
+                    .read_ptr(cframe.wrapping_add(self.off("_PyCFrame", "current_frame")?))
                     .map_err(err)?
             }
         };
@@ -199,15 +209,24 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     "more than {MAX_FRAMES} frames; the rest are not shown"
                 ));
             }
-            let next = self.mem().read_ptr(frame + previous).map_err(err)?;
-            let owner = self.mem().read_u8(frame + owner_at).map_err(err)?;
+            let next = self
+                .mem()
+                .read_ptr(frame.wrapping_add(previous))
+                .map_err(err)?;
+            let owner = self
+                .mem()
+                .read_u8(frame.wrapping_add(owner_at))
+                .map_err(err)?;
             if shims && owner >= OWNER_SHIM_MIN {
                 // The Python frame just above a shim was called from C.
                 mark_entry(walk);
                 frame = next;
                 continue;
             }
-            let mut code = self.mem().read_ptr(frame + code_at).map_err(err)?;
+            let mut code = self
+                .mem()
+                .read_ptr(frame.wrapping_add(code_at))
+                .map_err(err)?;
             if tagged {
                 // 3.14 `_PyStackRef`: the low two bits are tags.
                 code &= !3;
@@ -228,10 +247,13 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 }
                 Err(e) => return Err(format!("frame {frame:#x}: {e}")),
             };
-            let instr = self.mem().read_ptr(frame + instr_at).map_err(err)?;
+            let instr = self
+                .mem()
+                .read_ptr(frame.wrapping_add(instr_at))
+                .map_err(err)?;
             let unit = (instr.wrapping_sub(code + code_base) as i64) / 2;
             if let Some(ft) = first_traceable {
-                let first = i64::from(self.mem().read_i32(code + ft).map_err(err)?);
+                let first = i64::from(self.mem().read_i32(code.wrapping_add(ft)).map_err(err)?);
                 if owner != OWNER_GENERATOR && unit < first {
                     // Still being set up: debuggers skip incomplete frames.
                     walk.skipped += 1;
@@ -246,7 +268,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 unit,
             );
             let is_entry = match is_entry_at {
-                Some(off) => self.mem().read_u8(frame + off).map_err(err)? != 0,
+                Some(off) => self.mem().read_u8(frame.wrapping_add(off)).map_err(err)? != 0,
                 None => false,
             };
             let locals = self
@@ -273,7 +295,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         self.objects
             .layout
             .offset("PyCodeObject", "co_argcount")
-            .and_then(|off| self.mem().read_i32(code + off).ok())
+            .and_then(|off| self.mem().read_i32(code.wrapping_add(off)).ok())
             .map_or(0, |n| n.max(0) as u64)
     }
 
@@ -289,18 +311,18 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let tuple_names = |field: &str| -> Vec<String> {
             layout
                 .offset("PyCodeObject", field)
-                .and_then(|off| self.mem().read_ptr(code + off).ok())
+                .and_then(|off| self.mem().read_ptr(code.wrapping_add(off)).ok())
                 .map(|t| self.name_list(t))
                 .unwrap_or_default()
         };
         // f_localsplus holds the locals, then the cells, then the free variables.
         let nlocals = self
             .mem()
-            .read_i32(code + nlocals)
+            .read_i32(code.wrapping_add(nlocals))
             .map_or(0, |n| n.max(0) as usize);
         let mut names = self
             .mem()
-            .read_ptr(code + varnames)
+            .read_ptr(code.wrapping_add(varnames))
             .map(|t| self.name_list(t))
             .unwrap_or_default();
         names.resize(nlocals.min(MAX_LOCALS as usize), String::new());
@@ -314,7 +336,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .filter_map(|(i, name)| {
                 let value = self
                     .mem()
-                    .read_ptr(frame + plus + i as u64 * 8)
+                    .read_ptr(frame.wrapping_add(plus + i as u64 * 8))
                     .ok()
                     .filter(|&v| v != 0)?;
                 Some(Local {
@@ -341,19 +363,22 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         };
         let names = self
             .mem()
-            .read_ptr(code + names_at)
+            .read_ptr(code.wrapping_add(names_at))
             .map(|t| self.name_list(t))
             .unwrap_or_default();
         let kinds = self
             .mem()
-            .read_ptr(code + kinds_at)
+            .read_ptr(code.wrapping_add(kinds_at))
             .and_then(|b| self.objects.bytes(b, MAX_LOCALS as usize))
             .unwrap_or_default();
         let args = self.argcount(code);
         (0..names.len().min(kinds.len()))
             .filter(|&i| kinds[i] & CO_FAST_LOCAL_CELL_FREE != 0)
             .filter_map(|i| {
-                let raw = self.mem().read_u64(frame + plus + i as u64 * 8).ok()?;
+                let raw = self
+                    .mem()
+                    .read_u64(frame.wrapping_add(plus + i as u64 * 8))
+                    .ok()?;
                 let repr = if tagged && raw & 3 == 3 {
                     // A tagged small int.
                     ((raw as i64) >> 2).to_string()

@@ -116,19 +116,19 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// `ob_type`.
     pub fn type_of(&self, obj: u64) -> Result<u64, ReadError> {
         self.memory
-            .read_ptr(obj + self.hot(self.hot.ob_type, "PyObject.ob_type")?)
+            .read_ptr(obj.wrapping_add(self.hot(self.hot.ob_type, "PyObject.ob_type")?))
     }
 
     /// `ob_size`.
     pub fn var_size(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj + self.hot(self.hot.ob_size, "PyVarObject.ob_size")?)
+            .read_i64(obj.wrapping_add(self.hot(self.hot.ob_size, "PyVarObject.ob_size")?))
     }
 
     /// The raw refcount word (8 bytes at offset 0).
     pub fn refcount(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj + self.hot(self.hot.ob_refcnt, "PyObject.ob_refcnt")?)
+            .read_i64(obj.wrapping_add(self.hot(self.hot.ob_refcnt, "PyObject.ob_refcnt")?))
     }
 
     /// The `tp_name` of a type object.
@@ -138,7 +138,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         let name_ptr = self
             .memory
-            .read_ptr(ty + self.hot(self.hot.tp_name, "PyTypeObject.tp_name")?)?;
+            .read_ptr(ty.wrapping_add(self.hot(self.hot.tp_name, "PyTypeObject.tp_name")?))?;
         let bytes = self.memory.read_cstr(name_ptr, MAX_TYPE_NAME)?;
         let name = String::from_utf8_lossy(&bytes).into_owned();
         self.type_names.borrow_mut().insert(ty, name.clone());
@@ -167,7 +167,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     fn pep393(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
         let length = self
             .memory
-            .read_i64(obj + self.off("PyASCIIObject", "length")?)?;
+            .read_i64(obj.wrapping_add(self.off("PyASCIIObject", "length")?))?;
         if length < 0 {
             return Err(invalid(obj, format!("negative string length {length}")));
         }
@@ -175,7 +175,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             .layout
             .field("PyASCIIObject", "state")
             .ok_or_else(|| invalid(obj, "no state field"))?;
-        let state = self.memory.read_u32(obj + state_field.offset)?;
+        let state = self.memory.read_u32(obj.wrapping_add(state_field.offset))?;
         let bits = |name: &str| -> Result<u32, ReadError> {
             let f = self
                 .layout
@@ -201,7 +201,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             (true, false) => obj + self.size("PyCompactUnicodeObject")?,
             (false, _) => self
                 .memory
-                .read_ptr(obj + self.off("PyUnicodeObject", "data")?)?,
+                .read_ptr(obj.wrapping_add(self.off("PyUnicodeObject", "data")?))?,
         };
         let count = (length as u64).min(max_chars as u64);
         let raw = self
@@ -213,10 +213,10 @@ impl<'a, M: Memory> Objects<'a, M> {
     fn py2_unicode(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
         let length = self
             .memory
-            .read_i64(obj + self.off("PyUnicodeObject", "length")?)?;
+            .read_i64(obj.wrapping_add(self.off("PyUnicodeObject", "length")?))?;
         let data = self
             .memory
-            .read_ptr(obj + self.off("PyUnicodeObject", "str")?)?;
+            .read_ptr(obj.wrapping_add(self.off("PyUnicodeObject", "str")?))?;
         if length < 0 {
             return Err(invalid(obj, "negative unicode length"));
         }
@@ -240,17 +240,18 @@ impl<'a, M: Memory> Objects<'a, M> {
             self.off("PyBytesObject", "ob_sval")?
         };
         let n = (size as u64).min(max as u64);
-        self.memory.read_bytes(obj + sval, n, max as u64)
+        self.memory
+            .read_bytes(obj.wrapping_add(sval), n, max as u64)
     }
 
     /// Items of a tuple, at most `max`.
     pub fn tuple_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64), ReadError> {
         let size = self.var_size(obj)?;
         let size = u64::try_from(size).map_err(|_| invalid(obj, "negative tuple size"))?;
-        let base = obj + self.off("PyTupleObject", "ob_item")?;
+        let base = obj.wrapping_add(self.off("PyTupleObject", "ob_item")?);
         let n = size.min(max as u64);
         let items = (0..n)
-            .map(|i| self.memory.read_ptr(base + i * 8))
+            .map(|i| self.memory.read_ptr(base.wrapping_add(i * 8)))
             .collect::<Result<_, _>>()?;
         Ok((items, size))
     }
@@ -261,10 +262,10 @@ impl<'a, M: Memory> Objects<'a, M> {
         let size = u64::try_from(size).map_err(|_| invalid(obj, "negative list size"))?;
         let array = self
             .memory
-            .read_ptr(obj + self.off("PyListObject", "ob_item")?)?;
+            .read_ptr(obj.wrapping_add(self.off("PyListObject", "ob_item")?))?;
         let n = size.min(max as u64);
         let items = (0..n)
-            .map(|i| self.memory.read_ptr(array + i * 8))
+            .map(|i| self.memory.read_ptr(array.wrapping_add(i * 8)))
             .collect::<Result<_, _>>()?;
         Ok((items, size))
     }
@@ -274,10 +275,10 @@ impl<'a, M: Memory> Objects<'a, M> {
         if self.version.major == 2 && matches!(self.type_name(obj)?.as_str(), "int" | "bool") {
             return self
                 .memory
-                .read_i64(obj + self.off("PyIntObject", "ob_ival")?)
+                .read_i64(obj.wrapping_add(self.off("PyIntObject", "ob_ival")?))
                 .map(i128::from);
         }
-        let digits_at = obj + self.off("PyLongObject", "ob_digit")?;
+        let digits_at = obj.wrapping_add(self.off("PyLongObject", "ob_digit")?);
         let (negative, ndigits) = if self.version
             >= PythonVersion::parse("3.12.0").unwrap_or(self.version)
             && self.version.minor >= 12
@@ -285,7 +286,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             // 3.12+: lv_tag = ndigits << 3 | sign (0 positive, 1 zero, 2 negative).
             let tag = self
                 .memory
-                .read_u64(obj + self.off("PyLongObject", "lv_tag")?)?;
+                .read_u64(obj.wrapping_add(self.off("PyLongObject", "lv_tag")?))?;
             (tag & 3 == 2, tag >> 3)
         } else {
             let size = self.var_size(obj)?;
@@ -296,7 +297,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         let mut value: i128 = 0;
         for i in (0..ndigits).rev() {
-            let digit = self.memory.read_u32(digits_at + i * 4)?;
+            let digit = self.memory.read_u32(digits_at.wrapping_add(i * 4))?;
             value = (value << 30) | i128::from(digit & 0x3fff_ffff);
         }
         Ok(if negative { -value } else { value })
@@ -306,7 +307,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn float(&self, obj: u64) -> Result<f64, ReadError> {
         let bits = self
             .memory
-            .read_u64(obj + self.off("PyFloatObject", "ob_fval")?)?;
+            .read_u64(obj.wrapping_add(self.off("PyFloatObject", "ob_fval")?))?;
         Ok(f64::from_bits(bits))
     }
 
@@ -321,16 +322,16 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn dict_entries(&self, obj: u64, max: usize) -> Result<(Vec<DictEntry>, u64), ReadError> {
         let used = self
             .memory
-            .read_i64(obj + self.off("PyDictObject", "ma_used")?)?
+            .read_i64(obj.wrapping_add(self.off("PyDictObject", "ma_used")?))?
             .max(0) as u64;
         if self.version.major == 2 {
             // 2.7: an open-addressing table of {hash, key, value}.
             let mask = self
                 .memory
-                .read_u64(obj + self.off("PyDictObject", "ma_mask")?)?;
+                .read_u64(obj.wrapping_add(self.off("PyDictObject", "ma_mask")?))?;
             let table = self
                 .memory
-                .read_ptr(obj + self.off("PyDictObject", "ma_table")?)?;
+                .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_table")?))?;
             let entry = self.size("PyDictKeyEntry")?;
             let (key_at, value_at) = (
                 self.off("PyDictKeyEntry", "me_key")?,
@@ -338,11 +339,15 @@ impl<'a, M: Memory> Objects<'a, M> {
             );
             let mut out = Vec::new();
             for i in 0..mask.saturating_add(1).min(MAX_DICT_SLOTS) {
-                let value = self.memory.read_ptr(table + i * entry + value_at)?;
+                let value = self
+                    .memory
+                    .read_ptr(table.wrapping_add(i * entry + value_at))?;
                 if value != 0 {
                     out.push(DictEntry {
                         key_at: table + i * entry + key_at,
-                        key: self.memory.read_ptr(table + i * entry + key_at)?,
+                        key: self
+                            .memory
+                            .read_ptr(table.wrapping_add(i * entry + key_at))?,
                         value_at: table + i * entry + value_at,
                         value,
                         split: false,
@@ -356,24 +361,23 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         let keys = self
             .memory
-            .read_ptr(obj + self.off("PyDictObject", "ma_keys")?)?;
+            .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_keys")?))?;
         let values = self
             .memory
-            .read_ptr(obj + self.off("PyDictObject", "ma_values")?)?;
+            .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_values")?))?;
         let nentries = self
             .memory
-            .read_i64(keys + self.off("PyDictKeysObject", "dk_nentries")?)?
+            .read_i64(keys.wrapping_add(self.off("PyDictKeysObject", "dk_nentries")?))?
             .max(0) as u64;
         let (index_bytes, unicode) =
             if let Some(log2) = self.layout.offset("PyDictKeysObject", "dk_log2_size") {
-                let log2_size = u64::from(self.memory.read_u8(keys + log2)?);
-                let log2_index = u64::from(
-                    self.memory
-                        .read_u8(keys + self.off("PyDictKeysObject", "dk_log2_index_bytes")?)?,
-                );
+                let log2_size = u64::from(self.memory.read_u8(keys.wrapping_add(log2))?);
+                let log2_index = u64::from(self.memory.read_u8(
+                    keys.wrapping_add(self.off("PyDictKeysObject", "dk_log2_index_bytes")?),
+                )?);
                 let kind = self
                     .memory
-                    .read_u8(keys + self.off("PyDictKeysObject", "dk_kind")?)?;
+                    .read_u8(keys.wrapping_add(self.off("PyDictKeysObject", "dk_kind")?))?;
                 if log2_index > 40 || log2_size > 40 {
                     return Err(invalid(keys, "implausible dict size"));
                 }
@@ -381,7 +385,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             } else {
                 let size = self
                     .memory
-                    .read_u64(keys + self.off("PyDictKeysObject", "dk_size")?)?;
+                    .read_u64(keys.wrapping_add(self.off("PyDictKeysObject", "dk_size")?))?;
                 let width = match size {
                     0..=0xff => 1,
                     0x100..=0xffff => 2,
@@ -390,7 +394,9 @@ impl<'a, M: Memory> Objects<'a, M> {
                 };
                 (size.saturating_mul(width), false)
             };
-        let entries = keys + self.off("PyDictKeysObject", "dk_indices")? + index_bytes;
+        let entries = keys
+            .wrapping_add(self.off("PyDictKeysObject", "dk_indices")?)
+            .wrapping_add(index_bytes);
         let (entry_size, key_at, value_at) = if unicode {
             (
                 self.size("PyDictUnicodeEntry")?,
@@ -405,13 +411,15 @@ impl<'a, M: Memory> Objects<'a, M> {
             )
         };
         let split_values = if values != 0 {
-            Some(values + self.layout.offset("PyDictValues", "values").unwrap_or(0))
+            Some(values.wrapping_add(self.layout.offset("PyDictValues", "values").unwrap_or(0)))
         } else {
             None
         };
         let mut out = Vec::new();
         for i in 0..nentries.min(MAX_DICT_SLOTS) {
-            let key = self.memory.read_ptr(entries + i * entry_size + key_at)?;
+            let key = self
+                .memory
+                .read_ptr(entries.wrapping_add(i * entry_size + key_at))?;
             let value_slot = match split_values {
                 Some(v) => v + i * 8,
                 None => entries + i * entry_size + value_at,
@@ -476,7 +484,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             // A cell (a closure variable): show what it holds.
             "cell" => self
                 .memory
-                .read_ptr(obj + self.size("PyObject").unwrap_or(16))
+                .read_ptr(obj.wrapping_add(self.size("PyObject").unwrap_or(16)))
                 .map(|v| {
                     if v == 0 {
                         "<empty cell>".to_string()

@@ -94,7 +94,7 @@ fn by_symbols(
 ) -> Option<(u64, Option<u64>, RuntimeStrategy)> {
     if let Some(head_offset) = offsets.interpreters_head {
         let (runtime, strategy) = runtime_address::find(process.core(), process.memory(), module)?;
-        return Some((runtime + head_offset, Some(runtime), strategy));
+        return Some((runtime.wrapping_add(head_offset), Some(runtime), strategy));
     }
     // 2.7 and 3.6: the static `interp_head` in pystate.c.
     let bias = module.load_bias?;
@@ -125,7 +125,7 @@ fn plausible_interpreter(
     if interp == 0 || !interp.is_multiple_of(8) {
         return false;
     }
-    let Ok(mut tstate) = memory.read_ptr(interp + offsets.threads_head) else {
+    let Ok(mut tstate) = memory.read_ptr(interp.wrapping_add(offsets.threads_head)) else {
         return false;
     };
     let mut owns_core_thread = false;
@@ -135,13 +135,17 @@ fn plausible_interpreter(
         if seen > MAX_VALIDATE_THREADS || tstate % 8 != 0 {
             return false;
         }
-        if memory.read_ptr(tstate + offsets.tstate_interp).ok() != Some(interp) {
+        if memory
+            .read_ptr(tstate.wrapping_add(offsets.tstate_interp))
+            .ok()
+            != Some(interp)
+        {
             return false;
         }
         owns_core_thread |= memory
-            .read_u64(tstate + offsets.tstate_thread_id)
+            .read_u64(tstate.wrapping_add(offsets.tstate_thread_id))
             .is_ok_and(|id| pthread_ids.contains(&id));
-        let Ok(next) = memory.read_ptr(tstate + offsets.tstate_next) else {
+        let Ok(next) = memory.read_ptr(tstate.wrapping_add(offsets.tstate_next)) else {
             return false;
         };
         tstate = next;
@@ -199,7 +203,7 @@ fn follow(
             );
         }
         out.push(cur);
-        cur = match memory.read_ptr(cur + offsets.interp_next) {
+        cur = match memory.read_ptr(cur.wrapping_add(offsets.interp_next)) {
             Ok(p) => p,
             Err(e) => return (out, Some(e.to_string())),
         };

@@ -100,9 +100,9 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     let mut threads = Vec::new();
     let mut seen = HashSet::new();
     for &interp in &runtime.interpreters {
-        let id = interp_id.and_then(|o| memory.read_i64(interp + o).ok());
+        let id = interp_id.and_then(|o| memory.read_i64(interp.wrapping_add(o)).ok());
         let mut list = Vec::new();
-        let mut tstate = match memory.read_ptr(interp + threads_head) {
+        let mut tstate = match memory.read_ptr(interp.wrapping_add(threads_head)) {
             Ok(t) => t,
             Err(e) => {
                 diagnostics.push(Diagnostic::error(
@@ -137,7 +137,7 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
                 gil_holder,
                 options.locals,
             ));
-            tstate = match memory.read_ptr(tstate + next) {
+            tstate = match memory.read_ptr(tstate.wrapping_add(next)) {
                 Ok(t) => t,
                 Err(e) => {
                     diagnostics.push(Diagnostic::error(
@@ -196,11 +196,11 @@ fn read_thread<M: Memory>(
     let memory = objects.memory;
     let thread_id = layout
         .offset("PyThreadState", "thread_id")
-        .and_then(|o| memory.read_u64(tstate + o).ok())
+        .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok())
         .unwrap_or(0);
     let native_thread_id = layout
         .offset("PyThreadState", "native_thread_id")
-        .and_then(|o| memory.read_u64(tstate + o).ok());
+        .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok());
     // The LWP is the surest match (3.11+); before that, pthread_t equals fs_base.
     let lwp = process
         .threads()
@@ -233,14 +233,23 @@ fn read_thread<M: Memory>(
 fn read_field(memory: &impl Memory, base: u64, field: &crate::layout::FieldLayout) -> Option<u64> {
     match (field.bit_offset, field.bit_size) {
         (Some(bit), Some(width)) if width < 64 => {
-            let word = memory.read_u64(base + bit / 64 * 8).ok()?;
+            let word = memory.read_u64(base.wrapping_add(bit / 64 * 8)).ok()?;
             Some((word >> (bit % 64)) & ((1u64 << width) - 1))
         }
         _ => match field.size {
-            1 => memory.read_u8(base + field.offset).ok().map(u64::from),
-            2 => memory.read_u16(base + field.offset).ok().map(u64::from),
-            4 => memory.read_u32(base + field.offset).ok().map(u64::from),
-            _ => memory.read_u64(base + field.offset).ok(),
+            1 => memory
+                .read_u8(base.wrapping_add(field.offset))
+                .ok()
+                .map(u64::from),
+            2 => memory
+                .read_u16(base.wrapping_add(field.offset))
+                .ok()
+                .map(u64::from),
+            4 => memory
+                .read_u32(base.wrapping_add(field.offset))
+                .ok()
+                .map(u64::from),
+            _ => memory.read_u64(base.wrapping_add(field.offset)).ok(),
         },
     }
 }
@@ -263,7 +272,10 @@ fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> 
     let rt = runtime.runtime?;
     // 3.7–3.11: the runtime's current thread state, else the GIL's last holder while locked.
     if let Some(off) = layout.offset("_PyRuntimeState", "tstate_current")
-        && let Some(t) = memory.read_ptr(rt + off).ok().filter(|&t| t != 0)
+        && let Some(t) = memory
+            .read_ptr(rt.wrapping_add(off))
+            .ok()
+            .filter(|&t| t != 0)
     {
         return Some(t);
     }
@@ -276,7 +288,7 @@ fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> 
             // 3.12+: the interpreter's GIL, through `ceval.gil`.
             let interp = *runtime.interpreters.last()?;
             let gil = memory
-                .read_ptr(interp + layout.offset("PyInterpreterState", "ceval_gil")?)
+                .read_ptr(interp.wrapping_add(layout.offset("PyInterpreterState", "ceval_gil")?))
                 .ok()?;
             (
                 gil + layout.offset("GilRuntimeState", "last_holder")?,

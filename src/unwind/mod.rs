@@ -245,7 +245,7 @@ fn frame_pointer_step(memory: &impl Memory, regs: &[Option<u64>; 17]) -> Option<
     }
     let mut next = *regs;
     next[RBP] = Some(memory.read_u64(rbp).ok()?);
-    next[RA] = Some(memory.read_u64(rbp + 8).ok()?);
+    next[RA] = Some(memory.read_u64(rbp.wrapping_add(8)).ok()?);
     next[RSP] = Some(rbp + 16);
     Some(next)
 }
