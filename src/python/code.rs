@@ -94,11 +94,12 @@ pub fn lnotab(table: &[u8], first_line: i64, lasti: i64, signed: bool) -> i64 {
         if addr > lasti {
             break;
         }
-        line += if signed {
+        // The first line comes from the core: a damaged one must not overflow.
+        line = line.wrapping_add(if signed {
             i64::from(pair[1] as i8)
         } else {
             i64::from(pair[1])
-        };
+        });
     }
     line
 }
@@ -113,7 +114,7 @@ fn linetable_310(table: &[u8], first_line: i64, byte_offset: i64) -> Option<i64>
         let range_line = if delta == -128 {
             None
         } else {
-            line += i64::from(delta);
+            line = line.wrapping_add(i64::from(delta));
             Some(line)
         };
         if start <= byte_offset && byte_offset < end {
@@ -162,16 +163,16 @@ fn locations_311(table: &[u8], first_line: i64, unit: i64) -> Option<i64> {
                 true
             }
             10..=12 => {
-                line += i64::from(code) - 10;
+                line = line.wrapping_add(i64::from(code) - 10);
                 pos += 2;
                 true
             }
             13 => {
-                line += svarint(table, &mut pos)?;
+                line = line.wrapping_add(svarint(table, &mut pos)?);
                 true
             }
             14 => {
-                line += svarint(table, &mut pos)?;
+                line = line.wrapping_add(svarint(table, &mut pos)?);
                 varint(table, &mut pos)?;
                 varint(table, &mut pos)?;
                 varint(table, &mut pos)?;

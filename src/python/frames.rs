@@ -251,7 +251,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .mem()
                 .read_ptr(frame.wrapping_add(instr_at))
                 .map_err(err)?;
-            let unit = (instr.wrapping_sub(code + code_base) as i64) / 2;
+            let unit = (instr.wrapping_sub(code.wrapping_add(code_base)) as i64) / 2;
             if let Some(ft) = first_traceable {
                 let first = i64::from(self.mem().read_i32(code.wrapping_add(ft)).map_err(err)?);
                 if owner != OWNER_GENERATOR && unit < first {
