@@ -112,9 +112,9 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                 .iter()
                 .map(|&i| SlotArrays {
                     interpreter: Some(i),
-                    heads: i + heads,
+                    heads: i.wrapping_add(heads),
                     head_stride: 8,
-                    counters: i + counters,
+                    counters: i.wrapping_add(counters),
                     counter_size: 4,
                     counter_stride: 4,
                 })
@@ -137,9 +137,9 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                 .iter()
                 .map(|&i| SlotArrays {
                     interpreter: Some(i),
-                    heads: i + base + head,
+                    heads: i.wrapping_add(base + head),
                     head_stride: stride,
-                    counters: i + base + size,
+                    counters: i.wrapping_add(base + size),
                     counter_size: 8,
                     counter_stride: stride,
                 })

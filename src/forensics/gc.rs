@@ -141,7 +141,7 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
             Some(off) => heap
                 .interpreters
                 .iter()
-                .map(|&i| (Some(i), i + off))
+                .map(|&i| (Some(i), i.wrapping_add(off)))
                 .collect(),
             None => Vec::new(),
         },
