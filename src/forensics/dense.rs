@@ -2,6 +2,8 @@
 //! addressed by arithmetic instead of hashing, so that heaps of millions of
 //! objects are counted and marked in flat arrays.
 
+use std::cell::Cell;
+
 use crate::core::CoreFile;
 
 /// Slots above this count make the dense tables fall back to nothing (the
@@ -11,29 +13,44 @@ const MAX_SLOTS: u64 = 1 << 31;
 /// Maps addresses in the core's dumped writable segments to slot numbers.
 #[derive(Debug, Clone)]
 pub struct AddressIndex {
-    // (first address, end address, first slot), sorted by address.
-    ranges: Vec<(u64, u64, u64)>,
+    // Sorted by address; kept apart so that the search touches only `starts`.
+    starts: Vec<u64>,
+    ends: Vec<u64>,
+    first_slots: Vec<u64>,
     slots: u64,
+    // (start, end, first slot) of the last range found: consecutive
+    // lookups often fall in one arena.
+    last: Cell<(u64, u64, u64)>,
 }
 
 impl AddressIndex {
-    /// An index over every dumped writable segment; `None` when too large.
+    /// An index over every dumped writable segment; `None` when too large or empty.
     pub fn new(core: &CoreFile) -> Option<AddressIndex> {
-        let mut ranges = Vec::new();
+        let (mut starts, mut ends, mut first_slots) = (Vec::new(), Vec::new(), Vec::new());
         let mut slots = 0u64;
         for s in core
             .segments()
             .iter()
             .filter(|s| s.perms.write && s.available > 0)
         {
-            let end = s.vaddr.saturating_add(s.available);
-            ranges.push((s.vaddr, end, slots));
+            starts.push(s.vaddr);
+            ends.push(s.vaddr.saturating_add(s.available));
+            first_slots.push(slots);
             slots += s.available.div_ceil(8);
             if slots > MAX_SLOTS {
                 return None;
             }
         }
-        Some(AddressIndex { ranges, slots })
+        if starts.is_empty() {
+            return None;
+        }
+        Some(AddressIndex {
+            starts,
+            ends,
+            first_slots,
+            slots,
+            last: Cell::new((0, 0, 0)),
+        })
     }
 
     /// Number of slots.
@@ -47,85 +64,180 @@ impl AddressIndex {
     }
 
     /// The slot of an 8-aligned address in a dumped writable segment.
+    #[inline]
     pub fn slot(&self, addr: u64) -> Option<usize> {
         if !addr.is_multiple_of(8) {
             return None;
         }
-        let i = self
-            .ranges
-            .partition_point(|r| r.0 <= addr)
-            .checked_sub(1)?;
-        let (start, end, first) = self.ranges[i];
-        (addr < end).then(|| (first + (addr - start) / 8) as usize)
+        let (start, end, first) = self.last.get();
+        if addr >= start && addr < end {
+            return Some((first + (addr - start) / 8) as usize);
+        }
+        self.slot_searched(addr)
+    }
+
+    #[inline(never)]
+    fn slot_searched(&self, addr: u64) -> Option<usize> {
+        let i = self.range_of(addr);
+        let (start, end, first) = (self.starts[i], self.ends[i], self.first_slots[i]);
+        if addr < start || addr >= end {
+            return None;
+        }
+        self.last.set((start, end, first));
+        Some((first + (addr - start) / 8) as usize)
+    }
+
+    /// The last range starting at or below `addr` (or 0): a branch-free
+    /// binary search, since the branch on a random heap pointer mispredicts.
+    fn range_of(&self, addr: u64) -> usize {
+        let mut base = 0;
+        let mut len = self.starts.len();
+        while len > 1 {
+            let half = len / 2;
+            base = if self.starts[base + half] <= addr {
+                base + half
+            } else {
+                base
+            };
+            len -= half;
+        }
+        base
     }
 
     /// The address of a slot.
     pub fn address(&self, slot: usize) -> Option<u64> {
         let slot = slot as u64;
         let i = self
-            .ranges
-            .partition_point(|r| r.2 <= slot)
+            .first_slots
+            .partition_point(|&f| f <= slot)
             .checked_sub(1)?;
-        let (start, _, first) = self.ranges[i];
-        Some(start + (slot - first) * 8)
+        Some(self.starts[i] + (slot - self.first_slots[i]) * 8)
+    }
+}
+
+/// Zeroed bytes for a dense table. Large tables come from an anonymous map
+/// with huge pages asked for: a 20 MB table then costs ten page faults, not
+/// ten thousand (each one twice, since the first touch is a read).
+enum ZeroedBytes {
+    Mapped(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl ZeroedBytes {
+    fn new(len: usize) -> ZeroedBytes {
+        const HUGE: usize = 2 << 20;
+        if len >= HUGE
+            && let Ok(map) = memmap2::MmapMut::map_anon(len)
+        {
+            // Only a hint: without it the map is still zeroed memory.
+            let _ = map.advise(memmap2::Advice::HugePage);
+            return ZeroedBytes::Mapped(map);
+        }
+        ZeroedBytes::Heap(vec![0; len])
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            ZeroedBytes::Mapped(m) => m,
+            ZeroedBytes::Heap(v) => v,
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            ZeroedBytes::Mapped(m) => m,
+            ZeroedBytes::Heap(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for ZeroedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZeroedBytes({} bytes)", self.bytes().len())
     }
 }
 
 /// One bit per slot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Bits {
-    words: Vec<u64>,
+    bytes: ZeroedBytes,
 }
 
 impl Bits {
     /// All clear, for `len` slots.
     pub fn new(len: usize) -> Bits {
         Bits {
-            words: vec![0; len.div_ceil(64)],
+            bytes: ZeroedBytes::new(len.div_ceil(8)),
         }
     }
 
+    /// Whether a slot is set.
+    #[inline]
+    pub fn get(&self, slot: usize) -> bool {
+        self.bytes
+            .bytes()
+            .get(slot / 8)
+            .is_some_and(|b| b & (1 << (slot % 8)) != 0)
+    }
+
     /// Set a slot; return whether it was already set.
+    #[inline]
     pub fn test_and_set(&mut self, slot: usize) -> bool {
-        let (w, b) = (slot / 64, slot % 64);
-        let was = self.words[w] & (1 << b) != 0;
-        self.words[w] |= 1 << b;
+        let byte = &mut self.bytes.bytes_mut()[slot / 8];
+        let bit = 1 << (slot % 8);
+        let was = *byte & bit != 0;
+        *byte |= bit;
         was
     }
 }
 
 /// A saturating byte counter per slot.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Counts {
-    counts: Vec<u8>,
+    counts: ZeroedBytes,
 }
 
 impl Counts {
     /// All zero, for `len` slots.
     pub fn new(len: usize) -> Counts {
         Counts {
-            counts: vec![0; len],
+            counts: ZeroedBytes::new(len),
         }
     }
 
     /// Add one (saturating at 255, which then means "at least 255").
+    #[inline]
     pub fn add(&mut self, slot: usize) {
-        let c = &mut self.counts[slot];
+        let c = &mut self.counts.bytes_mut()[slot];
         *c = c.saturating_add(1);
     }
 
     /// The count of a slot.
     pub fn get(&self, slot: usize) -> u8 {
-        self.counts.get(slot).copied().unwrap_or(0)
+        self.counts.bytes().get(slot).copied().unwrap_or(0)
     }
 
-    /// Every slot counted at least `min` times, with its count.
+    /// Every slot counted at least `min` times, with its count. Eight
+    /// counts are tested at once: nearly every word of a heap has none.
     pub fn at_least(&self, min: u8) -> impl Iterator<Item = (usize, u8)> + '_ {
-        self.counts
+        let (words, tail) = self.counts.bytes().as_chunks::<8>();
+        let tail_start = words.len() * 8;
+        words
             .iter()
             .enumerate()
-            .filter(move |(_, c)| **c >= min)
-            .map(|(i, c)| (i, *c))
+            .filter(move |(_, w)| w.iter().any(|&c| c >= min))
+            .flat_map(move |(i, w)| {
+                w.iter()
+                    .enumerate()
+                    .filter(move |(_, c)| **c >= min)
+                    .map(move |(j, c)| (i * 8 + j, *c))
+            })
+            .chain(
+                tail.iter()
+                    .enumerate()
+                    .filter(move |(_, c)| **c >= min)
+                    .map(move |(j, c)| (tail_start + j, *c)),
+            )
     }
 }
 

@@ -8,7 +8,7 @@ use super::dense::{AddressIndex, Bits};
 
 use serde::Serialize;
 
-use super::heap::{Heap, TPFLAGS_HAVE_GC};
+use super::heap::{Heap, Node, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
 use crate::error::{Diagnostic, Severity};
 use crate::layout::facts::GcListLocation;
@@ -285,7 +285,8 @@ pub fn walk(
                 out.watched.push((obj, out.generations.len()));
             }
             summary.walked += 1;
-            match heap.gc_prev(node) {
+            let words = heap.node(node);
+            match words.prev {
                 Some(p) if p == prev => {}
                 p => {
                     let f = Finding::new(
@@ -308,11 +309,13 @@ pub fn walk(
                     raise(&mut summary, f);
                 }
             }
-            if let Some(ty) = check_object(heap, obj, &name, &mut |f| raise(&mut summary, f)) {
+            if let Some(ty) =
+                check_object(heap, obj, &words, &name, &mut |f| raise(&mut summary, f))
+            {
                 visit(obj, ty);
             }
             prev = node;
-            node = heap.gc_next(node).unwrap_or(0);
+            node = words.next.unwrap_or(0);
         }
         if summary.complete && heap.gc_prev(head) != Some(prev) {
             let f = Finding::new(
@@ -340,10 +343,11 @@ pub fn walk(
 fn check_object(
     heap: &Heap,
     obj: u64,
+    words: &Node,
     generation: &str,
     raise: &mut dyn FnMut(Finding),
 ) -> Option<u64> {
-    if let Some((rc, immortal)) = heap.refcount(obj)
+    if let Some((rc, immortal)) = words.refcount
         && !immortal
         && rc <= 0
     {
@@ -363,7 +367,7 @@ fn check_object(
             .with("refcount", rc),
         );
     }
-    let Ok(ty) = heap.objects.type_of(obj) else {
+    let Some(ty) = words.ty else {
         raise(Finding::new(
             FindingKind::GcObjectNotGcType,
             Severity::Error,

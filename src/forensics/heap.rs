@@ -1,10 +1,10 @@
 //! The heap as the checks see it: object headers, GC headers and types.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::layout::Layout;
 use crate::layout::facts::{Facts, GcHeadEncoding, Immortality};
-use crate::memory::{MemoryExt, ProcessMemory};
+use crate::memory::{Memory, MemoryExt, ProcessMemory};
 use crate::modules::Module;
 use crate::process::Process;
 use crate::python::PythonState;
@@ -34,10 +34,26 @@ pub struct Heap<'p> {
     /// `_PyRuntime`, 3.7+.
     pub runtime: Option<u64>,
     type_flags: RefCell<rustc_hash::FxHashMap<u64, Option<u64>>>,
+    last_type_flags: Cell<(u64, Option<u64>)>,
     gc_next_at: Option<u64>,
     gc_prev_at: Option<u64>,
     gc_refs_at: Option<u64>,
     tp_flags_at: Option<u64>,
+    // (ob_refcnt, ob_type) offsets.
+    object_head: Option<(u64, u64)>,
+}
+
+/// What the walks read of each tracked object; `None` where unreadable.
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    /// The next GC header (flag bits masked).
+    pub next: Option<u64>,
+    /// The previous GC header (flag bits masked).
+    pub prev: Option<u64>,
+    /// The refcount word, and whether it marks an immortal object.
+    pub refcount: Option<(i64, bool)>,
+    /// `ob_type`.
+    pub ty: Option<u64>,
 }
 
 /// The GC state of an object's header.
@@ -52,6 +68,16 @@ pub enum GcState {
 impl<'p> Heap<'p> {
     /// The heap of `process`, read with the layout in `state`.
     pub fn new(process: &'p Process, state: &'p PythonState) -> Heap<'p> {
+        Heap::with_memory(process, state, process.memory())
+    }
+
+    /// The heap of `process`, read through `memory` (a view of its memory
+    /// with its own cursor, for another thread).
+    pub fn with_memory(
+        process: &'p Process,
+        state: &'p PythonState,
+        memory: &'p ProcessMemory,
+    ) -> Heap<'p> {
         let layout = &state.layout.layout;
         let version = process
             .python()
@@ -67,10 +93,10 @@ impl<'p> Heap<'p> {
                     .is_some_and(|p| p.module == m.recorded_path)
             })
             .map(|m| &**m);
-        let objects = Objects::new(process.memory(), layout, version, 4);
+        let objects = Objects::new(memory, layout, version, 4);
         let tuple_type = module.and_then(|m| m.symbol_address("PyTuple_Type", None));
         Heap {
-            memory: process.memory(),
+            memory,
             layout,
             facts: &layout.facts,
             objects,
@@ -80,10 +106,14 @@ impl<'p> Heap<'p> {
             interpreters: state.runtime.interpreters.clone(),
             runtime: state.runtime.runtime,
             type_flags: RefCell::default(),
+            last_type_flags: Cell::new((0, None)),
             gc_next_at: layout.offset("PyGC_Head", "gc_next"),
             gc_prev_at: layout.offset("PyGC_Head", "gc_prev"),
             gc_refs_at: layout.offset("PyGC_Head", "gc_refs"),
             tp_flags_at: layout.offset("PyTypeObject", "tp_flags"),
+            object_head: layout
+                .offset("PyObject", "ob_refcnt")
+                .zip(layout.offset("PyObject", "ob_type")),
         }
     }
 
@@ -108,6 +138,41 @@ impl<'p> Heap<'p> {
             .read_ptr(node.wrapping_add(off))
             .ok()
             .map(|w| self.mask(w))
+    }
+
+    /// The GC links, refcount and type of the object behind GC header
+    /// `node`, in one look at the core when it holds them in one piece.
+    pub fn node(&self, node: u64) -> Node {
+        let obj = node.wrapping_add(self.gc_head_size);
+        if let Some(fast) = self.node_in_one_piece(node) {
+            return fast;
+        }
+        Node {
+            next: self.gc_next(node),
+            prev: self.gc_prev(node),
+            refcount: self.refcount(obj),
+            ty: self.objects.type_of(obj).ok(),
+        }
+    }
+
+    fn node_in_one_piece(&self, node: u64) -> Option<Node> {
+        let (next_at, prev_at) = (self.gc_next_at?, self.gc_prev_at?);
+        let (rc_at, ty_at) = self.object_head?;
+        let rc_at = self.gc_head_size + rc_at;
+        let ty_at = self.gc_head_size + ty_at;
+        let len = next_at.max(prev_at).max(rc_at).max(ty_at) + 8;
+        let bytes = self.memory.slice_at(node, len as usize)?;
+        let word = |at: u64| {
+            let at = at as usize;
+            u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
+        };
+        let rc = word(rc_at) as i64;
+        Some(Node {
+            next: Some(self.mask(word(next_at))),
+            prev: Some(self.mask(word(prev_at))),
+            refcount: Some((rc, self.is_immortal(rc))),
+            ty: Some(word(ty_at)),
+        })
     }
 
     /// The previous GC header before `node`.
@@ -164,20 +229,29 @@ impl<'p> Heap<'p> {
     /// The refcount word, and whether it marks an immortal object.
     pub fn refcount(&self, obj: u64) -> Option<(i64, bool)> {
         let rc = self.objects.refcount(obj).ok()?;
-        let immortal = self.facts.immortality == Immortality::Low32Bit31
-            && (rc as u64 as u32) & 0x8000_0000 != 0;
-        Some((rc, immortal))
+        Some((rc, self.is_immortal(rc)))
+    }
+
+    fn is_immortal(&self, rc: i64) -> bool {
+        self.facts.immortality == Immortality::Low32Bit31 && (rc as u64 as u32) & 0x8000_0000 != 0
     }
 
     /// `tp_flags` of a type, cached.
     pub fn type_flags(&self, ty: u64) -> Option<u64> {
-        if let Some(f) = self.type_flags.borrow().get(&ty) {
-            return *f;
+        // Neighbours in a GC list are often of one type.
+        let (last_ty, last_flags) = self.last_type_flags.get();
+        if last_ty == ty && ty != 0 {
+            return last_flags;
         }
-        let flags = self
-            .tp_flags_at
-            .and_then(|o| self.memory.read_u64(ty.wrapping_add(o)).ok());
-        self.type_flags.borrow_mut().insert(ty, flags);
+        let cached = self.type_flags.borrow().get(&ty).copied();
+        let flags = cached.unwrap_or_else(|| {
+            let flags = self
+                .tp_flags_at
+                .and_then(|o| self.memory.read_u64(ty.wrapping_add(o)).ok());
+            self.type_flags.borrow_mut().insert(ty, flags);
+            flags
+        });
+        self.last_type_flags.set((ty, flags));
         flags
     }
 

@@ -133,16 +133,15 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    let mut collector = referrers::Collector::new(&heap, &free.members);
-    let gc_walk = gc::walk(
+    let (gc_walk, mut refs) = walk_and_count(
+        process,
+        state,
         &heap,
-        &free.members,
+        &free,
         &mut findings,
         &mut diagnostics,
-        &mut |obj, ty| collector.object(&heap, obj, ty),
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    let mut refs = collector.finish(&heap, state);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     findings.sort_by(|a, b| {
         b.severity
@@ -159,6 +158,80 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         verdict,
         diagnostics,
     }
+}
+
+/// Objects handed from the GC walk to the reference counter at a time.
+const BATCH: usize = 4096;
+
+/// Walk the GC lists and count every owned reference the walked objects and
+/// the frames hold. The walk chases pointers and the counting reads
+/// containers: on two threads they overlap, the walk feeding the counter in
+/// batches. Without a second thread both run on this one.
+fn walk_and_count(
+    process: &Process,
+    state: &PythonState,
+    heap: &heap::Heap,
+    free: &freelists::FreeLists,
+    findings: &mut Vec<Finding>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (gc::GcWalk, referrers::References) {
+    let wanted = &free.members;
+    std::thread::scope(|scope| {
+        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u64, referrers::Shape)>>(16);
+        let counter = std::thread::Builder::new()
+            .name("pymortem-count".into())
+            .spawn_scoped(scope, move || {
+                let memory = process.memory().with_own_cursor();
+                let heap = heap::Heap::with_memory(process, state, &memory);
+                let mut collector = referrers::Collector::new(&heap, wanted);
+                for batch in received {
+                    for (obj, shape) in batch {
+                        collector.container(&heap, obj, shape);
+                    }
+                }
+                collector.finish(&heap, state)
+            });
+        let Ok(counter) = counter else {
+            let mut collector = referrers::Collector::new(heap, wanted);
+            let gc_walk = gc::walk(heap, wanted, findings, diagnostics, &mut |obj, ty| {
+                collector.object(heap, obj, ty)
+            });
+            return (gc_walk, collector.finish(heap, state));
+        };
+        // Only containers go to the counter, with their shape found here.
+        let mut shapes = referrers::Shapes::default();
+        let mut batch = Vec::with_capacity(BATCH);
+        let gc_walk = gc::walk(heap, wanted, findings, diagnostics, &mut |obj, ty| {
+            let shape = shapes.shape(heap, ty);
+            if shape == referrers::Shape::Other {
+                return;
+            }
+            batch.push((obj, shape));
+            if batch.len() == BATCH {
+                // A counter that is gone has panicked; join reports it below.
+                let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+            }
+        });
+        let _ = batches.send(batch);
+        drop(batches);
+        let refs = match counter.join() {
+            Ok(refs) => refs,
+            Err(_) => {
+                diagnostics.push(Diagnostic::error(
+                    "forensics",
+                    "the reference counter failed; counting again on one thread",
+                ));
+                let mut collector = referrers::Collector::new(heap, wanted);
+                for &obj in &gc_walk.objects {
+                    if let Ok(ty) = heap.objects.type_of(obj) {
+                        collector.object(heap, obj, ty);
+                    }
+                }
+                collector.finish(heap, state)
+            }
+        };
+        (gc_walk, refs)
+    })
 }
 
 /// Everything pymortem can tell about one object.

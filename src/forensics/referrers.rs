@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::dense::{AddressIndex, Counts};
+use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::heap::Heap;
@@ -53,37 +53,49 @@ pub struct References {
 }
 
 /// Owned references counted per object: a byte per 8 bytes of writable
-/// memory when that fits, a hash map otherwise.
+/// memory when that fits, a hash map otherwise. The dense form also marks
+/// the wanted objects, so that one slot lookup serves both questions.
 enum Counter {
-    Dense(AddressIndex, Counts),
+    Dense(AddressIndex, Counts, Bits),
     Sparse(FxHashMap<u64, u32>),
 }
 
 impl Counter {
-    fn new(heap: &Heap) -> Counter {
+    fn new(heap: &Heap, wanted: &FxHashSet<u64>) -> Counter {
         match AddressIndex::new(heap.memory.core()) {
             Some(index) => {
                 let counts = Counts::new(index.len());
-                Counter::Dense(index, counts)
+                let mut marks = Bits::new(index.len());
+                for slot in wanted.iter().filter_map(|&w| index.slot(w)) {
+                    marks.test_and_set(slot);
+                }
+                Counter::Dense(index, counts, marks)
             }
             None => Counter::Sparse(FxHashMap::default()),
         }
     }
 
-    fn add(&mut self, addr: u64) {
+    /// Count one reference to `addr`; return whether `addr` is wanted.
+    #[inline(always)]
+    fn add(&mut self, addr: u64, wanted: &FxHashSet<u64>) -> bool {
         match self {
-            Counter::Dense(index, counts) => {
-                if let Some(slot) = index.slot(addr) {
+            Counter::Dense(index, counts, marks) => match index.slot(addr) {
+                Some(slot) => {
                     counts.add(slot);
+                    marks.get(slot)
                 }
+                None => wanted.contains(&addr),
+            },
+            Counter::Sparse(map) => {
+                *map.entry(addr).or_default() += 1;
+                wanted.contains(&addr)
             }
-            Counter::Sparse(map) => *map.entry(addr).or_default() += 1,
         }
     }
 
     fn get(&self, addr: u64) -> u32 {
         match self {
-            Counter::Dense(index, counts) => {
+            Counter::Dense(index, counts, _) => {
                 index.slot(addr).map_or(0, |s| u32::from(counts.get(s)))
             }
             Counter::Sparse(map) => map.get(&addr).copied().unwrap_or(0),
@@ -94,7 +106,7 @@ impl Counter {
     /// least 255" and is left out: it cannot be compared with a refcount.
     fn at_least(&self, min: u32) -> Vec<(u64, u32)> {
         match self {
-            Counter::Dense(index, counts) => counts
+            Counter::Dense(index, counts, _) => counts
                 .at_least(min.min(255) as u8)
                 .filter(|&(_, c)| c < 255)
                 .filter_map(|(slot, c)| Some((index.address(slot)?, u32::from(c))))
@@ -108,20 +120,54 @@ impl Counter {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Shape {
+/// What [`Enumerator`] reads of an object: the containers whose references it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A tuple: its items.
     Tuple,
+    /// A list: its items.
     List,
+    /// A dict: its values.
     Dict,
+    /// Anything else: not read.
     Other,
+}
+
+/// The [`Shape`] of each type, looked up by name once per type.
+#[derive(Default)]
+pub struct Shapes {
+    shapes: FxHashMap<u64, Shape>,
+    // Neighbours in a GC list are often of one type.
+    last: Option<(u64, Shape)>,
+}
+
+impl Shapes {
+    /// The shape of objects of type `ty`.
+    pub fn shape(&mut self, heap: &Heap, ty: u64) -> Shape {
+        if let Some((last, shape)) = self.last
+            && last == ty
+        {
+            return shape;
+        }
+        let shape = *self.shapes.entry(ty).or_insert_with(|| {
+            match heap.objects.type_name_of_type(ty).as_deref() {
+                Ok("tuple") => Shape::Tuple,
+                Ok("list") => Shape::List,
+                Ok("dict") => Shape::Dict,
+                _ => Shape::Other,
+            }
+        });
+        self.last = Some((ty, shape));
+        shape
+    }
 }
 
 /// Enumerates the owned references a tracked object holds: tuple and list
 /// items, dict values (only: a split dict's keys belong to its shared keys
-/// object). Driven object by object, by the GC walk while the object is
-/// still in the cache, or by a pass over the walked objects.
+/// object). Driven object by object, by the GC walk, or by a pass over the
+/// walked objects.
 pub struct Enumerator {
-    shapes: FxHashMap<u64, Shape>,
+    shapes: Shapes,
     tuple_items: Option<u64>,
     list_items: Option<u64>,
     buf: Vec<u8>,
@@ -131,22 +177,26 @@ impl Enumerator {
     /// An enumerator for `heap`'s layout.
     pub fn new(heap: &Heap) -> Enumerator {
         Enumerator {
-            shapes: FxHashMap::default(),
+            shapes: Shapes::default(),
             tuple_items: heap.off("PyTupleObject", "ob_item"),
             list_items: heap.off("PyListObject", "ob_item"),
             buf: Vec::new(),
         }
     }
 
-    fn object(&mut self, heap: &Heap, obj: u64, ty: u64, visit: &mut dyn FnMut(Slot)) {
-        let shape = *self.shapes.entry(ty).or_insert_with(|| {
-            match heap.objects.type_name_of_type(ty).as_deref() {
-                Ok("tuple") => Shape::Tuple,
-                Ok("list") => Shape::List,
-                Ok("dict") => Shape::Dict,
-                _ => Shape::Other,
-            }
-        });
+    fn object<F: FnMut(Slot) + ?Sized>(&mut self, heap: &Heap, obj: u64, ty: u64, visit: &mut F) {
+        let shape = self.shapes.shape(heap, ty);
+        self.container(heap, obj, shape, visit);
+    }
+
+    // Generic so that the per-reference callback inlines: it runs millions of times.
+    fn container<F: FnMut(Slot) + ?Sized>(
+        &mut self,
+        heap: &Heap,
+        obj: u64,
+        shape: Shape,
+        visit: &mut F,
+    ) {
         match shape {
             Shape::Tuple => {
                 let (Some(items), Ok(n)) = (self.tuple_items, heap.objects.var_size(obj)) else {
@@ -180,17 +230,20 @@ impl Enumerator {
                 );
             }
             Shape::Dict => {
-                if let Ok((entries, _)) = heap.objects.dict_entries(obj, MAX_ITEMS as usize) {
-                    for (i, e) in entries.iter().enumerate() {
+                let mut index = 0;
+                // A dict that fails part-way keeps the entries read before.
+                let _ = heap
+                    .objects
+                    .for_each_dict_entry(obj, MAX_ITEMS as usize, &mut |e| {
                         visit(Slot {
                             at: e.value_at,
                             target: e.value,
                             container: obj,
-                            index: i as u64,
+                            index,
                             kind: ContainerKind::DictValue,
                         });
-                    }
-                }
+                        index += 1;
+                    });
             }
             Shape::Other => {}
         }
@@ -229,15 +282,15 @@ impl<'w> Collector<'w> {
     pub fn new(heap: &Heap, wanted: &'w FxHashSet<u64>) -> Collector<'w> {
         Collector {
             enumerator: Enumerator::new(heap),
-            counts: Counter::new(heap),
+            counts: Counter::new(heap, wanted),
             slots: Vec::new(),
             wanted,
         }
     }
 
+    #[inline]
     fn take(counts: &mut Counter, slots: &mut Vec<Slot>, wanted: &FxHashSet<u64>, slot: Slot) {
-        counts.add(slot.target);
-        if wanted.contains(&slot.target) {
+        if counts.add(slot.target, wanted) {
             slots.push(slot);
         }
     }
@@ -246,6 +299,14 @@ impl<'w> Collector<'w> {
     pub fn object(&mut self, heap: &Heap, obj: u64, ty: u64) {
         let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
         self.enumerator.object(heap, obj, ty, &mut |slot| {
+            Self::take(counts, slots, wanted, slot)
+        });
+    }
+
+    /// One tracked object whose shape the caller already knows.
+    pub fn container(&mut self, heap: &Heap, obj: u64, shape: Shape) {
+        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
+        self.enumerator.container(heap, obj, shape, &mut |slot| {
             Self::take(counts, slots, wanted, slot)
         });
     }
@@ -336,25 +397,31 @@ impl References {
     }
 }
 
-fn visit_array(
+fn visit_array<F: FnMut(Slot) + ?Sized>(
     heap: &Heap,
     buf: &mut Vec<u8>,
     container: u64,
     array: u64,
     n: i64,
     kind: ContainerKind,
-    visit: &mut dyn FnMut(Slot),
+    visit: &mut F,
 ) {
-    let n = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS) as usize;
-    buf.resize(n * 8, 0);
-    if heap.memory.read_exact_at(array, buf).is_err() {
-        return;
-    }
-    for (i, word) in buf.chunks_exact(8).enumerate() {
-        let target = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+    let len = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS) as usize * 8;
+    let words = match heap.memory.slice_at(array, len) {
+        Some(words) => words,
+        None => {
+            buf.resize(len, 0);
+            if heap.memory.read_exact_at(array, buf).is_err() {
+                return;
+            }
+            &buf[..]
+        }
+    };
+    for (i, word) in words.as_chunks::<8>().0.iter().enumerate() {
+        let target = u64::from_le_bytes(*word);
         if target != 0 {
             visit(Slot {
-                at: array + i as u64 * 8,
+                at: array.wrapping_add(i as u64 * 8),
                 target,
                 container,
                 index: i as u64,

@@ -14,21 +14,40 @@ use crate::error::{ReadError, ReadFailure};
 pub trait Memory {
     /// Fill `buf` with the bytes at `addr`, or fail without a partial result.
     fn read_exact_at(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError>;
+
+    /// The `len` bytes at `addr` without copying, when the memory holds them
+    /// contiguously; `None` says only "no fast path": callers then read.
+    /// Heap walks use it to look at millions of objects without a copy each.
+    fn slice_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let _ = (addr, len);
+        None
+    }
 }
 
 impl<M: Memory + ?Sized> Memory for &M {
     fn read_exact_at(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         (**self).read_exact_at(addr, buf)
     }
+
+    fn slice_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        (**self).slice_at(addr, len)
+    }
 }
 
 /// Typed reads on top of [`Memory`]. Pointers are 8 bytes (x86-64).
 pub trait MemoryExt: Memory {
+    /// Read `N` bytes: without a copy through a buffer when the memory has them at hand.
+    fn read_array<const N: usize>(&self, addr: u64) -> Result<[u8; N], ReadError> {
+        if let Some(bytes) = self.slice_at(addr, N).and_then(|s| s.try_into().ok()) {
+            return Ok(bytes);
+        }
+        let mut b = [0u8; N];
+        self.read_exact_at(addr, &mut b)?;
+        Ok(b)
+    }
     /// Read a little-endian `u64`.
     fn read_u64(&self, addr: u64) -> Result<u64, ReadError> {
-        let mut b = [0u8; 8];
-        self.read_exact_at(addr, &mut b)?;
-        Ok(u64::from_le_bytes(b))
+        self.read_array(addr).map(u64::from_le_bytes)
     }
     /// Read a little-endian `i64`.
     fn read_i64(&self, addr: u64) -> Result<i64, ReadError> {
@@ -36,9 +55,7 @@ pub trait MemoryExt: Memory {
     }
     /// Read a little-endian `u32`.
     fn read_u32(&self, addr: u64) -> Result<u32, ReadError> {
-        let mut b = [0u8; 4];
-        self.read_exact_at(addr, &mut b)?;
-        Ok(u32::from_le_bytes(b))
+        self.read_array(addr).map(u32::from_le_bytes)
     }
     /// Read a little-endian `i32`.
     fn read_i32(&self, addr: u64) -> Result<i32, ReadError> {
@@ -46,15 +63,11 @@ pub trait MemoryExt: Memory {
     }
     /// Read a little-endian `u16`.
     fn read_u16(&self, addr: u64) -> Result<u16, ReadError> {
-        let mut b = [0u8; 2];
-        self.read_exact_at(addr, &mut b)?;
-        Ok(u16::from_le_bytes(b))
+        self.read_array(addr).map(u16::from_le_bytes)
     }
     /// Read one byte.
     fn read_u8(&self, addr: u64) -> Result<u8, ReadError> {
-        let mut b = [0u8; 1];
-        self.read_exact_at(addr, &mut b)?;
-        Ok(b[0])
+        self.read_array::<1>(addr).map(|b| b[0])
     }
     /// Read a pointer.
     fn read_ptr(&self, addr: u64) -> Result<u64, ReadError> {

@@ -96,6 +96,16 @@ impl ProcessMemory {
         }
     }
 
+    /// The same view with its own last-segment cursor, for another thread:
+    /// two threads sharing one cursor would keep evicting each other's.
+    pub fn with_own_cursor(&self) -> ProcessMemory {
+        ProcessMemory {
+            core: Arc::clone(&self.core),
+            mappings: self.mappings.clone(),
+            last_segment: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
     /// The core under this view.
     pub fn core(&self) -> &Arc<CoreFile> {
         &self.core
@@ -211,22 +221,37 @@ impl ProcessMemory {
         }
     }
 
+    /// The bytes at `addr` if they lie in the dumped part of segment `index`.
+    fn segment_slice(&self, index: usize, addr: u64, len: usize) -> Option<&[u8]> {
+        let seg = self.core.segments().get(index)?;
+        let offset = addr.checked_sub(seg.vaddr)?;
+        let end = offset.checked_add(len as u64)?;
+        if end > seg.available {
+            return None;
+        }
+        let start = usize::try_from(seg.file_offset.checked_add(offset)?).ok()?;
+        self.core.bytes().get(start..start.checked_add(len)?)
+    }
+
+    /// The core's own bytes at `addr`, without a copy: the last segment used
+    /// first, then a search.
+    fn core_slice(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let last = self.last_segment.load(Ordering::Relaxed);
+        if let Some(bytes) = self.segment_slice(last, addr, len) {
+            return Some(bytes);
+        }
+        let index = self.core.segment_index(addr)?;
+        let bytes = self.segment_slice(index, addr, len)?;
+        self.last_segment.store(index, Ordering::Relaxed);
+        Some(bytes)
+    }
+
     fn read_all(&self, addr: u64, buf: &mut [u8], use_files: bool) -> Result<(), ReadError> {
         // Fast path: wholly inside the dumped part of the last segment used.
         let last = self.last_segment.load(Ordering::Relaxed);
-        if let Some(seg) = self.core.segments().get(last) {
-            let len = buf.len() as u64;
-            if addr >= seg.vaddr
-                && addr
-                    .checked_add(len)
-                    .is_some_and(|end| end <= seg.vaddr.saturating_add(seg.available))
-            {
-                let start = (seg.file_offset + (addr - seg.vaddr)) as usize;
-                if let Some(src) = self.core.bytes().get(start..start + buf.len()) {
-                    buf.copy_from_slice(src);
-                    return Ok(());
-                }
-            }
+        if let Some(src) = self.segment_slice(last, addr, buf.len()) {
+            buf.copy_from_slice(src);
+            return Ok(());
         }
         let mut done = 0;
         while done < buf.len() {
@@ -252,6 +277,10 @@ impl Memory for ProcessMemory {
     fn read_exact_at(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         self.read_all(addr, buf, true)
     }
+
+    fn slice_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        self.core_slice(addr, len)
+    }
 }
 
 /// [`ProcessMemory`] restricted to the bytes stored in the core itself.
@@ -261,5 +290,9 @@ pub struct CoreOnly<'a>(&'a ProcessMemory);
 impl Memory for CoreOnly<'_> {
     fn read_exact_at(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
         self.0.read_all(addr, buf, false)
+    }
+
+    fn slice_at(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        self.0.core_slice(addr, len)
     }
 }

@@ -36,6 +36,7 @@ pub struct Objects<'a, M: Memory> {
     // Layout lookups by the addresses of the (static) names asked for: a
     // layout lookup compares strings, and dicts ask for ten fields each.
     memo: RefCell<rustc_hash::FxHashMap<NameKey, Option<u64>>>,
+    dict: std::cell::OnceCell<Result<DictOffsets, String>>,
 }
 
 /// A (struct, field) name pair by the addresses and lengths of its strings.
@@ -70,6 +71,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             py2_unicode_width,
             type_names: RefCell::new(HashMap::new()),
             memo: RefCell::default(),
+            dict: std::cell::OnceCell::new(),
             hot: HotOffsets {
                 ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
                 ob_type: layout.offset("PyObject", "ob_type"),
@@ -316,76 +318,73 @@ impl<'a, M: Memory> Objects<'a, M> {
         let (entries, used) = self.dict_entries(obj, max)?;
         Ok((entries.iter().map(|e| (e.key, e.value)).collect(), used))
     }
-
-    /// The live entries of a dict with where their pointers are, at most
-    /// `max`, and its size.
+    /// The live entries of a dict, at most `max`, with its `ma_used`.
     pub fn dict_entries(&self, obj: u64, max: usize) -> Result<(Vec<DictEntry>, u64), ReadError> {
-        let used = self
-            .memory
-            .read_i64(obj.wrapping_add(self.off("PyDictObject", "ma_used")?))?
-            .max(0) as u64;
-        if self.version.major == 2 {
+        let mut out = Vec::new();
+        let used = self.for_each_dict_entry(obj, max, &mut |e| out.push(e))?;
+        Ok((out, used))
+    }
+
+    /// Call `visit` for each live entry of a dict, at most `max`; return its
+    /// `ma_used`. Entries read before a failed read have been visited.
+    pub fn for_each_dict_entry(
+        &self,
+        obj: u64,
+        max: usize,
+        visit: &mut dyn FnMut(DictEntry),
+    ) -> Result<u64, ReadError> {
+        let d = self.dict_offsets()?;
+        let used = self.memory.read_i64(obj.wrapping_add(d.ma_used))?.max(0) as u64;
+        let mut seen = 0;
+        if let DictTable::Open { ma_mask, ma_table } = d.table {
             // 2.7: an open-addressing table of {hash, key, value}.
-            let mask = self
-                .memory
-                .read_u64(obj.wrapping_add(self.off("PyDictObject", "ma_mask")?))?;
-            let table = self
-                .memory
-                .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_table")?))?;
-            let entry = self.size("PyDictKeyEntry")?;
-            let (key_at, value_at) = (
-                self.off("PyDictKeyEntry", "me_key")?,
-                self.off("PyDictKeyEntry", "me_value")?,
-            );
-            let mut out = Vec::new();
+            let mask = self.memory.read_u64(obj.wrapping_add(ma_mask))?;
+            let table = self.memory.read_ptr(obj.wrapping_add(ma_table))?;
             for i in 0..mask.saturating_add(1).min(MAX_DICT_SLOTS) {
-                let value = self
-                    .memory
-                    .read_ptr(table.wrapping_add(i * entry + value_at))?;
+                let entry = table.wrapping_add(i * d.entry.size);
+                let value_at = entry.wrapping_add(d.entry.value);
+                let value = self.memory.read_ptr(value_at)?;
                 if value != 0 {
-                    out.push(DictEntry {
-                        key_at: table + i * entry + key_at,
-                        key: self
-                            .memory
-                            .read_ptr(table.wrapping_add(i * entry + key_at))?,
-                        value_at: table + i * entry + value_at,
+                    let key_at = entry.wrapping_add(d.entry.key);
+                    let key = self.memory.read_ptr(key_at)?;
+                    visit(DictEntry {
+                        key_at,
+                        key,
+                        value_at,
                         value,
                         split: false,
                     });
-                    if out.len() >= max {
+                    seen += 1;
+                    if seen >= max {
                         break;
                     }
                 }
             }
-            return Ok((out, used));
+            return Ok(used);
         }
-        let keys = self
-            .memory
-            .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_keys")?))?;
-        let values = self
-            .memory
-            .read_ptr(obj.wrapping_add(self.off("PyDictObject", "ma_values")?))?;
+        let keys = self.memory.read_ptr(obj.wrapping_add(d.ma_keys))?;
+        let values = self.memory.read_ptr(obj.wrapping_add(d.ma_values))?;
         let nentries = self
             .memory
-            .read_i64(keys.wrapping_add(self.off("PyDictKeysObject", "dk_nentries")?))?
+            .read_i64(keys.wrapping_add(d.dk_nentries))?
             .max(0) as u64;
-        let (index_bytes, unicode) =
-            if let Some(log2) = self.layout.offset("PyDictKeysObject", "dk_log2_size") {
-                let log2_size = u64::from(self.memory.read_u8(keys.wrapping_add(log2))?);
-                let log2_index = u64::from(self.memory.read_u8(
-                    keys.wrapping_add(self.off("PyDictKeysObject", "dk_log2_index_bytes")?),
-                )?);
-                let kind = self
-                    .memory
-                    .read_u8(keys.wrapping_add(self.off("PyDictKeysObject", "dk_kind")?))?;
+        let (index_bytes, unicode) = match d.table {
+            DictTable::Log2 {
+                log2_size,
+                log2_index_bytes,
+                kind,
+            } => {
+                let log2_size = u64::from(self.memory.read_u8(keys.wrapping_add(log2_size))?);
+                let log2_index =
+                    u64::from(self.memory.read_u8(keys.wrapping_add(log2_index_bytes))?);
+                let kind = self.memory.read_u8(keys.wrapping_add(kind))?;
                 if log2_index > 40 || log2_size > 40 {
                     return Err(invalid(keys, "implausible dict size"));
                 }
                 (1u64 << log2_index, kind != 0)
-            } else {
-                let size = self
-                    .memory
-                    .read_u64(keys.wrapping_add(self.off("PyDictKeysObject", "dk_size")?))?;
+            }
+            DictTable::Sized { dk_size } => {
+                let size = self.memory.read_u64(keys.wrapping_add(dk_size))?;
                 let width = match size {
                     0..=0xff => 1,
                     0x100..=0xffff => 2,
@@ -393,52 +392,126 @@ impl<'a, M: Memory> Objects<'a, M> {
                     _ => 8,
                 };
                 (size.saturating_mul(width), false)
-            };
-        let entries = keys
-            .wrapping_add(self.off("PyDictKeysObject", "dk_indices")?)
-            .wrapping_add(index_bytes);
-        let (entry_size, key_at, value_at) = if unicode {
-            (
-                self.size("PyDictUnicodeEntry")?,
-                self.off("PyDictUnicodeEntry", "me_key")?,
-                self.off("PyDictUnicodeEntry", "me_value")?,
-            )
-        } else {
-            (
-                self.size("PyDictKeyEntry")?,
-                self.off("PyDictKeyEntry", "me_key")?,
-                self.off("PyDictKeyEntry", "me_value")?,
-            )
+            }
+            DictTable::Open { .. } => unreachable!("handled above"),
         };
-        let split_values = if values != 0 {
-            Some(values.wrapping_add(self.layout.offset("PyDictValues", "values").unwrap_or(0)))
-        } else {
-            None
+        let entries = keys.wrapping_add(d.dk_indices).wrapping_add(index_bytes);
+        let shape = match (unicode, d.unicode_entry) {
+            (true, Some(u)) => u,
+            (true, None) => return Err(invalid(keys, "the layout has no PyDictUnicodeEntry")),
+            (false, _) => d.entry,
         };
-        let mut out = Vec::new();
-        for i in 0..nentries.min(MAX_DICT_SLOTS) {
-            let key = self
-                .memory
-                .read_ptr(entries.wrapping_add(i * entry_size + key_at))?;
-            let value_slot = match split_values {
-                Some(v) => v + i * 8,
-                None => entries + i * entry_size + value_at,
+        let split_values = (values != 0).then(|| values.wrapping_add(d.values_at));
+        let n = nentries.min(MAX_DICT_SLOTS);
+        // One look at the whole entry table when the core has it in one piece.
+        let table = self
+            .memory
+            .slice_at(entries, (n * shape.size) as usize)
+            .filter(|_| split_values.is_none());
+        for i in 0..n {
+            let entry = entries.wrapping_add(i * shape.size);
+            let key_at = entry.wrapping_add(shape.key);
+            let value_at = match split_values {
+                Some(v) => v.wrapping_add(i * 8),
+                None => entry.wrapping_add(shape.value),
             };
-            let value = self.memory.read_ptr(value_slot)?;
+            let (key, value) = match table {
+                Some(t) => {
+                    let word = |off: u64| {
+                        let at = (i * shape.size + off) as usize;
+                        t.get(at..at + 8)
+                            .and_then(|b| b.try_into().ok())
+                            .map_or(0, u64::from_le_bytes)
+                    };
+                    (word(shape.key), word(shape.value))
+                }
+                None => (
+                    self.memory.read_ptr(key_at)?,
+                    self.memory.read_ptr(value_at)?,
+                ),
+            };
             if key != 0 && value != 0 {
-                out.push(DictEntry {
-                    key_at: entries + i * entry_size + key_at,
+                visit(DictEntry {
+                    key_at,
                     key,
-                    value_at: value_slot,
+                    value_at,
                     value,
                     split: split_values.is_some(),
                 });
-                if out.len() >= max {
+                seen += 1;
+                if seen >= max {
                     break;
                 }
             }
         }
-        Ok((out, used))
+        Ok(used)
+    }
+
+    /// The dict offsets, looked up once.
+    fn dict_offsets(&self) -> Result<DictOffsets, ReadError> {
+        if let Some(d) = self.dict.get() {
+            return d.clone().map_err(|what| invalid(0, what));
+        }
+        let found = self.find_dict_offsets().map_err(|e| match e.reason {
+            ReadFailure::Invalid(what) => what,
+            other => other.to_string(),
+        });
+        let _ = self.dict.set(found.clone());
+        found.map_err(|what| invalid(0, what))
+    }
+
+    fn find_dict_offsets(&self) -> Result<DictOffsets, ReadError> {
+        let entry = DictEntryShape {
+            size: self.size("PyDictKeyEntry")?,
+            key: self.off("PyDictKeyEntry", "me_key")?,
+            value: self.off("PyDictKeyEntry", "me_value")?,
+        };
+        let ma_used = self.off("PyDictObject", "ma_used")?;
+        if self.version.major == 2 {
+            return Ok(DictOffsets {
+                ma_used,
+                ma_keys: 0,
+                ma_values: 0,
+                dk_nentries: 0,
+                dk_indices: 0,
+                values_at: 0,
+                table: DictTable::Open {
+                    ma_mask: self.off("PyDictObject", "ma_mask")?,
+                    ma_table: self.off("PyDictObject", "ma_table")?,
+                },
+                entry,
+                unicode_entry: None,
+            });
+        }
+        let table = match self.layout.offset("PyDictKeysObject", "dk_log2_size") {
+            Some(log2_size) => DictTable::Log2 {
+                log2_size,
+                log2_index_bytes: self.off("PyDictKeysObject", "dk_log2_index_bytes")?,
+                kind: self.off("PyDictKeysObject", "dk_kind")?,
+            },
+            None => DictTable::Sized {
+                dk_size: self.off("PyDictKeysObject", "dk_size")?,
+            },
+        };
+        let unicode_entry = match (
+            self.layout.size("PyDictUnicodeEntry"),
+            self.layout.offset("PyDictUnicodeEntry", "me_key"),
+            self.layout.offset("PyDictUnicodeEntry", "me_value"),
+        ) {
+            (Some(size), Some(key), Some(value)) => Some(DictEntryShape { size, key, value }),
+            _ => None,
+        };
+        Ok(DictOffsets {
+            ma_used,
+            ma_keys: self.off("PyDictObject", "ma_keys")?,
+            ma_values: self.off("PyDictObject", "ma_values")?,
+            dk_nentries: self.off("PyDictKeysObject", "dk_nentries")?,
+            dk_indices: self.off("PyDictKeysObject", "dk_indices")?,
+            values_at: self.layout.offset("PyDictValues", "values").unwrap_or(0),
+            table,
+            entry,
+            unicode_entry,
+        })
     }
 
     /// A short, bounded, Python-like repr; never fails (damage shows in it).
@@ -533,6 +606,43 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         parts.join(", ")
     }
+}
+
+/// Where a dict's fields are: read once per view, since heap walks visit
+/// every dict.
+#[derive(Debug, Clone, Copy)]
+struct DictOffsets {
+    ma_used: u64,
+    ma_keys: u64,
+    ma_values: u64,
+    dk_nentries: u64,
+    dk_indices: u64,
+    values_at: u64,
+    table: DictTable,
+    entry: DictEntryShape,
+    unicode_entry: Option<DictEntryShape>,
+}
+
+/// How a dict's table is sized.
+#[derive(Debug, Clone, Copy)]
+enum DictTable {
+    /// 2.7: `ma_mask` and `ma_table` in the dict itself.
+    Open { ma_mask: u64, ma_table: u64 },
+    /// 3.6–3.10: `dk_size`.
+    Sized { dk_size: u64 },
+    /// 3.11+: log2 sizes and a key kind.
+    Log2 {
+        log2_size: u64,
+        log2_index_bytes: u64,
+        kind: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DictEntryShape {
+    size: u64,
+    key: u64,
+    value: u64,
 }
 
 /// One live dict entry.
