@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCEN_DIR = os.path.join(HERE, "scenarios")
 HELPERS = ["_truth.py", "_coro3.py"]
 SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
-             "gc_already_tracked", "segfault", "busy_heap"]
+             "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap"]
 KINDS = ["kernel", "gcore"]
 PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
                   "3.11.7", "3.12.1", "3.13.0"]

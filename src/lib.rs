@@ -35,6 +35,7 @@ pub mod modules;
 pub mod process;
 pub mod python;
 pub mod report;
+pub mod stacks;
 pub mod symbols;
 pub mod unwind;
 

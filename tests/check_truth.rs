@@ -10,7 +10,14 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 const CORRUPT: [&str; 3] = ["double_free", "use_after_free", "gc_already_tracked"];
-const HEALTHY: [&str; 5] = ["threads", "recursion", "generator", "segfault", "busy_heap"];
+const HEALTHY: [&str; 6] = [
+    "threads",
+    "recursion",
+    "generator",
+    "segfault",
+    "segfault_faulthandler",
+    "busy_heap",
+];
 
 fn run(entry: &Value, command: &str, extra: &[String]) -> (i32, Value) {
     let mut args = vec![command.to_string(), "--json".to_string()];
@@ -178,7 +185,7 @@ fn healthy_scenarios_have_no_error_or_warning() {
         .into_iter()
         .filter(|e| HEALTHY.contains(&e["scenario"].as_str().unwrap()))
         .collect();
-    assert_eq!(entries.len(), 5 * 12 * 2);
+    assert_eq!(entries.len(), HEALTHY.len() * 12 * 2);
     let problems = support::parallel(&entries, check_healthy);
     assert!(
         problems.is_empty(),

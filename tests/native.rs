@@ -1,10 +1,16 @@
-//! Native unwinding with CFI: every thread of the threads scenario unwinds to
-//! `_start`, `clone` or `clone3`; the already-tracked abort shows its path
-//! through `Py_FatalError` from `PyTuple_New`.
+//! Native stacks: every thread of the threads scenario unwinds to `_start`,
+//! `clone` or `clone3` and every Python frame finds its eval-loop frame; the
+//! segfault stacks reach the faulting C function (through faulthandler's
+//! signal frame) and the Python function that called it; the already-tracked
+//! abort shows `Py_FatalError` from `PyTuple_New` with the message the
+//! scenario expected.
 
 mod support;
 
-use pymortem::unwind::{StopReason, unwind_thread};
+use pymortem::layout::LayoutOptions;
+use pymortem::python::{ThreadOptions, python_state};
+use pymortem::stacks::{MergedStack, StackFrame, is_eval_frame, merged_stack};
+use pymortem::unwind::{FrameAddress, StopReason, unwind_thread};
 use pymortem::{Options, Process};
 use serde_json::Value;
 
@@ -90,4 +96,200 @@ fn the_fatal_error_path_is_on_the_crashing_stack() {
         checked += 1;
     }
     assert_eq!(checked, 6, "2.7, 3.6 and 3.7, kernel and gcore");
+}
+
+fn truth_of(e: &Value) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(e["truth"].as_str().unwrap()).unwrap()).unwrap()
+}
+
+/// The crashing thread's merged stack, built with the library's public API.
+fn crashed_merged_stack(process: &Process) -> MergedStack {
+    let options = ThreadOptions {
+        locals: false,
+        layout: LayoutOptions {
+            no_cache: true,
+            cache_dir: None,
+        },
+    };
+    let state = python_state(process, &options).unwrap();
+    let lwp = process.crashed_thread().unwrap().lwp;
+    let thread = state.threads.iter().find(|t| t.lwp == Some(lwp));
+    merged_stack(process, lwp, thread, None)
+}
+
+fn describe(stack: &MergedStack) -> String {
+    stack
+        .frames
+        .iter()
+        .map(|f| match f {
+            StackFrame::Python(p) => format!("py:{}", p.function),
+            StackFrame::Native(n) => format!(
+                "{}{}",
+                n.function.as_deref().unwrap_or("??"),
+                if n.signal_frame { "[signal]" } else { "" }
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" < ")
+}
+
+#[test]
+fn segfault_stacks_reach_the_faulting_function_and_its_python_caller() {
+    let manifest = support::manifest();
+    let entries: Vec<&Value> = manifest
+        .iter()
+        .filter(|e| e["scenario"] == "segfault" || e["scenario"] == "segfault_faulthandler")
+        .collect();
+    let problems = support::parallel(&entries, |e| {
+        let truth = truth_of(e);
+        let process = open(e);
+        let stack = crashed_merged_stack(&process);
+        let what = format!(
+            "{} {} {}: {}",
+            e["interp"],
+            e["scenario"],
+            e["kind"],
+            describe(&stack)
+        );
+        let crash_function = truth["objects"]["crash_function"].as_str().unwrap();
+        let Some(python) = stack
+            .frames
+            .iter()
+            .position(|f| matches!(f, StackFrame::Python(p) if p.function == crash_function))
+        else {
+            return vec![format!("{what}: no Python frame {crash_function}")];
+        };
+        // The kernel writes a faulthandler core from inside the handler, which
+        // re-raised the signal; gdb's gcore stops at the fault itself.
+        let in_handler = truth["objects"]["faulthandler"] == true && e["kind"] == "kernel";
+        let faulting = if in_handler {
+            match stack
+                .frames
+                .iter()
+                .position(|f| matches!(f, StackFrame::Native(n) if n.signal_frame))
+            {
+                Some(signal) => signal + 1,
+                None => return vec![format!("{what}: no signal frame")],
+            }
+        } else {
+            0
+        };
+        let mut problems = Vec::new();
+        match stack.frames.get(faulting) {
+            Some(StackFrame::Native(n))
+                if matches!(n.address, FrameAddress::InstructionPointer(_))
+                    && n.function.is_some() => {}
+            _ => problems.push(format!(
+                "{what}: frame {faulting} is not a named interrupted native frame"
+            )),
+        }
+        // Only native frames between the faulting function and the Python caller,
+        // and the eval loop that ran the caller further out.
+        if faulting >= python
+            || stack.frames[faulting..python]
+                .iter()
+                .any(|f| matches!(f, StackFrame::Python(_)))
+        {
+            problems.push(format!(
+                "{what}: the Python caller is not right above the native frames"
+            ));
+        }
+        let eval_after = stack.frames[python..].iter().any(|f| {
+            matches!(f, StackFrame::Native(n) if n.function.as_deref().is_some_and(is_eval_frame))
+        });
+        if !eval_after || stack.unattached_python_frames != 0 {
+            problems.push(format!(
+                "{what}: Python frames not attached to eval frames ({} unattached)",
+                stack.unattached_python_frames
+            ));
+        }
+        problems
+    });
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(entries.len(), 48, "2 scenarios x 12 interpreters x 2 kinds");
+}
+
+#[test]
+fn the_fatal_error_message_is_recovered() {
+    let mut checked = 0;
+    for e in support::manifest()
+        .iter()
+        .filter(|e| e["scenario"] == "gc_already_tracked")
+    {
+        let truth = truth_of(e);
+        let Some(expected) = truth["expected_fatal_error"].as_str() else {
+            continue;
+        };
+        let process = open(e);
+        let stack = crashed_merged_stack(&process);
+        let fatal = stack.fatal_error.as_ref().unwrap_or_else(|| {
+            panic!(
+                "{} {}: no fatal error in {}",
+                e["interp"],
+                e["kind"],
+                describe(&stack)
+            )
+        });
+        assert_eq!(
+            fatal.message.as_deref(),
+            Some(expected),
+            "{} {}: {fatal:?}",
+            e["interp"],
+            e["kind"]
+        );
+        assert!(
+            fatal.path.starts_with("PyTuple_New → Py_FatalError"),
+            "{fatal:?}"
+        );
+        // The verdict of `check` carries it too.
+        let (code, out, err) = support::pymortem(&["check", "--json", e["core"].as_str().unwrap()]);
+        assert_eq!(code, 1, "{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            report["verdict"]["fatal_error"], expected,
+            "{} {}",
+            e["interp"], e["kind"]
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 6, "2.7, 3.6 and 3.7, kernel and gcore");
+}
+
+#[test]
+fn every_python_frame_of_the_threads_scenario_has_its_eval_frame() {
+    let mut problems = Vec::new();
+    let mut threads_checked = 0;
+    for e in support::manifest()
+        .iter()
+        .filter(|e| e["scenario"] == "threads" && e["kind"] == "kernel")
+    {
+        let process = open(e);
+        let options = ThreadOptions {
+            locals: false,
+            layout: LayoutOptions {
+                no_cache: true,
+                cache_dir: None,
+            },
+        };
+        let state = python_state(&process, &options).unwrap();
+        for t in state.threads.iter().filter(|t| !t.stack.frames.is_empty()) {
+            let Some(lwp) = t.lwp else { continue };
+            let stack = merged_stack(&process, lwp, Some(t), None);
+            let python_in_order: Vec<&str> = stack
+                .frames
+                .iter()
+                .filter_map(|f| match f {
+                    StackFrame::Python(p) => Some(p.function.as_str()),
+                    StackFrame::Native(_) => None,
+                })
+                .collect();
+            let walked: Vec<&str> = t.stack.frames.iter().map(|f| f.function.as_str()).collect();
+            if stack.unattached_python_frames != 0 || python_in_order != walked {
+                problems.push(format!("{} LWP {lwp}: {}", e["interp"], describe(&stack)));
+            }
+            threads_checked += 1;
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(threads_checked >= 12 * 4, "{threads_checked} threads");
 }

@@ -116,6 +116,9 @@ struct ThreadsArgs {
     /// Show each frame's arguments and locals (bounded reprs).
     #[arg(long)]
     locals: bool,
+    /// Unwind every thread's native stack too and interleave the Python frames with it.
+    #[arg(long)]
+    native: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -150,8 +153,11 @@ fn threads(args: &ThreadsArgs) -> i32 {
         layout: args.cache.options(),
     };
     let state = pymortem::python::python_state(&process, &options);
-    let report =
+    let mut report =
         pymortem::report::ThreadsReport::build(&process, state.as_ref().map_err(Clone::clone));
+    if args.native {
+        report.add_native_stacks(&process, state.as_ref().ok());
+    }
     print_report(args.core.json, &report, render::threads)
 }
 
@@ -244,6 +250,8 @@ fn object(args: &ObjectArgs) -> i32 {
 struct InfoArgs {
     #[command(flatten)]
     core: CoreArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
 }
 
 /// Run the command line and return the exit code.
@@ -265,7 +273,13 @@ fn info(args: &InfoArgs) -> i32 {
         Ok(p) => p,
         Err(message) => return fail(&message),
     };
-    let report = InfoReport::build(&process);
+    let mut report = InfoReport::build(&process);
+    let options = pymortem::python::ThreadOptions {
+        locals: false,
+        layout: args.cache.options(),
+    };
+    let state = pymortem::python::python_state(&process, &options).ok();
+    report.add_crashed_stack(&process, state.as_ref());
     let out = if args.core.json {
         serde_json::to_string_pretty(&report)
             .map(|s| s + "\n")

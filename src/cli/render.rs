@@ -155,12 +155,8 @@ pub fn info(r: &InfoReport) -> String {
         ]);
     }
     let _ = writeln!(s, "{t}");
-    if !r.diagnostics.is_empty() {
-        let _ = writeln!(s, "\nDiagnostics:");
-        for d in &r.diagnostics {
-            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
-        }
-    }
+    crashed_stack(&mut s, r.crashed_lwp, r.crashed_thread_stack.as_ref());
+    diagnostics_lines(&mut s, &r.diagnostics);
     s
 }
 
@@ -206,6 +202,13 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
         };
         let lwp = t.lwp.map_or("no LWP".to_string(), |l| format!("LWP {l}"));
         let _ = writeln!(s, "\nThread {lwp} (pthread {:#x}){tags}", t.pthread_id);
+        if let Some(stack) = &t.stack {
+            merged_stack(&mut s, stack);
+            if let Some(e) = &t.frames_error {
+                let _ = writeln!(s, "  ! Python stack incomplete: {e}");
+            }
+            continue;
+        }
         if t.thread_state.is_none() {
             let _ = writeln!(s, "  (no Python thread state)");
             continue;
@@ -228,13 +231,119 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
             let _ = writeln!(s, "  ! stack incomplete: {e}");
         }
     }
-    if !r.diagnostics.is_empty() {
+    diagnostics_lines(&mut s, &r.diagnostics);
+    s
+}
+
+/// A merged stack, innermost first, one line per frame, as debuggers print it.
+pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
+    use pymortem::stacks::StackFrame;
+    use pymortem::unwind::{FrameAddress, Trust};
+    if let Some(f) = &stack.fatal_error {
+        let message = f.message.as_deref().map_or_else(
+            || format!("message unknown: {}", f.message_source),
+            |m| format!("\"{m}\""),
+        );
+        let _ = writeln!(s, "  Fatal error in {}: {message}", f.path);
+    }
+    for (i, frame) in stack.frames.iter().enumerate() {
+        match frame {
+            StackFrame::Python(p) => {
+                let name = p.qualname.as_deref().unwrap_or(&p.function);
+                let line = p.line.map_or("?".to_string(), |l| l.to_string());
+                let _ = writeln!(s, "  #{i:<3} (Python) {name} at {}:{line}", p.file);
+            }
+            StackFrame::Native(n) => {
+                let function = match (&n.function, n.function_offset) {
+                    (Some(f), Some(o)) => format!("{f}+{o:#x}"),
+                    (Some(f), None) => f.clone(),
+                    (None, _) => "??".to_string(),
+                };
+                let module = match (&n.module, n.module_offset) {
+                    (Some(m), Some(o)) => format!("{m}+{o:#x}"),
+                    (Some(m), None) => m.clone(),
+                    (None, _) => "no module".to_string(),
+                };
+                let how = match n.trust {
+                    Trust::Context => "context",
+                    Trust::Cfi => "cfi",
+                    Trust::FramePointer => "frame pointer",
+                };
+                let pc = match n.address {
+                    FrameAddress::InstructionPointer(a) => format!("{a:#014x}"),
+                    FrameAddress::ReturnAddress(a) => format!("{a:#014x}"),
+                };
+                let signal = if n.signal_frame {
+                    "  <signal handler called>"
+                } else {
+                    ""
+                };
+                // Inlined functions first, innermost first, as debuggers print them.
+                for inlined in n.source.iter().rev().skip(1).rev() {
+                    let name = inlined.function.as_deref().unwrap_or("??");
+                    let at = source_line(inlined).map_or(String::new(), |l| format!(" at {l}"));
+                    let _ = writeln!(s, "  #{i:<3} {:14} {name}{at} (inlined)", "");
+                }
+                let at = n
+                    .source
+                    .last()
+                    .and_then(source_line)
+                    .map_or(String::new(), |l| format!(" at {l}"));
+                let _ = writeln!(
+                    s,
+                    "  #{i:<3} {pc} {function}{at} ({module}) [{how}]{signal}"
+                );
+            }
+        }
+    }
+    if let Some(stop) = &stack.native_stop {
+        let _ = writeln!(s, "  (native unwind ended: {})", stop_text(stop));
+    }
+    if stack.unattached_python_frames > 0 {
+        let _ = writeln!(
+            s,
+            "  ({} Python frames matched no eval-loop frame; shown last)",
+            stack.unattached_python_frames
+        );
+    }
+}
+
+fn source_line(f: &pymortem::dwarf::SourceFrame) -> Option<String> {
+    let file = f.file.as_deref()?;
+    Some(match f.line {
+        Some(l) => format!("{file}:{l}"),
+        None => file.to_string(),
+    })
+}
+
+fn stop_text(stop: &pymortem::unwind::StopReason) -> String {
+    use pymortem::unwind::StopReason;
+    match stop {
+        StopReason::Outermost => "outermost frame".into(),
+        StopReason::ReturnAddressZero => "return address 0".into(),
+        StopReason::StackNotIncreasing => "the stack pointer did not move up".into(),
+        StopReason::NoUnwindInfo(e) => format!("no unwind information: {e}"),
+        StopReason::Unreadable(e) => format!("unreadable: {e}"),
+        StopReason::TooDeep => "depth limit".into(),
+    }
+}
+
+fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]) {
+    if !diagnostics.is_empty() {
         let _ = writeln!(s, "\nDiagnostics:");
-        for d in &r.diagnostics {
+        for d in diagnostics {
             let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
         }
     }
-    s
+}
+
+fn crashed_stack(s: &mut String, lwp: Option<i32>, stack: Option<&pymortem::stacks::MergedStack>) {
+    let Some(stack) = stack else {
+        return;
+    };
+    let lwp = lwp.map_or(String::new(), |l| format!(" (LWP {l})"));
+    let _ = writeln!(s, "\nCrashing thread{lwp}:");
+    merged_stack(s, stack);
 }
 
 fn finding_lines(s: &mut String, findings: &[pymortem::forensics::Finding]) {
@@ -322,12 +431,8 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
     }
     let _ = writeln!(s, "\nFindings ({}):", r.findings.len());
     finding_lines(&mut s, &r.findings);
-    if !r.diagnostics.is_empty() {
-        let _ = writeln!(s, "\nDiagnostics:");
-        for d in &r.diagnostics {
-            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
-        }
-    }
+    crashed_stack(&mut s, None, r.crashed_thread_stack.as_ref());
+    diagnostics_lines(&mut s, &r.diagnostics);
     s
 }
 

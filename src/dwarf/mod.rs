@@ -16,6 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::modules::ElfImage;
 
+mod call_site;
+mod lines;
+
+pub use call_site::{CallValue, call_site_values};
+pub use lines::{SourceFrame, SourceLines};
+
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 type Unit<'a> = gimli::Unit<Slice<'a>>;
 type Dwarf<'a> = gimli::Dwarf<Slice<'a>>;
@@ -28,6 +34,33 @@ const MAX_FIELDS: usize = 20_000;
 const MAX_TYPE_CHAIN: usize = 32;
 /// Children read per struct, at most.
 const MAX_MEMBERS: usize = 4_096;
+
+/// Decompressed DWARF sections by name.
+type Sections<'i> = HashMap<&'static str, Cow<'i, [u8]>>;
+
+/// The sections every lookup needs, plus `extra`; the others stay compressed.
+fn load_sections<'i>(image: &'i ElfImage, extra: &[&'static str]) -> Sections<'i> {
+    [
+        ".debug_info",
+        ".debug_abbrev",
+        ".debug_str",
+        ".debug_str_offsets",
+        ".debug_line_str",
+        ".debug_line",
+        ".debug_addr",
+    ]
+    .iter()
+    .chain(extra)
+    .filter_map(|&name| Some((name, image.section_data(name)?)))
+    .collect()
+}
+
+fn borrow_sections<'s>(sections: &'s Sections<'_>) -> gimli::DwarfSections<&'s [u8]> {
+    gimli::DwarfSections::<&[u8]>::load(|id| {
+        Ok::<_, std::convert::Infallible>(sections.get(id.name()).map_or(&[][..], |c| &c[..]))
+    })
+    .unwrap_or_else(|never| match never {})
+}
 
 /// Why DWARF could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,23 +161,8 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
         reason: e.to_string(),
     };
     // Only the sections type and variable lookups need; the rest stay compressed.
-    let wanted = [
-        ".debug_info",
-        ".debug_abbrev",
-        ".debug_str",
-        ".debug_str_offsets",
-        ".debug_line_str",
-        ".debug_line",
-        ".debug_addr",
-    ];
-    let sections: HashMap<&str, Cow<'_, [u8]>> = wanted
-        .iter()
-        .filter_map(|&name| Some((name, image.section_data(name)?)))
-        .collect();
-    let loaded = gimli::DwarfSections::<&[u8]>::load(|id| {
-        Ok::<_, std::convert::Infallible>(sections.get(id.name()).map_or(&[][..], |c| &c[..]))
-    })
-    .unwrap_or_else(|never| match never {});
+    let sections = load_sections(image, &[]);
+    let loaded = borrow_sections(&sections);
     let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
 
     let mut units = Vec::new();

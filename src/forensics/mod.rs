@@ -124,6 +124,8 @@ pub struct CheckResult {
     pub verdict: Verdict,
     /// Parts that could not be checked, and why.
     pub diagnostics: Vec<Diagnostic>,
+    /// The crashing thread's native and Python frames.
+    pub crashed_thread_stack: Option<crate::stacks::MergedStack>,
 }
 
 /// Run every check on `process`.
@@ -149,8 +151,16 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
             .then(a.kind.cmp(&b.kind))
             .then(a.address.cmp(&b.address))
     });
-    let verdict = verdict::judge(process, state, &findings);
+    let crashed_thread_stack = process.crashed_thread().map(|t| {
+        let python = state.threads.iter().find(|p| p.lwp == Some(t.lwp));
+        crate::stacks::merged_stack(process, t.lwp, python, None)
+    });
+    let fatal = crashed_thread_stack
+        .as_ref()
+        .and_then(|s| s.fatal_error.as_ref());
+    let verdict = verdict::judge(process, state, &findings, fatal);
     CheckResult {
+        crashed_thread_stack,
         free_lists: free.slots,
         generations: gc_walk.generations,
         gc_objects: gc_walk.objects.len(),

@@ -9,6 +9,7 @@ use super::{Finding, FindingKind};
 use crate::error::Severity;
 use crate::process::Process;
 use crate::python::PythonState;
+use crate::stacks::FatalError;
 
 /// What probably happened.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +43,12 @@ fn holders(f: &Finding) -> String {
 }
 
 /// Judge the findings.
-pub fn judge(process: &Process, state: &PythonState, findings: &[Finding]) -> Verdict {
+pub fn judge(
+    process: &Process,
+    state: &PythonState,
+    findings: &[Finding],
+    fatal: Option<&FatalError>,
+) -> Verdict {
     let errors: Vec<&Finding> = findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
@@ -56,7 +62,7 @@ pub fn judge(process: &Process, state: &PythonState, findings: &[Finding]) -> Ve
             .copied()
     };
     let mut victims = Vec::new();
-    let summary = if let Some(cycle) = by_kind(FindingKind::FreeListCycle).next() {
+    let mut summary = if let Some(cycle) = by_kind(FindingKind::FreeListCycle).next() {
         let v = cycle.address;
         victims.push(v);
         let list = cycle.list.as_deref().unwrap_or("a free list");
@@ -104,6 +110,20 @@ pub fn judge(process: &Process, state: &PythonState, findings: &[Finding]) -> Ve
     } else {
         "no contradiction between the free lists, the GC lists and the refcounts".to_string()
     };
+    let fatal_error = fatal.map(|f| match &f.message {
+        Some(m) => m.clone(),
+        None => format!("{} (message not recovered: {})", f.path, f.message_source),
+    });
+    if let Some(f) = fatal {
+        let what = f
+            .message
+            .as_deref()
+            .map_or_else(String::new, |m| format!(" \"{m}\""));
+        summary.push_str(&format!(
+            "; the crashing thread died in {}{what}, reached through {}",
+            f.function, f.path
+        ));
+    }
     let mut threads: BTreeSet<i32> = process
         .crashed_thread()
         .map(|t| t.lwp)
@@ -127,7 +147,7 @@ pub fn judge(process: &Process, state: &PythonState, findings: &[Finding]) -> Ve
         summary,
         victims,
         threads: threads.into_iter().collect(),
-        fatal_error: None,
+        fatal_error,
     }
 }
 

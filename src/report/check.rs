@@ -10,6 +10,7 @@ use crate::forensics::{CheckResult, Finding, ObjectInfo, Verdict};
 use crate::layout::LayoutSource;
 use crate::process::Process;
 use crate::python::PythonState;
+use crate::stacks::MergedStack;
 
 /// Which part of the checks a report shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,9 @@ pub struct CheckReport {
     pub gc_objects: usize,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
+    /// `check` only: the crashing thread's native and Python frames, innermost first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crashed_thread_stack: Option<MergedStack>,
 }
 
 impl CheckReport {
@@ -80,9 +84,13 @@ impl CheckReport {
             generations: Vec::new(),
             gc_objects: 0,
             diagnostics,
+            crashed_thread_stack: None,
         };
         let Some(result) = result else { return report };
         report.diagnostics.extend(result.diagnostics);
+        if part == CheckPart::All {
+            report.crashed_thread_stack = result.crashed_thread_stack;
+        }
         let keep = |f: &Finding| {
             let name = format!("{:?}", f.kind);
             match part {

@@ -1,5 +1,7 @@
 //! The `info` report: the process, its signal, threads, modules and Python.
 
+use crate::python::PythonState;
+use crate::stacks::{MergedStack, merged_stack};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -45,6 +47,8 @@ pub struct InfoReport {
     pub python: Option<PythonReport>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
+    /// The crashing thread's native and Python frames, innermost first.
+    pub crashed_thread_stack: Option<MergedStack>,
 }
 
 /// Facts about the core file.
@@ -228,6 +232,16 @@ impl InfoReport {
             modules,
             python,
             diagnostics: process.diagnostics().to_vec(),
+            crashed_thread_stack: None,
         }
+    }
+
+    /// Add the crashing thread's merged stack; `python` adds its Python frames.
+    pub fn add_crashed_stack(&mut self, process: &Process, python: Option<&PythonState>) {
+        let Some(lwp) = self.crashed_lwp else {
+            return;
+        };
+        let state = python.and_then(|p| p.threads.iter().find(|t| t.lwp == Some(lwp)));
+        self.crashed_thread_stack = Some(merged_stack(process, lwp, state, None));
     }
 }

@@ -8,6 +8,7 @@ use crate::layout::LayoutSource;
 use crate::layout::runtime_address::RuntimeStrategy;
 use crate::process::Process;
 use crate::python::{PyFrame, PythonState};
+use crate::stacks::{MergedStack, SourceCache, merged_stack};
 
 /// The whole `threads` report.
 #[derive(Debug, Clone, Serialize)]
@@ -64,9 +65,24 @@ pub struct ThreadEntry {
     pub frames: Vec<PyFrame>,
     /// Why the frame walk stopped early, if it did.
     pub frames_error: Option<String>,
+    /// With `--native`: native and Python frames merged, innermost first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stack: Option<MergedStack>,
 }
 
 impl ThreadsReport {
+    /// Unwind each core thread and merge its Python frames in.
+    pub fn add_native_stacks(&mut self, process: &Process, python: Option<&PythonState>) {
+        let mut sources = SourceCache::default();
+        for t in &mut self.threads {
+            let Some(lwp) = t.lwp else {
+                continue;
+            };
+            let state = python.and_then(|p| p.threads.iter().find(|s| s.lwp == Some(lwp)));
+            t.stack = Some(merged_stack(process, lwp, state, Some(&mut sources)));
+        }
+    }
+
     /// Build the report. `python` is the interpreter state, or why it could not be read.
     pub fn build(process: &Process, python: Result<&PythonState, String>) -> ThreadsReport {
         let crashed = process.crashed_thread().map(|t| t.lwp);
@@ -111,6 +127,7 @@ impl ThreadsReport {
                 interpreter: state.map(|s| s.interpreter),
                 frames: state.map(|s| s.stack.frames.clone()).unwrap_or_default(),
                 frames_error: state.and_then(|s| s.stack.error.clone()),
+                stack: None,
             });
         }
         for s in states.iter().filter(|s| s.lwp.is_none()) {
@@ -123,6 +140,7 @@ impl ThreadsReport {
                 interpreter: Some(s.interpreter),
                 frames: s.stack.frames.clone(),
                 frames_error: s.stack.error.clone(),
+                stack: None,
             });
         }
         ThreadsReport {

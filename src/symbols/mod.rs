@@ -5,7 +5,7 @@
 //! file (`STT_FILE`) they follow, so statics with the same name in different
 //! files (the `free_list` of tupleobject.c and of floatobject.c) stay apart.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use object::{Object, ObjectSymbol, ObjectSymbolTable, SymbolKind};
 use serde::Serialize;
@@ -66,7 +66,7 @@ pub struct SymbolTable {
     symbols: Vec<Symbol>,
     // Indices into `symbols`, sorted by name: a binary-searched name index
     // costs one allocation where a hash map costs one per symbol.
-    by_name: Vec<u32>,
+    by_name: OnceLock<Vec<u32>>,
     largest_size: u64,
 }
 
@@ -92,28 +92,48 @@ impl SymbolTable {
     /// Build from a list of symbols; duplicates (same address and name) are
     /// dropped, keeping the first, so `.symtab` wins over `.dynsym`.
     pub fn from_symbols(mut symbols: Vec<Symbol>) -> SymbolTable {
-        // Symtab sorts before Dynsym, so dedup keeps the .symtab entry.
-        symbols.sort_unstable_by(|a, b| {
-            (a.address, &a.name, a.source as u8).cmp(&(b.address, &b.name, b.source as u8))
-        });
-        symbols.dedup_by(|later, first| later.address == first.address && later.name == first.name);
-        // Largest first among symbols at one address; nearly sorted already.
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(b.size.cmp(&a.size)));
-        let mut by_name: Vec<u32> = (0..symbols.len() as u32).collect();
-        by_name.sort_by(|&a, &b| symbols[a as usize].name.cmp(&symbols[b as usize].name));
-        let largest_size = symbols.iter().map(|s| s.size).max().unwrap_or(0);
+        // One sort without comparing names (address lookups are what stacks
+        // need): largest first at one address, `.symtab` before `.dynsym`.
+        symbols.sort_unstable_by_key(|s| (s.address, std::cmp::Reverse(s.size), s.source as u8));
+        // Duplicates share an address: look for them only in that small group.
+        let mut kept: Vec<Symbol> = Vec::with_capacity(symbols.len());
+        let mut group_start = 0;
+        for symbol in symbols {
+            if kept
+                .get(group_start)
+                .is_none_or(|g| g.address != symbol.address)
+            {
+                group_start = kept.len();
+            }
+            if !kept[group_start..].iter().any(|k| k.name == symbol.name) {
+                kept.push(symbol);
+            }
+        }
+        let largest_size = kept.iter().map(|s| s.size).max().unwrap_or(0);
         SymbolTable {
-            symbols,
-            by_name,
+            symbols: kept,
+            by_name: OnceLock::new(),
             largest_size,
         }
     }
 
+    /// Indices sorted by name, built on the first lookup by name.
+    fn by_name(&self) -> &[u32] {
+        self.by_name.get_or_init(|| {
+            let mut by_name: Vec<u32> = (0..self.symbols.len() as u32).collect();
+            by_name.sort_by(|&a, &b| {
+                self.symbols[a as usize]
+                    .name
+                    .cmp(&self.symbols[b as usize].name)
+            });
+            by_name
+        })
+    }
+
     fn named(&self, name: &str) -> impl Iterator<Item = &Symbol> {
-        let start = self
-            .by_name
-            .partition_point(|&i| self.symbols[i as usize].name.as_str() < name);
-        self.by_name[start..]
+        let by_name = self.by_name();
+        let start = by_name.partition_point(|&i| self.symbols[i as usize].name.as_str() < name);
+        by_name[start..]
             .iter()
             .map(|&i| &self.symbols[i as usize])
             .take_while(move |s| s.name == name)

@@ -79,6 +79,10 @@ pub struct NativeFrame {
     pub function_offset: Option<u64>,
     /// A signal handler trampoline (`__restore_rt`): the next frame was interrupted.
     pub signal_frame: bool,
+    /// Source lines from DWARF, when asked for and available: the innermost
+    /// inlined function first, the function holding the code last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<crate::dwarf::SourceFrame>,
 }
 
 /// Why the unwind stopped.
@@ -174,6 +178,16 @@ pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
                 break reason;
             }
         };
+        if is_signal && let FrameAddress::ReturnAddress(a) = address {
+            // A signal trampoline's CFI is marked 'S': its "return address" is
+            // where execution resumes (sigreturn), not after a call. Name it as is.
+            frame = describe(
+                module.map(|m| &**m),
+                FrameAddress::InstructionPointer(a),
+                sp,
+                trust,
+            );
+        }
         frame.signal_frame = is_signal;
         frames.push(frame);
         let Some(ra) = next[RA] else {
@@ -215,6 +229,7 @@ fn describe(module: Option<&Module>, address: FrameAddress, sp: u64, trust: Trus
         function: None,
         function_offset: None,
         signal_frame: false,
+        source: Vec::new(),
     };
     if let Some(m) = module {
         frame.module = Some(m.name().to_string());

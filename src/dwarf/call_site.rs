@@ -1,0 +1,154 @@
+//! Call-site parameter values (`DW_TAG_call_site_parameter`): what the
+//! compiler knows a caller passed in each argument register at one call,
+//! such as the address of a string literal. They let a debugger print
+//! `msg@entry` long after the callee overwrote the register.
+
+use gimli::{AttributeValue, EndianSlice, LittleEndian};
+
+use super::{Dwarf, DwarfError, Unit, borrow_sections, load_sections};
+use crate::modules::ElfImage;
+
+/// DIEs looked at in the unit holding the call, at most.
+const MAX_DIES: usize = 2_000_000;
+
+/// A value the caller passed, as DWARF states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallValue {
+    /// An address in the image (before load bias): `DW_OP_addr`.
+    Address(u64),
+    /// A constant.
+    Constant(u64),
+}
+
+/// The argument values DWARF records for the call that returns to
+/// `return_pc` (an address in the image, before load bias), by DWARF
+/// register number. Empty when the call has no such record.
+pub fn call_site_values(
+    image: &ElfImage,
+    return_pc: u64,
+) -> Result<Vec<(u16, CallValue)>, DwarfError> {
+    let path = image.path().display().to_string();
+    if !image.has_dwarf() {
+        return Err(DwarfError::NoDwarf(path));
+    }
+    let bad = |e: gimli::Error| DwarfError::Bad {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let sections = load_sections(
+        image,
+        &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],
+    );
+    let loaded = borrow_sections(&sections);
+    let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next().map_err(bad)? {
+        let Ok(unit) = dwarf.unit(header) else {
+            continue;
+        };
+        let mut ranges = dwarf.unit_ranges(&unit).map_err(bad)?;
+        let mut holds = false;
+        while let Some(r) = ranges.next().map_err(bad)? {
+            if (r.begin..=r.end).contains(&return_pc) {
+                holds = true;
+                break;
+            }
+        }
+        if holds {
+            let values = values_in_unit(&dwarf, &unit, return_pc).map_err(bad)?;
+            if !values.is_empty() {
+                return Ok(values);
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
+fn values_in_unit(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    return_pc: u64,
+) -> gimli::Result<Vec<(u16, CallValue)>> {
+    let mut entries = unit.entries();
+    let mut seen = 0;
+    let mut site_depth: Option<isize> = None;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next_dfs()? {
+        seen += 1;
+        if seen > MAX_DIES {
+            break;
+        }
+        let depth = entry.depth();
+        if let Some(d) = site_depth {
+            if depth <= d {
+                // Past the call site's children.
+                return Ok(out);
+            }
+            if matches!(
+                entry.tag(),
+                gimli::DW_TAG_call_site_parameter | gimli::DW_TAG_GNU_call_site_parameter
+            ) && let Some(param) = parameter(dwarf, unit, entry)?
+            {
+                out.push(param);
+            }
+            continue;
+        }
+        if !matches!(
+            entry.tag(),
+            gimli::DW_TAG_call_site | gimli::DW_TAG_GNU_call_site
+        ) {
+            continue;
+        }
+        // DWARF 5 names the return address; GCC's DWARF 4 extension uses low_pc for it.
+        let pc = match entry.attr_value(gimli::DW_AT_call_return_pc) {
+            Some(v) => dwarf.attr_address(unit, v)?,
+            None => match entry.attr_value(gimli::DW_AT_low_pc) {
+                Some(v) => dwarf.attr_address(unit, v)?,
+                None => None,
+            },
+        };
+        if pc == Some(return_pc) {
+            site_depth = Some(depth);
+        }
+    }
+    Ok(out)
+}
+
+fn parameter(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    entry: &gimli::DebuggingInformationEntry<EndianSlice<'_, LittleEndian>>,
+) -> gimli::Result<Option<(u16, CallValue)>> {
+    let Some(AttributeValue::Exprloc(location)) = entry.attr_value(gimli::DW_AT_location) else {
+        return Ok(None);
+    };
+    let mut ops = location.operations(unit.encoding());
+    let register = match ops.next()? {
+        Some(gimli::Operation::Register { register }) => register.0,
+        _ => return Ok(None),
+    };
+    let value = match entry.attr_value(gimli::DW_AT_call_value) {
+        Some(v) => Some(v),
+        None => entry.attr_value(gimli::DW_AT_GNU_call_site_value),
+    };
+    let Some(AttributeValue::Exprloc(value)) = value else {
+        return Ok(None);
+    };
+    let mut ops = value.operations(unit.encoding());
+    let first = ops.next()?;
+    // Only a value that is one operation is taken: anything longer depends
+    // on the caller's registers, which are gone.
+    if ops.next()?.is_some() {
+        return Ok(None);
+    }
+    let value = match first {
+        Some(gimli::Operation::Address { address }) => CallValue::Address(address),
+        Some(gimli::Operation::AddressIndex { index }) => {
+            CallValue::Address(dwarf.address(unit, index)?)
+        }
+        Some(gimli::Operation::UnsignedConstant { value }) => CallValue::Constant(value),
+        Some(gimli::Operation::SignedConstant { value }) => CallValue::Constant(value as u64),
+        _ => return Ok(None),
+    };
+    Ok(Some((register, value)))
+}

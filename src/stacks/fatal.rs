@@ -1,0 +1,134 @@
+//! The fatal error a thread died in: the message CPython passed to
+//! `Py_FatalError` and its relatives, recovered from the call-site values
+//! DWARF records at the call (as gdb's `msg@entry`), or else the path of
+//! functions that led to the abort.
+
+use serde::Serialize;
+
+use crate::dwarf::{CallValue, call_site_values};
+use crate::memory::MemoryExt;
+use crate::process::Process;
+use crate::unwind::{FrameAddress, NativeStack};
+
+/// Longest message read.
+const MAX_MESSAGE: usize = 1024;
+
+/// x86-64 DWARF numbers of the integer argument registers, in order.
+const ARGUMENT_REGISTERS: [u16; 6] = [5, 4, 1, 2, 8, 9];
+
+/// A fatal error a thread was dying of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FatalError {
+    /// The fatal-error function the rest of CPython called (`Py_FatalError`, …).
+    pub function: String,
+    /// Its caller, outer to inner through the fatal-error functions: `PyTuple_New → Py_FatalError`.
+    pub path: String,
+    /// The message, when it could be read.
+    pub message: Option<String>,
+    /// Where the message came from, or why it could not be read.
+    pub message_source: String,
+}
+
+/// The fatal-error functions, with the argument that holds the message.
+/// `fatal_error`'s signature changed in 3.9: `(fd, header, prefix, msg, status)`.
+fn message_argument(function: &str, python_minor: Option<(u8, u8)>) -> Option<usize> {
+    let base = function.split('.').next().unwrap_or(function);
+    match base {
+        "Py_FatalError" => Some(0),
+        "_Py_FatalErrorFunc" | "_Py_FatalErrorFormat" => Some(1),
+        "_PyObject_AssertFailed" => Some(2),
+        "fatal_error" => Some(if python_minor.is_some_and(|v| v >= (3, 9)) {
+            3
+        } else {
+            1
+        }),
+        _ => None,
+    }
+}
+
+/// The fatal error `stack` shows, if it passes through a fatal-error function.
+pub fn fatal_error(process: &Process, stack: &NativeStack) -> Option<FatalError> {
+    let version = process.python().map(|p| p.version.major_minor());
+    let is_fatal = |i: usize| {
+        stack.frames[i]
+            .function
+            .as_deref()
+            .and_then(|f| message_argument(f, version))
+    };
+    let innermost = (0..stack.frames.len()).find(|&i| is_fatal(i).is_some())?;
+    // The outermost of a run of fatal-error functions is the one CPython's
+    // other code called; its caller passed the message.
+    let mut outer = innermost;
+    while outer + 1 < stack.frames.len() && is_fatal(outer + 1).is_some() {
+        outer += 1;
+    }
+    let name = |i: usize| stack.frames.get(i).and_then(|f| f.function.clone());
+    let function = name(outer)?;
+    let caller = stack.frames.get(outer + 1);
+    let mut path: Vec<String> = (innermost..=outer).rev().filter_map(name).collect();
+    if let Some(c) = caller {
+        path.insert(
+            0,
+            c.function
+                .clone()
+                .unwrap_or_else(|| format!("{:#x}", c.address.address())),
+        );
+    }
+    let (message, message_source) = match caller {
+        Some(c) => match read_message(process, c.address, is_fatal(outer).unwrap_or(0)) {
+            Ok(m) => (Some(m), "DWARF call-site value at the call".to_string()),
+            Err(why) => (None, why),
+        },
+        None => (
+            None,
+            "the caller of the fatal-error function was not unwound".into(),
+        ),
+    };
+    Some(FatalError {
+        function,
+        path: path.join(" → "),
+        message,
+        message_source,
+    })
+}
+
+/// The string the call returning to `return_address` passed in argument `argument`.
+fn read_message(
+    process: &Process,
+    return_address: FrameAddress,
+    argument: usize,
+) -> Result<String, String> {
+    let FrameAddress::ReturnAddress(ra) = return_address else {
+        return Err("the caller was interrupted, not calling".into());
+    };
+    let module = process
+        .modules()
+        .by_address(ra)
+        .ok_or_else(|| format!("{ra:#x} is in no module"))?;
+    let bias = module
+        .load_bias
+        .ok_or("the caller's module has no load bias")?;
+    let image = [module.debug_file(), module.file()]
+        .into_iter()
+        .flatten()
+        .find(|i| i.has_dwarf())
+        .ok_or_else(|| format!("{} has no DWARF (install its debug file)", module.name()))?;
+    let values = call_site_values(image, ra.wrapping_sub(bias)).map_err(|e| e.to_string())?;
+    let register = ARGUMENT_REGISTERS
+        .get(argument)
+        .ok_or("no such argument register")?;
+    let value = values
+        .iter()
+        .find(|(r, _)| r == register)
+        .map(|(_, v)| *v)
+        .ok_or("DWARF records no value for the message argument at this call")?;
+    let address = match value {
+        CallValue::Address(a) => a.wrapping_add(bias),
+        CallValue::Constant(c) => c,
+    };
+    let bytes = process
+        .memory()
+        .read_cstr(address, MAX_MESSAGE)
+        .map_err(|e| format!("the message at {address:#x} is unreadable: {e}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
