@@ -165,13 +165,19 @@ fn threads_json_keys_are_documented() {
     let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
     let manifest = support::manifest();
     let mut all = BTreeSet::new();
-    for interp in ["pyenv-2.7.18", "pyenv-3.11.7"] {
+    let cases = [
+        ("pyenv-2.7.18", "threads"),
+        ("pyenv-3.11.7", "threads"),
+        ("pyenv-2.7.18", "gc_already_tracked"),
+    ];
+    for (interp, scenario) in cases {
         let e = manifest
             .iter()
-            .find(|e| e["interp"] == interp && e["scenario"] == "threads" && e["kind"] == "kernel")
+            .find(|e| e["interp"] == interp && e["scenario"] == scenario && e["kind"] == "kernel")
             .unwrap();
+        let core = e["core"].as_str().unwrap();
         let (code, stdout, stderr) =
-            support::pymortem(&["threads", "--json", "--locals", e["core"].as_str().unwrap()]);
+            support::pymortem(&["threads", "--json", "--locals", "--native", core]);
         assert_eq!(code, 0, "{stderr}");
         let v: Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(
@@ -181,6 +187,9 @@ fn threads_json_keys_are_documented() {
         keys(&v, &mut all);
     }
     assert!(all.contains("locals") && all.contains("argument") && all.contains("qualname"));
+    assert!(
+        all.contains("native_stop") && all.contains("source") && all.contains("message_source")
+    );
     assert_documented(&doc, &all);
 }
 
