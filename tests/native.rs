@@ -10,7 +10,9 @@ mod support;
 use pymortem::layout::LayoutOptions;
 use pymortem::python::{ThreadOptions, python_state};
 use pymortem::stacks::{MergedStack, StackFrame, is_eval_frame, merged_stack};
-use pymortem::unwind::{FrameAddress, StopReason, unwind_thread};
+use pymortem::unwind::{
+    FrameAddress, Methods, StopReason, Trust, unwind_thread, unwind_thread_with,
+};
 use pymortem::{Options, Process};
 use serde_json::Value;
 
@@ -292,4 +294,55 @@ fn every_python_frame_of_the_threads_scenario_has_its_eval_frame() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(threads_checked >= 12 * 4, "{threads_checked} threads");
+}
+
+#[test]
+fn stack_scanning_alone_finds_every_caller_cfi_finds() {
+    let manifest = support::manifest();
+    let entries: Vec<&Value> = manifest
+        .iter()
+        .filter(|e| e["scenario"] == "threads" && e["kind"] == "kernel")
+        .collect();
+    let only = |cfi, scan| Methods {
+        cfi,
+        frame_pointer: false,
+        scan,
+    };
+    let problems = support::parallel(&entries, |e| {
+        let process = open(e);
+        let mut problems = Vec::new();
+        for t in process.threads() {
+            let by_cfi = unwind_thread_with(&process, t.lwp, only(true, false)).unwrap();
+            let by_scan = unwind_thread_with(&process, t.lwp, only(false, true)).unwrap();
+            if by_scan
+                .frames
+                .iter()
+                .skip(1)
+                .any(|f| f.trust != Trust::Scan)
+            {
+                problems.push(format!(
+                    "{} LWP {}: a scanned frame not marked scan",
+                    e["interp"], t.lwp
+                ));
+            }
+            // Scanning may add stale return addresses, but must not miss or
+            // reorder a real one.
+            let mut scanned = by_scan.frames.iter().map(|f| f.address.address());
+            let missing: Vec<String> = by_cfi
+                .frames
+                .iter()
+                .filter(|f| !scanned.any(|a| a == f.address.address()))
+                .map(|f| f.function.clone().unwrap_or_else(|| "??".into()))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{} LWP {}: scanning missed {missing:?}",
+                    e["interp"], t.lwp
+                ));
+            }
+        }
+        problems
+    });
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(entries.len(), 12);
 }

@@ -268,6 +268,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     Trust::Context => "context",
                     Trust::Cfi => "cfi",
                     Trust::FramePointer => "frame pointer",
+                    Trust::Scan => "scan",
                 };
                 let pc = match n.address {
                     FrameAddress::InstructionPointer(a) => format!("{a:#014x}"),

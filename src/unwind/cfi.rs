@@ -1,9 +1,9 @@
 //! One CFI step with gimli: from a frame's registers to its caller's.
 
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, Evaluation, EvaluationResult,
-    LittleEndian, Location, ParsedEhFrameHdr, Register, RegisterRule, UnwindContext, UnwindSection,
-    Value,
+    BaseAddresses, CfaRule, DebugFrame, EhFrame, EhFrameHdr, EndianArcSlice, EndianSlice,
+    Evaluation, EvaluationResult, FrameDescriptionEntry, LittleEndian, Location, ParsedEhFrameHdr,
+    Reader, Register, RegisterRule, UnwindContext, UnwindSection, Value,
 };
 use object::{Object, ObjectSection};
 
@@ -27,12 +27,25 @@ pub enum StepError {
     Unreadable(String),
 }
 
-/// A module's `.eh_frame` (and `.eh_frame_hdr`) at their link-time addresses.
+/// A module's `.eh_frame` (and `.eh_frame_hdr`) at their link-time
+/// addresses, and its `.debug_frame` (from the file or its debug file) for
+/// code `.eh_frame` does not cover.
 pub struct ModuleCfi<'m> {
     eh_frame: EhFrame<Slice<'m>>,
     hdr: Option<ParsedEhFrameHdr<Slice<'m>>>,
     bases: BaseAddresses,
+    // Owned: a debug file's section may be compressed.
+    debug_frame: Option<DebugFrame<EndianArcSlice<LittleEndian>>>,
     bias: u64,
+}
+
+fn debug_frame_of(bytes: &[u8]) -> DebugFrame<EndianArcSlice<LittleEndian>> {
+    let mut frame = DebugFrame::from(EndianArcSlice::new(
+        std::sync::Arc::from(bytes),
+        LittleEndian,
+    ));
+    frame.set_address_size(8);
+    frame
 }
 
 impl<'m> ModuleCfi<'m> {
@@ -49,7 +62,16 @@ impl<'m> ModuleCfi<'m> {
             let start = (data.as_ptr() as usize).checked_sub(bytes.as_ptr() as usize)?;
             Some((s.address(), bytes.get(start..start + data.len())?))
         };
-        let (eh_addr, eh_data) = section(".eh_frame")?;
+        let debug_frame = [module.debug_file(), Some(image)]
+            .into_iter()
+            .flatten()
+            .find_map(|i| i.section_data(".debug_frame"))
+            .filter(|d| !d.is_empty())
+            .map(|d| debug_frame_of(&d));
+        let (eh_addr, eh_data) = section(".eh_frame").unwrap_or((0, &[]));
+        if eh_data.is_empty() && debug_frame.is_none() {
+            return None;
+        }
         let mut bases = BaseAddresses::default().set_eh_frame(eh_addr);
         if let Some(text) = file.section_by_name(".text") {
             bases = bases.set_text(text.address());
@@ -64,6 +86,7 @@ impl<'m> ModuleCfi<'m> {
             eh_frame,
             hdr,
             bases,
+            debug_frame,
             bias,
         })
     }
@@ -73,6 +96,17 @@ impl<'m> ModuleCfi<'m> {
         eh_frame: &'m [u8],
         eh_frame_address: u64,
         hdr: Option<(&'m [u8], u64)>,
+        bias: u64,
+    ) -> ModuleCfi<'m> {
+        Self::with_debug_frame(eh_frame, eh_frame_address, hdr, None, bias)
+    }
+
+    /// As [`ModuleCfi::from_sections`], with a `.debug_frame` too.
+    pub fn with_debug_frame(
+        eh_frame: &'m [u8],
+        eh_frame_address: u64,
+        hdr: Option<(&'m [u8], u64)>,
+        debug_frame: Option<&[u8]>,
         bias: u64,
     ) -> ModuleCfi<'m> {
         let mut bases = BaseAddresses::default().set_eh_frame(eh_frame_address);
@@ -86,6 +120,7 @@ impl<'m> ModuleCfi<'m> {
             eh_frame: frame,
             hdr,
             bases,
+            debug_frame: debug_frame.map(debug_frame_of),
             bias,
         }
     }
@@ -102,77 +137,109 @@ impl<'m> ModuleCfi<'m> {
         let get_cie = |section: &EhFrame<Slice<'m>>, bases: &BaseAddresses, offset| {
             section.cie_from_offset(bases, offset)
         };
-        let fde = match self.hdr.as_ref().and_then(|h| h.table()) {
+        let eh = match self.hdr.as_ref().and_then(|h| h.table()) {
             Some(table) => table.fde_for_address(&self.eh_frame, &self.bases, svma, get_cie),
             None => self.eh_frame.fde_for_address(&self.bases, svma, get_cie),
-        }
-        .map_err(|e| StepError::NoCfi(format!("no CFI for {lookup:#x}: {e}")))?;
-        let signal = fde.is_signal_trampoline();
-        let mut ctx = UnwindContext::new();
-        let row = fde
-            .unwind_info_for_address(&self.eh_frame, &self.bases, &mut ctx, svma)
-            .map_err(|e| StepError::NoCfi(format!("bad CFI for {lookup:#x}: {e}")))?;
-        let unreadable = |what: &str| StepError::Unreadable(format!("{what} at {lookup:#x}"));
-        let cfa = match row.cfa() {
-            CfaRule::RegisterAndOffset { register, offset } => {
-                let base = regs
-                    .get(register.0 as usize)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(|| unreadable("the CFA register"))?;
-                base.wrapping_add(*offset as u64)
-            }
-            CfaRule::Expression(e) => {
-                let expr = e
-                    .get(&self.eh_frame)
-                    .map_err(|_| unreadable("the CFA expression"))?;
-                evaluate(memory, regs, expr, None)
-                    .ok_or_else(|| unreadable("the CFA expression"))?
-            }
         };
-        let mut next = *regs;
-        // Caller-saved registers are not known in the caller.
-        for r in [0usize, 1, 2, 4, 5, 8, 9, 10, 11] {
-            next[r] = None;
-        }
-        next[7] = Some(cfa);
-        next[16] = None;
-        for reg in 0..17u16 {
-            let Some(rule) = row.register(Register(reg)) else {
-                continue;
-            };
-            let value = match rule {
-                RegisterRule::Undefined => None,
-                RegisterRule::SameValue => regs[reg as usize],
-                RegisterRule::Offset(o) => memory.read_u64(cfa.wrapping_add(o as u64)).ok(),
-                RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
-                RegisterRule::Register(r) => regs.get(r.0 as usize).copied().flatten(),
-                RegisterRule::Expression(e) => e
-                    .get(&self.eh_frame)
-                    .ok()
-                    .and_then(|expr| evaluate(memory, regs, expr, Some(cfa)))
-                    .and_then(|addr| memory.read_u64(addr).ok()),
-                RegisterRule::ValExpression(e) => e
-                    .get(&self.eh_frame)
-                    .ok()
-                    .and_then(|expr| evaluate(memory, regs, expr, Some(cfa))),
-                RegisterRule::Constant(c) => Some(c),
-                _ => None,
-            };
-            if reg == 16 && matches!(rule, RegisterRule::Undefined) {
-                return Err(StepError::Outermost);
-            }
-            next[reg as usize] = value;
-        }
-        Ok((next, signal))
+        let eh_error = match eh {
+            Ok(fde) => return apply(&self.eh_frame, &self.bases, fde, memory, lookup, svma, regs),
+            Err(e) => e,
+        };
+        // Code without .eh_frame (built with -fno-asynchronous-unwind-tables,
+        // or hand-written assembly) may still have .debug_frame.
+        let Some(debug_frame) = &self.debug_frame else {
+            return Err(StepError::NoCfi(format!(
+                "no CFI for {lookup:#x}: {eh_error}"
+            )));
+        };
+        let bases = BaseAddresses::default();
+        let fde = debug_frame
+            .fde_for_address(&bases, svma, |section, bases, offset| {
+                section.cie_from_offset(bases, offset)
+            })
+            .map_err(|e| {
+                StepError::NoCfi(format!(
+                    "no CFI for {lookup:#x}: {eh_error}; .debug_frame: {e}"
+                ))
+            })?;
+        apply(debug_frame, &bases, fde, memory, lookup, svma, regs)
     }
 }
 
+/// Apply the CFI row for `svma` in `fde` to `regs`.
+fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
+    section: &S,
+    bases: &BaseAddresses,
+    fde: FrameDescriptionEntry<R>,
+    memory: &impl Memory,
+    lookup: u64,
+    svma: u64,
+    regs: &[Option<u64>; 17],
+) -> Result<([Option<u64>; 17], bool), StepError> {
+    let signal = fde.is_signal_trampoline();
+    let mut ctx = UnwindContext::new();
+    let row = fde
+        .unwind_info_for_address(section, bases, &mut ctx, svma)
+        .map_err(|e| StepError::NoCfi(format!("bad CFI for {lookup:#x}: {e}")))?;
+    let unreadable = |what: &str| StepError::Unreadable(format!("{what} at {lookup:#x}"));
+    let cfa = match row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } => {
+            let base = regs
+                .get(register.0 as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(|| unreadable("the CFA register"))?;
+            base.wrapping_add(*offset as u64)
+        }
+        CfaRule::Expression(e) => {
+            let expr = e
+                .get(section)
+                .map_err(|_| unreadable("the CFA expression"))?;
+            evaluate(memory, regs, expr, None).ok_or_else(|| unreadable("the CFA expression"))?
+        }
+    };
+    let mut next = *regs;
+    // Caller-saved registers are not known in the caller.
+    for r in [0usize, 1, 2, 4, 5, 8, 9, 10, 11] {
+        next[r] = None;
+    }
+    next[7] = Some(cfa);
+    next[16] = None;
+    for reg in 0..17u16 {
+        let Some(rule) = row.register(Register(reg)) else {
+            continue;
+        };
+        let value = match rule {
+            RegisterRule::Undefined => None,
+            RegisterRule::SameValue => regs[reg as usize],
+            RegisterRule::Offset(o) => memory.read_u64(cfa.wrapping_add(o as u64)).ok(),
+            RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
+            RegisterRule::Register(r) => regs.get(r.0 as usize).copied().flatten(),
+            RegisterRule::Expression(e) => e
+                .get(section)
+                .ok()
+                .and_then(|expr| evaluate(memory, regs, expr, Some(cfa)))
+                .and_then(|addr| memory.read_u64(addr).ok()),
+            RegisterRule::ValExpression(e) => e
+                .get(section)
+                .ok()
+                .and_then(|expr| evaluate(memory, regs, expr, Some(cfa))),
+            RegisterRule::Constant(c) => Some(c),
+            _ => None,
+        };
+        if reg == 16 && matches!(rule, RegisterRule::Undefined) {
+            return Err(StepError::Outermost);
+        }
+        next[reg as usize] = value;
+    }
+    Ok((next, signal))
+}
+
 /// Evaluate a CFI expression to an address, with `initial` pushed first.
-fn evaluate(
+fn evaluate<R: Reader<Offset = usize>>(
     memory: &impl Memory,
     regs: &[Option<u64>; 17],
-    expr: gimli::Expression<Slice<'_>>,
+    expr: gimli::Expression<R>,
     initial: Option<u64>,
 ) -> Option<u64> {
     let encoding = gimli::Encoding {
@@ -180,7 +247,7 @@ fn evaluate(
         version: 4,
         address_size: 8,
     };
-    let mut eval: Evaluation<Slice<'_>> = expr.evaluation(encoding);
+    let mut eval: Evaluation<R> = expr.evaluation(encoding);
     // A branch back to itself (DW_OP_skip, DW_OP_bra) would loop for ever.
     eval.set_max_iterations(MAX_EXPRESSION_OPS);
     if let Some(v) = initial {
@@ -213,5 +280,71 @@ fn evaluate(
         Location::Address { address } => Some(address),
         Location::Value { value } => value.to_u64(!0).ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::BufferMemory;
+
+    /// A `.debug_frame` (version 1) with one CIE, `CFA = rsp + 8; ra at CFA - 8`,
+    /// the state at every function's entry, and one FDE covering `[start, start + len)`.
+    fn debug_frame(start: u64, len: u64) -> Vec<u8> {
+        let mut cie = Vec::new();
+        cie.extend(0xffff_ffffu32.to_le_bytes()); // CIE id
+        cie.push(1); // version
+        cie.push(0); // augmentation ""
+        cie.push(1); // code alignment factor
+        cie.push(0x78); // data alignment factor -8
+        cie.push(16); // return address register
+        cie.extend([0x0c, 0x07, 0x08]); // DW_CFA_def_cfa rsp, 8
+        cie.extend([0x90, 0x01]); // DW_CFA_offset r16, 1 * -8
+        while (cie.len() + 4) % 8 != 0 {
+            cie.push(0); // DW_CFA_nop
+        }
+        let mut out = (cie.len() as u32).to_le_bytes().to_vec();
+        out.extend(cie);
+        let mut fde = Vec::new();
+        fde.extend(0u32.to_le_bytes()); // the CIE at offset 0
+        fde.extend(start.to_le_bytes());
+        fde.extend(len.to_le_bytes());
+        while (fde.len() + 4) % 8 != 0 {
+            fde.push(0);
+        }
+        out.extend((fde.len() as u32).to_le_bytes());
+        out.extend(fde);
+        out
+    }
+
+    #[test]
+    fn debug_frame_covers_code_without_eh_frame() {
+        let sections = debug_frame(0x1000, 0x100);
+        let cfi = ModuleCfi::with_debug_frame(&[], 0, None, Some(&sections), 0x7f00_0000_0000);
+        let sp = 0x7fff_0000_0000u64;
+        let mut stack = vec![0u8; 64];
+        stack[..8].copy_from_slice(&0x7f00_0000_2345u64.to_le_bytes());
+        let memory = BufferMemory {
+            base: sp,
+            bytes: stack,
+        };
+        let mut regs = [None; 17];
+        regs[7] = Some(sp);
+        regs[16] = Some(0x7f00_0000_1010);
+        let Ok((next, signal)) = cfi.step(&memory, 0x7f00_0000_1010, &regs) else {
+            panic!("no step from .debug_frame");
+        };
+        assert_eq!(
+            next[16],
+            Some(0x7f00_0000_2345),
+            "return address from [CFA - 8]"
+        );
+        assert_eq!(next[7], Some(sp + 8), "the caller's rsp is the CFA");
+        assert!(!signal);
+        // Outside the FDE there is no CFI at all.
+        assert!(matches!(
+            cfi.step(&memory, 0x7f00_0000_2000, &regs),
+            Err(StepError::NoCfi(_))
+        ));
     }
 }

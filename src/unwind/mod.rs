@@ -31,7 +31,34 @@ pub enum Trust {
     Cfi,
     /// The frame-pointer chain.
     FramePointer,
+    /// A scan of the stack for a word that points just after a call
+    /// instruction: a guess, used only where CFI and frame pointers fail.
+    Scan,
 }
+
+/// Which ways of finding a caller `unwind_thread_with` may use, tried in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Methods {
+    /// Call-frame information (`.eh_frame`, `.debug_frame`).
+    pub cfi: bool,
+    /// The frame-pointer chain.
+    pub frame_pointer: bool,
+    /// Stack scanning.
+    pub scan: bool,
+}
+
+impl Default for Methods {
+    fn default() -> Methods {
+        Methods {
+            cfi: true,
+            frame_pointer: true,
+            scan: true,
+        }
+    }
+}
+
+/// Stack words a scan looks at for one frame, at most.
+const MAX_SCAN_WORDS: u64 = 2048;
 
 /// The address a frame is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,6 +147,11 @@ const RA: usize = 16;
 
 /// Unwind the thread with this LWP.
 pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
+    unwind_thread_with(process, lwp, Methods::default())
+}
+
+/// Unwind the thread with this LWP using only `methods`.
+pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Option<NativeStack> {
     let thread = process.threads().iter().find(|t| t.lwp == lwp)?;
     let mut regs = [None; 17];
     for (i, r) in regs.iter_mut().enumerate() {
@@ -139,7 +171,7 @@ pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
         let sp = regs[RSP].unwrap_or(0);
         let module = process.modules().by_address(address.address());
         let mut frame = describe(module.map(|m| &**m), address, sp, trust);
-        let cfi_step = module.map(|m| {
+        let cfi_step = module.filter(|_| methods.cfi).map(|m| {
             let index = process
                 .modules()
                 .modules()
@@ -160,15 +192,27 @@ pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
             Some(Err(cfi::StepError::NoCfi(e) | cfi::StepError::Unreadable(e))) => {
                 Err(StopReason::NoUnwindInfo(e))
             }
+            None if !methods.cfi => Err(StopReason::NoUnwindInfo("CFI not used".into())),
             None => Err(StopReason::NoUnwindInfo(format!(
                 "{:#x} is in no module",
                 address.address()
             ))),
         };
-        // Without CFI, the frame pointer may still lead on.
+        // Without CFI, the frame pointer may still lead on; failing that, a
+        // scan of the stack for a return address.
         let step = match step {
-            Err(StopReason::NoUnwindInfo(e)) => frame_pointer_step(memory, &regs)
+            Err(StopReason::NoUnwindInfo(e)) => methods
+                .frame_pointer
+                .then(|| frame_pointer_step(memory, &regs))
+                .flatten()
                 .map(|next| (next, false, Trust::FramePointer))
+                .or_else(|| {
+                    methods
+                        .scan
+                        .then(|| scan_step(process, &regs))
+                        .flatten()
+                        .map(|next| (next, false, Trust::Scan))
+                })
                 .ok_or(StopReason::NoUnwindInfo(e)),
             other => other,
         };
@@ -252,6 +296,72 @@ fn describe(module: Option<&Module>, address: FrameAddress, sp: u64, trust: Trus
     frame
 }
 
+/// The caller's registers from the first word above the stack pointer that
+/// looks like a return address: it points into executable memory just after
+/// a call instruction. Only the stack pointer and return address are known.
+fn scan_step(process: &Process, regs: &[Option<u64>; 17]) -> Option<[Option<u64>; 17]> {
+    let memory = process.memory();
+    let sp = regs[RSP]?;
+    for i in 0..MAX_SCAN_WORDS {
+        let slot = sp.checked_add(i * 8)?;
+        let Ok(candidate) = memory.read_u64(slot) else {
+            return None;
+        };
+        if is_return_address(process, candidate) {
+            let mut next = [None; 17];
+            // Callee-saved registers may have been spilled anywhere: only
+            // rbp is kept, for a frame-pointer chain to pick up from.
+            next[RBP] = regs[RBP];
+            next[RSP] = Some(slot + 8);
+            next[RA] = Some(candidate);
+            return Some(next);
+        }
+    }
+    None
+}
+
+fn is_return_address(process: &Process, address: u64) -> bool {
+    let core = process.core();
+    let executable = core
+        .segment_index(address)
+        .is_some_and(|i| core.segments()[i].perms.execute);
+    if !executable || address < 7 {
+        return false;
+    }
+    let mut before = [0u8; 7];
+    process
+        .memory()
+        .read_exact_at(address - 7, &mut before)
+        .is_ok_and(|()| follows_call(&before))
+}
+
+/// Whether the 7 bytes before an address end with a call instruction:
+/// `call rel32` (E8), or `call r/m64` (FF /2) in any addressing form that
+/// fits (register, SIB, disp8, disp32, RIP-relative), REX prefix or not.
+pub fn follows_call(before: &[u8; 7]) -> bool {
+    // call rel32
+    if before[2] == 0xE8 {
+        return true;
+    }
+    (0..6).any(|at| {
+        let modrm = before[at + 1];
+        if before[at] != 0xFF || (modrm >> 3) & 7 != 2 {
+            return false;
+        }
+        let (mode, rm) = (modrm >> 6, modrm & 7);
+        let sib = mode != 3 && rm == 4;
+        let sib_base = before.get(at + 2).map(|b| b & 7);
+        let displacement = match mode {
+            1 => 1,
+            2 => 4,
+            // RIP-relative, or a SIB with no base register.
+            0 if rm == 5 || (sib && sib_base == Some(5)) => 4,
+            _ => 0,
+        };
+        at + 2 + usize::from(sib) + displacement == 7
+    })
+}
+
 /// The classic frame-pointer step: [rbp] is the caller's rbp, [rbp+8] the return address.
 fn frame_pointer_step(memory: &impl Memory, regs: &[Option<u64>; 17]) -> Option<[Option<u64>; 17]> {
     let rbp = regs[RBP]?;
@@ -264,4 +374,33 @@ fn frame_pointer_step(memory: &impl Memory, regs: &[Option<u64>; 17]) -> Option<
     next[RA] = Some(memory.read_u64(rbp.wrapping_add(8)).ok()?);
     next[RSP] = Some(rbp + 16);
     Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follows_call;
+
+    #[test]
+    fn call_instructions_before_a_return_address() {
+        let ends_with = |tail: &[u8]| {
+            let mut b = [0x90u8; 7];
+            b[7 - tail.len()..].copy_from_slice(tail);
+            follows_call(&b)
+        };
+        assert!(ends_with(&[0xE8, 1, 2, 3, 4]), "call rel32");
+        assert!(ends_with(&[0xFF, 0xD0]), "call rax");
+        assert!(ends_with(&[0x41, 0xFF, 0xD3]), "call r11");
+        assert!(ends_with(&[0xFF, 0x50, 0x08]), "call [rax+8]");
+        assert!(ends_with(&[0xFF, 0x15, 1, 2, 3, 4]), "call [rip+disp32]");
+        assert!(ends_with(&[0xFF, 0x90, 1, 2, 3, 4]), "call [rax+disp32]");
+        assert!(ends_with(&[0xFF, 0x54, 0x24, 0x08]), "call [rsp+8]");
+        assert!(ends_with(&[0xFF, 0x14, 0x24]), "call [rsp]");
+        assert!(
+            !ends_with(&[0xFF, 0x14, 0x24, 0x08]),
+            "a call that would end early"
+        );
+        assert!(!ends_with(&[0xFF, 0xE0]), "jmp rax is not a call");
+        assert!(!ends_with(&[0x48, 0x89, 0xC7]), "mov rdi, rax");
+        assert!(!ends_with(&[]), "nops");
+    }
 }
