@@ -8,8 +8,10 @@
 mod support;
 
 use pymortem::layout::LayoutOptions;
+use pymortem::modules::ModuleKind;
 use pymortem::python::{ThreadOptions, python_state};
 use pymortem::stacks::{MergedStack, StackFrame, is_eval_frame, merged_stack};
+use pymortem::unwind::cfi::ModuleCfi;
 use pymortem::unwind::{
     FrameAddress, Methods, StopReason, Trust, unwind_thread, unwind_thread_with,
 };
@@ -345,4 +347,49 @@ fn stack_scanning_alone_finds_every_caller_cfi_finds() {
     });
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert_eq!(entries.len(), 12);
+}
+
+#[test]
+fn the_vdso_read_from_the_core_has_cfi_for_its_functions() {
+    let mut checked = 0;
+    for e in support::manifest()
+        .iter()
+        .filter(|e| e["scenario"] == "threads" && e["kind"] == "kernel")
+    {
+        let process = open(e);
+        let vdso = process
+            .modules()
+            .modules()
+            .iter()
+            .find(|m| m.kind == ModuleKind::Vdso)
+            .unwrap_or_else(|| panic!("{}: no vDSO module", e["interp"]));
+        let cfi = ModuleCfi::new(vdso).unwrap_or_else(|| panic!("{}: no vDSO CFI", e["interp"]));
+        let thread = &process.threads()[0];
+        let mut regs = [None; 17];
+        for (i, r) in regs.iter_mut().enumerate() {
+            *r = thread.registers.by_dwarf(i as u16);
+        }
+        let mut functions = 0;
+        for name in [
+            "__vdso_clock_gettime",
+            "__vdso_gettimeofday",
+            "__vdso_time",
+            "__vdso_getcpu",
+        ] {
+            let Some(address) = vdso.symbol_address(name, None) else {
+                continue;
+            };
+            // At a function's first instruction the return address is at [rsp].
+            let step = cfi.step(process.memory(), address, &regs);
+            assert!(step.is_ok(), "{} {name}: no CFI step", e["interp"]);
+            functions += 1;
+        }
+        assert!(
+            functions >= 3,
+            "{}: {functions} vDSO functions",
+            e["interp"]
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 12);
 }

@@ -278,7 +278,10 @@ impl ModuleSet {
 struct CoreElfInfo {
     build_id: Option<Vec<u8>>,
     first_load_vaddr: Option<u64>,
+    // Bytes the loadable segments span.
     extent: u64,
+    // Bytes to the end of the section headers too.
+    image_extent: u64,
 }
 
 /// Parse the ELF header and program headers at `base` from core memory.
@@ -296,6 +299,7 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
             build_id: None,
             first_load_vaddr: None,
             extent: 0,
+            image_extent: 0,
         });
     }
     let mut loads = Vec::new();
@@ -319,12 +323,19 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
     }
     let first_load_vaddr = loads.iter().map(|&(v, _)| v & !0xfff).min();
     let bias = base.wrapping_sub(first_load_vaddr.unwrap_or(0));
-    let extent = loads
+    let loaded = loads
         .iter()
         .map(|&(v, m)| v.saturating_add(m))
         .max()
         .unwrap_or(0)
         .saturating_sub(first_load_vaddr.unwrap_or(0));
+    // The section headers usually follow the loaded bytes (the vDSO maps
+    // its whole file): without them the image has no sections, hence no CFI.
+    let shoff = u64::from_le_bytes(ehdr[40..48].try_into().ok()?);
+    let shentsize = u64::from(u16::from_le_bytes(ehdr[58..60].try_into().ok()?));
+    let shnum = u64::from(u16::from_le_bytes(ehdr[60..62].try_into().ok()?));
+    let section_headers_end = shoff.saturating_add(shentsize.saturating_mul(shnum));
+    let image_extent = loaded.max(section_headers_end);
     let build_id = notes.iter().find_map(|&(vaddr, size)| {
         let bytes = mem.read_bytes(bias.wrapping_add(vaddr), size, 4096).ok()?;
         build_id_from_notes(&bytes)
@@ -332,7 +343,8 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
     Some(CoreElfInfo {
         build_id,
         first_load_vaddr,
-        extent,
+        extent: loaded,
+        image_extent,
     })
 }
 
@@ -513,11 +525,12 @@ fn locate_debug(
 
 fn load_vdso(memory: &ProcessMemory, base: u64) -> Option<Module> {
     let info = read_core_elf(&memory.core_only(), base)?;
-    let size = info.extent.clamp(4096, MAX_VDSO_SIZE);
+    let size = info.image_extent.clamp(4096, MAX_VDSO_SIZE);
     let bytes = memory
         .core_only()
         .read_bytes(base, size, MAX_VDSO_SIZE)
         .ok()?;
+    let size = bytes.len() as u64;
     let image = ElfImage::from_bytes("[vdso]", bytes);
     let load_bias = info.first_load_vaddr.map(|v| base.wrapping_sub(v));
     Some(Module {
