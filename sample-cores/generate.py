@@ -26,6 +26,8 @@ GENERATOR_VERSION = "1"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCEN_DIR = os.path.join(HERE, "scenarios")
 HELPERS = ["_truth.py", "_coro3.py"]
+# Scenarios that import another scenario's script.
+SCENARIO_IMPORTS = {"segfault_faulthandler": ["segfault.py"]}
 SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
              "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap"]
 KINDS = ["kernel", "gcore"]
@@ -241,7 +243,7 @@ def job_key(interp, scenario, kind):
     for ident in interp.identity:
         h.update(("id=%s\n" % ident).encode())
     h.update(("kind=%s\n" % kind).encode())
-    for fn in [scenario + ".py"] + HELPERS:
+    for fn in [scenario + ".py"] + SCENARIO_IMPORTS.get(scenario, []) + HELPERS:
         h.update(("%s=%s\n" % (fn, sha256_file(os.path.join(SCEN_DIR, fn)))).encode())
     h.update(sha256_file(os.path.abspath(__file__)).encode())
     return h.hexdigest()

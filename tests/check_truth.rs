@@ -171,12 +171,7 @@ fn corrupt_scenarios_flag_their_victims() {
         "every corrupt scenario of every interpreter, kernel and gcore"
     );
     let problems = support::parallel(&entries, check_corrupt);
-    assert!(
-        problems.is_empty(),
-        "{} problems:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    support::assert_no_problems(&problems);
 }
 
 #[test]
@@ -187,12 +182,7 @@ fn healthy_scenarios_have_no_error_or_warning() {
         .collect();
     assert_eq!(entries.len(), HEALTHY.len() * 12 * 2);
     let problems = support::parallel(&entries, check_healthy);
-    assert!(
-        problems.is_empty(),
-        "{} problems:\n{}",
-        problems.len(),
-        problems.join("\n")
-    );
+    support::assert_no_problems(&problems);
 }
 
 #[test]

@@ -101,7 +101,7 @@ fn synthetic_core_agrees_with_goblin() {
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_temp(dir.path(), "core", &support::synth::sample().build());
     let problems = compare(&path);
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    support::assert_no_problems(&problems);
 }
 
 #[test]
@@ -123,5 +123,5 @@ fn sample_cores_agree_with_goblin() {
         .iter()
         .flat_map(|c| compare(std::path::Path::new(c)))
         .collect();
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    support::assert_no_problems(&problems);
 }

@@ -231,7 +231,7 @@ fn runtime_is_found_with_and_without_files() {
             }
         }
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    support::assert_no_problems(&problems);
 }
 
 #[test]

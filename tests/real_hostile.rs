@@ -61,7 +61,7 @@ fn version_is_found_with_no_files_at_all() {
             "{core}: nothing can be verified"
         );
     }
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    support::assert_no_problems(&problems);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn truncated_real_cores_keep_what_they_hold() {
                         .into_iter()
                         .filter(|p| !p.contains("python version"))
                         .collect::<Vec<_>>();
-                        assert!(problems.is_empty(), "{}", problems.join("\n"));
+                        support::assert_no_problems(&problems);
                     }
                 }
             }
@@ -144,7 +144,7 @@ fn compressed_real_cores_match_their_truth() {
         ])
         .unwrap();
         let problems = support::info_disagreements(&format!("{core}.{ext}"), &report, &truth);
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        support::assert_no_problems(&problems);
         assert!(report["core"]["compression"].is_string());
         // Cut the compressed stream: what was decoded is still used, or a clear error.
         let half = support::write_temp(

@@ -59,7 +59,7 @@ fn committed_samples_match_their_truth_through_their_sysroot() {
         )
         .unwrap();
         let problems = support::info_disagreements(name, &report, &truth);
-        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        support::assert_no_problems(&problems);
         assert_eq!(report["core"]["compression"], "zstd");
         assert_eq!(report["core"]["size"], sample["core_size"]);
         // The files the sample ships come from its sysroot, verified by build-id.

@@ -5,7 +5,7 @@
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
 
-use super::{Dwarf, DwarfError, Unit, borrow_sections, load_sections};
+use super::{Dwarf, DwarfError, Unit, bad_dwarf, borrow_sections, dwarf_path, load_sections};
 use crate::modules::ElfImage;
 
 /// DIEs looked at in the unit holding the call, at most.
@@ -27,14 +27,8 @@ pub fn call_site_values(
     image: &ElfImage,
     return_pc: u64,
 ) -> Result<Vec<(u16, CallValue)>, DwarfError> {
-    let path = image.path().display().to_string();
-    if !image.has_dwarf() {
-        return Err(DwarfError::NoDwarf(path));
-    }
-    let bad = |e: gimli::Error| DwarfError::Bad {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
+    let path = dwarf_path(image)?;
+    let bad = bad_dwarf(&path);
     let sections = load_sections(
         image,
         &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],

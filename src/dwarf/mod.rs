@@ -35,6 +35,24 @@ const MAX_TYPE_CHAIN: usize = 32;
 /// Children read per struct, at most.
 const MAX_MEMBERS: usize = 4_096;
 
+/// The image's path for messages; an error when it has no DWARF.
+fn dwarf_path(image: &ElfImage) -> Result<String, DwarfError> {
+    let path = image.path().display().to_string();
+    if image.has_dwarf() {
+        Ok(path)
+    } else {
+        Err(DwarfError::NoDwarf(path))
+    }
+}
+
+/// Turns gimli's errors into ours, naming the file.
+fn bad_dwarf(path: &str) -> impl Fn(gimli::Error) -> DwarfError + Copy + '_ {
+    move |e| DwarfError::Bad {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 /// Decompressed DWARF sections by name.
 type Sections<'i> = HashMap<&'static str, Cow<'i, [u8]>>;
 
@@ -152,14 +170,8 @@ pub struct QueryResult {
 /// once every type has been found and every variable seen at least once in
 /// the preferred units.
 pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError> {
-    let path = image.path().display().to_string();
-    if !image.has_dwarf() {
-        return Err(DwarfError::NoDwarf(path));
-    }
-    let bad = |e: gimli::Error| DwarfError::Bad {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
+    let path = dwarf_path(image)?;
+    let bad = bad_dwarf(&path);
     // Only the sections type and variable lookups need; the rest stay compressed.
     let sections = load_sections(image, &[]);
     let loaded = borrow_sections(&sections);

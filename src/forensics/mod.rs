@@ -135,13 +135,21 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    let (gc_walk, mut refs) = walk_and_count(
+    // The crashing thread's stack is unwound while the counter finishes.
+    let crashed_stack = || {
+        process.crashed_thread().map(|t| {
+            let python = state.threads.iter().find(|p| p.lwp == Some(t.lwp));
+            crate::stacks::merged_stack(process, t.lwp, python, None)
+        })
+    };
+    let (gc_walk, mut refs, crashed_thread_stack) = walk_and_count(
         process,
         state,
         &heap,
         &free,
         &mut findings,
         &mut diagnostics,
+        crashed_stack,
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
@@ -150,10 +158,6 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
             .cmp(&a.severity)
             .then(a.kind.cmp(&b.kind))
             .then(a.address.cmp(&b.address))
-    });
-    let crashed_thread_stack = process.crashed_thread().map(|t| {
-        let python = state.threads.iter().find(|p| p.lwp == Some(t.lwp));
-        crate::stacks::merged_stack(process, t.lwp, python, None)
     });
     let fatal = crashed_thread_stack
         .as_ref()
@@ -176,15 +180,17 @@ const BATCH: usize = 4096;
 /// Walk the GC lists and count every owned reference the walked objects and
 /// the frames hold. The walk chases pointers and the counting reads
 /// containers: on two threads they overlap, the walk feeding the counter in
-/// batches. Without a second thread both run on this one.
-fn walk_and_count(
+/// batches, and `meanwhile` runs once the walk is done. Without a second
+/// thread everything runs on this one.
+fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
     heap: &heap::Heap,
     free: &freelists::FreeLists,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> (gc::GcWalk, referrers::References) {
+    meanwhile: impl FnOnce() -> T,
+) -> (gc::GcWalk, referrers::References, T) {
     let wanted = &free.members;
     std::thread::scope(|scope| {
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u64, referrers::Shape)>>(16);
@@ -206,7 +212,8 @@ fn walk_and_count(
             let gc_walk = gc::walk(heap, wanted, findings, diagnostics, &mut |obj, ty| {
                 collector.object(heap, obj, ty)
             });
-            return (gc_walk, collector.finish(heap, state));
+            let refs = collector.finish(heap, state);
+            return (gc_walk, refs, meanwhile());
         };
         // Only containers go to the counter, with their shape found here.
         let mut shapes = referrers::Shapes::default();
@@ -224,6 +231,8 @@ fn walk_and_count(
         });
         let _ = batches.send(batch);
         drop(batches);
+        // The walk is done; the counter usually is not.
+        let during = meanwhile();
         let refs = match counter.join() {
             Ok(refs) => refs,
             Err(_) => {
@@ -240,7 +249,7 @@ fn walk_and_count(
                 collector.finish(heap, state)
             }
         };
-        (gc_walk, refs)
+        (gc_walk, refs, during)
     })
 }
 

@@ -9,6 +9,17 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// Fail with every problem listed, one per line, and how many there are.
+#[track_caller]
+pub fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
