@@ -37,6 +37,7 @@ pub mod python;
 pub mod report;
 pub mod stacks;
 pub mod symbols;
+pub mod triage;
 pub mod unwind;
 
 pub use error::{Diagnostic, Error, ReadError, ReadFailure, Severity};

@@ -275,3 +275,52 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2);
     assert!(stderr.contains("/nonexistent/core"), "{stderr}");
 }
+
+#[test]
+fn triage_json_keys_are_documented_and_csv_has_a_row_per_file() {
+    let doc = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = support::manifest();
+    for scenario in ["double_free", "gc_already_tracked"] {
+        let e = manifest
+            .iter()
+            .find(|e| {
+                e["interp"] == "pyenv-3.7.16" && e["scenario"] == scenario && e["kind"] == "kernel"
+            })
+            .unwrap();
+        std::fs::copy(
+            e["core"].as_str().unwrap(),
+            dir.path().join(format!("{scenario}.core")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("garbage.core"), b"garbage").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"notes").unwrap();
+    let folder = dir.path().to_string_lossy().into_owned();
+    let (code, stdout, stderr) = support::pymortem(&["triage", "--json", &folder]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut all = BTreeSet::new();
+    for line in stdout.lines() {
+        keys(&serde_json::from_str(line).unwrap(), &mut all);
+    }
+    assert!(all.contains("signature_text") && all.contains("groups") && all.contains("skipped"));
+    assert_documented(&doc, &all);
+    // CI can fail on findings.
+    let (code, _, _) = support::pymortem(&["triage", "--fail-on", "findings", &folder]);
+    assert_eq!(code, 1);
+    let (code, csv, stderr) = support::pymortem(&["triage", "--csv", &folder]);
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 1 + 4, "{csv}");
+    assert!(rows[0].starts_with("path,status,group,signature"));
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(",error,")).count(),
+        1,
+        "{csv}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(",skipped,")).count(),
+        1,
+        "{csv}"
+    );
+}

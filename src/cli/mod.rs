@@ -5,6 +5,7 @@
 
 mod layout_cmd;
 mod render;
+mod triage_cmd;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ enum Command {
     Gc(CheckArgs),
     /// One object: type, refcount, GC state, free-list membership, referrers and a repr.
     Object(ObjectArgs),
+    /// Many cores (files and folders) in parallel, grouped by crash signature.
+    Triage(triage_cmd::TriageArgs),
 }
 
 /// Options shared by every command that opens a core.
@@ -265,6 +268,7 @@ pub fn run() -> i32 {
         Command::Freelists(args) => check(&args, pymortem::report::CheckPart::FreeLists),
         Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),
         Command::Object(args) => object(&args),
+        Command::Triage(args) => triage_cmd::run(&args),
     }
 }
 

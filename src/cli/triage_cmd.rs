@@ -1,0 +1,309 @@
+//! `pymortem triage`: many cores in parallel, grouped by crash signature.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clap::{Args, ValueEnum};
+use comfy_table::{Table, presets};
+use rayon::prelude::*;
+use serde_json::json;
+
+use pymortem::report::SCHEMA_VERSION;
+use pymortem::triage::signature::SIGNATURE_VERSION;
+use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
+
+use super::{CacheArgs, EXIT_OK, SearchArgs, emit, fail};
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// Cores and folders of cores (walked recursively; systemd-coredump's
+    /// .zst, .lz4 and .xz files included).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    search: SearchArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+    /// One JSON object per core per line, then the groups.
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    /// One CSV row per core.
+    #[arg(long)]
+    csv: bool,
+    /// Exit 1 when a core has error or warning findings (`findings`) or could not be read (`errors`).
+    #[arg(long, value_enum)]
+    fail_on: Vec<FailOn>,
+    /// Skip the free-list and GC checks: faster, and signatures carry no finding kinds.
+    #[arg(long)]
+    no_checks: bool,
+    /// Cores read at once (default: one per CPU).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FailOn {
+    Findings,
+    Errors,
+}
+
+type Outcome = (PathBuf, Result<CoreTriage, String>);
+
+pub fn run(args: &TriageArgs) -> i32 {
+    let (cores, skipped) = collect_inputs(&args.paths);
+    if cores.is_empty() && skipped.is_empty() {
+        return fail("no files found under the paths given");
+    }
+    let options = TriageOptions {
+        open: args.search.options(),
+        layout: args.cache.options(),
+        no_checks: args.no_checks,
+    };
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(args.jobs.unwrap_or(0))
+        .build()
+    {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot start worker threads: {e}")),
+    };
+    let progress = Progress::new(cores.len());
+    let outcomes: Vec<Outcome> = pool.install(|| {
+        cores
+            .par_iter()
+            .map(|path| {
+                let outcome = triage_core(path, &options);
+                progress.tick();
+                (path.clone(), outcome)
+            })
+            .collect()
+    });
+    progress.finish();
+    let triaged: Vec<CoreTriage> = outcomes
+        .iter()
+        .filter_map(|(_, o)| o.as_ref().ok().cloned())
+        .collect();
+    let groups = group(&triaged);
+    let group_of = |signature: &str| {
+        groups
+            .iter()
+            .position(|g| g.signature == signature)
+            .map(|i| i + 1)
+    };
+    let text = if args.json {
+        json_lines(&outcomes, &skipped, &groups, &group_of)
+    } else if args.csv {
+        csv(&outcomes, &skipped, &group_of)
+    } else {
+        table(&outcomes, &skipped, &groups)
+    };
+    let code = emit(&text);
+    if code != EXIT_OK {
+        return code;
+    }
+    let findings = triaged.iter().any(|c| !c.finding_kinds.is_empty());
+    let errors = outcomes.iter().any(|(_, o)| o.is_err());
+    if (args.fail_on.contains(&FailOn::Findings) && findings)
+        || (args.fail_on.contains(&FailOn::Errors) && errors)
+    {
+        1
+    } else {
+        EXIT_OK
+    }
+}
+
+/// A progress line on stderr, only when stderr is a terminal.
+struct Progress {
+    total: usize,
+    done: AtomicUsize,
+    out: Option<Mutex<std::io::Stderr>>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let stderr = std::io::stderr();
+        let out = stderr.is_terminal().then(|| Mutex::new(stderr));
+        Progress {
+            total,
+            done: AtomicUsize::new(0),
+            out,
+        }
+    }
+
+    fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(out) = &self.out
+            && let Ok(mut err) = out.lock()
+        {
+            let _ = write!(err, "\rtriaged {done}/{} cores", self.total);
+            let _ = err.flush();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(out) = &self.out
+            && let Ok(mut err) = out.lock()
+        {
+            let _ = writeln!(err);
+        }
+    }
+}
+
+fn json_lines(
+    outcomes: &[Outcome],
+    skipped: &[pymortem::triage::Skipped],
+    groups: &[pymortem::triage::Group],
+    group_of: &dyn Fn(&str) -> Option<usize>,
+) -> String {
+    let mut out = String::new();
+    for (path, outcome) in outcomes {
+        let line = match outcome {
+            Ok(c) => {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                v["group"] = json!(group_of(&c.signature));
+                v
+            }
+            Err(e) => json!({"path": path, "error": e}),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    for s in skipped {
+        let _ = writeln!(out, "{}", json!({"path": s.path, "skipped": s.reason}));
+    }
+    let summary = json!({
+        "schema": "triage",
+        "schema_version": SCHEMA_VERSION,
+        "signature_version": SIGNATURE_VERSION,
+        "cores": outcomes.len(),
+        "errors": outcomes.iter().filter(|(_, o)| o.is_err()).count(),
+        "skipped": skipped.len(),
+        "groups": groups,
+    });
+    let _ = writeln!(out, "{summary}");
+    out
+}
+
+fn csv(
+    outcomes: &[Outcome],
+    skipped: &[pymortem::triage::Skipped],
+    group_of: &dyn Fn(&str) -> Option<usize>,
+) -> String {
+    let mut out = String::from(
+        "path,status,group,signature,python_version,signal,fatal_error,python_frames,native_frames,finding_kinds,error\n",
+    );
+    let field = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for (path, outcome) in outcomes {
+        let path = field(&path.to_string_lossy());
+        let row = match outcome {
+            Ok(c) => [
+                path,
+                "ok".into(),
+                group_of(&c.signature).map_or(String::new(), |g| g.to_string()),
+                c.signature.clone(),
+                field(c.python_version.as_deref().unwrap_or("")),
+                field(c.signal.as_deref().unwrap_or("")),
+                field(c.fatal_error.as_deref().unwrap_or("")),
+                field(&c.python_frames.join(" < ")),
+                field(&c.native_frames.join(" < ")),
+                field(&c.finding_kinds.join(" ")),
+                String::new(),
+            ],
+            Err(e) => {
+                let mut row: [String; 11] = Default::default();
+                row[0] = path;
+                row[1] = "error".into();
+                row[10] = field(e);
+                row
+            }
+        };
+        let _ = writeln!(out, "{}", row.join(","));
+    }
+    for s in skipped {
+        let mut row: [String; 11] = Default::default();
+        row[0] = field(&s.path.to_string_lossy());
+        row[1] = "skipped".into();
+        row[10] = field(&s.reason);
+        let _ = writeln!(out, "{}", row.join(","));
+    }
+    out
+}
+
+fn table(
+    outcomes: &[Outcome],
+    skipped: &[pymortem::triage::Skipped],
+    groups: &[pymortem::triage::Group],
+) -> String {
+    let mut s = String::new();
+    let errors: Vec<(&PathBuf, &String)> = outcomes
+        .iter()
+        .filter_map(|(p, o)| o.as_ref().err().map(|e| (p, e)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "{} cores: {} groups, {} errors, {} skipped (signature v{SIGNATURE_VERSION})",
+        outcomes.len(),
+        groups.len(),
+        errors.len(),
+        skipped.len()
+    );
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_header([
+        "#",
+        "count",
+        "signature",
+        "python",
+        "first seen",
+        "last seen",
+        "example",
+    ]);
+    for (i, g) in groups.iter().enumerate() {
+        t.add_row([
+            (i + 1).to_string(),
+            g.count.to_string(),
+            format!("{}\n{}", g.signature, g.signature_text),
+            g.python_versions.join(" "),
+            g.first_seen.map_or("-".into(), utc),
+            g.last_seen.map_or("-".into(), utc),
+            g.example.display().to_string(),
+        ]);
+    }
+    let _ = writeln!(s, "{t}");
+    // Each message names its file.
+    for (_, e) in errors {
+        let _ = writeln!(s, "error: {e}");
+    }
+    for k in skipped {
+        let _ = writeln!(s, "skipped: {}: {}", k.path.display(), k.reason);
+    }
+    s
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
+fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let (h, m) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(1_795_000_000), "2026-11-18 09:46");
+        assert_eq!(super::utc(951_782_400), "2000-02-29 00:00");
+    }
+}
