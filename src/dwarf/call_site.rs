@@ -40,14 +40,7 @@ pub fn call_site_values(
         let Ok(unit) = dwarf.unit(header) else {
             continue;
         };
-        let mut ranges = dwarf.unit_ranges(&unit).map_err(bad)?;
-        let mut holds = false;
-        while let Some(r) = ranges.next().map_err(bad)? {
-            if (r.begin..=r.end).contains(&return_pc) {
-                holds = true;
-                break;
-            }
-        }
+        let holds = unit_contains(&dwarf, &unit, return_pc).map_err(bad)?;
         if holds {
             let values = values_in_unit(&dwarf, &unit, return_pc).map_err(bad)?;
             if !values.is_empty() {
@@ -56,6 +49,42 @@ pub fn call_site_values(
         }
     }
     Ok(Vec::new())
+}
+
+/// Whether the unit's root DIE covers `pc`. (gimli's `unit_ranges` adds
+/// `DW_AT_high_pc` to `DW_AT_low_pc` unchecked, which hostile DWARF
+/// overflows; here the sum is checked.)
+fn unit_contains(dwarf: &Dwarf<'_>, unit: &Unit<'_>, pc: u64) -> gimli::Result<bool> {
+    let mut entries = unit.entries();
+    let Some(root) = entries.next_dfs()? else {
+        return Ok(false);
+    };
+    if let Some(value) = root.attr_value(gimli::DW_AT_ranges)
+        && let Some(mut ranges) = dwarf.attr_ranges(unit, value)?
+    {
+        let mut seen = 0;
+        while let Some(r) = ranges.next()? {
+            if r.begin <= pc && pc <= r.end {
+                return Ok(true);
+            }
+            seen += 1;
+            if seen > MAX_DIES {
+                break;
+            }
+        }
+        return Ok(false);
+    }
+    let low = match root.attr_value(gimli::DW_AT_low_pc) {
+        Some(v) => dwarf.attr_address(unit, v)?,
+        None => None,
+    };
+    let high = match root.attr_value(gimli::DW_AT_high_pc) {
+        Some(gimli::AttributeValue::Udata(size)) => low.and_then(|l| l.checked_add(size)),
+        Some(v) => dwarf.attr_address(unit, v)?,
+        None => None,
+    };
+    // A call at a unit's very end returns to its end address.
+    Ok(matches!((low, high), (Some(l), Some(h)) if l <= pc && pc <= h))
 }
 
 fn values_in_unit(
