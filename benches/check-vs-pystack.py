@@ -57,21 +57,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CACHE = os.environ.get("BENCH_CACHE", os.path.join(HERE, ".cache"))
+sys.path.insert(0, HERE)
+import peers  # noqa: E402  (benches/peers.py: what the bench scripts share)
+from peers import CACHE, CRASH_PY, PEER_PINS, PYSPY, PYSTACK, VENV  # noqa: E402,F401
 OUT = os.path.join(CACHE, "check-vs-pystack")
-BUILT = os.path.join(ROOT, "target", "release", "pymortem")
 # Other sessions rebuild target/ while this runs: every measurement uses a copy taken right
 # after the build (build() sets this).
 PYMORTEM = os.path.join(OUT, "pymortem-under-test")
-PYENV_ROOT = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-VENV_PY = os.environ.get("BENCH_VENV_PYTHON", os.path.join(PYENV_ROOT, "versions/3.11.7/bin/python"))
-CRASH_PY = os.environ.get("BENCH_PYTHON", os.path.join(PYENV_ROOT, "versions/3.11.7/bin/python3.11"))
-PEER_PINS = os.environ.get("BENCH_PEER_PINS", "pystack py-spy")
 STACK_KB = int(os.environ.get("BENCH_STACK_KB", "512"))
 ARENA_MAX = "1"  # MALLOC_ARENA_MAX of the crashing process: one malloc arena, a compact core
-VENV = os.path.join(CACHE, "venv-peers")
-PYSTACK = os.path.join(VENV, "bin", "pystack")
-PYSPY = os.path.join(VENV, "bin", "py-spy")
 KINDS = ("busy", "millions")
 # The functions the cores' threads are parked in (the generator below).
 PARKED = ["park_on_event", "park_in_sleep", "sleep_inner", "park_on_lock", "lock_level2", "abort_here"]
@@ -176,90 +170,8 @@ main()
 '''.lstrip("\n")
 
 
-def log(msg):
-    print("[check-bench] %s" % msg, file=sys.stderr, flush=True)
-
-
-def die(msg, code=2):
-    log("ERROR: " + msg)
-    sys.exit(code)
-
-
-# ---------------------------------------------------------------------------------------------
-# set-up (the same build and venv as threads-vs-peers.py)
-# ---------------------------------------------------------------------------------------------
-_apt_updated = False
-
-
-def apt_install(pkg):
-    """Best effort `apt-get install -y PKG` (root only); True when it worked."""
-    global _apt_updated
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    if not _apt_updated:
-        log("apt-get update")
-        if subprocess.call(["apt-get", "update", "-qq"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
-            return False
-        _apt_updated = True
-    log("apt-get install -y " + pkg)
-    return subprocess.call(["apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
-
-
-def build(skip):
-    """Build, then snapshot the binary to PYMORTEM, so that a concurrent `cargo build` in the
-    same tree cannot swap it in the middle of the measurements."""
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml",
-                            "Cargo.lock"], capture_output=True, text=True).stdout.strip()
-    if not skip:
-        log("cargo build --release (in %s)" % ROOT)
-        if subprocess.call(["cargo", "build", "--release", "--quiet"], cwd=ROOT) != 0:
-            die("cargo build --release failed", 1)
-    if not os.access(BUILT, os.X_OK):
-        die("no binary at " + BUILT, 1)
-    os.makedirs(OUT, exist_ok=True)
-    tmp = PYMORTEM + ".tmp"
-    shutil.copy2(BUILT, tmp)
-    os.replace(tmp, PYMORTEM)
-    sha = hashlib.sha256(open(PYMORTEM, "rb").read()).hexdigest()[:16]
-    version = subprocess.run([PYMORTEM, "--version"], capture_output=True, text=True).stdout.strip()
-    return version, commit + ("+dirty" if dirty else ""), sha
-
-
-def ensure_venv():
-    """The venv of info-vs-peers.sh: same directory, same `.ready` stamp."""
-    if not os.access(VENV_PY, os.X_OK):
-        die("no interpreter for the venv at " + VENV_PY)
-    pyver = subprocess.run([VENV_PY, "-c", "import sys; print(sys.version.split()[0])"],
-                           capture_output=True, text=True).stdout.strip()
-    key = "%s | %s" % (pyver, PEER_PINS)
-    stamp = os.path.join(VENV, ".ready")
-
-    def ok():
-        try:
-            if open(stamp).read() != key:
-                return False
-        except OSError:
-            return False
-        return all(subprocess.call([t, "--version"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL) == 0 for t in (PYSTACK, PYSPY))
-
-    if not ok():
-        log("creating venv %s with: %s" % (VENV, PEER_PINS))
-        shutil.rmtree(VENV, ignore_errors=True)
-        if subprocess.call([VENV_PY, "-m", "venv", VENV]) != 0:
-            die("python -m venv failed")
-        if subprocess.call([os.path.join(VENV, "bin", "python"), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check"] + PEER_PINS.split()) != 0:
-            die("pip install %s failed" % PEER_PINS)
-        with open(stamp, "w") as f:
-            f.write(key)
-    vs = subprocess.run([PYSTACK, "--version"], capture_output=True, text=True).stdout.strip()
-    return "pystack " + vs
+BENCH = peers.Bench("check-bench")
+log, die, apt_install = BENCH.log, BENCH.die, BENCH.apt_install
 
 
 def make_core(kind):
@@ -324,23 +236,6 @@ def table(rows, header, right=None):
         lines.append("  ".join(str(c).ljust(w[i]) if i < (right or 1) else str(c).rjust(w[i])
                                for i, c in enumerate(r)).rstrip())
     return "\n".join(lines)
-
-
-def median_rss(argv, n):
-    vals = []
-    tb = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-    for _ in range(n):
-        if tb:
-            p = subprocess.run([tb, "-f", "%M", "-o", "/dev/stdout"] + argv, capture_output=True, text=True)
-            try:
-                vals.append(int(p.stdout.strip().splitlines()[-1]))
-            except (ValueError, IndexError):
-                pass
-        else:  # getrusage fallback: the peak of all children so far, so an upper bound
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            vals.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-    return vals
 
 
 def run_check_json(core, d, tag):
@@ -451,34 +346,7 @@ def timing(kind, core, exe, d, runs, warmup, rss_runs, hf):
             rows[name] = rec
             continue
         log("%s: timing %s" % (kind, name))
-        cmdline = " ".join(shlex.quote(a) for a in argv)
-        if hf:
-            js = os.path.join(d, name + ".hyperfine.json")
-            q = subprocess.run([hf, "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs)]
-                               + (["-i"] if p.returncode else [])
-                               + ["--export-json", js, "-n", name, cmdline], capture_output=True, text=True)
-            if q.returncode != 0:
-                rec["status"] = "FAILED under hyperfine: " + q.stderr.strip()[-200:]
-                rows[name] = rec
-                continue
-            times = json.load(open(js))["results"][0]["times"]
-            rec["hyperfine_json"] = js
-        else:
-            for _ in range(warmup):
-                subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                times.append(time.perf_counter() - t0)
-            rec["timer"] = "python perf_counter loop (no hyperfine)"
-        rss = median_rss(argv, rss_runs)
-        rec.update(status="ok", command=cmdline, runs=len(times), median_ms=statistics.median(times) * 1e3,
-                   mean_ms=statistics.mean(times) * 1e3,
-                   stddev_ms=(statistics.stdev(times) if len(times) > 1 else 0) * 1e3,
-                   min_ms=min(times) * 1e3, max_ms=max(times) * 1e3,
-                   max_rss_kib=rss, max_rss_mib_median=statistics.median(rss) / 1024 if rss else None)
-        rows[name] = rec
+        rows[name] = peers.measure(name, argv, rec, d, hf, runs, warmup, rss_runs, ignore_exit=p.returncode != 0)
 
     def med(n):
         return rows[n].get("median_ms") if rows[n].get("status") == "ok" else None
@@ -595,8 +463,8 @@ def main():
 
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    pm_version, pm_commit, pm_sha = build(args.no_build)
-    ps_version = ensure_venv()
+    pm_version, pm_commit, pm_sha, _ = BENCH.build(args.no_build, OUT)
+    ps_version, _ = BENCH.ensure_venv()
     hf = None
     if not args.no_timing:
         hf = shutil.which("hyperfine") or (apt_install("hyperfine") and shutil.which("hyperfine"))

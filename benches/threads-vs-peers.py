@@ -43,150 +43,25 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-CACHE = os.environ.get("BENCH_CACHE", os.path.join(HERE, ".cache"))
+sys.path.insert(0, HERE)
+import peers  # noqa: E402  (benches/peers.py: what the bench scripts share)
+from peers import CACHE, CRASH_PY, PEER_PINS, PYENV_ROOT, PYSPY, PYSTACK, VENV  # noqa: E402,F401
 OUT = os.path.join(CACHE, "threads-vs-peers")
-PYMORTEM = os.path.join(ROOT, "target", "release", "pymortem")
-PYENV_ROOT = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-VENV_PY = os.environ.get("BENCH_VENV_PYTHON", os.path.join(PYENV_ROOT, "versions/3.11.7/bin/python"))
-CRASH_PY = os.environ.get("BENCH_PYTHON", os.path.join(PYENV_ROOT, "versions/3.11.7/bin/python3.11"))
-PEER_PINS = os.environ.get("BENCH_PEER_PINS", "pystack py-spy")
+PYMORTEM = os.path.join(OUT, "pymortem-under-test")  # the snapshot BENCH.build() takes
 HEAP_MB = int(os.environ.get("BENCH_HEAP_MB", "40"))
 STACK_KB = int(os.environ.get("BENCH_STACK_KB", "512"))
-VENV = os.path.join(CACHE, "venv-peers")
-PYSTACK = os.path.join(VENV, "bin", "pystack")
-PYSPY = os.path.join(VENV, "bin", "py-spy")
 TOOLS = ("pymortem", "pystack", "py-spy")
 # The functions the timing core's threads are parked in (info-vs-peers.sh's generator).
 PARKED = ["park_on_event", "sleep_inner", "park_in_sleep", "lock_level2", "park_on_lock",
           "recurse_then_wait", "park_in_recursion"]
 
 
-def log(msg):
-    print("[threads-bench] %s" % msg, file=sys.stderr, flush=True)
-
-
-def die(msg, code=2):
-    log("ERROR: " + msg)
-    sys.exit(code)
-
-
-# ---------------------------------------------------------------------------------------------
-# set-up
-# ---------------------------------------------------------------------------------------------
-_apt_updated = False
-
-
-def apt_install(pkg):
-    """Best effort `apt-get install -y PKG` (root only); True when it worked."""
-    global _apt_updated
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    if not _apt_updated:
-        log("apt-get update")
-        if subprocess.call(["apt-get", "update", "-qq"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) != 0:
-            return False
-        _apt_updated = True
-    log("apt-get install -y " + pkg)
-    return subprocess.call(["apt-get", "install", "-y", "-qq", "--no-install-recommends", pkg],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
-
-
-def build(skip):
-    if not skip:
-        log("cargo build --release (in %s)" % ROOT)
-        if subprocess.call(["cargo", "build", "--release", "--quiet"], cwd=ROOT) != 0:
-            die("cargo build --release failed", 1)
-    if not os.access(PYMORTEM, os.X_OK):
-        die("no binary at " + PYMORTEM, 1)
-    version = subprocess.run([PYMORTEM, "--version"], capture_output=True, text=True).stdout.strip()
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml",
-                            "Cargo.lock"], capture_output=True, text=True).stdout.strip()
-    return version, commit + ("+dirty" if dirty else "")
-
-
-def ensure_venv():
-    """The venv of info-vs-peers.sh: same directory, same `.ready` stamp."""
-    if not os.access(VENV_PY, os.X_OK):
-        die("no interpreter for the venv at " + VENV_PY)
-    pyver = subprocess.run([VENV_PY, "-c", "import sys; print(sys.version.split()[0])"],
-                           capture_output=True, text=True).stdout.strip()
-    key = "%s | %s" % (pyver, PEER_PINS)
-    stamp = os.path.join(VENV, ".ready")
-
-    def ok():
-        try:
-            if open(stamp).read() != key:
-                return False
-        except OSError:
-            return False
-        return all(subprocess.call([t, "--version"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL) == 0 for t in (PYSTACK, PYSPY))
-
-    if not ok():
-        log("creating venv %s with: %s" % (VENV, PEER_PINS))
-        shutil.rmtree(VENV, ignore_errors=True)
-        if subprocess.call([VENV_PY, "-m", "venv", VENV]) != 0:
-            die("python -m venv failed")
-        if subprocess.call([os.path.join(VENV, "bin", "python"), "-m", "pip", "install", "--quiet",
-                            "--disable-pip-version-check"] + PEER_PINS.split()) != 0:
-            die("pip install %s failed" % PEER_PINS)
-        with open(stamp, "w") as f:
-            f.write(key)
-    vs = subprocess.run([PYSTACK, "--version"], capture_output=True, text=True).stdout.strip()
-    vp = subprocess.run([PYSPY, "--version"], capture_output=True, text=True).stdout.strip()
-    return "pystack " + vs, vp
+BENCH = peers.Bench("threads-bench")
+log, die, apt_install = BENCH.log, BENCH.die, BENCH.apt_install
 
 
 def timing_core():
-    """The core of info-vs-peers.sh: its generator is read from that script, so the cache key
-    (and directory) is the same; when the core is missing it is made here the same way."""
-    script = open(os.path.join(HERE, "info-vs-peers.sh")).read()
-    m = re.search(r"GEN_SRC=\"\$\(cat <<'PYEOF'\n(.*?)\nPYEOF\n\)\"", script, re.S)
-    if not m:
-        die("cannot find the core generator (GEN_SRC heredoc) in benches/info-vs-peers.sh")
-    src = m.group(1).rstrip("\n")  # $(...) strips trailing newlines
-    key = hashlib.sha256(("%s|%s|%s|%s" % (src, HEAP_MB, STACK_KB, CRASH_PY)).encode()).hexdigest()[:12]
-    if not os.access(CRASH_PY, os.X_OK):
-        die("no interpreter to crash at " + CRASH_PY)
-    pyver = subprocess.run([CRASH_PY, "-c", "import sys; print(sys.version.split()[0])"],
-                           capture_output=True, text=True).stdout.strip()
-    cdir = os.path.join(CACHE, "core-py%s-heap%d-stack%d-%s" % (pyver, HEAP_MB, STACK_KB, key))
-    core = os.path.join(cdir, "core")
-    if os.path.isfile(os.path.join(cdir, ".ready")) and os.path.isfile(core):
-        log("reusing cached core " + core)
-    else:
-        pattern = open("/proc/sys/kernel/core_pattern").read().strip()
-        if pattern != "core":
-            die("kernel core_pattern is %r; this needs 'core' (fix: echo core > "
-                "/proc/sys/kernel/core_pattern)" % pattern)
-        if open("/proc/sys/kernel/core_uses_pid").read().strip() != "0":
-            die("kernel core_uses_pid is 1; this needs 0")
-        shutil.rmtree(cdir, ignore_errors=True)
-        os.makedirs(cdir)
-        with open(os.path.join(cdir, "crash.py"), "w") as f:
-            f.write(src + "\n")
-        log("making a core: %s crash.py %d %d (in %s)" % (CRASH_PY, HEAP_MB, STACK_KB, cdir))
-        import resource
-
-        def unlimited():
-            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-
-        with open(os.path.join(cdir, "crash.log"), "w") as logf:
-            rc = subprocess.call([CRASH_PY, "crash.py", str(HEAP_MB), str(STACK_KB)], cwd=cdir,
-                                 stdout=logf, stderr=subprocess.STDOUT, preexec_fn=unlimited)
-        if rc != -6:
-            die("the crash script ended with %s, not SIGABRT; see %s/crash.log" % (rc, cdir))
-        if not (os.path.isfile(core) and os.path.getsize(core) > 0):
-            die("SIGABRT but no core at " + core)
-        with open(os.path.join(cdir, "exe"), "w") as f:
-            f.write(CRASH_PY + "\n")
-        open(os.path.join(cdir, ".ready"), "w").close()
-    exe = open(os.path.join(cdir, "exe")).read().strip()
-    return core, exe, pyver
+    return peers.info_core(BENCH, HEAP_MB, STACK_KB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,24 +473,6 @@ def fmt_frame(f):
     return "%s %s:%s" % (f[0], os.path.basename(f[1]) if f[1] else f[1], f[2])
 
 
-def median_rss(argv, n):
-    vals = []
-    tb = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
-    for _ in range(n):
-        if tb:
-            p = subprocess.run([tb, "-f", "%M", "-o", "/dev/stdout"] + argv, capture_output=True, text=True)
-            try:
-                vals.append(int(p.stdout.strip().splitlines()[-1]))
-            except (ValueError, IndexError):
-                pass
-        else:
-            import resource
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            vals.append(max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-    return vals
-
-
 def timing(core, exe, runs, warmup, rss_runs):
     d = os.path.join(OUT, "timing")
     shutil.rmtree(d, ignore_errors=True)
@@ -645,34 +502,7 @@ def timing(core, exe, runs, warmup, rss_runs):
             rows[name] = rec
             continue
         log("timing " + name)
-        if hf:
-            js = os.path.join(d, name + ".hyperfine.json")
-            cmdline = " ".join(shlex_quote(a) for a in argv)
-            q = subprocess.run([hf, "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
-                                "--export-json", js, "-n", name, cmdline], capture_output=True, text=True)
-            if q.returncode != 0:
-                rec["status"] = "FAILED under hyperfine: " + q.stderr.strip()[-200:]
-                rows[name] = rec
-                continue
-            h = json.load(open(js))["results"][0]
-            times = h["times"]
-            rec["hyperfine_json"] = js
-        else:
-            for _ in range(warmup):
-                subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                subprocess.call(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                times.append(time.perf_counter() - t0)
-            rec["timer"] = "python perf_counter loop (no hyperfine)"
-        rss = median_rss(argv, rss_runs)
-        rec.update(status="ok", runs=len(times), median_ms=statistics.median(times) * 1e3,
-                   mean_ms=statistics.mean(times) * 1e3,
-                   stddev_ms=(statistics.stdev(times) if len(times) > 1 else 0) * 1e3,
-                   min_ms=min(times) * 1e3, max_ms=max(times) * 1e3,
-                   max_rss_kib=rss, max_rss_mib_median=statistics.median(rss) / 1024 if rss else None)
-        rows[name] = rec
+        rows[name] = peers.measure(name, argv, rec, d, hf, runs, warmup, rss_runs)
     base = rows["pymortem-threads"].get("median_ms")
     base_json = rows["pymortem-threads-json"].get("median_ms")
     out = []
@@ -724,12 +554,6 @@ def timing(core, exe, runs, warmup, rss_runs):
             and rows["pymortem-threads-json"].get("status") == "ok", "base_json_ms": base_json}
 
 
-def shlex_quote(s):
-    import shlex
-    return shlex.quote(s)
-
-
-# ---------------------------------------------------------------------------------------------
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", "--cores", dest="limit", type=int, default=0,
@@ -753,8 +577,8 @@ def main():
 
     t_start = time.time()
     os.makedirs(OUT, exist_ok=True)
-    pm_version, pm_commit = build(args.no_build)
-    ps_version, py_version = ensure_venv()
+    pm_version, pm_commit, _, _ = BENCH.build(args.no_build, OUT)
+    ps_version, py_version = BENCH.ensure_venv()
     print("pymortem threads vs peers — %s, %d cores, %s" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                                            os.cpu_count(), os.uname().release))
     print("  pymortem: %s (commit %s, release build)" % (pm_version, pm_commit))
