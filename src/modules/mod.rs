@@ -144,9 +144,23 @@ impl Module {
     pub fn symbols(&self) -> Arc<SymbolTable> {
         self.symbols
             .get_or_init(|| {
+                // The table depends only on the files: the same build-id with
+                // the same debug file gives the same table, so cores of one
+                // build (a triage batch) build it once.
+                let key = self.build_id.clone().map(|id| {
+                    let debug = self.debug_file.as_ref().map(|d| d.path().to_path_buf());
+                    (id, self.file.is_some(), debug)
+                });
+                if let Some(table) = key.as_ref().and_then(symbol_cache::get) {
+                    return table;
+                }
                 let images: Vec<&ElfImage> =
                     self.file.iter().chain(self.debug_file.iter()).collect();
-                Arc::new(SymbolTable::from_images(&images))
+                let table = Arc::new(SymbolTable::from_images(&images));
+                if let Some(key) = key {
+                    symbol_cache::put(key, Arc::clone(&table));
+                }
+                table
             })
             .clone()
     }
@@ -576,5 +590,42 @@ mod tests {
         // A descsz that runs past the end is not believed.
         notes[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(build_id_from_notes(&notes), None);
+    }
+}
+
+/// Symbol tables shared by every process of this program, by build-id.
+mod symbol_cache {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use crate::symbols::SymbolTable;
+
+    /// (build-id, whether the file itself was used, the debug file used).
+    pub type Key = (Vec<u8>, bool, Option<PathBuf>);
+
+    /// Tables kept, at most: a few per build (python, libpython, libc, …).
+    const CAPACITY: usize = 64;
+
+    static TABLES: Mutex<Vec<(Key, Arc<SymbolTable>)>> = Mutex::new(Vec::new());
+
+    pub fn get(key: &Key) -> Option<Arc<SymbolTable>> {
+        let tables = TABLES.lock().ok()?;
+        tables
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, t)| Arc::clone(t))
+    }
+
+    pub fn put(key: Key, table: Arc<SymbolTable>) {
+        let Ok(mut tables) = TABLES.lock() else {
+            return;
+        };
+        if tables.iter().any(|(k, _)| *k == key) {
+            return;
+        }
+        if tables.len() >= CAPACITY {
+            tables.remove(0);
+        }
+        tables.push((key, table));
     }
 }
