@@ -142,34 +142,47 @@ impl Module {
     }
     /// Symbols from the module file and its debug file, built on first use.
     pub fn symbols(&self) -> Arc<SymbolTable> {
+        if let Some(table) = self.shared_symbols() {
+            return table;
+        }
         self.symbols
             .get_or_init(|| {
-                // The table depends only on the files: the same build-id with
-                // the same debug file gives the same table, so cores of one
-                // build (a triage batch) build it once.
-                let key = self.build_id.clone().map(|id| {
-                    let debug = self.debug_file.as_ref().map(|d| d.path().to_path_buf());
-                    (id, self.file.is_some(), debug)
-                });
-                if let Some(table) = key.as_ref().and_then(symbol_cache::get) {
-                    return table;
-                }
                 let images: Vec<&ElfImage> =
                     self.file.iter().chain(self.debug_file.iter()).collect();
                 let table = Arc::new(SymbolTable::from_images(&images));
-                if let Some(key) = key {
+                if let Some(key) = self.symbol_cache_key() {
                     symbol_cache::put(key, Arc::clone(&table));
                 }
                 table
             })
             .clone()
     }
+
+    /// The table when this module or another process's module of the same
+    /// build already built it.
+    fn shared_symbols(&self) -> Option<Arc<SymbolTable>> {
+        if let Some(table) = self.symbols.get() {
+            return Some(Arc::clone(table));
+        }
+        let table = symbol_cache::get(&self.symbol_cache_key()?)?;
+        Some(Arc::clone(self.symbols.get_or_init(|| table)))
+    }
+
+    /// The table depends only on the files: the same build-id with the same
+    /// debug file gives the same table, so cores of one build (a triage
+    /// batch) build it once.
+    fn symbol_cache_key(&self) -> Option<symbol_cache::Key> {
+        let id = self.build_id.clone()?;
+        let debug = self.debug_file.as_ref().map(|d| d.path().to_path_buf());
+        Some((id, self.file.is_some(), debug))
+    }
+
     /// Runtime address of a symbol, optionally scoped to a source file.
     ///
     /// Uses the symbol table when it is already built, and otherwise scans the
     /// ELF tables for this one name rather than building it.
     pub fn symbol_address(&self, name: &str, file: Option<&str>) -> Option<u64> {
-        let link_address = match self.symbols.get() {
+        let link_address = match self.shared_symbols() {
             Some(table) => table.find(name, file)?.address,
             None => {
                 let images: Vec<&ElfImage> =
