@@ -18,14 +18,19 @@ pub struct AddressIndex {
     ends: Vec<u64>,
     first_slots: Vec<u64>,
     slots: u64,
+    // Bytes per slot: 8, or 16 where every object is 16-aligned.
+    granule: u64,
     // (start, end, first slot) of the last range found: consecutive
     // lookups often fall in one arena.
     last: Cell<(u64, u64, u64)>,
 }
 
 impl AddressIndex {
-    /// An index over every dumped writable segment; `None` when too large or empty.
-    pub fn new(core: &CoreFile) -> Option<AddressIndex> {
+    /// An index over every dumped writable segment, a slot per `granule`
+    /// bytes (8 or 16); `None` when too large or empty. Addresses not
+    /// aligned to the granule have no slot.
+    pub fn new(core: &CoreFile, granule: u64) -> Option<AddressIndex> {
+        let granule = if granule == 16 { 16 } else { 8 };
         let (mut starts, mut ends, mut first_slots) = (Vec::new(), Vec::new(), Vec::new());
         let mut slots = 0u64;
         for s in core
@@ -33,10 +38,11 @@ impl AddressIndex {
             .iter()
             .filter(|s| s.perms.write && s.available > 0)
         {
+            // Segments are page-aligned, so every slot boundary is aligned too.
             starts.push(s.vaddr);
             ends.push(s.vaddr.saturating_add(s.available));
             first_slots.push(slots);
-            slots += s.available.div_ceil(8);
+            slots += s.available.div_ceil(granule);
             if slots > MAX_SLOTS {
                 return None;
             }
@@ -49,6 +55,7 @@ impl AddressIndex {
             ends,
             first_slots,
             slots,
+            granule,
             last: Cell::new((0, 0, 0)),
         })
     }
@@ -63,15 +70,15 @@ impl AddressIndex {
         self.slots == 0
     }
 
-    /// The slot of an 8-aligned address in a dumped writable segment.
+    /// The slot of a granule-aligned address in a dumped writable segment.
     #[inline]
     pub fn slot(&self, addr: u64) -> Option<usize> {
-        if !addr.is_multiple_of(8) {
+        if !addr.is_multiple_of(self.granule) {
             return None;
         }
         let (start, end, first) = self.last.get();
         if addr >= start && addr < end {
-            return Some((first + (addr - start) / 8) as usize);
+            return Some((first + (addr - start) / self.granule) as usize);
         }
         self.slot_searched(addr)
     }
@@ -84,7 +91,7 @@ impl AddressIndex {
             return None;
         }
         self.last.set((start, end, first));
-        Some((first + (addr - start) / 8) as usize)
+        Some((first + (addr - start) / self.granule) as usize)
     }
 
     /// The last range starting at or below `addr` (or 0): a branch-free
@@ -111,7 +118,7 @@ impl AddressIndex {
             .first_slots
             .partition_point(|&f| f <= slot)
             .checked_sub(1)?;
-        Some(self.starts[i] + (slot - self.first_slots[i]) * 8)
+        Some(self.starts[i] + (slot - self.first_slots[i]) * self.granule)
     }
 }
 

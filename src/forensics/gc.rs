@@ -74,7 +74,7 @@ struct Seen {
 
 impl Seen {
     fn new(heap: &Heap) -> Seen {
-        let index = AddressIndex::new(heap.memory.core());
+        let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
         let bits = index.as_ref().map(|i| Bits::new(i.len()));
         Seen {
             index,

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 
 use crate::layout::Layout;
 use crate::layout::facts::{Facts, GcHeadEncoding, Immortality};
-use crate::memory::{Memory, MemoryExt, ProcessMemory};
+use crate::memory::{MemoryExt, ProcessMemory};
 use crate::modules::Module;
 use crate::process::Process;
 use crate::python::PythonState;
@@ -41,6 +41,8 @@ pub struct Heap<'p> {
     tp_flags_at: Option<u64>,
     // (ob_refcnt, ob_type) offsets.
     object_head: Option<(u64, u64)>,
+    // The segment of the last node read: its address and dumped bytes.
+    cursor: Cell<(u64, &'p [u8])>,
 }
 
 /// What the walks read of each tracked object; `None` where unreadable.
@@ -114,6 +116,7 @@ impl<'p> Heap<'p> {
             object_head: layout
                 .offset("PyObject", "ob_refcnt")
                 .zip(layout.offset("PyObject", "ob_type")),
+            cursor: Cell::new((0, &[])),
         }
     }
 
@@ -161,7 +164,7 @@ impl<'p> Heap<'p> {
         let rc_at = self.gc_head_size + rc_at;
         let ty_at = self.gc_head_size + ty_at;
         let len = next_at.max(prev_at).max(rc_at).max(ty_at) + 8;
-        let bytes = self.memory.slice_at(node, len as usize)?;
+        let bytes = self.bytes_at(node, len as usize)?;
         let word = |at: u64| {
             let at = at as usize;
             u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
@@ -173,6 +176,33 @@ impl<'p> Heap<'p> {
             refcount: Some((rc, self.is_immortal(rc))),
             ty: Some(word(ty_at)),
         })
+    }
+
+    /// The alignment every heap object has: 16 from 3.8 (pymalloc blocks and
+    /// a 16-byte GC header), else 8. Dense tables need a slot per granule only.
+    pub fn object_granule(&self) -> u64 {
+        let v = self.objects.version.major_minor();
+        if v >= (3, 8) && self.gc_head_size.is_multiple_of(16) {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// The core's bytes at `addr`, through this heap's own segment cursor
+    /// (one per thread: no shared state on the walk's hottest path).
+    fn bytes_at(&self, addr: u64, len: usize) -> Option<&'p [u8]> {
+        let (start, bytes) = self.cursor.get();
+        let at = |start: u64, bytes: &'p [u8]| {
+            let offset = usize::try_from(addr.checked_sub(start)?).ok()?;
+            bytes.get(offset..offset.checked_add(len)?)
+        };
+        if let Some(found) = at(start, bytes) {
+            return Some(found);
+        }
+        let (start, bytes) = self.memory.segment_bytes(addr)?;
+        self.cursor.set((start, bytes));
+        at(start, bytes)
     }
 
     /// The previous GC header before `node`.

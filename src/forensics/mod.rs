@@ -180,8 +180,8 @@ const BATCH: usize = 4096;
 /// Walk the GC lists and count every owned reference the walked objects and
 /// the frames hold. The walk chases pointers and the counting reads
 /// containers: on two threads they overlap, the walk feeding the counter in
-/// batches, and `meanwhile` runs once the walk is done. Without a second
-/// thread everything runs on this one.
+/// batches, and `meanwhile` runs on a third. Without threads everything
+/// runs on this one.
 fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
@@ -189,10 +189,22 @@ fn walk_and_count<T>(
     free: &freelists::FreeLists,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
-    meanwhile: impl FnOnce() -> T,
-) -> (gc::GcWalk, referrers::References, T) {
+    meanwhile: impl FnOnce() -> T + Send,
+) -> (gc::GcWalk, referrers::References, T)
+where
+    T: Default + Send,
+{
     let wanted = &free.members;
+    // The walk is the longer of the two threads: `meanwhile` gets a thread
+    // of its own, to run while the counter waits for batches; without one
+    // it runs here after the walk.
+    let pending = std::sync::Mutex::new(Some(meanwhile));
+    let take = || pending.lock().ok().and_then(|mut p| p.take());
     std::thread::scope(|scope| {
+        let meanwhile_thread = std::thread::Builder::new()
+            .name("pymortem-stack".into())
+            .spawn_scoped(scope, || take().map(|f| f()))
+            .ok();
         let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u64, referrers::Shape)>>(16);
         let counter = std::thread::Builder::new()
             .name("pymortem-count".into())
@@ -213,7 +225,8 @@ fn walk_and_count<T>(
                 collector.object(heap, obj, ty)
             });
             let refs = collector.finish(heap, state);
-            return (gc_walk, refs, meanwhile());
+            let during = finish_meanwhile(meanwhile_thread, take());
+            return (gc_walk, refs, during);
         };
         // Only containers go to the counter, with their shape found here.
         let mut shapes = referrers::Shapes::default();
@@ -231,8 +244,6 @@ fn walk_and_count<T>(
         });
         let _ = batches.send(batch);
         drop(batches);
-        // The walk is done; the counter usually is not.
-        let during = meanwhile();
         let refs = match counter.join() {
             Ok(refs) => refs,
             Err(_) => {
@@ -249,8 +260,20 @@ fn walk_and_count<T>(
                 collector.finish(heap, state)
             }
         };
+        let during = finish_meanwhile(meanwhile_thread, take());
         (gc_walk, refs, during)
     })
+}
+
+/// The result of `meanwhile`: from its thread, or run here when it has none.
+fn finish_meanwhile<T: Default>(
+    thread: Option<std::thread::ScopedJoinHandle<'_, Option<T>>>,
+    not_started: Option<impl FnOnce() -> T>,
+) -> T {
+    if let Some(value) = thread.and_then(|t| t.join().ok()).flatten() {
+        return value;
+    }
+    not_started.map(|f| f()).unwrap_or_default()
 }
 
 /// Everything pymortem can tell about one object.

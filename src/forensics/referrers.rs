@@ -62,7 +62,7 @@ enum Counter {
 
 impl Counter {
     fn new(heap: &Heap, wanted: &FxHashSet<u64>) -> Counter {
-        match AddressIndex::new(heap.memory.core()) {
+        match AddressIndex::new(heap.memory.core(), heap.object_granule()) {
             Some(index) => {
                 let counts = Counts::new(index.len());
                 let mut marks = Bits::new(index.len());

@@ -233,6 +233,19 @@ impl ProcessMemory {
         self.core.bytes().get(start..start.checked_add(len)?)
     }
 
+    /// The dumped bytes of the core segment holding `addr`, with the
+    /// segment's address: for walks that keep their own cursor.
+    pub fn segment_bytes(&self, addr: u64) -> Option<(u64, &[u8])> {
+        let index = self.core.segment_index(addr)?;
+        let seg = &self.core.segments()[index];
+        let start = usize::try_from(seg.file_offset).ok()?;
+        let len = usize::try_from(seg.available).ok()?;
+        Some((
+            seg.vaddr,
+            self.core.bytes().get(start..start.checked_add(len)?)?,
+        ))
+    }
+
     /// The core's own bytes at `addr`, without a copy: the last segment used
     /// first, then a search.
     fn core_slice(&self, addr: u64, len: usize) -> Option<&[u8]> {
