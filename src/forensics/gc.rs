@@ -65,33 +65,50 @@ impl GcWalk {
 
 /// Which objects were seen: a bit per slot of writable memory, or a hash set
 /// when the core is too large for the bitmap.
-struct Seen {
+struct Seen<'w> {
     index: Option<AddressIndex>,
     bits: Option<Bits>,
+    // The watched objects as bits over the same slots: one lookup answers both.
+    watched_bits: Option<Bits>,
+    watched: &'w FxHashSet<u64>,
     // Objects outside the indexed memory, and every object without an index.
     other: FxHashMap<u64, usize>,
 }
 
-impl Seen {
-    fn new(heap: &Heap) -> Seen {
+impl<'w> Seen<'w> {
+    fn new(heap: &Heap, watched: &'w FxHashSet<u64>) -> Seen<'w> {
         let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
         let bits = index.as_ref().map(|i| Bits::new(i.len()));
+        let watched_bits = index.as_ref().map(|i| {
+            let mut b = Bits::new(i.len());
+            for slot in watched.iter().filter_map(|&w| i.slot(w)) {
+                b.test_and_set(slot);
+            }
+            b
+        });
         Seen {
             index,
             bits,
+            watched_bits,
+            watched,
             other: FxHashMap::default(),
         }
     }
 
-    /// Mark `obj` seen in generation `generation`; return whether it was
-    /// seen before, and in which generation when that is known.
-    fn mark(&mut self, obj: u64, generation: usize) -> Option<Option<usize>> {
-        if let (Some(index), Some(bits)) = (&self.index, &mut self.bits)
+    /// Mark `obj` seen in generation `generation`. Returns whether it was
+    /// seen before (and in which generation when that is known), and
+    /// whether it is watched.
+    fn mark(&mut self, obj: u64, generation: usize) -> (Option<Option<usize>>, bool) {
+        if let (Some(index), Some(bits), Some(watched)) =
+            (&self.index, &mut self.bits, &self.watched_bits)
             && let Some(slot) = index.slot(obj)
         {
-            return bits.test_and_set(slot).then_some(None);
+            return (bits.test_and_set(slot).then_some(None), watched.get(slot));
         }
-        self.other.insert(obj, generation).map(Some)
+        (
+            self.other.insert(obj, generation).map(Some),
+            self.watched.contains(&obj),
+        )
     }
 }
 
@@ -192,7 +209,22 @@ pub fn walk(
     visit: &mut dyn FnMut(u64, u64),
 ) -> GcWalk {
     let mut out = GcWalk::default();
-    let mut seen = Seen::new(heap);
+    // A tracked object takes at least 32 bytes of writable memory: reserving
+    // for that many (address space, until used; capped) saves the copies of
+    // growing a list of millions.
+    let writable: u64 = heap
+        .memory
+        .core()
+        .segments()
+        .iter()
+        .filter(|s| s.perms.write)
+        .map(|s| s.available)
+        .sum();
+    // Only a hint: without the memory the list grows as it goes.
+    let _ = out
+        .objects
+        .try_reserve((writable / 32).min(MAX_OBJECTS as u64) as usize);
+    let mut seen = Seen::new(heap, watch);
     let (heads, collecting) = heads(heap, diagnostics);
     out.collecting = collecting;
     if collecting {
@@ -254,7 +286,8 @@ pub fn walk(
                 break;
             }
             let obj = node.wrapping_add(heap.gc_head_size);
-            if let Some(first) = seen.mark(obj, out.generations.len()) {
+            let (seen_before, watched) = seen.mark(obj, out.generations.len());
+            if let Some(first) = seen_before {
                 let first = match first {
                     Some(g) => out
                         .generations
@@ -281,7 +314,7 @@ pub fn walk(
                 break;
             }
             out.objects.push(obj);
-            if watch.contains(&obj) {
+            if watched {
                 out.watched.push((obj, out.generations.len()));
             }
             summary.walked += 1;
