@@ -177,6 +177,20 @@ impl Module {
         Some((id, self.file.is_some(), debug))
     }
 
+    /// The symbol containing the link-time `address`: its name and start.
+    /// Uses the symbol table when this run has built it; otherwise scans the
+    /// ELF tables, which for a stack's few lookups is cheaper than building it.
+    pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
+        match self.shared_symbols() {
+            Some(table) => table.lookup(address).map(|s| (s.name.clone(), s.address)),
+            None => {
+                let images: Vec<&ElfImage> =
+                    self.file.iter().chain(self.debug_file.iter()).collect();
+                crate::symbols::containing_in_images(&images, address)
+            }
+        }
+    }
+
     /// Runtime address of a symbol, optionally scoped to a source file.
     ///
     /// Uses the symbol table when it is already built, and otherwise scans the

@@ -94,7 +94,16 @@ impl SymbolTable {
     pub fn from_symbols(mut symbols: Vec<Symbol>) -> SymbolTable {
         // One sort without comparing names (address lookups are what stacks
         // need): largest first at one address, `.symtab` before `.dynsym`.
-        symbols.sort_unstable_by_key(|s| (s.address, std::cmp::Reverse(s.size), s.source as u8));
+        // Lookups take the last of equal entries: `.dynsym`, then the
+        // plainest alias (`clone3` over `__GI___clone3`).
+        symbols.sort_unstable_by_key(|s| {
+            (
+                s.address,
+                std::cmp::Reverse(s.size),
+                s.source as u8,
+                std::cmp::Reverse(alias_rank(&s.name)),
+            )
+        });
         // Duplicates share an address: look for them only in that small group.
         let mut kept: Vec<Symbol> = Vec::with_capacity(symbols.len());
         let mut group_start = 0;
@@ -225,6 +234,57 @@ pub fn find_in_images(images: &[&ElfImage], name: &str, file: Option<&str>) -> O
     None
 }
 
+/// The symbol containing the link-time `address`, straight from the ELF
+/// tables without building a [`SymbolTable`]: for the few lookups of one
+/// stack. Same choice as [`SymbolTable::lookup`]: the closest start, at one
+/// start the smallest symbol that contains the address, and of aliases the
+/// `.dynsym` one (the public name: `raise`, not `__GI_raise`). Returns the
+/// name and start.
+pub fn containing_in_images(images: &[&ElfImage], address: u64) -> Option<(String, u64)> {
+    // (start, size, from .dynsym, alias rank, name)
+    let mut best: Option<(u64, u64, bool, (usize, usize), String)> = None;
+    for image in images {
+        let Some(elf) = image.parse() else { continue };
+        let tables = [
+            (elf.symbol_table(), false),
+            (elf.dynamic_symbol_table(), true),
+        ];
+        for (table, dynamic) in tables.into_iter().filter_map(|(t, d)| Some((t?, d))) {
+            for sym in table.symbols().take(MAX_SYMBOLS) {
+                let (start, size) = (sym.address(), sym.size());
+                let contains = address == start || (address > start && address - start < size);
+                if !contains
+                    || sym.is_undefined()
+                    || sym.section_index().is_none()
+                    || matches!(
+                        sym.kind(),
+                        SymbolKind::File | SymbolKind::Section | SymbolKind::Label
+                    )
+                {
+                    continue;
+                }
+                let Ok(name) = sym.name() else { continue };
+                if name.is_empty() {
+                    continue;
+                }
+                let rank = alias_rank(name);
+                let better = best.as_ref().is_none_or(|(b, bs, bd, br, _)| {
+                    (
+                        start,
+                        std::cmp::Reverse(size),
+                        dynamic,
+                        std::cmp::Reverse(rank),
+                    ) > (*b, std::cmp::Reverse(*bs), *bd, std::cmp::Reverse(*br))
+                });
+                if better {
+                    best = Some((start, size, dynamic, rank, name.to_string()));
+                }
+            }
+        }
+    }
+    best.map(|(start, _, _, _, name)| (name, start))
+}
+
 fn collect<'d, S: ObjectSymbol<'d>>(
     symbols: impl Iterator<Item = S>,
     source: SymbolSource,
@@ -257,6 +317,11 @@ fn collect<'d, S: ObjectSymbol<'d>>(
             source,
         });
     }
+}
+
+/// How plain an alias is, smaller being plainer: leading underscores, then length.
+fn alias_rank(name: &str) -> (usize, usize) {
+    (name.len() - name.trim_start_matches('_').len(), name.len())
 }
 
 fn basename(path: &str) -> &str {

@@ -282,14 +282,10 @@ fn describe(module: Option<&Module>, address: FrameAddress, sp: u64, trust: Trus
         if let Some(bias) = m.load_bias {
             let svma = address.lookup().wrapping_sub(bias);
             frame.module_offset = Some(address.address().wrapping_sub(bias));
-            if let Some(sym) = m.symbols().lookup(svma) {
-                frame.function = Some(sym.name.clone());
-                frame.function_offset = Some(
-                    address
-                        .address()
-                        .wrapping_sub(bias)
-                        .wrapping_sub(sym.address),
-                );
+            if let Some((name, start)) = m.symbol_at(svma) {
+                frame.function = Some(name);
+                frame.function_offset =
+                    Some(address.address().wrapping_sub(bias).wrapping_sub(start));
             }
         }
     }
