@@ -241,8 +241,14 @@ pub fn find_in_images(images: &[&ElfImage], name: &str, file: Option<&str>) -> O
 /// `.dynsym` one (the public name: `raise`, not `__GI_raise`). Returns the
 /// name and start.
 pub fn containing_in_images(images: &[&ElfImage], address: u64) -> Option<(String, u64)> {
-    // (start, size, from .dynsym, alias rank, name)
-    let mut best: Option<(u64, u64, bool, (usize, usize), String)> = None;
+    /// A containing symbol, ordered so that the better one is greater.
+    type Rank = (
+        u64,
+        std::cmp::Reverse<u64>,
+        bool,
+        std::cmp::Reverse<(usize, usize)>,
+    );
+    let mut best: Option<(Rank, String)> = None;
     for image in images {
         let Some(elf) = image.parse() else { continue };
         let tables = [
@@ -267,22 +273,20 @@ pub fn containing_in_images(images: &[&ElfImage], address: u64) -> Option<(Strin
                 if name.is_empty() {
                     continue;
                 }
-                let rank = alias_rank(name);
-                let better = best.as_ref().is_none_or(|(b, bs, bd, br, _)| {
-                    (
-                        start,
-                        std::cmp::Reverse(size),
-                        dynamic,
-                        std::cmp::Reverse(rank),
-                    ) > (*b, std::cmp::Reverse(*bs), *bd, std::cmp::Reverse(*br))
-                });
-                if better {
-                    best = Some((start, size, dynamic, rank, name.to_string()));
+                // Closest start, then smallest, then .dynsym, then plainest alias.
+                let rank: Rank = (
+                    start,
+                    std::cmp::Reverse(size),
+                    dynamic,
+                    std::cmp::Reverse(alias_rank(name)),
+                );
+                if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+                    best = Some((rank, name.to_string()));
                 }
             }
         }
     }
-    best.map(|(start, _, _, _, name)| (name, start))
+    best.map(|(rank, name)| (name, rank.0))
 }
 
 fn collect<'d, S: ObjectSymbol<'d>>(
