@@ -352,17 +352,7 @@ def timing(kind, core, exe, d, runs, warmup, rss_runs, hf):
         return rows[n].get("median_ms") if rows[n].get("status") == "ok" else None
 
     ps = med("pystack-core")
-    out = []
-    for name, rec in rows.items():
-        if rec.get("status") != "ok":
-            out.append([name, rec.get("status", "?")[:60], "", "", "", "", "", ""])
-            continue
-        rec["ratio_vs_pystack"] = rec["median_ms"] / ps if ps else None
-        out.append([name, "%.2f" % rec["median_ms"], "%.2f ± %.2f" % (rec["mean_ms"], rec["stddev_ms"]),
-                    "%.2f" % rec["min_ms"],
-                    "%.1f" % rec["max_rss_mib_median"] if rec["max_rss_mib_median"] is not None else "?",
-                    "%.3f" % rec["ratio_vs_pystack"] if ps else "n/a", rec["runs"],
-                    "%d/%d" % (rec["parked_funcs_seen"], len(PARKED))])
+    out = peers.timing_rows(rows, ps, "ratio_vs_pystack", "%.3f", PARKED)
     size = os.path.getsize(core)
     print()
     print("== %s timing: %s (%d bytes, %.1f MiB apparent, %d KiB on disk), exe %s"

@@ -213,3 +213,21 @@ def info_core(bench, heap_mb=40, stack_kb=512):
         open(os.path.join(cdir, ".ready"), "w").close()
     exe = open(os.path.join(cdir, "exe")).read().strip()
     return core, exe, pyver
+
+
+def timing_rows(rows, base, ratio_key, ratio_format, parked):
+    """Table rows for measured commands: median, mean ± stddev, min, RSS, the ratio of the
+    median to `base` (stored in each record under `ratio_key`), runs, and how many of the
+    `parked` function names the probe's output showed."""
+    out = []
+    for name, rec in rows.items():
+        if rec.get("status") != "ok":
+            out.append([name, rec.get("status", "?")[:60], "", "", "", "", "", ""])
+            continue
+        rec[ratio_key] = rec["median_ms"] / base if base else None
+        out.append([name, "%.2f" % rec["median_ms"], "%.2f ± %.2f" % (rec["mean_ms"], rec["stddev_ms"]),
+                    "%.2f" % rec["min_ms"],
+                    "%.1f" % rec["max_rss_mib_median"] if rec["max_rss_mib_median"] is not None else "?",
+                    ratio_format % rec[ratio_key] if base else "n/a", rec["runs"],
+                    "%d/%d" % (rec["parked_funcs_seen"], len(parked))])
+    return out

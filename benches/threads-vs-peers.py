@@ -505,17 +505,7 @@ def timing(core, exe, runs, warmup, rss_runs):
         rows[name] = peers.measure(name, argv, rec, d, hf, runs, warmup, rss_runs)
     base = rows["pymortem-threads"].get("median_ms")
     base_json = rows["pymortem-threads-json"].get("median_ms")
-    out = []
-    for name, rec in rows.items():
-        if rec.get("status") != "ok":
-            out.append([name, rec.get("status", "?")[:60], "", "", "", "", "", ""])
-            continue
-        rec["ratio_vs_pymortem_threads"] = rec["median_ms"] / base if base else None
-        out.append([name, "%.2f" % rec["median_ms"], "%.2f ± %.2f" % (rec["mean_ms"], rec["stddev_ms"]),
-                    "%.2f" % rec["min_ms"],
-                    "%.1f" % rec["max_rss_mib_median"] if rec["max_rss_mib_median"] is not None else "?",
-                    "%.2fx" % rec["ratio_vs_pymortem_threads"] if base else "n/a", rec["runs"],
-                    "%d/%d" % (rec["parked_funcs_seen"], len(PARKED))])
+    out = peers.timing_rows(rows, base, "ratio_vs_pymortem_threads", "%.2fx", PARKED)
     size = os.path.getsize(core)
     print()
     print("== timing: %s (%d bytes, %.1f MiB apparent, %d KiB on disk), exe %s"

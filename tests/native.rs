@@ -9,7 +9,7 @@ mod support;
 
 use pymortem::layout::LayoutOptions;
 use pymortem::modules::ModuleKind;
-use pymortem::python::{ThreadOptions, python_state};
+use pymortem::python::{PythonState, ThreadOptions, python_state};
 use pymortem::stacks::{MergedStack, StackFrame, is_eval_frame, merged_stack};
 use pymortem::unwind::cfi::ModuleCfi;
 use pymortem::unwind::{
@@ -65,8 +65,8 @@ fn truth_of(e: &Value) -> Value {
     serde_json::from_str(&std::fs::read_to_string(e["truth"].as_str().unwrap()).unwrap()).unwrap()
 }
 
-/// The crashing thread's merged stack, built with the library's public API.
-fn crashed_merged_stack(process: &Process) -> MergedStack {
+/// The Python threads, with the layout read afresh (no cache from another build).
+fn state_of(process: &Process) -> PythonState {
     let options = ThreadOptions {
         locals: false,
         layout: LayoutOptions {
@@ -74,7 +74,12 @@ fn crashed_merged_stack(process: &Process) -> MergedStack {
             cache_dir: None,
         },
     };
-    let state = python_state(process, &options).unwrap();
+    python_state(process, &options).unwrap()
+}
+
+/// The crashing thread's merged stack, built with the library's public API.
+fn crashed_merged_stack(process: &Process) -> MergedStack {
+    let state = state_of(process);
     let lwp = process.crashed_thread().unwrap().lwp;
     let thread = state.threads.iter().find(|t| t.lwp == Some(lwp));
     merged_stack(process, lwp, thread, None)
@@ -247,14 +252,7 @@ fn every_python_frame_of_the_threads_scenario_has_its_eval_frame() {
         .filter(|e| e["scenario"] == "threads" && e["kind"] == "kernel")
     {
         let process = open(e);
-        let options = ThreadOptions {
-            locals: false,
-            layout: LayoutOptions {
-                no_cache: true,
-                cache_dir: None,
-            },
-        };
-        let state = python_state(&process, &options).unwrap();
+        let state = state_of(&process);
         for t in state.threads.iter().filter(|t| !t.stack.frames.is_empty()) {
             let Some(lwp) = t.lwp else { continue };
             let stack = merged_stack(&process, lwp, Some(t), None);

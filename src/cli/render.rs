@@ -238,7 +238,7 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
 /// A merged stack, innermost first, one line per frame, as debuggers print it.
 pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
     use pymortem::stacks::StackFrame;
-    use pymortem::unwind::{FrameAddress, Trust};
+    use pymortem::unwind::Trust;
     if let Some(f) = &stack.fatal_error {
         let message = f.message.as_deref().map_or_else(
             || format!("message unknown: {}", f.message_source),
@@ -270,10 +270,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     Trust::FramePointer => "frame pointer",
                     Trust::Scan => "scan",
                 };
-                let pc = match n.address {
-                    FrameAddress::InstructionPointer(a) => format!("{a:#014x}"),
-                    FrameAddress::ReturnAddress(a) => format!("{a:#014x}"),
-                };
+                let pc = format!("{:#014x}", n.address.address());
                 let signal = if n.signal_frame {
                     "  <signal handler called>"
                 } else {

@@ -111,6 +111,15 @@ impl AddressIndex {
         base
     }
 
+    /// A bitmap over these slots with the given addresses set (those without a slot are left out).
+    pub fn marks<'a>(&self, addresses: impl IntoIterator<Item = &'a u64>) -> Bits {
+        let mut bits = Bits::new(self.len());
+        for slot in addresses.into_iter().filter_map(|&a| self.slot(a)) {
+            bits.test_and_set(slot);
+        }
+        bits
+    }
+
     /// The address of a slot.
     pub fn address(&self, slot: usize) -> Option<u64> {
         let slot = slot as u64;

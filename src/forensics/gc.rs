@@ -79,13 +79,7 @@ impl<'w> Seen<'w> {
     fn new(heap: &Heap, watched: &'w FxHashSet<u64>) -> Seen<'w> {
         let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
         let bits = index.as_ref().map(|i| Bits::new(i.len()));
-        let watched_bits = index.as_ref().map(|i| {
-            let mut b = Bits::new(i.len());
-            for slot in watched.iter().filter_map(|&w| i.slot(w)) {
-                b.test_and_set(slot);
-            }
-            b
-        });
+        let watched_bits = index.as_ref().map(|i| i.marks(watched));
         Seen {
             index,
             bits,

@@ -136,12 +136,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
     // The crashing thread's stack is unwound while the counter finishes.
-    let crashed_stack = || {
-        process.crashed_thread().map(|t| {
-            let python = state.threads.iter().find(|p| p.lwp == Some(t.lwp));
-            crate::stacks::merged_stack(process, t.lwp, python, None)
-        })
-    };
+    let crashed_stack = || crate::stacks::crashed_stack(process, Some(state), None);
     let (gc_walk, mut refs, crashed_thread_stack) = walk_and_count(
         process,
         state,

@@ -65,10 +65,7 @@ impl Counter {
         match AddressIndex::new(heap.memory.core(), heap.object_granule()) {
             Some(index) => {
                 let counts = Counts::new(index.len());
-                let mut marks = Bits::new(index.len());
-                for slot in wanted.iter().filter_map(|&w| index.slot(w)) {
-                    marks.test_and_set(slot);
-                }
+                let marks = index.marks(wanted);
                 Counter::Dense(index, counts, marks)
             }
             None => Counter::Sparse(FxHashMap::default()),

@@ -147,8 +147,7 @@ impl Module {
         }
         self.symbols
             .get_or_init(|| {
-                let images: Vec<&ElfImage> =
-                    self.file.iter().chain(self.debug_file.iter()).collect();
+                let images = self.images();
                 let table = Arc::new(SymbolTable::from_images(&images));
                 if let Some(key) = self.symbol_cache_key() {
                     symbol_cache::put(key, Arc::clone(&table));
@@ -177,6 +176,11 @@ impl Module {
         Some((id, self.file.is_some(), debug))
     }
 
+    /// The module's file and its debug file, those that were found.
+    fn images(&self) -> Vec<&ElfImage> {
+        self.file.iter().chain(self.debug_file.iter()).collect()
+    }
+
     /// The symbol containing the link-time `address`: its name and start.
     /// Uses the symbol table when this run has built it; otherwise scans the
     /// ELF tables, which for a stack's few lookups is cheaper than building it.
@@ -184,8 +188,7 @@ impl Module {
         match self.shared_symbols() {
             Some(table) => table.lookup(address).map(|s| (s.name.clone(), s.address)),
             None => {
-                let images: Vec<&ElfImage> =
-                    self.file.iter().chain(self.debug_file.iter()).collect();
+                let images = self.images();
                 crate::symbols::containing_in_images(&images, address)
             }
         }
@@ -199,8 +202,7 @@ impl Module {
         let link_address = match self.shared_symbols() {
             Some(table) => table.find(name, file)?.address,
             None => {
-                let images: Vec<&ElfImage> =
-                    self.file.iter().chain(self.debug_file.iter()).collect();
+                let images = self.images();
                 crate::symbols::find_in_images(&images, name, file)?.0
             }
         };

@@ -1,7 +1,7 @@
 //! The `info` report: the process, its signal, threads, modules and Python.
 
 use crate::python::PythonState;
-use crate::stacks::{MergedStack, merged_stack};
+use crate::stacks::{MergedStack, crashed_stack};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -238,10 +238,6 @@ impl InfoReport {
 
     /// Add the crashing thread's merged stack; `python` adds its Python frames.
     pub fn add_crashed_stack(&mut self, process: &Process, python: Option<&PythonState>) {
-        let Some(lwp) = self.crashed_lwp else {
-            return;
-        };
-        let state = python.and_then(|p| p.threads.iter().find(|t| t.lwp == Some(lwp)));
-        self.crashed_thread_stack = Some(merged_stack(process, lwp, state, None));
+        self.crashed_thread_stack = crashed_stack(process, python, None);
     }
 }

@@ -13,7 +13,7 @@ pub use fatal::{FatalError, fatal_error};
 use crate::dwarf::SourceLines;
 use crate::layout::PythonVersion;
 use crate::process::Process;
-use crate::python::{PyFrame, PyThread};
+use crate::python::{PyFrame, PyThread, PythonState};
 use crate::unwind::{NativeFrame, NativeStack, StopReason, unwind_thread};
 
 /// One frame of a merged stack.
@@ -73,6 +73,18 @@ pub fn merge(
     let unattached = next.len();
     out.extend(next.cloned().map(StackFrame::Python));
     (out, unattached)
+}
+
+/// The merged stack of the crashing thread, with its Python frames when
+/// `python` has a thread state for it.
+pub fn crashed_stack(
+    process: &Process,
+    python: Option<&PythonState>,
+    sources: Option<&mut SourceCache>,
+) -> Option<MergedStack> {
+    let lwp = process.crashed_thread()?.lwp;
+    let thread = python.and_then(|p| p.threads.iter().find(|t| t.lwp == Some(lwp)));
+    Some(merged_stack(process, lwp, thread, sources))
 }
 
 /// Source lines per module, built on first use and kept for every thread of a report.

@@ -12,7 +12,7 @@ use crate::layout::LayoutOptions;
 use crate::process::{Options, Process};
 use crate::python::{ThreadOptions, python_state};
 use crate::report::signals::signal_name;
-use crate::stacks::merged_stack;
+use crate::stacks::crashed_stack;
 
 /// Files looked at below each folder, at most.
 const MAX_FILES: usize = 1_000_000;
@@ -185,15 +185,7 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
                 .collect::<std::collections::BTreeSet<_>>();
             (result.crashed_thread_stack, kinds.into_iter().collect())
         }
-        _ => {
-            let stack = process.crashed_thread().map(|t| {
-                let python = state
-                    .as_ref()
-                    .and_then(|s| s.threads.iter().find(|p| p.lwp == Some(t.lwp)));
-                merged_stack(&process, t.lwp, python, None)
-            });
-            (stack, Vec::new())
-        }
+        _ => (crashed_stack(&process, state.as_ref(), None), Vec::new()),
     };
     let fatal_error = stack
         .as_ref()
