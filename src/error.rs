@@ -110,6 +110,24 @@ pub enum Error {
     /// A memory read failed where the caller needed the value.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The core holds no CPython runtime that could be read.
+    #[error("{path}: no Python runtime: {reason}")]
+    NoPython {
+        /// The core file.
+        path: PathBuf,
+        /// What was missing, and what to pass to find it.
+        reason: String,
+    },
+    /// An object is not of the type an accessor reads.
+    #[error("the object at {address:#x} is a {found}, not a {expected}")]
+    WrongType {
+        /// The object.
+        address: u64,
+        /// What the accessor reads, e.g. `tuple`.
+        expected: &'static str,
+        /// Its type's name.
+        found: String,
+    },
 }
 
 impl Error {

@@ -1,34 +1,91 @@
 //! pymortem: post-mortem forensics for crashed CPython processes.
 //!
+//! Open a core, rebuild the interpreter's structures from DWARF (or
+//! built-in layout tables when the binary is stripped), read every thread's
+//! Python and native stack, walk the tuple free lists and the GC lists, and
+//! flag, with evidence, the objects whose state contradicts their
+//! free-list membership.
+//!
+//! # A tour
+//!
+//! Every example here runs on a core committed to the repository: a Python
+//! 2.7 process in which a 7-tuple was released twice while a list still
+//! held it.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+//! # let (path, truth) = (&sample.core, &sample.truth);
+//! use pymortem::{Options, Process};
+//!
+//! // Open the core; the binaries it names are looked up under a sysroot.
+//! # let options = sample.options.clone();
+//! # /*
+//! let options = Options::default().sysroot("/srv/cores/root");
+//! # */
+//! let process = Process::open(path, &options)?;
+//! println!("pid {:?}, {} threads", process.core().psinfo().map(|p| p.pid), process.threads().len());
+//!
+//! // The Python runtime: version, layout, interpreters, threads.
+//! let python = process.python_runtime()?;
+//! assert_eq!(python.version().to_string(), "2.7.18");
+//!
+//! // Every thread's Python frames merged into its native stack.
+//! for thread in python.stacks() {
+//!     println!("thread {}: {} frames", thread.lwp, thread.stack.frames.len());
+//! }
+//!
+//! // The checks: typed findings with their evidence, and a verdict.
+//! let result = python.check();
+//! let victim = result.verdict.victims[0];
+//! # assert_eq!(victim, truth["objects"]["victim_tuple"].as_u64().unwrap());
+//! println!("{}", result.verdict.summary);
+//!
+//! // Objects by address: who still holds the victim?
+//! let info = python.inspect(victim);
+//! let holder = python.object(info.referrers[0].container.unwrap());
+//! assert_eq!(holder.type_name()?, "list");
+//! assert_eq!(holder.list_items()?[0].address(), victim);
+//!
+//! // Raw memory, symbols and layouts are there too.
+//! use pymortem::memory::MemoryExt;
+//! let ob_refcnt = python.layout().offset("PyObject", "ob_refcnt").unwrap();
+//! assert_eq!(process.memory().read_i64(victim + ob_refcnt)?, 0);
+//! assert!(process.symbol_address("PyTuple_New").is_some());
+//! # Ok(()) }
+//! ```
+//!
+//! # Layers
+//!
 //! The crate is layered; each layer knows nothing of the ones above it:
 //!
 //! 1. [`core`]: the ELF core file (segments, notes, compression).
 //! 2. [`memory`]: the process's memory as one fallible read interface.
-//! 3. [`modules`] and [`symbols`]: mapped files, debug info, symbols.
-//! 4. [`python`]: the CPython model.
-//! 5. [`report`]: serde report models behind the CLI's tables and JSON.
+//! 3. [`modules`], [`symbols`], [`dwarf`]: mapped files, debug info, symbols.
+//! 4. [`layout`]: CPython's structure layouts, from DWARF or tables.
+//! 5. [`python`] and [`unwind`]: the CPython model, native stacks.
+//! 6. [`stacks`]: Python frames merged into native stacks, fatal errors.
+//! 7. [`forensics`]: free lists, GC lists, references, findings.
+//! 8. [`inspect`]: the handles above, [`Python`] and [`Object`]; [`triage`]
+//!    for folders of cores.
+//! 9. [`report`]: serde report models behind the CLI's tables and JSON.
 //!
-//! [`Process`] ties the lower layers together:
-//!
-//! ```no_run
-//! let process = pymortem::Process::open("core.1234", &pymortem::Options::default())?;
-//! for thread in process.threads() {
-//!     println!("LWP {} pthread {:#x}", thread.lwp, thread.pthread_id());
-//! }
-//! if let Some(python) = process.python() {
-//!     println!("Python {}", python.version);
-//! }
-//! # Ok::<(), pymortem::Error>(())
-//! ```
+//! Handles ([`Process`], [`Python`], [`Object`]) are owned, cheap to clone
+//! and `Send + Sync`. Errors are [`Error`] values that name the file or the
+//! address and the reason; problems that do not stop an analysis are
+//! [`Diagnostic`]s kept beside its results.
 
 #![warn(missing_docs)]
 
 pub mod core;
+#[doc(hidden)]
+pub mod doc_support;
 pub mod dwarf;
 pub mod error;
 pub mod forensics;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inspect;
 pub mod layout;
 pub mod memory;
 pub mod modules;
@@ -41,4 +98,5 @@ pub mod triage;
 pub mod unwind;
 
 pub use error::{Diagnostic, Error, ReadError, ReadFailure, Severity};
+pub use inspect::{Attribute, Object, ObjectKind, Python, Refcount, ThreadStack};
 pub use process::{Options, Process};

@@ -20,26 +20,44 @@ pub struct Options {
 }
 
 impl Options {
-    /// Set the sysroot.
+    /// Look up every path the core names under `dir` (cores from another machine).
     pub fn sysroot(mut self, dir: impl Into<PathBuf>) -> Self {
         self.search.sysroot = Some(dir.into());
         self
     }
-    /// Set the executable.
+    /// Use `path` as the main executable instead of the path the core records.
     pub fn exe(mut self, path: impl Into<PathBuf>) -> Self {
         self.search.exe = Some(path.into());
         self
     }
-    /// Add a debug directory.
+    /// Add a debug directory (searched before `/usr/lib/debug`).
     pub fn debug_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.search.debug_dirs.push(dir.into());
+        self
+    }
+    /// Do not look in `/usr/lib/debug`, on the host or under the sysroot.
+    pub fn no_default_debug_dir(mut self) -> Self {
+        self.search.no_default_debug_dir = true;
+        self
+    }
+    /// Decompress compressed cores into `dir` instead of the system temp dir.
+    pub fn temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.open.temp_dir = Some(dir.into());
         self
     }
 }
 
 /// A crashed process, reconstructed from its core.
-#[derive(Debug)]
+///
+/// A cheap handle: clones share one opened core. It is `Send + Sync`, so
+/// threads (and rayon) can read one process at once.
+#[derive(Debug, Clone)]
 pub struct Process {
+    parts: Arc<Parts>,
+}
+
+#[derive(Debug)]
+struct Parts {
     core: Arc<CoreFile>,
     memory: ProcessMemory,
     modules: ModuleSet,
@@ -48,7 +66,24 @@ pub struct Process {
 }
 
 impl Process {
-    /// Open the core at `path`.
+    /// Open the core at `path`: an ELF core from the kernel or gdb, or one
+    /// compressed by systemd-coredump (zstd, lz4, xz) or gzip. The file is
+    /// mapped, not read; compressed ones are unpacked to a temporary file.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// let process = pymortem::Process::open(&sample.core, &sample.options)?;
+    /// let crashed = process.crashed_thread().unwrap();
+    /// println!("LWP {} died", crashed.lwp);
+    /// for module in process.modules().modules() {
+    ///     println!("{:#x} {}", module.base, module.name());
+    /// }
+    /// for diagnostic in process.diagnostics() {
+    ///     eprintln!("{:?}: {}", diagnostic.severity, diagnostic.message);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Process, Error> {
         let core = Arc::new(CoreFile::open(path, &options.open)?);
         Ok(Process::from_core(core, options))
@@ -69,40 +104,42 @@ impl Process {
             ));
         }
         Process {
-            core,
-            memory,
-            modules,
-            python,
-            diagnostics,
+            parts: Arc::new(Parts {
+                core,
+                memory,
+                modules,
+                python,
+                diagnostics,
+            }),
         }
     }
 
     /// The core file.
     pub fn core(&self) -> &Arc<CoreFile> {
-        &self.core
+        &self.parts.core
     }
     /// The process's memory.
     pub fn memory(&self) -> &ProcessMemory {
-        &self.memory
+        &self.parts.memory
     }
     /// The modules.
     pub fn modules(&self) -> &ModuleSet {
-        &self.modules
+        &self.parts.modules
     }
     /// The CPython version, if this is a CPython process.
     pub fn python(&self) -> Option<&VersionInfo> {
-        self.python.as_ref()
+        self.parts.python.as_ref()
     }
     /// Threads from the core.
     pub fn threads(&self) -> &[CoreThread] {
-        self.core.threads()
+        self.parts.core.threads()
     }
     /// The thread that crashed.
     pub fn crashed_thread(&self) -> Option<&CoreThread> {
-        self.core.crashed_thread()
+        self.parts.core.crashed_thread()
     }
     /// Everything that went wrong without stopping the analysis.
     pub fn diagnostics(&self) -> &[Diagnostic] {
-        &self.diagnostics
+        &self.parts.diagnostics
     }
 }

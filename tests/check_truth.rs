@@ -36,11 +36,6 @@ fn run(entry: &Value, command: &str, extra: &[String]) -> (i32, Value) {
     (code, report)
 }
 
-fn truth(entry: &Value) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(entry["truth"].as_str().unwrap()).unwrap())
-        .unwrap()
-}
-
 fn label(e: &Value) -> String {
     format!(
         "{} {} {}",
@@ -58,7 +53,7 @@ fn version(e: &Value) -> (u32, u32) {
 
 /// Every disagreement between a corrupt scenario's report and its truth.
 fn check_corrupt(e: &Value) -> Vec<String> {
-    let t = truth(e);
+    let t = support::truth(e);
     let victim = t["objects"]["victim_tuple"].as_u64().unwrap();
     let holder = t["objects"]["holder_list"].as_u64().unwrap();
     let (code, r) = run(e, "check", &[]);
@@ -194,7 +189,7 @@ fn object_shows_the_victim_with_its_free_list_and_holder() {
                 e["interp"] == interp && e["scenario"] == "use_after_free" && e["kind"] == "kernel"
             })
             .unwrap();
-        let t = truth(&e);
+        let t = support::truth(&e);
         let victim = t["objects"]["victim_tuple"].as_u64().unwrap();
         let (code, o) = run(&e, "object", &[format!("{victim:#x}")]);
         assert_eq!(code, 0, "{interp}");

@@ -25,13 +25,7 @@ const INTERPRETERS: [&str; 12] = [
 
 fn info_args(entry: &Value) -> Vec<String> {
     let mut args = vec!["info".to_string(), "--json".to_string()];
-    if let Some(sysroot) = entry["sysroot"].as_str() {
-        args.extend(["--sysroot".to_string(), sysroot.to_string()]);
-    }
-    for dir in entry["debug_dirs"].as_array().into_iter().flatten() {
-        args.extend(["--debug-dir".to_string(), dir.as_str().unwrap().to_string()]);
-    }
-    args.push(entry["core"].as_str().unwrap().to_string());
+    args.extend(support::file_args(entry));
     args
 }
 

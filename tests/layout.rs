@@ -21,10 +21,6 @@ fn entry(interp: &str, scenario: &str, kind: &str) -> Value {
         .unwrap_or_else(|| panic!("no {interp} {scenario} {kind} core"))
 }
 
-fn truth(e: &Value) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(e["truth"].as_str().unwrap()).unwrap()).unwrap()
-}
-
 fn layout_json(args: &[&str]) -> Value {
     let mut full = vec!["layout", "--json"];
     full.extend_from_slice(args);
@@ -187,7 +183,7 @@ fn runtime_is_found_with_and_without_files() {
         .iter()
         .filter(|e| e["scenario"] == "threads")
     {
-        let want: BTreeSet<u64> = truth(e)["threads"]
+        let want: BTreeSet<u64> = support::truth(e)["threads"]
             .as_array()
             .unwrap()
             .iter()
@@ -327,7 +323,7 @@ fn runtime_is_found_by_its_section_when_the_symbol_is_gone() {
     .unwrap();
     let runtime = locate(&process, &choice.layout).unwrap();
     assert_eq!(format!("{:?}", runtime.strategy), "Section");
-    let want: BTreeSet<u64> = truth(&e)["threads"]
+    let want: BTreeSet<u64> = support::truth(&e)["threads"]
         .as_array()
         .unwrap()
         .iter()

@@ -61,10 +61,6 @@ fn every_thread_unwinds_to_its_start() {
     support::assert_no_problems(&problems);
 }
 
-fn truth_of(e: &Value) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(e["truth"].as_str().unwrap()).unwrap()).unwrap()
-}
-
 /// The Python threads, with the layout read afresh (no cache from another build).
 fn state_of(process: &Process) -> PythonState {
     let options = ThreadOptions {
@@ -109,7 +105,7 @@ fn segfault_stacks_reach_the_faulting_function_and_its_python_caller() {
         .filter(|e| e["scenario"] == "segfault" || e["scenario"] == "segfault_faulthandler")
         .collect();
     let problems = support::parallel(&entries, |e| {
-        let truth = truth_of(e);
+        let truth = support::truth(e);
         let process = open(e);
         let stack = crashed_merged_stack(&process);
         let what = format!(
@@ -184,7 +180,7 @@ fn the_fatal_error_path_and_message_are_on_the_crashing_stack() {
         .iter()
         .filter(|e| e["scenario"] == "gc_already_tracked")
     {
-        let truth = truth_of(e);
+        let truth = support::truth(e);
         let Some(expected) = truth["expected_fatal_error"].as_str() else {
             continue;
         };

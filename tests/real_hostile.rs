@@ -8,11 +8,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn truth(entry: &Value) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(entry["truth"].as_str().unwrap()).unwrap())
-        .unwrap()
-}
-
 fn info_json(args: &[&str]) -> Result<Value, String> {
     let (code, stdout, stderr) = support::pymortem(args);
     assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -48,11 +43,11 @@ fn version_is_found_with_no_files_at_all() {
             core,
         ])
         .unwrap();
-        if report["python"]["version"] != truth(&entry)["python_version"] {
+        if report["python"]["version"] != support::truth(&entry)["python_version"] {
             problems.push(format!(
                 "{core}: {} vs truth {}",
                 report["python"],
-                truth(&entry)["python_version"]
+                support::truth(&entry)["python_version"]
             ));
         }
         let modules = report["modules"].as_array().unwrap();
@@ -73,7 +68,7 @@ fn truncated_real_cores_keep_what_they_hold() {
     {
         let core = entry["core"].as_str().unwrap();
         let bytes = std::fs::read(core).unwrap();
-        let truth = truth(entry);
+        let truth = support::truth(entry);
         let mut extra = Vec::new();
         if let Some(root) = entry["sysroot"].as_str() {
             extra.extend(["--sysroot".to_string(), root.to_string()]);
@@ -119,7 +114,7 @@ fn compressed_real_cores_match_their_truth() {
         .find(|e| e["interp"] == "pyenv-3.9.18" && e["kind"] == "kernel")
         .unwrap();
     let core = entry["core"].as_str().unwrap();
-    let truth = truth(&entry);
+    let truth = support::truth(&entry);
     let dir = tempfile::tempdir().unwrap();
     // The command-line tools, as systemd-coredump's formats are made in the wild.
     for (ext, tool, args) in [

@@ -23,6 +23,16 @@ go = threading.Event()
 dropped = threading.Event()
 
 
+class Owner(object):
+    """The holder's owner: gives the library's attribute readers an instance
+    whose attributes are known (values without a dict on 3.11+)."""
+
+    def __init__(self, items, name):
+        self.items = items
+        self.name = name
+        self.size = SIZE
+
+
 def second_owner(holder):
     go.wait()  # WAIT_GO
     ref = holder[0]  # refcount 0 -> 1 on an already freed tuple
@@ -52,6 +62,10 @@ def main():
     # items: singletons / small ints that survive being decref'd twice
     holder = [tuple([None, True, False, 1, 2, 3, 4])]
     victim_addr = id(holder[0])
+    owner = Owner(holder, "spooler")
+    # Asking for __dict__ makes a real dict for this one.
+    owner_with_dict = Owner(holder, "materialized")
+    owner_with_dict.__dict__["extra"] = -5
     t2 = _truth.ParkedThread("second-owner", second_owner, (holder,))
     t2.start()
     t2.ready.wait()
@@ -72,6 +86,11 @@ def main():
         "expectation": expectation(),
         "second_thread_ident": t2.ident,
         "victim_items_before_free": "None, True, False, 1, 2, 3, 4",
+        "owner": id(owner),
+        "owner_attributes": {"items": id(holder), "name": "spooler", "size": SIZE},
+        "owner_with_dict": id(owner_with_dict),
+        "owner_with_dict_attributes": {"items": id(holder), "name": "materialized",
+                                       "size": SIZE, "extra": -5},
     }
     # Stacks are captured now, before the corruption (writing JSON must not run
     # after it).  The second thread will leave WAIT_GO and park at PARK:second
@@ -87,7 +106,7 @@ def main():
     go.set()
     dropped.wait()
     os.abort()  # CRASH
-    return keep_drained
+    return keep_drained, owner, owner_with_dict
 
 
 if __name__ == "__main__":

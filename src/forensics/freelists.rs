@@ -343,7 +343,7 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
             return out;
         }
     };
-    if heap.tuple_type.is_some_and(|t| t != ty) {
+    if heap.tuple_type().is_some_and(|t| t != ty) {
         let name = heap
             .objects
             .type_name_of_type(ty)

@@ -54,6 +54,18 @@ pub struct GcWalk {
 }
 
 impl GcWalk {
+    /// The objects walked in generation `index` (of [`GcWalk::generations`]),
+    /// in list order.
+    pub fn generation_objects(&self, index: usize) -> &[u64] {
+        let start = index
+            .checked_sub(1)
+            .and_then(|i| self.ends.get(i))
+            .copied()
+            .unwrap_or(0);
+        let end = self.ends.get(index).copied().unwrap_or(start);
+        self.objects.get(start..end).unwrap_or(&[])
+    }
+
     /// The name of the generation an object was found in, if any. A linear
     /// search: for a few objects, not for every object of the heap.
     pub fn generation_name(&self, obj: u64) -> Option<&str> {

@@ -23,8 +23,9 @@ pub struct Heap<'p> {
     pub facts: &'p Facts,
     /// Object reader.
     pub objects: Objects<'p, ProcessMemory>,
-    /// `&PyTuple_Type`, when found.
-    pub tuple_type: Option<u64>,
+    // `&PyTuple_Type`, looked up on first use: a symbol lookup is the
+    // costliest part of a heap that reads one object.
+    tuple_type: std::cell::OnceCell<Option<u64>>,
     /// `sizeof(PyGC_Head)`.
     pub gc_head_size: u64,
     /// The interpreter module.
@@ -96,13 +97,12 @@ impl<'p> Heap<'p> {
             })
             .map(|m| &**m);
         let objects = Objects::new(memory, layout, version, 4);
-        let tuple_type = module.and_then(|m| m.symbol_address("PyTuple_Type", None));
         Heap {
             memory,
             layout,
             facts: &layout.facts,
             objects,
-            tuple_type,
+            tuple_type: std::cell::OnceCell::new(),
             gc_head_size: layout.size("PyGC_Head").unwrap_or(16),
             module,
             interpreters: state.runtime.interpreters.clone(),
@@ -118,6 +118,14 @@ impl<'p> Heap<'p> {
                 .zip(layout.offset("PyObject", "ob_type")),
             cursor: Cell::new((0, &[])),
         }
+    }
+
+    /// `&PyTuple_Type`, when found.
+    pub fn tuple_type(&self) -> Option<u64> {
+        *self.tuple_type.get_or_init(|| {
+            self.module
+                .and_then(|m| m.symbol_address("PyTuple_Type", None))
+        })
     }
 
     /// A field offset, or 0 when the layout lacks it (callers check presence first where it matters).

@@ -169,6 +169,84 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     }
 }
 
+/// The tuple free lists alone, with what their walk found.
+#[derive(Debug, Clone)]
+pub struct FreeListWalk {
+    /// Every slot of every list.
+    pub slots: Vec<freelists::FreeListSlot>,
+    /// Contradictions found within the lists (cycles, wrong counters,
+    /// members that do not look freed); the cross-checks against the GC
+    /// lists and references need [`check`].
+    pub findings: Vec<Finding>,
+    /// Parts that could not be walked, and why.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Walk every tuple free list of `process`.
+pub fn free_lists(process: &Process, state: &PythonState) -> FreeListWalk {
+    let heap = heap::Heap::new(process, state);
+    let mut findings = Vec::new();
+    let mut diagnostics = Vec::new();
+    let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
+    FreeListWalk {
+        slots: free.slots,
+        findings,
+        diagnostics,
+    }
+}
+
+/// One GC generation with the objects linked into it.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Its head, counters and walk summary.
+    pub summary: gc::GenerationSummary,
+    /// Every object walked in it (object addresses, not GC headers), in list order.
+    pub objects: Vec<u64>,
+}
+
+/// The GC generation lists, walked.
+#[derive(Debug, Clone)]
+pub struct GcGenerations {
+    /// Every generation of every interpreter.
+    pub generations: Vec<Generation>,
+    /// Broken links, cycles and bad headers met on the way.
+    pub findings: Vec<Finding>,
+    /// A collection was running when the process died: links may be mid-update.
+    pub collecting: bool,
+    /// Parts that could not be walked, and why.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Walk every GC generation list of `process`.
+pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
+    let heap = heap::Heap::new(process, state);
+    let mut findings = Vec::new();
+    let mut diagnostics = Vec::new();
+    let free = freelists::walk(&heap, &mut Vec::new(), &mut Vec::new());
+    let walk = gc::walk(
+        &heap,
+        &free.members,
+        &mut findings,
+        &mut diagnostics,
+        &mut |_, _| {},
+    );
+    let generations = walk
+        .generations
+        .iter()
+        .enumerate()
+        .map(|(i, summary)| Generation {
+            summary: summary.clone(),
+            objects: walk.generation_objects(i).to_vec(),
+        })
+        .collect();
+    GcGenerations {
+        generations,
+        findings,
+        collecting: walk.collecting,
+        diagnostics,
+    }
+}
+
 /// Objects handed from the GC walk to the reference counter at a time.
 const BATCH: usize = 4096;
 

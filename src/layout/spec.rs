@@ -89,7 +89,7 @@ pub const STRUCTS: &[StructSpec] = &[
     StructSpec {
         name: "PyDictValues",
         c_names: &["PyDictValues", "_dictvalues"],
-        fields: fields! { "values" => ["values"] },
+        fields: fields! { "values" => ["values"], "valid" => ["valid"] },
     },
     StructSpec {
         name: "PyTypeObject",
@@ -103,9 +103,15 @@ pub const STRUCTS: &[StructSpec] = &[
             "tp_flags" => ["tp_flags"],
             "tp_base" => ["tp_base"],
             "tp_dict" => ["tp_dict"],
+            "tp_dictoffset" => ["tp_dictoffset"],
             "tp_mro" => ["tp_mro"],
             "tp_free" => ["tp_free"],
         },
+    },
+    StructSpec {
+        name: "PyHeapTypeObject",
+        c_names: &["PyHeapTypeObject", "_heaptypeobject"],
+        fields: fields! { "ht_cached_keys" => ["ht_cached_keys"] },
     },
     StructSpec {
         name: "PyASCIIObject",

@@ -1,5 +1,6 @@
 //! The CPython model: what the interpreter's memory means.
 
+pub mod attributes;
 pub mod code;
 pub mod frames;
 pub mod objects;

@@ -52,7 +52,7 @@ struct HotOffsets {
     tp_name: Option<u64>,
 }
 
-fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
+pub(crate) fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
     ReadError::new(addr, 0, ReadFailure::Invalid(what.into()))
 }
 
@@ -105,7 +105,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         v
     }
 
-    fn off(&self, st: &'static str, field: &'static str) -> Result<u64, ReadError> {
+    pub(crate) fn off(&self, st: &'static str, field: &'static str) -> Result<u64, ReadError> {
         self.memoized(st, field, || self.layout.offset(st, field))
             .ok_or_else(|| invalid(0, format!("the layout has no {st}.{field}")))
     }
@@ -164,6 +164,19 @@ impl<'a, M: Memory> Objects<'a, M> {
             };
         }
         self.pep393(obj, max_chars)
+    }
+
+    /// The length in code points of a `str` (3.x) or `unicode` (2.7).
+    pub fn string_len(&self, obj: u64) -> Result<u64, ReadError> {
+        let field = if self.version.major == 2 {
+            ("PyUnicodeObject", "length")
+        } else {
+            ("PyASCIIObject", "length")
+        };
+        let length = self
+            .memory
+            .read_i64(obj.wrapping_add(self.off(field.0, field.1)?))?;
+        u64::try_from(length).map_err(|_| invalid(obj, format!("negative string length {length}")))
     }
 
     fn pep393(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
@@ -318,6 +331,12 @@ impl<'a, M: Memory> Objects<'a, M> {
         let (entries, used) = self.dict_entries(obj, max)?;
         Ok((entries.iter().map(|e| (e.key, e.value)).collect(), used))
     }
+    /// A dict's `ma_used`: how many entries it has.
+    pub fn dict_len(&self, obj: u64) -> Result<u64, ReadError> {
+        let d = self.dict_offsets()?;
+        Ok(self.memory.read_i64(obj.wrapping_add(d.ma_used))?.max(0) as u64)
+    }
+
     /// The live entries of a dict, at most `max`, with its `ma_used`.
     pub fn dict_entries(&self, obj: u64, max: usize) -> Result<(Vec<DictEntry>, u64), ReadError> {
         let mut out = Vec::new();
@@ -364,6 +383,23 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
         let keys = self.memory.read_ptr(obj.wrapping_add(d.ma_keys))?;
         let values = self.memory.read_ptr(obj.wrapping_add(d.ma_values))?;
+        let split_values = (values != 0).then(|| values.wrapping_add(d.values_at));
+        self.for_each_keys_entry(keys, split_values, max, visit)?;
+        Ok(used)
+    }
+
+    /// Call `visit` for each live entry of the keys object `keys` (3.x), at
+    /// most `max`; values come from `split_values` (the first value slot of a
+    /// split table) when given, else from the entries.
+    pub(crate) fn for_each_keys_entry(
+        &self,
+        keys: u64,
+        split_values: Option<u64>,
+        max: usize,
+        visit: &mut dyn FnMut(DictEntry),
+    ) -> Result<(), ReadError> {
+        let d = self.dict_offsets()?;
+        let mut seen = 0;
         let nentries = self
             .memory
             .read_i64(keys.wrapping_add(d.dk_nentries))?
@@ -401,7 +437,6 @@ impl<'a, M: Memory> Objects<'a, M> {
             (true, None) => return Err(invalid(keys, "the layout has no PyDictUnicodeEntry")),
             (false, _) => d.entry,
         };
-        let split_values = (values != 0).then(|| values.wrapping_add(d.values_at));
         let n = nentries.min(MAX_DICT_SLOTS);
         // One look at the whole entry table when the core has it in one piece.
         let table = self
@@ -444,7 +479,7 @@ impl<'a, M: Memory> Objects<'a, M> {
                 }
             }
         }
-        Ok(used)
+        Ok(())
     }
 
     /// The dict offsets, looked up once.

@@ -303,8 +303,8 @@ fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> 
         .filter(|&t| t != 0)
 }
 
-/// 2.7's `unicode` code-unit width: UCS2 builds export `PyUnicodeUCS2_*`.
-fn unicode_width(process: &Process) -> u64 {
+/// 2.7's `unicode` code-unit width (2 or 4): UCS2 builds export `PyUnicodeUCS2_*`.
+pub fn unicode_width(process: &Process) -> u64 {
     let ucs2 = process
         .python()
         .and_then(|p| {

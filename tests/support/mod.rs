@@ -74,6 +74,54 @@ pub fn pymortem(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Run the example program `name` (built by `cargo test` beside the test
+/// binaries) and return (exit code, stdout, stderr).
+pub fn example(name: &str, args: &[&str]) -> (i32, String, String) {
+    // target/<profile>/deps/<test binary> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds the examples (cargo build --examples)",
+        path.display()
+    );
+    let out = std::process::Command::new(&path)
+        .env("XDG_CACHE_HOME", test_cache_home())
+        .args(args)
+        .output()
+        .expect("run the example");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The command-line arguments that open a manifest entry's core: its
+/// sysroot and debug directories, then the core.
+pub fn file_args(entry: &Value) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(root) = entry["sysroot"].as_str() {
+        args.extend(["--sysroot".to_string(), root.to_string()]);
+    }
+    for dir in entry["debug_dirs"].as_array().into_iter().flatten() {
+        args.extend(["--debug-dir".to_string(), dir.as_str().unwrap().to_string()]);
+    }
+    args.push(entry["core"].as_str().unwrap().to_string());
+    args
+}
+
+/// The truth file of a manifest entry.
+pub fn truth(entry: &Value) -> Value {
+    let path = entry["truth"].as_str().unwrap();
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Run `check` on every job on four threads and gather the problems it reports.
 pub fn parallel<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Vec<String> + Sync) -> Vec<String> {
     let chunks: Vec<&[T]> = jobs.chunks(jobs.len().div_ceil(4).max(1)).collect();

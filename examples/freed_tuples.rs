@@ -1,0 +1,145 @@
+//! The story's diagnosis, by hand: find the tuples that sit on a free list
+//! while live containers still point at them (a tuple released once too
+//! often), and name every container that holds one.
+//!
+//! ```text
+//! cargo run --example freed_tuples -- CORE [--sysroot DIR] [--debug-dir DIR]
+//! ```
+//!
+//! Output, one block per freed tuple that is still referenced:
+//!
+//! ```text
+//! freed tuple 0x7f0c… on the free list of 7-tuples: refcount 0, GC untracked
+//!   held by list 0x7f0c… item 0 (generation 2)
+//! ```
+//!
+//! Exit status: 0 when no freed tuple is referenced, 1 when some are, 2 on error.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use pymortem::{Object, ObjectKind, Process};
+
+#[derive(Parser)]
+struct Args {
+    /// The core file (compressed ones too).
+    core: PathBuf,
+    #[command(flatten)]
+    files: common::FileArgs,
+}
+
+/// Where `container` points, with each pointer's place in words.
+fn references(container: &Object) -> Vec<(String, Object)> {
+    let numbered = |items: Vec<Object>| {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| (format!("item {i}"), item))
+            .collect()
+    };
+    match container.kind() {
+        Ok(ObjectKind::List) => numbered(container.list_items().unwrap_or_default()),
+        Ok(ObjectKind::Tuple) => numbered(container.tuple_items().unwrap_or_default()),
+        Ok(ObjectKind::Dict) => container
+            .dict_entries()
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|(key, value)| {
+                let name = key.repr();
+                [
+                    (format!("key {name}"), key),
+                    (format!("value of key {name}"), value),
+                ]
+            })
+            .collect(),
+        Ok(ObjectKind::Other) => container
+            .attributes()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| (format!("attribute {}", a.name), a.value))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn run(args: &Args) -> Result<bool, pymortem::Error> {
+    let process = Process::open(&args.core, &args.files.options())?;
+    let python = process.python_runtime()?;
+
+    // 1. Every tuple on a free list, with the length its slot keeps.
+    let free = python.free_lists();
+    let freed: HashMap<u64, u64> = free
+        .slots
+        .iter()
+        .flat_map(|slot| slot.members.iter().map(move |&m| (m, slot.size)))
+        .collect();
+
+    // 2. Every container the GC tracks, searched for pointers to them.
+    let gc = python.gc_generations();
+    let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for generation in &gc.generations {
+        for &address in &generation.objects {
+            let container = python.object(address);
+            for (place, target) in references(&container) {
+                if freed.contains_key(&target.address()) {
+                    let type_name = container.type_name().unwrap_or_else(|_| "?".into());
+                    holders.entry(target.address()).or_default().push(format!(
+                        "{type_name} {address:#x} {place} ({})",
+                        generation.summary.name
+                    ));
+                }
+            }
+        }
+    }
+
+    // 3. The evidence for each.
+    let mut out = String::new();
+    for (tuple, held_by) in &holders {
+        let tuple_object = python.object(*tuple);
+        let refcount = tuple_object
+            .refcount()
+            .map_or_else(|e| format!("unreadable ({e})"), |r| r.value.to_string());
+        let gc_state = match tuple_object.gc_state() {
+            Ok(Some(state)) => format!("{state:?}").to_lowercase(),
+            Ok(None) => "no header".into(),
+            Err(e) => format!("unreadable ({e})"),
+        };
+        let _ = writeln!(
+            out,
+            "freed tuple {tuple:#x} on the free list of {}-tuples: refcount {refcount}, GC {gc_state}",
+            freed[tuple]
+        );
+        for holder in held_by {
+            let _ = writeln!(out, "  held by {holder}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} freed tuples still referenced ({} on the free lists, {} tracked objects searched)",
+        holders.len(),
+        freed.len(),
+        gc.generations
+            .iter()
+            .map(|g| g.objects.len())
+            .sum::<usize>()
+    );
+    common::emit(&out);
+    Ok(!holders.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(false) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("freed_tuples: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The library's front door for forensics scripts: owned, thread-safe
+//! handles over one core's Python runtime ([`Python`]) and its objects
+//! ([`Object`]).
+//!
+//! Every handle is `Clone + Send + Sync` and borrows nothing: it can be kept
+//! in a struct, sent to another thread or used from rayon. Reads are
+//! fallible and name the address and the reason; problems that do not stop
+//! a walk are returned as diagnostics beside its results.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+//! # let (path, options) = (sample.core, sample.options);
+//! let process = pymortem::Process::open(&path, &options)?;
+//! let python = process.python_runtime()?;
+//! println!("CPython {} with {} threads", python.version(), python.threads().len());
+//! for thread in python.threads() {
+//!     for frame in &thread.stack.frames {
+//!         println!("  {} ({}:{:?})", frame.function, frame.file, frame.line);
+//!     }
+//! }
+//! # assert_eq!(python.version().major, 2);
+//! # Ok(()) }
+//! ```
+
+mod object;
+
+use std::sync::Arc;
+
+pub use object::{Attribute, MAX_BYTES, MAX_ITEMS, MAX_STR_CHARS, Object, ObjectKind, Refcount};
+
+use crate::error::{Diagnostic, Error};
+use crate::forensics::{self, CheckResult, FreeListWalk, GcGenerations, ObjectInfo};
+use crate::layout::{Layout, LayoutChoice, PythonVersion};
+use crate::process::Process;
+use crate::python::{
+    PyInterpreter, PyThread, PythonState, RuntimeLocation, ThreadOptions, python_state,
+    threads::unicode_width,
+};
+use crate::stacks::{MergedStack, SourceCache, merged_stack};
+use crate::unwind::{NativeStack, unwind_thread};
+
+impl Process {
+    /// The Python runtime of this process: its version, layout,
+    /// interpreters and threads with their Python frames.
+    ///
+    /// Fails with [`Error::NoPython`] when the core holds no CPython runtime
+    /// pymortem can read (the reason says what was missing).
+    pub fn python_runtime(&self) -> Result<Python, Error> {
+        self.python_runtime_with(&ThreadOptions::default())
+    }
+
+    /// [`Process::python_runtime`] with options: the layout cache, and
+    /// whether frames carry their arguments and locals.
+    pub fn python_runtime_with(&self, options: &ThreadOptions) -> Result<Python, Error> {
+        let state = python_state(self, options).map_err(|reason| Error::NoPython {
+            path: self.core().path().to_path_buf(),
+            reason,
+        })?;
+        let version = self
+            .python()
+            .map(|p| p.version)
+            .ok_or_else(|| Error::NoPython {
+                path: self.core().path().to_path_buf(),
+                reason: "no CPython version".into(),
+            })?;
+        Ok(Python {
+            parts: Arc::new(PythonParts {
+                process: self.clone(),
+                unicode_width: unicode_width(self),
+                version,
+                state,
+            }),
+        })
+    }
+
+    /// The native stack of the core thread `lwp`, unwound with CFI, frame
+    /// pointers and stack scanning; `None` when the core has no such thread.
+    pub fn native_stack(&self, lwp: i32) -> Option<NativeStack> {
+        unwind_thread(self, lwp)
+    }
+
+    /// The symbol containing `address`, with the symbol's start, from any module.
+    pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
+        self.modules().by_address(address)?.symbol_at(address)
+    }
+
+    /// The address of the symbol `name` in the first module that defines it.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.modules()
+            .modules()
+            .iter()
+            .find_map(|m| m.symbol_address(name, None))
+    }
+}
+
+/// A process's CPython runtime: a cheap, thread-safe handle.
+#[derive(Debug, Clone)]
+pub struct Python {
+    parts: Arc<PythonParts>,
+}
+
+#[derive(Debug)]
+struct PythonParts {
+    process: Process,
+    version: PythonVersion,
+    unicode_width: u64,
+    state: PythonState,
+}
+
+/// One core thread's merged stack, with its Python thread state if it has one.
+#[derive(Debug, Clone)]
+pub struct ThreadStack {
+    /// The kernel thread id.
+    pub lwp: i32,
+    /// Its Python thread state, when it ran Python.
+    pub python: Option<PyThread>,
+    /// Native and Python frames, innermost first.
+    pub stack: MergedStack,
+}
+
+impl Python {
+    /// The process this runtime belongs to.
+    pub fn process(&self) -> &Process {
+        &self.parts.process
+    }
+    /// The CPython version.
+    pub fn version(&self) -> PythonVersion {
+        self.parts.version
+    }
+    /// The structure layout every read uses.
+    pub fn layout(&self) -> &Layout {
+        &self.parts.state.layout.layout
+    }
+    /// The layout with every source that was tried for it (DWARF, cache,
+    /// `_Py_DebugOffsets`, built-in table).
+    pub fn layout_choice(&self) -> &LayoutChoice {
+        &self.parts.state.layout
+    }
+    /// Where the interpreters were found, and how.
+    pub fn runtime(&self) -> &RuntimeLocation {
+        &self.parts.state.runtime
+    }
+    /// Every interpreter, main first.
+    pub fn interpreters(&self) -> &[PyInterpreter] {
+        &self.parts.state.interpreters
+    }
+    /// Every Python thread state with its Python frames.
+    pub fn threads(&self) -> &[PyThread] {
+        &self.parts.state.threads
+    }
+    /// The thread state that held the GIL, when known.
+    pub fn gil_holder(&self) -> Option<&PyThread> {
+        let holder = self.parts.state.gil_holder?;
+        self.threads().iter().find(|t| t.tstate == holder)
+    }
+    /// Problems met while reading the runtime that did not stop it.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.parts.state.diagnostics
+    }
+    /// The model the lower-level modules take ([`crate::forensics`],
+    /// [`crate::stacks`]).
+    pub fn state(&self) -> &PythonState {
+        &self.parts.state
+    }
+
+    /// The merged native and Python stack of core thread `lwp`, with source
+    /// lines when debug info has them.
+    pub fn stack(&self, lwp: i32) -> MergedStack {
+        let thread = self.threads().iter().find(|t| t.lwp == Some(lwp));
+        merged_stack(
+            self.process(),
+            lwp,
+            thread,
+            Some(&mut SourceCache::default()),
+        )
+    }
+
+    /// Every core thread's merged stack, in the core's thread order.
+    pub fn stacks(&self) -> Vec<ThreadStack> {
+        let mut sources = SourceCache::default();
+        self.process()
+            .threads()
+            .iter()
+            .map(|t| {
+                let python = self.threads().iter().find(|p| p.lwp == Some(t.lwp));
+                ThreadStack {
+                    lwp: t.lwp,
+                    python: python.cloned(),
+                    stack: merged_stack(self.process(), t.lwp, python, Some(&mut sources)),
+                }
+            })
+            .collect()
+    }
+
+    /// The object at `address`. Nothing is read until it is asked for.
+    pub fn object(&self, address: u64) -> Object {
+        Object::new(self.clone(), address)
+    }
+
+    /// Every tuple free list, walked, with the contradictions found inside them.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// for slot in python.free_lists().slots.iter().filter(|s| s.walked > 0) {
+    ///     println!("{}-tuples: {} free, counter {:?}", slot.size, slot.walked, slot.counter);
+    /// }
+    /// // The victim was pushed twice: its slot's chain loops back to it.
+    /// # let index = sample.truth["objects"]["freelist_index"].as_u64().unwrap() as usize;
+    /// let walk = python.free_lists();
+    /// let slot = walk.slots.iter().find(|s| s.index == index).unwrap();
+    /// assert_eq!(slot.counter, Some(2));
+    /// assert_eq!(slot.members, [sample.truth["objects"]["victim_tuple"].as_u64().unwrap()]);
+    /// # Ok(()) }
+    /// ```
+    pub fn free_lists(&self) -> FreeListWalk {
+        forensics::free_lists(self.process(), self.state())
+    }
+
+    /// Every GC generation list, walked, with the objects in each.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// let gc = python.gc_generations();
+    /// for generation in &gc.generations {
+    ///     println!("{}: {} objects", generation.summary.name, generation.objects.len());
+    /// }
+    /// // The list that still holds the freed tuple is tracked.
+    /// let holder = sample.truth["objects"]["holder_list"].as_u64().unwrap();
+    /// assert!(gc.generations.iter().any(|g| g.objects.contains(&holder)));
+    /// # Ok(()) }
+    /// ```
+    pub fn gc_generations(&self) -> GcGenerations {
+        forensics::gc_generations(self.process(), self.state())
+    }
+
+    /// Run every forensic check: free lists against GC lists, headers and
+    /// references, with typed findings and a verdict.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// use pymortem::forensics::FindingKind;
+    ///
+    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// let result = python.check();
+    /// for finding in &result.findings {
+    ///     println!("{:?} {:?} at {:#x}: {}", finding.severity, finding.kind, finding.address, finding.message);
+    /// }
+    /// let victim = sample.truth["objects"]["victim_tuple"].as_u64().unwrap();
+    /// assert!(result.findings.iter().any(|f| f.address == victim && f.kind == FindingKind::FreeListCycle));
+    /// # Ok(()) }
+    /// ```
+    pub fn check(&self) -> CheckResult {
+        forensics::check(self.process(), self.state())
+    }
+
+    /// Everything the checks can tell about one object: its GC state, the
+    /// lists holding it, who references it, and findings about it.
+    pub fn inspect(&self, address: u64) -> ObjectInfo {
+        forensics::inspect(self.process(), self.state(), address)
+    }
+
+    pub(crate) fn unicode_width(&self) -> u64 {
+        self.parts.unicode_width
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn handles_are_owned_and_thread_safe() {
+        assert_send_sync::<Process>();
+        assert_send_sync::<Python>();
+        assert_send_sync::<Object>();
+    }
+}
