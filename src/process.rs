@@ -130,6 +130,14 @@ impl Process {
     pub fn python(&self) -> Option<&VersionInfo> {
         self.parts.python.as_ref()
     }
+    /// The process id: `NT_PRPSINFO`'s, else the first thread's LWP (the
+    /// kernel writes the thread-group leader first).
+    pub fn pid(&self) -> Option<i32> {
+        self.core()
+            .psinfo()
+            .map(|p| p.pid)
+            .or_else(|| self.threads().first().map(|t| t.lwp))
+    }
     /// Threads from the core.
     pub fn threads(&self) -> &[CoreThread] {
         self.parts.core.threads()

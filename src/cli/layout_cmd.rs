@@ -220,24 +220,6 @@ fn render(r: &LayoutReport) -> String {
     match (&r.runtime, &r.runtime_error) {
         (Some(rt), _) => {
             let interps: Vec<String> = rt.interpreters.iter().map(|a| format!("{a:#x}")).collect();
-            let _ = writeln!(
-                s,
-                "Runtime: {:?}{}, interpreters {}",
-                rt.strategy,
-                rt.runtime
-                    .map(|a| format!(" at {a:#x}"))
-                    .unwrap_or_default(),
-                interps.join(", ")
-            );
-        }
-        (None, Some(e)) => {
-            let _ = writeln!(s, "Runtime: not found: {e}");
-        }
-        _ => {}
-    }
-    match (&r.runtime, &r.runtime_error) {
-        (Some(rt), _) => {
-            let interps: Vec<String> = rt.interpreters.iter().map(|a| format!("{a:#x}")).collect();
             let at = rt
                 .runtime
                 .map(|a| format!(" at {a:#x}"))

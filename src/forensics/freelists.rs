@@ -181,6 +181,14 @@ fn list_name(slot_interp: Option<u64>, index: usize, size: u64) -> String {
     }
 }
 
+impl FreeListSlot {
+    /// The slot's name in findings and reports, e.g. `tuple free list 6
+    /// (size 7) of interpreter 0x…`.
+    pub fn name(&self) -> String {
+        list_name(self.interpreter, self.index, self.size)
+    }
+}
+
 fn walk_slot(
     heap: &Heap,
     arrays: &SlotArrays,
@@ -437,7 +445,7 @@ pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut V
                 .and_then(|w| gc.generations.get(w.1))
                 .map(|g| g.name.as_str())
             {
-                let list = list_name(slot.interpreter, slot.index, slot.size);
+                let list = slot.name();
                 findings.push(
                     Finding::new(
                         FindingKind::FreeListMemberInGcList,

@@ -410,7 +410,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         .slots
         .iter()
         .find(|s| s.members.contains(&address))
-        .map(|s| format!("tuple free list {} (size {})", s.index, s.size));
+        .map(|s| s.name());
     ObjectInfo {
         address,
         type_name: heap.objects.type_name(address).ok(),

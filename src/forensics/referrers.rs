@@ -588,10 +588,7 @@ pub fn attribute(
                 FindingKind::FreeListMemberReferenced,
                 Severity::Error,
                 m,
-                Some(format!(
-                    "tuple free list {} (size {})",
-                    slot.index, slot.size
-                )),
+                Some(slot.name()),
                 format!(
                     "{m:#x} is on the free list but is {what}: {}",
                     summary(list)

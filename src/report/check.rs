@@ -75,7 +75,7 @@ impl CheckReport {
         let mut report = CheckReport {
             schema,
             schema_version: SCHEMA_VERSION,
-            pid: process.core().psinfo().map(|p| p.pid),
+            pid: process.pid(),
             python_version: process.python().map(|p| p.version.to_string()),
             layout_source,
             verdict: None,

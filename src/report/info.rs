@@ -215,9 +215,7 @@ impl InfoReport {
                 notes: core.note_count(),
                 truncated: core.truncation().cloned(),
             },
-            pid: psinfo
-                .map(|p| p.pid)
-                .or_else(|| core.threads().first().map(|t| t.lwp)),
+            pid: process.pid(),
             ppid: psinfo.map(|p| p.ppid),
             uid: psinfo.map(|p| p.uid),
             command: psinfo.map(|p| p.fname.clone()),

@@ -146,11 +146,7 @@ impl ThreadsReport {
         ThreadsReport {
             schema: "threads",
             schema_version: SCHEMA_VERSION,
-            pid: process
-                .core()
-                .psinfo()
-                .map(|p| p.pid)
-                .or_else(|| process.threads().first().map(|t| t.lwp)),
+            pid: process.pid(),
             python_version: process.python().map(|p| p.version.to_string()),
             layout_source,
             runtime_strategy,

@@ -102,9 +102,8 @@ pub fn example(name: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-/// The command-line arguments that open a manifest entry's core: its
-/// sysroot and debug directories, then the core.
-pub fn file_args(entry: &Value) -> Vec<String> {
+/// The `--sysroot` and `--debug-dir` options a manifest entry's core needs.
+pub fn search_args(entry: &Value) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(root) = entry["sysroot"].as_str() {
         args.extend(["--sysroot".to_string(), root.to_string()]);
@@ -112,6 +111,13 @@ pub fn file_args(entry: &Value) -> Vec<String> {
     for dir in entry["debug_dirs"].as_array().into_iter().flatten() {
         args.extend(["--debug-dir".to_string(), dir.as_str().unwrap().to_string()]);
     }
+    args
+}
+
+/// The command-line arguments that open a manifest entry's core: its
+/// search options, then the core.
+pub fn file_args(entry: &Value) -> Vec<String> {
+    let mut args = search_args(entry);
     args.push(entry["core"].as_str().unwrap().to_string());
     args
 }
