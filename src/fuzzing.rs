@@ -88,7 +88,8 @@ pub fn cfi_step(data: &[u8]) {
     let _ = cfi.step(&memory, word(head, 17) % 0x10000, &regs);
 }
 
-/// The CPython walkers (frames, code objects, line tables, reprs) over
+/// The CPython walkers (frames, code objects, line tables, reprs,
+/// instance attributes) over
 /// synthetic memory laid out by the input, with a real version's layout.
 pub fn python_walkers(data: &[u8]) {
     const BASE: u64 = 0x1_0000;
@@ -98,6 +99,7 @@ pub fn python_walkers(data: &[u8]) {
         (3, 10, "3.10.13"),
         (3, 11, "3.11.7"),
         (3, 13, "3.13.0"),
+        (3, 12, "3.12.1"),
         (3, 14, "3.14.10"),
     ];
     let (major, minor, micro) =
@@ -120,6 +122,9 @@ pub fn python_walkers(data: &[u8]) {
         let _ = objects.repr(addr);
         let _ = objects.code(addr);
         let _ = objects.dict_items(addr, 8);
+        let _ = objects.attributes(addr, 8);
+        let _ = objects.string_len(addr);
+        let _ = objects.dict_len(addr);
     }
     use crate::layout::facts::LineTable;
     for kind in [

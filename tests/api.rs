@@ -4,21 +4,9 @@
 
 mod support;
 
+use pymortem::ObjectKind;
 use pymortem::forensics::FindingKind;
-use pymortem::{ObjectKind, Options, Process};
 use serde_json::Value;
-
-/// How a manifest entry's core is opened: its sysroot and debug directories.
-fn options(entry: &Value) -> Options {
-    let mut options = Options::default();
-    if let Some(root) = entry["sysroot"].as_str() {
-        options = options.sysroot(root);
-    }
-    for dir in entry["debug_dirs"].as_array().into_iter().flatten() {
-        options = options.debug_dir(dir.as_str().unwrap());
-    }
-    options
-}
 
 fn cores(scenario: &str) -> Vec<Value> {
     let cores: Vec<Value> = support::manifest()
@@ -42,7 +30,7 @@ fn victim_and_holder(entry: &Value) -> Vec<String> {
             problems.push(format!("{label}: {what}"));
         }
     };
-    let process = Process::open(entry["core"].as_str().unwrap(), &options(entry)).unwrap();
+    let process = support::open(entry);
     let python = process.python_runtime().unwrap();
 
     // 1. The free list holds the victim.
@@ -164,7 +152,7 @@ fn typed_reads_refuse_the_wrong_type_and_name_the_address() {
         .unwrap();
     let truth = support::truth(&entry);
     let holder = truth["objects"]["holder_list"].as_u64().unwrap();
-    let process = Process::open(entry["core"].as_str().unwrap(), &options(&entry)).unwrap();
+    let process = support::open(&entry);
     let python = process.python_runtime().unwrap();
     let err = python.object(holder).tuple_items().unwrap_err();
     assert!(
@@ -183,7 +171,7 @@ fn threads_carry_python_and_native_frames() {
         .find(|e| e["interp"] == "pyenv-3.11.7" && e["kind"] == "kernel")
         .unwrap();
     let truth = support::truth(&entry);
-    let process = Process::open(entry["core"].as_str().unwrap(), &options(&entry)).unwrap();
+    let process = support::open(&entry);
     let python = process.python_runtime().unwrap();
     // Handles move across threads.
     let stacks = std::thread::spawn(move || python.stacks()).join().unwrap();

@@ -7,6 +7,7 @@
 
 mod support;
 
+use pymortem::Process;
 use pymortem::layout::LayoutOptions;
 use pymortem::modules::ModuleKind;
 use pymortem::python::{PythonState, ThreadOptions, python_state};
@@ -15,19 +16,9 @@ use pymortem::unwind::cfi::ModuleCfi;
 use pymortem::unwind::{
     FrameAddress, Methods, StopReason, Trust, unwind_thread, unwind_thread_with,
 };
-use pymortem::{Options, Process};
 use serde_json::Value;
 
-fn open(e: &Value) -> Process {
-    let mut options = Options::default();
-    if let Some(root) = e["sysroot"].as_str() {
-        options = options.sysroot(root);
-    }
-    for d in e["debug_dirs"].as_array().into_iter().flatten() {
-        options = options.debug_dir(d.as_str().unwrap());
-    }
-    Process::open(e["core"].as_str().unwrap(), &options).unwrap()
-}
+use support::open;
 
 #[test]
 fn every_thread_unwinds_to_its_start() {

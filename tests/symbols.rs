@@ -2,7 +2,7 @@
 
 mod support;
 
-use pymortem::{Options, Process};
+use pymortem::Process;
 
 fn open(interp: &str) -> Process {
     let manifest = support::manifest();
@@ -10,14 +10,7 @@ fn open(interp: &str) -> Process {
         .iter()
         .find(|e| e["interp"] == interp && e["scenario"] == "threads" && e["kind"] == "kernel")
         .unwrap_or_else(|| panic!("no {interp} threads core"));
-    let mut options = Options::default();
-    if let Some(root) = entry["sysroot"].as_str() {
-        options = options.sysroot(root);
-    }
-    for d in entry["debug_dirs"].as_array().into_iter().flatten() {
-        options = options.debug_dir(d.as_str().unwrap());
-    }
-    Process::open(entry["core"].as_str().unwrap(), &options).unwrap()
+    support::open(entry)
 }
 
 #[test]

@@ -62,11 +62,17 @@ fn test_cache_home() -> &'static Path {
 
 /// Run the pymortem binary and return (exit code, stdout, stderr).
 pub fn pymortem(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pymortem"))
+    run_program(Path::new(env!("CARGO_BIN_EXE_pymortem")), args)
+}
+
+/// Run `program` with the tests' private layout cache and return (exit
+/// code, stdout, stderr).
+fn run_program(program: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(program)
         .env("XDG_CACHE_HOME", test_cache_home())
         .args(args)
         .output()
-        .expect("run pymortem");
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -90,16 +96,25 @@ pub fn example(name: &str, args: &[&str]) -> (i32, String, String) {
         "{} is missing: `cargo test` builds the examples (cargo build --examples)",
         path.display()
     );
-    let out = std::process::Command::new(&path)
-        .env("XDG_CACHE_HOME", test_cache_home())
-        .args(args)
-        .output()
-        .expect("run the example");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_program(&path, args)
+}
+
+/// The library's options for a manifest entry's core: its sysroot and
+/// debug directories.
+pub fn options(entry: &Value) -> pymortem::Options {
+    let mut options = pymortem::Options::default();
+    if let Some(root) = entry["sysroot"].as_str() {
+        options = options.sysroot(root);
+    }
+    for dir in entry["debug_dirs"].as_array().into_iter().flatten() {
+        options = options.debug_dir(dir.as_str().unwrap());
+    }
+    options
+}
+
+/// A manifest entry's core, opened with [`options`].
+pub fn open(entry: &Value) -> pymortem::Process {
+    pymortem::Process::open(entry["core"].as_str().unwrap(), &options(entry)).unwrap()
 }
 
 /// The `--sysroot` and `--debug-dir` options a manifest entry's core needs.
