@@ -13,8 +13,10 @@ For each sample core (sample-cores/generated/manifest.json, filtered by the opti
      when gdb's physical function equals pymortem's symbol or pymortem's DWARF name for it,
      and every inlined function gdb lists is in pymortem's inline list;
      `<signal handler called>` agrees with a frame pymortem marks `signal_frame`.
-     Frames only gdb shows are counted apart: gdb synthesizes tail-call frames from
-     DW_TAG_call_site (DW_AT_call_tail_call), which no unwinder sees on the stack.
+     Both synthesize tail-call frames from DW_TAG_call_site (DW_AT_call_tail_call), which
+     no unwinder sees on the stack; gdb names such a frame by the innermost inlined
+     function at the jump, which pymortem lists in `source`.  Frames only one side shows
+     are counted apart.
   4. prints per-core rows and a summary (frames compared, agreeing, disagreeing; frames only
      one side found; total time of each tool), and writes
      benches/.cache/native-vs-gdb/summary.json.
@@ -118,14 +120,18 @@ def compare_core(entry, pymortem):
         for i, frame in enumerate(natives):
             address = frame["address"]["address"]
             found = None
-            for k in range(next_group, min(len(groups), next_group + 16)):
+            # A rebuilt tail-call frame gdb did not rebuild must not pull the
+            # match ahead to a later frame at the same address.
+            window = 1 if frame.get("trust") == "tail_call" else 16
+            for k in range(next_group, min(len(groups), next_group + window)):
                 if groups[k]["address"] == address or (i == 0 and k == 0 and groups[0]["address"] is None):
                     found = k
                     break
             if found is None:
                 row["pymortem_only"] += 1
                 continue
-            # gdb frames skipped over: tail-call frames gdb synthesizes from DWARF call sites.
+            # gdb frames skipped over (pymortem synthesizes tail-call frames too, so
+            # these are frames it missed).
             row["gdb_only"] += found - next_group
             group = groups[found]
             next_group = found + 1
@@ -143,6 +149,10 @@ def compare_core(entry, pymortem):
             ours = {normalise(frame.get("function"))}
             if source:
                 ours.add(normalise(source[-1]))
+            if frame.get("trust") == "tail_call":
+                # gdb names a tail-call frame by the function the jump is in,
+                # the innermost inlined one, without the inlined chain.
+                ours.update(normalise(s) for s in source)
             ours.discard(None)
             if physical == "??" or not ours:
                 row["unnamed"] += 1

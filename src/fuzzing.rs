@@ -54,17 +54,20 @@ pub fn memory_view(data: &[u8]) {
     }
 }
 
-/// Layout extraction, call-site values and source lines from an ELF image's DWARF.
+/// Layout extraction, call-site values, source lines and call sites from
+/// an ELF image's DWARF.
 pub fn dwarf_layout(data: &[u8]) {
     if let Some(image) = ElfImage::from_bytes("fuzz", data.to_vec()) {
         let _ = crate::layout::from_dwarf(&image, None, (3, 11, Some(7)));
         let _ = image.build_id();
         let _ = image.debuglink();
         let _ = crate::symbols::SymbolTable::from_images(&[&image]).lookup(word(data, 3));
-        // What native stacks read: call-site values and source lines.
+        // What native stacks read: call-site values, source lines, and the
+        // call sites that rebuild tail-call frames.
         let _ = crate::dwarf::call_site_values(&image, word(data, 5));
         if let Some(lines) = crate::dwarf::SourceLines::new(&image) {
             let _ = lines.frames(word(data, 7));
+            let _ = lines.call_sites(word(data, 7));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! pymortem's native frames against gdb's `thread apply all bt` on the same
 //! cores (benches/native-vs-gdb.py): wherever both name a frame, the names
-//! agree, inlined functions included.
+//! agree, inlined functions and rebuilt tail-call frames included.
 
 mod support;
 
@@ -47,4 +47,12 @@ fn function_names_agree_with_gdb() {
     let compared = totals["compared"].as_u64().unwrap();
     assert!(compared >= 600, "{stdout}");
     assert_eq!(totals["agree"].as_u64().unwrap(), compared, "{stdout}");
+    // gdb rebuilds the frames of functions that made tail calls from DWARF
+    // call sites; so does pymortem: frames only gdb shows are rare (a
+    // signal handler's, and misalignments where only one side rebuilt one).
+    let gdb_only = totals["gdb_only"].as_u64().unwrap();
+    assert!(
+        gdb_only * 50 <= compared,
+        "{gdb_only} frames only gdb shows: {stdout}"
+    );
 }

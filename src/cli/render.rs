@@ -269,6 +269,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     Trust::Cfi => "cfi",
                     Trust::FramePointer => "frame pointer",
                     Trust::Scan => "scan",
+                    Trust::TailCall => "tail call",
                 };
                 let pc = format!("{:#014x}", n.address.address());
                 let signal = if n.signal_frame {

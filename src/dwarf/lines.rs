@@ -98,6 +98,15 @@ impl SourceLines {
         Some(SourceLines { context })
     }
 
+    /// The calls recorded in the function whose code starts at `entry` (in
+    /// the image, before load bias); empty when DWARF has none.
+    pub fn call_sites(&self, entry: u64) -> Vec<super::CallSite> {
+        let Some(unit) = self.context.find_dwarf_and_unit(entry).skip_all_loads() else {
+            return Vec::new();
+        };
+        super::tail_calls::call_sites_in_unit(unit, entry).unwrap_or_default()
+    }
+
     /// The functions at `address` (in the image, before load bias), the
     /// innermost inlined one first; empty when DWARF does not cover it.
     pub fn frames(&self, address: u64) -> Vec<SourceFrame> {

@@ -18,9 +18,11 @@ use crate::modules::ElfImage;
 
 mod call_site;
 mod lines;
+mod tail_calls;
 
 pub use call_site::{CallValue, call_site_values};
 pub use lines::{SourceFrame, SourceLines};
+pub use tail_calls::{CallSite, CallTarget};
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 type Unit<'a> = gimli::Unit<Slice<'a>>;

@@ -3,6 +3,7 @@
 //! that run them, and the fatal error a thread died in.
 
 mod fatal;
+mod tail_calls;
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ pub use fatal::{FatalError, fatal_error};
 
 use crate::dwarf::SourceLines;
 use crate::layout::PythonVersion;
+use crate::modules::Module;
 use crate::process::Process;
 use crate::python::{PyFrame, PyThread, PythonState};
 use crate::unwind::{NativeFrame, NativeStack, StopReason, unwind_thread};
@@ -60,7 +62,10 @@ pub fn merge(
     let mut out = Vec::with_capacity(native.frames.len() + python.len());
     let mut next = python.iter();
     for frame in &native.frames {
-        if frame.function.as_deref().is_some_and(is_eval_frame) {
+        // A tail-call frame is not on the stack: it runs no Python frame.
+        if frame.trust != crate::unwind::Trust::TailCall
+            && frame.function.as_deref().is_some_and(is_eval_frame)
+        {
             for p in next.by_ref() {
                 out.push(StackFrame::Python(p.clone()));
                 if !several_per_eval || p.entry {
@@ -87,13 +92,28 @@ pub fn crashed_stack(
     Some(merged_stack(process, lwp, thread, sources))
 }
 
-/// Source lines per module, built on first use and kept for every thread of a report.
+/// Debug info per module (source lines, inlined functions, call sites),
+/// read on first use and kept for every thread of a report.
 #[derive(Default)]
 pub struct SourceCache {
     by_module: HashMap<String, Option<SourceLines>>,
+    tail_calls: tail_calls::TailCallCache,
 }
 
 impl SourceCache {
+    /// The module's source lines and call sites, when it has DWARF.
+    fn lines(&mut self, module: &Module) -> Option<&SourceLines> {
+        self.by_module
+            .entry(module.recorded_path.clone())
+            .or_insert_with(|| {
+                [module.debug_file(), module.file()]
+                    .into_iter()
+                    .flatten()
+                    .find_map(SourceLines::new)
+            })
+            .as_ref()
+    }
+
     /// Give each frame its source lines and inlined functions.
     pub fn annotate(&mut self, process: &Process, frames: &mut [NativeFrame]) {
         for frame in frames {
@@ -103,16 +123,7 @@ impl SourceCache {
             let Some(bias) = module.load_bias else {
                 continue;
             };
-            let lines = self
-                .by_module
-                .entry(module.recorded_path.clone())
-                .or_insert_with(|| {
-                    [module.debug_file(), module.file()]
-                        .into_iter()
-                        .flatten()
-                        .find_map(SourceLines::new)
-                });
-            if let Some(lines) = lines {
+            if let Some(lines) = self.lines(module) {
                 frame.source = lines.frames(frame.address.lookup().wrapping_sub(bias));
             }
         }
@@ -138,6 +149,7 @@ pub fn merged_stack(
         };
     };
     if let Some(sources) = sources {
+        tail_calls::add_tail_call_frames(process, sources, &mut native.frames);
         sources.annotate(process, &mut native.frames);
     }
     let (frames, unattached_python_frames) = merge(&native, py_frames, version);

@@ -34,6 +34,10 @@ pub enum Trust {
     /// A scan of the stack for a word that points just after a call
     /// instruction: a guess, used only where CFI and frame pointers fail.
     Scan,
+    /// Not on the stack: the function ended in a tail call (a jump) toward
+    /// the frame inside it, as the DWARF call sites of its caller's callee
+    /// record (`DW_AT_call_tail_call`). Its address is after the jump.
+    TailCall,
 }
 
 /// Which ways of finding a caller `unwind_thread_with` may use, tried in this order.
@@ -263,7 +267,13 @@ pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Opti
     Some(NativeStack { frames, stop })
 }
 
-fn describe(module: Option<&Module>, address: FrameAddress, sp: u64, trust: Trust) -> NativeFrame {
+/// A frame at `address`, named from `module`'s symbols.
+pub(crate) fn describe(
+    module: Option<&Module>,
+    address: FrameAddress,
+    sp: u64,
+    trust: Trust,
+) -> NativeFrame {
     let mut frame = NativeFrame {
         address,
         sp,
