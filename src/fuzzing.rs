@@ -72,13 +72,14 @@ pub fn dwarf_layout(data: &[u8]) {
     }
 }
 
-/// One CFI step over `.eh_frame` bytes from the input, with registers and
-/// stack memory taken from the input too.
+/// One CFI step over `.eh_frame` (and `.debug_frame`) bytes from the
+/// input, with registers and stack memory taken from the input too; and the
+/// stack scan's call decoding.
 pub fn cfi_step(data: &[u8]) {
     if data.len() < 160 {
         return;
     }
-    let (head, eh_frame) = data.split_at(160);
+    let (head, sections) = data.split_at(160);
     let mut regs = [None; 17];
     for (i, r) in regs.iter_mut().enumerate() {
         *r = Some(word(head, i % 20));
@@ -87,8 +88,20 @@ pub fn cfi_step(data: &[u8]) {
         base: word(head, 0) & !0xfff,
         bytes: head.to_vec(),
     };
-    let cfi = crate::unwind::cfi::ModuleCfi::from_sections(eh_frame, 0x1000, None, 0);
+    // The input's tail is `.eh_frame`, or `.eh_frame` then `.debug_frame`:
+    // the step falls back to the latter for code the former lacks.
+    let split = (word(head, 18) as usize) % (sections.len() + 1);
+    let (eh_frame, debug_frame) = sections.split_at(split);
+    let debug_frame = (head[0] & 1 == 1).then_some(debug_frame);
+    let cfi =
+        crate::unwind::cfi::ModuleCfi::with_debug_frame(eh_frame, 0x1000, None, debug_frame, 0);
     let _ = cfi.step(&memory, word(head, 17) % 0x10000, &regs);
+    // The stack scan's test for a return address: a call just before it.
+    for bytes in sections.windows(7).take(256) {
+        if let Ok(before) = bytes.try_into() {
+            let _ = crate::unwind::follows_call(before);
+        }
+    }
 }
 
 /// The CPython walkers (frames, code objects, line tables, reprs,
