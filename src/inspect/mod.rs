@@ -80,12 +80,25 @@ impl Process {
         unwind_thread(self, lwp)
     }
 
-    /// The symbol containing `address`, with the symbol's start, from any module.
+    /// The symbol containing the runtime `address`, with the symbol's
+    /// runtime start, from whichever module maps it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// let process = pymortem::Process::open(&sample.core, &sample.options)?;
+    /// let start = process.symbol_address("PyTuple_New").unwrap();
+    /// assert_eq!(process.symbol_at(start + 4), Some(("PyTuple_New".to_string(), start)));
+    /// # Ok(()) }
+    /// ```
     pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
-        self.modules().by_address(address)?.symbol_at(address)
+        let module = self.modules().by_address(address)?;
+        let bias = module.load_bias?;
+        let (name, start) = module.symbol_at(address.wrapping_sub(bias))?;
+        Some((name, start.wrapping_add(bias)))
     }
 
-    /// The address of the symbol `name` in the first module that defines it.
+    /// The runtime address of the symbol `name` in the first module that defines it.
     pub fn symbol_address(&self, name: &str) -> Option<u64> {
         self.modules()
             .modules()
@@ -165,7 +178,8 @@ impl Python {
     }
 
     /// The merged native and Python stack of core thread `lwp`, with source
-    /// lines when debug info has them.
+    /// lines and inlined functions when debug info has them, and the frames
+    /// of functions that ended in a tail call rebuilt from DWARF call sites.
     pub fn stack(&self, lwp: i32) -> MergedStack {
         let thread = self.threads().iter().find(|t| t.lwp == Some(lwp));
         merged_stack(
