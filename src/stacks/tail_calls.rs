@@ -28,13 +28,13 @@ const MAX_FUNCTIONS_PER_REPORT: usize = 4096;
 /// address after its tail-call jump.
 type Link = (u64, u64);
 
-/// Call sites per function and chains per gap, kept for a whole report:
-/// deep recursion repeats the same gap thousands of times.
+/// Call sites per function and rebuilt frames per gap, kept for a whole
+/// report: deep recursion repeats the same gap thousands of times.
 #[derive(Default)]
 pub(super) struct TailCallCache {
     // Reads beyond MAX_FUNCTIONS_PER_REPORT find nothing.
     sites: HashMap<(String, u64), std::sync::Arc<[CallSite]>>,
-    chains: HashMap<(u64, u64), Vec<Link>>,
+    gaps: HashMap<(u64, u64), Vec<NativeFrame>>,
 }
 
 /// Insert a frame for every function that tail-called its way from each
@@ -57,7 +57,8 @@ pub(super) fn add_tail_call_frames(
     *frames = out;
 }
 
-/// The frames missing between `callee` and its caller `caller`, innermost first.
+/// The frames missing between `callee` and its caller `caller`, innermost
+/// first; looked up once per (return address, callee) for a report.
 fn gap(
     process: &Process,
     sources: &mut SourceCache,
@@ -71,9 +72,36 @@ fn gap(
         return Vec::new();
     };
     let callee_entry = callee.address.address().wrapping_sub(offset);
-    let Some(called) = direct_call_target(process, return_address) else {
+    let key = (return_address, callee_entry);
+    let mut frames = match sources.tail_calls.gaps.get(&key) {
+        Some(frames) => frames.clone(),
+        None => {
+            let frames = rebuild(process, sources, return_address, callee_entry);
+            sources.tail_calls.gaps.insert(key, frames.clone());
+            frames
+        }
+    };
+    for frame in &mut frames {
+        frame.sp = caller.sp;
+    }
+    frames
+}
+
+/// The frames of the functions that tail-called their way from the call
+/// returning to `return_address` to the function at `callee_entry`.
+fn rebuild(
+    process: &Process,
+    sources: &mut SourceCache,
+    return_address: u64,
+    callee_entry: u64,
+) -> Vec<NativeFrame> {
+    let Some(stub_or_function) = direct_call_target(process, return_address) else {
         return Vec::new();
     };
+    if stub_or_function == callee_entry {
+        return Vec::new();
+    }
+    let called = through_plt(process, stub_or_function).unwrap_or(stub_or_function);
     if called == callee_entry {
         return Vec::new();
     }
@@ -89,20 +117,12 @@ fn gap(
     let Some(bias) = module.load_bias else {
         return Vec::new();
     };
-    let key = (return_address, callee_entry);
-    let chain = match sources.tail_calls.chains.get(&key) {
-        Some(chain) => chain.clone(),
-        None => {
-            let chain = find_chain(
-                sources,
-                module,
-                called.wrapping_sub(bias),
-                callee_entry.wrapping_sub(bias),
-            );
-            sources.tail_calls.chains.insert(key, chain.clone());
-            chain
-        }
-    };
+    let chain = find_chain(
+        sources,
+        module,
+        called.wrapping_sub(bias),
+        callee_entry.wrapping_sub(bias),
+    );
     // The chain runs from the called function to the callee: innermost last.
     chain
         .iter()
@@ -111,7 +131,7 @@ fn gap(
             describe(
                 Some(module),
                 FrameAddress::ReturnAddress(pc.wrapping_add(bias)),
-                caller.sp,
+                0,
                 Trust::TailCall,
             )
         })
@@ -128,8 +148,7 @@ fn direct_call_target(process: &Process, return_address: u64) -> Option<u64> {
         return None;
     }
     let displacement = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
-    let target = return_address.wrapping_add(displacement as i64 as u64);
-    Some(through_plt(process, target).unwrap_or(target))
+    Some(return_address.wrapping_add(displacement as i64 as u64))
 }
 
 /// Where a PLT stub at `stub` jumps: the function its GOT slot holds
