@@ -5,6 +5,7 @@
 
 use gimli::{AttributeValue, EndianSlice, LittleEndian};
 
+use super::dies::{call_site_pc, is_call_site, visit_subtree};
 use super::{Dwarf, DwarfError, Unit, bad_dwarf, borrow_sections, dwarf_path, load_sections};
 use crate::modules::ElfImage;
 
@@ -92,48 +93,22 @@ fn values_in_unit(
     unit: &Unit<'_>,
     return_pc: u64,
 ) -> gimli::Result<Vec<(u16, CallValue)>> {
-    let mut entries = unit.entries();
-    let mut seen = 0;
-    let mut site_depth: Option<isize> = None;
+    let unit_ref = gimli::UnitRef::new(dwarf, unit);
     let mut out = Vec::new();
-    while let Some(entry) = entries.next_dfs()? {
-        seen += 1;
-        if seen > MAX_DIES {
-            break;
-        }
-        let depth = entry.depth();
-        if let Some(d) = site_depth {
-            if depth <= d {
-                // Past the call site's children.
-                return Ok(out);
-            }
+    visit_subtree(
+        unit_ref,
+        |die| Ok(is_call_site(die) && call_site_pc(unit_ref, die)? == Some(return_pc)),
+        |die| {
             if matches!(
-                entry.tag(),
+                die.tag(),
                 gimli::DW_TAG_call_site_parameter | gimli::DW_TAG_GNU_call_site_parameter
-            ) && let Some(param) = parameter(dwarf, unit, entry)?
+            ) && let Some(param) = parameter(dwarf, unit, die)?
             {
                 out.push(param);
             }
-            continue;
-        }
-        if !matches!(
-            entry.tag(),
-            gimli::DW_TAG_call_site | gimli::DW_TAG_GNU_call_site
-        ) {
-            continue;
-        }
-        // DWARF 5 names the return address; GCC's DWARF 4 extension uses low_pc for it.
-        let pc = match entry.attr_value(gimli::DW_AT_call_return_pc) {
-            Some(v) => dwarf.attr_address(unit, v)?,
-            None => match entry.attr_value(gimli::DW_AT_low_pc) {
-                Some(v) => dwarf.attr_address(unit, v)?,
-                None => None,
-            },
-        };
-        if pc == Some(return_pc) {
-            site_depth = Some(depth);
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 

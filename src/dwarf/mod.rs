@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::modules::ElfImage;
 
 mod call_site;
+mod dies;
 mod lines;
 mod tail_calls;
 

@@ -4,8 +4,10 @@
 
 use gimli::{AttributeValue, Reader, UnitRef};
 
-/// DIEs looked at in one unit, at most.
-const MAX_DIES: usize = 2_000_000;
+use super::dies::{call_site_pc, is_call_site, visit_subtree};
+
+/// Ranges looked at for one subprogram, at most.
+const MAX_RANGES: usize = 65_536;
 /// Specification and abstract-origin links followed to name a callee, at most.
 const MAX_ORIGIN_HOPS: usize = 4;
 
@@ -34,34 +36,19 @@ pub fn call_sites_in_unit<R: Reader>(
     unit: UnitRef<'_, R>,
     entry: u64,
 ) -> gimli::Result<Vec<CallSite>> {
-    let mut entries = unit.entries();
-    let mut seen = 0;
-    let mut function_depth: Option<isize> = None;
     let mut out = Vec::new();
-    while let Some(die) = entries.next_dfs()? {
-        seen += 1;
-        if seen > MAX_DIES {
-            break;
-        }
-        let depth = die.depth();
-        match function_depth {
-            Some(d) if depth <= d => break,
-            Some(_) => {
-                if matches!(
-                    die.tag(),
-                    gimli::DW_TAG_call_site | gimli::DW_TAG_GNU_call_site
-                ) && let Some(site) = call_site(unit, die)?
-                {
-                    out.push(site);
-                }
+    visit_subtree(
+        unit,
+        |die| Ok(die.tag() == gimli::DW_TAG_subprogram && starts_at(unit, die, entry)?),
+        |die| {
+            if is_call_site(die)
+                && let Some(site) = call_site(unit, die)?
+            {
+                out.push(site);
             }
-            None => {
-                if die.tag() == gimli::DW_TAG_subprogram && starts_at(unit, die, entry)? {
-                    function_depth = Some(depth);
-                }
-            }
-        }
-    }
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
@@ -87,7 +74,7 @@ fn starts_at<R: Reader>(
             return Ok(true);
         }
         seen += 1;
-        if seen > MAX_DIES {
+        if seen > MAX_RANGES {
             break;
         }
     }
@@ -98,15 +85,7 @@ fn call_site<R: Reader>(
     unit: UnitRef<'_, R>,
     die: &gimli::DebuggingInformationEntry<R>,
 ) -> gimli::Result<Option<CallSite>> {
-    // DWARF 5 names the return address; GCC's DWARF 4 extension uses low_pc.
-    let pc = match die
-        .attr_value(gimli::DW_AT_call_return_pc)
-        .or_else(|| die.attr_value(gimli::DW_AT_low_pc))
-    {
-        Some(v) => unit.attr_address(v)?,
-        None => None,
-    };
-    let Some(pc) = pc else {
+    let Some(pc) = call_site_pc(unit, die)? else {
         return Ok(None);
     };
     let tail_call = [gimli::DW_AT_call_tail_call, gimli::DW_AT_GNU_tail_call]
