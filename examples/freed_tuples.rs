@@ -33,13 +33,33 @@ struct Args {
     files: common::FileArgs,
 }
 
-/// Where `container` points, with each pointer's place in words.
-fn references(container: &Object) -> Vec<(String, Object)> {
+/// Where in a container a pointer was found.
+enum Place {
+    Item(usize),
+    Key(Object),
+    Value(Object),
+    Attribute(String),
+}
+
+impl Place {
+    /// In words, e.g. `item 0`, `value of key 'name'`.
+    fn describe(&self) -> String {
+        match self {
+            Place::Item(i) => format!("item {i}"),
+            Place::Key(key) => format!("key {}", key.repr()),
+            Place::Value(key) => format!("value of key {}", key.repr()),
+            Place::Attribute(name) => format!("attribute {name}"),
+        }
+    }
+}
+
+/// Where `container` points.
+fn references(container: &Object) -> Vec<(Place, Object)> {
     let numbered = |items: Vec<Object>| {
         items
             .into_iter()
             .enumerate()
-            .map(|(i, item)| (format!("item {i}"), item))
+            .map(|(i, item)| (Place::Item(i), item))
             .collect()
     };
     match container.kind() {
@@ -50,10 +70,9 @@ fn references(container: &Object) -> Vec<(String, Object)> {
             .unwrap_or_default()
             .into_iter()
             .flat_map(|(key, value)| {
-                let name = key.repr();
                 [
-                    (format!("key {name}"), key),
-                    (format!("value of key {name}"), value),
+                    (Place::Key(key.clone()), key.clone()),
+                    (Place::Value(key), value),
                 ]
             })
             .collect(),
@@ -61,7 +80,7 @@ fn references(container: &Object) -> Vec<(String, Object)> {
             .attributes()
             .unwrap_or_default()
             .into_iter()
-            .map(|a| (format!("attribute {}", a.name), a.value))
+            .map(|a| (Place::Attribute(a.name), a.value))
             .collect(),
         _ => Vec::new(),
     }
@@ -89,7 +108,8 @@ fn run(args: &Args) -> Result<bool, pymortem::Error> {
                 if freed.contains_key(&target.address()) {
                     let type_name = container.type_name().unwrap_or_else(|_| "?".into());
                     holders.entry(target.address()).or_default().push(format!(
-                        "{type_name} {address:#x} {place} ({})",
+                        "{type_name} {address:#x} {} ({})",
+                        place.describe(),
                         generation.summary.name
                     ));
                 }

@@ -32,7 +32,9 @@ pub use object::{Attribute, MAX_BYTES, MAX_ITEMS, MAX_STR_CHARS, Object, ObjectK
 use crate::error::{Diagnostic, Error};
 use crate::forensics::{self, CheckResult, FreeListWalk, GcGenerations, ObjectInfo};
 use crate::layout::{Layout, LayoutChoice, PythonVersion};
+use crate::memory::ProcessMemory;
 use crate::process::Process;
+use crate::python::objects::{HotOffsets, Objects};
 use crate::python::{
     PyInterpreter, PyThread, PythonState, RuntimeLocation, ThreadOptions, python_state,
     threads::unicode_width,
@@ -69,6 +71,8 @@ impl Process {
                 process: self.clone(),
                 unicode_width: unicode_width(self),
                 version,
+                hot: HotOffsets::new(&state.layout.layout),
+                kinds: Default::default(),
                 state,
             }),
         })
@@ -107,6 +111,10 @@ impl Process {
     }
 }
 
+/// Types whose kind a runtime remembers, at most (a damaged heap can point
+/// at any number of "types").
+const MAX_KNOWN_TYPES: usize = 1 << 16;
+
 /// A process's CPython runtime: a cheap, thread-safe handle.
 #[derive(Debug, Clone)]
 pub struct Python {
@@ -119,6 +127,9 @@ struct PythonParts {
     version: PythonVersion,
     unicode_width: u64,
     state: PythonState,
+    // Looked up once: scripts read objects one call at a time.
+    hot: HotOffsets,
+    kinds: std::sync::RwLock<rustc_hash::FxHashMap<u64, ObjectKind>>,
 }
 
 /// One core thread's merged stack, with its Python thread state if it has one.
@@ -279,8 +290,29 @@ impl Python {
         forensics::inspect(self.process(), self.state(), address)
     }
 
-    pub(crate) fn unicode_width(&self) -> u64 {
-        self.parts.unicode_width
+    /// A reader of this runtime's objects.
+    pub(crate) fn objects(&self) -> Objects<'_, ProcessMemory> {
+        Objects::with_offsets(
+            self.process().memory(),
+            self.layout(),
+            self.version(),
+            self.parts.unicode_width,
+            self.parts.hot,
+        )
+    }
+
+    /// The kind of the objects of type `ty`, found before.
+    pub(crate) fn known_kind(&self, ty: u64) -> Option<ObjectKind> {
+        self.parts.kinds.read().ok()?.get(&ty).copied()
+    }
+
+    /// Remember the kind of the objects of type `ty`.
+    pub(crate) fn remember_kind(&self, ty: u64, kind: ObjectKind) {
+        if let Ok(mut kinds) = self.parts.kinds.write()
+            && kinds.len() < MAX_KNOWN_TYPES
+        {
+            kinds.insert(ty, kind);
+        }
     }
 }
 

@@ -114,12 +114,7 @@ impl Object {
     }
 
     fn objects(&self) -> Objects<'_, ProcessMemory> {
-        Objects::new(
-            self.python.process().memory(),
-            self.python.layout(),
-            self.python.version(),
-            self.python.unicode_width(),
-        )
+        self.python.objects()
     }
 
     fn heap(&self) -> Heap<'_> {
@@ -192,8 +187,20 @@ impl Object {
     pub fn kind(&self) -> Result<ObjectKind, Error> {
         let objects = self.objects();
         let ty = objects.type_of(self.address)?;
+        if let Some(kind) = self.python.known_kind(ty) {
+            return Ok(kind);
+        }
+        let kind = Self::kind_of_type(&objects, ty, self.python.version().major == 2)?;
+        self.python.remember_kind(ty, kind);
+        Ok(kind)
+    }
+
+    fn kind_of_type(
+        objects: &Objects<'_, ProcessMemory>,
+        ty: u64,
+        py2: bool,
+    ) -> Result<ObjectKind, Error> {
         let flags = objects.type_flags(ty)?;
-        let py2 = self.python.version().major == 2;
         let kind = if flags & TUPLE_SUBCLASS != 0 {
             ObjectKind::Tuple
         } else if flags & LIST_SUBCLASS != 0 {

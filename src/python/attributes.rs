@@ -34,7 +34,7 @@ pub enum AttributeStore {
 impl<M: Memory> Objects<'_, M> {
     /// The type's `tp_flags`.
     pub fn type_flags(&self, ty: u64) -> Result<u64, ReadError> {
-        let at = self.off("PyTypeObject", "tp_flags")?;
+        let at = self.hot_tp_flags()?;
         self.memory.read_u64(ty.wrapping_add(at))
     }
 

@@ -43,13 +43,28 @@ pub struct Objects<'a, M: Memory> {
 type NameKey = (usize, usize, usize, usize);
 
 /// Offsets read for nearly every object, looked up once: a layout lookup
-/// compares strings, and the heap walks make millions of reads.
+/// compares strings, and the heap walks make millions of reads. Callers
+/// that make an `Objects` per read keep one and pass it in.
 #[derive(Debug, Clone, Copy)]
-struct HotOffsets {
+pub struct HotOffsets {
     ob_refcnt: Option<u64>,
     ob_type: Option<u64>,
     ob_size: Option<u64>,
     tp_name: Option<u64>,
+    tp_flags: Option<u64>,
+}
+
+impl HotOffsets {
+    /// The offsets in `layout`.
+    pub fn new(layout: &Layout) -> HotOffsets {
+        HotOffsets {
+            ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
+            ob_type: layout.offset("PyObject", "ob_type"),
+            ob_size: layout.offset("PyVarObject", "ob_size"),
+            tp_name: layout.offset("PyTypeObject", "tp_name"),
+            tp_flags: layout.offset("PyTypeObject", "tp_flags"),
+        }
+    }
 }
 
 pub(crate) fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
@@ -64,6 +79,23 @@ impl<'a, M: Memory> Objects<'a, M> {
         version: PythonVersion,
         py2_unicode_width: u64,
     ) -> Self {
+        Self::with_offsets(
+            memory,
+            layout,
+            version,
+            py2_unicode_width,
+            HotOffsets::new(layout),
+        )
+    }
+
+    /// [`Objects::new`] with `hot`, the offsets of `layout` looked up before.
+    pub fn with_offsets(
+        memory: &'a M,
+        layout: &'a Layout,
+        version: PythonVersion,
+        py2_unicode_width: u64,
+        hot: HotOffsets,
+    ) -> Self {
         Objects {
             memory,
             layout,
@@ -72,13 +104,13 @@ impl<'a, M: Memory> Objects<'a, M> {
             type_names: RefCell::new(HashMap::new()),
             memo: RefCell::default(),
             dict: std::cell::OnceCell::new(),
-            hot: HotOffsets {
-                ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
-                ob_type: layout.offset("PyObject", "ob_type"),
-                ob_size: layout.offset("PyVarObject", "ob_size"),
-                tp_name: layout.offset("PyTypeObject", "tp_name"),
-            },
+            hot,
         }
+    }
+
+    /// `PyTypeObject.tp_flags`.
+    pub(crate) fn hot_tp_flags(&self) -> Result<u64, ReadError> {
+        self.hot(self.hot.tp_flags, "PyTypeObject.tp_flags")
     }
 
     fn hot(&self, offset: Option<u64>, what: &str) -> Result<u64, ReadError> {
