@@ -14,6 +14,7 @@ import gc
 import os
 import sys
 import threading
+import time
 
 import _truth
 
@@ -31,6 +32,16 @@ class Owner(object):
         self.items = items
         self.name = name
         self.size = SIZE
+
+
+def waiters(event):
+    """How many threads wait on `event` (the Condition's waiter list: a
+    private name that differs between 2.7 and 3.x)."""
+    cond = getattr(event, "_cond", None) or getattr(event, "_Event__cond")
+    queue = getattr(cond, "_waiters", None)
+    if queue is None:
+        queue = getattr(cond, "_Condition__waiters")
+    return len(queue)
 
 
 def second_owner(holder):
@@ -105,6 +116,12 @@ def main():
     _truth.pyapi.Py_DecRef(victim_addr)  # push #1 (refcount 1 -> 0)
     go.set()
     dropped.wait()
+    # The truth has the second thread blocked in forever.wait(): wait until it
+    # has queued its waiter lock there, then let it reach the lock (polling
+    # allocates no 7-tuple).
+    while not waiters(forever):
+        time.sleep(0.001)
+    time.sleep(0.05)
     os.abort()  # CRASH
     return keep_drained, owner, owner_with_dict
 
