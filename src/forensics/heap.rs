@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::layout::Layout;
-use crate::layout::facts::{Facts, GcHeadEncoding, Immortality};
+use crate::layout::facts::{Facts, GcHeadEncoding};
 use crate::memory::{MemoryExt, ProcessMemory};
 use crate::modules::Module;
 use crate::process::Process;
@@ -181,7 +181,7 @@ impl<'p> Heap<'p> {
         Some(Node {
             next: Some(self.mask(word(next_at))),
             prev: Some(self.mask(word(prev_at))),
-            refcount: Some((rc, self.is_immortal(rc))),
+            refcount: Some((rc, self.facts.is_immortal(rc))),
             ty: Some(word(ty_at)),
         })
     }
@@ -267,11 +267,7 @@ impl<'p> Heap<'p> {
     /// The refcount word, and whether it marks an immortal object.
     pub fn refcount(&self, obj: u64) -> Option<(i64, bool)> {
         let rc = self.objects.refcount(obj).ok()?;
-        Some((rc, self.is_immortal(rc)))
-    }
-
-    fn is_immortal(&self, rc: i64) -> bool {
-        self.facts.immortality == Immortality::Low32Bit31 && (rc as u64 as u32) & 0x8000_0000 != 0
+        Some((rc, self.facts.is_immortal(rc)))
     }
 
     /// `tp_flags` of a type, cached.

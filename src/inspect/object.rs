@@ -117,10 +117,6 @@ impl Object {
         self.python.objects()
     }
 
-    fn heap(&self) -> Heap<'_> {
-        Heap::new(self.python.process(), self.python.state())
-    }
-
     fn wrap(&self, addresses: impl IntoIterator<Item = u64>) -> Vec<Object> {
         addresses
             .into_iter()
@@ -152,8 +148,7 @@ impl Object {
     /// Its refcount word.
     pub fn refcount(&self) -> Result<Refcount, Error> {
         let value = self.objects().refcount(self.address)?;
-        let heap = self.heap();
-        let immortal = heap.refcount(self.address).is_some_and(|(_, i)| i);
+        let immortal = self.python.layout().facts.is_immortal(value);
         Ok(Refcount { value, immortal })
     }
 
@@ -165,7 +160,7 @@ impl Object {
         if objects.type_flags(ty)? & TPFLAGS_HAVE_GC == 0 {
             return Ok(None);
         }
-        let heap = self.heap();
+        let heap = Heap::new(self.python.process(), self.python.state());
         heap.gc_state(self.address)
             .map(|(state, _)| Some(state))
             .ok_or_else(|| {
@@ -228,16 +223,22 @@ impl Object {
         Ok(kind)
     }
 
-    /// Fail with [`Error::WrongType`] unless it is a `wanted`.
-    fn expect(&self, wanted: ObjectKind, name: &'static str) -> Result<(), Error> {
-        if self.kind()? == wanted {
-            return Ok(());
+    /// Its kind, when it is one of `accepted`; else [`Error::WrongType`]
+    /// saying it is not an `expected`.
+    fn expect(&self, accepted: &[ObjectKind], expected: &'static str) -> Result<ObjectKind, Error> {
+        let kind = self.kind()?;
+        if accepted.contains(&kind) {
+            return Ok(kind);
         }
-        Err(Error::WrongType {
+        Err(self.wrong_type(expected))
+    }
+
+    fn wrong_type(&self, expected: &'static str) -> Error {
+        Error::WrongType {
             address: self.address,
-            expected: name,
+            expected,
             found: self.type_name().unwrap_or_else(|_| "?".into()),
-        })
+        }
     }
 
     /// `ob_size`: the length of a tuple, list, bytes or int's digits.
@@ -255,31 +256,27 @@ impl Object {
             }
             ObjectKind::Dict => Ok(objects.dict_len(self.address)?),
             ObjectKind::Str => Ok(objects.string_len(self.address)?),
-            _ => Err(Error::WrongType {
-                address: self.address,
-                expected: "container or string",
-                found: self.type_name().unwrap_or_else(|_| "?".into()),
-            }),
+            _ => Err(self.wrong_type("container or string")),
         }
     }
 
     /// The items of a tuple, at most [`MAX_ITEMS`].
     pub fn tuple_items(&self) -> Result<Vec<Object>, Error> {
-        self.expect(ObjectKind::Tuple, "tuple")?;
+        self.expect(&[ObjectKind::Tuple], "tuple")?;
         let (items, _) = self.objects().tuple_items(self.address, MAX_ITEMS)?;
         Ok(self.wrap(items))
     }
 
     /// The items of a list, at most [`MAX_ITEMS`].
     pub fn list_items(&self) -> Result<Vec<Object>, Error> {
-        self.expect(ObjectKind::List, "list")?;
+        self.expect(&[ObjectKind::List], "list")?;
         let (items, _) = self.objects().list_items(self.address, MAX_ITEMS)?;
         Ok(self.wrap(items))
     }
 
     /// The (key, value) entries of a dict in table order, at most [`MAX_ITEMS`].
     pub fn dict_entries(&self) -> Result<Vec<(Object, Object)>, Error> {
-        self.expect(ObjectKind::Dict, "dict")?;
+        self.expect(&[ObjectKind::Dict], "dict")?;
         let (entries, _) = self.objects().dict_items(self.address, MAX_ITEMS)?;
         Ok(entries
             .into_iter()
@@ -295,27 +292,25 @@ impl Object {
             ObjectKind::Bytes if self.python.version().major == 2 => {
                 Ok(self.objects().string(self.address, MAX_STR_CHARS)?)
             }
-            _ => self.expect(ObjectKind::Str, "str").map(|_| String::new()),
+            _ => Err(self.wrong_type("str")),
         }
     }
 
     /// The value of a `bytes` (2.7: `str`), at most [`MAX_BYTES`].
     pub fn bytes_value(&self) -> Result<Vec<u8>, Error> {
-        self.expect(ObjectKind::Bytes, "bytes")?;
+        self.expect(&[ObjectKind::Bytes], "bytes")?;
         Ok(self.objects().bytes(self.address, MAX_BYTES)?)
     }
 
     /// The value of an `int` or `bool` that fits in 120 bits.
     pub fn int_value(&self) -> Result<i128, Error> {
-        if self.kind()? != ObjectKind::Bool {
-            self.expect(ObjectKind::Int, "int")?;
-        }
+        self.expect(&[ObjectKind::Int, ObjectKind::Bool], "int")?;
         Ok(self.objects().int(self.address)?)
     }
 
     /// The value of a `float`.
     pub fn float_value(&self) -> Result<f64, Error> {
-        self.expect(ObjectKind::Float, "float")?;
+        self.expect(&[ObjectKind::Float], "float")?;
         Ok(self.objects().float(self.address)?)
     }
 

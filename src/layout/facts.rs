@@ -125,6 +125,12 @@ pub struct Facts {
 }
 
 impl Facts {
+    /// Whether a refcount word is the immortal marker rather than a count
+    /// (3.12+: bit 31 of the low 32 bits).
+    pub fn is_immortal(&self, refcount: i64) -> bool {
+        self.immortality == Immortality::Low32Bit31 && (refcount as u64 as u32) & 0x8000_0000 != 0
+    }
+
     /// The facts for a CPython version; `micro` matters only for 3.14's GC.
     pub fn for_version(major: u8, minor: u8, micro: Option<u8>) -> Facts {
         let v = (major, minor);
