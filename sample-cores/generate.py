@@ -27,9 +27,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCEN_DIR = os.path.join(HERE, "scenarios")
 HELPERS = ["_truth.py", "_coro3.py"]
 # Scenarios that import another scenario's script.
-SCENARIO_IMPORTS = {"segfault_faulthandler": ["segfault.py"]}
+SCENARIO_IMPORTS = {"segfault_faulthandler": ["segfault.py"],
+                    "subinterp_threads": ["_subinterp.py"],
+                    "subinterp_nested": ["_subinterp.py"],
+                    "subinterp_chains": ["_subinterp.py"]}
 SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
-             "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap"]
+             "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap",
+             "subinterp_threads", "subinterp_nested", "subinterp_chains"]
+# The first Python version a scenario runs on (the others run on every interpreter):
+# subinterpreters with their own thread states per OS thread need
+# _xxsubinterpreters (3.12) or _interpreters (3.13+).
+SCENARIO_MIN_VERSION = {"subinterp_threads": (3, 12), "subinterp_nested": (3, 12),
+                        "subinterp_chains": (3, 12)}
 KINDS = ["kernel", "gcore"]
 PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
                   "3.11.7", "3.12.1", "3.13.0"]
@@ -409,6 +418,14 @@ def prepare_chroot(interp):
     os.makedirs(interp.host_path(CHROOT_WORK), exist_ok=True)
 
 
+def applies(interp, scenario):
+    """Whether `scenario` runs on `interp` (its version is at least the scenario's minimum)."""
+    minimum = SCENARIO_MIN_VERSION.get(scenario)
+    if minimum is None:
+        return True
+    return tuple(int(x) for x in interp.version.split(".")[:2]) >= minimum
+
+
 def check_core_pattern(kinds):
     if "kernel" not in kinds:
         return
@@ -457,7 +474,13 @@ def main():
         return 2
 
     os.makedirs(out, exist_ok=True)
-    jobs = [Job(ip, s, k, out) for ip in ips for s in scenarios for k in kinds]
+    jobs = [Job(ip, s, k, out) for ip in ips for s in scenarios for k in kinds
+            if applies(ip, s)]
+    for ip in ips:
+        for s in scenarios:
+            if not applies(ip, s):
+                sys.stderr.write("%s/%s: not run (needs Python %s+, this is %s)\n" % (
+                    ip.name, s, ".".join(map(str, SCENARIO_MIN_VERSION[s])), ip.version))
     # big/slow ones first for better packing
     order = {"busy_heap": 0, "recursion": 1}
     jobs_sorted = sorted(jobs, key=lambda j: (order.get(j.scenario, 5), j.kind != "gcore"))
@@ -508,7 +531,11 @@ def main():
         for s in scenarios:
             cells = []
             for k in kinds:
-                j = [x for x in jobs if x.interp is ip and x.scenario == s and x.kind == k][0]
+                found = [x for x in jobs if x.interp is ip and x.scenario == s and x.kind == k]
+                if not found:
+                    cells.append("%s-" % k[0])
+                    continue
+                j = found[0]
                 if j.status == "ok":
                     st = os.stat(j.core)
                     total += st.st_size

@@ -209,30 +209,79 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
             }
             continue;
         }
-        if t.thread_state.is_none() {
+        if t.thread_states.is_empty() {
             let _ = writeln!(s, "  (no Python thread state)");
             continue;
         }
-        if t.frames.is_empty() {
-            let _ = writeln!(s, "  (no Python frames)");
-        } else {
-            let _ = writeln!(s, "  Traceback (most recent call last):");
+        // Several thread states (subinterpreters): outermost first, like the
+        // traceback lines inside each.
+        let several = t.thread_states.len() > 1;
+        if several {
+            let order = match t.thread_states_order {
+                Some(pymortem::python::NestingOrder::Guess) => " (order guessed)",
+                _ => "",
+            };
+            let _ = writeln!(
+                s,
+                "  {} thread states, outermost first{order}:",
+                t.thread_states.len()
+            );
         }
-        for f in t.frames.iter().rev() {
-            let name = f.qualname.as_deref().unwrap_or(&f.function);
-            let line = f.line.map_or("?".to_string(), |l| l.to_string());
-            let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
-            for l in f.locals.iter().flatten() {
-                let kind = if l.argument { "arg" } else { "local" };
-                let _ = writeln!(s, "        {kind} {} = {}", l.name, l.repr);
+        for state in &t.thread_states {
+            if several {
+                let gil = if state.holds_gil {
+                    " [holds the GIL]"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    s,
+                    "  Interpreter {} (thread state {:#x}){gil}:",
+                    opt(state.interpreter_id),
+                    state.thread_state
+                );
             }
-        }
-        if let Some(e) = &t.frames_error {
-            let _ = writeln!(s, "  ! stack incomplete: {e}");
+            traceback(&mut s, &state.frames, state.frames_error.as_deref());
         }
     }
     diagnostics_lines(&mut s, &r.diagnostics);
     s
+}
+
+/// Python frames as a traceback, most recent call last.
+fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option<&str>) {
+    if frames.is_empty() {
+        let _ = writeln!(s, "  (no Python frames)");
+    } else {
+        let _ = writeln!(s, "  Traceback (most recent call last):");
+    }
+    for f in frames.iter().rev() {
+        let name = f.qualname.as_deref().unwrap_or(&f.function);
+        let line = f.line.map_or("?".to_string(), |l| l.to_string());
+        let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
+        for l in f.locals.iter().flatten() {
+            let kind = if l.argument { "arg" } else { "local" };
+            let _ = writeln!(s, "        {kind} {} = {}", l.name, l.repr);
+        }
+    }
+    if let Some(e) = error {
+        let _ = writeln!(s, "  ! stack incomplete: {e}");
+    }
+}
+
+/// For each Python frame of a merged stack, in order, its interpreter's id
+/// when the stack holds several thread states (their frames come innermost
+/// thread state first).
+fn python_frame_interpreters(stack: &pymortem::stacks::MergedStack) -> Vec<String> {
+    if stack.thread_states.len() < 2 {
+        return Vec::new();
+    }
+    stack
+        .thread_states
+        .iter()
+        .rev()
+        .flat_map(|t| std::iter::repeat_n(opt(t.interpreter_id), t.python_frames))
+        .collect()
 }
 
 /// A merged stack, innermost first, one line per frame, as debuggers print it.
@@ -246,12 +295,20 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
         );
         let _ = writeln!(s, "  Fatal error in {}: {message}", f.path);
     }
+    let interpreters = python_frame_interpreters(stack);
+    let mut python_index = 0;
     for (i, frame) in stack.frames.iter().enumerate() {
         match frame {
             StackFrame::Python(p) => {
                 let name = p.qualname.as_deref().unwrap_or(&p.function);
                 let line = p.line.map_or("?".to_string(), |l| l.to_string());
-                let _ = writeln!(s, "  #{i:<3} (Python) {name} at {}:{line}", p.file);
+                let kind = interpreters
+                    .get(python_index)
+                    .map_or("Python".to_string(), |id| {
+                        format!("Python, interpreter {id}")
+                    });
+                python_index += 1;
+                let _ = writeln!(s, "  #{i:<3} ({kind}) {name} at {}:{line}", p.file);
             }
             StackFrame::Native(n) => {
                 let function = match (&n.function, n.function_offset) {

@@ -39,7 +39,7 @@ use crate::python::{
     PyInterpreter, PyThread, PythonState, RuntimeLocation, ThreadOptions, python_state,
     threads::unicode_width,
 };
-use crate::stacks::{MergedStack, SourceCache, merged_stack};
+use crate::stacks::{MergedStack, SourceCache, merged_stack_of};
 use crate::unwind::{NativeStack, unwind_thread};
 
 impl Process {
@@ -132,14 +132,18 @@ struct PythonParts {
     kinds: std::sync::RwLock<rustc_hash::FxHashMap<u64, ObjectKind>>,
 }
 
-/// One core thread's merged stack, with its Python thread state if it has one.
+/// One core thread's merged stack, with its Python thread states.
 #[derive(Debug, Clone)]
 pub struct ThreadStack {
     /// The kernel thread id.
     pub lwp: i32,
-    /// Its Python thread state, when it ran Python.
+    /// The Python thread state it runs now (the last of `thread_states`),
+    /// when it ran Python.
     pub python: Option<PyThread>,
-    /// Native and Python frames, innermost first.
+    /// All its thread states, outermost first: more than one when it runs
+    /// subinterpreters.
+    pub thread_states: Vec<PyThread>,
+    /// Native and Python frames (of every thread state), innermost first.
     pub stack: MergedStack,
 }
 
@@ -169,9 +173,16 @@ impl Python {
     pub fn interpreters(&self) -> &[PyInterpreter] {
         &self.parts.state.interpreters
     }
-    /// Every Python thread state with its Python frames.
+    /// Every Python thread state of every interpreter with its Python
+    /// frames, interpreter by interpreter. A core thread that runs
+    /// subinterpreters holds several: see [`Python::thread_states_of`].
     pub fn threads(&self) -> &[PyThread] {
         &self.parts.state.threads
+    }
+    /// The thread states bound to core thread `lwp`, outermost (entered
+    /// first) first; the last is the one it runs now.
+    pub fn thread_states_of(&self, lwp: i32) -> Vec<&PyThread> {
+        self.parts.state.thread_states_of(lwp)
     }
     /// The thread state that held the GIL, when known.
     pub fn gil_holder(&self) -> Option<&PyThread> {
@@ -188,15 +199,15 @@ impl Python {
         &self.parts.state
     }
 
-    /// The merged native and Python stack of core thread `lwp`, with source
-    /// lines and inlined functions when debug info has them, and the frames
-    /// of functions that ended in a tail call rebuilt from DWARF call sites.
+    /// The merged native and Python stack of core thread `lwp` (the Python
+    /// frames of all its thread states), with source lines and inlined
+    /// functions when debug info has them, and the frames of functions that
+    /// ended in a tail call rebuilt from DWARF call sites.
     pub fn stack(&self, lwp: i32) -> MergedStack {
-        let thread = self.threads().iter().find(|t| t.lwp == Some(lwp));
-        merged_stack(
+        merged_stack_of(
             self.process(),
             lwp,
-            thread,
+            &self.thread_states_of(lwp),
             Some(&mut SourceCache::default()),
         )
     }
@@ -208,11 +219,12 @@ impl Python {
             .threads()
             .iter()
             .map(|t| {
-                let python = self.threads().iter().find(|p| p.lwp == Some(t.lwp));
+                let states = self.thread_states_of(t.lwp);
                 ThreadStack {
                     lwp: t.lwp,
-                    python: python.cloned(),
-                    stack: merged_stack(self.process(), t.lwp, python, Some(&mut sources)),
+                    python: states.last().map(|&s| s.clone()),
+                    thread_states: states.iter().map(|&s| s.clone()).collect(),
+                    stack: merged_stack_of(self.process(), t.lwp, &states, Some(&mut sources)),
                 }
             })
             .collect()

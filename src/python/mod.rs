@@ -3,11 +3,13 @@
 pub mod attributes;
 pub mod code;
 pub mod frames;
+pub mod nesting;
 pub mod objects;
 pub mod runtime;
 pub mod threads;
 
 pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
 pub use frames::{FrameWalk, Local, PyFrame};
+pub use nesting::NestingOrder;
 pub use runtime::{RuntimeLocation, locate};
 pub use threads::{PyInterpreter, PyThread, PythonState, ThreadOptions, python_state};

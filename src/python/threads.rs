@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::frames::{self, FrameWalk};
+use super::nesting::{self, Nestable, NestingOrder};
 use super::objects::Objects;
 use super::runtime::{self, RuntimeLocation};
 use crate::error::Diagnostic;
@@ -17,20 +18,34 @@ use crate::process::Process;
 pub const MAX_THREADS: usize = 65_536;
 
 /// One Python thread state.
+///
+/// An OS thread that runs subinterpreters holds several (see
+/// [`PythonState::thread_states_of`]): `nesting` says where this one is.
 #[derive(Debug, Clone, Serialize)]
 pub struct PyThread {
     /// Address of the `PyThreadState`.
     pub tstate: u64,
     /// Its interpreter.
     pub interpreter: u64,
+    /// Its interpreter's id (0 is the main interpreter), when the layout has it.
+    pub interpreter_id: Option<i64>,
     /// `thread_id`: the `pthread_t`, which on x86-64 is the thread's `fs_base`.
     pub thread_id: u64,
     /// `native_thread_id` (3.11+): the LWP.
     pub native_thread_id: Option<u64>,
     /// The core thread it was matched to.
     pub lwp: Option<i32>,
-    /// Whether this thread held the GIL.
+    /// Whether this thread held the GIL (its interpreter's, from 3.12).
     pub holds_gil: bool,
+    /// Its place among the thread states of its OS thread: 0 is the
+    /// outermost (entered first), the highest the one the thread runs now.
+    pub nesting: usize,
+    /// How that place was found.
+    pub nesting_order: NestingOrder,
+    /// An address in the C frame of the innermost eval loop running it, on
+    /// its OS thread's stack (3.10+), which orders the thread states of one
+    /// OS thread and places their frames in its native stack.
+    pub c_stack_anchor: Option<u64>,
     /// Its frames.
     pub stack: FrameWalk,
 }
@@ -55,12 +70,33 @@ pub struct PythonState {
     pub runtime: RuntimeLocation,
     /// Every interpreter.
     pub interpreters: Vec<PyInterpreter>,
-    /// Every thread state.
+    /// Every thread state of every interpreter, interpreter by interpreter.
     pub threads: Vec<PyThread>,
-    /// The thread state that held the GIL, if known.
+    /// The thread state that held the GIL, if known (the main
+    /// interpreter's GIL from 3.12, where each interpreter can have its own).
     pub gil_holder: Option<u64>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PythonState {
+    /// The thread states bound to the core thread `lwp`, outermost first:
+    /// one for a thread that runs only the main interpreter, one more per
+    /// subinterpreter it entered from there; the last is the one it runs now.
+    pub fn thread_states_of(&self, lwp: i32) -> Vec<&PyThread> {
+        let mut states: Vec<&PyThread> =
+            self.threads.iter().filter(|t| t.lwp == Some(lwp)).collect();
+        states.sort_by_key(|t| t.nesting);
+        states
+    }
+
+    /// The thread state the core thread `lwp` runs now (its innermost).
+    pub fn current_thread_state(&self, lwp: i32) -> Option<&PyThread> {
+        self.threads
+            .iter()
+            .filter(|t| t.lwp == Some(lwp))
+            .max_by_key(|t| t.nesting)
+    }
 }
 
 /// What to read.
@@ -95,12 +131,23 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     let threads_head = off("PyInterpreterState", "threads_head")?;
     let next = off("PyThreadState", "next")?;
     let interp_id = layout.offset("PyInterpreterState", "id");
-    let gil_holder = gil_holder(process, layout, &runtime);
+    let gil_holder = gil_holder_of(
+        process,
+        layout,
+        &runtime,
+        runtime.interpreters.last().copied(),
+    );
     let mut interpreters = Vec::new();
     let mut threads = Vec::new();
     let mut seen = HashSet::new();
     for &interp in &runtime.interpreters {
         let id = interp_id.and_then(|o| memory.read_i64(interp.wrapping_add(o)).ok());
+        // From 3.12 each interpreter may have a GIL of its own.
+        let interp_gil_holder = if layout.offset("PyInterpreterState", "ceval_gil").is_some() {
+            gil_holder_of(process, layout, &runtime, Some(interp))
+        } else {
+            gil_holder
+        };
         let mut list = Vec::new();
         let mut tstate = match memory.read_ptr(interp.wrapping_add(threads_head)) {
             Ok(t) => t,
@@ -132,9 +179,9 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
                 process,
                 &objects,
                 layout,
-                interp,
+                (interp, id),
                 tstate,
-                gil_holder,
+                interp_gil_holder,
                 options.locals,
             ));
             tstate = match memory.read_ptr(tstate.wrapping_add(next)) {
@@ -154,6 +201,7 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
             threads: list,
         });
     }
+    order_nested(process, &mut threads, &mut diagnostics);
     for t in &threads {
         if t.lwp.is_none() {
             diagnostics.push(Diagnostic::note(
@@ -184,11 +232,49 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     })
 }
 
+/// Give each thread state its place among those of its OS thread.
+fn order_nested(process: &Process, threads: &mut [PyThread], diagnostics: &mut Vec<Diagnostic>) {
+    for core_thread in process.threads() {
+        let lwp = core_thread.lwp;
+        let members: Vec<usize> = (0..threads.len())
+            .filter(|&i| threads[i].lwp == Some(lwp))
+            .collect();
+        if members.len() < 2 {
+            continue;
+        }
+        let view: Vec<Nestable> = members
+            .iter()
+            .map(|&i| Nestable {
+                anchor: threads[i].c_stack_anchor,
+                running: !threads[i].stack.frames.is_empty(),
+                holds_gil: threads[i].holds_gil,
+                interpreter_id: threads[i].interpreter_id,
+            })
+            .collect();
+        let (order, how) = nesting::order(&view);
+        for (place, &k) in order.iter().enumerate() {
+            let t = &mut threads[members[k]];
+            t.nesting = place;
+            t.nesting_order = how;
+        }
+        if how == NestingOrder::Guess {
+            diagnostics.push(Diagnostic::note(
+                "python",
+                format!(
+                    "LWP {lwp} holds {} thread states; the C stack does not order them, so \
+                     the one holding the GIL is shown innermost and the others by interpreter id",
+                    members.len()
+                ),
+            ));
+        }
+    }
+}
+
 fn read_thread<M: Memory>(
     process: &Process,
     objects: &Objects<'_, M>,
     layout: &Layout,
-    interp: u64,
+    (interp, interpreter_id): (u64, Option<i64>),
     tstate: u64,
     gil_holder: Option<u64>,
     locals: bool,
@@ -202,7 +288,7 @@ fn read_thread<M: Memory>(
         .offset("PyThreadState", "native_thread_id")
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok());
     // The LWP is the surest match (3.11+); before that, pthread_t equals fs_base.
-    let lwp = process
+    let core_thread = process
         .threads()
         .iter()
         .find(|t| native_thread_id.is_some_and(|n| n == t.lwp as u64))
@@ -211,8 +297,10 @@ fn read_thread<M: Memory>(
                 .threads()
                 .iter()
                 .find(|t| t.pthread_id() == thread_id)
-        })
-        .map(|t| t.lwp);
+        });
+    let lwp = core_thread.map(|t| t.lwp);
+    let c_stack_anchor = core_thread
+        .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.rsp()));
     let holds_gil = match layout.field("PyThreadState", "holds_gil") {
         // 3.13 (a bit of `_status`) and 3.14 (an int) say it per thread.
         Some(f) => read_field(memory, tstate, f).is_some_and(|v| v != 0),
@@ -221,10 +309,14 @@ fn read_thread<M: Memory>(
     PyThread {
         tstate,
         interpreter: interp,
+        interpreter_id,
         thread_id,
         native_thread_id,
         lwp,
         holds_gil,
+        nesting: 0,
+        nesting_order: NestingOrder::Single,
+        c_stack_anchor,
         stack: frames::walk(objects, tstate, locals),
     }
 }
@@ -254,8 +346,14 @@ fn read_field(memory: &impl Memory, base: u64, field: &crate::layout::FieldLayou
     }
 }
 
-/// The thread state that held the GIL, by the means each version has.
-fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> Option<u64> {
+/// The thread state that held the GIL, by the means each version has; from
+/// 3.12, the GIL of `interp` (each interpreter may have its own).
+fn gil_holder_of(
+    process: &Process,
+    layout: &Layout,
+    runtime: &RuntimeLocation,
+    interp: Option<u64>,
+) -> Option<u64> {
     let memory = process.memory();
     // 2.7 and 3.6: `_PyThreadState_Current` is NULL while the GIL is released.
     if let Some(module) = process.python().and_then(|p| {
@@ -286,7 +384,7 @@ fn gil_holder(process: &Process, layout: &Layout, runtime: &RuntimeLocation) -> 
         (Some(h), Some(l)) => (rt + h, rt + l),
         _ => {
             // 3.12+: the interpreter's GIL, through `ceval.gil`.
-            let interp = *runtime.interpreters.last()?;
+            let interp = interp?;
             let gil = memory
                 .read_ptr(interp.wrapping_add(layout.offset("PyInterpreterState", "ceval_gil")?))
                 .ok()?;

@@ -11,7 +11,7 @@ mod threads;
 pub use check::{CheckPart, CheckReport, ObjectReport};
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
 pub use layout::LayoutReport;
-pub use threads::{InterpreterReport, ThreadEntry, ThreadsReport};
+pub use threads::{InterpreterReport, ThreadEntry, ThreadStateEntry, ThreadsReport};
 
 /// Version of the JSON schema family. Bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -7,8 +7,8 @@ use crate::error::Diagnostic;
 use crate::layout::LayoutSource;
 use crate::layout::runtime_address::RuntimeStrategy;
 use crate::process::Process;
-use crate::python::{PyFrame, PythonState};
-use crate::stacks::{MergedStack, SourceCache, merged_stack};
+use crate::python::{NestingOrder, PyFrame, PyThread, PythonState};
+use crate::stacks::{MergedStack, SourceCache, merged_stack_of};
 
 /// The whole `threads` report.
 #[derive(Debug, Clone, Serialize)]
@@ -27,9 +27,11 @@ pub struct ThreadsReport {
     pub runtime_strategy: Option<RuntimeStrategy>,
     /// LWP of the crashing thread.
     pub crashed_lwp: Option<i32>,
-    /// Every interpreter, main first.
+    /// Every interpreter, by id (the main interpreter, 0, first).
     pub interpreters: Vec<InterpreterReport>,
-    /// Every thread: the core's threads, then thread states matching none of them.
+    /// Every thread: the core's threads, then thread states matching none
+    /// of them (one entry each). Every thread state of every interpreter is
+    /// in exactly one entry's `thread_states`.
     pub threads: Vec<ThreadEntry>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
@@ -46,7 +48,41 @@ pub struct InterpreterReport {
     pub threads: usize,
 }
 
+/// One thread state of a thread.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadStateEntry {
+    /// Address of the `PyThreadState`.
+    pub thread_state: u64,
+    /// Address of its interpreter.
+    pub interpreter: u64,
+    /// Its interpreter's id (0 is the main interpreter).
+    pub interpreter_id: Option<i64>,
+    /// Whether it held the GIL (its interpreter's).
+    pub holds_gil: bool,
+    /// Python frames, innermost first.
+    pub frames: Vec<PyFrame>,
+    /// Why the frame walk stopped early, if it did.
+    pub frames_error: Option<String>,
+}
+
+impl ThreadStateEntry {
+    fn new(s: &PyThread) -> ThreadStateEntry {
+        ThreadStateEntry {
+            thread_state: s.tstate,
+            interpreter: s.interpreter,
+            interpreter_id: s.interpreter_id,
+            holds_gil: s.holds_gil,
+            frames: s.stack.frames.clone(),
+            frames_error: s.stack.error.clone(),
+        }
+    }
+}
+
 /// One thread.
+///
+/// A thread that runs subinterpreters holds several thread states; the
+/// fields `holds_gil` to `frames_error` describe the one it runs now (its
+/// innermost), `thread_states` lists them all.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadEntry {
     /// Kernel thread id; null for a thread state that matches no thread of the core.
@@ -55,19 +91,47 @@ pub struct ThreadEntry {
     pub pthread_id: u64,
     /// Whether it crashed.
     pub crashed: bool,
-    /// Whether it held the GIL.
+    /// Whether its current thread state held the GIL.
     pub holds_gil: bool,
-    /// Address of its `PyThreadState`; null for a thread without one.
+    /// Address of its current `PyThreadState`; null for a thread without one.
     pub thread_state: Option<u64>,
-    /// Address of its interpreter.
+    /// Address of that thread state's interpreter.
     pub interpreter: Option<u64>,
-    /// Python frames, innermost first.
+    /// That interpreter's id.
+    pub interpreter_id: Option<i64>,
+    /// That thread state's Python frames, innermost first.
     pub frames: Vec<PyFrame>,
     /// Why the frame walk stopped early, if it did.
     pub frames_error: Option<String>,
+    /// Every thread state of the thread, outermost (entered first) first;
+    /// the last is the current one.
+    pub thread_states: Vec<ThreadStateEntry>,
+    /// How the order of `thread_states` was found; null without thread states.
+    pub thread_states_order: Option<NestingOrder>,
     /// With `--native`: native and Python frames merged, innermost first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stack: Option<MergedStack>,
+}
+
+impl ThreadEntry {
+    /// A thread with its thread states, outermost first.
+    fn new(lwp: Option<i32>, pthread_id: u64, crashed: bool, states: &[&PyThread]) -> ThreadEntry {
+        let current = states.last();
+        ThreadEntry {
+            lwp,
+            pthread_id,
+            crashed,
+            holds_gil: current.is_some_and(|s| s.holds_gil),
+            thread_state: current.map(|s| s.tstate),
+            interpreter: current.map(|s| s.interpreter),
+            interpreter_id: current.and_then(|s| s.interpreter_id),
+            frames: current.map(|s| s.stack.frames.clone()).unwrap_or_default(),
+            frames_error: current.and_then(|s| s.stack.error.clone()),
+            thread_states: states.iter().map(|s| ThreadStateEntry::new(s)).collect(),
+            thread_states_order: current.map(|s| s.nesting_order),
+            stack: None,
+        }
+    }
 }
 
 impl ThreadsReport {
@@ -78,8 +142,8 @@ impl ThreadsReport {
             let Some(lwp) = t.lwp else {
                 continue;
             };
-            let state = python.and_then(|p| p.threads.iter().find(|s| s.lwp == Some(lwp)));
-            t.stack = Some(merged_stack(process, lwp, state, Some(&mut sources)));
+            let states = python.map(|p| p.thread_states_of(lwp)).unwrap_or_default();
+            t.stack = Some(merged_stack_of(process, lwp, &states, Some(&mut sources)));
         }
     }
 
@@ -91,7 +155,7 @@ impl ThreadsReport {
         let (layout_source, runtime_strategy, interpreters) = match &python {
             Ok(state) => {
                 diagnostics.extend(state.diagnostics.iter().cloned());
-                let interps = state
+                let mut interps: Vec<InterpreterReport> = state
                     .interpreters
                     .iter()
                     .map(|i| InterpreterReport {
@@ -100,6 +164,8 @@ impl ThreadsReport {
                         threads: i.threads.len(),
                     })
                     .collect();
+                // CPython links the newest interpreter first.
+                interps.sort_by_key(|i| i.id.unwrap_or(i64::MAX));
                 (
                     Some(state.layout.layout.source.clone()),
                     Some(state.runtime.strategy),
@@ -114,34 +180,19 @@ impl ThreadsReport {
                 (None, None, Vec::new())
             }
         };
-        let states: &[crate::python::PyThread] =
-            python.as_ref().map(|s| s.threads.as_slice()).unwrap_or(&[]);
+        let state = python.as_ref().ok();
         for t in process.threads() {
-            let state = states.iter().find(|s| s.lwp == Some(t.lwp));
-            threads.push(ThreadEntry {
-                lwp: Some(t.lwp),
-                pthread_id: t.pthread_id(),
-                crashed: Some(t.lwp) == crashed,
-                holds_gil: state.is_some_and(|s| s.holds_gil),
-                thread_state: state.map(|s| s.tstate),
-                interpreter: state.map(|s| s.interpreter),
-                frames: state.map(|s| s.stack.frames.clone()).unwrap_or_default(),
-                frames_error: state.and_then(|s| s.stack.error.clone()),
-                stack: None,
-            });
+            let states = state.map(|p| p.thread_states_of(t.lwp)).unwrap_or_default();
+            threads.push(ThreadEntry::new(
+                Some(t.lwp),
+                t.pthread_id(),
+                Some(t.lwp) == crashed,
+                &states,
+            ));
         }
-        for s in states.iter().filter(|s| s.lwp.is_none()) {
-            threads.push(ThreadEntry {
-                lwp: None,
-                pthread_id: s.thread_id,
-                crashed: false,
-                holds_gil: s.holds_gil,
-                thread_state: Some(s.tstate),
-                interpreter: Some(s.interpreter),
-                frames: s.stack.frames.clone(),
-                frames_error: s.stack.error.clone(),
-                stack: None,
-            });
+        let unmatched = state.map_or(&[][..], |p| p.threads.as_slice());
+        for s in unmatched.iter().filter(|s| s.lwp.is_none()) {
+            threads.push(ThreadEntry::new(None, s.thread_id, false, &[s]));
         }
         ThreadsReport {
             schema: "threads",
