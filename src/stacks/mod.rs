@@ -290,3 +290,6 @@ pub fn merged_stack_of(
         thread_states,
     }
 }
+
+#[cfg(test)]
+mod tests;
