@@ -214,6 +214,27 @@ fn check_threads(e: &Value) -> Vec<String> {
             }
         }
     }
+    // A thread state left by a thread that ended is listed on its own, with
+    // no LWP, though the next thread took over its pthread_t.
+    let orphans = truth["objects"]["orphan_thread_states"].as_array().unwrap();
+    for orphan in orphans {
+        let listed = report["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["thread_state"] == orphan["thread_state"]);
+        match listed {
+            Some(t)
+                if t["lwp"].is_null()
+                    && t["pthread_id"] == orphan["ident"]
+                    && t["interpreter_id"] == orphan["interpreter_id"]
+                    && t["thread_states"].as_array().unwrap().len() == 1 => {}
+            other => problems.push(format!(
+                "{label}: the ended thread's thread state {} is listed as {other:?}",
+                orphan["thread_state"]
+            )),
+        }
+    }
     // Every thread state of every interpreter is listed exactly once, and
     // each interpreter holds the thread states the process recorded for it.
     let listed: Vec<&Value> = report["threads"]
@@ -231,6 +252,7 @@ fn check_threads(e: &Value) -> Vec<String> {
             .as_array()
             .unwrap()
             .iter()
+            .chain(orphans)
             .filter(|s| s["interpreter_id"] == interp["id"])
             .count();
         if interp["threads"].as_u64() != Some(here as u64) || here != recorded_here {

@@ -167,12 +167,39 @@ def write_truth(cfg, records, mine):
     sys.stderr.flush()
 
 
-def run_scenario(scenario, depths, notes=None):
+def leak_thread_state():
+    """A thread state bound to a thread that then ends: it stays in the main
+    interpreter's list, matching no thread of the core.  The thread's
+    pthread_t is free for the next thread to reuse."""
+    import ctypes
+
+    api = ctypes.pythonapi
+    api.PyInterpreterState_Get.restype = ctypes.c_void_p
+    api.PyThreadState_New.restype = ctypes.c_void_p
+    api.PyThreadState_New.argtypes = [ctypes.c_void_p]
+    made = {}
+
+    def leak():
+        made["thread_state"] = api.PyThreadState_New(api.PyInterpreterState_Get())
+        made["interpreter_id"] = interpreter_id()
+        made["native_id"] = threading.get_native_id()
+        made["ident"] = threading.get_ident()
+
+    t = threading.Thread(target=leak)
+    t.start()
+    t.join()
+    return made
+
+
+def run_scenario(scenario, depths, notes=None, orphan=False):
     """Main interpreter, main thread: start the chains and finish.
 
     depths[0] is the main thread's own chain (it finishes at its innermost
-    level); depths[1:] are worker threads whose innermost level parks."""
+    level); depths[1:] are worker threads whose innermost level parks.
+    orphan: first leave a thread state whose thread has ended."""
     import _truth  # main interpreter only: ctypes
+
+    orphans = [leak_thread_state()] if orphan else []
 
     read_fd, write_fd = os.pipe()  # never written: a parked level blocks on read_fd
     chains = list(range(len(depths)))
@@ -187,7 +214,7 @@ def run_scenario(scenario, depths, notes=None):
         "argv": sys.argv,
         "expected_signal": 6,
         "expected_fatal_error": None,
-        "objects": {"depths": depths, "block_fd": read_fd},
+        "objects": {"depths": depths, "block_fd": read_fd, "orphan_thread_states": orphans},
         "notes": notes,
     }
     base_path = _truth.TRUTH_PATH + ".base"

@@ -287,17 +287,16 @@ fn read_thread<M: Memory>(
     let native_thread_id = layout
         .offset("PyThreadState", "native_thread_id")
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok());
-    // The LWP is the surest match (3.11+); before that, pthread_t equals fs_base.
-    let core_thread = process
-        .threads()
-        .iter()
-        .find(|t| native_thread_id.is_some_and(|n| n == t.lwp as u64))
-        .or_else(|| {
-            process
-                .threads()
-                .iter()
-                .find(|t| t.pthread_id() == thread_id)
-        });
+    // The LWP is the surest match (3.11+); before that, pthread_t equals
+    // fs_base. A thread state whose LWP is gone matches nothing: glibc hands
+    // a dead thread's pthread_t (its cached stack) to the next thread.
+    let core_thread = match native_thread_id.filter(|&n| n != 0) {
+        Some(n) => process.threads().iter().find(|t| n == t.lwp as u64),
+        None => process
+            .threads()
+            .iter()
+            .find(|t| t.pthread_id() == thread_id),
+    };
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread
         .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.rsp()));
