@@ -21,11 +21,17 @@ use pymortem::{Options, Process};
 pub const EXIT_OK: i32 = 0;
 /// Exit code for errors.
 pub const EXIT_ERROR: i32 = 2;
+/// Exit code when a check could not run (the result is incomplete), and
+/// nothing worse was found.
+pub const EXIT_INCOMPLETE: i32 = 3;
 
 /// Post-mortem forensic inspector for crashed CPython processes.
 #[derive(Debug, Parser)]
 #[command(name = "pymortem", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success, 1 findings, 2 error.")]
+#[command(
+    after_help = "Exit codes: 0 success (every check ran and found nothing), 1 findings, \
+2 error, 3 incomplete (a check could not run; the output says which and what would let it)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -161,7 +167,18 @@ fn threads(args: &ThreadsArgs) -> i32 {
     if args.native {
         report.add_native_stacks(&process, state.as_ref().ok());
     }
-    print_report(args.core.json, &report, render::threads)
+    let code = print_report(args.core.json, &report, render::threads);
+    if code != EXIT_OK {
+        return code;
+    }
+    let code = report.exit_code();
+    if code == EXIT_ERROR {
+        return fail(&format!(
+            "{}: no CPython interpreter was found in the core: no Python stacks to show",
+            args.core.core.display()
+        ));
+    }
+    code
 }
 
 #[derive(Debug, Args)]
@@ -220,10 +237,6 @@ fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
         result,
         part,
     );
-    if report.verdict.is_none() {
-        let code = print_report(args.core.json, &report, render::check);
-        return if code == EXIT_OK { EXIT_ERROR } else { code };
-    }
     let code = print_report(args.core.json, &report, render::check);
     if code == EXIT_OK {
         report.exit_code()
@@ -239,14 +252,29 @@ fn object(args: &ObjectArgs) -> i32 {
     };
     let state = match state {
         Ok(s) => s,
+        Err(e) if process.python().is_some() => {
+            let _ = writeln!(
+                io::stderr(),
+                "pymortem: incomplete: {}: the interpreter's structures could not be read: {e}; {}",
+                args.core.core.display(),
+                pymortem::forensics::coverage::interpreter_files_remedy(&process)
+            );
+            return EXIT_INCOMPLETE;
+        }
         Err(e) => return fail(&format!("{}: {e}", args.core.core.display())),
     };
     let info = pymortem::forensics::inspect(&process, &state, args.address);
-    print_report(
+    let incomplete = !info.unchecked.is_empty();
+    let code = print_report(
         args.core.json,
         &pymortem::report::ObjectReport::new(info),
         render::object,
-    )
+    );
+    if code == EXIT_OK && incomplete {
+        EXIT_INCOMPLETE
+    } else {
+        code
+    }
 }
 
 #[derive(Debug, Args)]
