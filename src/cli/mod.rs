@@ -87,6 +87,34 @@ pub(crate) struct SearchArgs {
     /// Where compressed cores are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// The most a compressed core may decompress to (bytes, or with K, M, G, T);
+    /// the rest is treated as truncated. Default 64G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_core_size: Option<u64>,
+}
+
+/// `123`, `512M`, `64G`, `1T` (powers of 1024) as bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text}: the unit must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text} is not a size (a number, optionally followed by K, M, G or T)")
+    })?;
+    n.checked_mul(1u64 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("{text}: the size must be above 0 and below 16 EiB"))
 }
 
 impl SearchArgs {
@@ -94,7 +122,9 @@ impl SearchArgs {
         Options {
             open: OpenOptions {
                 temp_dir: self.temp_dir.clone(),
-                ..OpenOptions::default()
+                max_decompressed_size: self
+                    .max_core_size
+                    .unwrap_or(OpenOptions::default().max_decompressed_size),
             },
             search: SearchPaths {
                 sysroot: self.sysroot.clone(),
