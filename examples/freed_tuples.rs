@@ -13,7 +13,9 @@
 //!   held by list 0x7f0c… item 0 (generation 2)
 //! ```
 //!
-//! Exit status: 0 when no freed tuple is referenced, 1 when some are, 2 on error.
+//! Exit status: 0 when no freed tuple is referenced, 1 when some are, 2 on
+//! error, 3 when the free lists or the GC lists could not be walked (then
+//! "none found" would not mean none are there).
 
 mod common;
 
@@ -86,7 +88,15 @@ fn references(container: &Object) -> Vec<(Place, Object)> {
     }
 }
 
-fn run(args: &Args) -> Result<bool, pymortem::Error> {
+/// What the search came to.
+enum Outcome {
+    /// Every list was walked; were freed tuples found still referenced?
+    Searched(bool),
+    /// A list could not be walked: the search proves nothing.
+    Incomplete,
+}
+
+fn run(args: &Args) -> Result<Outcome, pymortem::Error> {
     let process = Process::open(&args.core, &args.files.options())?;
     let python = process.python_runtime()?;
 
@@ -100,6 +110,23 @@ fn run(args: &Args) -> Result<bool, pymortem::Error> {
 
     // 2. Every container the GC tracks, searched for pointers to them.
     let gc = python.gc_generations();
+    // A list that could not be walked makes "none found" meaningless.
+    let unchecked: Vec<_> = free.unchecked.iter().chain(&gc.unchecked).collect();
+    if !unchecked.is_empty() {
+        let mut out = String::new();
+        for u in unchecked {
+            let _ = writeln!(
+                out,
+                "not checked: {}: {}\n  to check them: {}",
+                u.check.describe(),
+                u.reason,
+                u.remedy
+            );
+        }
+        let _ = writeln!(out, "incomplete: no verdict on freed tuples");
+        common::emit(&out);
+        return Ok(Outcome::Incomplete);
+    }
     let mut holders: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for generation in &gc.generations {
         for &address in &generation.objects {
@@ -149,14 +176,15 @@ fn run(args: &Args) -> Result<bool, pymortem::Error> {
             .sum::<usize>()
     );
     common::emit(&out);
-    Ok(!holders.is_empty())
+    Ok(Outcome::Searched(!holders.is_empty()))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     match run(&args) {
-        Ok(false) => ExitCode::SUCCESS,
-        Ok(true) => ExitCode::from(1),
+        Ok(Outcome::Searched(false)) => ExitCode::SUCCESS,
+        Ok(Outcome::Searched(true)) => ExitCode::from(1),
+        Ok(Outcome::Incomplete) => ExitCode::from(3),
         Err(e) => {
             eprintln!("freed_tuples: {e}");
             ExitCode::from(2)

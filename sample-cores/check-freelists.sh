@@ -15,10 +15,10 @@ print(o['victim_tuple'], o['freelist_index'], o['expected_numfree'], o['expected
      pyenv-2.7.*|pyenv-3.[6-9].*) H="'tupleobject.c'::free_list[$idx]"; N="'tupleobject.c'::numfree[$idx]";;
      pyenv-3.1[0-2].*|debian-3.11) H="_PyRuntime.interpreters.main->tuple.free_list[$idx]"; N="_PyRuntime.interpreters.main->tuple.numfree[$idx]";;
      pyenv-3.13.*|debian-3.13) H="_PyRuntime.interpreters.main->object_state.freelists.tuples.items[$idx]"; N="_PyRuntime.interpreters.main->object_state.freelists.tuples.numfree[$idx]";;
-     debian-3.14) H="_PyRuntime.interpreters.main->object_state.freelists.tuples[$idx].freelist"; N="_PyRuntime.interpreters.main->object_state.freelists.tuples[$idx].size";;
+     debian-3.1[45]) H="_PyRuntime.interpreters.main->object_state.freelists.tuples[$idx].freelist"; N="_PyRuntime.interpreters.main->object_state.freelists.tuples[$idx].size";;
      *) echo "skip $interp"; continue;;
     esac
-    case $interp in debian-3.14) LINK='*(long*)$h';; *) LINK='(long)((PyTupleObject*)$h)->ob_item[0]';; esac
+    case $interp in debian-3.1[45]) LINK='*(long*)$h';; *) LINK='(long)((PyTupleObject*)$h)->ob_item[0]';; esac
     args=(); [ -n "$sysroot" ] && args+=(-iex "set sysroot $sysroot")
     [ -n "$dbg" ] && args+=(-iex "set debug-file-directory $dbg")
     got=$(gdb -batch -nx "${args[@]}" -ex "set \$h=(long)$H" -ex 'printf "RESULT %ld ", $h' \

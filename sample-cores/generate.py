@@ -42,7 +42,13 @@ SCENARIO_MIN_VERSION = {"subinterp_threads": (3, 12), "subinterp_nested": (3, 12
 KINDS = ["kernel", "gcore"]
 PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
                   "3.11.7", "3.12.1", "3.13.0"]
-INTERPS = ["pyenv-" + v for v in PYENV_VERSIONS] + ["debian-3.11", "debian-3.13", "debian-3.14"]
+# Debian's interpreters run in a chroot of their suite (set up by setup-interpreters.sh).
+DEBIAN_CHROOT_INTERPS = [
+    "debian-3.13",
+    "debian-3.14",
+    "debian-3.15",
+]
+INTERPS = ["pyenv-" + v for v in PYENV_VERSIONS] + ["debian-3.11"] + DEBIAN_CHROOT_INTERPS
 JOB_TIMEOUT = 180
 CHROOT_SCEN = "/tmp/pymortem-scenarios"
 CHROOT_WORK = "/tmp/pymortem-work"
@@ -115,7 +121,7 @@ class Interp(object):
             self.stripped = True
             self.version = None
             self.identity = [file_identity(self.exe), open(ready).read().strip()]
-        elif name in ("debian-3.13", "debian-3.14"):
+        elif name in DEBIAN_CHROOT_INTERPS:
             mm = name[len("debian-"):]
             base = os.path.join(cache, name)
             self.sysroot = os.path.join(base, "root")

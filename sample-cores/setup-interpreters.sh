@@ -10,7 +10,7 @@
 #                                   the build-ids match.
 #   debian-3.13 (trixie)            private apt setup; runtime closure unpacked into
 #   debian-3.14 (sid)               $CACHE/debian-3.X/root (run with `chroot ROOT ...`), the
-#                                   python3.X-dbg package unpacked into $CACHE/debian-3.X/dbg
+#   debian-3.15 (sid)               python3.X-dbg package unpacked into $CACHE/debian-3.X/dbg
 #                                   (NOT into ROOT, so a core can be read "without debug files"
 #                                   by simply not passing the debug dir).
 #
@@ -21,12 +21,14 @@
 # Env: PYMORTEM_CORE_CACHE  cache dir (default: sample-cores/.cache)
 #      PYENV_ROOT           default ~/.pyenv
 #      PYMORTEM_SID_SUITE   suite used for 3.14 (default sid)
+#      PYMORTEM_315_SUITE   suite used for 3.15 (default sid; experimental carried it first)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${PYMORTEM_CORE_CACHE:-$HERE/.cache}"
 PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 SID_SUITE="${PYMORTEM_SID_SUITE:-sid}"
+SUITE_315="${PYMORTEM_315_SUITE:-sid}"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 PYENV_VERSIONS="2.7.18 3.6.15 3.7.16 3.8.18 3.9.18 3.10.13 3.11.7 3.12.1 3.13.0"
 
@@ -159,7 +161,7 @@ setup_debian_311() {
 }
 setup_debian_311 || fail "debian-3.11"
 
-# ---------------------------------------------------------------- private apt (3.13 / 3.14)
+# ---------------------------------------------------------------- private apt (3.13 / 3.14 / 3.15)
 # papt SUITE apt-get|apt-cache ARGS...
 papt() {
     local suite="$1" tool="$2"; shift 2
@@ -193,10 +195,14 @@ setup_debian_chroot() {
         echo "[setup] ERROR: suite $suite has no python$ver" >&2; return 1
     fi
     log "$name: python$ver $pyver from $suite; downloading runtime closure"
-    local arch="$CACHE/apt/$suite/cache/archives"
+    # an archive dir per interpreter: 3.14 and 3.15 both come from sid, and a shared one
+    # would unpack one interpreter's packages into the other's root
+    local arch="$d/debs"
+    mkdir -p "$arch/partial"
     # full dependency closure of the release interpreter (status file is empty, so
     # apt resolves everything, libc6 included)
-    papt "$suite" apt-get -qq -y -d install "python$ver=$pyver" "python$ver-minimal=$pyver" \
+    papt "$suite" apt-get -qq -y -d -o Dir::Cache::archives="$arch/" install \
+        "python$ver=$pyver" "python$ver-minimal=$pyver" \
         "libpython$ver-minimal=$pyver" "libpython$ver-stdlib=$pyver" libffi8 >&2 \
         || { echo "[setup] ERROR: download of python$ver closure failed" >&2; return 1; }
     # the split debug files of /usr/bin/python3.X live in python3.X-dbg (no deps needed)
@@ -232,11 +238,19 @@ setup_debian_chroot() {
     if ! chroot "$root" "/usr/bin/python$ver" -c 'import ctypes, threading, json; ctypes.CDLL(None).syscall(186)' >&2; then
         echo "[setup] ERROR: chroot $root /usr/bin/python$ver cannot run ctypes" >&2; return 1
     fi
+    # the interpreter reports the package's upstream version (3.15.0~rc1-1 -> 3.15.0rc1)
+    local upstream got
+    upstream="${pyver#*:}"; upstream="${upstream%%-*}"; upstream="${upstream//\~/}"
+    got="$(chroot "$root" "/usr/bin/python$ver" -c 'import platform; print(platform.python_version())')"
+    if [ "$got" != "$upstream" ]; then
+        echo "[setup] ERROR: chroot $root /usr/bin/python$ver reports $got, package is $pyver" >&2; return 1
+    fi
     echo "version=$pyver suite=$suite build_id=$bid" > "$d/.ready"
     log "$name ok ($pyver from $suite, build-id $bid)"
 }
 setup_debian_chroot 3.13 trixie || fail "debian-3.13"
 setup_debian_chroot 3.14 "$SID_SUITE" || fail "debian-3.14"
+setup_debian_chroot 3.15 "$SUITE_315" || fail "debian-3.15"
 
 if [ "${#FAILED[@]}" != 0 ]; then
     echo "[setup] FAILED: ${FAILED[*]}" >&2

@@ -45,6 +45,12 @@ impl Options {
         self.open.temp_dir = Some(dir.into());
         self
     }
+    /// The most a compressed core may decompress to, in bytes (default 64
+    /// GiB); the rest is treated as truncated.
+    pub fn max_core_size(mut self, bytes: u64) -> Self {
+        self.open.max_decompressed_size = bytes;
+        self
+    }
 }
 
 /// A crashed process, reconstructed from its core.

@@ -162,7 +162,7 @@ fn corrupt_scenarios_flag_their_victims() {
         .collect();
     assert_eq!(
         entries.len(),
-        3 * 12 * 2,
+        3 * support::INTERPRETERS.len() * 2,
         "every corrupt scenario of every interpreter, kernel and gcore"
     );
     let problems = support::parallel(&entries, check_corrupt);
@@ -175,7 +175,10 @@ fn healthy_scenarios_have_no_error_or_warning() {
         .into_iter()
         .filter(|e| HEALTHY.contains(&e["scenario"].as_str().unwrap()))
         .collect();
-    assert_eq!(entries.len(), HEALTHY.len() * 12 * 2);
+    assert_eq!(
+        entries.len(),
+        HEALTHY.len() * support::INTERPRETERS.len() * 2
+    );
     let problems = support::parallel(&entries, check_healthy);
     support::assert_no_problems(&problems);
 }

@@ -7,22 +7,6 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-/// Every interpreter the factory must cover; a missing one fails.
-const INTERPRETERS: [&str; 12] = [
-    "pyenv-2.7.18",
-    "pyenv-3.6.15",
-    "pyenv-3.7.16",
-    "pyenv-3.8.18",
-    "pyenv-3.9.18",
-    "pyenv-3.10.13",
-    "pyenv-3.11.7",
-    "pyenv-3.12.1",
-    "pyenv-3.13.0",
-    "debian-3.11",
-    "debian-3.13",
-    "debian-3.14",
-];
-
 fn info_args(entry: &Value) -> Vec<String> {
     let mut args = vec!["info".to_string(), "--json".to_string()];
     args.extend(support::file_args(entry));
@@ -57,7 +41,8 @@ fn info_matches_truth_on_every_sample_core() {
             )
         })
         .collect();
-    for interp in INTERPRETERS {
+    // Every interpreter the factory must cover; a missing one fails.
+    for interp in support::INTERPRETERS {
         for kind in ["kernel", "gcore"] {
             assert!(
                 covered.contains(&(interp.to_string(), kind.to_string())),

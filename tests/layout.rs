@@ -123,9 +123,11 @@ fn stripped_debian_311_uses_the_table_and_it_is_right() {
     assert_layout_agrees("debian-3.11", &report["layout"], &oracle["layout"]);
 }
 
-#[test]
-fn stripped_debian_314_uses_debug_offsets_and_it_is_right() {
-    let e = entry("debian-3.14", "threads", "kernel");
+/// A stripped Debian interpreter read without its debug files takes its
+/// layout from `_Py_DebugOffsets` (completed by the built-in table), and
+/// every field agrees with the same build's DWARF.
+fn assert_stripped_uses_debug_offsets(interp: &str) {
+    let e = entry(interp, "threads", "kernel");
     let core = e["core"].as_str().unwrap();
     let root = e["sysroot"].as_str().unwrap();
     let report = layout_json(&[
@@ -137,13 +139,25 @@ fn stripped_debian_314_uses_debug_offsets_and_it_is_right() {
     ]);
     assert_eq!(
         report["layout"]["source"]["kind"], "debug_offsets",
-        "{}",
+        "{interp}: {}",
         report["attempts"]
     );
     let dbg = e["debug_dirs"][0].as_str().unwrap();
     let oracle = layout_json(&["--no-cache", "--sysroot", root, "--debug-dir", dbg, core]);
     assert_eq!(oracle["layout"]["source"]["kind"], "dwarf");
-    assert_layout_agrees("debian-3.14", &report["layout"], &oracle["layout"]);
+    assert_layout_agrees(interp, &report["layout"], &oracle["layout"]);
+}
+
+#[test]
+fn stripped_debian_314_uses_debug_offsets_and_it_is_right() {
+    assert_stripped_uses_debug_offsets("debian-3.14");
+}
+
+#[test]
+fn stripped_debian_315_uses_debug_offsets_and_it_is_right() {
+    // 3.15's `_Py_DebugOffsets` has a layout of its own (every position after
+    // the thread state moves).
+    assert_stripped_uses_debug_offsets("debian-3.15");
 }
 
 /// Walk the first interpreter's thread states and collect their thread ids.

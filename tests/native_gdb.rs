@@ -23,7 +23,7 @@ fn function_names_agree_with_gdb() {
             "pyenv-3.11.7",
             "pyenv-3.13.0",
         ])
-        .args(["debian-3.11", "debian-3.14"])
+        .args(["debian-3.11", "debian-3.14", "debian-3.15"])
         .arg("--pymortem")
         .arg(env!("CARGO_BIN_EXE_pymortem"))
         .arg("--out")
@@ -41,7 +41,7 @@ fn function_names_agree_with_gdb() {
     )
     .unwrap();
     let totals = &summary["totals"];
-    assert_eq!(totals["cores"], 36, "{stdout}");
+    assert_eq!(totals["cores"], 42, "{stdout}");
     assert_eq!(totals["disagree"], 0, "{stdout}");
     // Most frames must actually be compared, not skipped as unnamed.
     let compared = totals["compared"].as_u64().unwrap();

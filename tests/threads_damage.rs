@@ -55,7 +55,8 @@ fn loop_a_frame_chain(interp: &str) {
     let started = std::time::Instant::now();
     let (code, stdout, stderr) =
         support::pymortem(&["threads", "--json", "--no-cache", damaged.to_str().unwrap()]);
-    assert_eq!(code, 0, "{interp}: {stderr}");
+    // The walk stopped early: the stacks are incomplete (exit 3).
+    assert_eq!(code, 3, "{interp}: {stderr}");
     assert!(started.elapsed().as_secs() < 30, "{interp}: no hang");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let threads = report["threads"].as_array().unwrap();

@@ -62,7 +62,7 @@ def expectation():
         return ("self-loop: free-list head == victim and victim->ob_item[0] == victim; numfree counts "
                 "both pushes. No runtime check in release builds: the next two PyTuple_New(7) would "
                 "return the same object twice.")
-    return ("3.14: the link is the object's first 8 bytes (ob_refcnt word). The list was empty "
+    return ("3.14+: the link is the object's first 8 bytes (ob_refcnt word). The list was empty "
             "before push #1, so the link was NULL (refcount reads 0); the second thread's "
             "incref/decref took it 0 -> 1 -> 0 and push #2 wrote the victim's own address: "
             "self-loop in the first 8 bytes; count 2.")

@@ -21,11 +21,17 @@ use pymortem::{Options, Process};
 pub const EXIT_OK: i32 = 0;
 /// Exit code for errors.
 pub const EXIT_ERROR: i32 = 2;
+/// Exit code when a check could not run (the result is incomplete), and
+/// nothing worse was found.
+pub const EXIT_INCOMPLETE: i32 = 3;
 
 /// Post-mortem forensic inspector for crashed CPython processes.
 #[derive(Debug, Parser)]
 #[command(name = "pymortem", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 success, 1 findings, 2 error.")]
+#[command(
+    after_help = "Exit codes: 0 success (every check ran and found nothing), 1 findings, \
+2 error, 3 incomplete (a check could not run; the output says which and what would let it)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -81,6 +87,34 @@ pub(crate) struct SearchArgs {
     /// Where compressed cores are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
+    /// The most a compressed core may decompress to (bytes, or with K, M, G, T);
+    /// the rest is treated as truncated. Default 64G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_core_size: Option<u64>,
+}
+
+/// `123`, `512M`, `64G`, `1T` (powers of 1024) as bytes.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text}: the unit must be K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| {
+        format!("{text} is not a size (a number, optionally followed by K, M, G or T)")
+    })?;
+    n.checked_mul(1u64 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("{text}: the size must be above 0 and below 16 EiB"))
 }
 
 impl SearchArgs {
@@ -88,7 +122,9 @@ impl SearchArgs {
         Options {
             open: OpenOptions {
                 temp_dir: self.temp_dir.clone(),
-                ..OpenOptions::default()
+                max_decompressed_size: self
+                    .max_core_size
+                    .unwrap_or(OpenOptions::default().max_decompressed_size),
             },
             search: SearchPaths {
                 sysroot: self.sysroot.clone(),
@@ -161,7 +197,18 @@ fn threads(args: &ThreadsArgs) -> i32 {
     if args.native {
         report.add_native_stacks(&process, state.as_ref().ok());
     }
-    print_report(args.core.json, &report, render::threads)
+    let code = print_report(args.core.json, &report, render::threads);
+    if code != EXIT_OK {
+        return code;
+    }
+    let code = report.exit_code();
+    if code == EXIT_ERROR {
+        return fail(&format!(
+            "{}: no CPython interpreter was found in the core: no Python stacks to show",
+            args.core.core.display()
+        ));
+    }
+    code
 }
 
 #[derive(Debug, Args)]
@@ -220,10 +267,6 @@ fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
         result,
         part,
     );
-    if report.verdict.is_none() {
-        let code = print_report(args.core.json, &report, render::check);
-        return if code == EXIT_OK { EXIT_ERROR } else { code };
-    }
     let code = print_report(args.core.json, &report, render::check);
     if code == EXIT_OK {
         report.exit_code()
@@ -239,14 +282,29 @@ fn object(args: &ObjectArgs) -> i32 {
     };
     let state = match state {
         Ok(s) => s,
+        Err(e) if process.python().is_some() => {
+            let _ = writeln!(
+                io::stderr(),
+                "pymortem: incomplete: {}: the interpreter's structures could not be read: {e}; {}",
+                args.core.core.display(),
+                pymortem::forensics::coverage::interpreter_files_remedy(&process)
+            );
+            return EXIT_INCOMPLETE;
+        }
         Err(e) => return fail(&format!("{}: {e}", args.core.core.display())),
     };
     let info = pymortem::forensics::inspect(&process, &state, args.address);
-    print_report(
+    let incomplete = !info.unchecked.is_empty();
+    let code = print_report(
         args.core.json,
         &pymortem::report::ObjectReport::new(info),
         render::object,
-    )
+    );
+    if code == EXIT_OK && incomplete {
+        EXIT_INCOMPLETE
+    } else {
+        code
+    }
 }
 
 #[derive(Debug, Args)]

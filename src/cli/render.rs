@@ -436,6 +436,9 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
             let _ = writeln!(s, "  fatal error: {e}");
         }
     }
+    if let Some(v) = &r.verdict {
+        unchecked_lines(&mut s, &v.unchecked);
+    }
     if !r.free_lists.is_empty() {
         let _ = writeln!(s, "\nTuple free lists:");
         let mut t = table(&[
@@ -533,5 +536,31 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
         let _ = writeln!(s, "  findings:");
         finding_lines(&mut s, &o.findings);
     }
+    unchecked_lines(&mut s, &o.unchecked);
     s
+}
+
+/// The checks that could not run: what, why, and what would let them.
+fn unchecked_lines(s: &mut String, unchecked: &[pymortem::forensics::Unchecked]) {
+    if unchecked.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nNot checked ({}): the result is incomplete",
+        unchecked.len()
+    );
+    for u in unchecked {
+        let _ = writeln!(s, "  {}: {}", u.check.describe(), u.reason);
+    }
+    // Most gaps share one cause: say each remedy once.
+    let mut remedies: Vec<&str> = Vec::new();
+    for u in unchecked {
+        if !remedies.contains(&u.remedy.as_str()) {
+            remedies.push(&u.remedy);
+        }
+    }
+    for remedy in remedies {
+        let _ = writeln!(s, "  To check them: {remedy}");
+    }
 }

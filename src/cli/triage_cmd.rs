@@ -33,7 +33,8 @@ pub struct TriageArgs {
     /// One CSV row per core.
     #[arg(long)]
     csv: bool,
-    /// Exit 1 when a core has error or warning findings (`findings`) or could not be read (`errors`).
+    /// Exit 1 when a core has error or warning findings (`findings`), could not be read
+    /// (`errors`), or could not be checked in full (`incomplete`).
     #[arg(long, value_enum)]
     fail_on: Vec<FailOn>,
     /// Skip the free-list and GC checks: faster, and signatures carry no finding kinds.
@@ -48,6 +49,7 @@ pub struct TriageArgs {
 enum FailOn {
     Findings,
     Errors,
+    Incomplete,
 }
 
 type Outcome = (PathBuf, Result<CoreTriage, String>);
@@ -105,8 +107,10 @@ pub fn run(args: &TriageArgs) -> i32 {
     }
     let findings = triaged.iter().any(|c| !c.finding_kinds.is_empty());
     let errors = outcomes.iter().any(|(_, o)| o.is_err());
+    let incomplete = triaged.iter().any(|c| c.verdict == Some("incomplete"));
     if (args.fail_on.contains(&FailOn::Findings) && findings)
         || (args.fail_on.contains(&FailOn::Errors) && errors)
+        || (args.fail_on.contains(&FailOn::Incomplete) && incomplete)
     {
         1
     } else {
@@ -191,7 +195,7 @@ fn csv(
     group_of: &dyn Fn(&str) -> Option<usize>,
 ) -> String {
     let mut out = String::from(
-        "path,status,group,signature,python_version,signal,fatal_error,python_frames,native_frames,finding_kinds,error\n",
+        "path,status,group,signature,python_version,signal,fatal_error,python_frames,native_frames,finding_kinds,verdict,error\n",
     );
     let field = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for (path, outcome) in outcomes {
@@ -208,23 +212,24 @@ fn csv(
                 field(&c.python_frames.join(" < ")),
                 field(&c.native_frames.join(" < ")),
                 field(&c.finding_kinds.join(" ")),
+                c.verdict.unwrap_or_default().to_string(),
                 String::new(),
             ],
             Err(e) => {
-                let mut row: [String; 11] = Default::default();
+                let mut row: [String; 12] = Default::default();
                 row[0] = path;
                 row[1] = "error".into();
-                row[10] = field(e);
+                row[11] = field(e);
                 row
             }
         };
         let _ = writeln!(out, "{}", row.join(","));
     }
     for s in skipped {
-        let mut row: [String; 11] = Default::default();
+        let mut row: [String; 12] = Default::default();
         row[0] = field(&s.path.to_string_lossy());
         row[1] = "skipped".into();
-        row[10] = field(&s.reason);
+        row[11] = field(&s.reason);
         let _ = writeln!(out, "{}", row.join(","));
     }
     out
@@ -240,12 +245,17 @@ fn table(
         .iter()
         .filter_map(|(p, o)| o.as_ref().err().map(|e| (p, e)))
         .collect();
+    let incomplete = outcomes
+        .iter()
+        .filter(|(_, o)| o.as_ref().is_ok_and(|c| c.verdict == Some("incomplete")))
+        .count();
     let _ = writeln!(
         s,
-        "{} cores: {} groups, {} errors, {} skipped (signature v{SIGNATURE_VERSION})",
+        "{} cores: {} groups, {} errors, {} incomplete, {} skipped (signature v{SIGNATURE_VERSION})",
         outcomes.len(),
         groups.len(),
         errors.len(),
+        incomplete,
         skipped.len()
     );
     let mut t = Table::new();
@@ -274,6 +284,23 @@ fn table(
     // Each message names its file.
     for (_, e) in errors {
         let _ = writeln!(s, "error: {e}");
+    }
+    for (path, outcome) in outcomes {
+        if let Ok(c) = outcome
+            && !c.unchecked.is_empty()
+        {
+            let names: Vec<String> = c
+                .unchecked
+                .iter()
+                .map(|u| u.describe().to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "incomplete: {}: not checked: {}",
+                path.display(),
+                names.join(", ")
+            );
+        }
     }
     for k in skipped {
         let _ = writeln!(s, "skipped: {}: {}", k.path.display(), k.reason);

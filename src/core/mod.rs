@@ -149,8 +149,6 @@ pub struct CoreFile {
     path: PathBuf,
     data: Arc<CoreBytes>,
     compression: Option<&'static str>,
-    // Holds the decompressed temp file; deleted on drop.
-    _decompressed: Option<tempfile::TempPath>,
     segments: Vec<Segment>,
     threads: Vec<CoreThread>,
     psinfo: Option<PsInfo>,
@@ -183,7 +181,7 @@ impl CoreFile {
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let mut diagnostics = Vec::new();
         match compressed::detect(&map) {
-            None => Self::from_parts(path, CoreBytes::Mapped(map), None, None, diagnostics),
+            None => Self::from_parts(path, CoreBytes::Mapped(map), None, diagnostics),
             Some(format) => {
                 drop(map);
                 let out = compressed::decompress(path, format, options, &mut diagnostics)?;
@@ -191,7 +189,6 @@ impl CoreFile {
                     path,
                     CoreBytes::Mapped(out.map),
                     Some(format.name()),
-                    Some(out.temp),
                     diagnostics,
                 )
             }
@@ -207,14 +204,13 @@ impl CoreFile {
                 reason: "the file is empty".into(),
             });
         }
-        Self::from_parts(label, CoreBytes::Owned(bytes), None, None, Vec::new())
+        Self::from_parts(label, CoreBytes::Owned(bytes), None, Vec::new())
     }
 
     fn from_parts(
         path: &Path,
         data: CoreBytes,
         compression: Option<&'static str>,
-        temp: Option<tempfile::TempPath>,
         diagnostics: Vec<Diagnostic>,
     ) -> Result<CoreFile, Error> {
         let data = Arc::new(data);
@@ -223,7 +219,6 @@ impl CoreFile {
             path: path.to_path_buf(),
             data,
             compression,
-            _decompressed: temp,
             segments: parsed.segments,
             threads: parsed.threads,
             psinfo: parsed.psinfo,

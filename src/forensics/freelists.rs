@@ -36,6 +36,10 @@ pub struct FreeListSlot {
     pub members: Vec<u64>,
     /// Kinds of finding raised for this slot.
     pub anomalies: Vec<FindingKind>,
+    /// Why the slot's head could not be read, when it could not: the slot
+    /// was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// All slots of every list.
@@ -47,6 +51,8 @@ pub struct FreeLists {
     pub members: rustc_hash::FxHashSet<u64>,
     /// Address ranges of the slot arrays themselves.
     pub arrays: Vec<(u64, u64)>,
+    /// Why the lists could not be located, when they could not.
+    pub unlocated: Option<String>,
 }
 
 /// Where one set of 20 slots lives.
@@ -59,7 +65,7 @@ struct SlotArrays {
     counter_stride: u64,
 }
 
-fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
+fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
     match heap.facts.tuple_free_list {
         TupleFreeListStorage::Static => {
             let statics = heap.module.and_then(|m| {
@@ -79,22 +85,19 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                 Some((heads, counters))
             });
             match statics {
-                Some((heads, counters)) => vec![SlotArrays {
+                Some((heads, counters)) => Ok(vec![SlotArrays {
                     interpreter: None,
                     heads,
                     head_stride: 8,
                     counters,
                     counter_size: 4,
                     counter_stride: 4,
-                }],
-                None => {
-                    diagnostics.push(Diagnostic::error(
-                        "forensics",
-                        "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither .symtab nor DWARF \
-                         names them; pass --debug-dir with the interpreter's debug file",
-                    ));
-                    Vec::new()
-                }
+                }]),
+                None => Err(
+                    "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
+                     the interpreter's symbol table nor its DWARF was found to name them"
+                        .to_string(),
+                ),
             }
         }
         TupleFreeListStorage::Interpreter => {
@@ -102,13 +105,9 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                 heap.off("PyInterpreterState", "tuple_free_list"),
                 heap.off("PyInterpreterState", "tuple_numfree"),
             ) else {
-                diagnostics.push(Diagnostic::error(
-                    "forensics",
-                    "the layout lacks the interpreter's tuple free lists",
-                ));
-                return Vec::new();
+                return Err("the layout lacks the interpreter's tuple free lists".to_string());
             };
-            heap.interpreters
+            Ok(interpreters(heap)?
                 .iter()
                 .map(|&i| SlotArrays {
                     interpreter: Some(i),
@@ -118,7 +117,7 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                     counter_size: 4,
                     counter_stride: 4,
                 })
-                .collect()
+                .collect())
         }
         TupleFreeListStorage::InterpreterPairs => {
             let (Some(base), Some(head), Some(size), Some(stride)) = (
@@ -127,13 +126,12 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                 heap.off("FreeList", "size"),
                 heap.layout.size("FreeList"),
             ) else {
-                diagnostics.push(Diagnostic::error(
-                    "forensics",
-                    "the layout lacks the interpreter's tuple free lists (_Py_freelist)",
-                ));
-                return Vec::new();
+                return Err(
+                    "the layout lacks the interpreter's tuple free lists (_Py_freelist)"
+                        .to_string(),
+                );
             };
-            heap.interpreters
+            Ok(interpreters(heap)?
                 .iter()
                 .map(|&i| SlotArrays {
                     interpreter: Some(i),
@@ -143,8 +141,20 @@ fn locate(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> Vec<SlotArrays> {
                     counter_size: 8,
                     counter_stride: stride,
                 })
-                .collect()
+                .collect())
         }
+    }
+}
+
+/// The interpreters whose lists are walked (3.10+ keeps the lists per interpreter).
+fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], String> {
+    if heap.interpreters.is_empty() {
+        Err(
+            "the free lists live in the interpreter state, and no interpreter was found"
+                .to_string(),
+        )
+    } else {
+        Ok(&heap.interpreters)
     }
 }
 
@@ -156,7 +166,15 @@ pub fn walk(
 ) -> FreeLists {
     let mut out = FreeLists::default();
     let slots = heap.facts.tuple_slots as usize;
-    for arrays in locate(heap, diagnostics) {
+    let located = match locate(heap) {
+        Ok(located) => located,
+        Err(reason) => {
+            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            out.unlocated = Some(reason);
+            return out;
+        }
+    };
+    for arrays in located {
         out.arrays.push((
             arrays.heads,
             arrays.heads + arrays.head_stride * slots as u64,
@@ -201,7 +219,10 @@ fn walk_slot(
     };
     let head_at = arrays.heads + arrays.head_stride * index as u64;
     let counter_at = arrays.counters + arrays.counter_stride * index as u64;
-    let head = heap.memory.read_ptr(head_at).unwrap_or(0);
+    let (head, unreadable) = match heap.memory.read_ptr(head_at) {
+        Ok(head) => (head, None),
+        Err(e) => (0, Some(e.to_string())),
+    };
     let counter = match arrays.counter_size {
         4 => heap.memory.read_i32(counter_at).ok().map(i64::from),
         _ => heap.memory.read_i64(counter_at).ok(),
@@ -217,7 +238,11 @@ fn walk_slot(
         walked: 0,
         members: Vec::new(),
         anomalies: Vec::new(),
+        unreadable,
     };
+    if slot.unreadable.is_some() {
+        return slot;
+    }
     // Slot 0 keeps the live empty tuple up to 3.10; it is not a freed tuple.
     if heap.facts.tuple_index == TupleIndex::Size && index == 0 {
         return slot;

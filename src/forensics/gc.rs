@@ -36,6 +36,10 @@ pub struct GenerationSummary {
     pub complete: bool,
     /// Findings raised for it.
     pub anomalies: usize,
+    /// Why its head could not be read, when it could not: the generation was
+    /// not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// Every generation and every tracked object.
@@ -51,6 +55,8 @@ pub struct GcWalk {
     pub watched: Vec<(u64, usize)>,
     /// A collection was running: links may be mid-update.
     pub collecting: bool,
+    /// Why the generations could not be located, when they could not.
+    pub unlocated: Option<String>,
 }
 
 impl GcWalk {
@@ -119,7 +125,7 @@ impl<'w> Seen<'w> {
 }
 
 /// The heads to walk: (name, head address, generation struct address).
-fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>, bool) {
+fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
     let stride = heap.layout.size("GCGeneration").unwrap_or(0);
     let bases: Vec<(Option<u64>, u64)> = match heap.facts.gc_lists {
         GcListLocation::Static => {
@@ -140,19 +146,19 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
             });
             match generation0 {
                 Some(g) => {
-                    return (
+                    return Ok((
                         (0..3)
                             .map(|i| (format!("generation {i}"), g + i * stride))
                             .collect(),
                         false,
-                    );
+                    ));
                 }
                 None => {
-                    diagnostics.push(Diagnostic::error(
-                        "forensics",
-                        "the GC generations (gcmodule.c) are not named by any symbol",
-                    ));
-                    return (Vec::new(), false);
+                    return Err(
+                        "the GC generations are statics of gcmodule.c, and neither the \
+                         interpreter's symbol table nor its DWARF was found to name them"
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -170,10 +176,11 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
         },
     };
     if bases.is_empty() {
-        diagnostics.push(Diagnostic::error(
-            "forensics",
-            "the GC state is not in the layout",
-        ));
+        return Err(if heap.interpreters.is_empty() {
+            "the GC state lives in the interpreter state, and no interpreter was found".to_string()
+        } else {
+            "the GC state is not in the layout".to_string()
+        });
     }
     let mut out = Vec::new();
     let mut collecting = false;
@@ -201,7 +208,7 @@ fn heads(heap: &Heap, diagnostics: &mut Vec<Diagnostic>) -> (Vec<(String, u64)>,
             out.push((format!("permanent{suffix}"), gc + p));
         }
     }
-    (out, collecting)
+    Ok((out, collecting))
 }
 
 /// Walk every generation list.
@@ -231,7 +238,14 @@ pub fn walk(
         .objects
         .try_reserve((writable / 32).min(MAX_OBJECTS as u64) as usize);
     let mut seen = Seen::new(heap, watch);
-    let (heads, collecting) = heads(heap, diagnostics);
+    let (heads, collecting) = match heads(heap) {
+        Ok(found) => found,
+        Err(reason) => {
+            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            out.unlocated = Some(reason);
+            return out;
+        }
+    };
     out.collecting = collecting;
     if collecting {
         diagnostics.push(Diagnostic::note(
@@ -261,6 +275,7 @@ pub fn walk(
             walked: 0,
             complete: false,
             anomalies: 0,
+            unreadable: None,
         };
         let mut per_kind: HashMap<FindingKind, usize> = HashMap::new();
         let mut raise = |summary: &mut GenerationSummary, f: Finding| {
@@ -272,7 +287,19 @@ pub fn walk(
             }
         };
         let mut prev = head;
-        let mut node = heap.gc_next(head).unwrap_or(0);
+        let head_link = heap
+            .gc_next_at
+            .map(|o| heap.memory.read_ptr(head.wrapping_add(o)));
+        let mut node = match head_link {
+            // An unreadable head is memory the core lacks, not a broken link.
+            Some(Err(e)) => {
+                summary.unreadable = Some(e.to_string());
+                out.generations.push(summary);
+                out.ends.push(out.objects.len());
+                continue;
+            }
+            _ => heap.gc_next(head).unwrap_or(0),
+        };
         loop {
             if node == head {
                 summary.complete = true;

@@ -36,7 +36,7 @@ pub struct Heap<'p> {
     pub runtime: Option<u64>,
     type_flags: RefCell<rustc_hash::FxHashMap<u64, Option<u64>>>,
     last_type_flags: Cell<(u64, Option<u64>)>,
-    gc_next_at: Option<u64>,
+    pub(crate) gc_next_at: Option<u64>,
     gc_prev_at: Option<u64>,
     gc_refs_at: Option<u64>,
     tp_flags_at: Option<u64>,

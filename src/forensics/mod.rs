@@ -2,6 +2,7 @@
 //! object whose GC state or refcount contradicts its free-list membership,
 //! with the evidence that was read.
 
+pub mod coverage;
 pub mod dense;
 pub mod freelists;
 pub mod gc;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use coverage::{CheckName, Unchecked};
 pub use verdict::Verdict;
 
 use crate::error::{Diagnostic, Severity};
@@ -157,7 +159,8 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let fatal = crashed_thread_stack
         .as_ref()
         .and_then(|s| s.fatal_error.as_ref());
-    let verdict = verdict::judge(process, state, &findings, fatal);
+    let unchecked = coverage::assess(process, state, &free, &gc_walk);
+    let verdict = verdict::judge(process, state, &findings, fatal, unchecked);
     CheckResult {
         crashed_thread_stack,
         free_lists: free.slots,
@@ -180,6 +183,9 @@ pub struct FreeListWalk {
     pub findings: Vec<Finding>,
     /// Parts that could not be walked, and why.
     pub diagnostics: Vec<Diagnostic>,
+    /// The lists, when they could not all be walked: why, and what would
+    /// let them be.
+    pub unchecked: Option<Unchecked>,
 }
 
 /// Walk every tuple free list of `process`.
@@ -189,6 +195,7 @@ pub fn free_lists(process: &Process, state: &PythonState) -> FreeListWalk {
     let mut diagnostics = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
     FreeListWalk {
+        unchecked: coverage::free_lists(process, &free),
         slots: free.slots,
         findings,
         diagnostics,
@@ -215,6 +222,9 @@ pub struct GcGenerations {
     pub collecting: bool,
     /// Parts that could not be walked, and why.
     pub diagnostics: Vec<Diagnostic>,
+    /// The lists, when they could not all be walked: why, and what would
+    /// let them be.
+    pub unchecked: Option<Unchecked>,
 }
 
 /// Walk every GC generation list of `process`.
@@ -241,6 +251,7 @@ pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
         })
         .collect();
     GcGenerations {
+        unchecked: coverage::gc_lists(process, &walk),
         generations,
         findings,
         collecting: walk.collecting,
@@ -379,6 +390,9 @@ pub struct ObjectInfo {
     pub repr: String,
     /// Findings about it.
     pub findings: Vec<Finding>,
+    /// Checks that could not run, so that what is said of the object's
+    /// free-list membership, GC list and referrers may be short.
+    pub unchecked: Vec<Unchecked>,
 }
 
 /// Inspect one object.
@@ -397,6 +411,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         &mut |obj, ty| collector.object(&heap, obj, ty),
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
+    let unchecked = coverage::assess(process, state, &free, &gc_walk);
     let refs = collector.finish(&heap, state);
     let referrers = referrers::referrers_of(&heap, &free, &refs, &targets, &targets)
         .remove(&address)
@@ -435,5 +450,6 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
             .into_iter()
             .filter(|f| f.address == address)
             .collect(),
+        unchecked,
     }
 }

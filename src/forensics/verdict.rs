@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use super::coverage::Unchecked;
 use super::{Finding, FindingKind};
 use crate::error::Severity;
 use crate::process::Process;
@@ -14,7 +15,9 @@ use crate::stacks::FatalError;
 /// What probably happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// `clean`, `corrupt` or `suspicious`.
+    /// `corrupt` (error findings), `suspicious` (warnings only),
+    /// `incomplete` (no such finding, but a check could not run) or `clean`
+    /// (every check ran and found nothing).
     pub status: &'static str,
     /// The story in one sentence.
     pub summary: String,
@@ -25,6 +28,51 @@ pub struct Verdict {
     pub threads: Vec<i32>,
     /// The fatal error printed before the abort, when it can be told.
     pub fatal_error: Option<String>,
+    /// The checks that could not run, why, and what would let them.
+    pub unchecked: Vec<Unchecked>,
+}
+
+impl Verdict {
+    /// The verdict when the interpreter's structures could not be read at all.
+    pub fn nothing_checked(unchecked: Unchecked) -> Verdict {
+        let mut verdict = Verdict {
+            status: "incomplete",
+            summary: String::new(),
+            victims: Vec::new(),
+            threads: Vec::new(),
+            fatal_error: None,
+            unchecked: vec![unchecked],
+        };
+        verdict.summary = incomplete_summary(&verdict.unchecked);
+        verdict
+    }
+
+    /// Keep only the unchecked parts `keep` accepts (a report that shows one
+    /// part judges only that part), and restate the status.
+    pub fn restrict(&mut self, keep: impl Fn(&Unchecked) -> bool) {
+        self.unchecked.retain(keep);
+        match (self.status, self.unchecked.is_empty()) {
+            ("incomplete", true) => {
+                self.status = "clean";
+                self.summary = CLEAN.to_string();
+            }
+            ("clean", false) => {
+                self.status = "incomplete";
+                self.summary = incomplete_summary(&self.unchecked);
+            }
+            _ => {}
+        }
+    }
+}
+
+const CLEAN: &str = "no contradiction between the free lists, the GC lists and the refcounts";
+
+fn incomplete_summary(unchecked: &[Unchecked]) -> String {
+    let parts: Vec<&str> = unchecked.iter().map(|u| u.check.describe()).collect();
+    format!(
+        "nothing found, but not everything was checked: {} could not be read (see what was not checked)",
+        parts.join(", ")
+    )
 }
 
 fn holders(f: &Finding) -> String {
@@ -48,6 +96,7 @@ pub fn judge(
     state: &PythonState,
     findings: &[Finding],
     fatal: Option<&FatalError>,
+    unchecked: Vec<Unchecked>,
 ) -> Verdict {
     let errors: Vec<&Finding> = findings
         .iter()
@@ -107,8 +156,10 @@ pub fn judge(
         format!("the heap is corrupt: {}", first.message)
     } else if warnings {
         "no corruption proven; see the warnings".to_string()
+    } else if !unchecked.is_empty() {
+        incomplete_summary(&unchecked)
     } else {
-        "no contradiction between the free lists, the GC lists and the refcounts".to_string()
+        CLEAN.to_string()
     };
     let fatal_error = fatal.map(|f| match &f.message {
         Some(m) => m.clone(),
@@ -141,6 +192,8 @@ pub fn judge(
             "corrupt"
         } else if warnings {
             "suspicious"
+        } else if !unchecked.is_empty() {
+            "incomplete"
         } else {
             "clean"
         },
@@ -148,6 +201,7 @@ pub fn judge(
         victims,
         threads: threads.into_iter().collect(),
         fatal_error,
+        unchecked,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `_Py_DebugOffsets` (3.13+): the offsets table CPython keeps at the start
-//! of `_PyRuntime`. Its own layout differs between 3.13 and 3.14, so the
-//! `version` word picks the reader (cpython-internals.md §11.2).
+//! of `_PyRuntime`. Its own layout differs in each of 3.13, 3.14 and 3.15,
+//! so the `version` word picks the reader (cpython-internals.md §11.2).
 
 use super::version::{DEBUG_OFFSETS_COOKIE, PythonVersion};
 use super::{FieldLayout, Layout, LayoutSource};
@@ -158,6 +158,85 @@ const TABLE_3_14: &[(u64, Entry)] = &[
     (656, Field("GCRuntimeState", "collecting")),
 ];
 
+/// Entries of the 3.15 table: the thread state gains `base_frame`, the
+/// profiler's and the GIL's fields and the exception state; the type object
+/// gains `tp_basicsize` and `tp_dictoffset`, and `heap_type_object` is new;
+/// every later position moves.
+const TABLE_3_15: &[(u64, Entry)] = &[
+    (24, Size("_PyRuntimeState")),
+    (32, Field("_PyRuntimeState", "finalizing")),
+    (40, Field("_PyRuntimeState", "interpreters_head")),
+    (48, Size("PyInterpreterState")),
+    (56, Field("PyInterpreterState", "id")),
+    (64, Field("PyInterpreterState", "next")),
+    (72, Field("PyInterpreterState", "threads_head")),
+    (80, Field("PyInterpreterState", "threads_main")),
+    (88, Field("PyInterpreterState", "gc")),
+    (96, Field("PyInterpreterState", "modules")),
+    (104, Field("PyInterpreterState", "sysdict")),
+    (112, Field("PyInterpreterState", "builtins")),
+    (120, Field("PyInterpreterState", "ceval_gil")),
+    (144, Field("PyInterpreterState", "gil_locked")),
+    (152, Field("PyInterpreterState", "gil_last_holder")),
+    (176, Size("PyThreadState")),
+    (184, Field("PyThreadState", "prev")),
+    (192, Field("PyThreadState", "next")),
+    (200, Field("PyThreadState", "interp")),
+    (208, Field("PyThreadState", "current_frame")),
+    (240, Field("PyThreadState", "thread_id")),
+    (248, Field("PyThreadState", "native_thread_id")),
+    (256, Field("PyThreadState", "datastack_chunk")),
+    (264, Field("PyThreadState", "status")),
+    (312, Size("_PyInterpreterFrame")),
+    (320, Field("_PyInterpreterFrame", "previous")),
+    (328, Field("_PyInterpreterFrame", "code")),
+    (336, Field("_PyInterpreterFrame", "instr_ptr")),
+    (344, Field("_PyInterpreterFrame", "localsplus")),
+    (352, Field("_PyInterpreterFrame", "owner")),
+    (360, Field("_PyInterpreterFrame", "stackpointer")),
+    (376, Size("PyCodeObject")),
+    (384, Field("PyCodeObject", "co_filename")),
+    (392, Field("PyCodeObject", "co_name")),
+    (400, Field("PyCodeObject", "co_qualname")),
+    (408, Field("PyCodeObject", "co_linetable")),
+    (416, Field("PyCodeObject", "co_firstlineno")),
+    (424, Field("PyCodeObject", "co_argcount")),
+    (432, Field("PyCodeObject", "co_localsplusnames")),
+    (440, Field("PyCodeObject", "co_localspluskinds")),
+    (448, Field("PyCodeObject", "co_code_adaptive")),
+    (464, Size("PyObject")),
+    (472, Field("PyObject", "ob_type")),
+    (480, Size("PyTypeObject")),
+    (488, Field("PyTypeObject", "tp_name")),
+    (496, Field("PyTypeObject", "tp_repr")),
+    (504, Field("PyTypeObject", "tp_flags")),
+    (512, Field("PyTypeObject", "tp_basicsize")),
+    (520, Field("PyTypeObject", "tp_dictoffset")),
+    (528, Size("PyHeapTypeObject")),
+    (536, Field("PyHeapTypeObject", "ht_cached_keys")),
+    (544, Size("PyTupleObject")),
+    (552, Field("PyTupleObject", "ob_item")),
+    (560, Field("PyVarObject", "ob_size")),
+    (568, Size("PyListObject")),
+    (576, Field("PyListObject", "ob_item")),
+    (624, Size("PyDictObject")),
+    (632, Field("PyDictObject", "ma_keys")),
+    (640, Field("PyDictObject", "ma_values")),
+    (648, Size("PyFloatObject")),
+    (656, Field("PyFloatObject", "ob_fval")),
+    (664, Size("PyLongObject")),
+    (672, Field("PyLongObject", "lv_tag")),
+    (680, Field("PyLongObject", "ob_digit")),
+    (688, Size("PyBytesObject")),
+    (704, Field("PyBytesObject", "ob_sval")),
+    (712, Size("PyUnicodeObject")),
+    (720, Field("PyASCIIObject", "state")),
+    (728, Field("PyASCIIObject", "length")),
+    (736, Size("PyASCIIObject")),
+    (752, Size("GCRuntimeState")),
+    (760, Field("GCRuntimeState", "collecting")),
+];
+
 /// A value in the table larger than this is not an offset or size.
 const MAX_PLAUSIBLE: u64 = 1 << 24;
 
@@ -184,6 +263,7 @@ pub fn apply(
     let entries = match (version.major, version.minor) {
         (3, 13) => TABLE_3_13,
         (3, 14) => TABLE_3_14,
+        (3, 15) => TABLE_3_15,
         _ => return None,
     };
     let table_name = match &base.source {

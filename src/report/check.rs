@@ -4,9 +4,10 @@ use serde::Serialize;
 
 use super::SCHEMA_VERSION;
 use crate::error::{Diagnostic, Severity};
+use crate::forensics::coverage::interpreter_files_remedy;
 use crate::forensics::freelists::FreeListSlot;
 use crate::forensics::gc::GenerationSummary;
-use crate::forensics::{CheckResult, Finding, ObjectInfo, Verdict};
+use crate::forensics::{CheckName, CheckResult, Finding, ObjectInfo, Unchecked, Verdict};
 use crate::layout::LayoutSource;
 use crate::process::Process;
 use crate::python::PythonState;
@@ -36,7 +37,7 @@ pub struct CheckReport {
     pub python_version: Option<String>,
     /// Where the layout came from.
     pub layout_source: Option<LayoutSource>,
-    /// The likely story (null when the checks could not run).
+    /// The likely story (null when the core holds no Python interpreter).
     pub verdict: Option<Verdict>,
     /// Findings, errors first.
     pub findings: Vec<Finding>,
@@ -86,7 +87,18 @@ impl CheckReport {
             diagnostics,
             crashed_thread_stack: None,
         };
-        let Some(result) = result else { return report };
+        let Some(result) = result else {
+            // A Python process whose structures could not be read: nothing was
+            // checked, which is not the same as nothing found.
+            if let (Err(reason), Some(_)) = (&state, process.python()) {
+                report.verdict = Some(Verdict::nothing_checked(Unchecked {
+                    check: CheckName::Layout,
+                    reason: reason.clone(),
+                    remedy: interpreter_files_remedy(process),
+                }));
+            }
+            return report;
+        };
         report.diagnostics.extend(result.diagnostics);
         if part == CheckPart::All {
             report.crashed_thread_stack = result.crashed_thread_stack;
@@ -118,17 +130,30 @@ impl CheckReport {
             report.generations = result.generations;
             report.gc_objects = result.gc_objects;
         }
-        report.verdict = Some(result.verdict);
+        let mut verdict = result.verdict;
+        verdict.restrict(|u| match part {
+            CheckPart::All => true,
+            CheckPart::FreeLists => matches!(u.check, CheckName::Layout | CheckName::FreeLists),
+            CheckPart::Gc => matches!(u.check, CheckName::Layout | CheckName::GcLists),
+        });
+        report.verdict = Some(verdict);
         report
     }
 
-    /// 1 when there are error or warning findings, else 0.
+    /// 1 when there are error or warning findings; else 3 when a check
+    /// could not run; else 0. A report without a verdict (no Python) is 2.
     pub fn exit_code(&self) -> i32 {
-        i32::from(
-            self.findings
-                .iter()
-                .any(|f| f.severity >= Severity::Warning),
-        )
+        if self
+            .findings
+            .iter()
+            .any(|f| f.severity >= Severity::Warning)
+        {
+            1
+        } else if let Some(verdict) = &self.verdict {
+            if verdict.unchecked.is_empty() { 0 } else { 3 }
+        } else {
+            2
+        }
     }
 }
 

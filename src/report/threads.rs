@@ -208,3 +208,21 @@ impl ThreadsReport {
         }
     }
 }
+
+impl ThreadsReport {
+    /// 0 when every thread state's frames were read; 3 (incomplete) when the
+    /// interpreter's structures could not be read, no thread shows a Python
+    /// frame, or a frame walk stopped early; 2 when the core holds no Python.
+    pub fn exit_code(&self) -> i32 {
+        if self.python_version.is_none() {
+            2
+        } else if self.layout_source.is_none()
+            || self.threads.iter().all(|t| t.frames.is_empty())
+            || self.threads.iter().any(|t| t.frames_error.is_some())
+        {
+            3
+        } else {
+            0
+        }
+    }
+}

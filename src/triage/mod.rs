@@ -138,6 +138,12 @@ pub struct CoreTriage {
     pub native_frames: Vec<String>,
     /// Kinds of error and warning findings, sorted.
     pub finding_kinds: Vec<String>,
+    /// The checks' verdict: `clean`, `suspicious`, `corrupt` or `incomplete`
+    /// (a check could not run, or the interpreter's structures could not be
+    /// read); null for a core without Python or with `--no-checks`.
+    pub verdict: Option<&'static str>,
+    /// The checks that could not run (`layout`, `thread_states`, `free_lists`, `gc_lists`).
+    pub unchecked: Vec<crate::forensics::CheckName>,
     /// When the crash happened (Unix seconds): from a systemd-coredump file
     /// name, else the file's modification time.
     pub time: Option<u64>,
@@ -161,7 +167,9 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
         locals: false,
         layout: options.layout.clone(),
     };
-    let state = python_state(&process, &thread_options).ok();
+    let state = python_state(&process, &thread_options);
+    let layout_failed = state.is_err() && process.python().is_some();
+    let state = state.ok();
     let signal = process
         .core()
         .siginfo()
@@ -169,6 +177,12 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
         .or_else(|| process.crashed_thread().map(|t| i32::from(t.cursig)))
         .filter(|&s| s != 0)
         .map(|s| signal_name(s).map_or_else(|| format!("signal {s}"), str::to_string));
+    let mut verdict = None;
+    let mut unchecked = Vec::new();
+    if layout_failed && !options.no_checks {
+        verdict = Some("incomplete");
+        unchecked.push(crate::forensics::CheckName::Layout);
+    }
     let (stack, findings) = match (&state, options.no_checks) {
         (Some(state), false) => {
             let result = crate::forensics::check(&process, state);
@@ -183,6 +197,8 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
                         .unwrap_or_default()
                 })
                 .collect::<std::collections::BTreeSet<_>>();
+            verdict = Some(result.verdict.status);
+            unchecked = result.verdict.unchecked.iter().map(|u| u.check).collect();
             (result.crashed_thread_stack, kinds.into_iter().collect())
         }
         _ => (crashed_stack(&process, state.as_ref(), None), Vec::new()),
@@ -212,6 +228,8 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
         python_frames,
         native_frames,
         finding_kinds: findings,
+        verdict,
+        unchecked,
         time: crash_time(path),
     })
 }

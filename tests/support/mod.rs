@@ -25,6 +25,24 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Every interpreter of the sample-core matrix (generate.py's `INTERPS`);
+/// tests that iterate the matrix require each of them, kernel and gcore.
+pub const INTERPRETERS: [&str; 13] = [
+    "pyenv-2.7.18",
+    "pyenv-3.6.15",
+    "pyenv-3.7.16",
+    "pyenv-3.8.18",
+    "pyenv-3.9.18",
+    "pyenv-3.10.13",
+    "pyenv-3.11.7",
+    "pyenv-3.12.1",
+    "pyenv-3.13.0",
+    "debian-3.11",
+    "debian-3.13",
+    "debian-3.14",
+    "debian-3.15",
+];
+
 /// The sample-core manifest written by `sample-cores/generate.py`.
 ///
 /// Tests on generated cores fail, rather than skip, when it is missing: CI

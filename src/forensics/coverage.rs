@@ -1,0 +1,230 @@
+//! What the checks could not look at, and what would let them run.
+//!
+//! A verdict of "clean" is a claim that every check ran. Each walk that could
+//! not run (its structures not located, their memory unreadable, the layout
+//! unknown) is recorded here with the reason and the remedy, and makes the
+//! verdict `incomplete` unless a finding already makes it worse.
+
+use serde::Serialize;
+
+use super::freelists::FreeLists;
+use super::gc::GcWalk;
+use crate::error::Severity;
+use crate::modules::{DebugStatus, FileStatus, Module};
+use crate::process::Process;
+use crate::python::PythonState;
+
+/// A check that can be left undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckName {
+    /// The interpreter's structure layout: without it nothing is checked.
+    Layout,
+    /// The thread states and their frames, whose references the refcount
+    /// checks count.
+    ThreadStates,
+    /// The tuple free lists.
+    FreeLists,
+    /// The GC generation lists.
+    GcLists,
+}
+
+impl CheckName {
+    /// In words, for text output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CheckName::Layout => "the interpreter's structures",
+            CheckName::ThreadStates => "the thread states and their frames",
+            CheckName::FreeLists => "the tuple free lists",
+            CheckName::GcLists => "the GC lists",
+        }
+    }
+}
+
+/// A check that did not run (or ran on part of its input), why, and what
+/// would let it run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unchecked {
+    /// Which check.
+    pub check: CheckName,
+    /// Why it could not run, with addresses and files.
+    pub reason: String,
+    /// What to give pymortem so that it can.
+    pub remedy: String,
+}
+
+/// Everything the checks left undone, given what the walks could locate and
+/// read.
+pub(crate) fn assess(
+    process: &Process,
+    state: &PythonState,
+    free: &FreeLists,
+    gc: &GcWalk,
+) -> Vec<Unchecked> {
+    [
+        thread_states(process, state),
+        free_lists(process, free),
+        gc_lists(process, gc),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// The free lists, unless every slot was located and read.
+pub(crate) fn free_lists(process: &Process, free: &FreeLists) -> Option<Unchecked> {
+    let unreadable: Vec<String> = free
+        .slots
+        .iter()
+        .filter_map(|s| s.unreadable.as_ref().map(|r| format!("{}: {r}", s.name())))
+        .collect();
+    walk_gap(
+        process,
+        CheckName::FreeLists,
+        free.unlocated.as_deref(),
+        &unreadable,
+    )
+}
+
+/// The GC lists, unless every generation was located and its head read.
+pub(crate) fn gc_lists(process: &Process, gc: &GcWalk) -> Option<Unchecked> {
+    let unreadable: Vec<String> = gc
+        .generations
+        .iter()
+        .filter_map(|g| g.unreadable.as_ref().map(|r| format!("GC {}: {r}", g.name)))
+        .collect();
+    walk_gap(
+        process,
+        CheckName::GcLists,
+        gc.unlocated.as_deref(),
+        &unreadable,
+    )
+}
+
+/// A walk that was not located at all, or whose parts were unreadable.
+fn walk_gap(
+    process: &Process,
+    check: CheckName,
+    unlocated: Option<&str>,
+    unreadable: &[String],
+) -> Option<Unchecked> {
+    if let Some(reason) = unlocated {
+        return Some(Unchecked {
+            check,
+            reason: reason.to_string(),
+            remedy: interpreter_files_remedy(process),
+        });
+    }
+    let first = unreadable.first()?;
+    Some(Unchecked {
+        check,
+        reason: summarise(unreadable),
+        remedy: read_remedy(process, first),
+    })
+}
+
+/// Thread states or frames that could not be read: the references they hold
+/// are not counted, so a freed object still held by a frame can be missed.
+fn thread_states(process: &Process, state: &PythonState) -> Option<Unchecked> {
+    let problems: Vec<&str> = state
+        .diagnostics
+        .iter()
+        .filter(|d| d.source == "python" && d.severity == Severity::Error)
+        .map(|d| d.message.as_str())
+        .collect();
+    let reason = if state.threads.is_empty() {
+        let mut why = "no thread state could be read".to_string();
+        if let Some(first) = problems.first() {
+            why.push_str(": ");
+            why.push_str(first);
+        }
+        why
+    } else if problems.is_empty() {
+        return None;
+    } else {
+        summarise(&problems)
+    };
+    Some(Unchecked {
+        check: CheckName::ThreadStates,
+        remedy: read_remedy(process, &reason),
+        reason,
+    })
+}
+
+/// One reason, or the first with a count of the others.
+fn summarise<S: AsRef<str>>(reasons: &[S]) -> String {
+    match reasons {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [first, rest @ ..] => format!("{} (and {} more like it)", first.as_ref(), rest.len()),
+    }
+}
+
+/// The remedy for a failed read, from the reason it failed.
+fn read_remedy(process: &Process, reason: &str) -> String {
+    if reason.contains("not dumped") || reason.contains("reads as zeros") {
+        "the core does not contain this memory: take the core with the kernel (gdb's gcore skips \
+         unreadable stack pages) and with the process's /proc/PID/coredump_filter set to 0x3f"
+            .to_string()
+    } else if reason.contains("truncated") {
+        "the core file is truncated: copy it again in full".to_string()
+    } else if reason.contains("which was not found") || reason.contains("build-id differs") {
+        interpreter_files_remedy(process)
+    } else {
+        "the memory that holds them is damaged or missing in the core; nothing more can be read \
+         from this core"
+            .to_string()
+    }
+}
+
+/// The module that holds the interpreter (libpython or the executable).
+pub(crate) fn interpreter_module(process: &Process) -> Option<&Module> {
+    let python = process.python()?;
+    process
+        .modules()
+        .modules()
+        .iter()
+        .find(|m| m.recorded_path == python.module)
+        .map(|m| &**m)
+}
+
+/// What would let pymortem read the interpreter's structures: its file, or
+/// its debug file, whichever is missing.
+pub fn interpreter_files_remedy(process: &Process) -> String {
+    let Some(module) = interpreter_module(process) else {
+        return "pass --exe or --sysroot so that the interpreter's binary can be found".to_string();
+    };
+    let path = &module.recorded_path;
+    let build_id = module
+        .build_id_hex()
+        .map(|b| format!(" (build-id {b})"))
+        .unwrap_or_default();
+    match &module.file_status {
+        FileStatus::Missing { .. } => format!(
+            "the interpreter's file {path}{build_id} is not on this machine where the core says: pass \
+             --sysroot DIR, a folder holding the files of the machine the core came from (for a \
+             committed sample, its .sysroot.tar.zst unpacked)"
+        ),
+        FileStatus::Mismatch {
+            path: found,
+            file_build_id,
+        } => format!(
+            "{} is another build ({}) than the one the process ran{build_id}: pass --sysroot DIR \
+             with the files of the machine the core came from",
+            found.display(),
+            file_build_id.as_deref().unwrap_or("no build-id")
+        ),
+        _ => match &module.debug_status {
+            DebugStatus::Missing { .. } => format!(
+                "{path} is stripped: pass --debug-dir DIR holding its debug file{build_id} (Debian \
+                 and Ubuntu: the python3.X-dbg package; Fedora: python3-debuginfo)"
+            ),
+            DebugStatus::Found { path: debug, .. } => format!(
+                "the debug information in {} does not describe them; report this with the core's \
+                 Python version",
+                debug.display()
+            ),
+        },
+    }
+}
