@@ -469,3 +469,43 @@ fn an_unreadable_frame_is_shown_and_the_walk_goes_on() {
         a_frame_with_a_bad_code_object(interp);
     }
 }
+
+/// Scenarios whose process had no corrupted object.
+const CORRUPT: [&str; 3] = ["double_free", "use_after_free", "gc_already_tracked"];
+
+#[test]
+fn healthy_cores_read_without_files_raise_no_error_or_warning() {
+    let manifest = support::manifest();
+    let healthy: Vec<&Value> = manifest
+        .iter()
+        .filter(|e| !CORRUPT.contains(&e["scenario"].as_str().unwrap()))
+        .collect();
+    let empty = tempfile::tempdir().unwrap();
+    let problems = support::parallel(&healthy, |&entry| {
+        let mut args = ["check", "--json", "--no-cache", "--no-default-debug-dir"]
+            .map(String::from)
+            .to_vec();
+        args.extend(no_files(empty.path()));
+        args.push(entry["core"].as_str().unwrap().into());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, stdout, stderr) = support::pymortem(&args);
+        let Ok(report) = serde_json::from_str::<Value>(&stdout) else {
+            return vec![format!("{} (no files): {stderr}", label(entry))];
+        };
+        report["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+            .map(|f| {
+                format!(
+                    "{} (no files): {}: {}",
+                    label(entry),
+                    f["kind"],
+                    f["message"]
+                )
+            })
+            .collect()
+    });
+    support::assert_no_problems(&problems);
+}
