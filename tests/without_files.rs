@@ -6,7 +6,10 @@
 //! Without files the core still holds everything a Python stack is made of:
 //! thread states, frames, code objects and their strings and line tables,
 //! and the type objects (writable data). What it lacks is read-only data:
-//! static types' names, which pymortem therefore never needs.
+//! static types' names, which pymortem therefore never needs, and the
+//! symbol tables: native frames are then unnamed, and 2.7 and 3.6, which
+//! keep the GIL holder in a static found only by its symbol, have no known
+//! holder. Everything else the truth records is checked.
 
 mod support;
 
@@ -128,6 +131,20 @@ fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
             problems.push(format!(
                 "{label}: thread {lwp}: pthread {}",
                 got["pthread_id"]
+            ));
+        }
+        // Each scenario dies in Python code run by the crashing thread, which
+        // holds the GIL. 2.7 and 3.6 keep the holder in the static
+        // `_PyThreadState_Current`, found only by its symbol: without files
+        // that fact is unknown, and pymortem marks no thread.
+        let old_gil = entry["python_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("2.") || v.starts_with("3.6."));
+        let is_crash_thread = t["ident"] == truth["crash_thread_ident"];
+        if !old_gil && got["holds_gil"] != is_crash_thread {
+            problems.push(format!(
+                "{label}: thread {lwp}: holds_gil {}",
+                got["holds_gil"]
             ));
         }
         // Parked threads' locals (the writer's move on after its snapshot).
