@@ -133,13 +133,30 @@ impl<'a, M: Memory> Objects<'a, M> {
         let found = self
             .anchors
             .and_then(|a| a.get(ty))
-            .or_else(|| types::by_shape(self.memory, self.layout, self.version, ty));
+            .or_else(|| types::by_shape(self.memory, self.layout, self.version, ty))
+            .or_else(|| self.static_type_by_name(ty));
         let mut cache = self.builtin_types.borrow_mut();
         // A damaged heap can point at any number of "types".
         if cache.len() < MAX_CACHED_TYPES {
             cache.insert(ty, found);
         }
         found
+    }
+
+    /// When the core has the name (the interpreter's file is there): the
+    /// static types that neither anchors nor shape told, such as `cell`
+    /// outside a frame. Heap types are never taken for built-ins.
+    fn static_type_by_name(&self, ty: u64) -> Option<BuiltinType> {
+        let flags = self.type_flags(ty).ok()?;
+        if flags & types::HEAPTYPE != 0 {
+            return None;
+        }
+        match self.read_tp_name(ty).ok()?.as_str() {
+            "NoneType" => Some(BuiltinType::None),
+            "float" => Some(BuiltinType::Float),
+            "cell" => Some(BuiltinType::Cell),
+            _ => None,
+        }
     }
 
     /// The built-in type of the object at `obj`, `None` for other types.

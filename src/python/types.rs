@@ -17,7 +17,7 @@ use crate::layout::{Layout, PythonVersion};
 use crate::memory::{Memory, MemoryExt};
 
 /// `Py_TPFLAGS_HEAPTYPE`: a class made at run time, never a built-in.
-const HEAPTYPE: u64 = 1 << 9;
+pub(crate) const HEAPTYPE: u64 = 1 << 9;
 /// `Py_TPFLAGS_HAVE_GC`.
 const HAVE_GC: u64 = 1 << 14;
 /// 2.7's `Py_TPFLAGS_INT_SUBCLASS`.
