@@ -304,3 +304,94 @@ pub fn has_cell_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
             .is_ok_and(|f| f & HAVE_GC != 0)
         && sizes(memory, layout, ty) == Some((object_size + 8, 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tables;
+    use crate::memory::BufferMemory;
+
+    const BASE: u64 = 0x10_0000;
+    /// Room per synthetic type object.
+    const SLOT: u64 = 0x200;
+
+    struct Types {
+        memory: BufferMemory,
+        layout: Layout,
+    }
+
+    impl Types {
+        fn new() -> Types {
+            let layout = tables::builtin(3, 11).unwrap().layout_for("3.11.7");
+            let memory = BufferMemory {
+                base: BASE,
+                bytes: vec![0; 16 * SLOT as usize],
+            };
+            let mut types = Types { memory, layout };
+            // Slot 0: `type`, its own type.
+            types.set(0, 0, TYPE_SUBCLASS, 1);
+            types
+        }
+
+        fn at(slot: u64) -> u64 {
+            BASE + slot * SLOT
+        }
+
+        fn put(&mut self, addr: u64, value: u64) {
+            let at = (addr - BASE) as usize;
+            self.memory.bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+
+        /// Type `slot`: of type `type`, with `flags` and base `base` (a slot
+        /// number, or none).
+        fn set(&mut self, slot: u64, meta: u64, flags: u64, base: impl Into<Option<u64>>) {
+            let off = |f: &str| self.layout.offset("PyTypeObject", f).unwrap();
+            let ty = Types::at(slot);
+            let (ob_type, flags_at, base_at) = (
+                self.layout.offset("PyObject", "ob_type").unwrap(),
+                off("tp_flags"),
+                off("tp_base"),
+            );
+            self.put(ty + ob_type, Types::at(meta));
+            self.put(ty + flags_at, flags);
+            self.put(ty + base_at, base.into().map_or(0, Types::at));
+        }
+
+        fn kind(&self, slot: u64) -> Option<BuiltinType> {
+            let version = PythonVersion::parse("3.11.7").unwrap();
+            by_shape(&self.memory, &self.layout, version, Types::at(slot))
+        }
+    }
+
+    #[test]
+    fn built_in_types_are_told_by_their_fields() {
+        let mut t = Types::new();
+        t.set(0, 0, TYPE_SUBCLASS, 2);
+        t.set(2, 0, 0, None); // object
+        t.set(3, 0, LONG_SUBCLASS, 2); // int
+        t.set(4, 0, LONG_SUBCLASS, 3); // bool
+        t.set(5, 0, TUPLE_SUBCLASS, 2); // tuple
+        t.set(6, 0, TUPLE_SUBCLASS | HEAPTYPE, 5); // class T(tuple)
+        t.set(7, 0, TUPLE_SUBCLASS, 5); // a static subclass of tuple
+        assert_eq!(t.kind(0), Some(BuiltinType::Type));
+        assert_eq!(t.kind(2), Some(BuiltinType::Object));
+        assert_eq!(t.kind(3), Some(BuiltinType::Long));
+        assert_eq!(t.kind(4), Some(BuiltinType::Bool));
+        assert_eq!(t.kind(5), Some(BuiltinType::Tuple));
+        assert_eq!(t.kind(6), None, "a heap type is never a built-in");
+        assert_eq!(t.kind(7), None, "a subclass is not its base");
+    }
+
+    #[test]
+    fn a_looping_base_chain_ends() {
+        let mut t = Types::new();
+        t.set(2, 0, LONG_SUBCLASS, 3);
+        t.set(3, 0, LONG_SUBCLASS, 2);
+        t.set(4, 0, LONG_SUBCLASS, 4); // its own base
+        assert_eq!(t.kind(2), None);
+        assert_eq!(t.kind(4), None);
+        // A type whose metatype is unreadable is not a type.
+        t.put(Types::at(5) + 8, 0xdead_0000);
+        assert_eq!(t.kind(5), None);
+    }
+}
