@@ -219,6 +219,10 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
             let _ = writeln!(s, "  Traceback (most recent call last):");
         }
         for f in t.frames.iter().rev() {
+            if let Some(reason) = &f.unreadable {
+                let _ = writeln!(s, "    <unreadable frame {:#x}: {reason}>", f.frame);
+                continue;
+            }
             let name = f.qualname.as_deref().unwrap_or(&f.function);
             let line = f.line.map_or("?".to_string(), |l| l.to_string());
             let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
@@ -248,6 +252,14 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
     }
     for (i, frame) in stack.frames.iter().enumerate() {
         match frame {
+            StackFrame::Python(p) if p.unreadable.is_some() => {
+                let reason = p.unreadable.as_deref().unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  #{i:<3} (Python) <unreadable frame {:#x}: {reason}>",
+                    p.frame
+                );
+            }
             StackFrame::Python(p) => {
                 let name = p.qualname.as_deref().unwrap_or(&p.function);
                 let line = p.line.map_or("?".to_string(), |l| l.to_string());
