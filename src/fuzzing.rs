@@ -132,9 +132,12 @@ pub fn python_walkers(data: &[u8]) {
         bytes: data.to_vec(),
     };
     let objects = Objects::new(&memory, &layout, version, 4);
+    let anchors = crate::python::types::TypeAnchors::from_builtins(&objects, Some(BASE));
+    let objects = objects.with_anchors(&anchors);
     let _ = frames::walk(&objects, BASE, true);
     for i in 0..(data.len() / 8).min(64) {
         let addr = word(data, i);
+        objects.learn_cell(addr);
         let _ = objects.repr(addr);
         let _ = objects.code(addr);
         let _ = objects.dict_items(addr, 8);

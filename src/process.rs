@@ -35,6 +35,12 @@ impl Options {
         self.search.debug_dirs.push(dir.into());
         self
     }
+    /// Add a folder tree searched by build-id for module files and debug
+    /// files that are not where the core says (`--search-path`).
+    pub fn search_path(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.search.search_paths.push(dir.into());
+        self
+    }
     /// Do not look in `/usr/lib/debug`, on the host or under the sysroot.
     pub fn no_default_debug_dir(mut self) -> Self {
         self.search.no_default_debug_dir = true;

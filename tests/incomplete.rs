@@ -91,10 +91,11 @@ fn every_command_exits_incomplete_without_the_files() {
     let empty = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let victim = truth()["objects"]["victim_tuple"].as_u64().unwrap();
+    // (`threads` reads every frame without the files: its exit 3 is for a
+    // walk that stops early, tests/threads_damage.rs.)
     for (command, extra) in [
         ("freelists", None),
         ("gc", None),
-        ("threads", None),
         ("object", Some(format!("{victim:#x}"))),
     ] {
         let mut args = without_files(command, empty.path(), scratch.path());

@@ -84,6 +84,9 @@ pub(crate) struct SearchArgs {
     /// Do not search /usr/lib/debug (on the host or under the sysroot).
     #[arg(long)]
     no_default_debug_dir: bool,
+    /// A folder tree searched by build-id for module and debug files not where the core says. Repeatable.
+    #[arg(long = "search-path", value_name = "DIR")]
+    search_paths: Vec<PathBuf>,
     /// Where compressed cores are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
@@ -131,6 +134,7 @@ impl SearchArgs {
                 exe: self.exe.clone(),
                 debug_dirs: self.debug_dirs.clone(),
                 no_default_debug_dir: self.no_default_debug_dir,
+                search_paths: self.search_paths.clone(),
             },
         }
     }

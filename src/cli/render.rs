@@ -256,6 +256,10 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
         let _ = writeln!(s, "  Traceback (most recent call last):");
     }
     for f in frames.iter().rev() {
+        if let Some(reason) = &f.unreadable {
+            let _ = writeln!(s, "    <unreadable frame {:#x}: {reason}>", f.frame);
+            continue;
+        }
         let name = f.qualname.as_deref().unwrap_or(&f.function);
         let line = f.line.map_or("?".to_string(), |l| l.to_string());
         let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
@@ -300,14 +304,22 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
     for (i, frame) in stack.frames.iter().enumerate() {
         match frame {
             StackFrame::Python(p) => {
-                let name = p.qualname.as_deref().unwrap_or(&p.function);
-                let line = p.line.map_or("?".to_string(), |l| l.to_string());
                 let kind = interpreters
                     .get(python_index)
                     .map_or("Python".to_string(), |id| {
                         format!("Python, interpreter {id}")
                     });
                 python_index += 1;
+                if let Some(reason) = &p.unreadable {
+                    let _ = writeln!(
+                        s,
+                        "  #{i:<3} ({kind}) <unreadable frame {:#x}: {reason}>",
+                        p.frame
+                    );
+                    continue;
+                }
+                let name = p.qualname.as_deref().unwrap_or(&p.function);
+                let line = p.line.map_or("?".to_string(), |l| l.to_string());
                 let _ = writeln!(s, "  #{i:<3} ({kind}) {name} at {}:{line}", p.file);
             }
             StackFrame::Native(n) => {

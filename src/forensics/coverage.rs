@@ -204,7 +204,8 @@ pub fn interpreter_files_remedy(process: &Process) -> String {
         FileStatus::Missing { .. } => format!(
             "the interpreter's file {path}{build_id} is not on this machine where the core says: pass \
              --sysroot DIR, a folder holding the files of the machine the core came from (for a \
-             committed sample, its .sysroot.tar.zst unpacked)"
+             committed sample, its .sysroot.tar.zst unpacked), or --search-path DIR, a folder where \
+             a copy of it is (found by build-id)"
         ),
         FileStatus::Mismatch {
             path: found,

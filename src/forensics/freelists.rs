@@ -1,5 +1,6 @@
 //! The tuple free lists (cpython-internals.md §4).
 
+use crate::python::types::BuiltinType;
 use std::collections::HashSet;
 
 use serde::Serialize;
@@ -376,7 +377,12 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
             return out;
         }
     };
-    if heap.tuple_type().is_some_and(|t| t != ty) {
+    // Without a symbol for PyTuple_Type, the type object's own fields tell.
+    let not_a_tuple = match heap.tuple_type() {
+        Some(tuple) => tuple != ty,
+        None => heap.objects.builtin_type(ty) != Some(BuiltinType::Tuple),
+    };
+    if not_a_tuple {
         let name = heap
             .objects
             .type_name_of_type(ty)

@@ -96,7 +96,7 @@ impl<'p> Heap<'p> {
                     .is_some_and(|p| p.module == m.recorded_path)
             })
             .map(|m| &**m);
-        let objects = Objects::new(memory, layout, version, 4);
+        let objects = Objects::new(memory, layout, version, 4).with_anchors(&state.type_anchors);
         Heap {
             memory,
             layout,

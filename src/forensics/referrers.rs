@@ -14,6 +14,7 @@ use super::{Finding, FindingKind, Referrer};
 use crate::error::Severity;
 use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
+use crate::python::types::BuiltinType;
 
 /// Items read from one container, at most.
 const MAX_ITEMS: u64 = 1 << 20;
@@ -146,14 +147,15 @@ impl Shapes {
         {
             return shape;
         }
-        let shape = *self.shapes.entry(ty).or_insert_with(|| {
-            match heap.objects.type_name_of_type(ty).as_deref() {
-                Ok("tuple") => Shape::Tuple,
-                Ok("list") => Shape::List,
-                Ok("dict") => Shape::Dict,
+        let shape = *self
+            .shapes
+            .entry(ty)
+            .or_insert_with(|| match heap.objects.builtin_type(ty) {
+                Some(BuiltinType::Tuple) => Shape::Tuple,
+                Some(BuiltinType::List) => Shape::List,
+                Some(BuiltinType::Dict) => Shape::Dict,
                 _ => Shape::Other,
-            }
-        });
+            });
         self.last = Some((ty, shape));
         shape
     }
@@ -666,15 +668,16 @@ pub fn owned_references(refs: &References, target: u64) -> u32 {
 /// References a refcount leaves out on purpose: a mortal interned string's
 /// refcount does not count the two held by the interned-strings dict.
 fn interned_slack(heap: &Heap, target: u64) -> i64 {
-    let Ok(name) = heap.objects.type_name(target) else {
+    let Ok(Some(kind)) = heap.objects.builtin_type_of(target) else {
         return 0;
     };
-    let interned = match name.as_str() {
-        "str" if heap.objects.version.major == 2 => heap
+    let py2 = heap.objects.version.major == 2;
+    let interned = match kind {
+        BuiltinType::Bytes if py2 => heap
             .off("PyStringObject", "ob_sstate")
             .and_then(|o| heap.memory.read_i32(target.wrapping_add(o)).ok())
             .map_or(0, i64::from),
-        "str" => heap
+        BuiltinType::Str if !py2 => heap
             .layout
             .field("PyASCIIObject", "state.interned")
             .and_then(|f| {

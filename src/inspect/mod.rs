@@ -311,6 +311,7 @@ impl Python {
             self.parts.unicode_width,
             self.parts.hot,
         )
+        .with_anchors(&self.state().type_anchors)
     }
 
     /// The kind of the objects of type `ty`, found before.

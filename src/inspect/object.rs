@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::forensics::heap::{GcState, Heap, TPFLAGS_HAVE_GC};
 use crate::memory::ProcessMemory;
 use crate::python::objects::Objects;
+use crate::python::types::BuiltinType;
 
 /// Items read from one container, at most: a corrupt size must not make a
 /// script allocate gigabytes.
@@ -209,14 +210,14 @@ impl Object {
         } else if flags & TYPE_SUBCLASS != 0 {
             ObjectKind::Type
         } else if flags & LONG_SUBCLASS != 0 || (py2 && flags & INT_SUBCLASS_2 != 0) {
-            match objects.type_name_of_type(ty)?.as_str() {
-                "bool" => ObjectKind::Bool,
+            match objects.builtin_type(ty) {
+                Some(BuiltinType::Bool) => ObjectKind::Bool,
                 _ => ObjectKind::Int,
             }
         } else {
-            match objects.type_name_of_type(ty)?.as_str() {
-                "float" => ObjectKind::Float,
-                "NoneType" => ObjectKind::None,
+            match objects.builtin_type(ty) {
+                Some(BuiltinType::Float) => ObjectKind::Float,
+                Some(BuiltinType::None) => ObjectKind::None,
                 _ => ObjectKind::Other,
             }
         };

@@ -1,8 +1,8 @@
 //! An ELF file on disk (or an in-memory image such as the vDSO), mapped and
 //! queried lazily: build-id, debug link, sections, load addresses.
 
-use std::fs::File;
 use std::ops::Deref;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,6 +10,9 @@ use memmap2::Mmap;
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Object, ObjectSection};
 use serde::Serialize;
+
+/// `O_NONBLOCK` on Linux.
+const O_NONBLOCK: i32 = 0o4000;
 
 /// Bytes of an ELF image: a file map or an owned buffer.
 #[derive(Debug, Clone)]
@@ -54,7 +57,16 @@ pub struct ElfImage {
 impl ElfImage {
     /// Map the file at `path`; `None` if it cannot be opened or is not ELF.
     pub fn open(path: &Path) -> Option<ElfImage> {
-        let file = File::open(path).ok()?;
+        // The type is checked before opening: opening a FIFO blocks. The
+        // open does not block either, should the path change in between.
+        if !std::fs::metadata(path).ok()?.is_file() {
+            return None;
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+            .ok()?;
         if !file.metadata().ok()?.is_file() {
             return None;
         }
@@ -135,6 +147,15 @@ impl ElfImage {
         self.parse().is_some_and(|f| {
             f.section_by_name(".debug_info")
                 .is_some_and(|s| s.kind() != object::SectionKind::UninitializedData && s.size() > 0)
+        })
+    }
+
+    /// Whether this is a separate debug file: its `.text` takes no room in
+    /// the file (`SHT_NOBITS`), so it cannot stand in for the module.
+    pub fn is_debug_only(&self) -> bool {
+        self.parse().is_some_and(|f| {
+            f.section_by_name(".text")
+                .is_some_and(|s| s.kind() == object::SectionKind::UninitializedData)
         })
     }
 

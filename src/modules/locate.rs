@@ -24,6 +24,9 @@ pub struct SearchPaths {
     pub debug_dirs: Vec<PathBuf>,
     /// Skip `/usr/lib/debug` (on the host and under the sysroot).
     pub no_default_debug_dir: bool,
+    /// Folder trees searched by build-id for module files and debug files
+    /// not found where the core says.
+    pub search_paths: Vec<PathBuf>,
 }
 
 impl SearchPaths {

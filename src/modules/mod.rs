@@ -3,6 +3,7 @@
 
 mod elf_image;
 mod locate;
+mod search_path;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ use serde::Serialize;
 
 pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
 pub use locate::{DebugVia, SearchPaths, find_debug_file, hex, resolve_in_root};
+pub use search_path::BuildIdIndex;
 
 use crate::core::CoreFile;
 use crate::error::Diagnostic;
@@ -233,6 +235,7 @@ impl ModuleSet {
             paths.sysroot = Some(root);
         }
         let paths = &paths;
+        let index = LazyIndex::new(&paths.search_paths);
         let mut groups: BTreeMap<&str, Vec<&crate::core::FileMapping>> = BTreeMap::new();
         for m in core.file_mappings() {
             groups.entry(m.path.as_str()).or_default().push(m);
@@ -250,7 +253,16 @@ impl ModuleSet {
                 .unwrap_or_else(|| maps.iter().map(|m| m.start).min().unwrap_or(0));
             let end = maps.iter().map(|m| m.end).max().unwrap_or(base);
             let is_exe = exe_addr.is_some_and(|a| maps.iter().any(|m| a >= m.start && a < m.end));
-            let module = locate_module(memory, paths, path, base, end, is_exe, &mut diagnostics);
+            let module = locate_module(
+                memory,
+                paths,
+                &index,
+                path,
+                base,
+                end,
+                is_exe,
+                &mut diagnostics,
+            );
             match module {
                 Some(module) => {
                     let state = match &module.file_status {
@@ -286,6 +298,9 @@ impl ModuleSet {
             modules.push(Arc::new(vdso));
         }
         modules.sort_by_key(|m| m.base);
+        if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
+            diagnostics.push(Diagnostic::warning("modules", reason));
+        }
         ModuleSet {
             modules,
             data_mappings,
@@ -414,9 +429,34 @@ fn build_id_from_notes(bytes: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The build-id index of the search paths, scanned when a module first needs it.
+struct LazyIndex<'a> {
+    dirs: &'a [PathBuf],
+    index: std::cell::OnceCell<BuildIdIndex>,
+}
+
+impl<'a> LazyIndex<'a> {
+    fn new(dirs: &'a [PathBuf]) -> Self {
+        LazyIndex {
+            dirs,
+            index: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The index; `None` without search paths.
+    fn get(&self) -> Option<&BuildIdIndex> {
+        if self.dirs.is_empty() {
+            return None;
+        }
+        Some(self.index.get_or_init(|| BuildIdIndex::scan(self.dirs)))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn locate_module(
     memory: &ProcessMemory,
     paths: &SearchPaths,
+    index: &LazyIndex,
     recorded: &str,
     base: u64,
     end: u64,
@@ -450,15 +490,25 @@ fn locate_module(
         Some(p) => candidates.push(p),
         None => tried.push(paths.root().join(clean.trim_start_matches('/'))),
     }
-    let image = candidates.iter().find_map(|c| {
+    let mut image = candidates.iter().find_map(|c| {
         tried.push(c.clone());
         ElfImage::open(c)
     });
+    let core_build_id = core_info.as_ref().and_then(|i| i.build_id.clone());
+    // Not where the core says, or another build: look for the build-id.
+    let found_here = image
+        .as_ref()
+        .is_some_and(|i| core_build_id.is_none() || i.build_id() == core_build_id);
+    if !found_here
+        && let Some(id) = &core_build_id
+        && let Some(found) = index.get().and_then(|i| i.module_file(id))
+    {
+        image = Some(found);
+    }
     // Not ELF in the core and not ELF on disk: a data file such as locale-archive.
     if core_info.is_none() && image.is_none() {
         return None;
     }
-    let core_build_id = core_info.as_ref().and_then(|i| i.build_id.clone());
     let file_status = match &image {
         None => FileStatus::Missing { tried },
         Some(img) => {
@@ -496,7 +546,7 @@ fn locate_module(
         .or_else(|| file.as_ref()?.first_load_vaddr());
     let load_bias = first_vaddr.map(|v| base.wrapping_sub(v));
     let (debug_file, debug_status) =
-        locate_debug(paths, core_build_id.as_deref(), file.as_ref(), clean);
+        locate_debug(paths, index, core_build_id.as_deref(), file.as_ref(), clean);
     Some(Module {
         kind: if is_exe {
             ModuleKind::Executable
@@ -519,6 +569,7 @@ fn locate_module(
 
 fn locate_debug(
     paths: &SearchPaths,
+    index: &LazyIndex,
     build_id: Option<&[u8]>,
     file: Option<&ElfImage>,
     recorded: &str,
@@ -534,7 +585,12 @@ fn locate_debug(
     let id = build_id
         .map(<[u8]>::to_vec)
         .or_else(|| file.and_then(ElfImage::build_id));
-    match find_debug_file(paths, id.as_deref(), file, recorded) {
+    let found = find_debug_file(paths, id.as_deref(), file, recorded).or_else(|| {
+        let id = id.as_deref()?;
+        let image = index.get()?.debug_file(id)?;
+        Some((image, DebugVia::BuildId))
+    });
+    match found {
         Some((image, via)) if image.has_dwarf() => {
             let status = DebugStatus::Found {
                 path: image.path().to_path_buf(),

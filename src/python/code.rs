@@ -5,6 +5,7 @@ use crate::layout::facts::LineTable;
 use crate::memory::{Memory, MemoryExt};
 
 use super::objects::Objects;
+use super::types::BuiltinType;
 
 /// Longest file or function name read.
 const MAX_NAME: usize = 1024;
@@ -27,14 +28,18 @@ pub struct CodeInfo {
 }
 
 impl<M: Memory> Objects<'_, M> {
-    /// Read a code object; it must be of type `code`.
+    /// Read a code object; it must be of type `code` (told by address and
+    /// shape, not by a name the core may lack).
     pub fn code(&self, code: u64) -> Result<CodeInfo, ReadError> {
-        let ty = self.type_name(code)?;
-        if ty != "code" {
+        let ty = self.type_of(code)?;
+        if self.builtin_type(ty) != Some(BuiltinType::Code) {
             return Err(ReadError::new(
                 code,
                 0,
-                crate::error::ReadFailure::Invalid(format!("a {ty}, not a code object")),
+                crate::error::ReadFailure::Invalid(format!(
+                    "a {}, not a code object",
+                    self.type_label(ty)
+                )),
             ));
         }
         let field = |name: &str| self.layout.offset("PyCodeObject", name);

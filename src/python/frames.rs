@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::code::{CodeInfo, line_for};
 use super::objects::Objects;
+use super::types::BuiltinType;
 use crate::error::ReadError;
 use crate::layout::facts::{FrameModel, LineTable};
 use crate::memory::{Memory, MemoryExt};
@@ -21,6 +22,8 @@ const OWNER_SHIM_MIN: u8 = 3;
 const OWNER_GENERATOR: u8 = 1;
 /// `CO_FAST_LOCAL`, `CO_FAST_CELL`, `CO_FAST_FREE` in `co_localspluskinds`.
 const CO_FAST_LOCAL_CELL_FREE: u8 = 0x20 | 0x40 | 0x80;
+/// `CO_FAST_CELL`, `CO_FAST_FREE`: slots that hold a cell.
+const CO_FAST_CELL_FREE: u8 = 0x40 | 0x80;
 
 /// One local variable or argument.
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +58,28 @@ pub struct PyFrame {
     /// Arguments and locals, with `--locals`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locals: Option<Vec<Local>>,
+    /// Why the frame could not be read (its code object is unreadable or
+    /// is not one); the walk went on through its link to the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+impl PyFrame {
+    /// A frame at `frame` that could not be read, for `reason`.
+    fn unreadable(frame: u64, code: u64, reason: String) -> PyFrame {
+        PyFrame {
+            function: String::new(),
+            qualname: None,
+            file: String::new(),
+            line: None,
+            first_line: 0,
+            code,
+            frame,
+            entry: false,
+            locals: None,
+            unreadable: Some(reason),
+        }
+    }
 }
 
 /// The frames of one thread.
@@ -139,10 +164,20 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     .read_i32(frame.wrapping_add(f_lasti))
                     .map_err(err)?,
             );
-            let info = self
-                .objects
-                .code(code)
-                .map_err(|e| format!("frame {frame:#x}: {e}"))?;
+            let info = match self.objects.code(code) {
+                Ok(info) => info,
+                Err(e) => {
+                    // Shown as unreadable; the callers are still reachable.
+                    let back = self
+                        .mem()
+                        .read_ptr(frame.wrapping_add(f_back))
+                        .map_err(|b| format!("frame {frame:#x}: {e}; its f_back: {b}"))?;
+                    walk.frames
+                        .push(PyFrame::unreadable(frame, code, e.to_string()));
+                    frame = back;
+                    continue;
+                }
+            };
             let line = if lasti < 0 {
                 Some(info.first_line)
             } else if self.objects.layout.facts.line_table == LineTable::Lnotab {
@@ -240,12 +275,23 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             let info = match self.objects.code(code) {
                 Ok(info) => info,
                 // 3.13's entry frames hold None instead of a code object.
-                Err(_) if self.objects.type_name(code).is_ok_and(|t| t == "NoneType") => {
+                Err(_)
+                    if self
+                        .objects
+                        .builtin_type_of(code)
+                        .is_ok_and(|t| t == Some(BuiltinType::None)) =>
+                {
                     mark_entry(walk);
                     frame = next;
                     continue;
                 }
-                Err(e) => return Err(format!("frame {frame:#x}: {e}")),
+                Err(e) => {
+                    // Shown as unreadable; `previous` was read above.
+                    walk.frames
+                        .push(PyFrame::unreadable(frame, code, e.to_string()));
+                    frame = next;
+                    continue;
+                }
             };
             let instr = self
                 .mem()
@@ -339,6 +385,10 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     .read_ptr(frame.wrapping_add(plus + i as u64 * 8))
                     .ok()
                     .filter(|&v| v != 0)?;
+                if i >= nlocals {
+                    // Past the locals come the cells and free variables.
+                    self.objects.learn_cell(value);
+                }
                 Some(Local {
                     name: if name.is_empty() {
                         format!("local{i}")
@@ -387,6 +437,9 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     if value == 0 {
                         return None;
                     }
+                    if kinds[i] & CO_FAST_CELL_FREE != 0 {
+                        self.objects.learn_cell(value);
+                    }
                     self.objects.repr(value)
                 };
                 Some(Local {
@@ -425,5 +478,6 @@ fn frame_from(
         frame,
         entry,
         locals,
+        unreadable: None,
     }
 }

@@ -7,6 +7,7 @@ pub mod nesting;
 pub mod objects;
 pub mod runtime;
 pub mod threads;
+pub mod types;
 
 pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
 pub use frames::{FrameWalk, Local, PyFrame};

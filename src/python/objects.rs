@@ -4,10 +4,13 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use super::types::{self, BuiltinType, TypeAnchors};
 use crate::error::{ReadError, ReadFailure};
 use crate::layout::{Layout, PythonVersion};
 use crate::memory::{Memory, MemoryExt};
 
+/// Types whose kind or name one view remembers, at most.
+const MAX_CACHED_TYPES: usize = 1 << 16;
 /// Longest type name read.
 const MAX_TYPE_NAME: usize = 256;
 /// Items read from one container for a repr.
@@ -32,6 +35,10 @@ pub struct Objects<'a, M: Memory> {
     /// 2 or 4: the code-unit width of 2.7 `unicode` objects.
     pub py2_unicode_width: u64,
     type_names: RefCell<HashMap<u64, String>>,
+    // Built-in types by address: names are not needed to read objects, and
+    // a core lacks the read-only pages that hold static types' names.
+    builtin_types: RefCell<HashMap<u64, Option<BuiltinType>>>,
+    anchors: Option<&'a TypeAnchors>,
     hot: HotOffsets,
     // Layout lookups by the addresses of the (static) names asked for: a
     // layout lookup compares strings, and dicts ask for ten fields each.
@@ -102,9 +109,69 @@ impl<'a, M: Memory> Objects<'a, M> {
             version,
             py2_unicode_width,
             type_names: RefCell::new(HashMap::new()),
+            builtin_types: RefCell::new(HashMap::new()),
+            anchors: None,
             memo: RefCell::default(),
             dict: std::cell::OnceCell::new(),
             hot,
+        }
+    }
+
+    /// Identify types also by the anchors found in the core (the builtins
+    /// dict's types), beside their shape.
+    pub fn with_anchors(mut self, anchors: &'a TypeAnchors) -> Self {
+        self.anchors = Some(anchors);
+        self
+    }
+
+    /// The built-in type `ty` is, by address (anchors, types learnt from
+    /// the frames) or by its own fields; never from its name.
+    pub fn builtin_type(&self, ty: u64) -> Option<BuiltinType> {
+        if let Some(known) = self.builtin_types.borrow().get(&ty) {
+            return *known;
+        }
+        let found = self
+            .anchors
+            .and_then(|a| a.get(ty))
+            .or_else(|| types::by_shape(self.memory, self.layout, self.version, ty))
+            .or_else(|| self.static_type_by_name(ty));
+        let mut cache = self.builtin_types.borrow_mut();
+        // A damaged heap can point at any number of "types".
+        if cache.len() < MAX_CACHED_TYPES {
+            cache.insert(ty, found);
+        }
+        found
+    }
+
+    /// When the core has the name (the interpreter's file is there): the
+    /// static types that neither anchors nor shape told, such as `cell`
+    /// outside a frame. Heap types are never taken for built-ins.
+    fn static_type_by_name(&self, ty: u64) -> Option<BuiltinType> {
+        let flags = self.type_flags(ty).ok()?;
+        if flags & types::HEAPTYPE != 0 {
+            return None;
+        }
+        match self.read_tp_name(ty).ok()?.as_str() {
+            "NoneType" => Some(BuiltinType::None),
+            "float" => Some(BuiltinType::Float),
+            "cell" => Some(BuiltinType::Cell),
+            _ => None,
+        }
+    }
+
+    /// The built-in type of the object at `obj`, `None` for other types.
+    pub fn builtin_type_of(&self, obj: u64) -> Result<Option<BuiltinType>, ReadError> {
+        Ok(self.builtin_type(self.type_of(obj)?))
+    }
+
+    /// Remember that `obj`, found in a frame's cell slot, is a cell, when
+    /// its type has a cell's shape (which alone does not tell a cell).
+    pub fn learn_cell(&self, obj: u64) {
+        let Ok(ty) = self.type_of(obj) else { return };
+        if self.builtin_type(ty).is_none() && types::has_cell_shape(self.memory, self.layout, ty) {
+            self.builtin_types
+                .borrow_mut()
+                .insert(ty, Some(BuiltinType::Cell));
         }
     }
 
@@ -165,18 +232,50 @@ impl<'a, M: Memory> Objects<'a, M> {
             .read_i64(obj.wrapping_add(self.hot(self.hot.ob_refcnt, "PyObject.ob_refcnt")?))
     }
 
-    /// The `tp_name` of a type object.
+    /// The `tp_name` of a type object; for a built-in type whose name the
+    /// core lacks (it lives in the interpreter's read-only data), the name
+    /// that type has.
     pub fn type_name_of_type(&self, ty: u64) -> Result<String, ReadError> {
         if let Some(name) = self.type_names.borrow().get(&ty) {
             return Ok(name.clone());
         }
+        let name = match self.read_tp_name(ty) {
+            Ok(name) => name,
+            Err(e) => match self.builtin_type(ty) {
+                Some(builtin) => builtin.name(self.version).to_string(),
+                None => return Err(e),
+            },
+        };
+        let mut names = self.type_names.borrow_mut();
+        if names.len() < MAX_CACHED_TYPES {
+            names.insert(ty, name.clone());
+        }
+        Ok(name)
+    }
+
+    fn read_tp_name(&self, ty: u64) -> Result<String, ReadError> {
         let name_ptr = self
             .memory
             .read_ptr(ty.wrapping_add(self.hot(self.hot.tp_name, "PyTypeObject.tp_name")?))?;
         let bytes = self.memory.read_cstr(name_ptr, MAX_TYPE_NAME)?;
-        let name = String::from_utf8_lossy(&bytes).into_owned();
-        self.type_names.borrow_mut().insert(ty, name.clone());
-        Ok(name)
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The type's name for display: its `tp_name`, else `<type at 0x…>`.
+    pub fn type_label(&self, ty: u64) -> String {
+        self.type_name_of_type(ty)
+            .unwrap_or_else(|_| format!("<type at {ty:#x}>"))
+    }
+
+    /// The text of a string object of whatever type, unchecked: for keys
+    /// read before any type is known (3.x `str`, 2.7 `str`).
+    pub fn raw_text(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        if self.version.major == 2 {
+            return self
+                .bytes(obj, max_chars)
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+        }
+        self.pep393(obj, max_chars)
     }
 
     /// The type name of an object (`tuple`, `str`, `module.Class`).
@@ -187,12 +286,15 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// The text of a `str` (3.x) or of a 2.7 `str`/`unicode`, at most `max_chars`.
     pub fn string(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
         if self.version.major == 2 {
-            return match self.type_name(obj)?.as_str() {
-                "str" => self
+            return match self.builtin_type_of(obj)? {
+                Some(BuiltinType::Bytes) => self
                     .bytes(obj, max_chars)
                     .map(|b| String::from_utf8_lossy(&b).into_owned()),
-                "unicode" => self.py2_unicode(obj, max_chars),
-                other => Err(invalid(obj, format!("a {other}, not a string"))),
+                Some(BuiltinType::Str) => self.py2_unicode(obj, max_chars),
+                _ => Err(invalid(
+                    obj,
+                    format!("a {}, not a string", self.type_label(self.type_of(obj)?)),
+                )),
             };
         }
         self.pep393(obj, max_chars)
@@ -319,7 +421,12 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// An `int` (2.7 `int`, `bool` or `long`; 3.x `int` or `bool`) that fits in 120 bits.
     pub fn int(&self, obj: u64) -> Result<i128, ReadError> {
-        if self.version.major == 2 && matches!(self.type_name(obj)?.as_str(), "int" | "bool") {
+        if self.version.major == 2
+            && matches!(
+                self.builtin_type_of(obj)?,
+                Some(BuiltinType::Py2Int | BuiltinType::Bool)
+            )
+        {
             return self
                 .memory
                 .read_i64(obj.wrapping_add(self.off("PyIntObject", "ob_ival")?))
@@ -594,35 +701,37 @@ impl<'a, M: Memory> Objects<'a, M> {
         if obj == 0 {
             return "<NULL>".into();
         }
-        let name = match self.type_name(obj) {
-            Ok(n) => n,
+        let ty = match self.type_of(obj) {
+            Ok(ty) => ty,
             Err(e) => return format!("<unreadable object at {obj:#x}: {}>", e.reason),
         };
-        let result = match name.as_str() {
-            "NoneType" => Ok("None".to_string()),
-            "bool" => self.int(obj).map(|v| {
+        let name = self.type_label(ty);
+        let py2 = self.version.major == 2;
+        let result = match self.builtin_type(ty) {
+            Some(BuiltinType::None) => Ok("None".to_string()),
+            Some(BuiltinType::Bool) => self.int(obj).map(|v| {
                 if v != 0 {
                     "True".into()
                 } else {
                     "False".into()
                 }
             }),
-            "int" | "long" => self.int(obj).map(|v| v.to_string()),
-            "float" => self.float(obj).map(python_float_repr),
-            "str" if self.version.major >= 3 => {
+            Some(BuiltinType::Long | BuiltinType::Py2Int) => self.int(obj).map(|v| v.to_string()),
+            Some(BuiltinType::Float) => self.float(obj).map(python_float_repr),
+            Some(BuiltinType::Str) if !py2 => {
                 self.string(obj, MAX_REPR_LEN).map(|s| python_str_repr(&s))
             }
-            "str" => self
+            Some(BuiltinType::Bytes) if py2 => self
                 .bytes(obj, MAX_REPR_LEN)
                 .map(|b| python_bytes_repr(&b, "")),
-            "unicode" => self
+            Some(BuiltinType::Str) => self
                 .string(obj, MAX_REPR_LEN)
                 .map(|s| format!("u{}", python_str_repr(&s))),
-            "bytes" => self
+            Some(BuiltinType::Bytes) => self
                 .bytes(obj, MAX_REPR_LEN)
                 .map(|b| python_bytes_repr(&b, "b")),
             // A cell (a closure variable): show what it holds.
-            "cell" => self
+            Some(BuiltinType::Cell) => self
                 .memory
                 .read_ptr(obj.wrapping_add(self.size("PyObject").unwrap_or(16)))
                 .map(|v| {
@@ -632,20 +741,24 @@ impl<'a, M: Memory> Objects<'a, M> {
                         self.repr_at(v, depth)
                     }
                 }),
-            "tuple" | "list" if depth >= MAX_REPR_DEPTH => Ok(format!("<{name}>")),
-            "tuple" => self.tuple_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
-                let inner = self.join(&items, len, depth);
-                if len == 1 {
-                    format!("({inner},)")
-                } else {
-                    format!("({inner})")
-                }
-            }),
-            "list" => self
+            Some(BuiltinType::Tuple | BuiltinType::List) if depth >= MAX_REPR_DEPTH => {
+                Ok(format!("<{name}>"))
+            }
+            Some(BuiltinType::Tuple) => {
+                self.tuple_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
+                    let inner = self.join(&items, len, depth);
+                    if len == 1 {
+                        format!("({inner},)")
+                    } else {
+                        format!("({inner})")
+                    }
+                })
+            }
+            Some(BuiltinType::List) => self
                 .list_items(obj, MAX_REPR_ITEMS)
                 .map(|(items, len)| format!("[{}]", self.join(&items, len, depth))),
-            "dict" if depth >= MAX_REPR_DEPTH => Ok("<dict>".into()),
-            "dict" => self.dict_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
+            Some(BuiltinType::Dict) if depth >= MAX_REPR_DEPTH => Ok("<dict>".into()),
+            Some(BuiltinType::Dict) => self.dict_items(obj, MAX_REPR_ITEMS).map(|(items, len)| {
                 let mut parts: Vec<String> = items
                     .iter()
                     .map(|(k, v)| {

@@ -33,6 +33,7 @@ pub struct RuntimeLocation {
 /// Field offsets the search needs.
 struct Offsets {
     interpreters_head: Option<u64>,
+    interpreters_main: Option<u64>,
     interp_next: u64,
     threads_head: u64,
     tstate_interp: u64,
@@ -44,6 +45,7 @@ impl Offsets {
     fn from(layout: &Layout) -> Option<Offsets> {
         Some(Offsets {
             interpreters_head: layout.offset("_PyRuntimeState", "interpreters_head"),
+            interpreters_main: layout.offset("_PyRuntimeState", "interpreters_main"),
             interp_next: layout.offset("PyInterpreterState", "next")?,
             threads_head: layout.offset("PyInterpreterState", "threads_head")?,
             tstate_interp: layout.offset("PyThreadState", "interp")?,
@@ -168,12 +170,41 @@ fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, O
             }
             if plausible_interpreter(memory, value, offsets, &pthread_ids) {
                 let head = vaddr + (i * 8) as u64;
-                let runtime = offsets.interpreters_head.map(|o| head - o);
+                let runtime = offsets.interpreters_head.map(|o| head.wrapping_sub(o));
+                // Other statics point at the interpreter too (faulthandler's
+                // does); in the runtime, `interpreters.main` is on the list.
+                if let (Some(rt), Some(main_at)) = (runtime, offsets.interpreters_main)
+                    && !main_is_listed(memory, rt.wrapping_add(main_at), value, offsets)
+                {
+                    continue;
+                }
                 return Some((head, runtime));
             }
         }
     }
     None
+}
+
+/// Whether the word at `main_at` points at an interpreter on the list that
+/// starts at `head` (the main interpreter is the oldest, so the last).
+fn main_is_listed(memory: &impl Memory, main_at: u64, head: u64, offsets: &Offsets) -> bool {
+    let Ok(main) = memory.read_ptr(main_at) else {
+        return false;
+    };
+    let mut interp = head;
+    for _ in 0..MAX_INTERPRETERS {
+        if interp == 0 {
+            return false;
+        }
+        if interp == main {
+            return true;
+        }
+        match memory.read_ptr(interp.wrapping_add(offsets.interp_next)) {
+            Ok(next) => interp = next,
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// Follow `next` from the head pointer, with a cap and a cycle check.

@@ -9,6 +9,7 @@ use super::frames::{self, FrameWalk};
 use super::nesting::{self, Nestable, NestingOrder};
 use super::objects::Objects;
 use super::runtime::{self, RuntimeLocation};
+use super::types::TypeAnchors;
 use crate::error::Diagnostic;
 use crate::layout::{Layout, LayoutChoice, LayoutOptions, select};
 use crate::memory::{Memory, MemoryExt};
@@ -77,6 +78,8 @@ pub struct PythonState {
     pub gil_holder: Option<u64>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
+    /// Built-in types found by address (the main interpreter's builtins).
+    pub type_anchors: TypeAnchors,
 }
 
 impl PythonState {
@@ -119,6 +122,8 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     let layout = &choice.layout;
     let memory = process.memory();
     let objects = Objects::new(memory, layout, version, unicode_width(process));
+    let type_anchors = TypeAnchors::from_builtins(&objects, runtime.interpreters.first().copied());
+    let objects = objects.with_anchors(&type_anchors);
     let mut diagnostics = Vec::new();
     if let Some(w) = &runtime.warning {
         diagnostics.push(Diagnostic::warning("python", w.clone()));
@@ -229,6 +234,7 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
         threads,
         gil_holder,
         diagnostics,
+        type_anchors,
     })
 }
 

@@ -1,0 +1,397 @@
+//! CPython's built-in types identified by address and by the type object's
+//! own fields, not by `tp_name`: a static type's name lives in the
+//! interpreter's read-only data, which a core holds only when the file does
+//! (pages never written are not dumped), while the type object itself is in
+//! writable data that every core has.
+//!
+//! Two sources, both read from the core alone:
+//! - anchors: the main interpreter's `builtins` dict maps names to the type
+//!   objects (`float`, `bool`, ...) and to `None`, whose type is `NoneType`;
+//! - shape: `tp_flags`' subclass bits, `tp_base` (`object` is the one type
+//!   without a base), `ob_type` (`type` is its own type) and the sizes
+//!   (`code` has `PyCodeObject`'s).
+
+use std::collections::HashMap;
+
+use crate::layout::{Layout, PythonVersion};
+use crate::memory::{Memory, MemoryExt};
+
+/// `Py_TPFLAGS_HEAPTYPE`: a class made at run time, never a built-in.
+pub(crate) const HEAPTYPE: u64 = 1 << 9;
+/// `Py_TPFLAGS_HAVE_GC`.
+const HAVE_GC: u64 = 1 << 14;
+/// 2.7's `Py_TPFLAGS_INT_SUBCLASS`.
+const INT_SUBCLASS_2: u64 = 1 << 23;
+const LONG_SUBCLASS: u64 = 1 << 24;
+const LIST_SUBCLASS: u64 = 1 << 25;
+const TUPLE_SUBCLASS: u64 = 1 << 26;
+/// `bytes` (3.x), `str` (2.7).
+const BYTES_SUBCLASS: u64 = 1 << 27;
+/// `str` (3.x), `unicode` (2.7).
+const UNICODE_SUBCLASS: u64 = 1 << 28;
+const DICT_SUBCLASS: u64 = 1 << 29;
+const TYPE_SUBCLASS: u64 = 1 << 31;
+/// Entries of the builtins dict looked at, at most.
+const MAX_BUILTINS: usize = 512;
+
+/// A built-in type pymortem reads objects of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BuiltinType {
+    /// `type`.
+    Type,
+    /// `object`.
+    Object,
+    /// `code`.
+    Code,
+    /// `tuple`.
+    Tuple,
+    /// `list`.
+    List,
+    /// `dict`.
+    Dict,
+    /// Text: `str` (3.x), `unicode` (2.7).
+    Str,
+    /// Bytes: `bytes` (3.x), `str` (2.7).
+    Bytes,
+    /// `int` (3.x), `long` (2.7).
+    Long,
+    /// 2.7's machine-word `int`.
+    Py2Int,
+    /// `bool`.
+    Bool,
+    /// `float`.
+    Float,
+    /// `NoneType`.
+    None,
+    /// `cell`, learnt from the frames' cell slots.
+    Cell,
+}
+
+impl BuiltinType {
+    /// Its `tp_name` in `version`.
+    pub fn name(self, version: PythonVersion) -> &'static str {
+        let py2 = version.major == 2;
+        match self {
+            BuiltinType::Type => "type",
+            BuiltinType::Object => "object",
+            BuiltinType::Code => "code",
+            BuiltinType::Tuple => "tuple",
+            BuiltinType::List => "list",
+            BuiltinType::Dict => "dict",
+            BuiltinType::Str if py2 => "unicode",
+            BuiltinType::Str => "str",
+            BuiltinType::Bytes if py2 => "str",
+            BuiltinType::Bytes => "bytes",
+            BuiltinType::Long if py2 => "long",
+            BuiltinType::Long | BuiltinType::Py2Int => "int",
+            BuiltinType::Bool => "bool",
+            BuiltinType::Float => "float",
+            BuiltinType::None => "NoneType",
+            BuiltinType::Cell => "cell",
+        }
+    }
+}
+
+/// Type objects found by address in the core: the builtins dict's.
+#[derive(Debug, Clone, Default)]
+pub struct TypeAnchors {
+    by_address: HashMap<u64, BuiltinType>,
+}
+
+impl TypeAnchors {
+    /// The built-in type at `ty`, if an anchor named it.
+    pub fn get(&self, ty: u64) -> Option<BuiltinType> {
+        self.by_address.get(&ty).copied()
+    }
+
+    /// How many types were anchored.
+    pub fn len(&self) -> usize {
+        self.by_address.len()
+    }
+
+    /// Whether no type was anchored.
+    pub fn is_empty(&self) -> bool {
+        self.by_address.is_empty()
+    }
+
+    /// Anchors from the `builtins` dict of the interpreter state `interp`;
+    /// empty when it cannot be read. Only static types are taken, so a
+    /// rebound name (`builtins.float = MyFloat`) anchors nothing.
+    pub fn from_builtins<M: Memory>(
+        objects: &super::objects::Objects<'_, M>,
+        interp: Option<u64>,
+    ) -> TypeAnchors {
+        let mut anchors = TypeAnchors::default();
+        let Some(builtins_at) = objects
+            .layout
+            .offset("PyInterpreterState", "builtins")
+            .zip(interp)
+            .map(|(off, interp)| interp.wrapping_add(off))
+        else {
+            return anchors;
+        };
+        let Ok(dict) = objects.memory.read_ptr(builtins_at) else {
+            return anchors;
+        };
+        let Ok((entries, _)) = objects.dict_items(dict, MAX_BUILTINS) else {
+            return anchors;
+        };
+        for (key, value) in entries {
+            let Ok(name) = objects.raw_text(key, 16) else {
+                continue;
+            };
+            let (ty, kind) = match name.as_str() {
+                "None" => (objects.type_of(value), BuiltinType::None),
+                "float" => (Ok(value), BuiltinType::Float),
+                "bool" => (Ok(value), BuiltinType::Bool),
+                _ => continue,
+            };
+            if let Ok(ty) = ty
+                && is_static_type(objects.memory, objects.layout, ty)
+            {
+                anchors.by_address.insert(ty, kind);
+            }
+        }
+        anchors
+    }
+}
+
+/// Whether `ty` looks like a static type object: its type is a type (its
+/// metatype has `Py_TPFLAGS_TYPE_SUBCLASS`) and it is not a heap type.
+fn is_static_type<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
+    let (Some(ob_type), Some(tp_flags)) = (
+        layout.offset("PyObject", "ob_type"),
+        layout.offset("PyTypeObject", "tp_flags"),
+    ) else {
+        return false;
+    };
+    let flags = |t: u64| memory.read_u64(t.wrapping_add(tp_flags));
+    let Ok(meta) = memory.read_ptr(ty.wrapping_add(ob_type)) else {
+        return false;
+    };
+    matches!(flags(meta), Ok(f) if f & TYPE_SUBCLASS != 0)
+        && matches!(flags(ty), Ok(f) if f & HEAPTYPE == 0)
+}
+
+/// The built-in type `ty` is, from its own fields; `None` for any other
+/// type, a heap type, or one that cannot be read. Subclasses are not their
+/// base: `bool` is told from `int` by its `tp_base`.
+pub fn by_shape<M: Memory>(
+    memory: &M,
+    layout: &Layout,
+    version: PythonVersion,
+    ty: u64,
+) -> Option<BuiltinType> {
+    shape_of(memory, layout, version, ty, true)
+}
+
+/// [`by_shape`]; `bool` (a subclass) only when `subclasses`, so a base
+/// chain that loops is followed one step.
+fn shape_of<M: Memory>(
+    memory: &M,
+    layout: &Layout,
+    version: PythonVersion,
+    ty: u64,
+    subclasses: bool,
+) -> Option<BuiltinType> {
+    let off = |f: &str| layout.offset("PyTypeObject", f);
+    let ob_type = layout.offset("PyObject", "ob_type")?;
+    let (flags_at, base_at) = (off("tp_flags")?, off("tp_base")?);
+    let read = |at: u64| memory.read_u64(at).ok();
+    if !is_static_type(memory, layout, ty) {
+        return None;
+    }
+    let flags = read(ty.wrapping_add(flags_at))?;
+    let base = read(ty.wrapping_add(base_at))?;
+    if read(ty.wrapping_add(ob_type))? == ty {
+        return Some(BuiltinType::Type);
+    }
+    if base == 0 {
+        return Some(BuiltinType::Object);
+    }
+    let base_of_base = read(base.wrapping_add(base_at))?;
+    let py2 = version.major == 2;
+    if base_of_base != 0 {
+        // 2.7's str and unicode are based on `basestring`, itself on `object`.
+        let strings = BYTES_SUBCLASS | UNICODE_SUBCLASS;
+        let on_basestring = py2
+            && flags & strings != 0
+            && read(base.wrapping_add(flags_at))? & strings == 0
+            && read(base_of_base.wrapping_add(base_at))? == 0;
+        if !on_basestring {
+            if !subclasses {
+                return None;
+            }
+            // The one static subclass of a built-in that pymortem reads: bool.
+            let int = if py2 {
+                BuiltinType::Py2Int
+            } else {
+                BuiltinType::Long
+            };
+            let base_kind = shape_of(memory, layout, version, base, false);
+            return (base_kind == Some(int)).then_some(BuiltinType::Bool);
+        }
+    }
+    let by_flag = [
+        (TUPLE_SUBCLASS, BuiltinType::Tuple),
+        (LIST_SUBCLASS, BuiltinType::List),
+        (DICT_SUBCLASS, BuiltinType::Dict),
+        (UNICODE_SUBCLASS, BuiltinType::Str),
+        (BYTES_SUBCLASS, BuiltinType::Bytes),
+        (LONG_SUBCLASS, BuiltinType::Long),
+    ];
+    if let Some(&(_, kind)) = by_flag.iter().find(|(bit, _)| flags & bit != 0) {
+        return Some(kind);
+    }
+    if py2 && flags & INT_SUBCLASS_2 != 0 {
+        return Some(BuiltinType::Py2Int);
+    }
+    is_code_shape(memory, layout, version, ty, flags).then_some(BuiltinType::Code)
+}
+
+/// `code`: no GC, and exactly `PyCodeObject`'s size (from 3.11 a
+/// variable-size object whose items are the 2-byte code units).
+fn is_code_shape<M: Memory>(
+    memory: &M,
+    layout: &Layout,
+    version: PythonVersion,
+    ty: u64,
+    flags: u64,
+) -> bool {
+    if flags & HAVE_GC != 0 {
+        return false;
+    }
+    let Some((basic, item)) = sizes(memory, layout, ty) else {
+        return false;
+    };
+    if version.major_minor() >= (3, 11) {
+        layout.offset("PyCodeObject", "co_code_adaptive") == Some(basic) && item == 2
+    } else {
+        layout.size("PyCodeObject") == Some(basic) && item == 0
+    }
+}
+
+/// `tp_basicsize` and `tp_itemsize`.
+fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> {
+    let basic = layout.offset("PyTypeObject", "tp_basicsize")?;
+    let item = layout.offset("PyTypeObject", "tp_itemsize")?;
+    Some((
+        memory.read_u64(ty.wrapping_add(basic)).ok()?,
+        memory.read_u64(ty.wrapping_add(item)).ok()?,
+    ))
+}
+
+/// Whether `ty` has the shape of `cell`: a static GC type one pointer larger
+/// than `PyObject`, with no items, based on `object`. Other types share it
+/// (`instancemethod`), so it is asked only of objects found in a frame's
+/// cell slots.
+pub fn has_cell_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
+    let (Some(flags_at), Some(base_at), Some(object_size)) = (
+        layout.offset("PyTypeObject", "tp_flags"),
+        layout.offset("PyTypeObject", "tp_base"),
+        layout.size("PyObject"),
+    ) else {
+        return false;
+    };
+    let base_is_object = memory
+        .read_u64(ty.wrapping_add(base_at))
+        .and_then(|b| memory.read_u64(b.wrapping_add(base_at)))
+        .is_ok_and(|b| b == 0);
+    is_static_type(memory, layout, ty)
+        && base_is_object
+        && memory
+            .read_u64(ty.wrapping_add(flags_at))
+            .is_ok_and(|f| f & HAVE_GC != 0)
+        && sizes(memory, layout, ty) == Some((object_size + 8, 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tables;
+    use crate::memory::BufferMemory;
+
+    const BASE: u64 = 0x10_0000;
+    /// Room per synthetic type object.
+    const SLOT: u64 = 0x200;
+
+    struct Types {
+        memory: BufferMemory,
+        layout: Layout,
+    }
+
+    impl Types {
+        fn new() -> Types {
+            let layout = tables::builtin(3, 11).unwrap().layout_for("3.11.7");
+            let memory = BufferMemory {
+                base: BASE,
+                bytes: vec![0; 16 * SLOT as usize],
+            };
+            let mut types = Types { memory, layout };
+            // Slot 0: `type`, its own type.
+            types.set(0, 0, TYPE_SUBCLASS, 1);
+            types
+        }
+
+        fn at(slot: u64) -> u64 {
+            BASE + slot * SLOT
+        }
+
+        fn put(&mut self, addr: u64, value: u64) {
+            let at = (addr - BASE) as usize;
+            self.memory.bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+
+        /// Type `slot`: of type `type`, with `flags` and base `base` (a slot
+        /// number, or none).
+        fn set(&mut self, slot: u64, meta: u64, flags: u64, base: impl Into<Option<u64>>) {
+            let off = |f: &str| self.layout.offset("PyTypeObject", f).unwrap();
+            let ty = Types::at(slot);
+            let (ob_type, flags_at, base_at) = (
+                self.layout.offset("PyObject", "ob_type").unwrap(),
+                off("tp_flags"),
+                off("tp_base"),
+            );
+            self.put(ty + ob_type, Types::at(meta));
+            self.put(ty + flags_at, flags);
+            self.put(ty + base_at, base.into().map_or(0, Types::at));
+        }
+
+        fn kind(&self, slot: u64) -> Option<BuiltinType> {
+            let version = PythonVersion::parse("3.11.7").unwrap();
+            by_shape(&self.memory, &self.layout, version, Types::at(slot))
+        }
+    }
+
+    #[test]
+    fn built_in_types_are_told_by_their_fields() {
+        let mut t = Types::new();
+        t.set(0, 0, TYPE_SUBCLASS, 2);
+        t.set(2, 0, 0, None); // object
+        t.set(3, 0, LONG_SUBCLASS, 2); // int
+        t.set(4, 0, LONG_SUBCLASS, 3); // bool
+        t.set(5, 0, TUPLE_SUBCLASS, 2); // tuple
+        t.set(6, 0, TUPLE_SUBCLASS | HEAPTYPE, 5); // class T(tuple)
+        t.set(7, 0, TUPLE_SUBCLASS, 5); // a static subclass of tuple
+        assert_eq!(t.kind(0), Some(BuiltinType::Type));
+        assert_eq!(t.kind(2), Some(BuiltinType::Object));
+        assert_eq!(t.kind(3), Some(BuiltinType::Long));
+        assert_eq!(t.kind(4), Some(BuiltinType::Bool));
+        assert_eq!(t.kind(5), Some(BuiltinType::Tuple));
+        assert_eq!(t.kind(6), None, "a heap type is never a built-in");
+        assert_eq!(t.kind(7), None, "a subclass is not its base");
+    }
+
+    #[test]
+    fn a_looping_base_chain_ends() {
+        let mut t = Types::new();
+        t.set(2, 0, LONG_SUBCLASS, 3);
+        t.set(3, 0, LONG_SUBCLASS, 2);
+        t.set(4, 0, LONG_SUBCLASS, 4); // its own base
+        assert_eq!(t.kind(2), None);
+        assert_eq!(t.kind(4), None);
+        // A type whose metatype is unreadable is not a type.
+        t.put(Types::at(5) + 8, 0xdead_0000);
+        assert_eq!(t.kind(5), None);
+    }
+}
