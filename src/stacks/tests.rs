@@ -29,6 +29,7 @@ fn python(function: &str, entry: bool) -> PyFrame {
         frame: 0,
         entry,
         locals: None,
+        unreadable: None,
     }
 }
 
