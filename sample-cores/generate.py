@@ -36,7 +36,8 @@ KINDS = ["kernel", "gcore"]
 # several times at random moments (kind "snapshot"), then kills it.
 SNAPSHOT_SCENARIOS = ["busy_snapshot"]
 SNAPSHOT_KIND = "snapshot"
-SNAPSHOTS_PER_RUN = 5
+# PYMORTEM_SNAPSHOTS raises it for a stress run (the stamp records it).
+SNAPSHOTS_PER_RUN = int(os.environ.get("PYMORTEM_SNAPSHOTS") or 5)
 # Random pause before each snapshot, in seconds.
 SNAPSHOT_DELAY = (0.05, 0.8)
 PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
