@@ -362,3 +362,52 @@ impl<'m> Held<'m> {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_methods_allocator_and_collector_change_objects() {
+        for name in [
+            "list_extend",
+            "listextend",
+            "list_ass_slice_lock_held.lto_priv.0",
+            "dictresize",
+            "insertdict",
+            "PyTuple_New",
+            "_PyTuple_Resize",
+            "tupledealloc",
+            "subtype_dealloc",
+            "gc_collect_main",
+            "collect.constprop.0",
+            "delete_garbage",
+        ] {
+            assert!(changes_objects(name), "{name}");
+        }
+        for name in [
+            "take_gil",
+            "_PyEval_EvalFrameDefault",
+            "PyThread_acquire_lock",
+            "pthread_cond_timedwait",
+            "PyObject_Call",
+            "abort",
+        ] {
+            assert!(!changes_objects(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn words_point_into_a_range_or_hold_an_address() {
+        let m = Mutator {
+            lwp: 1,
+            function: "list_ass_slice".into(),
+            words: vec![0x1000, 0x2008, 0x5000],
+        };
+        assert!(m.holds(0x2008));
+        assert!(!m.holds(0x2000));
+        assert!(m.points_into(0x2000, 0x2010));
+        assert!(!m.points_into(0x2010, 0x5000));
+        assert!(m.points_into(0x4ff8, 0x5008));
+    }
+}
