@@ -127,8 +127,77 @@ fn is_dying(process: &Process, lwp: i32, stack: &NativeStack) -> bool {
         })
 }
 
+/// Address ranges a finding could be explained by; a thread whose stack
+/// and registers point into none of them is not unwound.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    // [start, end), sorted by start.
+    ranges: Vec<(u64, u64)>,
+    // The largest end among the ranges up to each index: a word is inside
+    // some range starting at or below it when that end lies above it.
+    max_end: Vec<u64>,
+}
+
+impl Wanted {
+    fn add(&mut self, start: u64, end: u64) {
+        self.ranges.push((start, end.max(start.saturating_add(1))));
+    }
+
+    fn seal(&mut self) {
+        self.ranges.sort_unstable();
+        self.max_end = self
+            .ranges
+            .iter()
+            .scan(0, |end, r| {
+                *end = r.1.max(*end);
+                Some(*end)
+            })
+            .collect();
+    }
+
+    fn contains(&self, word: u64) -> bool {
+        let i = self.ranges.partition_point(|r| r.0 <= word);
+        i > 0 && self.max_end[i - 1] > word
+    }
+}
+
+/// The words a thread's registers and its stack from just below the stack
+/// pointer hold, at most `MAX_WINDOW` bytes of them.
+fn thread_words(
+    process: &Process,
+    thread: &crate::core::CoreThread,
+    high: Option<u64>,
+) -> Vec<u64> {
+    let low = thread.registers.rsp().saturating_sub(128);
+    let core = process.core();
+    let segment_end = core
+        .segment_index(low)
+        .map_or(low, |i| core.segments()[i].end());
+    let high = high
+        .unwrap_or(segment_end)
+        .min(low.saturating_add(MAX_WINDOW));
+    let mut words: Vec<u64> = (0..17)
+        .filter_map(|r| thread.registers.by_dwarf(r))
+        .collect();
+    if let Ok(bytes) = process
+        .memory()
+        .read_bytes(low, high.saturating_sub(low), MAX_WINDOW)
+    {
+        words.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))),
+        );
+    }
+    words.retain(|&w| w >= 0x1000 && w.is_multiple_of(8));
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
 /// The threads caught changing objects, and what their frames point at.
-pub fn mutators(process: &Process, state: &PythonState) -> Vec<Mutator> {
+/// Only threads whose stack points into `wanted` are unwound.
+pub fn mutators(process: &Process, state: &PythonState, wanted: &Wanted) -> Vec<Mutator> {
     let gil_holder = state
         .threads
         .iter()
@@ -136,6 +205,12 @@ pub fn mutators(process: &Process, state: &PythonState) -> Vec<Mutator> {
         .and_then(|t| t.lwp);
     let mut out = Vec::new();
     for thread in process.threads() {
+        if !thread_words(process, thread, None)
+            .iter()
+            .any(|&w| wanted.contains(w))
+        {
+            continue;
+        }
         let Some(stack) = unwind_thread(process, thread.lwp) else {
             continue;
         };
@@ -157,28 +232,11 @@ pub fn mutators(process: &Process, state: &PythonState) -> Vec<Mutator> {
         ) else {
             continue;
         };
-        let low = thread.registers.rsp().saturating_sub(128);
-        let high = stack
-            .frames
-            .get(outermost + 1)
-            .map_or(stack.frames[outermost].sp + LAST_FRAME_WINDOW, |f| f.sp)
-            .min(low.saturating_add(MAX_WINDOW));
-        let mut words: Vec<u64> = (0..17)
-            .filter_map(|r| thread.registers.by_dwarf(r))
-            .collect();
-        if let Ok(bytes) = process
-            .memory()
-            .read_bytes(low, high.saturating_sub(low), MAX_WINDOW)
-        {
-            words.extend(
-                bytes
-                    .chunks_exact(8)
-                    .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))),
-            );
-        }
-        words.retain(|&w| w >= 0x1000 && w.is_multiple_of(8));
-        words.sort_unstable();
-        words.dedup();
+        let high = stack.frames.get(outermost + 1).map_or(
+            stack.frames[outermost].sp.saturating_add(LAST_FRAME_WINDOW),
+            |f| f.sp,
+        );
+        let words = thread_words(process, thread, Some(high));
         out.push(Mutator {
             lwp: thread.lwp,
             function: function.unwrap_or("?").to_string(),
@@ -224,7 +282,8 @@ pub fn explain(
     if candidates.is_empty() {
         return;
     }
-    let mutators = mutators(process, state);
+    let wanted = wanted(heap, findings, &candidates);
+    let mutators = mutators(process, state, &wanted);
     if mutators.is_empty() {
         return;
     }
@@ -275,6 +334,43 @@ pub fn explain(
     }
 }
 
+/// What could explain the candidates: the objects, their GC headers, the
+/// containers that hold them and those containers' item arrays.
+fn wanted(heap: &Heap, findings: &[Finding], candidates: &[usize]) -> Wanted {
+    let mut wanted = Wanted::default();
+    let mut containers = FxHashSet::default();
+    for &i in candidates {
+        let f = &findings[i];
+        wanted.add(f.address.wrapping_sub(heap.gc_head_size), f.address + 1);
+        containers.extend(f.referrers.iter().filter_map(|r| r.container));
+    }
+    for c in containers {
+        wanted.add(c, c + 1);
+        if let Some((items, n)) = list_items(heap, c) {
+            wanted.add(items, items.saturating_add(n.saturating_mul(8)));
+        }
+    }
+    wanted.seal();
+    wanted
+}
+
+/// A list's item array and its allocated length, when `obj` is a readable list.
+fn list_items(heap: &Heap, obj: u64) -> Option<(u64, u64)> {
+    let ty = heap.objects.type_of(obj).ok()?;
+    if heap.objects.type_name_of_type(ty).ok()? != "list" {
+        return None;
+    }
+    let items = heap
+        .memory
+        .read_ptr(obj.wrapping_add(heap.off("PyListObject", "ob_item")?))
+        .ok()?;
+    let allocated = heap
+        .memory
+        .read_i64(obj.wrapping_add(heap.off("PyListObject", "allocated")?))
+        .ok()?;
+    Some((items, u64::try_from(allocated).ok()?.min(1 << 28)))
+}
+
 /// The references that containers in flight hold, per target and thread.
 struct Held<'m> {
     mutators: &'m [Mutator],
@@ -303,8 +399,6 @@ impl<'m> Held<'m> {
                 .ok()
                 .map_or(Shape::Other, |ty| shapes.shape(heap, ty))
         };
-        let list_items = heap.off("PyListObject", "ob_item");
-        let allocated = heap.off("PyListObject", "allocated");
         let mut by_mutator = Vec::new();
         for m in mutators {
             let mut containers: Vec<(u64, Shape)> = Vec::new();
@@ -314,16 +408,9 @@ impl<'m> Held<'m> {
                     continue;
                 }
                 let inside = shape == Shape::List
-                    && list_items
-                        .and_then(|o| heap.memory.read_ptr(c.wrapping_add(o)).ok())
-                        .zip(
-                            allocated
-                                .and_then(|o| heap.memory.read_i64(c.wrapping_add(o)).ok())
-                                .and_then(|n| u64::try_from(n).ok()),
-                        )
-                        .is_some_and(|(items, n)| {
-                            m.points_into(items, items.saturating_add(n.saturating_mul(8)))
-                        });
+                    && list_items(heap, c).is_some_and(|(items, n)| {
+                        m.points_into(items, items.saturating_add(n.saturating_mul(8)))
+                    });
                 if m.holds(c) || inside {
                     containers.push((c, shape));
                 }
@@ -409,5 +496,20 @@ mod tests {
         assert!(m.points_into(0x2000, 0x2010));
         assert!(!m.points_into(0x2010, 0x5000));
         assert!(m.points_into(0x4ff8, 0x5008));
+    }
+
+    #[test]
+    fn wanted_finds_words_inside_nested_and_far_ranges() {
+        let mut wanted = Wanted::default();
+        // A long item array, then many single addresses inside and after it.
+        wanted.add(0x10_000, 0x90_000);
+        for a in (0x20_000..0x100_000).step_by(0x100) {
+            wanted.add(a, a + 1);
+        }
+        wanted.seal();
+        assert!(wanted.contains(0x8f_ff8), "inside the array, far behind");
+        assert!(wanted.contains(0xa0_000));
+        assert!(!wanted.contains(0xa0_008));
+        assert!(!wanted.contains(0xfff8));
     }
 }
