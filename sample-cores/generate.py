@@ -2,7 +2,7 @@
 """Generate sample core dumps of crashed CPython processes for pymortem's tests.
 
     generate.py [--out DIR] [--interp NAME ...] [--scenario NAME ...]
-                [--kind kernel|gcore ...] [--jobs N] [--force] [--no-verify]
+                [--kind kernel|gcore|snapshot ...] [--jobs N] [--force] [--no-verify]
 
 Run sample-cores/setup-interpreters.sh first (it prepares the Debian
 interpreters and their debug files in the cache dir).  See README.md.
@@ -12,6 +12,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -40,6 +41,14 @@ SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free
 SCENARIO_MIN_VERSION = {"subinterp_threads": (3, 12), "subinterp_nested": (3, 12),
                         "subinterp_chains": (3, 12)}
 KINDS = ["kernel", "gcore"]
+# Scenarios that never die: generate.py snapshots the live process with gdb
+# several times at random moments (kind "snapshot"), then kills it.
+SNAPSHOT_SCENARIOS = ["busy_snapshot"]
+SNAPSHOT_KIND = "snapshot"
+# PYMORTEM_SNAPSHOTS raises it for a stress run (the stamp records it).
+SNAPSHOTS_PER_RUN = int(os.environ.get("PYMORTEM_SNAPSHOTS") or 5)
+# Random pause before each snapshot, in seconds.
+SNAPSHOT_DELAY = (0.05, 0.8)
 PYENV_VERSIONS = ["2.7.18", "3.6.15", "3.7.16", "3.8.18", "3.9.18", "3.10.13",
                   "3.11.7", "3.12.1", "3.13.0"]
 # Debian's interpreters run in a chroot of their suite (set up by setup-interpreters.sh).
@@ -415,6 +424,205 @@ class Job(object):
         }
 
 
+def verify_snapshot(core, truth):
+    """Check a live-process snapshot against the truth its process wrote at
+    start: same pid, every thread it started is in the core, nothing crashed."""
+    problems = []
+    notes = read_core_notes(core)
+    if notes["pid"] != truth["pid"]:
+        problems.append("PRPSINFO pid %s != truth pid %s" % (notes["pid"], truth["pid"]))
+    lwps = [t[0] for t in notes["threads"]]
+    missing = [t["native_id"] for t in truth["threads"] if t["native_id"] not in lwps]
+    if missing:
+        problems.append("LWPs %s of the truth not in the core (core has %s)" % (missing, lwps))
+    if truth["pid"] not in lwps:
+        problems.append("main LWP %s not in the core" % truth["pid"])
+    if truth.get("expected_findings") != "none" or truth.get("crash_thread_ident") is not None:
+        problems.append("a snapshot truth must say the process is healthy")
+    if notes["load_segments"] == 0:
+        problems.append("no memory in the core")
+    return problems, notes
+
+
+class SnapshotJob(object):
+    """One live run of a scenario that never dies, snapshotted SNAPSHOTS_PER_RUN
+    times by attaching gdb at random moments; each snapshot is a core with its
+    own truth file (the process's start truth plus when it was taken)."""
+
+    def __init__(self, interp, scenario, out):
+        self.interp = interp
+        self.scenario = scenario
+        self.kind = SNAPSHOT_KIND
+        self.dir = os.path.join(out, interp.name)
+        self.base = os.path.join(self.dir, "%s.%s" % (scenario, SNAPSHOT_KIND))
+        self.stamp = self.base + ".stamp"
+        self.stderr = self.base + ".stderr.txt"
+        self.status = None
+        self.problems = []
+        self.seconds = 0.0
+        self.cached = False
+
+    @property
+    def label(self):
+        return "%s/%s/%s" % (self.interp.name, self.scenario, self.kind)
+
+    def core(self, i):
+        return "%s%d.core" % (self.base, i)
+
+    def truth(self, i):
+        return "%s%d.truth.json" % (self.base, i)
+
+    def outputs(self):
+        return [p for i in range(1, SNAPSHOTS_PER_RUN + 1) for p in (self.core(i), self.truth(i))]
+
+    def run(self, force, do_verify):
+        t0 = time.time()
+        key = job_key(self.interp, self.scenario, self.kind + "x%d" % SNAPSHOTS_PER_RUN)
+        try:
+            cached = open(self.stamp).read().strip() == key and all(map(os.path.exists, self.outputs()))
+        except IOError:
+            cached = False
+        if not force and cached:
+            self.cached = True
+        else:
+            for attempt in (1, 2):
+                err = self._generate()
+                if err is None:
+                    break
+                self.problems = ["attempt %d: %s" % (attempt, err)]
+            else:
+                self.status = "FAIL"
+                self.seconds = time.time() - t0
+                return
+            self.problems = []
+            with open(self.stamp, "w") as f:
+                f.write(key + "\n")
+        if do_verify:
+            for i in range(1, SNAPSHOTS_PER_RUN + 1):
+                try:
+                    problems, _ = verify_snapshot(self.core(i), json.load(open(self.truth(i))))
+                except Exception as e:
+                    problems = ["verify: %s" % e]
+                self.problems += ["snapshot %d: %s" % (i, p) for p in problems]
+        self.status = "FAIL" if self.problems else "ok"
+        self.seconds = time.time() - t0
+
+    def _generate(self):
+        ip = self.interp
+        os.makedirs(self.dir, exist_ok=True)
+        for p in self.outputs() + [self.stamp, self.stderr]:
+            if os.path.exists(p):
+                os.unlink(p)
+        tag = "%s.%s.%s" % (ip.name, self.scenario, self.kind)
+        if ip.sysroot:
+            work_in = "%s/%s" % (CHROOT_WORK, tag)
+            script_in = "%s/%s.py" % (CHROOT_SCEN, self.scenario)
+        else:
+            work_in = os.path.join(os.path.dirname(self.dir), ".work", tag)
+            script_in = os.path.join(SCEN_DIR, self.scenario + ".py")
+        work = ip.host_path(work_in)
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(work)
+        truth_src = os.path.join(work, "truth.json")
+        env = dict(os.environ)
+        env.update(SCENARIO_ENV)
+        rng = random.Random(os.urandom(16))
+        errf = open(self.stderr, "wb")
+        # chroot(8) execs the interpreter: the child's pid is Python's.
+        proc = subprocess.Popen(ip.argv(script_in, work_in + "/truth.json"), cwd=work,
+                                stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, env=env,
+                                preexec_fn=set_core_limit(False))
+        try:
+            deadline = time.time() + JOB_TIMEOUT
+            while not os.path.exists(truth_src):
+                if proc.poll() is not None:
+                    return "the process exited with %s before writing its truth; see %s" % (
+                        proc.returncode, self.stderr)
+                if time.time() > deadline:
+                    return "no truth file after %ds" % JOB_TIMEOUT
+                time.sleep(0.05)
+            try:
+                truth = json.load(open(truth_src))
+            except ValueError as e:
+                return "truth file does not parse: %s" % e
+            if truth.get("pid") != proc.pid:
+                return "truth pid %s is not the child's pid %s" % (truth.get("pid"), proc.pid)
+            started = time.time()
+            for i in range(1, SNAPSHOTS_PER_RUN + 1):
+                delay = rng.uniform(*SNAPSHOT_DELAY)
+                time.sleep(delay)
+                err = self._snapshot(proc, self.core(i), errf)
+                if err:
+                    return "snapshot %d: %s" % (i, err)
+                truth["snapshot"] = {
+                    "index": i,
+                    "of": SNAPSHOTS_PER_RUN,
+                    "delay_s": round(delay, 3),
+                    "taken_after_s": round(time.time() - started, 3),
+                    "method": "gdb attach, generate-core-file, detach",
+                }
+                with open(self.truth(i), "w") as f:
+                    json.dump(truth, f, indent=1, sort_keys=True)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            errf.close()
+        shutil.rmtree(work, ignore_errors=True)
+        return None
+
+    def _snapshot(self, proc, core, errf):
+        if proc.poll() is not None:
+            return "the process died (status %s); see %s" % (proc.returncode, self.stderr)
+        tmp = core + ".tmp"
+        gdb = ["gdb", "-batch", "-nx",
+               "-iex", "set pagination off", "-iex", "set confirm off",
+               "-iex", "set auto-load no",
+               "-iex", "set auto-solib-add off",
+               "-iex", "set debuginfod enabled off",
+               "-p", str(proc.pid),
+               "-ex", "generate-core-file " + tmp,
+               "-ex", "detach"]
+        errf.flush()
+        try:
+            subprocess.run(gdb, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf, timeout=JOB_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return "gdb timed out after %ds" % JOB_TIMEOUT
+        if not os.path.exists(tmp):
+            return "gdb wrote no core; see %s" % self.stderr
+        if shutil.which("fallocate"):
+            subprocess.run(["fallocate", "--dig-holes", tmp], check=False)
+        os.rename(tmp, core)
+        return None
+
+    def manifest_entries(self):
+        entries = []
+        for i in range(1, SNAPSHOTS_PER_RUN + 1):
+            core = self.core(i)
+            st = os.stat(core) if os.path.exists(core) else None
+            entries.append({
+                "interp": self.interp.name,
+                "python_version": self.interp.version,
+                "scenario": self.scenario,
+                "kind": self.kind,
+                "snapshot": i,
+                "core": os.path.abspath(core),
+                "truth": os.path.abspath(self.truth(i)),
+                "stderr": os.path.abspath(self.stderr),
+                "exe": self.interp.exe,
+                "libpython": self.interp.libpython,
+                "sysroot": self.interp.sysroot,
+                "debug_dirs": self.interp.debug_dirs,
+                "stripped": self.interp.stripped,
+                "env": SCENARIO_ENV,
+                "size": st.st_size if st else None,
+                "disk_bytes": st.st_blocks * 512 if st else None,
+                "ok": self.status == "ok",
+                "problems": self.problems,
+            })
+        return entries
+
+
 def prepare_chroot(interp):
     dst = interp.host_path(CHROOT_SCEN)
     os.makedirs(dst, exist_ok=True)
@@ -452,21 +660,24 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("PYMORTEM_CORES") or os.path.join(HERE, "generated"))
     ap.add_argument("--interp", nargs="+", action="extend", choices=INTERPS)
-    ap.add_argument("--scenario", nargs="+", action="extend", choices=SCENARIOS)
-    ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS)
+    ap.add_argument("--scenario", nargs="+", action="extend", choices=SCENARIOS + SNAPSHOT_SCENARIOS)
+    ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS + [SNAPSHOT_KIND])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--force", action="store_true", help="ignore the cache stamps")
     ap.add_argument("--no-verify", action="store_true")
     args = ap.parse_args()
     interps = args.interp or INTERPS
-    scenarios = args.scenario or SCENARIOS
-    kinds = args.kind or KINDS
+    chosen = args.scenario or SCENARIOS + SNAPSHOT_SCENARIOS
+    kinds = args.kind or KINDS + [SNAPSHOT_KIND]
+    scenarios = [s for s in chosen if s in SCENARIOS]
+    snapshot_scenarios = [s for s in chosen if s in SNAPSHOT_SCENARIOS] if SNAPSHOT_KIND in kinds else []
+    kinds = [k for k in kinds if k in KINDS] if scenarios else []
     out = os.path.abspath(args.out)
     t0 = time.time()
 
     try:
         check_core_pattern(kinds)
-        if "gcore" in kinds and not shutil.which("gdb"):
+        if ("gcore" in kinds or snapshot_scenarios) and not shutil.which("gdb"):
             raise SetupError("gdb not found (apt-get install gdb, or run setup-interpreters.sh)")
         ips = []
         for name in interps:
@@ -487,9 +698,10 @@ def main():
             if not applies(ip, s):
                 sys.stderr.write("%s/%s: not run (needs Python %s+, this is %s)\n" % (
                     ip.name, s, ".".join(map(str, SCENARIO_MIN_VERSION[s])), ip.version))
+    snapshot_jobs = [SnapshotJob(ip, s, out) for ip in ips for s in snapshot_scenarios]
     # big/slow ones first for better packing
-    order = {"busy_heap": 0, "recursion": 1}
-    jobs_sorted = sorted(jobs, key=lambda j: (order.get(j.scenario, 5), j.kind != "gcore"))
+    order = {"busy_snapshot": -1, "busy_heap": 0, "recursion": 1}
+    jobs_sorted = sorted(jobs + snapshot_jobs, key=lambda j: (order.get(j.scenario, 5), j.kind != "gcore"))
     lock = threading.Lock()
     done = [0]
 
@@ -498,7 +710,7 @@ def main():
         with lock:
             done[0] += 1
             sys.stderr.write("[%3d/%d] %-5s %-45s %5.1fs%s%s\n" % (
-                done[0], len(jobs), job.status, job.label, job.seconds,
+                done[0], len(jobs_sorted), job.status, job.label, job.seconds,
                 " (cached)" if job.cached else "",
                 ("  " + "; ".join(job.problems)) if job.problems else ""))
             sys.stderr.flush()
@@ -525,10 +737,29 @@ def main():
     with open(tmp, "w") as f:
         json.dump(ordered, f, indent=1)
     os.rename(tmp, mpath)
+    # Snapshots of live processes have their own manifest: their truth holds
+    # no stacks and no signal, which the crash scenarios' tests expect.
+    spath = os.path.join(out, "snapshots.json")
+    snapshots = {}
+    if os.path.exists(spath):
+        try:
+            for e in json.load(open(spath)):
+                if os.path.exists(e.get("core", "")):
+                    snapshots[(e["interp"], e["scenario"], e["snapshot"])] = e
+        except Exception:
+            pass
+    for j in snapshot_jobs:
+        for e in j.manifest_entries():
+            snapshots[(e["interp"], e["scenario"], e["snapshot"])] = e
+    ordered = sorted(snapshots.values(), key=lambda e: (
+        INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99, e["scenario"], e["snapshot"]))
+    with open(spath + ".tmp", "w") as f:
+        json.dump(ordered, f, indent=1)
+    os.rename(spath + ".tmp", spath)
 
     # summary table
     print()
-    hdr = "%-14s" % "interp" + "".join("%-20s" % s[:19] for s in scenarios)
+    hdr = "%-14s" % "interp" + "".join("%-20s" % s[:19] for s in scenarios + snapshot_scenarios)
     print(hdr)
     total = disk = 0
     failures = []
@@ -551,12 +782,23 @@ def main():
                     cells.append("%s:FAIL" % k[0])
                     failures.append(j)
             row += "%-20s" % " ".join(cells)
+        for s in snapshot_scenarios:
+            j = [x for x in snapshot_jobs if x.interp is ip and x.scenario == s][0]
+            if j.status == "ok":
+                sizes = [os.stat(j.core(i)) for i in range(1, SNAPSHOTS_PER_RUN + 1)]
+                total += sum(st.st_size for st in sizes)
+                disk += sum(st.st_blocks * 512 for st in sizes)
+                row += "%-20s" % ("s%dx%.0fM" % (len(sizes), max(st.st_size for st in sizes) / 1048576.0))
+            else:
+                row += "%-20s" % "s:FAIL"
+                failures.append(j)
         print(row)
+    jobs = jobs + snapshot_jobs
     n_ok = sum(1 for j in jobs if j.status == "ok")
     print()
     print("cores: %d ok, %d failed, %d reused from cache; apparent size %s, on disk %s; %.1fs total"
           % (n_ok, len(failures), sum(1 for j in jobs if j.cached), human(total), human(disk), time.time() - t0))
-    print("manifest: %s" % mpath)
+    print("manifest: %s%s" % (mpath, " (snapshots: %s)" % spath if snapshot_jobs else ""))
     for j in failures:
         print("FAIL %s: %s" % (j.label, "; ".join(j.problems)))
     return 1 if failures else 0

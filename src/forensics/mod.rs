@@ -7,6 +7,7 @@ pub mod dense;
 pub mod freelists;
 pub mod gc;
 pub mod heap;
+pub mod inflight;
 pub mod referrers;
 mod verdict;
 
@@ -150,6 +151,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
+    inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

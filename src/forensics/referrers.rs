@@ -249,6 +249,12 @@ impl Enumerator {
     }
 }
 
+/// Calls `visit` with every owned reference one container holds: tuple and
+/// list items, dict values.
+pub fn owned_targets(heap: &Heap, container: u64, shape: Shape, visit: &mut dyn FnMut(u64)) {
+    Enumerator::new(heap).container(heap, container, shape, &mut |slot: Slot| visit(slot.target));
+}
+
 /// Calls `visit` for every owned reference held by the walked objects and by
 /// every frame on a thread's stack.
 fn enumerate(

@@ -70,6 +70,27 @@ pub fn manifest() -> Vec<Value> {
     }
 }
 
+/// The snapshots of live processes that `sample-cores/generate.py` lists in
+/// `snapshots.json` beside the manifest (the `busy_snapshot` family): their
+/// truth files hold no stacks and no signal, so they are kept apart from
+/// the crash scenarios' manifest.
+pub fn snapshot_manifest() -> Vec<Value> {
+    let dir = std::env::var_os("PYMORTEM_CORES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("sample-cores/generated"));
+    let path = dir.join("snapshots.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py",
+            path.display()
+        )
+    });
+    match serde_json::from_str(&text).expect("snapshots.json is valid JSON") {
+        Value::Array(items) => items,
+        _ => panic!("snapshots.json is not a list"),
+    }
+}
+
 /// A layout cache private to this test binary: layouts cached by an older
 /// build must never stand in for what this build extracts.
 fn test_cache_home() -> &'static Path {
