@@ -32,6 +32,8 @@ pub const STRUCTS: &[StructSpec] = &[
             "ob_overflow" => ["ob_overflow"],
             "ob_flags" => ["ob_flags"],
             "ob_type" => ["ob_type"],
+            // Free-threaded builds only (3.13t+): its presence marks such a build.
+            "ob_tid" => ["ob_tid"],
         },
     },
     StructSpec {
@@ -215,7 +217,14 @@ pub const STRUCTS: &[StructSpec] = &[
             "status" => ["_status"],
             "holds_gil" => ["holds_gil", "_status.holds_gil"],
             "datastack_chunk" => ["datastack_chunk"],
+            "datastack_top" => ["datastack_top"],
+            "datastack_limit" => ["datastack_limit"],
         },
+    },
+    StructSpec {
+        name: "_PyStackChunk",
+        c_names: &["_PyStackChunk", "_stack_chunk"],
+        fields: fields! { "previous" => ["previous"], "size" => ["size"], "top" => ["top"], "data" => ["data"] },
     },
     StructSpec {
         name: "_PyCFrame",
@@ -270,6 +279,8 @@ pub const STRUCTS: &[StructSpec] = &[
             "co_localsplusnames" => ["co_localsplusnames"],
             "co_localspluskinds" => ["co_localspluskinds"],
             "co_nlocalsplus" => ["co_nlocalsplus"],
+            "co_stacksize" => ["co_stacksize"],
+            "co_framesize" => ["co_framesize"],
             "co_filename" => ["co_filename"],
             "co_name" => ["co_name"],
             "co_qualname" => ["co_qualname"],
