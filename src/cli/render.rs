@@ -262,7 +262,16 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
         }
         let name = f.qualname.as_deref().unwrap_or(&f.function);
         let line = f.line.map_or("?".to_string(), |l| l.to_string());
-        let _ = writeln!(s, "    File \"{}\", line {line}, in {name}", f.file);
+        let recovered = if f.recovered {
+            "  [recovered from the data stack]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "    File \"{}\", line {line}, in {name}{recovered}",
+            f.file
+        );
         for l in f.locals.iter().flatten() {
             let kind = if l.argument { "arg" } else { "local" };
             let _ = writeln!(s, "        {kind} {} = {}", l.name, l.repr);
@@ -320,7 +329,12 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                 }
                 let name = p.qualname.as_deref().unwrap_or(&p.function);
                 let line = p.line.map_or("?".to_string(), |l| l.to_string());
-                let _ = writeln!(s, "  #{i:<3} ({kind}) {name} at {}:{line}", p.file);
+                let recovered = if p.recovered { " [recovered]" } else { "" };
+                let _ = writeln!(
+                    s,
+                    "  #{i:<3} ({kind}) {name} at {}:{line}{recovered}",
+                    p.file
+                );
             }
             StackFrame::Native(n) => {
                 let function = match (&n.function, n.function_offset) {

@@ -55,6 +55,9 @@ pub struct PyFrame {
     pub frame: u64,
     /// The frame was entered from C (3.11's `is_entry`, or it follows a 3.12+ shim frame).
     pub entry: bool,
+    /// The frame chain did not reach it: it was found in the thread's data
+    /// stack (3.11+) after the chain broke on missing memory.
+    pub recovered: bool,
     /// Arguments and locals, with `--locals`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locals: Option<Vec<Local>>,
@@ -76,6 +79,7 @@ impl PyFrame {
             code,
             frame,
             entry: false,
+            recovered: false,
             locals: None,
             unreadable: Some(reason),
         }
@@ -91,6 +95,9 @@ pub struct FrameWalk {
     pub error: Option<String>,
     /// Shim and incomplete frames that were skipped.
     pub skipped: usize,
+    /// What the search of the data stack for frames the chain did not reach
+    /// found (3.11+), when it found any or the chain broke.
+    pub recovery: Option<String>,
 }
 
 struct FrameCtx<'o, 'a, M: Memory> {
@@ -112,7 +119,41 @@ pub fn walk<M: Memory>(objects: &Objects<'_, M>, tstate: u64, with_locals: bool)
     if let Err(e) = result {
         walk.error = Some(e);
     }
+    if objects.layout.facts.frames == FrameModel::InterpreterFrame {
+        add_recovered_frames(objects, tstate, &mut walk, with_locals);
+    }
     walk
+}
+
+/// Append the frames of the data stack that the chain did not reach. A
+/// broken chain does not always say so (a zeroed `_PyCFrame` reads as an
+/// empty stack in 3.11/3.12), so the data stack is always consulted.
+fn add_recovered_frames<M: Memory>(
+    objects: &Objects<'_, M>,
+    tstate: u64,
+    walk: &mut FrameWalk,
+    with_locals: bool,
+) {
+    let recovery = super::datastack::recover(objects, tstate, &walk.frames, with_locals);
+    if recovery.frames.is_empty() && walk.error.is_none() {
+        return;
+    }
+    walk.frames.extend(recovery.frames);
+    walk.recovery = recovery.summary;
+}
+
+/// The arguments and locals of the `_PyInterpreterFrame` at `frame`.
+pub(super) fn interpreter_frame_locals<M: Memory>(
+    objects: &Objects<'_, M>,
+    frame: u64,
+    code: u64,
+    tagged: bool,
+) -> Vec<Local> {
+    let ctx = FrameCtx {
+        objects,
+        with_locals: true,
+    };
+    ctx.interpreter_frame_locals(frame, code, tagged)
 }
 
 fn err(e: ReadError) -> String {
@@ -477,6 +518,7 @@ fn frame_from(
         code,
         frame,
         entry,
+        recovered: false,
         locals,
         unreadable: None,
     }

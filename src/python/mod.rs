@@ -2,6 +2,7 @@
 
 pub mod attributes;
 pub mod code;
+mod datastack;
 pub mod frames;
 pub mod nesting;
 pub mod objects;

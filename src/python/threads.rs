@@ -226,6 +226,12 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
                 ),
             ));
         }
+        if let Some(r) = &t.stack.recovery {
+            diagnostics.push(Diagnostic::warning(
+                "python",
+                format!("thread state {:#x}: {r}", t.tstate),
+            ));
+        }
     }
     Ok(PythonState {
         layout: choice,

@@ -1,0 +1,424 @@
+//! Recovering a 3.11+ thread's outer Python frames from its data stack when
+//! the frame chain breaks (cpython-internals.md §7.2).
+//!
+//! From 3.11 the chain of `_PyInterpreterFrame`s passes through entry frames
+//! that live on the C stack. A core that lacks C-stack memory (gdb's gcore
+//! leaves it zero behind glibc 2.41+ guard regions) cuts the chain there.
+//! The frames themselves live in the thread's data-stack chunks
+//! (`tstate->datastack_chunk`, a list of `_PyStackChunk` on the heap), laid
+//! end to end in the order they were pushed, each `co_framesize` words long.
+//! Walking the chunks from their base finds them again.
+
+use std::collections::HashSet;
+
+use super::code::line_for;
+use super::frames::{PyFrame, interpreter_frame_locals};
+use super::objects::Objects;
+use crate::layout::facts::LineTable;
+use crate::memory::{Memory, MemoryExt};
+
+/// Chunks followed per thread, at most.
+const MAX_CHUNKS: usize = 4096;
+/// Largest used area of one chunk that is walked (CPython's chunks are 16 KiB,
+/// doubled only for a frame that does not fit).
+const MAX_CHUNK_BYTES: u64 = 256 << 20;
+/// Words looked at, over all chunks, while searching for the next frame after
+/// one that does not validate.
+const MAX_RESYNC_WORDS: u64 = 1 << 20;
+/// Frames collected per thread, at most.
+const MAX_FRAMES: usize = super::frames::MAX_FRAMES;
+/// Largest plausible `co_framesize`, in words.
+const MAX_FRAME_WORDS: u64 = 1 << 20;
+/// Owner values from 3.12 on that mark shim/entry frames.
+const OWNER_SHIM_MIN: u8 = 3;
+/// `FRAME_OWNED_BY_GENERATOR`.
+const OWNER_GENERATOR: u8 = 1;
+
+/// What a recovery found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The frames the chain did not reach, innermost first, marked `recovered`.
+    pub frames: Vec<PyFrame>,
+    /// What was done, or why nothing could be: for a diagnostic.
+    pub summary: Option<String>,
+}
+
+/// The offsets the recovery reads.
+struct Offsets {
+    chunk: u64,
+    top: u64,
+    chunk_previous: u64,
+    chunk_size: u64,
+    chunk_top: u64,
+    chunk_data: u64,
+    previous: u64,
+    code: u64,
+    owner: u64,
+    instr: u64,
+    is_entry: Option<u64>,
+    code_adaptive: u64,
+    first_traceable: Option<u64>,
+    frame_words: FrameWords,
+}
+
+/// How a code object's frame size is known.
+enum FrameWords {
+    /// `co_framesize` (3.11+).
+    Field(u64),
+    /// `co_nlocalsplus + co_stacksize + FRAME_SPECIALS_SIZE`.
+    Sum {
+        nlocalsplus: u64,
+        stacksize: u64,
+        specials: u64,
+    },
+}
+
+/// One frame found in a chunk.
+struct ChunkFrame {
+    address: u64,
+    code: u64,
+    owner: u8,
+    previous: u64,
+}
+
+/// Find the frames of the thread state at `tstate` that lie in its data stack
+/// below (pushed before) the oldest of `shown` that does, and that `shown`
+/// lacks. `shown` is the walk's frames, innermost first.
+pub fn recover<M: Memory>(
+    objects: &Objects<'_, M>,
+    tstate: u64,
+    shown: &[PyFrame],
+    with_locals: bool,
+) -> Recovery {
+    let offsets = match Offsets::new(objects) {
+        Ok(o) => o,
+        Err(missing) => {
+            return Recovery {
+                frames: Vec::new(),
+                summary: Some(format!(
+                    "the outer frames could not be looked for in the thread's data stack: the \
+                     layout has no {missing} (DWARF or a built-in table gives it)"
+                )),
+            };
+        }
+    };
+    let walker = ChunkWalker { objects, offsets };
+    let (found, trouble) = walker.frames(tstate, shown);
+    let reached: HashSet<u64> = shown.iter().map(|f| f.frame).collect();
+    // Frames pushed after the innermost shown one are still being set up;
+    // frames after the oldest shown one were reached through the chain.
+    let cut = found
+        .iter()
+        .position(|f| reached.contains(&f.address))
+        .unwrap_or(found.len());
+    let chunk_addresses: HashSet<u64> = found.iter().map(|f| f.address).collect();
+    let mut frames = Vec::new();
+    for f in found[..cut].iter().rev() {
+        if let Some(frame) = walker.decode(f, &chunk_addresses, with_locals) {
+            frames.push(frame);
+        }
+    }
+    let summary = match (frames.len(), trouble) {
+        (0, None) => None,
+        (0, Some(t)) => Some(format!(
+            "no outer frames were recovered from the thread's data stack: {t}"
+        )),
+        (n, trouble) => Some(format!(
+            "{n} outer frame{} recovered from the thread's data stack (marked recovered; frames \
+             that lived elsewhere, such as a generator's, cannot be recovered){}",
+            if n == 1 { " was" } else { "s were" },
+            trouble.map(|t| format!("; {t}")).unwrap_or_default()
+        )),
+    };
+    Recovery { frames, summary }
+}
+
+impl Offsets {
+    fn new<M: Memory>(objects: &Objects<'_, M>) -> Result<Offsets, String> {
+        let layout = objects.layout;
+        let need = |st: &str, f: &str| layout.offset(st, f).ok_or_else(|| format!("{st}.{f}"));
+        let frame_words = match layout.offset("PyCodeObject", "co_framesize") {
+            Some(off) => FrameWords::Field(off),
+            None => FrameWords::Sum {
+                nlocalsplus: need("PyCodeObject", "co_nlocalsplus")?,
+                stacksize: need("PyCodeObject", "co_stacksize")?,
+                // FRAME_SPECIALS_SIZE: the frame header in words, rounded down.
+                specials: layout
+                    .size("_PyInterpreterFrame")
+                    .ok_or("sizeof _PyInterpreterFrame")?
+                    .saturating_sub(1)
+                    / 8,
+            },
+        };
+        Ok(Offsets {
+            chunk: need("PyThreadState", "datastack_chunk")?,
+            top: need("PyThreadState", "datastack_top")?,
+            chunk_previous: need("_PyStackChunk", "previous")?,
+            chunk_size: need("_PyStackChunk", "size")?,
+            chunk_top: need("_PyStackChunk", "top")?,
+            chunk_data: need("_PyStackChunk", "data")?,
+            previous: need("_PyInterpreterFrame", "previous")?,
+            code: need("_PyInterpreterFrame", "code")?,
+            owner: need("_PyInterpreterFrame", "owner")?,
+            instr: need("_PyInterpreterFrame", "instr_ptr")?,
+            is_entry: layout.offset("_PyInterpreterFrame", "is_entry"),
+            code_adaptive: need("PyCodeObject", "co_code_adaptive")?,
+            first_traceable: layout.offset("PyCodeObject", "co_firsttraceable"),
+            frame_words,
+        })
+    }
+}
+
+struct ChunkWalker<'o, 'a, M: Memory> {
+    objects: &'o Objects<'a, M>,
+    offsets: Offsets,
+}
+
+impl<M: Memory> ChunkWalker<'_, '_, M> {
+    fn mem(&self) -> &M {
+        self.objects.memory
+    }
+
+    /// Every frame in the data stack, oldest (first pushed) first, and what
+    /// stopped the search early if anything did.
+    fn frames(&self, tstate: u64, shown: &[PyFrame]) -> (Vec<ChunkFrame>, Option<String>) {
+        let (chunks, mut trouble) = match self.chunks(tstate) {
+            Ok(c) => c,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        // The code type, by address: from a frame the chain reached, else the
+        // first candidate that reads as a code object.
+        let mut code_type = shown.iter().find_map(|f| self.objects.type_of(f.code).ok());
+        let mut frames = Vec::new();
+        let mut resync_budget = MAX_RESYNC_WORDS;
+        for (i, &(start, end)) in chunks.iter().rev().enumerate() {
+            let mut at = start;
+            while at < end {
+                if frames.len() >= MAX_FRAMES {
+                    trouble.get_or_insert(format!("more than {MAX_FRAMES} frames"));
+                    return (frames, trouble);
+                }
+                match self.frame_at(at, end, &mut code_type) {
+                    Some((frame, words)) => {
+                        frames.push(frame);
+                        at += words * 8;
+                    }
+                    None => {
+                        // Not a frame: look for the next one word by word.
+                        if resync_budget == 0 {
+                            trouble.get_or_insert(format!(
+                                "the search gave up after {MAX_RESYNC_WORDS} words that are no frame"
+                            ));
+                            return (frames, trouble);
+                        }
+                        resync_budget -= 1;
+                        if trouble.is_none() {
+                            trouble = Some(format!(
+                                "chunk {} of the data stack holds words at {at:#x} that are no frame",
+                                chunks.len() - i
+                            ));
+                        }
+                        at += 8;
+                    }
+                }
+            }
+        }
+        (frames, trouble)
+    }
+
+    /// The used area `[start, end)` of every chunk, newest chunk first.
+    fn chunks(&self, tstate: u64) -> Result<(Vec<(u64, u64)>, Option<String>), String> {
+        let o = &self.offsets;
+        let read = |addr: u64, what: &str| {
+            self.mem()
+                .read_u64(addr)
+                .map_err(|e| format!("{what} is unreadable: {e}"))
+        };
+        let mut chunk = read(tstate.wrapping_add(o.chunk), "tstate.datastack_chunk")?;
+        let mut end = read(tstate.wrapping_add(o.top), "tstate.datastack_top")?;
+        let mut current = true;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut trouble = None;
+        while chunk != 0 {
+            if !seen.insert(chunk) || out.len() >= MAX_CHUNKS {
+                trouble = Some(format!(
+                    "the chunk list loops or is longer than {MAX_CHUNKS} at {chunk:#x}"
+                ));
+                break;
+            }
+            let header = (|| {
+                Ok::<_, String>((
+                    read(chunk.wrapping_add(o.chunk_previous), "a chunk's previous")?,
+                    read(chunk.wrapping_add(o.chunk_size), "a chunk's size")?,
+                    read(chunk.wrapping_add(o.chunk_top), "a chunk's top")?,
+                ))
+            })();
+            let (previous, size, top) = match header {
+                Ok(h) => h,
+                Err(e) => {
+                    trouble = Some(format!("chunk {chunk:#x}: {e}"));
+                    break;
+                }
+            };
+            let data = chunk.wrapping_add(o.chunk_data);
+            if !current {
+                // An older chunk's `top` counts the words in use.
+                end = data.wrapping_add(top.wrapping_mul(8));
+            }
+            // The root chunk's first word is kept free (push_chunk skips it).
+            let start = if previous == 0 { data + 8 } else { data };
+            if size > MAX_CHUNK_BYTES
+                || end < data
+                || end > chunk.wrapping_add(size)
+                || end - data > MAX_CHUNK_BYTES
+            {
+                trouble = Some(format!(
+                    "chunk {chunk:#x} has an implausible size {size} or top {end:#x}"
+                ));
+                break;
+            }
+            out.push((start, end.max(start)));
+            chunk = previous;
+            current = false;
+        }
+        Ok((out, trouble))
+    }
+
+    /// The frame at `at` if it is one: its code object reads as one and its
+    /// size keeps it inside the chunk. Returns it and its size in words.
+    fn frame_at(
+        &self,
+        at: u64,
+        end: u64,
+        code_type: &mut Option<u64>,
+    ) -> Option<(ChunkFrame, u64)> {
+        let o = &self.offsets;
+        let code = self.code_pointer(at)?;
+        let ty = self.objects.type_of(code).ok()?;
+        match *code_type {
+            Some(t) if t != ty => return None,
+            Some(_) => {}
+            None => {
+                self.objects.code(code).ok()?;
+                *code_type = Some(ty);
+            }
+        }
+        let words = self.frame_words(code)?;
+        if words == 0 || words > MAX_FRAME_WORDS || at.checked_add(words * 8)? > end {
+            return None;
+        }
+        let owner = self.mem().read_u8(at.wrapping_add(o.owner)).ok()?;
+        let previous = self.mem().read_ptr(at.wrapping_add(o.previous)).ok()?;
+        Some((
+            ChunkFrame {
+                address: at,
+                code,
+                owner,
+                previous,
+            },
+            words,
+        ))
+    }
+
+    fn code_pointer(&self, frame: u64) -> Option<u64> {
+        let raw = self
+            .mem()
+            .read_ptr(frame.wrapping_add(self.offsets.code))
+            .ok()?;
+        // 3.14 `_PyStackRef`: the low two bits are tags.
+        let code = if self.tagged() { raw & !3 } else { raw };
+        (code != 0 && code.is_multiple_of(8)).then_some(code)
+    }
+
+    fn tagged(&self) -> bool {
+        self.objects.version.major_minor() >= (3, 14)
+    }
+
+    fn frame_words(&self, code: u64) -> Option<u64> {
+        let read = |off: u64| {
+            self.mem()
+                .read_i32(code.wrapping_add(off))
+                .ok()
+                .and_then(|v| u64::try_from(v).ok())
+        };
+        match self.offsets.frame_words {
+            FrameWords::Field(off) => read(off),
+            FrameWords::Sum {
+                nlocalsplus,
+                stacksize,
+                specials,
+            } => Some(read(nlocalsplus)? + read(stacksize)? + specials),
+        }
+    }
+
+    /// The frame as the walk would show it, or `None` for frames the walk
+    /// skips (shims, frames still being set up, unreadable code).
+    fn decode(
+        &self,
+        f: &ChunkFrame,
+        chunk_frames: &HashSet<u64>,
+        with_locals: bool,
+    ) -> Option<PyFrame> {
+        let o = &self.offsets;
+        if self.objects.version.major_minor() >= (3, 12) && f.owner >= OWNER_SHIM_MIN {
+            return None;
+        }
+        let info = self.objects.code(f.code).ok()?;
+        let instr = self.mem().read_ptr(f.address.wrapping_add(o.instr)).ok()?;
+        let unit = (instr.wrapping_sub(f.code.wrapping_add(o.code_adaptive)) as i64) / 2;
+        if let Some(ft) = o.first_traceable {
+            let first = i64::from(self.mem().read_i32(f.code.wrapping_add(ft)).ok()?);
+            if f.owner != OWNER_GENERATOR && unit < first {
+                return None;
+            }
+        }
+        let line = line_for(
+            LineTable::Locations311,
+            &info.line_table,
+            info.first_line,
+            unit,
+        );
+        let entry = match o.is_entry {
+            Some(off) => self
+                .mem()
+                .read_u8(f.address.wrapping_add(off))
+                .is_ok_and(|b| b != 0),
+            // 3.12+: called from C when `previous` is an entry shim, which
+            // lives outside the data stack.
+            None => {
+                f.previous != 0 && !chunk_frames.contains(&f.previous) && self.is_shim(f.previous)
+            }
+        };
+        let locals = with_locals
+            .then(|| interpreter_frame_locals(self.objects, f.address, f.code, self.tagged()));
+        Some(PyFrame {
+            function: info.name,
+            qualname: info.qualname,
+            file: info.filename,
+            line,
+            first_line: info.first_line,
+            code: f.code,
+            frame: f.address,
+            entry,
+            recovered: true,
+            locals,
+            unreadable: None,
+        })
+    }
+
+    /// Whether the frame at `frame` (outside the data stack) is an entry shim:
+    /// its owner says so, or its memory is missing (zeros or unreadable),
+    /// which in these cores is the C stack's fate.
+    fn is_shim(&self, frame: u64) -> bool {
+        let o = &self.offsets;
+        match self.mem().read_u8(frame.wrapping_add(o.owner)) {
+            Ok(owner) if owner >= OWNER_SHIM_MIN => true,
+            Ok(_) => self
+                .mem()
+                .read_ptr(frame.wrapping_add(o.code))
+                .map_or(true, |c| c == 0),
+            Err(_) => true,
+        }
+    }
+}
