@@ -118,6 +118,17 @@ pub enum Error {
         /// What was missing, and what to pass to find it.
         reason: String,
     },
+    /// The interpreter is a free-threaded build (3.13t+), whose object
+    /// layout pymortem does not read yet.
+    #[error("{path}: free-threaded CPython {build} is not supported yet ({evidence})")]
+    FreeThreaded {
+        /// The core file.
+        path: PathBuf,
+        /// `3.13t`.
+        build: String,
+        /// What shows it is free-threaded.
+        evidence: String,
+    },
     /// An object is not of the type an accessor reads.
     #[error("the object at {address:#x} is a {found}, not a {expected}")]
     WrongType {

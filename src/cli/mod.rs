@@ -344,7 +344,19 @@ fn info(args: &InfoArgs) -> i32 {
         locals: false,
         layout: args.cache.options(),
     };
-    let state = pymortem::python::python_state(&process, &options).ok();
+    let state = match pymortem::python::python_state(&process, &options) {
+        Ok(state) => Some(state),
+        Err(e) => {
+            // Nothing Python is shown: say why (a free-threaded build, a missing layout).
+            if process.python().is_some() {
+                report.diagnostics.push(pymortem::Diagnostic::error(
+                    "python",
+                    format!("no Python state: {e}"),
+                ));
+            }
+            None
+        }
+    };
     report.add_crashed_stack(&process, state.as_ref());
     let out = if args.core.json {
         serde_json::to_string_pretty(&report)

@@ -84,6 +84,12 @@ pub fn info(r: &InfoReport) -> String {
                 "Python:     {} (from {:?} in {})",
                 p.version, p.source, p.module
             );
+            if let Some(evidence) = &p.free_threaded {
+                let _ = writeln!(
+                    s,
+                    "            free-threaded build, not supported yet: {evidence}"
+                );
+            }
         }
         None => {
             let _ = writeln!(s, "Python:     not found");

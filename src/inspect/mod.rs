@@ -47,7 +47,8 @@ impl Process {
     /// interpreters and threads with their Python frames.
     ///
     /// Fails with [`Error::NoPython`] when the core holds no CPython runtime
-    /// pymortem can read (the reason says what was missing).
+    /// pymortem can read (the reason says what was missing), and with
+    /// [`Error::FreeThreaded`] for a free-threaded build.
     pub fn python_runtime(&self) -> Result<Python, Error> {
         self.python_runtime_with(&ThreadOptions::default())
     }
@@ -55,6 +56,15 @@ impl Process {
     /// [`Process::python_runtime`] with options: the layout cache, and
     /// whether frames carry their arguments and locals.
     pub fn python_runtime_with(&self, options: &ThreadOptions) -> Result<Python, Error> {
+        if let Some(p) = self.python()
+            && let Some(evidence) = &p.free_threaded
+        {
+            return Err(Error::FreeThreaded {
+                path: self.core().path().to_path_buf(),
+                build: p.build_name(),
+                evidence: evidence.clone(),
+            });
+        }
         let state = python_state(self, options).map_err(|reason| Error::NoPython {
             path: self.core().path().to_path_buf(),
             reason,

@@ -44,14 +44,47 @@ pub struct NoLayout {
     pub attempts: Vec<Attempt>,
 }
 
-/// Choose the layout for `process`.
-pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice, NoLayout> {
+/// A free-threaded build (3.13t+): its objects have another header
+/// (`ob_tid`, split refcounts, no GC list links), so no default-build
+/// layout may be used to read it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "free-threaded CPython {build} is not supported yet ({evidence}); its objects cannot be read \
+     with a default build's layout, so no Python state is shown"
+)]
+pub struct FreeThreadedBuild {
+    /// `3.13t`.
+    pub build: String,
+    /// What shows it is free-threaded.
+    pub evidence: String,
+}
+
+/// Why no layout was chosen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LayoutError {
+    /// No source gave a layout.
+    #[error(transparent)]
+    NoLayout(#[from] NoLayout),
+    /// The interpreter is a build pymortem refuses to read.
+    #[error(transparent)]
+    FreeThreaded(#[from] FreeThreadedBuild),
+}
+
+/// Choose the layout for `process`; a free-threaded build is refused.
+pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice, LayoutError> {
     let mut attempts = Vec::new();
     let mut note = |source, outcome: String| attempts.push(Attempt { source, outcome });
     let Some(version) = process.python() else {
         note("version", "no CPython version was found in the core".into());
-        return Err(NoLayout { attempts });
+        return Err(NoLayout { attempts }.into());
     };
+    if let Some(evidence) = &version.free_threaded {
+        return Err(FreeThreadedBuild {
+            build: version.build_name(),
+            evidence: evidence.clone(),
+        }
+        .into());
+    }
     let v = version.version;
     let module = process
         .modules()
@@ -62,6 +95,14 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
 
     if let Some(module) = &module {
         match dwarf_layout(module, (v.major, v.minor, v.micro), options) {
+            // DWARF describes the build itself: `ob_tid` exists only with Py_GIL_DISABLED.
+            Ok((layout, _)) if layout.field("PyObject", "ob_tid").is_some() => {
+                return Err(FreeThreadedBuild {
+                    build: format!("{}.{}t", v.major, v.minor),
+                    evidence: format!("{}'s DWARF gives PyObject an ob_tid member", module.name()),
+                }
+                .into());
+            }
             Ok((layout, how)) => {
                 note(
                     if how == "cache" { "cache" } else { "dwarf" },
@@ -125,7 +166,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
                 "table",
                 format!("no built-in table for {}.{}", v.major, v.minor),
             );
-            Err(NoLayout { attempts })
+            Err(NoLayout { attempts }.into())
         }
     }
 }

@@ -145,6 +145,22 @@ pub struct VersionInfo {
     pub address: Option<u64>,
     /// The full `sys.version` text, when the version buffer was read.
     pub build_string: Option<String>,
+    /// What shows that the interpreter is a free-threaded build (3.13t+),
+    /// whose object layout pymortem does not read yet; `None` for a default build.
+    pub free_threaded: Option<String>,
+}
+
+impl VersionInfo {
+    /// `3.13t` for a free-threaded build, `3.13` otherwise.
+    pub fn build_name(&self) -> String {
+        let v = self.version;
+        let t = if self.free_threaded.is_some() {
+            "t"
+        } else {
+            ""
+        };
+        format!("{}.{}{t}", v.major, v.minor)
+    }
 }
 
 /// Detect the CPython version; `None` when this does not look like CPython.
@@ -158,7 +174,21 @@ pub fn detect(
     let name_hint = candidates
         .iter()
         .find_map(|m| version_from_library_name(m.name()));
-    for module in &candidates {
+    let info = find_version(core, memory, &candidates, name_hint, diagnostics)?;
+    Some(VersionInfo {
+        free_threaded: free_threaded_evidence(core, memory, &candidates, &info),
+        ..info
+    })
+}
+
+fn find_version(
+    core: &CoreFile,
+    memory: &impl Memory,
+    candidates: &[Arc<Module>],
+    name_hint: Option<PythonVersion>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<VersionInfo> {
+    for module in candidates {
         if let Some(info) = from_symbols(memory, module).or_else(|| from_scan(core, module)) {
             if let Some(hint) = name_hint.filter(|h| h.major_minor() != info.version.major_minor())
             {
@@ -190,7 +220,65 @@ pub fn detect(
         module: module.recorded_path.clone(),
         address: None,
         build_string: None,
+        free_threaded: None,
     })
+}
+
+/// Why the interpreter is a free-threaded build, if it is: the
+/// `_Py_DebugOffsets.free_threaded` flag (3.13+), the `t` flag in the
+/// library's or executable's name (`libpython3.13t.so.1.0`, `python3.13t`),
+/// or the build string (`experimental free-threading build`).
+fn free_threaded_evidence(
+    core: &CoreFile,
+    memory: &impl Memory,
+    candidates: &[Arc<Module>],
+    info: &VersionInfo,
+) -> Option<String> {
+    if info.version.major_minor() >= (3, 13)
+        && let Some(module) = candidates.iter().find(|m| m.recorded_path == info.module)
+        && let Some((addr, _)) = super::runtime_address::find(core, memory, module)
+        && read_debug_offsets_version(memory, addr).is_some()
+        && let Ok(flag) = memory.read_u64(addr.wrapping_add(16))
+        && flag != 0
+    {
+        return Some(format!(
+            "_Py_DebugOffsets.free_threaded = {flag} at {:#x}",
+            addr + 16
+        ));
+    }
+    if let Some(module) = candidates.iter().find(|m| has_t_flag(m.name())) {
+        return Some(format!("the interpreter's file is named {}", module.name()));
+    }
+    info.build_string
+        .as_deref()
+        .filter(|s| s.contains("free-threading build"))
+        .map(|s| {
+            format!(
+                "sys.version says \"{}\"",
+                s.lines().next().unwrap_or(s).trim()
+            )
+        })
+}
+
+/// Whether a file name carries CPython's `t` ABI flag: `libpython3.13t.so.1.0`,
+/// `libpython3.14td.so`, `python3.13t`.
+pub fn has_t_flag(name: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))
+    else {
+        return false;
+    };
+    let digits = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    // At least `3.13`: the flags follow the version.
+    if !rest[..digits].contains('.') {
+        return false;
+    }
+    let flags = &rest[digits..];
+    let flags = flags.split('.').next().unwrap_or("");
+    flags.chars().all(|c| matches!(c, 'd' | 'm' | 't')) && flags.contains('t')
 }
 
 /// libpython modules first, then the executable (Debian links libpython statically).
@@ -230,6 +318,7 @@ fn from_symbols(memory: &impl Memory, module: &Module) -> Option<VersionInfo> {
         module: module.recorded_path.clone(),
         address: Some(address),
         build_string,
+        free_threaded: None,
     };
     if let Some(addr) = module.symbol_address("Py_Version", None)
         && let Some(v) = memory
@@ -287,6 +376,7 @@ fn from_scan(core: &CoreFile, module: &Module) -> Option<VersionInfo> {
                 module: module.recorded_path.clone(),
                 address: Some(vaddr + offset as u64),
                 build_string,
+                free_threaded: None,
             });
         }
     }
@@ -397,6 +487,23 @@ mod tests {
             (2, 7)
         );
         assert!(version_from_library_name("libc.so.6").is_none());
+    }
+
+    #[test]
+    fn t_flags() {
+        for name in ["libpython3.13t.so.1.0", "libpython3.14td.so", "python3.13t"] {
+            assert!(has_t_flag(name), "{name}");
+        }
+        for name in [
+            "libpython3.13.so.1.0",
+            "libpython3.7m.so.1.0",
+            "python3.13",
+            "python3",
+            "pythontest",
+            "libpython3.so",
+        ] {
+            assert!(!has_t_flag(name), "{name}");
+        }
     }
 
     #[test]

@@ -142,6 +142,8 @@ pub struct PythonReport {
     pub address: Option<u64>,
     /// `sys.version`, when read.
     pub build_string: Option<String>,
+    /// What shows a free-threaded build (not supported yet); null for a default build.
+    pub free_threaded: Option<String>,
 }
 
 impl InfoReport {
@@ -202,6 +204,7 @@ impl InfoReport {
             module: p.module.clone(),
             address: p.address,
             build_string: p.build_string.clone(),
+            free_threaded: p.free_threaded.clone(),
         });
         InfoReport {
             schema: "info",
