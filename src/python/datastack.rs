@@ -73,6 +73,12 @@ enum FrameWords {
     },
 }
 
+/// The part of a chunk that holds frames: `[start, end)`.
+struct UsedArea {
+    start: u64,
+    end: u64,
+}
+
 /// One frame found in a chunk.
 struct ChunkFrame {
     address: u64,
@@ -182,17 +188,15 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
     /// Every frame in the data stack, oldest (first pushed) first, and what
     /// stopped the search early if anything did.
     fn frames(&self, tstate: u64, shown: &[PyFrame]) -> (Vec<ChunkFrame>, Option<String>) {
-        let (chunks, mut trouble) = match self.chunks(tstate) {
-            Ok(c) => c,
-            Err(e) => return (Vec::new(), Some(e)),
-        };
+        let (chunks, mut trouble) = self.chunks(tstate);
         // The code type, by address: from a frame the chain reached, else the
         // first candidate that reads as a code object.
         let mut code_type = shown.iter().find_map(|f| self.objects.type_of(f.code).ok());
         let mut frames = Vec::new();
         let mut resync_budget = MAX_RESYNC_WORDS;
-        for (i, &(start, end)) in chunks.iter().rev().enumerate() {
-            let mut at = start;
+        let mut first_junk = None;
+        for area in chunks.iter().rev() {
+            let (mut at, end) = (area.start, area.end);
             while at < end {
                 if frames.len() >= MAX_FRAMES {
                     trouble.get_or_insert(format!("more than {MAX_FRAMES} frames"));
@@ -201,24 +205,24 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 match self.frame_at(at, end, &mut code_type) {
                     Some((frame, words)) => {
                         frames.push(frame);
-                        at += words * 8;
+                        at = at.saturating_add(words * 8);
                     }
                     None => {
                         // Not a frame: look for the next one word by word.
                         if resync_budget == 0 {
-                            trouble.get_or_insert(format!(
-                                "the search gave up after {MAX_RESYNC_WORDS} words that are no frame"
+                            trouble = Some(format!(
+                                "the search gave up after {MAX_RESYNC_WORDS} words that are no \
+                                 frame, the first at {:#x}",
+                                first_junk.unwrap_or(at)
                             ));
                             return (frames, trouble);
                         }
                         resync_budget -= 1;
-                        if trouble.is_none() {
-                            trouble = Some(format!(
-                                "chunk {} of the data stack holds words at {at:#x} that are no frame",
-                                chunks.len() - i
-                            ));
-                        }
-                        at += 8;
+                        first_junk.get_or_insert(at);
+                        trouble.get_or_insert(format!(
+                            "the data stack holds words at {at:#x} that are no frame"
+                        ));
+                        at = at.saturating_add(8);
                     }
                 }
             }
@@ -226,8 +230,16 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
         (frames, trouble)
     }
 
-    /// The used area `[start, end)` of every chunk, newest chunk first.
-    fn chunks(&self, tstate: u64) -> Result<(Vec<(u64, u64)>, Option<String>), String> {
+    /// The used area of every chunk, newest chunk first, and what stopped
+    /// the walk of the chunk list early if anything did.
+    fn chunks(&self, tstate: u64) -> (Vec<UsedArea>, Option<String>) {
+        match self.chunk_list(tstate) {
+            Ok(found) => found,
+            Err(e) => (Vec::new(), Some(e)),
+        }
+    }
+
+    fn chunk_list(&self, tstate: u64) -> Result<(Vec<UsedArea>, Option<String>), String> {
         let o = &self.offsets;
         let read = |addr: u64, what: &str| {
             self.mem()
@@ -267,10 +279,15 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 end = data.wrapping_add(top.wrapping_mul(8));
             }
             // The root chunk's first word is kept free (push_chunk skips it).
-            let start = if previous == 0 { data + 8 } else { data };
+            let start = if previous == 0 {
+                data.wrapping_add(8)
+            } else {
+                data
+            };
+            let limit = chunk.checked_add(size);
             if size > MAX_CHUNK_BYTES
                 || end < data
-                || end > chunk.wrapping_add(size)
+                || limit.is_none_or(|limit| end > limit)
                 || end - data > MAX_CHUNK_BYTES
             {
                 trouble = Some(format!(
@@ -278,7 +295,10 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 ));
                 break;
             }
-            out.push((start, end.max(start)));
+            out.push(UsedArea {
+                start,
+                end: end.max(start),
+            });
             chunk = previous;
             current = false;
         }
@@ -420,5 +440,91 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 .map_or(true, |c| c == 0),
             Err(_) => true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::error::ReadError;
+    use crate::layout::{Layout, PythonVersion, tables};
+
+    /// Memory that reads as zeros except for the words set.
+    #[derive(Default)]
+    struct Words(HashMap<u64, u64>);
+
+    impl Memory for Words {
+        fn read_exact_at(&self, addr: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+            for (i, byte) in buf.iter_mut().enumerate() {
+                let at = addr.wrapping_add(i as u64);
+                let word = self.0.get(&(at & !7)).copied().unwrap_or(0);
+                *byte = word.to_le_bytes()[(at & 7) as usize];
+            }
+            Ok(())
+        }
+    }
+
+    const TSTATE: u64 = 0x10_0000;
+    const CHUNK: u64 = 0x20_0000;
+
+    fn recover_with(set: impl FnOnce(&mut Words, &Layout)) -> Recovery {
+        let layout = tables::builtin(3, 13).unwrap().layout_for("3.13.0");
+        let mut memory = Words::default();
+        set(&mut memory, &layout);
+        let version = PythonVersion::parse("3.13.0").unwrap();
+        let objects = Objects::new(&memory, &layout, version, 4);
+        recover(&objects, TSTATE, &[], false)
+    }
+
+    fn put(memory: &mut Words, layout: &Layout, base: u64, st: &str, field: &str, value: u64) {
+        memory
+            .0
+            .insert(base + layout.offset(st, field).unwrap(), value);
+    }
+
+    #[test]
+    fn a_chunk_list_that_loops_ends_with_a_reason() {
+        let r = recover_with(|m, l| {
+            put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
+            put(m, l, TSTATE, "PyThreadState", "datastack_top", CHUNK + 64);
+            put(m, l, CHUNK, "_PyStackChunk", "previous", CHUNK);
+            put(m, l, CHUNK, "_PyStackChunk", "size", 16384);
+        });
+        assert!(r.frames.is_empty());
+        assert!(r.summary.unwrap().contains("loops"));
+    }
+
+    #[test]
+    fn implausible_chunk_sizes_are_refused() {
+        for (size, top) in [
+            (u64::MAX, CHUNK + 64),
+            (16384, CHUNK + 16384 + 8),
+            (16384, 8),
+        ] {
+            let r = recover_with(|m, l| {
+                put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
+                put(m, l, TSTATE, "PyThreadState", "datastack_top", top);
+                put(m, l, CHUNK, "_PyStackChunk", "size", size);
+            });
+            assert!(r.frames.is_empty());
+            assert!(
+                r.summary.unwrap().contains("implausible"),
+                "{size} {top:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chunk_of_words_that_are_no_frames_is_searched_within_a_bound() {
+        let size = MAX_CHUNK_BYTES;
+        let r = recover_with(|m, l| {
+            put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
+            put(m, l, TSTATE, "PyThreadState", "datastack_top", CHUNK + size);
+            put(m, l, CHUNK, "_PyStackChunk", "size", size);
+        });
+        assert!(r.frames.is_empty());
+        assert!(r.summary.unwrap().contains("gave up"));
     }
 }
