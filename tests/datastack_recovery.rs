@@ -54,7 +54,8 @@ fn without_stacks(core: &Path, dir: &Path, sps: &[u64]) -> std::path::PathBuf {
 fn json(args: &[String]) -> Value {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = support::pymortem(&args);
-    assert!(code == 0 || code == 1, "{args:?}: exit {code}: {stderr}");
+    // 3 (incomplete): a chain that broke on the zeroed stacks.
+    assert!(matches!(code, 0 | 3), "{args:?}: exit {code}: {stderr}");
     serde_json::from_str(&stdout).unwrap()
 }
 

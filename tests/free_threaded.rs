@@ -125,8 +125,10 @@ fn assert_refused(core: &Path, build: &str, evidence: &str) {
         "{text}"
     );
 
-    // threads: no Python state, and the reason.
-    let (_, threads) = json(&["threads", "--json", "--no-cache", path]);
+    // threads: no Python state, and the reason; an error, not "incomplete"
+    // (no file would let it be read).
+    let (code, threads) = json(&["threads", "--json", "--no-cache", path]);
+    assert_eq!(code, 2);
     assert!(threads["interpreters"].as_array().unwrap().is_empty());
     assert!(
         threads["threads"]
@@ -141,6 +143,9 @@ fn assert_refused(core: &Path, build: &str, evidence: &str) {
     let (code, stdout, _) = support::pymortem(&["check", "--no-cache", path]);
     assert_eq!(code, 2, "{stdout}");
     assert!(stdout.contains(&refusal), "{stdout}");
+    let (code, _, stderr) = support::pymortem(&["object", "--no-cache", path, "0x1000"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&refusal), "{stderr}");
 }
 
 #[test]

@@ -205,6 +205,12 @@ fn threads(args: &ThreadsArgs) -> i32 {
     if code != EXIT_OK {
         return code;
     }
+    if let Err(e) = &state
+        && process.python().is_some_and(|p| p.free_threaded.is_some())
+    {
+        // Refused, not incomplete: no files would let it be read.
+        return fail(&format!("{}: {e}", args.core.core.display()));
+    }
     let code = report.exit_code();
     if code == EXIT_ERROR {
         return fail(&format!(
@@ -286,7 +292,7 @@ fn object(args: &ObjectArgs) -> i32 {
     };
     let state = match state {
         Ok(s) => s,
-        Err(e) if process.python().is_some() => {
+        Err(e) if process.python().is_some_and(|p| p.free_threaded.is_none()) => {
             let _ = writeln!(
                 io::stderr(),
                 "pymortem: incomplete: {}: the interpreter's structures could not be read: {e}; {}",

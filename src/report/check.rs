@@ -90,7 +90,10 @@ impl CheckReport {
         let Some(result) = result else {
             // A Python process whose structures could not be read: nothing was
             // checked, which is not the same as nothing found.
-            if let (Err(reason), Some(_)) = (&state, process.python()) {
+            // A free-threaded build is refused (an error): no files would let it be read.
+            if let (Err(reason), Some(python)) = (&state, process.python())
+                && python.free_threaded.is_none()
+            {
                 report.verdict = Some(Verdict::nothing_checked(Unchecked {
                     check: CheckName::Layout,
                     reason: reason.clone(),
