@@ -35,7 +35,9 @@ fn threads_json(entry: &Value, search: &[String]) -> Result<Value, String> {
     args.push(entry["core"].as_str().unwrap().into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, stdout, stderr) = support::pymortem(&args);
-    if code != 0 {
+    // 3 (incomplete): a chain broke on stack memory gdb did not dump; the
+    // frames beyond come back from the data stack and are compared below.
+    if code != 0 && !(code == 3 && gdb_lost_memory(entry)) {
         return Err(format!("exit {code}: {stderr}"));
     }
     serde_json::from_str(&stdout).map_err(|e| e.to_string())
@@ -66,11 +68,16 @@ fn label(entry: &Value) -> String {
 }
 
 /// gdb's gcore leaves some thread stacks zero on glibc 2.41+ (see
-/// tests/threads_truth.rs); those stacks are cut with or without files.
+/// tests/threads_truth.rs): the frame chains break there, with or without
+/// files, and the outer frames are recovered from the data stack.
 fn gdb_lost_memory(entry: &Value) -> bool {
     let stderr =
         std::fs::read_to_string(entry["stderr"].as_str().unwrap_or("")).unwrap_or_default();
-    entry["kind"] == "gcore" && stderr.contains("Memory read failed for corefile section")
+    entry["kind"] == "gcore"
+        && stderr.lines().any(|l| {
+            l.contains("Memory read failed for corefile section")
+                && !l.contains("0xffffffffff600000")
+        })
 }
 
 /// Every way the report's stacks and locals differ from the truth.
@@ -103,13 +110,15 @@ fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
             })
             .collect();
         let have = frames(got);
-        if lost && got["frames_error"].is_string() {
-            if !(have.len() < want.len() && want[..have.len()] == have[..]) {
-                problems.push(format!(
-                    "{label}: thread {lwp}: {have:?} is not a prefix of the truth"
-                ));
-            }
-            continue;
+        let recovered = got["frames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|f| f["recovered"] == true);
+        if recovered && !lost {
+            problems.push(format!(
+                "{label}: thread {lwp}: frames recovered in a core that lost no stack"
+            ));
         }
         if have != want {
             let at = have
