@@ -28,6 +28,7 @@ fn python(function: &str, entry: bool) -> PyFrame {
         code: 0,
         frame: 0,
         entry,
+        recovered: false,
         locals: None,
         unreadable: None,
     }
