@@ -41,6 +41,9 @@ pub struct Recovery {
     pub frames: Vec<PyFrame>,
     /// What was done, or why nothing could be: for a diagnostic.
     pub summary: Option<String>,
+    /// Frames were recovered and the data stack was read without trouble:
+    /// every frame that lived in it is shown.
+    pub complete: bool,
 }
 
 /// The offsets the recovery reads.
@@ -101,6 +104,7 @@ pub fn recover<M: Memory>(
         Err(missing) => {
             return Recovery {
                 frames: Vec::new(),
+                complete: false,
                 summary: Some(format!(
                     "the outer frames could not be looked for in the thread's data stack: the \
                      layout has no {missing} (DWARF or a built-in table gives it)"
@@ -124,6 +128,7 @@ pub fn recover<M: Memory>(
             frames.push(frame);
         }
     }
+    let complete = !frames.is_empty() && trouble.is_none();
     let summary = match (frames.len(), trouble) {
         (0, None) => None,
         (0, Some(t)) => Some(format!(
@@ -136,7 +141,11 @@ pub fn recover<M: Memory>(
             trouble.map(|t| format!("; {t}")).unwrap_or_default()
         )),
     };
-    Recovery { frames, summary }
+    Recovery {
+        frames,
+        summary,
+        complete,
+    }
 }
 
 impl Offsets {

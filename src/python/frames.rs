@@ -140,6 +140,17 @@ fn add_recovered_frames<M: Memory>(
     }
     walk.frames.extend(recovery.frames);
     walk.recovery = recovery.summary;
+    // The break lost no frame the data stack held: the stack is shown whole
+    // (but for a running generator's frame, which lives elsewhere), so the
+    // break is told beside the recovery rather than as a cut walk.
+    if recovery.complete
+        && let Some(error) = walk.error.take()
+    {
+        walk.recovery = Some(format!(
+            "the frame chain broke ({error}); {}",
+            walk.recovery.take().unwrap_or_default()
+        ));
+    }
 }
 
 /// The arguments and locals of the `_PyInterpreterFrame` at `frame`.
