@@ -251,6 +251,7 @@ fn transient(kind: FindingKind) -> bool {
     matches!(
         kind,
         FindingKind::RefcountBelowReferences
+            | FindingKind::FreeListMemberReferenced
             | FindingKind::GcObjectBadRefcount
             | FindingKind::NegativeRefcount
             | FindingKind::GcListBrokenLink
@@ -291,10 +292,10 @@ pub fn explain(
     let mut explained: std::collections::BTreeMap<(i32, String), usize> = Default::default();
     for i in candidates {
         let f = &findings[i];
-        let why = if f.kind == FindingKind::RefcountBelowReferences {
-            held.explains_count(f)
-        } else {
-            // The object itself, or its GC header, is what a thread was changing.
+        // The object itself, or its GC header, is what a thread was changing:
+        // for a refcount, one being raised right now (list_extend copying
+        // items with Py_NewRef holds the item in a register).
+        let in_words = || {
             let header = f.address.wrapping_sub(heap.gc_head_size);
             mutators
                 .iter()
@@ -304,6 +305,13 @@ pub fn explain(
                     function: m.function.clone(),
                     container: f.address,
                 })
+        };
+        let why = match f.kind {
+            FindingKind::RefcountBelowReferences => held.explains_count(f).or_else(in_words),
+            FindingKind::FreeListMemberReferenced => {
+                held_only_by_changing_lists(heap, &mutators, f)
+            }
+            _ => in_words(),
         };
         let Some(why) = why else {
             continue;
@@ -354,10 +362,41 @@ fn wanted(heap: &Heap, findings: &[Finding], candidates: &[usize]) -> Wanted {
     wanted
 }
 
+/// A freed object that only lists a thread is resizing point at: the slots
+/// past what the thread has written yet hold stale pointers (list_extend
+/// sets the size first, then copies the items in).
+fn held_only_by_changing_lists(
+    heap: &Heap,
+    mutators: &[Mutator],
+    f: &Finding,
+) -> Option<Explanation> {
+    if f.referrers.iter().any(|r| r.kind == "frame") {
+        return None;
+    }
+    let lists: Vec<(u64, (u64, u64))> = f
+        .referrers
+        .iter()
+        .filter(|r| r.kind == "object")
+        .map(|r| r.container.and_then(|c| Some((c, list_items(heap, c)?))))
+        .collect::<Option<_>>()?;
+    let &(first, _) = lists.first()?;
+    mutators.iter().find_map(|m| {
+        lists
+            .iter()
+            .all(|&(c, (items, n))| {
+                m.holds(c) || m.points_into(items, items.saturating_add(n.saturating_mul(8)))
+            })
+            .then(|| Explanation {
+                lwp: m.lwp,
+                function: m.function.clone(),
+                container: first,
+            })
+    })
+}
+
 /// A list's item array and its allocated length, when `obj` is a readable list.
 fn list_items(heap: &Heap, obj: u64) -> Option<(u64, u64)> {
-    let ty = heap.objects.type_of(obj).ok()?;
-    if heap.objects.type_name_of_type(ty).ok()? != "list" {
+    if heap.objects.builtin_type_of(obj).ok()? != Some(crate::python::types::BuiltinType::List) {
         return None;
     }
     let items = heap

@@ -20,8 +20,11 @@ use crate::python::types::BuiltinType;
 const MAX_ITEMS: u64 = 1 << 20;
 /// Referrers kept per object, at most.
 const MAX_REFERRERS: usize = 16;
-/// Suspects looked for by the memory scan, at most.
-const MAX_SUSPECTS: usize = 4096;
+/// Suspects looked for by the memory scan, at most. A snapshot taken while
+/// a thread extends a list by tens of thousands of items has as many
+/// suspects, and each needs its holders for the in-flight analysis to
+/// explain it: the bound is for hostile cores, not for those.
+const MAX_SUSPECTS: usize = 1 << 18;
 
 /// One owned reference held by a container or a frame.
 #[derive(Debug, Clone, Copy)]

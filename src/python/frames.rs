@@ -143,7 +143,12 @@ fn add_recovered_frames<M: Memory>(
     // The break lost no frame the data stack held: the stack is shown whole
     // (but for a running generator's frame, which lives elsewhere), so the
     // break is told beside the recovery rather than as a cut walk.
+    let lost_memory = walk
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("reads as zeros") || e.contains("not dumped"));
     if recovery.complete
+        && lost_memory
         && let Some(error) = walk.error.take()
     {
         walk.recovery = Some(format!(
