@@ -108,17 +108,8 @@ fn every_command_exits_incomplete_without_the_files() {
 
 #[test]
 fn with_the_sysroot_the_same_core_is_checked_in_full() {
-    let sysroot = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let tar = samples().join(format!("{SAMPLE}.sysroot.tar.zst"));
-    let status = std::process::Command::new("tar")
-        .args(["--zstd", "-xf"])
-        .arg(&tar)
-        .arg("-C")
-        .arg(sysroot.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success());
+    let sysroot = support::unpack_sysroot(&samples().join(format!("{SAMPLE}.sysroot.tar.zst")));
     let mut args = without_files("check", sysroot.path(), scratch.path());
     args.push("--json".into());
     args.push(core().display().to_string());

@@ -4,7 +4,6 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -17,16 +16,8 @@ fn committed_samples_match_their_truth_through_their_sysroot() {
     assert!(samples.len() >= 2, "at least two committed samples");
     for sample in samples {
         let name = sample["name"].as_str().unwrap();
-        let sysroot = tempfile::tempdir().unwrap();
-        let tar = dir.join(sample["sysroot_tar_zst"].as_str().unwrap());
-        let status = Command::new("tar")
-            .args(["--zstd", "-xf"])
-            .arg(&tar)
-            .arg("-C")
-            .arg(sysroot.path())
-            .status()
-            .expect("tar runs");
-        assert!(status.success(), "{name}: cannot unpack {}", tar.display());
+        let sysroot =
+            support::unpack_sysroot(&dir.join(sample["sysroot_tar_zst"].as_str().unwrap()));
         let core = dir.join(sample["core_zst"].as_str().unwrap());
         let scratch = tempfile::tempdir().unwrap();
         let mut args = vec![

@@ -26,7 +26,7 @@ fn interpreters() -> Vec<&'static str> {
         .collect()
 }
 
-type Frame = (String, String, Option<i64>);
+use support::{Frame, frames, gdb_lost_memory};
 
 fn entries() -> Vec<Value> {
     let entries: Vec<Value> = support::manifest()
@@ -96,27 +96,6 @@ fn run(e: &Value, command: &[&str]) -> Result<Value, String> {
         return Err(violations.join("\n"));
     }
     Ok(doc)
-}
-
-fn frames(list: &Value) -> Vec<Frame> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            (
-                f["function"].as_str().unwrap_or("").to_string(),
-                f["file"].as_str().unwrap_or("").to_string(),
-                f["line"].as_i64(),
-            )
-        })
-        .collect()
-}
-
-/// gdb's gcore leaves thread stacks it could not read as zeros (glibc 2.41+
-/// guard regions); from 3.11 the frame chain passes through them.
-fn gdb_lost_memory(e: &Value) -> bool {
-    let stderr = std::fs::read_to_string(e["stderr"].as_str().unwrap_or("")).unwrap_or_default();
-    e["kind"] == "gcore" && stderr.contains("Memory read failed for corefile section")
 }
 
 /// The frames pymortem shows equal the recorded ones or, where gdb lost the

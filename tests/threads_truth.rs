@@ -35,21 +35,6 @@ fn run(entry: &Value, with_debug: bool) -> Result<(i32, Value), String> {
         .map_err(|e| e.to_string())
 }
 
-fn frames_of(thread: &Value) -> Vec<(String, String, Option<i64>)> {
-    thread["frames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            (
-                f["function"].as_str().unwrap_or("").to_string(),
-                f["file"].as_str().unwrap_or("").to_string(),
-                f["line"].as_i64(),
-            )
-        })
-        .collect()
-}
-
 fn check(entry: &Value, with_debug: bool) -> Vec<String> {
     let label = format!(
         "{} {} {}{}",
@@ -70,13 +55,7 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
     // frame chain of 3.11+ then breaks at the entry frames on the C stack, and
     // pymortem must recover the outer frames from the data stack. Only such
     // cores may show recovered frames (the vsyscall page is never readable).
-    let stderr =
-        std::fs::read_to_string(entry["stderr"].as_str().unwrap_or("")).unwrap_or_default();
-    let lost_stacks = entry["kind"] == "gcore"
-        && stderr.lines().any(|l| {
-            l.contains("Memory read failed for corefile section")
-                && !l.contains("0xffffffffff600000")
-        });
+    let lost_stacks = support::gdb_lost_memory(entry);
     let recovery_warned = report["diagnostics"]
         .as_array()
         .into_iter()
@@ -120,7 +99,7 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
                 )
             })
             .collect();
-        let have = frames_of(got);
+        let have = support::frames(&got["frames"]);
         let recovered: Vec<bool> = got["frames"]
             .as_array()
             .into_iter()

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use pymortem::modules::{FileStatus, resolve_in_root};
 use serde_json::Value;
 
-type Frame = (String, String, Option<i64>);
+use support::Frame;
 
 fn threads_json(entry: &Value, search: &[String]) -> Result<Value, String> {
     let mut args: Vec<String> = [
@@ -37,25 +37,10 @@ fn threads_json(entry: &Value, search: &[String]) -> Result<Value, String> {
     let (code, stdout, stderr) = support::pymortem(&args);
     // 3 (incomplete): a chain broke on stack memory gdb did not dump; the
     // frames beyond come back from the data stack and are compared below.
-    if code != 0 && !(code == 3 && gdb_lost_memory(entry)) {
+    if code != 0 && !(code == 3 && support::gdb_lost_memory(entry)) {
         return Err(format!("exit {code}: {stderr}"));
     }
     serde_json::from_str(&stdout).map_err(|e| e.to_string())
-}
-
-fn frames(thread: &Value) -> Vec<Frame> {
-    thread["frames"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            (
-                f["function"].as_str().unwrap_or("").to_string(),
-                f["file"].as_str().unwrap_or("").to_string(),
-                f["line"].as_i64(),
-            )
-        })
-        .collect()
 }
 
 fn label(entry: &Value) -> String {
@@ -67,23 +52,10 @@ fn label(entry: &Value) -> String {
     )
 }
 
-/// gdb's gcore leaves some thread stacks zero on glibc 2.41+ (see
-/// tests/threads_truth.rs): the frame chains break there, with or without
-/// files, and the outer frames are recovered from the data stack.
-fn gdb_lost_memory(entry: &Value) -> bool {
-    let stderr =
-        std::fs::read_to_string(entry["stderr"].as_str().unwrap_or("")).unwrap_or_default();
-    entry["kind"] == "gcore"
-        && stderr.lines().any(|l| {
-            l.contains("Memory read failed for corefile section")
-                && !l.contains("0xffffffffff600000")
-        })
-}
-
 /// Every way the report's stacks and locals differ from the truth.
 fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
     let truth = support::truth(entry);
-    let lost = gdb_lost_memory(entry);
+    let lost = support::gdb_lost_memory(entry);
     let by_lwp: BTreeMap<i64, &Value> = report["threads"]
         .as_array()
         .unwrap()
@@ -109,7 +81,7 @@ fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
                 )
             })
             .collect();
-        let have = frames(got);
+        let have = support::frames(&got["frames"]);
         let recovered = got["frames"]
             .as_array()
             .into_iter()
@@ -290,7 +262,7 @@ fn search_path_finds_relocated_files_by_build_id() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|t| (t["lwp"].clone(), frames(t)))
+                .map(|t| (t["lwp"].clone(), support::frames(&t["frames"])))
                 .collect()
         };
         if stacks(&relocated) != stacks(&with_files) {

@@ -261,3 +261,49 @@ pub fn info_disagreements(core: &str, report: &Value, truth: &Value) -> Vec<Stri
     }
     problems
 }
+
+/// A Python frame as truth files record it: function, file, line.
+pub type Frame = (String, String, Option<i64>);
+
+/// The frames of a JSON list of frames (a report's or a truth's), in order.
+pub fn frames(list: &Value) -> Vec<Frame> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap_or("").to_string(),
+                f["file"].as_str().unwrap_or("").to_string(),
+                f["line"].as_i64(),
+            )
+        })
+        .collect()
+}
+
+/// gdb's gcore stops copying a mapping at the first page it cannot read
+/// (glibc 2.41+ thread-stack guard regions) and leaves the rest zero: from
+/// 3.11 frame chains break there. The vsyscall page, never readable, does
+/// not count.
+pub fn gdb_lost_memory(entry: &Value) -> bool {
+    let stderr =
+        std::fs::read_to_string(entry["stderr"].as_str().unwrap_or("")).unwrap_or_default();
+    entry["kind"] == "gcore"
+        && stderr.lines().any(|l| {
+            l.contains("Memory read failed for corefile section")
+                && !l.contains("0xffffffffff600000")
+        })
+}
+
+/// Unpack a committed sample's `.sysroot.tar.zst` into a new temp dir.
+pub fn unpack_sysroot(tar: &Path) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar")
+        .args(["--zstd", "-xf"])
+        .arg(tar)
+        .arg("-C")
+        .arg(root.path())
+        .status()
+        .expect("tar runs");
+    assert!(status.success(), "cannot unpack {}", tar.display());
+    root
+}
