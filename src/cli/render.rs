@@ -173,12 +173,7 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
         s,
         "Python {} · layout from {} · interpreters found by {}",
         r.python_version.as_deref().unwrap_or("?"),
-        r.layout_source
-            .as_ref()
-            .map_or("?".to_string(), |l| serde_json::to_value(l)
-                .ok()
-                .and_then(|v| v["kind"].as_str().map(String::from))
-                .unwrap_or_default()),
+        r.layout_source.as_ref().map_or("?".to_string(), layout_source_text),
         r.runtime_strategy
             .map_or("?".to_string(), |st| format!("{st:?}")),
     );
@@ -594,5 +589,20 @@ fn unchecked_lines(s: &mut String, unchecked: &[pymortem::forensics::Unchecked])
     }
     for remedy in remedies {
         let _ = writeln!(s, "  To check them: {remedy}");
+    }
+}
+
+/// `dwarf`, `table`, ...; with why the cached entry was rejected, if it was.
+fn layout_source_text(source: &pymortem::layout::LayoutSource) -> String {
+    let kind = serde_json::to_value(source)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(String::from))
+        .unwrap_or_default();
+    match source {
+        pymortem::layout::LayoutSource::Dwarf {
+            cache_rejected: Some(why),
+            ..
+        } => format!("{kind}; the cached layout failed validation: {why}"),
+        _ => kind,
     }
 }

@@ -38,8 +38,12 @@ pub fn load(dir: &Path, build_id: &str) -> Option<Layout> {
         LayoutSource::Dwarf {
             cached,
             build_id: Some(id),
+            cache_rejected,
             ..
-        } if id == build_id => *cached = true,
+        } if id == build_id => {
+            *cached = true;
+            *cache_rejected = None;
+        }
         _ => return None,
     }
     Some(layout)

@@ -18,6 +18,7 @@ pub mod runtime_address;
 pub mod select;
 pub mod spec;
 pub mod tables;
+pub mod validate;
 pub mod version;
 
 use std::collections::BTreeMap;
@@ -72,6 +73,10 @@ pub enum LayoutSource {
         build_id: Option<String>,
         /// Read from the on-disk cache rather than from DWARF.
         cached: bool,
+        /// Why the cached entry for this build-id was not used (it failed
+        /// validation against the core), when it was rebuilt because of that.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_rejected: Option<String>,
     },
     /// `_Py_DebugOffsets` in the core, completed from a table.
     DebugOffsets {
@@ -197,6 +202,7 @@ pub fn from_dwarf(
             path: image.path().to_path_buf(),
             build_id,
             cached: false,
+            cache_rejected: None,
         },
         structs,
         globals,

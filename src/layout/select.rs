@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables};
+use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate};
 use crate::modules::Module;
 use crate::process::Process;
 
@@ -94,7 +94,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
         .cloned();
 
     if let Some(module) = &module {
-        match dwarf_layout(module, (v.major, v.minor, v.micro), options) {
+        match dwarf_layout(process, module, (v.major, v.minor, v.micro), options) {
             // DWARF describes the build itself: `ob_tid` exists only with Py_GIL_DISABLED.
             Ok((layout, _)) if layout.field("PyObject", "ob_tid").is_some() => {
                 return Err(FreeThreadedBuild {
@@ -104,6 +104,13 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
                 .into());
             }
             Ok((layout, how)) => {
+                if let LayoutSource::Dwarf {
+                    cache_rejected: Some(why),
+                    ..
+                } = &layout.source
+                {
+                    note("cache", format!("rejected: {why}"));
+                }
                 note(
                     if how == "cache" { "cache" } else { "dwarf" },
                     "used".into(),
@@ -173,6 +180,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
 
 /// The layout from the module's DWARF, through the cache.
 fn dwarf_layout(
+    process: &Process,
     module: &Module,
     version: (u8, u8, Option<u8>),
     options: &LayoutOptions,
@@ -186,15 +194,24 @@ fn dwarf_layout(
     } else {
         options.cache_dir.clone().or_else(cache::default_dir)
     };
+    let mut rejected = None;
     if let (Some(dir), Some(id)) = (&cache_dir, &build_id)
         && let Some(layout) = cache::load(dir, id)
     {
-        return Ok((layout, "cache"));
+        // Anyone may have edited the entry: it must describe this core.
+        match validate::check(&layout, process.memory(), module) {
+            Ok(_) => return Ok((layout, "cache")),
+            Err(why) => rejected = Some(why),
+        }
     }
-    let layout = from_dwarf(debug, build_id.clone(), version).map_err(|e| e.to_string())?;
+    let mut layout = from_dwarf(debug, build_id.clone(), version).map_err(|e| e.to_string())?;
     if let (Some(dir), Some(id)) = (&cache_dir, &build_id) {
-        // A cache that cannot be written only costs time next run.
+        // A cache that cannot be written only costs time next run; a
+        // rejected entry is overwritten here.
         let _ = cache::store(dir, id, &layout);
+    }
+    if let LayoutSource::Dwarf { cache_rejected, .. } = &mut layout.source {
+        *cache_rejected = rejected;
     }
     Ok((layout, "dwarf"))
 }

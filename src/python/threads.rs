@@ -128,6 +128,16 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     if let Some(w) = &runtime.warning {
         diagnostics.push(Diagnostic::warning("python", w.clone()));
     }
+    if let crate::layout::LayoutSource::Dwarf {
+        cache_rejected: Some(why),
+        ..
+    } = &layout.source
+    {
+        diagnostics.push(Diagnostic::warning(
+            "layout",
+            format!("the cached layout failed validation ({why}); rebuilt from DWARF and the cache entry rewritten"),
+        ));
+    }
     let off = |st: &str, f: &str| {
         layout
             .offset(st, f)
