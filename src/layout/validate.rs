@@ -140,7 +140,12 @@ fn check_interpreters<M: Memory>(
         .read_ptr(interp.wrapping_add(threads_head))
         .map_err(|e| format!("the interpreter at {interp:#x} is unreadable ({e})"))?;
     if tstate == 0 {
-        return Ok(0);
+        // Possible only before the first thread state or after the last;
+        // rejecting costs no more than a DWARF rebuild, trusting could cost
+        // every stack.
+        return Err(format!(
+            "the interpreter at {interp:#x} lists no thread state"
+        ));
     }
     let back = memory
         .read_ptr(tstate.wrapping_add(tstate_interp))
