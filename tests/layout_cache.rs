@@ -56,9 +56,7 @@ fn stack_problems(label: &str, entry: &Value, report: &Value) -> Vec<String> {
         let have = got.map(|g| support::frames(&g["frames"]));
         let want = support::frames(&t["stack"]);
         if have.as_ref() != Some(&want) {
-            problems.push(format!(
-                "{label}: thread {lwp}: {have:?} vs truth {want:?}"
-            ));
+            problems.push(format!("{label}: thread {lwp}: {have:?} vs truth {want:?}"));
         }
     }
     problems
@@ -120,7 +118,9 @@ fn a_cached_layout_with_wrong_offsets_is_rejected_rebuilt_and_rewritten() {
                             .is_some_and(|m| m.contains("cached layout failed validation"))
                 });
             if !warned {
-                problems.push(format!("{label}: no diagnostic says the cache was rejected"));
+                problems.push(format!(
+                    "{label}: no diagnostic says the cache was rejected"
+                ));
             }
             problems.extend(stack_problems(&label, &e, &report));
             if std::fs::read(&file).unwrap() != good {

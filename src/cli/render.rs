@@ -173,7 +173,9 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
         s,
         "Python {} · layout from {} · interpreters found by {}",
         r.python_version.as_deref().unwrap_or("?"),
-        r.layout_source.as_ref().map_or("?".to_string(), layout_source_text),
+        r.layout_source
+            .as_ref()
+            .map_or("?".to_string(), layout_source_text),
         r.runtime_strategy
             .map_or("?".to_string(), |st| format!("{st:?}")),
     );

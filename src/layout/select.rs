@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate};
+use super::{
+    Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate,
+};
 use crate::modules::Module;
 use crate::process::Process;
 

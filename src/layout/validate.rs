@@ -65,7 +65,12 @@ fn check_types<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Resul
         ));
     }
     held += 1;
-    held += check_name(memory, type_type.wrapping_add(tp_name), "PyType_Type", "type")?;
+    held += check_name(
+        memory,
+        type_type.wrapping_add(tp_name),
+        "PyType_Type",
+        "type",
+    )?;
 
     if let Some(object) = module.symbol_address("PyBaseObject_Type", None) {
         let base = word(object.wrapping_add(tp_base), "PyBaseObject_Type.tp_base")?;
