@@ -91,6 +91,7 @@ pub mod memory;
 pub mod modules;
 pub mod process;
 pub mod python;
+pub mod regular_file;
 pub mod report;
 pub mod stacks;
 pub mod symbols;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use pymortem::modules::{
-    DebugVia, ElfImage, SearchPaths, SectionCompression, find_debug_file, hex,
+    DebugVia, ElfImage, SearchPaths, SectionCompression, find_debug_file,
+    find_debug_file_noting_skips, hex,
 };
 
 fn run(cmd: &mut Command) {
@@ -142,4 +143,107 @@ fn compressed_debug_sections_decompress() {
         let unit = section.units().next().unwrap().expect("a unit");
         assert!(unit.version() >= 4);
     }
+}
+
+/// A stripped `usr/bin/prog` with a debug link to `prog.debug` inside a
+/// sysroot under `dir`, and the real `prog.debug` outside it.
+/// Returns (sysroot, module image, the real debug file).
+fn sysroot_with_debuglink(dir: &Path) -> (PathBuf, ElfImage, PathBuf) {
+    let exe = build_program(dir);
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let debug = outside.join("prog.debug");
+    objcopy(&["--only-keep-debug"], &exe, &debug);
+    let root = dir.join("root");
+    let bin_dir = root.join("usr/bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    run(Command::new("objcopy")
+        .current_dir(&outside)
+        .args(["--strip-debug", "--add-gnu-debuglink=prog.debug"])
+        .arg(&exe)
+        .arg(bin_dir.join("prog")));
+    let image = ElfImage::open(&bin_dir.join("prog")).unwrap();
+    (root, image, debug)
+}
+
+#[test]
+fn a_debuglink_symlink_never_leaves_the_sysroot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, image, outside_debug) = sysroot_with_debuglink(dir.path());
+    let paths = SearchPaths {
+        sysroot: Some(root.clone()),
+        no_default_debug_dir: true,
+        ..Default::default()
+    };
+    // Both debuglink places beside the module hold an absolute symlink to
+    // the right debug file, outside the sysroot.
+    let beside = root.join("usr/bin/prog.debug");
+    std::os::unix::fs::symlink(&outside_debug, &beside).unwrap();
+    std::fs::create_dir_all(root.join("usr/bin/.debug")).unwrap();
+    std::os::unix::fs::symlink(&outside_debug, root.join("usr/bin/.debug/prog.debug")).unwrap();
+    assert!(
+        find_debug_file(&paths, None, Some(&image), "/usr/bin/prog").is_none(),
+        "a debug file outside the sysroot was used"
+    );
+    // The same file inside the sysroot is found.
+    std::fs::remove_file(&beside).unwrap();
+    std::fs::copy(&outside_debug, &beside).unwrap();
+    let (found, via) =
+        find_debug_file(&paths, None, Some(&image), "/usr/bin/prog").expect("found by debuglink");
+    assert_eq!(via, DebugVia::Debuglink);
+    assert_eq!(found.path(), beside);
+}
+
+#[test]
+fn a_sparse_debuglink_candidate_is_skipped_before_its_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, image, outside_debug) = sysroot_with_debuglink(dir.path());
+    let paths = SearchPaths {
+        sysroot: Some(root.clone()),
+        no_default_debug_dir: true,
+        ..Default::default()
+    };
+    // A real debug file's headers, then 100 GiB of holes: no disk is used.
+    let candidate = root.join("usr/bin/prog.debug");
+    std::fs::copy(&outside_debug, &candidate).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&candidate)
+        .unwrap()
+        .set_len(100 << 30)
+        .unwrap();
+    let mut skipped = Vec::new();
+    let found =
+        find_debug_file_noting_skips(&paths, None, Some(&image), "/usr/bin/prog", &mut skipped);
+    assert!(found.is_none());
+    let prefix = format!("{}: skipped: ", candidate.display());
+    assert!(
+        skipped.iter().any(|s| s.starts_with(&prefix)),
+        "no skip of {} in {skipped:?}",
+        candidate.display()
+    );
+}
+
+#[test]
+fn a_fifo_as_debuglink_candidate_is_skipped_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, image, _) = sysroot_with_debuglink(dir.path());
+    let paths = SearchPaths {
+        sysroot: Some(root.clone()),
+        no_default_debug_dir: true,
+        ..Default::default()
+    };
+    let candidate = root.join("usr/bin/prog.debug");
+    run(Command::new("mkfifo").arg(&candidate));
+    let mut skipped = Vec::new();
+    let found =
+        find_debug_file_noting_skips(&paths, None, Some(&image), "/usr/bin/prog", &mut skipped);
+    assert!(found.is_none());
+    assert_eq!(
+        skipped,
+        [format!(
+            "{}: skipped: not a regular file: it is a FIFO",
+            candidate.display()
+        )]
+    );
 }

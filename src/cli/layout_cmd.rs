@@ -58,7 +58,7 @@ pub fn run(args: &LayoutArgs) -> i32 {
 /// ELF cores have `e_type` ET_CORE; compressed files are taken to be cores.
 fn is_core(path: &Path) -> bool {
     let mut head = [0u8; 18];
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(mut f) = pymortem::regular_file::open_regular(path) else {
         return true;
     };
     if std::io::Read::read_exact(&mut f, &mut head).is_err() {

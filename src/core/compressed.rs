@@ -79,7 +79,8 @@ pub fn decompress(
     options: &OpenOptions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<Decompressed, Error> {
-    let input = BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?);
+    let input =
+        BufReader::new(crate::regular_file::open_regular(path).map_err(|e| Error::io(path, e))?);
     let temp_dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
     let fail = |reason: String| Error::Decompress {
         path: path.into(),

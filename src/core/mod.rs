@@ -7,7 +7,6 @@
 pub mod compressed;
 pub mod notes;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -167,7 +166,7 @@ impl CoreFile {
     /// Open a core file, decompressing it first if it is compressed.
     pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CoreFile, Error> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = crate::regular_file::open_regular(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
             return Err(Error::NotACore {

@@ -30,9 +30,16 @@ fn path_for(dir: &Path, build_id: &str) -> Option<PathBuf> {
     )
 }
 
+/// Bytes read of a cache entry, at most.
+const MAX_ENTRY_BYTES: u64 = 16 << 20;
+
 /// The cached layout for a build-id, marked as cached.
 pub fn load(dir: &Path, build_id: &str) -> Option<Layout> {
-    let text = std::fs::read_to_string(path_for(dir, build_id)?).ok()?;
+    let file = crate::regular_file::open_regular(&path_for(dir, build_id)?).ok()?;
+    // A layout is a few KB; a bigger entry is not one of ours.
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_ENTRY_BYTES), &mut text)
+        .ok()?;
     let mut layout: Layout = serde_json::from_str(&text).ok()?;
     match &mut layout.source {
         LayoutSource::Dwarf {

@@ -2,7 +2,6 @@
 //! queried lazily: build-id, debug link, sections, load addresses.
 
 use std::ops::Deref;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,8 +10,7 @@ use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Object, ObjectSection};
 use serde::Serialize;
 
-/// `O_NONBLOCK` on Linux.
-const O_NONBLOCK: i32 = 0o4000;
+use crate::regular_file::open_regular;
 
 /// Bytes of an ELF image: a file map or an owned buffer.
 #[derive(Debug, Clone)]
@@ -55,23 +53,17 @@ pub struct ElfImage {
 }
 
 impl ElfImage {
-    /// Map the file at `path`; `None` if it cannot be opened or is not ELF.
+    /// Map the file at `path`; `None` if it cannot be opened, is not a
+    /// regular file or is not ELF.
     pub fn open(path: &Path) -> Option<ElfImage> {
-        // The type is checked before opening: opening a FIFO blocks. The
-        // open does not block either, should the path change in between.
-        if !std::fs::metadata(path).ok()?.is_file() {
-            return None;
-        }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NONBLOCK)
-            .open(path)
-            .ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
+        let file = open_regular(path).ok()?;
+        Self::map(path, &file)
+    }
+
+    /// Map the already opened regular `file`, read from `path`.
+    pub fn map(path: &Path, file: &std::fs::File) -> Option<ElfImage> {
         // SAFETY: read-only map; contents are validated by `object` before use.
-        let map = unsafe { Mmap::map(&file) }.ok()?;
+        let map = unsafe { Mmap::map(file) }.ok()?;
         let image = ElfImage {
             path: path.to_path_buf(),
             bytes: ImageBytes::Mapped(Arc::new(map)),

@@ -8,7 +8,10 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
+use std::os::unix::fs::MetadataExt;
+
 use super::ElfImage;
+use crate::regular_file::{is_not_regular, open_regular};
 
 /// Symlinks followed while resolving one path, as in Linux's `MAXSYMLINKS`.
 const MAX_SYMLINKS: usize = 40;
@@ -127,6 +130,18 @@ pub fn find_debug_file(
     module_file: Option<&ElfImage>,
     recorded_path: &str,
 ) -> Option<(ElfImage, DebugVia)> {
+    find_debug_file_noting_skips(paths, build_id, module_file, recorded_path, &mut Vec::new())
+}
+
+/// [`find_debug_file`], adding to `skipped` each candidate that exists but
+/// was not read, with the reason (not a regular file, impossible size).
+pub fn find_debug_file_noting_skips(
+    paths: &SearchPaths,
+    build_id: Option<&[u8]>,
+    module_file: Option<&ElfImage>,
+    recorded_path: &str,
+    skipped: &mut Vec<String>,
+) -> Option<(ElfImage, DebugVia)> {
     let dirs = paths.debug_dirs();
     if let Some(id) = build_id.filter(|id| id.len() >= 2) {
         let hex = hex(id);
@@ -135,7 +150,7 @@ pub fn find_debug_file(
             let Some(candidate) = resolve_in_root(dir, &rel) else {
                 continue;
             };
-            if let Some(image) = ElfImage::open(&candidate)
+            if let Some(image) = open_candidate(&candidate, None, skipped)
                 && image.build_id().as_deref() == Some(id)
             {
                 return Some((image, DebugVia::BuildId));
@@ -144,7 +159,7 @@ pub fn find_debug_file(
     }
     let file = module_file?;
     let (name, crc) = file.debuglink()?;
-    if name.contains('/') {
+    if name.contains('/') || name == ".." || name == "." {
         return None;
     }
     let file_dir = file
@@ -156,18 +171,93 @@ pub fn find_debug_file(
         .parent()
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut candidates = vec![file_dir.join(&name), file_dir.join(".debug").join(&name)];
+    let mut candidates: Vec<PathBuf> = ["", ".debug/"]
+        .iter()
+        .filter_map(|sub| beside_module(paths, &file_dir, &format!("{sub}{name}")))
+        .collect();
     for dir in &dirs {
         if let Some(p) = resolve_in_root(dir, &format!("{recorded_dir}/{name}")) {
             candidates.push(p);
         }
     }
+    let module_size = file.bytes().len() as u64;
     candidates
         .into_iter()
         .filter(|c| c != file.path())
-        .filter_map(|c| ElfImage::open(&c))
+        .filter_map(|c| open_candidate(&c, Some(module_size), skipped))
         .find(|image| crc32fast::hash(image.bytes()) == crc && image.has_dwarf())
         .map(|image| (image, DebugVia::Debuglink))
+}
+
+/// `rel` in the module file's folder. A module found inside the sysroot
+/// has its neighbours resolved inside it too, so a symlink planted there
+/// cannot pull in a file from outside; a module named by the user (`--exe`
+/// outside the sysroot) has its folder taken as given.
+fn beside_module(paths: &SearchPaths, file_dir: &Path, rel: &str) -> Option<PathBuf> {
+    let root = paths.root();
+    match file_dir.strip_prefix(root) {
+        Ok(inside) => resolve_in_root(root, &format!("/{}/{rel}", inside.display())),
+        Err(_) => Some(file_dir.join(rel)),
+    }
+}
+
+/// A debug file is larger than its module, but not without bound: DWARF
+/// runs to a few dozen times the code it describes.
+const MAX_DEBUG_TO_MODULE_RATIO: u64 = 64;
+/// Floor of the size bound, for small modules with large debug files.
+const MIN_DEBUG_SIZE_BOUND: u64 = 1 << 30;
+/// No debug file is larger than this, whatever the module.
+const MAX_DEBUG_FILE_SIZE: u64 = 32 << 30;
+/// Files smaller than this are never taken for sparse.
+const SPARSE_CHECK_FROM: u64 = 64 << 20;
+/// A file with under 1/16 of its length on disk is mostly holes: no real
+/// debug file (even on a compressing file system) is.
+const MIN_ALLOCATED_FRACTION: u64 = 16;
+
+/// Open a debug-file candidate, or say in `skipped` why it was not read.
+/// `module_size` bounds the size of a debuglink candidate, which is
+/// checksummed whole: a huge or sparse file would take minutes and GBs.
+fn open_candidate(
+    path: &Path,
+    module_size: Option<u64>,
+    skipped: &mut Vec<String>,
+) -> Option<ElfImage> {
+    let file = match open_regular(path) {
+        Ok(f) => f,
+        Err(e) if is_not_regular(&e) => {
+            skipped.push(format!("{}: skipped: {e}", path.display()));
+            return None;
+        }
+        Err(_) => return None,
+    };
+    if let Some(module_size) = module_size {
+        let meta = file.metadata().ok()?;
+        if let Some(reason) = implausible_debug_size(meta.len(), meta.blocks(), module_size) {
+            skipped.push(format!("{}: skipped: {reason}", path.display()));
+            return None;
+        }
+    }
+    ElfImage::map(path, &file)
+}
+
+/// Why a file of `size` bytes with `blocks` 512-byte blocks on disk cannot
+/// be the debug file of a module of `module_size` bytes, if it cannot.
+fn implausible_debug_size(size: u64, blocks: u64, module_size: u64) -> Option<String> {
+    let bound = module_size
+        .saturating_mul(MAX_DEBUG_TO_MODULE_RATIO)
+        .clamp(MIN_DEBUG_SIZE_BOUND, MAX_DEBUG_FILE_SIZE);
+    if size > bound {
+        return Some(format!(
+            "{size} bytes, more than a debug file of a {module_size}-byte module can be (at most {bound})"
+        ));
+    }
+    let allocated = blocks.saturating_mul(512);
+    if size >= SPARSE_CHECK_FROM && allocated < size / MIN_ALLOCATED_FRACTION {
+        return Some(format!(
+            "sparse: {size} bytes long but only {allocated} bytes on disk"
+        ));
+    }
+    None
 }
 
 /// Lower-case hex of a byte string.
@@ -201,6 +291,24 @@ mod tests {
             root.path().join("usr/lib/libc.so")
         );
         assert!(resolve_in_root(root.path(), "/escape").is_none());
+    }
+
+    #[test]
+    fn debug_file_sizes_are_bounded_by_the_module_and_holes() {
+        let mib = 1u64 << 20;
+        // A 2 MiB library may have a 1 GiB debug file, not 2 GiB.
+        assert!(implausible_debug_size(1 << 30, (1 << 30) / 512, 2 * mib).is_none());
+        assert!(implausible_debug_size(2 << 30, (2 << 30) / 512, 2 * mib).is_some());
+        // A 100 MiB module: up to 6.25 GiB.
+        assert!(implausible_debug_size(6 << 30, (6 << 30) / 512, 100 * mib).is_none());
+        assert!(implausible_debug_size(7 << 30, (7 << 30) / 512, 100 * mib).is_some());
+        // Never beyond 32 GiB.
+        assert!(implausible_debug_size(33 << 30, (33 << 30) / 512, 1 << 30).is_some());
+        // Mostly holes.
+        assert!(implausible_debug_size(512 * mib, 8, 100 * mib).is_some());
+        assert!(implausible_debug_size(512 * mib, 512 * mib / 512 / 4, 100 * mib).is_none());
+        // Small files are never called sparse.
+        assert!(implausible_debug_size(mib, 0, mib).is_none());
     }
 
     #[test]

@@ -12,12 +12,15 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 
 pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
-pub use locate::{DebugVia, SearchPaths, find_debug_file, hex, resolve_in_root};
+pub use locate::{
+    DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
+};
 pub use search_path::BuildIdIndex;
 
 use crate::core::CoreFile;
 use crate::error::Diagnostic;
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
+use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;
 
 /// Program headers read from a module's first page are capped at this count.
@@ -492,7 +495,17 @@ fn locate_module(
     }
     let mut image = candidates.iter().find_map(|c| {
         tried.push(c.clone());
-        ElfImage::open(c)
+        match open_regular(c) {
+            Ok(file) => ElfImage::map(c, &file),
+            Err(e) if is_not_regular(&e) => {
+                diagnostics.push(Diagnostic::warning(
+                    "modules",
+                    format!("{}: skipped: {e}", c.display()),
+                ));
+                None
+            }
+            Err(_) => None,
+        }
     });
     let core_build_id = core_info.as_ref().and_then(|i| i.build_id.clone());
     // Not where the core says, or another build: look for the build-id.
@@ -545,8 +558,20 @@ fn locate_module(
         .and_then(|i| i.first_load_vaddr)
         .or_else(|| file.as_ref()?.first_load_vaddr());
     let load_bias = first_vaddr.map(|v| base.wrapping_sub(v));
-    let (debug_file, debug_status) =
-        locate_debug(paths, index, core_build_id.as_deref(), file.as_ref(), clean);
+    let mut skipped = Vec::new();
+    let (debug_file, debug_status) = locate_debug(
+        paths,
+        index,
+        core_build_id.as_deref(),
+        file.as_ref(),
+        clean,
+        &mut skipped,
+    );
+    diagnostics.extend(
+        skipped
+            .into_iter()
+            .map(|reason| Diagnostic::warning("modules", reason)),
+    );
     Some(Module {
         kind: if is_exe {
             ModuleKind::Executable
@@ -573,6 +598,7 @@ fn locate_debug(
     build_id: Option<&[u8]>,
     file: Option<&ElfImage>,
     recorded: &str,
+    skipped: &mut Vec<String>,
 ) -> (Option<ElfImage>, DebugStatus) {
     if let Some(f) = file.filter(|f| f.has_dwarf()) {
         let status = DebugStatus::Found {
@@ -585,11 +611,12 @@ fn locate_debug(
     let id = build_id
         .map(<[u8]>::to_vec)
         .or_else(|| file.and_then(ElfImage::build_id));
-    let found = find_debug_file(paths, id.as_deref(), file, recorded).or_else(|| {
-        let id = id.as_deref()?;
-        let image = index.get()?.debug_file(id)?;
-        Some((image, DebugVia::BuildId))
-    });
+    let found = find_debug_file_noting_skips(paths, id.as_deref(), file, recorded, skipped)
+        .or_else(|| {
+            let id = id.as_deref()?;
+            let image = index.get()?.debug_file(id)?;
+            Some((image, DebugVia::BuildId))
+        });
     match found {
         Some((image, via)) if image.has_dwarf() => {
             let status = DebugStatus::Found {

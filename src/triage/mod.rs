@@ -68,12 +68,20 @@ fn walk(path: &Path, depth: usize, files: &mut Vec<PathBuf>, skipped: &mut Vec<S
         return;
     }
     if !meta.is_dir() {
-        if depth == 0 {
-            skipped.push(Skipped {
-                path: path.into(),
-                reason: "not a regular file or folder".into(),
-            });
-        }
+        // Symlinks inside folders are not followed; a FIFO or device is
+        // never opened (a FIFO's open would block the whole batch).
+        let reason = if depth > 0 && meta.file_type().is_symlink() {
+            "a symlink inside a folder; not followed".to_string()
+        } else {
+            format!(
+                "not a regular file or folder: it is {}",
+                crate::regular_file::describe(meta.file_type())
+            )
+        };
+        skipped.push(Skipped {
+            path: path.into(),
+            reason,
+        });
         return;
     }
     if depth >= MAX_DEPTH {
@@ -106,7 +114,7 @@ fn looks_like_core(path: &Path) -> bool {
         return true;
     }
     let mut magic = [0u8; 6];
-    let n = std::fs::File::open(path)
+    let n = crate::regular_file::open_regular(path)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
         .unwrap_or(0);
     let magic = &magic[..n];
