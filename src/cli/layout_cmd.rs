@@ -220,7 +220,7 @@ fn render(r: &LayoutReport) -> String {
         serde_json::to_string(&r.layout.source).unwrap_or_default()
     );
     for a in &r.attempts {
-        let _ = writeln!(s, "  tried {}: {}", esc(&a.source), esc(&a.outcome));
+        let _ = writeln!(s, "  tried {}: {}", esc(a.source), esc(&a.outcome));
     }
     match (&r.runtime, &r.runtime_error) {
         (Some(rt), _) => {

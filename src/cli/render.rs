@@ -433,7 +433,7 @@ fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]
                 s,
                 "  {:?} [{}]: {}",
                 d.severity,
-                esc(&d.source),
+                esc(d.source),
                 esc(&d.message)
             );
         }
