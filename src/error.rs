@@ -142,6 +142,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the input was read and is not a core pymortem can open (as
+    /// opposed to a failure of the disk, the temp dir or the decoder).
+    pub fn is_not_a_core(&self) -> bool {
+        matches!(self, Error::NotACore { .. } | Error::Unsupported { .. })
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

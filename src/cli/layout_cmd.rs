@@ -13,6 +13,7 @@ use pymortem::layout::{Layout, LayoutOptions, PythonVersion, from_dwarf, select}
 use pymortem::modules::{ElfImage, find_debug_file, hex};
 use pymortem::report::LayoutReport;
 
+use super::escape::{esc, esc_path};
 use super::{SearchArgs, emit, fail, open_core, print_report};
 
 #[derive(Debug, Args)]
@@ -207,15 +208,19 @@ fn emit_tables(args: &LayoutArgs, dir: &Path) -> i32 {
 
 fn render(r: &LayoutReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Target:  {}", r.target.display());
-    let _ = writeln!(s, "Python:  {}", r.python_version.as_deref().unwrap_or("?"));
+    let _ = writeln!(s, "Target:  {}", esc_path(&r.target));
+    let _ = writeln!(
+        s,
+        "Python:  {}",
+        esc(r.python_version.as_deref().unwrap_or("?"))
+    );
     let _ = writeln!(
         s,
         "Source:  {}",
         serde_json::to_string(&r.layout.source).unwrap_or_default()
     );
     for a in &r.attempts {
-        let _ = writeln!(s, "  tried {}: {}", a.source, a.outcome);
+        let _ = writeln!(s, "  tried {}: {}", esc(a.source), esc(&a.outcome));
     }
     match (&r.runtime, &r.runtime_error) {
         (Some(rt), _) => {
@@ -232,7 +237,7 @@ fn render(r: &LayoutReport) -> String {
             );
         }
         (None, Some(e)) => {
-            let _ = writeln!(s, "Runtime: not found: {e}");
+            let _ = writeln!(s, "Runtime: not found: {}", esc(e));
         }
         _ => {}
     }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 findings (commands that check for problems);
 //! 2 error (bad arguments, unreadable or invalid input).
 
+mod escape;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
@@ -148,7 +149,12 @@ impl CoreArgs {
 
 pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<Process, String> {
     Process::open(core, &search.options()).map_err(|e| {
-        format!("{e}\nhint: check that the file is an ELF core of an x86-64 Linux process (or a compressed one)")
+        // The hint is for inputs that are not cores, not for a full disk.
+        if e.is_not_a_core() {
+            format!("{e}\nhint: check that the file is an ELF core of an x86-64 Linux process (or a compressed one)")
+        } else {
+            e.to_string()
+        }
     })
 }
 
@@ -369,7 +375,7 @@ fn info(args: &InfoArgs) -> i32 {
             .map(|s| s + "\n")
             .unwrap_or_default()
     } else {
-        render::info(&report)
+        return emit_text(&render::info(&report));
     };
     emit(&out)
 }
@@ -380,14 +386,19 @@ pub(crate) fn print_report<T: serde::Serialize>(
     report: &T,
     text: impl FnOnce(&T) -> String,
 ) -> i32 {
-    let out = if json {
-        serde_json::to_string_pretty(report)
-            .map(|s| s + "\n")
-            .unwrap_or_default()
-    } else {
-        text(report)
-    };
+    if !json {
+        return emit_text(&text(report));
+    }
+    let out = serde_json::to_string_pretty(report)
+        .map(|s| s + "\n")
+        .unwrap_or_default();
     emit(&out)
+}
+
+/// Print text meant for a terminal: no control character but its line
+/// breaks gets through, whatever a renderer forgot to escape.
+pub(crate) fn emit_text(text: &str) -> i32 {
+    emit(&escape::terminal_text(text))
 }
 
 /// Print `text`; a closed pipe ends the program quietly.
@@ -404,6 +415,10 @@ pub(crate) fn emit(text: &str) -> i32 {
 }
 
 pub(crate) fn fail(message: &str) -> i32 {
-    let _ = writeln!(io::stderr(), "pymortem: error: {message}");
+    let _ = writeln!(
+        io::stderr(),
+        "pymortem: error: {}",
+        escape::terminal_text(message)
+    );
     EXIT_ERROR
 }

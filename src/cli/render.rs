@@ -4,6 +4,8 @@ use std::fmt::Write;
 
 use comfy_table::{Table, presets};
 
+use super::escape::{esc, esc_path};
+
 use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
 use pymortem::report::InfoReport;
 
@@ -25,7 +27,7 @@ pub fn info(r: &InfoReport) -> String {
     let _ = writeln!(
         s,
         "Core:       {} ({} bytes{}, written by {:?}, {} segments, {} notes)",
-        c.path.display(),
+        esc_path(&c.path),
         c.size,
         c.compression
             .map(|f| format!(", {f}-compressed"))
@@ -48,14 +50,14 @@ pub fn info(r: &InfoReport) -> String {
         opt(r.ppid),
         opt(r.uid)
     );
-    let args = r.args.as_deref().map(|a| a.escape_debug().to_string());
+    let args = r.args.as_deref().map(esc);
     let _ = writeln!(
         s,
         "Command:    {} ({})",
         opt(args),
-        opt(r.command.as_deref())
+        opt(r.command.as_deref().map(esc))
     );
-    let _ = writeln!(s, "Executable: {}", opt(r.executable.as_deref()));
+    let _ = writeln!(s, "Executable: {}", opt(r.executable.as_deref().map(esc)));
     match &r.signal {
         Some(sig) => {
             let mut line = format!(
@@ -118,13 +120,13 @@ pub fn info(r: &InfoReport) -> String {
             if path == std::path::Path::new(&m.path) {
                 state.to_string()
             } else {
-                format!("{state} {}", path.display())
+                format!("{state} {}", esc_path(path))
             }
         };
         let file = match &m.file {
             FileStatus::Verified { path } => found("ok", path),
             FileStatus::Unverified { path } => found("unverified", path),
-            FileStatus::Mismatch { path, .. } => format!("BUILD-ID MISMATCH {}", path.display()),
+            FileStatus::Mismatch { path, .. } => format!("BUILD-ID MISMATCH {}", esc_path(path)),
             FileStatus::Missing { .. } => "missing".to_string(),
             FileStatus::InCore => "in core".to_string(),
         };
@@ -148,14 +150,20 @@ pub fn info(r: &InfoReport) -> String {
                 } else {
                     " (compressed)"
                 };
-                format!("{via}{packed} {}", path.display())
+                format!("{via}{packed} {}", esc_path(path))
             }
             DebugStatus::Missing { .. } => "none".to_string(),
         };
         t.add_row(vec![
-            format!("{}{}", m.name, if m.deleted { " (deleted)" } else { "" }),
+            format!(
+                "{}{}",
+                esc(&m.name),
+                if m.deleted { " (deleted)" } else { "" }
+            ),
             format!("{:#x}", m.base),
-            m.build_id.clone().unwrap_or_else(|| "-".into()),
+            m.build_id
+                .as_deref()
+                .map_or("-".into(), |b| esc(b).to_string()),
             file,
             debug,
         ]);
@@ -172,7 +180,7 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
     let _ = writeln!(
         s,
         "Python {} · layout from {} · interpreters found by {}",
-        r.python_version.as_deref().unwrap_or("?"),
+        esc(r.python_version.as_deref().unwrap_or("?")),
         r.layout_source
             .as_ref()
             .map_or("?".to_string(), layout_source_text),
@@ -208,7 +216,7 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
         if let Some(stack) = &t.stack {
             merged_stack(&mut s, stack);
             if let Some(e) = &t.frames_error {
-                let _ = writeln!(s, "  ! Python stack incomplete: {e}");
+                let _ = writeln!(s, "  ! Python stack incomplete: {}", esc(e));
             }
             continue;
         }
@@ -260,10 +268,10 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
     }
     for f in frames.iter().rev() {
         if let Some(reason) = &f.unreadable {
-            let _ = writeln!(s, "    <unreadable frame {:#x}: {reason}>", f.frame);
+            let _ = writeln!(s, "    <unreadable frame {:#x}: {}>", f.frame, esc(reason));
             continue;
         }
-        let name = f.qualname.as_deref().unwrap_or(&f.function);
+        let name = esc(f.qualname.as_deref().unwrap_or(&f.function));
         let line = f.line.map_or("?".to_string(), |l| l.to_string());
         let recovered = if f.recovered {
             "  [recovered from the data stack]"
@@ -273,15 +281,15 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
         let _ = writeln!(
             s,
             "    File \"{}\", line {line}, in {name}{recovered}",
-            f.file
+            esc(&f.file)
         );
         for l in f.locals.iter().flatten() {
             let kind = if l.argument { "arg" } else { "local" };
-            let _ = writeln!(s, "        {kind} {} = {}", l.name, l.repr);
+            let _ = writeln!(s, "        {kind} {} = {}", esc(&l.name), esc(&l.repr));
         }
     }
     if let Some(e) = error {
-        let _ = writeln!(s, "  ! stack incomplete: {e}");
+        let _ = writeln!(s, "  ! stack incomplete: {}", esc(e));
     }
 }
 
@@ -306,10 +314,10 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
     use pymortem::unwind::Trust;
     if let Some(f) = &stack.fatal_error {
         let message = f.message.as_deref().map_or_else(
-            || format!("message unknown: {}", f.message_source),
-            |m| format!("\"{m}\""),
+            || format!("message unknown: {}", esc(&f.message_source)),
+            |m| format!("\"{}\"", esc(m)),
         );
-        let _ = writeln!(s, "  Fatal error in {}: {message}", f.path);
+        let _ = writeln!(s, "  Fatal error in {}: {message}", esc(&f.path));
     }
     let interpreters = python_frame_interpreters(stack);
     let mut python_index = 0;
@@ -325,29 +333,30 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                 if let Some(reason) = &p.unreadable {
                     let _ = writeln!(
                         s,
-                        "  #{i:<3} ({kind}) <unreadable frame {:#x}: {reason}>",
-                        p.frame
+                        "  #{i:<3} ({kind}) <unreadable frame {:#x}: {}>",
+                        p.frame,
+                        esc(reason)
                     );
                     continue;
                 }
-                let name = p.qualname.as_deref().unwrap_or(&p.function);
+                let name = esc(p.qualname.as_deref().unwrap_or(&p.function));
                 let line = p.line.map_or("?".to_string(), |l| l.to_string());
                 let recovered = if p.recovered { " [recovered]" } else { "" };
                 let _ = writeln!(
                     s,
                     "  #{i:<3} ({kind}) {name} at {}:{line}{recovered}",
-                    p.file
+                    esc(&p.file)
                 );
             }
             StackFrame::Native(n) => {
                 let function = match (&n.function, n.function_offset) {
-                    (Some(f), Some(o)) => format!("{f}+{o:#x}"),
-                    (Some(f), None) => f.clone(),
+                    (Some(f), Some(o)) => format!("{}+{o:#x}", esc(f)),
+                    (Some(f), None) => esc(f).to_string(),
                     (None, _) => "??".to_string(),
                 };
                 let module = match (&n.module, n.module_offset) {
-                    (Some(m), Some(o)) => format!("{m}+{o:#x}"),
-                    (Some(m), None) => m.clone(),
+                    (Some(m), Some(o)) => format!("{}+{o:#x}", esc(m)),
+                    (Some(m), None) => esc(m).to_string(),
                     (None, _) => "no module".to_string(),
                 };
                 let how = match n.trust {
@@ -365,7 +374,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                 };
                 // Inlined functions first, innermost first, as debuggers print them.
                 for inlined in n.source.iter().rev().skip(1).rev() {
-                    let name = inlined.function.as_deref().unwrap_or("??");
+                    let name = esc(inlined.function.as_deref().unwrap_or("??"));
                     let at = source_line(inlined).map_or(String::new(), |l| format!(" at {l}"));
                     let _ = writeln!(s, "  #{i:<3} {:14} {name}{at} (inlined)", "");
                 }
@@ -394,7 +403,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
 }
 
 fn source_line(f: &pymortem::dwarf::SourceFrame) -> Option<String> {
-    let file = f.file.as_deref()?;
+    let file = esc(f.file.as_deref()?);
     Some(match f.line {
         Some(l) => format!("{file}:{l}"),
         None => file.to_string(),
@@ -407,8 +416,8 @@ fn stop_text(stop: &pymortem::unwind::StopReason) -> String {
         StopReason::Outermost => "outermost frame".into(),
         StopReason::ReturnAddressZero => "return address 0".into(),
         StopReason::StackNotIncreasing => "the stack pointer did not move up".into(),
-        StopReason::NoUnwindInfo(e) => format!("no unwind information: {e}"),
-        StopReason::Unreadable(e) => format!("unreadable: {e}"),
+        StopReason::NoUnwindInfo(e) => format!("no unwind information: {}", esc(&e.to_string())),
+        StopReason::Unreadable(e) => format!("unreadable: {}", esc(&e.to_string())),
         StopReason::TooDeep => "depth limit".into(),
     }
 }
@@ -417,7 +426,13 @@ fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]
     if !diagnostics.is_empty() {
         let _ = writeln!(s, "\nDiagnostics:");
         for d in diagnostics {
-            let _ = writeln!(s, "  {:?} [{}]: {}", d.severity, d.source, d.message);
+            let _ = writeln!(
+                s,
+                "  {:?} [{}]: {}",
+                d.severity,
+                esc(d.source),
+                esc(&d.message)
+            );
         }
     }
 }
@@ -436,10 +451,13 @@ fn finding_lines(s: &mut String, findings: &[pymortem::forensics::Finding]) {
         let _ = writeln!(
             s,
             "  [{:?}] {:?} at {:#x}: {}",
-            f.severity, f.kind, f.address, f.message
+            f.severity,
+            f.kind,
+            f.address,
+            esc(&f.message)
         );
         for r in &f.referrers {
-            let _ = writeln!(s, "      referrer: {} ({})", r.description, r.kind);
+            let _ = writeln!(s, "      referrer: {} ({})", esc(&r.description), r.kind);
         }
     }
 }
@@ -450,19 +468,19 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
     let _ = writeln!(
         s,
         "Python {} · pid {}",
-        r.python_version.as_deref().unwrap_or("?"),
+        esc(r.python_version.as_deref().unwrap_or("?")),
         opt(r.pid)
     );
     if let Some(v) = &r.verdict
         && r.schema == "check"
     {
-        let _ = writeln!(s, "\nVerdict ({}): {}", v.status, v.summary);
+        let _ = writeln!(s, "\nVerdict ({}): {}", v.status, esc(&v.summary));
         if !v.threads.is_empty() {
             let threads: Vec<String> = v.threads.iter().map(|t| t.to_string()).collect();
             let _ = writeln!(s, "  threads involved: {}", threads.join(", "));
         }
         if let Some(e) = &v.fatal_error {
-            let _ = writeln!(s, "  fatal error: {e}");
+            let _ = writeln!(s, "  fatal error: {}", esc(e));
         }
     }
     if let Some(v) = &r.verdict {
@@ -532,7 +550,7 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  type:       {} ({})",
-        o.type_name.as_deref().unwrap_or("?"),
+        esc(o.type_name.as_deref().unwrap_or("?")),
         o.type_address.map_or("?".into(), |t| format!("{t:#x}"))
     );
     let _ = writeln!(
@@ -553,13 +571,13 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  free list:  {}",
-        o.free_list.as_deref().unwrap_or("no")
+        esc(o.free_list.as_deref().unwrap_or("no"))
     );
     let _ = writeln!(s, "  owned refs: {}", o.owned_references);
-    let _ = writeln!(s, "  repr:       {}", o.repr);
+    let _ = writeln!(s, "  repr:       {}", esc(&o.repr));
     let _ = writeln!(s, "  referrers ({}):", o.referrers.len());
     for r in &o.referrers {
-        let _ = writeln!(s, "    {} ({})", r.description, r.kind);
+        let _ = writeln!(s, "    {} ({})", esc(&r.description), r.kind);
     }
     if !o.findings.is_empty() {
         let _ = writeln!(s, "  findings:");
@@ -580,7 +598,7 @@ fn unchecked_lines(s: &mut String, unchecked: &[pymortem::forensics::Unchecked])
         unchecked.len()
     );
     for u in unchecked {
-        let _ = writeln!(s, "  {}: {}", u.check.describe(), u.reason);
+        let _ = writeln!(s, "  {}: {}", u.check.describe(), esc(&u.reason));
     }
     // Most gaps share one cause: say each remedy once.
     let mut remedies: Vec<&str> = Vec::new();
@@ -590,7 +608,7 @@ fn unchecked_lines(s: &mut String, unchecked: &[pymortem::forensics::Unchecked])
         }
     }
     for remedy in remedies {
-        let _ = writeln!(s, "  To check them: {remedy}");
+        let _ = writeln!(s, "  To check them: {}", esc(remedy));
     }
 }
 

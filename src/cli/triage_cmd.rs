@@ -15,7 +15,8 @@ use pymortem::report::SCHEMA_VERSION;
 use pymortem::triage::signature::SIGNATURE_VERSION;
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
 
-use super::{CacheArgs, EXIT_OK, SearchArgs, emit, fail};
+use super::escape::{csv_field, esc, esc_path};
+use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
 
 #[derive(Debug, Args)]
 pub struct TriageArgs {
@@ -101,7 +102,11 @@ pub fn run(args: &TriageArgs) -> i32 {
     } else {
         table(&outcomes, &skipped, &groups)
     };
-    let code = emit(&text);
+    let code = if args.json {
+        emit(&text)
+    } else {
+        emit_text(&text)
+    };
     if code != EXIT_OK {
         return code;
     }
@@ -197,7 +202,7 @@ fn csv(
     let mut out = String::from(
         "path,status,group,signature,python_version,signal,fatal_error,python_frames,native_frames,finding_kinds,verdict,error\n",
     );
-    let field = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let field = csv_field;
     for (path, outcome) in outcomes {
         let path = field(&path.to_string_lossy());
         let row = match outcome {
@@ -273,17 +278,19 @@ fn table(
         t.add_row([
             (i + 1).to_string(),
             g.count.to_string(),
-            format!("{}\n{}", g.signature, g.signature_text),
-            g.python_versions.join(" "),
+            format!("{}\n{}", g.signature, esc(&g.signature_text)),
+            esc(&g.python_versions.join(" ")).to_string(),
             g.first_seen.map_or("-".into(), utc),
             g.last_seen.map_or("-".into(), utc),
-            g.example.display().to_string(),
+            esc_path(&g.example),
         ]);
     }
     let _ = writeln!(s, "{t}");
-    // Each message names its file.
-    for (_, e) in errors {
-        let _ = writeln!(s, "error: {e}");
+    // Each line names the core given, whatever file the message names.
+    for (path, e) in errors {
+        let shown = path.display().to_string();
+        let message = e.strip_prefix(&format!("{shown}: ")).unwrap_or(e);
+        let _ = writeln!(s, "error: {}: {}", esc(&shown), esc(message));
     }
     for (path, outcome) in outcomes {
         if let Ok(c) = outcome
@@ -297,13 +304,13 @@ fn table(
             let _ = writeln!(
                 s,
                 "incomplete: {}: not checked: {}",
-                path.display(),
+                esc_path(path),
                 names.join(", ")
             );
         }
     }
     for k in skipped {
-        let _ = writeln!(s, "skipped: {}: {}", k.path.display(), k.reason);
+        let _ = writeln!(s, "skipped: {}: {}", esc_path(&k.path), esc(&k.reason));
     }
     s
 }

@@ -506,6 +506,8 @@ struct NoteState {
     siginfo_count: usize,
     saw_gdb_tdesc: bool,
     count: usize,
+    /// The note cap was reported: once per core, not once per note segment.
+    cap_reported: bool,
     unknown: Vec<(String, u32)>,
     records: Vec<NoteRecord>,
 }
@@ -532,10 +534,13 @@ impl NoteState {
         };
         loop {
             if self.count >= MAX_NOTES {
-                diagnostics.push(Diagnostic::warning(
-                    "core",
-                    format!("more than {MAX_NOTES} notes; the rest are ignored"),
-                ));
+                if !self.cap_reported {
+                    self.cap_reported = true;
+                    diagnostics.push(Diagnostic::warning(
+                        "core",
+                        format!("more than {MAX_NOTES} notes; the rest are ignored"),
+                    ));
+                }
                 return;
             }
             let note = match iter.next() {
