@@ -4,6 +4,7 @@
 mod elf_image;
 mod locate;
 mod search_path;
+mod section_data;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use serde::Serialize;
 pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
 pub use locate::{DebugVia, SearchPaths, find_debug_file, hex, resolve_in_root};
 pub use search_path::BuildIdIndex;
+pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
 use crate::core::CoreFile;
 use crate::error::Diagnostic;
