@@ -121,7 +121,11 @@ fn compressed_debug_sections_decompress() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build_program(dir.path());
     let plain = ElfImage::open(&exe).unwrap();
-    let expected = plain.section_data(".debug_info").unwrap().into_owned();
+    let expected = plain
+        .section_data(".debug_info")
+        .unwrap()
+        .unwrap()
+        .into_owned();
     assert_eq!(plain.debug_compression(), SectionCompression::None);
     for (flag, kind) in [
         ("zlib", SectionCompression::Zlib),
@@ -132,7 +136,7 @@ fn compressed_debug_sections_decompress() {
         let image = ElfImage::open(&out).unwrap();
         assert_eq!(image.debug_compression(), kind, "{flag}");
         assert!(image.has_dwarf());
-        let data = image.section_data(".debug_info").unwrap();
+        let data = image.section_data(".debug_info").unwrap().unwrap();
         assert_eq!(
             &data[..],
             &expected[..],

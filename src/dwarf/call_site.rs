@@ -33,7 +33,7 @@ pub fn call_site_values(
     let sections = load_sections(
         image,
         &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],
-    );
+    )?;
     let loaded = borrow_sections(&sections);
     let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
     let mut headers = dwarf.units();

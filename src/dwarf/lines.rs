@@ -74,7 +74,8 @@ impl SourceLines {
         let sections = load_sections(
             image,
             &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],
-        );
+        )
+        .ok()?;
         let whole: &[u8] = image.bytes();
         let dwarf = gimli::Dwarf::load(|id| {
             let bytes = match sections.get(id.name()) {

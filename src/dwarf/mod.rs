@@ -60,7 +60,13 @@ fn bad_dwarf(path: &str) -> impl Fn(gimli::Error) -> DwarfError + Copy + '_ {
 type Sections<'i> = HashMap<&'static str, Cow<'i, [u8]>>;
 
 /// The sections every lookup needs, plus `extra`; the others stay compressed.
-fn load_sections<'i>(image: &'i ElfImage, extra: &[&'static str]) -> Sections<'i> {
+/// A section present but unusable (damaged, or declaring an implausible
+/// size) fails the load: reading on without it would find nothing and look
+/// like DWARF without the types asked for, instead of a reason to fall back.
+fn load_sections<'i>(
+    image: &'i ElfImage,
+    extra: &[&'static str],
+) -> Result<Sections<'i>, DwarfError> {
     [
         ".debug_info",
         ".debug_abbrev",
@@ -72,7 +78,13 @@ fn load_sections<'i>(image: &'i ElfImage, extra: &[&'static str]) -> Sections<'i
     ]
     .iter()
     .chain(extra)
-    .filter_map(|&name| Some((name, image.section_data(name)?)))
+    .filter_map(|&name| match image.section_data(name) {
+        Ok(data) => Ok(Some((name, data?))).transpose(),
+        Err(e) => Some(Err(DwarfError::Bad {
+            path: image.path().display().to_string(),
+            reason: e.to_string(),
+        })),
+    })
     .collect()
 }
 
@@ -176,7 +188,7 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
     let path = dwarf_path(image)?;
     let bad = bad_dwarf(&path);
     // Only the sections type and variable lookups need; the rest stay compressed.
-    let sections = load_sections(image, &[]);
+    let sections = load_sections(image, &[])?;
     let loaded = borrow_sections(&sections);
     let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
 

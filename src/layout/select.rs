@@ -38,6 +38,25 @@ pub struct LayoutChoice {
     pub attempts: Vec<Attempt>,
 }
 
+/// How `dwarf_layout` says the module has no DWARF at all (not a failure).
+const NO_DWARF: &str = "has no DWARF available";
+
+impl LayoutChoice {
+    /// When the interpreter's DWARF was there but could not be used (damaged,
+    /// or a compressed section declaring an implausible size), why, and which
+    /// source the layout came from instead: a fallback the user should hear of.
+    pub fn dwarf_passed_over(&self) -> Option<String> {
+        let failed = self.attempts.iter().find(|a| {
+            a.source == "dwarf" && a.outcome != "used" && !a.outcome.ends_with(NO_DWARF)
+        })?;
+        let used = self.attempts.last().map_or("?", |a| a.source);
+        Some(format!(
+            "the interpreter's DWARF could not be used ({}); the layout comes from {used} instead",
+            failed.outcome
+        ))
+    }
+}
+
 /// Why no layout could be chosen.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("no CPython layout: {}", attempts.iter().map(|a| format!("{}: {}", a.source, a.outcome)).collect::<Vec<_>>().join("; "))]
@@ -188,7 +207,7 @@ fn dwarf_layout(
     options: &LayoutOptions,
 ) -> Result<(Layout, &'static str), String> {
     let Some(debug) = module.debug_file().filter(|d| d.has_dwarf()) else {
-        return Err(format!("{} has no DWARF available", module.name()));
+        return Err(format!("{} {NO_DWARF}", module.name()));
     };
     let build_id = module.build_id_hex();
     let cache_dir = if options.no_cache {

@@ -175,11 +175,19 @@ impl ElfImage {
         }
     }
 
-    /// A section's contents, decompressed if needed.
-    pub fn section_data(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
-        let file = self.parse()?;
-        let section = file.section_by_name(name)?;
-        section.uncompressed_data().ok()
+    /// A section's contents, decompressed within bounds if needed; `Ok(None)`
+    /// when the image has no such section.
+    pub fn section_data(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::borrow::Cow<'_, [u8]>>, super::SectionError> {
+        let Some(file) = self.parse() else {
+            return Ok(None);
+        };
+        let Some(section) = file.section_by_name(name) else {
+            return Ok(None);
+        };
+        super::section_data::bounded_data(name, &section).map(Some)
     }
 
     /// Read `len` bytes at link-time address `address` from the file's sections.

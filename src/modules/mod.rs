@@ -4,6 +4,7 @@
 mod elf_image;
 mod locate;
 mod search_path;
+mod section_data;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ pub use locate::{
     DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
 };
 pub use search_path::BuildIdIndex;
+pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
 use crate::core::CoreFile;
 use crate::error::Diagnostic;

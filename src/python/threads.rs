@@ -125,6 +125,9 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     let type_anchors = TypeAnchors::from_builtins(&objects, runtime.interpreters.first().copied());
     let objects = objects.with_anchors(&type_anchors);
     let mut diagnostics = Vec::new();
+    if let Some(w) = choice.dwarf_passed_over() {
+        diagnostics.push(Diagnostic::warning("python", w));
+    }
     if let Some(w) = &runtime.warning {
         diagnostics.push(Diagnostic::warning("python", w.clone()));
     }

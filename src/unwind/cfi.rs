@@ -65,7 +65,7 @@ impl<'m> ModuleCfi<'m> {
         let debug_frame = [module.debug_file(), Some(image)]
             .into_iter()
             .flatten()
-            .find_map(|i| i.section_data(".debug_frame"))
+            .find_map(|i| i.section_data(".debug_frame").ok().flatten())
             .filter(|d| !d.is_empty())
             .map(|d| debug_frame_of(&d));
         let (eh_addr, eh_data) = section(".eh_frame").unwrap_or((0, &[]));
