@@ -8,7 +8,7 @@ use crate::core::{CoreFile, CoreThread, OpenOptions};
 use crate::error::{Diagnostic, Error};
 use crate::layout::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
-use crate::modules::{ModuleSet, SearchPaths};
+use crate::modules::{Module, ModuleSet, SearchPaths};
 
 /// Everything needed to open a core.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +141,14 @@ impl Process {
     /// The CPython version, if this is a CPython process.
     pub fn python(&self) -> Option<&VersionInfo> {
         self.parts.python.as_ref()
+    }
+    /// The module that holds the interpreter (libpython or the executable).
+    pub fn python_module(&self) -> Option<&Arc<Module>> {
+        let python = self.python()?;
+        self.modules()
+            .modules()
+            .iter()
+            .find(|m| m.recorded_path == python.module)
     }
     /// The process id: `NT_PRPSINFO`'s, else the first thread's LWP (the
     /// kernel writes the thread-group leader first).

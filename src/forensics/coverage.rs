@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use crate::error::Severity;
-use crate::modules::{DebugStatus, FileStatus, Module};
+use crate::modules::{DebugStatus, FileStatus};
 use crate::process::Process;
 use crate::python::PythonState;
 
@@ -178,21 +178,10 @@ fn read_remedy(process: &Process, reason: &str) -> String {
     }
 }
 
-/// The module that holds the interpreter (libpython or the executable).
-pub(crate) fn interpreter_module(process: &Process) -> Option<&Module> {
-    let python = process.python()?;
-    process
-        .modules()
-        .modules()
-        .iter()
-        .find(|m| m.recorded_path == python.module)
-        .map(|m| &**m)
-}
-
 /// What would let pymortem read the interpreter's structures: its file, or
 /// its debug file, whichever is missing.
 pub fn interpreter_files_remedy(process: &Process) -> String {
-    let Some(module) = interpreter_module(process) else {
+    let Some(module) = process.python_module() else {
         return "pass --exe or --sysroot so that the interpreter's binary can be found".to_string();
     };
     let path = &module.recorded_path;

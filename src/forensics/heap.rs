@@ -11,7 +11,7 @@ use crate::python::PythonState;
 use crate::python::objects::Objects;
 
 /// `Py_TPFLAGS_HAVE_GC`.
-pub const TPFLAGS_HAVE_GC: u64 = 1 << 14;
+pub const TPFLAGS_HAVE_GC: u64 = crate::layout::tp_flags::HAVE_GC;
 
 /// Memory, layout and the addresses the checks compare against.
 pub struct Heap<'p> {
@@ -86,16 +86,7 @@ impl<'p> Heap<'p> {
             .python()
             .map(|p| p.version)
             .expect("a state implies a version");
-        let module = process
-            .modules()
-            .modules()
-            .iter()
-            .find(|m| {
-                process
-                    .python()
-                    .is_some_and(|p| p.module == m.recorded_path)
-            })
-            .map(|m| &**m);
+        let module = process.python_module().map(|m| &**m);
         let objects = Objects::new(memory, layout, version, 4).with_anchors(&state.type_anchors);
         Heap {
             memory,

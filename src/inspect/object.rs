@@ -17,16 +17,10 @@ pub const MAX_STR_CHARS: usize = 1 << 20;
 /// Bytes of a bytes value read, at most.
 pub const MAX_BYTES: usize = 1 << 24;
 
-// `tp_flags` bits that mark the builtin types and their subclasses; the
-// same bits in 2.7 and every 3.x.
-const INT_SUBCLASS_2: u64 = 1 << 23;
-const LONG_SUBCLASS: u64 = 1 << 24;
-const LIST_SUBCLASS: u64 = 1 << 25;
-const TUPLE_SUBCLASS: u64 = 1 << 26;
-const BYTES_SUBCLASS: u64 = 1 << 27;
-const UNICODE_SUBCLASS: u64 = 1 << 28;
-const DICT_SUBCLASS: u64 = 1 << 29;
-const TYPE_SUBCLASS: u64 = 1 << 31;
+use crate::layout::tp_flags::{
+    BYTES_SUBCLASS, DICT_SUBCLASS, INT_SUBCLASS_2, LIST_SUBCLASS, LONG_SUBCLASS, TUPLE_SUBCLASS,
+    TYPE_SUBCLASS, UNICODE_SUBCLASS,
+};
 
 /// What an object is, as far as typed access goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

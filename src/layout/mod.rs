@@ -18,6 +18,7 @@ pub mod runtime_address;
 pub mod select;
 pub mod spec;
 pub mod tables;
+pub mod tp_flags;
 pub mod validate;
 pub mod version;
 

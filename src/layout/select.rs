@@ -107,12 +107,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
         .into());
     }
     let v = version.version;
-    let module = process
-        .modules()
-        .modules()
-        .iter()
-        .find(|m| m.recorded_path == version.module)
-        .cloned();
+    let module = process.python_module().cloned();
 
     if let Some(module) = &module {
         match dwarf_layout(process, module, (v.major, v.minor, v.micro), options) {

@@ -11,12 +11,7 @@ use super::Layout;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 
-/// `Py_TPFLAGS_HEAPTYPE`.
-const HEAPTYPE: u64 = 1 << 9;
-/// `Py_TPFLAGS_TUPLE_SUBCLASS`.
-const TUPLE_SUBCLASS: u64 = 1 << 26;
-/// `Py_TPFLAGS_TYPE_SUBCLASS`.
-const TYPE_SUBCLASS: u64 = 1 << 31;
+use super::tp_flags::{HEAPTYPE, TUPLE_SUBCLASS, TYPE_SUBCLASS};
 
 /// `Ok(n)` with the number of invariants that held, or the first that failed.
 pub fn check<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Result<usize, String> {

@@ -148,7 +148,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// outside a frame. Heap types are never taken for built-ins.
     fn static_type_by_name(&self, ty: u64) -> Option<BuiltinType> {
         let flags = self.type_flags(ty).ok()?;
-        if flags & types::HEAPTYPE != 0 {
+        if flags & crate::layout::tp_flags::HEAPTYPE != 0 {
             return None;
         }
         match self.read_tp_name(ty).ok()?.as_str() {

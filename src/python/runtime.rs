@@ -57,12 +57,9 @@ impl Offsets {
 
 /// Find the interpreters of `process` with `layout`.
 pub fn locate(process: &Process, layout: &Layout) -> Result<RuntimeLocation, String> {
-    let version = process.python().ok_or("no CPython version")?;
+    process.python().ok_or("no CPython version")?;
     let module = process
-        .modules()
-        .modules()
-        .iter()
-        .find(|m| m.recorded_path == version.module)
+        .python_module()
         .ok_or("the interpreter module is not mapped")?;
     let offsets =
         Offsets::from(layout).ok_or("the layout lacks the interpreter and thread-state fields")?;

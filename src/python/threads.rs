@@ -380,13 +380,8 @@ fn gil_holder_of(
 ) -> Option<u64> {
     let memory = process.memory();
     // 2.7 and 3.6: `_PyThreadState_Current` is NULL while the GIL is released.
-    if let Some(module) = process.python().and_then(|p| {
-        process
-            .modules()
-            .modules()
-            .iter()
-            .find(|m| m.recorded_path == p.module)
-    }) && runtime.runtime.is_none()
+    if let Some(module) = process.python_module()
+        && runtime.runtime.is_none()
     {
         let current = module.symbol_address("_PyThreadState_Current", None)?;
         return memory.read_ptr(current).ok().filter(|&t| t != 0);
@@ -428,14 +423,7 @@ fn gil_holder_of(
 /// 2.7's `unicode` code-unit width (2 or 4): UCS2 builds export `PyUnicodeUCS2_*`.
 pub fn unicode_width(process: &Process) -> u64 {
     let ucs2 = process
-        .python()
-        .and_then(|p| {
-            process
-                .modules()
-                .modules()
-                .iter()
-                .find(|m| m.recorded_path == p.module)
-        })
+        .python_module()
         .is_some_and(|m| m.symbol_address("PyUnicodeUCS2_FromString", None).is_some());
     if ucs2 { 2 } else { 4 }
 }

@@ -16,21 +16,10 @@ use std::collections::HashMap;
 use crate::layout::{Layout, PythonVersion};
 use crate::memory::{Memory, MemoryExt};
 
-/// `Py_TPFLAGS_HEAPTYPE`: a class made at run time, never a built-in.
-pub(crate) const HEAPTYPE: u64 = 1 << 9;
-/// `Py_TPFLAGS_HAVE_GC`.
-const HAVE_GC: u64 = 1 << 14;
-/// 2.7's `Py_TPFLAGS_INT_SUBCLASS`.
-const INT_SUBCLASS_2: u64 = 1 << 23;
-const LONG_SUBCLASS: u64 = 1 << 24;
-const LIST_SUBCLASS: u64 = 1 << 25;
-const TUPLE_SUBCLASS: u64 = 1 << 26;
-/// `bytes` (3.x), `str` (2.7).
-const BYTES_SUBCLASS: u64 = 1 << 27;
-/// `str` (3.x), `unicode` (2.7).
-const UNICODE_SUBCLASS: u64 = 1 << 28;
-const DICT_SUBCLASS: u64 = 1 << 29;
-const TYPE_SUBCLASS: u64 = 1 << 31;
+use crate::layout::tp_flags::{
+    BYTES_SUBCLASS, DICT_SUBCLASS, HAVE_GC, HEAPTYPE, INT_SUBCLASS_2, LIST_SUBCLASS, LONG_SUBCLASS,
+    TUPLE_SUBCLASS, TYPE_SUBCLASS, UNICODE_SUBCLASS,
+};
 /// Entries of the builtins dict looked at, at most.
 const MAX_BUILTINS: usize = 512;
 
