@@ -1,5 +1,5 @@
 //! Entry points for the fuzz targets in `fuzz/`, also replayed over the
-//! regression corpus by `tests/fuzz_regressions.rs`. Each takes arbitrary
+//! regression corpus by `tests/it/fuzz_regressions.rs`. Each takes arbitrary
 //! bytes and must return without panicking, looping or over-allocating.
 
 use std::path::Path;

@@ -1,0 +1,38 @@
+//! The integration tests, one binary so that a fresh build links once.
+//! Each module is one concern; `support` holds what they share.
+
+mod support;
+
+mod api;
+mod check_damage;
+mod check_snapshots;
+mod check_truth;
+mod cli;
+mod compressed_debug_bombs;
+mod datastack_recovery;
+mod debuginfo;
+mod escapes;
+mod examples;
+mod free_threaded;
+mod fuzz_regressions;
+mod goblin_diff;
+mod hostile_files;
+mod incomplete;
+mod info_truth;
+mod json_schema;
+mod layout;
+mod layout_cache;
+mod layout_gdb;
+mod mutation;
+mod native;
+mod native_gdb;
+mod real_hostile;
+mod samples;
+mod subinterp_truth;
+mod symbols;
+mod synthetic;
+mod temp_files;
+mod threads_damage;
+mod threads_truth;
+mod triage;
+mod without_files;
