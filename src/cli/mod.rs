@@ -334,6 +334,9 @@ struct InfoArgs {
 /// Run the command line and return the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    // A file truncated while it is mapped ends the run with a message that
+    // names it (exit 2), not a silent SIGBUS.
+    pymortem::mapped_file::report_bus_errors();
     match cli.command {
         Command::Info(args) => info(&args),
         Command::Layout(args) => layout_cmd::run(&args),

@@ -165,9 +165,9 @@ pub fn decompress(
     if written == 0 {
         return Err(fail("the stream holds no data".into()));
     }
-    // SAFETY: the file has no name, so no other process can open it, and
-    // pymortem writes it no more once it is mapped.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| {
+    // The file has no name, so no other process can open it, and pymortem
+    // writes it no more once it is mapped; a bus error would name the core.
+    let map = crate::mapped_file::map_read_only(path, &file).map_err(|e| {
         fail(format!(
             "cannot map its decompressed copy in {}: {e}",
             temp_dir.display()

@@ -174,10 +174,7 @@ impl CoreFile {
                 reason: "the file is empty".into(),
             });
         }
-        // SAFETY: the map is read-only; pymortem never trusts its contents and
-        // every access is bounds-checked, so a concurrent change to the file can
-        // only produce wrong data, which is handled like any hostile input.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = crate::mapped_file::map_read_only(path, &file).map_err(|e| Error::io(path, e))?;
         let mut diagnostics = Vec::new();
         match compressed::detect(&map) {
             None => Self::from_parts(path, CoreBytes::Mapped(map), None, diagnostics),

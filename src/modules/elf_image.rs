@@ -62,8 +62,7 @@ impl ElfImage {
 
     /// Map the already opened regular `file`, read from `path`.
     pub fn map(path: &Path, file: &std::fs::File) -> Option<ElfImage> {
-        // SAFETY: read-only map; contents are validated by `object` before use.
-        let map = unsafe { Mmap::map(file) }.ok()?;
+        let map = crate::mapped_file::map_read_only(path, file).ok()?;
         let image = ElfImage {
             path: path.to_path_buf(),
             bytes: ImageBytes::Mapped(Arc::new(map)),
