@@ -129,6 +129,7 @@ impl SearchArgs {
                 max_decompressed_size: self
                     .max_core_size
                     .unwrap_or(OpenOptions::default().max_decompressed_size),
+                temp_budget: None,
             },
             search: SearchPaths {
                 sysroot: self.sysroot.clone(),

@@ -3,14 +3,15 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets};
 use rayon::prelude::*;
 use serde_json::json;
 
+use pymortem::core::TempBudget;
 use pymortem::report::SCHEMA_VERSION;
 use pymortem::triage::signature::SIGNATURE_VERSION;
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
@@ -44,6 +45,11 @@ pub struct TriageArgs {
     /// Cores read at once (default: one per CPU).
     #[arg(long)]
     jobs: Option<usize>,
+    /// The most the batch's decompressed cores may take in the temp dir at
+    /// once (bytes, or with K, M, G, T; default: the --max-core-size value); a
+    /// core that does not fit is decompressed alone, when the others are done.
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    max_batch_temp: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,8 +66,14 @@ pub fn run(args: &TriageArgs) -> i32 {
     if cores.is_empty() && skipped.is_empty() {
         return fail("no files found under the paths given");
     }
+    let mut open = args.search.options();
+    let batch_limit = args
+        .max_batch_temp
+        .unwrap_or(open.open.max_decompressed_size);
+    let budget = TempBudget::new(batch_limit);
+    open.open.temp_budget = Some(Arc::clone(&budget));
     let options = TriageOptions {
-        open: args.search.options(),
+        open,
         layout: args.cache.options(),
         no_checks: args.no_checks,
     };
@@ -96,7 +108,7 @@ pub fn run(args: &TriageArgs) -> i32 {
             .map(|i| i + 1)
     };
     let text = if args.json {
-        json_lines(&outcomes, &skipped, &groups, &group_of)
+        json_lines(&outcomes, &skipped, &groups, &group_of, &budget)
     } else if args.csv {
         csv(&outcomes, &skipped, &group_of)
     } else {
@@ -165,6 +177,7 @@ fn json_lines(
     skipped: &[pymortem::triage::Skipped],
     groups: &[pymortem::triage::Group],
     group_of: &dyn Fn(&str) -> Option<usize>,
+    budget: &TempBudget,
 ) -> String {
     let mut out = String::new();
     for (path, outcome) in outcomes {
@@ -189,6 +202,7 @@ fn json_lines(
         "errors": outcomes.iter().filter(|(_, o)| o.is_err()).count(),
         "skipped": skipped.len(),
         "groups": groups,
+        "temp": {"limit_bytes": budget.limit(), "peak_bytes": budget.peak()},
     });
     let _ = writeln!(out, "{summary}");
     out

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod batch_temp;
 mod bus_error;
 mod check_damage;
 mod check_snapshots;
