@@ -447,7 +447,7 @@ mod tests {
     #[test]
     fn an_xz_dictionary_beyond_the_memory_limit_is_refused() {
         let (_temp, out) = decompress_bytes(&xz_with_huge_dictionary(), Format::Xz);
-        let err = out.err().expect("refused").to_string();
+        let err = out.expect_err("refused").to_string();
         assert!(err.contains("xz"), "{err}");
     }
 
