@@ -51,7 +51,7 @@ fn debug_info(bytes: &[u8]) -> (usize, usize, usize) {
 }
 
 /// The zlib variant: only the declared size (`Elf64_Chdr.ch_size`) changes.
-fn claim_4gib_zlib(bytes: &mut Vec<u8>) {
+fn claim_4gib_zlib(bytes: &mut [u8]) {
     let (_, offset, _) = debug_info(bytes);
     assert_eq!(
         bytes[offset], 1,
@@ -62,7 +62,7 @@ fn claim_4gib_zlib(bytes: &mut Vec<u8>) {
 
 /// The zstd variant: a frame of 32,768 RLE blocks of 128 KiB of zeros, 4 GiB
 /// once decoded, written over the section's data, whose size shrinks to it.
-fn zstd_4gib_bomb(bytes: &mut Vec<u8>) {
+fn zstd_4gib_bomb(bytes: &mut [u8]) {
     let (header, offset, size) = debug_info(bytes);
     let mut data = Vec::new();
     data.extend_from_slice(&2u32.to_le_bytes()); // ELFCOMPRESS_ZSTD
@@ -122,7 +122,7 @@ fn run_with_patched_debug_file(patch: fn(&mut Vec<u8>), declared: &str) {
             out.lines().next().unwrap_or("")
         ));
     }
-    if !out.contains(&declared) && !err.contains(&declared) {
+    if !out.contains(declared) && !err.contains(declared) {
         problems.push(format!("no diagnostic saying `{declared}`"));
     }
     for thread in truth["threads"].as_array().unwrap() {
@@ -146,7 +146,7 @@ fn run_with_patched_debug_file(patch: fn(&mut Vec<u8>), declared: &str) {
 #[test]
 fn zlib_debug_info_claiming_4gib_falls_back_to_debug_offsets() {
     run_with_patched_debug_file(
-        claim_4gib_zlib,
+        |bytes| claim_4gib_zlib(bytes),
         &format!(".debug_info: compressed section declares {CLAIMED} bytes"),
     );
 }
@@ -154,7 +154,7 @@ fn zlib_debug_info_claiming_4gib_falls_back_to_debug_offsets() {
 #[test]
 fn zstd_debug_info_expanding_to_4gib_stays_bounded() {
     run_with_patched_debug_file(
-        zstd_4gib_bomb,
+        |bytes| zstd_4gib_bomb(bytes),
         &format!(".debug_info: compressed section declares {CLAIMED} bytes"),
     );
 }
