@@ -205,7 +205,7 @@ fn zstd_sections_adding_up(bytes: &mut Vec<u8>) {
             data.extend_from_slice(&block_header.to_le_bytes()[..3]);
             data.push(0);
         }
-        while bytes.len() % 8 != 0 {
+        while !bytes.len().is_multiple_of(8) {
             bytes.push(0);
         }
         let header = shoff + index * shentsize;
