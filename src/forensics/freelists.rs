@@ -103,8 +103,8 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
         }
         TupleFreeListStorage::Interpreter => {
             let (Some(heads), Some(counters)) = (
-                heap.off("PyInterpreterState", "tuple_free_list"),
-                heap.off("PyInterpreterState", "tuple_numfree"),
+                heap.layout.offsets().interp.tuple_free_list.get(),
+                heap.layout.offsets().interp.tuple_numfree.get(),
             ) else {
                 return Err("the layout lacks the interpreter's tuple free lists".to_string());
             };
@@ -122,10 +122,10 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
         }
         TupleFreeListStorage::InterpreterPairs => {
             let (Some(base), Some(head), Some(size), Some(stride)) = (
-                heap.off("PyInterpreterState", "tuple_free_list"),
-                heap.off("FreeList", "head"),
-                heap.off("FreeList", "size"),
-                heap.layout.size("FreeList"),
+                heap.layout.offsets().interp.tuple_free_list.get(),
+                heap.layout.offsets().freelist.head.get(),
+                heap.layout.offsets().freelist.size.get(),
+                heap.layout.offsets().freelist.sizeof.get(),
             ) else {
                 return Err(
                     "the layout lacks the interpreter's tuple free lists (_Py_freelist)"
@@ -314,7 +314,11 @@ fn walk_slot(
         slot.members.push(node);
         let next = match heap.facts.free_list_link {
             FreeListLink::ObItem0 => heap
-                .off("PyTupleObject", "ob_item")
+                .layout
+                .offsets()
+                .tuple
+                .ob_item
+                .get()
                 .and_then(|o| heap.memory.read_ptr(node.wrapping_add(o)).ok()),
             FreeListLink::FirstWord => heap.memory.read_u64(node).ok(),
         };

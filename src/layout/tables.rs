@@ -78,6 +78,7 @@ impl TableFile {
             globals: BTreeMap::new(),
             facts,
             warnings: Vec::new(),
+            typed: Default::default(),
         }
     }
 
