@@ -12,6 +12,7 @@ mod check_truth;
 mod cli;
 mod compressed_debug_bombs;
 mod datastack_recovery;
+mod debug_offsets_data;
 mod debuginfo;
 mod escapes;
 mod examples;
