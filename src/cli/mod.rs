@@ -7,6 +7,7 @@ mod escape;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
+mod width;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -397,8 +398,12 @@ pub(crate) fn print_report<T: serde::Serialize>(
 
 /// Print text meant for a terminal: no control character but its line
 /// breaks gets through, whatever a renderer forgot to escape.
+/// Lines fit the output's width, if it has one, and carry no trailing blanks.
 pub(crate) fn emit_text(text: &str) -> i32 {
-    emit(&escape::terminal_text(text))
+    emit(&width::fit(
+        &escape::terminal_text(text),
+        width::output_width(),
+    ))
 }
 
 /// Print `text`; a closed pipe ends the program quietly.
