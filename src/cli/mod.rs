@@ -229,11 +229,36 @@ pub(crate) struct CacheArgs {
 
 impl CacheArgs {
     pub(crate) fn options(&self) -> pymortem::layout::LayoutOptions {
+        let mut cache_dir = self.cache_dir.clone();
+        if !self.no_cache && cache_dir.is_none() {
+            // Said here, once: the library falls back the same way, silently.
+            if let Some(dir) = pymortem::layout::cache::default_location() {
+                if let Some(reason) = &dir.fallback_reason {
+                    note_once(&format!(
+                        "{reason}: the layout cache is in {} (--cache-dir DIR or XDG_CACHE_HOME to choose)",
+                        dir.path.display()
+                    ));
+                }
+                cache_dir = Some(dir.path);
+            }
+        }
         pymortem::layout::LayoutOptions {
             no_cache: self.no_cache,
-            cache_dir: self.cache_dir.clone(),
+            cache_dir,
         }
     }
+}
+
+/// A note on stderr, said once per run.
+fn note_once(message: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            io::stderr(),
+            "pymortem: note: {}",
+            escape::terminal_text(message)
+        );
+    });
 }
 
 fn threads(args: &ThreadsArgs) -> i32 {
