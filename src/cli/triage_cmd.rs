@@ -1,10 +1,8 @@
 //! `pymortem triage`: many cores in parallel, grouped by crash signature.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets};
@@ -16,6 +14,7 @@ use pymortem::triage::signature::SIGNATURE_VERSION;
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
 
 use super::escape::{csv_field, esc, esc_path};
+use super::render::{counted, fit_table, table_path};
 use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
 
 #[derive(Debug, Args)]
@@ -56,6 +55,9 @@ enum FailOn {
 type Outcome = (PathBuf, Result<CoreTriage, String>);
 
 pub fn run(args: &TriageArgs) -> i32 {
+    if let Err(message) = args.search.check_paths() {
+        return fail(&message);
+    }
     let (cores, skipped) = collect_inputs(&args.paths);
     if cores.is_empty() && skipped.is_empty() {
         return fail("no files found under the paths given");
@@ -123,40 +125,38 @@ pub fn run(args: &TriageArgs) -> i32 {
     }
 }
 
-/// A progress line on stderr, only when stderr is a terminal.
+/// A progress bar on stderr with the rate and the time left, only when
+/// stderr is a terminal: piped or redirected, nothing is written.
 struct Progress {
-    total: usize,
-    done: AtomicUsize,
-    out: Option<Mutex<std::io::Stderr>>,
+    bar: indicatif::ProgressBar,
 }
 
 impl Progress {
     fn new(total: usize) -> Progress {
-        let stderr = std::io::stderr();
-        let out = stderr.is_terminal().then(|| Mutex::new(stderr));
-        Progress {
-            total,
-            done: AtomicUsize::new(0),
-            out,
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: indicatif::ProgressBar::hidden(),
+            };
         }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} cores · {per_sec} · {eta} left",
+        ) {
+            bar.set_style(style);
+        }
+        Progress { bar }
     }
 
     fn tick(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(out) = &self.out
-            && let Ok(mut err) = out.lock()
-        {
-            let _ = write!(err, "\rtriaged {done}/{} cores", self.total);
-            let _ = err.flush();
-        }
+        self.bar.inc(1);
     }
 
+    /// The bar goes away: the report follows on stdout.
     fn finish(&self) {
-        if let Some(out) = &self.out
-            && let Ok(mut err) = out.lock()
-        {
-            let _ = writeln!(err);
-        }
+        self.bar.finish_and_clear();
     }
 }
 
@@ -256,15 +256,16 @@ fn table(
         .count();
     let _ = writeln!(
         s,
-        "{} cores: {} groups, {} errors, {} incomplete, {} skipped (signature v{SIGNATURE_VERSION})",
-        outcomes.len(),
-        groups.len(),
-        errors.len(),
+        "{}: {}, {}, {} incomplete, {} skipped (signature v{SIGNATURE_VERSION})",
+        counted(outcomes.len(), "core", "cores"),
+        counted(groups.len(), "group", "groups"),
+        counted(errors.len(), "error", "errors"),
         incomplete,
         skipped.len()
     );
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED);
+    fit_table(&mut t);
     t.set_header([
         "#",
         "count",
@@ -278,11 +279,11 @@ fn table(
         t.add_row([
             (i + 1).to_string(),
             g.count.to_string(),
-            format!("{}\n{}", g.signature, esc(&g.signature_text)),
+            signature_cell(&g.signature, &g.signature_text),
             esc(&g.python_versions.join(" ")).to_string(),
             g.first_seen.map_or("-".into(), utc),
             g.last_seen.map_or("-".into(), utc),
-            esc_path(&g.example),
+            table_path(&esc_path(&g.example)),
         ]);
     }
     let _ = writeln!(s, "{t}");
@@ -313,6 +314,17 @@ fn table(
         let _ = writeln!(s, "skipped: {}: {}", esc_path(&k.path), esc(&k.reason));
     }
     s
+}
+
+/// The signature id over its parts, one per line: each line escaped on its
+/// own, so the cell keeps its line breaks.
+fn signature_cell(id: &str, text: &str) -> String {
+    let mut cell = id.to_string();
+    for line in text.lines() {
+        cell.push('\n');
+        cell.push_str(&esc(line).to_string());
+    }
+    cell
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
