@@ -10,11 +10,11 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use pymortem::report::SCHEMA_VERSION;
-use pymortem::triage::signature::SIGNATURE_VERSION;
+use pymortem::triage::signature::{SIGNATURE_VERSION, crash_kind};
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
 
 use super::escape::{csv_field, esc, esc_path};
-use super::render::{counted, fit_table, table_path};
+use super::render::{counted, fit_table};
 use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
 
 #[derive(Debug, Args)]
@@ -143,9 +143,14 @@ impl Progress {
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} cores · {per_sec} · {eta} left",
+            "{bar:30} {pos}/{len} cores · {rate} · {eta} left",
         ) {
-            bar.set_style(style);
+            bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} cores/s", state.per_sec());
+                },
+            ));
         }
         Progress { bar }
     }
@@ -263,30 +268,48 @@ fn table(
         incomplete,
         skipped.len()
     );
+    // An overview that fits a terminal, then each group's signature lines,
+    // which are too long for a table cell, each on a line of its own.
     let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.load_style(presets::NOTHING);
     fit_table(&mut t);
     t.set_header([
         "#",
-        "count",
+        "cores",
         "signature",
         "python",
         "first seen",
         "last seen",
-        "example",
     ]);
     for (i, g) in groups.iter().enumerate() {
         t.add_row([
             (i + 1).to_string(),
             g.count.to_string(),
-            signature_cell(&g.signature, &g.signature_text),
+            g.signature.clone(),
             esc(&g.python_versions.join(" ")).to_string(),
             g.first_seen.map_or("-".into(), utc),
             g.last_seen.map_or("-".into(), utc),
-            table_path(&esc_path(&g.example)),
         ]);
     }
-    let _ = writeln!(s, "{t}");
+    if !groups.is_empty() {
+        let _ = writeln!(s, "{t}");
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "\nGroup {} ({}, {}):",
+            i + 1,
+            counted(g.count, "core", "cores"),
+            g.signature
+        );
+        for line in signature_lines(g, outcomes) {
+            let _ = writeln!(s, "  {line}");
+        }
+        let _ = writeln!(s, "  example: {}", esc_path(&g.example));
+    }
+    if !groups.is_empty() {
+        s.push('\n');
+    }
     // Each line names the core given, whatever file the message names.
     for (path, e) in errors {
         let shown = path.display().to_string();
@@ -316,15 +339,35 @@ fn table(
     s
 }
 
-/// The signature id over its parts, one per line: each line escaped on its
-/// own, so the cell keeps its line breaks.
-fn signature_cell(id: &str, text: &str) -> String {
-    let mut cell = id.to_string();
-    for line in text.lines() {
-        cell.push('\n');
-        cell.push_str(&esc(line).to_string());
-    }
-    cell
+/// The parts of a group's signature, one per line, each escaped on its
+/// own: a name from the core may hold a newline, which must not start a
+/// line of ours, so the parts come from the example core's fields rather
+/// than from splitting the signature's text.
+fn signature_lines(group: &pymortem::triage::Group, outcomes: &[Outcome]) -> Vec<String> {
+    let example = outcomes
+        .iter()
+        .filter_map(|(_, outcome)| outcome.as_ref().ok())
+        .find(|core| core.path == group.example);
+    let Some(core) = example else {
+        return vec![esc(&group.signature_text).to_string()];
+    };
+    let listed = |items: &[String], separator: &str| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            esc(&items.join(separator)).to_string()
+        }
+    };
+    vec![
+        esc(&crash_kind(
+            core.fatal_error.as_deref(),
+            core.signal.as_deref(),
+        ))
+        .to_string(),
+        format!("python: {}", listed(&core.python_frames, " < ")),
+        format!("native: {}", listed(&core.native_frames, " < ")),
+        format!("findings: {}", listed(&core.finding_kinds, ", ")),
+    ]
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.

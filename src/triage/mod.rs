@@ -35,11 +35,11 @@ pub struct Skipped {
 pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     let mut walk = Walk::default();
     for p in paths {
-        walk.visit(p, 0);
+        walk.visit(p, 0, false);
     }
-    let mut files = walk.files;
-    let mut skipped = walk.skipped;
+    let (mut files, mut skipped) = walk.linked_files_once();
     files.sort();
+    files.dedup();
     let mut cores = Vec::new();
     for path in files {
         match classify(&path) {
@@ -51,14 +51,14 @@ pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     (cores, skipped)
 }
 
-/// What a folder walk found: each file once (by device and inode, so two
-/// links to one core triage it once), and what it passed over.
+/// What a folder walk found, and what it passed over.
 #[derive(Default)]
 struct Walk {
-    files: Vec<PathBuf>,
+    /// Each file with its (device, inode) and whether a symlink led to it.
+    files: Vec<(PathBuf, (u64, u64), bool)>,
     skipped: Vec<Skipped>,
-    /// (device, inode) of every file and folder met, with the path it was met at.
-    seen: std::collections::HashMap<(u64, u64), PathBuf>,
+    /// (device, inode) of every folder walked, with the path it was walked at.
+    folders: std::collections::HashMap<(u64, u64), PathBuf>,
 }
 
 /// `ELOOP`: too many symlinks to resolve a path (a link that leads back to itself).
@@ -72,8 +72,35 @@ impl Walk {
         });
     }
 
-    fn visit(&mut self, path: &Path, depth: usize) {
+    /// The files found, a file that a symlink leads to counted once: a
+    /// link to a core that is also found directly (or through another link)
+    /// is skipped, naming it. Hard links stay separate files, as before.
+    fn linked_files_once(self) -> (Vec<PathBuf>, Vec<Skipped>) {
+        let mut skipped = self.skipped;
+        let mut kept: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
+        // Files reached directly first, so a link names one of them.
+        let mut files = self.files;
+        files.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+        let mut out = Vec::new();
+        for (path, id, via_link) in files {
+            match kept.get(&id) {
+                Some(first) if via_link => skipped.push(Skipped {
+                    reason: format!("a link to {}, which is triaged", first.display()),
+                    path,
+                }),
+                _ => {
+                    kept.entry(id).or_insert_with(|| path.clone());
+                    out.push(path);
+                }
+            }
+        }
+        (out, skipped)
+    }
+
+    fn visit(&mut self, path: &Path, depth: usize, via_link: bool) {
         use std::os::unix::fs::MetadataExt;
+        let via_link =
+            via_link || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
         // Follows symlinks: a folder of links to cores is common.
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -89,21 +116,9 @@ impl Walk {
             Err(e) => return self.skip(path, e.to_string()),
         };
         let id = (meta.dev(), meta.ino());
-        if let Some(first) = self.seen.get(&id) {
-            let reason = if meta.is_dir() {
-                format!(
-                    "a folder already walked as {} (a symlink loop or a second link to it)",
-                    first.display()
-                )
-            } else {
-                format!("the same file as {}", first.display())
-            };
-            return self.skip(path, reason);
-        }
         if meta.is_file() {
             if self.files.len() < MAX_FILES {
-                self.seen.insert(id, path.into());
-                self.files.push(path.into());
+                self.files.push((path.into(), id, via_link));
             }
             return;
         }
@@ -117,17 +132,26 @@ impl Walk {
                 ),
             );
         }
+        if let Some(first) = self.folders.get(&id) {
+            return self.skip(
+                path,
+                format!(
+                    "a folder already walked as {} (a symlink loop, or a second link to it)",
+                    first.display()
+                ),
+            );
+        }
         if depth >= MAX_DEPTH {
             return self.skip(path, format!("deeper than {MAX_DEPTH} folders"));
         }
-        self.seen.insert(id, path.into());
+        self.folders.insert(id, path.into());
         let Ok(entries) = std::fs::read_dir(path) else {
             return self.skip(path, "the folder cannot be read".into());
         };
         let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         children.sort();
         for child in children {
-            self.visit(&child, depth + 1);
+            self.visit(&child, depth + 1, via_link);
         }
     }
 }
