@@ -5,7 +5,7 @@ use std::fmt::Write;
 use comfy_table::{ContentArrangement, Table, presets};
 
 use super::escape::{esc, esc_path};
-use super::width::{output_width, short_build_id, shorten_middle};
+use super::width::{output_width, short_build_id};
 
 use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
 use pymortem::report::InfoReport;
@@ -29,15 +29,6 @@ pub(crate) fn fit_table(t: &mut Table) {
         None => {
             t.set_content_arrangement(ContentArrangement::Disabled);
         }
-    }
-}
-
-/// A path shown in a table column: whole without a width, else at most a
-/// third of it, its middle elided.
-pub(crate) fn table_path(path: &str) -> String {
-    match output_width() {
-        Some(width) => shorten_middle(path, (width / 3).max(24)),
-        None => path.to_string(),
     }
 }
 
@@ -329,7 +320,7 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
             continue;
         }
         let name = esc(f.qualname.as_deref().unwrap_or(&f.function));
-        let line = f.line.map_or("?".to_string(), |l| l.to_string());
+        let line = f.line.map_or("unknown".to_string(), |l| l.to_string());
         let recovered = if f.recovered {
             "  [recovered from the data stack]"
         } else {
@@ -397,11 +388,11 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     continue;
                 }
                 let name = esc(p.qualname.as_deref().unwrap_or(&p.function));
-                let line = p.line.map_or("?".to_string(), |l| l.to_string());
+                let line = p.line.map_or(String::new(), |l| format!(":{l}"));
                 let recovered = if p.recovered { " [recovered]" } else { "" };
                 let _ = writeln!(
                     s,
-                    "  #{i:<3} ({kind}) {name} at {}:{line}{recovered}",
+                    "  #{i:<3} ({kind}) {name} at {}{line}{recovered}",
                     esc(&p.file)
                 );
             }
@@ -611,8 +602,9 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  type:       {} ({})",
-        esc(o.type_name.as_deref().unwrap_or("?")),
-        o.type_address.map_or("?".into(), |t| format!("{t:#x}"))
+        esc(o.type_name.as_deref().unwrap_or("unreadable")),
+        o.type_address
+            .map_or("its address unreadable".into(), |t| format!("{t:#x}"))
     );
     let _ = writeln!(
         s,

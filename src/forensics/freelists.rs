@@ -391,7 +391,7 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
         let name = heap
             .objects
             .type_name_of_type(ty)
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| format!("<type at {ty:#x}>"));
         out.push(
             invalid(format!("{node:#x} on {list} is a {name}, not a tuple"))
                 .with("type", ty)
