@@ -4,6 +4,7 @@
 //! 2 error (bad arguments, unreadable or invalid input).
 
 mod escape;
+mod inputs;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
@@ -123,26 +124,6 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl SearchArgs {
-    /// The folders to search must exist: a mistyped `--sysroot` would
-    /// otherwise read the host's files, or none, and say nothing. (A bad
-    /// `--temp-dir` is reported when a compressed core needs it.)
-    pub(crate) fn check_paths(&self) -> Result<(), String> {
-        let folders = self
-            .sysroot
-            .iter()
-            .map(|p| ("--sysroot", p))
-            .chain(self.debug_dirs.iter().map(|p| ("--debug-dir", p)))
-            .chain(self.search_paths.iter().map(|p| ("--search-path", p)));
-        for (option, path) in folders {
-            match std::fs::metadata(path) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err(format!("{option} {}: not a directory", path.display())),
-                Err(e) => return Err(format!("{option} {}: {}", path.display(), io_reason(&e))),
-            }
-        }
-        Ok(())
-    }
-
     pub(crate) fn options(&self) -> Options {
         Options {
             open: OpenOptions {
@@ -168,30 +149,9 @@ impl CoreArgs {
     }
 }
 
-/// An I/O error as a person says it: "does not exist", not "No such file
-/// or directory (os error 2)".
-pub(crate) fn io_reason(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "does not exist".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
-}
-
 pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<Process, String> {
-    search.check_paths()?;
-    // Said plainly before opening: a folder would be refused as "not a
-    // regular file", and a missing file needs no hint about ELF cores.
-    match std::fs::metadata(core) {
-        Ok(meta) if meta.is_dir() => {
-            return Err(format!(
-                "{}: is a directory, not a core file (`pymortem triage` takes folders)",
-                core.display()
-            ));
-        }
-        Err(e) => return Err(format!("{}: {}", core.display(), io_reason(&e))),
-        Ok(_) => {}
-    }
+    inputs::check_search_paths(search)?;
+    inputs::check_core_path(core)?;
     Process::open(core, &search.options()).map_err(|e| {
         // The hint is for inputs that are not cores, not for a full disk.
         if e.is_not_a_core() {
@@ -229,36 +189,15 @@ pub(crate) struct CacheArgs {
 
 impl CacheArgs {
     pub(crate) fn options(&self) -> pymortem::layout::LayoutOptions {
-        let mut cache_dir = self.cache_dir.clone();
-        if !self.no_cache && cache_dir.is_none() {
-            // Said here, once: the library falls back the same way, silently.
-            if let Some(dir) = pymortem::layout::cache::default_location() {
-                if let Some(reason) = &dir.fallback_reason {
-                    note_once(&format!(
-                        "{reason}: the layout cache is in {} (--cache-dir DIR or XDG_CACHE_HOME to choose)",
-                        dir.path.display()
-                    ));
-                }
-                cache_dir = Some(dir.path);
-            }
-        }
+        let cache_dir = match (&self.cache_dir, self.no_cache) {
+            (None, false) => inputs::default_cache_dir(),
+            (dir, _) => dir.clone(),
+        };
         pymortem::layout::LayoutOptions {
             no_cache: self.no_cache,
             cache_dir,
         }
     }
-}
-
-/// A note on stderr, said once per run.
-fn note_once(message: &str) {
-    static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| {
-        let _ = writeln!(
-            io::stderr(),
-            "pymortem: note: {}",
-            escape::terminal_text(message)
-        );
-    });
 }
 
 fn threads(args: &ThreadsArgs) -> i32 {

@@ -55,7 +55,7 @@ enum FailOn {
 type Outcome = (PathBuf, Result<CoreTriage, String>);
 
 pub fn run(args: &TriageArgs) -> i32 {
-    if let Err(message) = args.search.check_paths() {
+    if let Err(message) = super::inputs::check_search_paths(&args.search) {
         return fail(&message);
     }
     let (cores, skipped) = collect_inputs(&args.paths);
@@ -104,8 +104,11 @@ pub fn run(args: &TriageArgs) -> i32 {
     } else {
         table(&outcomes, &skipped, &groups)
     };
+    // CSV rows are data: escaped like text, never wrapped to a width.
     let code = if args.json {
         emit(&text)
+    } else if args.csv {
+        emit(&super::escape::terminal_text(&text))
     } else {
         emit_text(&text)
     };

@@ -580,3 +580,16 @@ fn distinct_stacks_prints_no_heading_without_frames() {
     }
     assert!(out.contains("with no Python frame"), "{out}");
 }
+
+#[test]
+fn csv_and_json_are_never_wrapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = synthetic_core(dir.path());
+    let cache = dir.path().join("cache");
+    let env = [("COLUMNS", Path::new("20")), ("XDG_CACHE_HOME", &cache)];
+    let (code, csv, err) = run_with(&["triage", "--csv", core.to_str().unwrap()], &env, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(csv.lines().count(), 2, "a header and one row:\n{csv}");
+    let (_, json, _) = run_with(&["info", "--json", core.to_str().unwrap()], &env, &[]);
+    serde_json::from_str::<Value>(&json).expect("info --json is JSON");
+}
