@@ -105,19 +105,22 @@ fn wrap_line(out: &mut String, line: &str, width: usize) {
             current_cols += gap.len();
         }
         at_line_start = false;
-        // Cut a word that cannot fit on a line of its own.
-        let mut chars: Vec<char> = word.chars().collect();
-        while current_cols + chars.len() > width {
+        // Cut a word that cannot fit on a line of its own (in one pass: a
+        // string from the core may be long).
+        let chars: Vec<char> = word.chars().collect();
+        let mut start = 0;
+        while current_cols + (chars.len() - start) > width {
             let room = width.saturating_sub(current_cols).max(1);
-            let piece: String = chars.drain(..room.min(chars.len())).collect();
-            current.push_str(&piece);
+            let end = (start + room).min(chars.len());
+            current.extend(&chars[start..end]);
+            start = end;
             out.push_str(current.trim_end());
             out.push('\n');
             current = pad.clone();
             current_cols = continuation;
         }
-        current_cols += chars.len();
-        current.extend(chars);
+        current_cols += chars.len() - start;
+        current.extend(&chars[start..]);
     }
     out.push_str(current.trim_end());
 }
@@ -156,6 +159,17 @@ mod tests {
             assert!(columns(line) <= 12, "{line:?}");
         }
         assert_eq!(out.replace(['\n', ' '], ""), format!("see{long}"));
+    }
+
+    #[test]
+    fn a_very_long_word_is_cut_into_full_lines() {
+        let long = "y".repeat(200_000);
+        let out = fit(&long, Some(80));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.iter().all(|l| columns(l) <= 80));
+        assert_eq!(out.replace(['\n', ' '], ""), long);
+        // 80 on the first line, 76 after the 4-column indent.
+        assert_eq!(lines.len(), 1 + (200_000 - 80usize).div_ceil(76));
     }
 
     #[test]
