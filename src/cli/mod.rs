@@ -4,9 +4,11 @@
 //! 2 error (bad arguments, unreadable or invalid input).
 
 mod escape;
+mod inputs;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
+mod width;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -149,6 +151,8 @@ impl CoreArgs {
 }
 
 pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<Process, String> {
+    inputs::check_search_paths(search)?;
+    inputs::check_core_path(core)?;
     Process::open(core, &search.options()).map_err(|e| {
         // The hint is for inputs that are not cores, not for a full disk.
         if e.is_not_a_core() {
@@ -186,9 +190,13 @@ pub(crate) struct CacheArgs {
 
 impl CacheArgs {
     pub(crate) fn options(&self) -> pymortem::layout::LayoutOptions {
+        let cache_dir = match (&self.cache_dir, self.no_cache) {
+            (None, false) => inputs::default_cache_dir(),
+            (dir, _) => dir.clone(),
+        };
         pymortem::layout::LayoutOptions {
             no_cache: self.no_cache,
-            cache_dir: self.cache_dir.clone(),
+            cache_dir,
         }
     }
 }
@@ -401,8 +409,12 @@ pub(crate) fn print_report<T: serde::Serialize>(
 
 /// Print text meant for a terminal: no control character but its line
 /// breaks gets through, whatever a renderer forgot to escape.
+/// Lines fit the output's width, if it has one, and carry no trailing blanks.
 pub(crate) fn emit_text(text: &str) -> i32 {
-    emit(&escape::terminal_text(text))
+    emit(&width::fit(
+        &escape::terminal_text(text),
+        width::output_width(),
+    ))
 }
 
 /// Print `text`; a closed pipe ends the program quietly.

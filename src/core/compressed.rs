@@ -151,21 +151,7 @@ fn decompress_once(
             temp_dir.display()
         ))
     })?;
-    let mut decoder: Box<dyn Read> = match format {
-        Format::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(input).map_err(|e| fail(e.to_string()))?)
-        }
-        Format::Lz4 => Box::new(Lz4Frames::new(input)),
-        Format::Xz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(
-                XZ_MEMORY_LIMIT,
-                liblzma::stream::CONCATENATED,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
-        }
-        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-    };
+    let mut decoder = decoder(input, format).map_err(|e| fail(e.to_string()))?;
     let room = DiskRoom { file: &file };
     let mut writer = BufWriter::with_capacity(1 << 20, &file);
     let written = copy_bounded(
@@ -323,6 +309,45 @@ fn copy_bounded(
             return Ok(CopyEnd::Limit(total));
         }
     }
+}
+
+/// A decoder of `format` reading `input`, its memory bounded.
+fn decoder<'a>(input: impl Read + 'a, format: Format) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        Format::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Format::Lz4 => Box::new(Lz4Frames::new(input)),
+        Format::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                XZ_MEMORY_LIMIT,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(io::Error::other)?;
+            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+        }
+        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+    })
+}
+
+/// The first `max` decompressed bytes of a compressed file (fewer when it
+/// holds fewer): enough to tell a compressed core from a compressed archive
+/// without decompressing the whole file.
+pub fn peek(path: &Path, format: Format, max: usize) -> io::Result<Vec<u8>> {
+    let input = BufReader::new(crate::regular_file::open_regular(path)?);
+    let mut head = vec![0u8; max];
+    let mut decoder = decoder(input, format)?;
+    let mut filled = 0;
+    while filled < max {
+        match decoder.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A stream damaged past its start still shows what it holds.
+            Err(_) if filled > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
+    Ok(head)
 }
 
 /// Every frame of an LZ4 stream: systemd-coredump and `lz4` may write

@@ -469,9 +469,12 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
         diagnostics.push(Diagnostic::warning(
             "core",
             format!(
-                "the core is truncated: {} of {} bytes present, {} segments cut short; \
+                "the core is truncated: {} of {} bytes present, {} segment{} cut short; \
                  everything still in the file stays readable",
-                t.actual_size, t.expected_size, t.segments_affected
+                t.actual_size,
+                t.expected_size,
+                t.segments_affected,
+                if t.segments_affected == 1 { "" } else { "s" }
             ),
         ));
     }

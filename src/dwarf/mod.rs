@@ -210,7 +210,8 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
         let unit = match dwarf.unit(header) {
             Ok(unit) => unit,
             Err(e) => {
-                unit_errors.push(format!("unit at {:?}: {e}", header.offset()));
+                let at = format!("{:#x}", header.offset().0);
+                unit_errors.push(format!("unit at {at}: {e}"));
                 continue;
             }
         };

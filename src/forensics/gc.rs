@@ -463,7 +463,7 @@ fn check_object(
         let name = heap
             .objects
             .type_name_of_type(ty)
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| format!("<type at {ty:#x}>"));
         raise(
             Finding::new(
                 FindingKind::GcObjectNotGcType,

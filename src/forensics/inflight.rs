@@ -239,7 +239,7 @@ pub fn mutators(process: &Process, state: &PythonState, wanted: &Wanted) -> Vec<
         let words = thread_words(process, thread, Some(high));
         out.push(Mutator {
             lwp: thread.lwp,
-            function: function.unwrap_or("?").to_string(),
+            function: function.unwrap_or("an unknown function").to_string(),
             words,
         });
     }

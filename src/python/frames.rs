@@ -428,7 +428,11 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         match self.objects.tuple_items(tuple, MAX_LOCALS as usize) {
             Ok((items, _)) => items
                 .iter()
-                .map(|&n| self.objects.string(n, 256).unwrap_or_else(|_| "?".into()))
+                .map(|&n| {
+                    self.objects
+                        .string(n, 256)
+                        .unwrap_or_else(|_| "<unreadable name>".into())
+                })
                 .collect(),
             Err(_) => Vec::new(),
         }

@@ -116,7 +116,7 @@ fn run_with_patched_debug_file(patch: fn(&mut Vec<u8>), declared: &str) {
     if code != 0 {
         problems.push(format!("exit {code}, expected 0"));
     }
-    if !out.contains("layout from debug_offsets") {
+    if !out.contains("layout from _Py_DebugOffsets") {
         problems.push(format!(
             "the layout is not _Py_DebugOffsets: {}",
             out.lines().next().unwrap_or("")

@@ -10,6 +10,7 @@ mod check_damage;
 mod check_snapshots;
 mod check_truth;
 mod cli;
+mod cli_text;
 mod compressed_debug_bombs;
 mod datastack_recovery;
 mod debug_offsets_data;
