@@ -25,31 +25,6 @@ LINE = re.compile(r"/\*\s+(\d+)\s+\|\s+\d+\s+\*/\s+(.*)")
 def parse(out):
     """A small recursive parser of gdb's `ptype /o` output."""
     lines = [l.strip() for l in out.splitlines() if l.strip()]
-    result = {}
-
-    def walk(i, prefix):
-        while i < len(lines):
-            text = lines[i]
-            m = LINE.match(text)
-            if m:
-                offset, decl = int(m.group(1)), m.group(2)
-                if decl.endswith("{"):
-                    inner = {}
-                    i = walk_struct(i + 1, inner)
-                    closing = lines[i]
-                    name = closing.rstrip(";").split()[-1]
-                    for k, v in inner.items():
-                        result[prefix + name + "." + k] = v
-                    i += 1
-                    continue
-                name = decl.rstrip(";").split()[-1].split("[")[0]
-                result[prefix + name] = offset
-                i += 1
-            elif text.startswith("}"):
-                return i
-            else:
-                i += 1
-        return i
 
     def walk_struct(i, into):
         while i < len(lines):
