@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 findings (commands that check for problems);
 //! 2 error (bad arguments, unreadable or invalid input).
 
+mod bundle_cmd;
 mod escape;
 mod layout_cmd;
 mod render;
@@ -56,12 +57,14 @@ enum Command {
     Object(ObjectArgs),
     /// Many cores (files and folders) in parallel, grouped by crash signature.
     Triage(triage_cmd::TriageArgs),
+    /// One archive holding the core and every file it needs (executable, libraries, debug files).
+    Bundle(bundle_cmd::BundleArgs),
 }
 
 /// Options shared by every command that opens a core.
 #[derive(Debug, Args)]
 struct CoreArgs {
-    /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them).
+    /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them), or a bundle.
     core: PathBuf,
     #[command(flatten)]
     search: SearchArgs,
@@ -343,6 +346,7 @@ pub fn run() -> i32 {
         Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),
         Command::Object(args) => object(&args),
         Command::Triage(args) => triage_cmd::run(&args),
+        Command::Bundle(args) => bundle_cmd::run(&args),
     }
 }
 
