@@ -119,7 +119,10 @@ impl Process {
 
     /// Build the process view over an opened bundle: its core, and its
     /// files only. Host search options in `options` are ignored, with a note.
-    pub fn from_bundle(bundle: &crate::bundle::Bundle, options: &Options) -> Result<Process, Error> {
+    pub fn from_bundle(
+        bundle: &crate::bundle::Bundle,
+        options: &Options,
+    ) -> Result<Process, Error> {
         let core = Arc::new(bundle.core_file()?);
         let mut memory = ProcessMemory::new(core.clone());
         let modules = ModuleSet::load_from_bundle(&core, &mut memory, bundle);

@@ -196,7 +196,10 @@ mod tests {
 
     #[test]
     fn file_members_keep_the_name_short() {
-        assert_eq!(file_member("ab", "/usr/lib/libc.so.6"), "files/ab/libc.so.6");
+        assert_eq!(
+            file_member("ab", "/usr/lib/libc.so.6"),
+            "files/ab/libc.so.6"
+        );
         assert_eq!(file_member("ab", "/x/.."), "files/ab/file");
         let long = format!("/{}", "é".repeat(80));
         let member = file_member("ab", &long);

@@ -114,7 +114,10 @@ impl Bundle {
             ),
             Stop::TooMany => note(
                 &mut diagnostics,
-                format!("more than {} members: the rest are ignored", tar::MAX_MEMBERS),
+                format!(
+                    "more than {} members: the rest are ignored",
+                    tar::MAX_MEMBERS
+                ),
             ),
         }
         let mut core = None;

@@ -90,7 +90,13 @@ fn parse_header(header: &[u8], offset: usize, archive_len: usize) -> Result<Memb
     let computed: u64 = header
         .iter()
         .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(b)
+            }
+        })
         .sum();
     if stored != computed {
         return Err(format!(
@@ -150,9 +156,9 @@ fn octal(field: &[u8]) -> Option<u64> {
 /// A size field: octal, or GNU's base-256 (first byte 0x80) for 8 GiB and more.
 fn size(field: &[u8]) -> Option<u64> {
     if field[0] == 0x80 {
-        return field[1..].iter().try_fold(0u64, |n, &b| {
-            n.checked_mul(256)?.checked_add(u64::from(b))
-        });
+        return field[1..]
+            .iter()
+            .try_fold(0u64, |n, &b| n.checked_mul(256)?.checked_add(u64::from(b)));
     }
     octal(field)
 }

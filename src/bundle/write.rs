@@ -82,12 +82,10 @@ pub fn create(
         files: parts.iter().map(|p| p.entry.clone()).collect(),
         omitted,
     };
-    let manifest_json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::io(output, io::Error::other(e)))?;
-    let mut members: Vec<(&str, &[u8])> = vec![
-        (MANIFEST_NAME, &manifest_json),
-        (CORE_MEMBER, core_bytes),
-    ];
+    let manifest_json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::io(output, io::Error::other(e)))?;
+    let mut members: Vec<(&str, &[u8])> =
+        vec![(MANIFEST_NAME, &manifest_json), (CORE_MEMBER, core_bytes)];
     members.extend(parts.iter().map(|p| (p.entry.member.as_str(), p.bytes)));
     let stored_bytes = members.iter().map(|(_, b)| b.len() as u64).sum();
     let file = write_atomically(output, |file| {
@@ -165,7 +163,12 @@ fn collect<'p>(process: &'p Process, options: &BundleOptions) -> (Vec<Part<'p>>,
         };
         match (module.debug_file(), separate_debug) {
             (Some(debug), true) if options.debug_files => parts.push(Part {
-                entry: entry(debug_member(&id), Role::DebugFile, debug.path(), debug.bytes()),
+                entry: entry(
+                    debug_member(&id),
+                    Role::DebugFile,
+                    debug.path(),
+                    debug.bytes(),
+                ),
                 bytes: debug.bytes(),
             }),
             (Some(_), true) => omitted.push(omit(Role::DebugFile, "left out: --no-debug".into())),
@@ -214,10 +217,7 @@ fn sha256(bytes: &[u8]) -> String {
 /// The file has no name while it is written (`O_TMPFILE`), so an error, a
 /// crash or a signal leaves nothing; once complete it is linked in under a
 /// temporary name and renamed over `output`. Returns the size written.
-fn write_atomically(
-    output: &Path,
-    fill: impl FnOnce(&File) -> io::Result<()>,
-) -> io::Result<u64> {
+fn write_atomically(output: &Path, fill: impl FnOnce(&File) -> io::Result<()>) -> io::Result<u64> {
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

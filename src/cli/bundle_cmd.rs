@@ -33,11 +33,10 @@ pub(crate) fn run(args: &BundleArgs) -> i32 {
         debug_files: !args.no_debug,
         level: args.level,
     };
-    let report =
-        match pymortem::bundle::create(&process, &args.core.core, &args.output, &options) {
-            Ok(r) => r,
-            Err(e) => return fail(&format!("cannot write the bundle: {e}")),
-        };
+    let report = match pymortem::bundle::create(&process, &args.core.core, &args.output, &options) {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot write the bundle: {e}")),
+    };
     let _ = std::io::stderr().write_all(escape::terminal_text(&summary(&report)).as_bytes());
     if args.core.json {
         let out = serde_json::to_string_pretty(&report)

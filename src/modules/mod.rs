@@ -276,15 +276,7 @@ impl ModuleSet {
                 .unwrap_or_else(|| maps.iter().map(|m| m.start).min().unwrap_or(0));
             let end = maps.iter().map(|m| m.end).max().unwrap_or(base);
             let is_exe = exe_addr.is_some_and(|a| maps.iter().any(|m| a >= m.start && a < m.end));
-            let module = locate_module(
-                memory,
-                files,
-                path,
-                base,
-                end,
-                is_exe,
-                &mut diagnostics,
-            );
+            let module = locate_module(memory, files, path, base, end, is_exe, &mut diagnostics);
             match module {
                 Some(module) => {
                     let state = match &module.file_status {
@@ -506,7 +498,9 @@ fn locate_module(
             diagnostics,
         ),
         Files::Bundle(bundle) => {
-            let image = core_build_id.as_deref().and_then(|id| bundle.module_file(id));
+            let image = core_build_id
+                .as_deref()
+                .and_then(|id| bundle.module_file(id));
             (image, vec![bundle.label("files/")])
         }
     };

@@ -152,7 +152,11 @@ fn triage_fails_on_incomplete_cores_when_asked() {
     let empty = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let folder = tempfile::tempdir().unwrap();
-    std::fs::copy(&core().path, folder.path().join(format!("{SAMPLE}.core.zst"))).unwrap();
+    std::fs::copy(
+        &core().path,
+        folder.path().join(format!("{SAMPLE}.core.zst")),
+    )
+    .unwrap();
     let base = |fail_on: &str| {
         let mut args = without_files("triage", empty.path(), scratch.path());
         args.extend([

@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod bundle;
 mod check_damage;
 mod check_snapshots;
 mod check_truth;

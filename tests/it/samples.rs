@@ -46,7 +46,10 @@ fn committed_samples_match_their_truth_from_their_bundles_alone() {
                 .unwrap_or_else(|| panic!("{name}: no module {recorded}"));
             assert_eq!(module["file"]["state"], "verified", "{name}: {recorded}");
             let found = module["file"]["path"].as_str().unwrap();
-            assert!(found.starts_with(&label), "{name}: {found} is not from the bundle");
+            assert!(
+                found.starts_with(&label),
+                "{name}: {found} is not from the bundle"
+            );
         }
         // Nothing is left behind in the temp dir.
         assert_eq!(
