@@ -152,7 +152,7 @@ pub(crate) fn parse_member_name(name: &str) -> Option<MemberName> {
 /// A build-id in lower-case hex: 2 to 128 digits.
 fn parse_hex(text: &str) -> Option<Vec<u8>> {
     let ok = (2..=128).contains(&text.len())
-        && text.len() % 2 == 0
+        && text.len().is_multiple_of(2)
         && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if !ok {
         return None;

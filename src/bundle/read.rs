@@ -261,3 +261,67 @@ fn kind_name(kind: Kind) -> String {
         Kind::Other(flag) => format!("of tar type {:?}", flag as char),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+        tar::write_header(out, name, bytes.len() as u64).unwrap();
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(tar::padding(bytes.len() as u64));
+    }
+
+    fn small_bundle() -> Vec<u8> {
+        let manifest = serde_json::json!({
+            "format": FORMAT, "version": VERSION, "created_by": "test",
+            "core": {"name": "c", "member": "core", "size": 4, "sha256": ""},
+            "files": [{"member": "files/abcd/x", "role": "library", "path": "/x",
+                       "found_at": "/x", "build_id": "abcd", "size": 3, "sha256": ""}],
+            "omitted": [],
+        });
+        let mut out = Vec::new();
+        member(
+            &mut out,
+            MANIFEST_NAME,
+            &serde_json::to_vec(&manifest).unwrap(),
+        );
+        member(&mut out, "core", b"\x7fELF");
+        member(&mut out, "files/abcd/x", b"lib");
+        member(&mut out, "debug/abcd.debug", b"dbg");
+        tar::write_end(&mut out).unwrap();
+        out
+    }
+
+    fn open(bytes: &[u8]) -> Result<Bundle, Error> {
+        let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).unwrap();
+        map[..bytes.len()].copy_from_slice(bytes);
+        let map = map.make_read_only().unwrap();
+        Bundle::from_map(Path::new("test.pymortem"), Arc::new(map), Vec::new())
+    }
+
+    #[test]
+    fn members_are_indexed_by_build_id() {
+        let bundle = open(&small_bundle()).unwrap();
+        assert_eq!(&bundle.map[bundle.core.clone()], b"\x7fELF");
+        assert!(bundle.files.contains_key(&vec![0xab, 0xcd]));
+        assert!(bundle.debug_files.contains_key(&vec![0xab, 0xcd]));
+        assert!(bundle.diagnostics.is_empty(), "{:?}", bundle.diagnostics);
+    }
+
+    #[test]
+    fn damaged_bundles_never_panic() {
+        let good = small_bundle();
+        // Every cut, and a byte flipped at every position.
+        for cut in 0..good.len() {
+            let _ = open(&good[..cut]);
+        }
+        for at in 0..good.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] ^= flip;
+                let _ = open(&bad);
+            }
+        }
+    }
+}

@@ -91,7 +91,7 @@ pub(crate) struct SearchArgs {
     /// A folder tree searched by build-id for module and debug files not where the core says. Repeatable.
     #[arg(long = "search-path", value_name = "DIR")]
     search_paths: Vec<PathBuf>,
-    /// Where compressed cores are decompressed (default: the system temp dir).
+    /// Where compressed cores and bundles are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
     /// The most a compressed core may decompress to (bytes, or with K, M, G, T);
