@@ -9,6 +9,24 @@
 //! the archive is never used as a host path. A bundle is a closed world:
 //! the modules are looked up in it by build-id and nowhere else, so what it
 //! shows does not depend on the machine it is read on.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), pymortem::Error> {
+//! use std::path::Path;
+//! use pymortem::{Options, Process};
+//!
+//! // Bundle a core from another machine whose files are under /srv/root ...
+//! let core = Path::new("core.1234");
+//! let process = Process::open(core, &Options::default().sysroot("/srv/root"))?;
+//! let options = pymortem::bundle::BundleOptions::default();
+//! let written = pymortem::bundle::create(&process, core, Path::new("crash.pymortem"), &options)?;
+//! for omitted in &written.manifest.omitted {
+//!     eprintln!("not included: {} ({})", omitted.path, omitted.reason);
+//! }
+//! // ... and open the bundle anywhere, with no sysroot.
+//! let process = Process::open("crash.pymortem", &Options::default())?;
+//! # Ok(()) }
+//! ```
 
 mod read;
 pub mod tar;
