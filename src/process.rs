@@ -75,6 +75,7 @@ struct Parts {
     modules: ModuleSet,
     python: Option<VersionInfo>,
     diagnostics: Vec<Diagnostic>,
+    from_bundle: bool,
 }
 
 impl Process {
@@ -114,7 +115,7 @@ impl Process {
     pub fn from_core(core: Arc<CoreFile>, options: &Options) -> Process {
         let mut memory = ProcessMemory::new(core.clone());
         let modules = ModuleSet::load(&core, &mut memory, &options.search);
-        Self::from_parts(core, memory, modules, Vec::new())
+        Self::from_parts(core, memory, modules, Vec::new(), false)
     }
 
     /// Build the process view over an opened bundle: its core, and its
@@ -138,7 +139,7 @@ impl Process {
                 "a bundle carries its own files: --sysroot, --exe, --debug-dir and --search-path are not used",
             ));
         }
-        Ok(Self::from_parts(core, memory, modules, notes))
+        Ok(Self::from_parts(core, memory, modules, notes, true))
     }
 
     fn from_parts(
@@ -146,16 +147,24 @@ impl Process {
         memory: ProcessMemory,
         modules: ModuleSet,
         notes: Vec<Diagnostic>,
+        from_bundle: bool,
     ) -> Process {
         let mut diagnostics: Vec<Diagnostic> = core.diagnostics().to_vec();
         diagnostics.extend(notes);
         diagnostics.extend_from_slice(modules.diagnostics());
         let python = version::detect(&core, &memory, &modules, &mut diagnostics);
         if python.is_none() {
+            let remedy = if from_bundle {
+                "bundle the core again where its executable is"
+            } else {
+                "pass --exe or --sysroot so its binary can be found"
+            };
             diagnostics.push(Diagnostic::warning(
                 "python",
-                "no CPython interpreter found: no libpython mapping and no version in the executable; \
-                 if this is a Python process, pass --exe or --sysroot so its binary can be found",
+                format!(
+                    "no CPython interpreter found: no libpython mapping and no version in the \
+                     executable; if this is a Python process, {remedy}"
+                ),
             ));
         }
         Process {
@@ -165,10 +174,15 @@ impl Process {
                 modules,
                 python,
                 diagnostics,
+                from_bundle,
             }),
         }
     }
 
+    /// Whether the core came from a bundle, whose files are the only ones used.
+    pub fn is_bundle(&self) -> bool {
+        self.parts.from_bundle
+    }
     /// The core file.
     pub fn core(&self) -> &Arc<CoreFile> {
         &self.parts.core

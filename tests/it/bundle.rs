@@ -253,6 +253,41 @@ fn a_bundle_is_a_closed_world_without_debug_files_it_has_none() {
 }
 
 #[test]
+fn a_bundle_without_the_interpreter_is_incomplete_and_says_to_bundle_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let sample = support::bundles::sample("pyenv-2.7.18-double_free");
+    let core = support::bundles::extract_core(&sample, dir.path(), "bare.core");
+    let bundle = dir.path().join("bare.pymortem");
+    // Bundled where none of its files are: nothing but the core goes in.
+    let (code, stdout, stderr) = run(&[
+        s("bundle"),
+        s("--json"),
+        s("--no-default-debug-dir"),
+        s("--sysroot"),
+        s(empty.path().display()),
+        s("-o"),
+        s(bundle.display()),
+        s(core.display()),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["manifest"]["files"], Value::Array(Vec::new()));
+    let omitted = report["manifest"]["omitted"].as_array().unwrap();
+    assert!(
+        omitted.iter().any(|o| o["role"] == "executable"),
+        "{omitted:?}"
+    );
+    assert!(stderr.contains("not included"), "{stderr}");
+    // On this machine the files are where the core says, yet the bundle does not look.
+    let (code, stdout, stderr) = run(&[s("check"), s("--json"), s(bundle.display())]);
+    assert_eq!(code, 3, "{stderr}");
+    let verdict: Value = serde_json::from_str(&stdout).unwrap();
+    let said = verdict["verdict"].to_string();
+    assert!(said.contains("bundle the core again"), "{said}");
+}
+
+#[test]
 fn bundling_writes_one_file_and_leaves_nothing_on_error() {
     let sample = support::bundles::sample("pyenv-2.7.18-double_free");
     let dir = tempfile::tempdir().unwrap();
