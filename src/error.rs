@@ -107,6 +107,14 @@ pub enum Error {
         /// The decoder's message.
         reason: String,
     },
+    /// The file is a bundle that cannot be read.
+    #[error("{path}: not a usable pymortem bundle: {reason}")]
+    Bundle {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A memory read failed where the caller needed the value.
     #[error(transparent)]
     Read(#[from] ReadError),

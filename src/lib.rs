@@ -8,9 +8,9 @@
 //!
 //! # A tour
 //!
-//! Every example here runs on a core committed to the repository: a Python
-//! 2.7 process in which a 7-tuple was released twice while a list still
-//! held it.
+//! Every example here runs on a core committed to the repository (a bundle
+//! holding the core and its interpreter's files): a Python 2.7 process in
+//! which a 7-tuple was released twice while a list still held it.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +18,8 @@
 //! # let (path, truth) = (&sample.core, &sample.truth);
 //! use pymortem::{Options, Process};
 //!
-//! // Open the core; the binaries it names are looked up under a sysroot.
+//! // Open the core; the binaries it names are looked up under a sysroot
+//! // (a bundle made by `pymortem bundle` carries them and needs none).
 //! # let options = sample.options.clone();
 //! # /*
 //! let options = Options::default().sysroot("/srv/cores/root");
@@ -59,7 +60,8 @@
 //!
 //! The crate is layered; each layer knows nothing of the ones above it:
 //!
-//! 1. [`core`]: the ELF core file (segments, notes, compression).
+//! 1. [`core`]: the ELF core file (segments, notes, compression); [`bundle`]:
+//!    a core with its files in one archive (its writer works on a [`Process`]).
 //! 2. [`memory`]: the process's memory as one fallible read interface.
 //! 3. [`modules`], [`symbols`], [`dwarf`]: mapped files, debug info, symbols.
 //! 4. [`layout`]: CPython's structure layouts, from DWARF or tables.
@@ -77,6 +79,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bundle;
 pub mod core;
 #[doc(hidden)]
 pub mod doc_support;

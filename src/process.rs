@@ -75,6 +75,7 @@ struct Parts {
     modules: ModuleSet,
     python: Option<VersionInfo>,
     diagnostics: Vec<Diagnostic>,
+    from_bundle: bool,
 }
 
 impl Process {
@@ -96,7 +97,16 @@ impl Process {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// A bundle (`pymortem bundle`) is opened as the core it holds, with
+    /// its files taken from it by build-id and from nowhere else: the
+    /// options' sysroot, debug dirs and search paths are not consulted.
     pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Process, Error> {
+        let path = path.as_ref();
+        if crate::bundle::is_bundle(path) {
+            let bundle = crate::bundle::Bundle::open(path, &options.open)?;
+            return Process::from_bundle(&bundle, options);
+        }
         let core = Arc::new(CoreFile::open(path, &options.open)?);
         Ok(Process::from_core(core, options))
     }
@@ -105,14 +115,56 @@ impl Process {
     pub fn from_core(core: Arc<CoreFile>, options: &Options) -> Process {
         let mut memory = ProcessMemory::new(core.clone());
         let modules = ModuleSet::load(&core, &mut memory, &options.search);
+        Self::from_parts(core, memory, modules, Vec::new(), false)
+    }
+
+    /// Build the process view over an opened bundle: its core, and its
+    /// files only. Host search options in `options` are ignored, with a note.
+    pub fn from_bundle(
+        bundle: &crate::bundle::Bundle,
+        options: &Options,
+    ) -> Result<Process, Error> {
+        let core = Arc::new(bundle.core_file()?);
+        let mut memory = ProcessMemory::new(core.clone());
+        let modules = ModuleSet::load_from_bundle(&core, &mut memory, bundle);
+        let search = &options.search;
+        let mut notes = Vec::new();
+        if search.sysroot.is_some()
+            || search.exe.is_some()
+            || !search.debug_dirs.is_empty()
+            || !search.search_paths.is_empty()
+        {
+            notes.push(Diagnostic::note(
+                "bundle",
+                "a bundle carries its own files: --sysroot, --exe, --debug-dir and --search-path are not used",
+            ));
+        }
+        Ok(Self::from_parts(core, memory, modules, notes, true))
+    }
+
+    fn from_parts(
+        core: Arc<CoreFile>,
+        memory: ProcessMemory,
+        modules: ModuleSet,
+        notes: Vec<Diagnostic>,
+        from_bundle: bool,
+    ) -> Process {
         let mut diagnostics: Vec<Diagnostic> = core.diagnostics().to_vec();
+        diagnostics.extend(notes);
         diagnostics.extend_from_slice(modules.diagnostics());
         let python = version::detect(&core, &memory, &modules, &mut diagnostics);
         if python.is_none() {
+            let remedy = if from_bundle {
+                "bundle the core again where its executable is"
+            } else {
+                "pass --exe or --sysroot so its binary can be found"
+            };
             diagnostics.push(Diagnostic::warning(
                 "python",
-                "no CPython interpreter found: no libpython mapping and no version in the executable; \
-                 if this is a Python process, pass --exe or --sysroot so its binary can be found",
+                format!(
+                    "no CPython interpreter found: no libpython mapping and no version in the \
+                     executable; if this is a Python process, {remedy}"
+                ),
             ));
         }
         Process {
@@ -122,10 +174,15 @@ impl Process {
                 modules,
                 python,
                 diagnostics,
+                from_bundle,
             }),
         }
     }
 
+    /// Whether the core came from a bundle, whose files are the only ones used.
+    pub fn is_bundle(&self) -> bool {
+        self.parts.from_bundle
+    }
     /// The core file.
     pub fn core(&self) -> &Arc<CoreFile> {
         &self.parts.core

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 findings (commands that check for problems);
 //! 2 error (bad arguments, unreadable or invalid input).
 
+mod bundle_cmd;
 mod escape;
 mod inputs;
 mod layout_cmd;
@@ -58,12 +59,14 @@ enum Command {
     Object(ObjectArgs),
     /// Many cores (files and folders) in parallel, grouped by crash signature.
     Triage(triage_cmd::TriageArgs),
+    /// One archive holding the core and every file it needs (executable, libraries, debug files).
+    Bundle(bundle_cmd::BundleArgs),
 }
 
 /// Options shared by every command that opens a core.
 #[derive(Debug, Args)]
 struct CoreArgs {
-    /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them).
+    /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them), or a bundle.
     core: PathBuf,
     #[command(flatten)]
     search: SearchArgs,
@@ -90,7 +93,7 @@ pub(crate) struct SearchArgs {
     /// A folder tree searched by build-id for module and debug files not where the core says. Repeatable.
     #[arg(long = "search-path", value_name = "DIR")]
     search_paths: Vec<PathBuf>,
-    /// Where compressed cores are decompressed (default: the system temp dir).
+    /// Where compressed cores and bundles are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
     /// The most a compressed core may decompress to (bytes, or with K, M, G, T);
@@ -355,6 +358,7 @@ pub fn run() -> i32 {
         Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),
         Command::Object(args) => object(&args),
         Command::Triage(args) => triage_cmd::run(&args),
+        Command::Bundle(args) => bundle_cmd::run(&args),
     }
 }
 

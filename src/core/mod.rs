@@ -56,6 +56,8 @@ pub enum CoreBytes {
     Decompressed(compressed::Decompressed),
     /// Bytes in memory.
     Owned(Vec<u8>),
+    /// A range of a map shared with other readers (a bundle's core member).
+    Shared(Arc<Mmap>, std::ops::Range<usize>),
 }
 
 impl std::ops::Deref for CoreBytes {
@@ -65,6 +67,7 @@ impl std::ops::Deref for CoreBytes {
             CoreBytes::Mapped(m) => m,
             CoreBytes::Decompressed(d) => &d.map,
             CoreBytes::Owned(v) => v,
+            CoreBytes::Shared(map, range) => map.get(range.clone()).unwrap_or(&[]),
         }
     }
 }
@@ -210,6 +213,29 @@ impl CoreFile {
             });
         }
         Self::from_parts(label, CoreBytes::Owned(bytes), None, Vec::new())
+    }
+
+    /// The core stored at `range` of `map` (a bundle's core member);
+    /// `label` names it in messages, `compression` says how it was stored.
+    pub fn from_shared(
+        label: &Path,
+        map: Arc<Mmap>,
+        range: std::ops::Range<usize>,
+        compression: Option<&'static str>,
+        diagnostics: Vec<Diagnostic>,
+    ) -> Result<CoreFile, Error> {
+        if range.is_empty() {
+            return Err(Error::NotACore {
+                path: label.into(),
+                reason: "the core is empty".into(),
+            });
+        }
+        Self::from_parts(
+            label,
+            CoreBytes::Shared(map, range),
+            compression,
+            diagnostics,
+        )
     }
 
     fn from_parts(

@@ -190,11 +190,16 @@ pub fn interpreter_files_remedy(process: &Process) -> String {
         .map(|b| format!(" (build-id {b})"))
         .unwrap_or_default();
     match &module.file_status {
+        // A bundle is read from nothing else: the remedy is a new bundle.
+        FileStatus::Missing { .. } if process.is_bundle() => format!(
+            "the bundle does not hold the interpreter's file {path}{build_id}: bundle the core again \
+             where that file is (pymortem bundle with --sysroot DIR or --search-path DIR)"
+        ),
         FileStatus::Missing { .. } => format!(
             "the interpreter's file {path}{build_id} is not on this machine where the core says: pass \
-             --sysroot DIR, a folder holding the files of the machine the core came from (for a \
-             committed sample, its .sysroot.tar.zst unpacked), or --search-path DIR, a folder where \
-             a copy of it is (found by build-id)"
+             --sysroot DIR, a folder holding the files of the machine the core came from, or \
+             --search-path DIR, a folder where a copy of it is (found by build-id); or read a \
+             bundle of the core made where the files are (pymortem bundle)"
         ),
         FileStatus::Mismatch {
             path: found,

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use memmap2::Mmap;
 use serde::Serialize;
 
 use super::Memory;
@@ -18,7 +17,7 @@ pub struct FileBacking {
     /// Where the file was found.
     pub path: PathBuf,
     /// Its bytes.
-    pub map: Arc<Mmap>,
+    pub map: crate::modules::ImageBytes,
 }
 
 /// Whether a file mapping's pages can come from disk.

@@ -19,6 +19,8 @@ pub enum ImageBytes {
     Mapped(Arc<Mmap>),
     /// Bytes copied out of the core (the vDSO).
     Owned(Arc<[u8]>),
+    /// A range of a map shared with other images (a member of a bundle).
+    Shared(Arc<Mmap>, std::ops::Range<usize>),
 }
 
 impl Deref for ImageBytes {
@@ -27,6 +29,7 @@ impl Deref for ImageBytes {
         match self {
             ImageBytes::Mapped(m) => m,
             ImageBytes::Owned(b) => b,
+            ImageBytes::Shared(m, range) => m.get(range.clone()).unwrap_or(&[]),
         }
     }
 }
@@ -87,6 +90,20 @@ impl ElfImage {
         }
     }
 
+    /// The image at `range` of `map` (a member of a bundle), named `label`;
+    /// `None` if it is not ELF.
+    pub fn from_shared(
+        label: impl Into<PathBuf>,
+        map: Arc<Mmap>,
+        range: std::ops::Range<usize>,
+    ) -> Option<ElfImage> {
+        let image = ElfImage {
+            path: label.into(),
+            bytes: ImageBytes::Shared(map, range),
+        };
+        image.parse().is_some().then_some(image)
+    }
+
     /// Where the image came from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -97,12 +114,10 @@ impl ElfImage {
         &self.bytes
     }
 
-    /// The file map, when the image is a mapped file.
-    pub fn mmap(&self) -> Option<&Arc<Mmap>> {
-        match &self.bytes {
-            ImageBytes::Mapped(m) => Some(m),
-            ImageBytes::Owned(_) => None,
-        }
+    /// Whether the image is a file's bytes (mapped, or a member of a
+    /// mapped bundle), which can stand in for pages a core lacks.
+    pub fn is_file(&self) -> bool {
+        !matches!(self.bytes, ImageBytes::Owned(_))
     }
 
     /// Parse the image with `object`. Cheap: headers only.

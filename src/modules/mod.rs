@@ -239,8 +239,26 @@ impl ModuleSet {
         {
             paths.sysroot = Some(root);
         }
-        let paths = &paths;
         let index = LazyIndex::new(&paths.search_paths);
+        let mut set = Self::load_from(core, memory, &Files::Host(&paths, &index));
+        if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
+            set.diagnostics.push(Diagnostic::warning("modules", reason));
+        }
+        set
+    }
+
+    /// Find every module of `core` with its files taken from `bundle`, by
+    /// build-id, and from nowhere else: what a bundle shows does not
+    /// depend on the host's files.
+    pub fn load_from_bundle(
+        core: &CoreFile,
+        memory: &mut ProcessMemory,
+        bundle: &crate::bundle::Bundle,
+    ) -> ModuleSet {
+        Self::load_from(core, memory, &Files::Bundle(bundle))
+    }
+
+    fn load_from(core: &CoreFile, memory: &mut ProcessMemory, files: &Files) -> ModuleSet {
         let mut groups: BTreeMap<&str, Vec<&crate::core::FileMapping>> = BTreeMap::new();
         for m in core.file_mappings() {
             groups.entry(m.path.as_str()).or_default().push(m);
@@ -258,28 +276,15 @@ impl ModuleSet {
                 .unwrap_or_else(|| maps.iter().map(|m| m.start).min().unwrap_or(0));
             let end = maps.iter().map(|m| m.end).max().unwrap_or(base);
             let is_exe = exe_addr.is_some_and(|a| maps.iter().any(|m| a >= m.start && a < m.end));
-            let module = locate_module(
-                memory,
-                paths,
-                &index,
-                path,
-                base,
-                end,
-                is_exe,
-                &mut diagnostics,
-            );
+            let module = locate_module(memory, files, path, base, end, is_exe, &mut diagnostics);
             match module {
                 Some(module) => {
                     let state = match &module.file_status {
                         FileStatus::Verified { .. } => {
-                            match module.file.as_ref().and_then(ElfImage::mmap) {
-                                Some(map) => MappingState::Backed(FileBacking {
-                                    path: module
-                                        .file
-                                        .as_ref()
-                                        .map(|f| f.path().to_path_buf())
-                                        .unwrap_or_default(),
-                                    map: map.clone(),
+                            match module.file.as_ref().filter(|f| f.is_file()) {
+                                Some(file) => MappingState::Backed(FileBacking {
+                                    path: file.path().to_path_buf(),
+                                    map: file.bytes().clone(),
                                 }),
                                 None => MappingState::Unverified,
                             }
@@ -303,9 +308,6 @@ impl ModuleSet {
             modules.push(Arc::new(vdso));
         }
         modules.sort_by_key(|m| m.base);
-        if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
-            diagnostics.push(Diagnostic::warning("modules", reason));
-        }
         ModuleSet {
             modules,
             data_mappings,
@@ -457,11 +459,17 @@ impl<'a> LazyIndex<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where module files and debug files come from.
+enum Files<'a> {
+    /// The host (or a sysroot), `--exe`, debug dirs and search paths.
+    Host(&'a SearchPaths, &'a LazyIndex<'a>),
+    /// A bundle, by build-id only.
+    Bundle(&'a crate::bundle::Bundle),
+}
+
 fn locate_module(
     memory: &ProcessMemory,
-    paths: &SearchPaths,
-    index: &LazyIndex,
+    files: &Files,
     recorded: &str,
     base: u64,
     end: u64,
@@ -479,47 +487,23 @@ fn locate_module(
         .as_ref()
         .map(|i| base.saturating_add(i.extent.min(MAX_MODULE_EXTENT)))
         .map_or(end, |e| e.max(end));
-    let mut tried = Vec::new();
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if is_exe && let Some(exe) = &paths.exe {
-        candidates.push(exe.clone());
-    }
-    // gdb run outside a chroot records host paths that already start with the
-    // sysroot; they are still inside it.
-    let in_root = paths
-        .sysroot
-        .as_deref()
-        .and_then(|root| std::path::Path::new(clean).strip_prefix(root).ok())
-        .map(|rest| format!("/{}", rest.display()));
-    match resolve_in_root(paths.root(), in_root.as_deref().unwrap_or(clean)) {
-        Some(p) => candidates.push(p),
-        None => tried.push(paths.root().join(clean.trim_start_matches('/'))),
-    }
-    let mut image = candidates.iter().find_map(|c| {
-        tried.push(c.clone());
-        match open_regular(c) {
-            Ok(file) => ElfImage::map(c, &file),
-            Err(e) if is_not_regular(&e) => {
-                diagnostics.push(Diagnostic::warning(
-                    "modules",
-                    format!("{}: skipped: {e}", c.display()),
-                ));
-                None
-            }
-            Err(_) => None,
-        }
-    });
     let core_build_id = core_info.as_ref().and_then(|i| i.build_id.clone());
-    // Not where the core says, or another build: look for the build-id.
-    let found_here = image
-        .as_ref()
-        .is_some_and(|i| core_build_id.is_none() || i.build_id() == core_build_id);
-    if !found_here
-        && let Some(id) = &core_build_id
-        && let Some(found) = index.get().and_then(|i| i.module_file(id))
-    {
-        image = Some(found);
-    }
+    let (image, tried) = match files {
+        Files::Host(paths, index) => host_file(
+            paths,
+            index,
+            clean,
+            is_exe,
+            core_build_id.as_deref(),
+            diagnostics,
+        ),
+        Files::Bundle(bundle) => {
+            let image = core_build_id
+                .as_deref()
+                .and_then(|id| bundle.module_file(id));
+            (image, vec![bundle.label("files/")])
+        }
+    };
     // Not ELF in the core and not ELF on disk: a data file such as locale-archive.
     if core_info.is_none() && image.is_none() {
         return None;
@@ -561,14 +545,17 @@ fn locate_module(
         .or_else(|| file.as_ref()?.first_load_vaddr());
     let load_bias = first_vaddr.map(|v| base.wrapping_sub(v));
     let mut skipped = Vec::new();
-    let (debug_file, debug_status) = locate_debug(
-        paths,
-        index,
-        core_build_id.as_deref(),
-        file.as_ref(),
-        clean,
-        &mut skipped,
-    );
+    let (debug_file, debug_status) = match files {
+        Files::Host(paths, index) => locate_debug(
+            paths,
+            index,
+            core_build_id.as_deref(),
+            file.as_ref(),
+            clean,
+            &mut skipped,
+        ),
+        Files::Bundle(bundle) => bundled_debug(bundle, core_build_id.as_deref(), file.as_ref()),
+    };
     diagnostics.extend(
         skipped
             .into_iter()
@@ -592,6 +579,105 @@ fn locate_module(
         debug_file,
         symbols: OnceLock::new(),
     })
+}
+
+/// The module's file on the host: `--exe`, the recorded path under the
+/// sysroot, else a file with its build-id under the search paths. Returns
+/// it (if any) and the paths tried.
+fn host_file(
+    paths: &SearchPaths,
+    index: &LazyIndex,
+    clean: &str,
+    is_exe: bool,
+    core_build_id: Option<&[u8]>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Option<ElfImage>, Vec<PathBuf>) {
+    let mut tried = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if is_exe && let Some(exe) = &paths.exe {
+        candidates.push(exe.clone());
+    }
+    // gdb run outside a chroot records host paths that already start with the
+    // sysroot; they are still inside it.
+    let in_root = paths
+        .sysroot
+        .as_deref()
+        .and_then(|root| std::path::Path::new(clean).strip_prefix(root).ok())
+        .map(|rest| format!("/{}", rest.display()));
+    match resolve_in_root(paths.root(), in_root.as_deref().unwrap_or(clean)) {
+        Some(p) => candidates.push(p),
+        None => tried.push(paths.root().join(clean.trim_start_matches('/'))),
+    }
+    let mut image = candidates.iter().find_map(|c| {
+        tried.push(c.clone());
+        match open_regular(c) {
+            Ok(file) => ElfImage::map(c, &file),
+            Err(e) if is_not_regular(&e) => {
+                diagnostics.push(Diagnostic::warning(
+                    "modules",
+                    format!("{}: skipped: {e}", c.display()),
+                ));
+                None
+            }
+            Err(_) => None,
+        }
+    });
+    // Not where the core says, or another build: look for the build-id.
+    let found_here = image
+        .as_ref()
+        .is_some_and(|i| core_build_id.is_none() || i.build_id().as_deref() == core_build_id);
+    if !found_here
+        && let Some(id) = core_build_id
+        && let Some(found) = index.get().and_then(|i| i.module_file(id))
+    {
+        image = Some(found);
+    }
+    (image, tried)
+}
+
+/// The module's debug information in a bundle: its own DWARF, else the
+/// debug file stored under its build-id.
+fn bundled_debug(
+    bundle: &crate::bundle::Bundle,
+    build_id: Option<&[u8]>,
+    file: Option<&ElfImage>,
+) -> (Option<ElfImage>, DebugStatus) {
+    if let Some(f) = file.filter(|f| f.has_dwarf()) {
+        let status = DebugStatus::Found {
+            path: f.path().to_path_buf(),
+            via: DebugVia::Embedded,
+            compression: f.debug_compression(),
+        };
+        return (Some(f.clone()), status);
+    }
+    let found = build_id.and_then(|id| {
+        let image = bundle.debug_file(id)?;
+        // Stored under the module's build-id: it must carry that build-id.
+        (image.build_id().as_deref() == Some(id)).then_some(image)
+    });
+    match found {
+        Some(image) if image.has_dwarf() => {
+            let status = DebugStatus::Found {
+                path: image.path().to_path_buf(),
+                via: DebugVia::BuildId,
+                compression: image.debug_compression(),
+            };
+            (Some(image), status)
+        }
+        Some(image) => {
+            let reason = format!("{} has no DWARF", image.path().display());
+            (Some(image), DebugStatus::Missing { reason })
+        }
+        None => (
+            None,
+            DebugStatus::Missing {
+                reason: format!(
+                    "no DWARF in the file and no debug file in the bundle {}",
+                    bundle.path().display()
+                ),
+            },
+        ),
+    }
 }
 
 fn locate_debug(

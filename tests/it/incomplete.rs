@@ -11,17 +11,30 @@ use serde_json::Value;
 const SAMPLE: &str = "pyenv-2.7.18-double_free";
 const EXIT_INCOMPLETE: i32 = 3;
 
-fn samples() -> PathBuf {
-    support::repo().join("sample-cores/samples")
+/// The sample's core alone, without the files its bundle carries.
+struct BareCore {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
 }
 
-fn core() -> PathBuf {
-    samples().join(format!("{SAMPLE}.core.zst"))
+impl BareCore {
+    fn display(&self) -> std::path::Display<'_> {
+        self.path.display()
+    }
+}
+
+fn core() -> BareCore {
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::bundles::extract_core(
+        &support::bundles::sample(SAMPLE),
+        dir.path(),
+        &format!("{SAMPLE}.core.zst"),
+    );
+    BareCore { _dir: dir, path }
 }
 
 fn truth() -> Value {
-    let text = std::fs::read_to_string(samples().join(format!("{SAMPLE}.truth.json"))).unwrap();
-    serde_json::from_str(&text).unwrap()
+    support::bundles::sample_truth(SAMPLE)
 }
 
 /// Arguments that read the sample with nothing of the machine it came from:
@@ -48,7 +61,8 @@ fn check_without_the_interpreters_files_is_incomplete_not_clean() {
     let scratch = tempfile::tempdir().unwrap();
     let mut args = without_files("check", empty.path(), scratch.path());
     args.push("--json".into());
-    args.push(core().display().to_string());
+    let bare = core();
+    args.push(bare.display().to_string());
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, EXIT_INCOMPLETE, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
@@ -99,7 +113,8 @@ fn every_command_exits_incomplete_without_the_files() {
         ("object", Some(format!("{victim:#x}"))),
     ] {
         let mut args = without_files(command, empty.path(), scratch.path());
-        args.push(core().display().to_string());
+        let bare = core();
+        args.push(bare.display().to_string());
         args.extend(extra);
         let (code, stdout, stderr) = run(&args);
         assert_eq!(code, EXIT_INCOMPLETE, "{command}: {stdout}\n{stderr}");
@@ -107,12 +122,15 @@ fn every_command_exits_incomplete_without_the_files() {
 }
 
 #[test]
-fn with_the_sysroot_the_same_core_is_checked_in_full() {
+fn with_its_files_the_same_core_is_checked_in_full() {
     let scratch = tempfile::tempdir().unwrap();
-    let sysroot = support::unpack_sysroot(&samples().join(format!("{SAMPLE}.sysroot.tar.zst")));
-    let mut args = without_files("check", sysroot.path(), scratch.path());
-    args.push("--json".into());
-    args.push(core().display().to_string());
+    let args = vec![
+        "check".to_string(),
+        "--json".to_string(),
+        "--temp-dir".to_string(),
+        scratch.path().display().to_string(),
+        support::bundles::sample(SAMPLE).display().to_string(),
+    ];
     let (code, stdout, stderr) = run(&args);
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let verdict = &report["verdict"];
@@ -134,7 +152,11 @@ fn triage_fails_on_incomplete_cores_when_asked() {
     let empty = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let folder = tempfile::tempdir().unwrap();
-    std::fs::copy(core(), folder.path().join(format!("{SAMPLE}.core.zst"))).unwrap();
+    std::fs::copy(
+        &core().path,
+        folder.path().join(format!("{SAMPLE}.core.zst")),
+    )
+    .unwrap();
     let base = |fail_on: &str| {
         let mut args = without_files("triage", empty.path(), scratch.path());
         args.extend([
@@ -158,7 +180,8 @@ fn triage_fails_on_incomplete_cores_when_asked() {
 #[test]
 fn freed_tuples_example_does_not_claim_none_without_the_lists() {
     let empty = tempfile::tempdir().unwrap();
-    let core = core().display().to_string();
+    let bare = core();
+    let core = bare.display().to_string();
     let sysroot = empty.path().display().to_string();
     let (code, stdout, stderr) = support::example("freed_tuples", &[&core, "--sysroot", &sysroot]);
     assert_eq!(code, EXIT_INCOMPLETE, "{stdout}\n{stderr}");

@@ -5,6 +5,7 @@ mod support;
 
 mod api;
 mod batch_temp;
+mod bundle;
 mod bus_error;
 mod check_damage;
 mod check_snapshots;

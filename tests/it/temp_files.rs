@@ -54,8 +54,12 @@ fn a_signal_during_decompression_leaves_no_file_behind() {
 
 #[test]
 fn max_core_size_caps_the_decompressed_core() {
-    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("sample-cores/samples/pyenv-3.11.7-threads.core.zst");
+    let cores = tempfile::tempdir().unwrap();
+    let sample = crate::support::bundles::extract_core(
+        &crate::support::bundles::sample("pyenv-3.11.7-threads"),
+        cores.path(),
+        "threads.core.zst",
+    );
     let temp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pymortem"))
         .args(["info", "--json", "--max-core-size", "1M", "--temp-dir"])

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod bundles;
 pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -335,18 +336,4 @@ pub fn gdb_lost_memory(entry: &Value) -> bool {
             l.contains("Memory read failed for corefile section")
                 && !l.contains("0xffffffffff600000")
         })
-}
-
-/// Unpack a committed sample's `.sysroot.tar.zst` into a new temp dir.
-pub fn unpack_sysroot(tar: &Path) -> tempfile::TempDir {
-    let root = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("tar")
-        .args(["--zstd", "-xf"])
-        .arg(tar)
-        .arg("-C")
-        .arg(root.path())
-        .status()
-        .expect("tar runs");
-    assert!(status.success(), "cannot unpack {}", tar.display());
-    root
 }
