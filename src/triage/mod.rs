@@ -180,6 +180,10 @@ pub fn classify(path: &Path) -> InputKind {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let named_like_core = name == "core" || name.starts_with("core.") || name.ends_with(".core");
+    // A bundle is a zstd tar archive too, but one that holds a core.
+    if crate::bundle::is_bundle(path) {
+        return InputKind::Core;
+    }
     if is_tar_name(&name) {
         return InputKind::Skip("a tar archive, not a core".into());
     }
