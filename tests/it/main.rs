@@ -32,6 +32,7 @@ mod subinterp_truth;
 mod symbols;
 mod synthetic;
 mod temp_files;
+mod test_infra;
 mod threads_damage;
 mod threads_truth;
 mod triage;
