@@ -7,6 +7,7 @@ mod api;
 mod check_damage;
 mod check_snapshots;
 mod check_truth;
+mod check_without_files;
 mod cli;
 mod compressed_debug_bombs;
 mod datastack_recovery;
