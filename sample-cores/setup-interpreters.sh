@@ -20,8 +20,8 @@
 #
 # Idempotent: each interpreter writes a stamp ($CACHE/<name>/.ready) after it verified the
 # set-up; a later run re-verifies cheaply and does nothing else (about 2 s).
-# The cache is per user, so every clone shares one set-up (from scratch: about 6 minutes,
-# 740 MB, mostly downloads).
+# The cache is per user, so every clone shares one set-up (from scratch: 740 MB, mostly
+# downloads, 109-346 s measured on the 2-core machine).
 # Any interpreter that cannot be set up is a hard failure (exit 1), never skipped.
 #
 # Env: PYMORTEM_CORE_CACHE  cache dir (default: ${XDG_CACHE_HOME:-~/.cache}/pymortem/interpreters;

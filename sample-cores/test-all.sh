@@ -26,7 +26,7 @@ step "sample cores (sample-cores/generate.py)"
 python3 sample-cores/generate.py --jobs 2
 
 step "build the tests"
-cargo test --locked --no-run
+cargo test --locked --no-run "$@"
 
 step "cargo test --locked (PYMORTEM_REQUIRE_MATRIX=1, private TMPDIR)"
 tests_tmp="$(mktemp -d "${TMPDIR:-/tmp}/pymortem-test-all.XXXXXX")"
