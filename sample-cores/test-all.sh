@@ -32,7 +32,7 @@ step "cargo test --locked (PYMORTEM_REQUIRE_MATRIX=1, private TMPDIR)"
 tests_tmp="$(mktemp -d "${TMPDIR:-/tmp}/pymortem-test-all.XXXXXX")"
 trap 'rm -rf "$tests_tmp"' EXIT
 status=0
-TMPDIR="$tests_tmp" PYMORTEM_REQUIRE_MATRIX=1 cargo test --locked "$@" || status=$?
+TMPDIR="$tests_tmp" PYMORTEM_REQUIRE_MATRIX=1 cargo test --locked --no-fail-fast "$@" || status=$?
 leftovers="$(find "$tests_tmp" -mindepth 1 -maxdepth 1)"
 if [ -n "$leftovers" ]; then
     echo "test-all: the tests left files in the temp dir:" >&2
