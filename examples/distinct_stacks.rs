@@ -25,7 +25,10 @@ use clap::Parser;
 use pymortem::Process;
 use rayon::prelude::*;
 
+/// The distinct Python stacks across cores and folders of cores: every
+/// thread of every core grouped by its frames, most common first.
 #[derive(Parser)]
+#[command(name = "distinct_stacks")]
 struct Args {
     /// Cores, or folders of cores.
     #[arg(required = true)]
@@ -73,8 +76,15 @@ fn main() {
         .collect();
     // Each distinct stack: how many threads had it, and in which cores.
     let mut groups: HashMap<Stack, (usize, BTreeSet<PathBuf>)> = HashMap::new();
+    // Threads with no Python frame (no thread state, or not running Python
+    // code) are counted, not shown as a heading over nothing.
+    let mut without_frames = 0;
     for (path, found) in per_core {
         for stack in found {
+            if stack.is_empty() {
+                without_frames += 1;
+                continue;
+            }
             let group = groups.entry(stack).or_default();
             group.0 += 1;
             group.1.insert(path.clone());
@@ -84,19 +94,36 @@ fn main() {
     groups.sort_by(|a, b| b.1.0.cmp(&a.1.0).then_with(|| a.0.cmp(&b.0)));
     let mut out = String::new();
     for (stack, (threads, cores)) in &groups {
-        let _ = writeln!(out, "{threads} threads in {} cores", cores.len());
+        let _ = writeln!(
+            out,
+            "{} in {}",
+            counted(*threads, "thread", "threads"),
+            counted(cores.len(), "core", "cores")
+        );
         for (function, file, line) in stack {
-            let line = line.map_or("?".to_string(), |l| l.to_string());
+            let line = line.map_or("unknown line".to_string(), |l| l.to_string());
             let _ = writeln!(out, "  {function} ({file}:{line})");
         }
         let _ = writeln!(out);
     }
+    if without_frames > 0 {
+        let _ = writeln!(
+            out,
+            "({} with no Python frame)\n",
+            counted(without_frames, "thread", "threads")
+        );
+    }
     let _ = writeln!(
         out,
-        "{} distinct stacks, {} cores read, {} skipped",
-        groups.len(),
-        cores.len(),
+        "{}, {} read, {} skipped",
+        counted(groups.len(), "distinct stack", "distinct stacks"),
+        counted(cores.len(), "core", "cores"),
         skipped.len()
     );
     common::emit(&out);
+}
+
+/// `1 core`, `2 cores`.
+fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

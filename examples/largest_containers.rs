@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use clap::Parser;
 use pymortem::{ObjectKind, Process};
 
+/// The largest lists, tuples and dicts the GC tracks, by the length they
+/// record, largest first: a first look at what filled a heap.
 #[derive(Parser)]
+#[command(name = "largest_containers")]
 struct Args {
     /// The core file (compressed ones too).
     core: PathBuf,

@@ -87,6 +87,7 @@ pub mod forensics;
 pub mod fuzzing;
 pub mod inspect;
 pub mod layout;
+pub mod mapped_file;
 pub mod memory;
 pub mod modules;
 pub mod process;

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Where the files a core names are found.
+// Where the files a core names are found. (A plain comment: a doc comment
+// here would become the --help text of every example that has none.)
 #[derive(Debug, clap::Args)]
 pub struct FileArgs {
     /// Look up every path the core names under this folder.

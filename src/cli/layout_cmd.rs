@@ -14,6 +14,7 @@ use pymortem::modules::{ElfImage, find_debug_file, hex};
 use pymortem::report::LayoutReport;
 
 use super::escape::{esc, esc_path};
+use super::render::{fit_table, layout_source_text, runtime_strategy_text};
 use super::{SearchArgs, emit, fail, open_core, print_report};
 
 #[derive(Debug, Args)]
@@ -106,7 +107,8 @@ fn binary_layout(
                 path.display()
             )
         })?;
-        let how = format!("DWARF in {} (found by {via:?})", found.path().display());
+        let via = super::render::json_name(&via).replace('_', " ");
+        let how = format!("DWARF in {} (found by {via})", found.path().display());
         (found, how)
     };
     let version = match version {
@@ -198,9 +200,9 @@ fn emit_tables(args: &LayoutArgs, dir: &Path) -> i32 {
         }
         let _ = writeln!(
             written,
-            "{} ({} micro versions)",
+            "{} ({})",
             path.display(),
-            layouts.len()
+            super::render::counted(layouts.len(), "micro version", "micro versions")
         );
     }
     emit(&written)
@@ -212,13 +214,9 @@ fn render(r: &LayoutReport) -> String {
     let _ = writeln!(
         s,
         "Python:  {}",
-        esc(r.python_version.as_deref().unwrap_or("?"))
+        esc(r.python_version.as_deref().unwrap_or("unknown"))
     );
-    let _ = writeln!(
-        s,
-        "Source:  {}",
-        serde_json::to_string(&r.layout.source).unwrap_or_default()
-    );
+    let _ = writeln!(s, "Source:  {}", layout_source_text(&r.layout.source));
     for a in &r.attempts {
         let _ = writeln!(s, "  tried {}: {}", esc(a.source), esc(&a.outcome));
     }
@@ -231,8 +229,8 @@ fn render(r: &LayoutReport) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "Runtime: {:?}{at}, interpreters {}",
-                rt.strategy,
+                "Runtime: found by {}{at}, interpreters {}",
+                runtime_strategy_text(rt.strategy),
                 interps.join(", ")
             );
         }
@@ -241,16 +239,16 @@ fn render(r: &LayoutReport) -> String {
         }
         _ => {}
     }
-    let _ = writeln!(
-        s,
-        "Facts:   {}",
-        serde_json::to_string(&r.layout.facts).unwrap_or_default()
-    );
+    let _ = writeln!(s, "Facts:");
+    for (name, value) in facts_lines(&r.layout.facts) {
+        let _ = writeln!(s, "  {name}: {value}");
+    }
     for (name, st) in &r.layout.structs {
         let _ = writeln!(s, "\n{name} ({}, {} bytes)", st.c_name, st.size);
         let mut t = Table::new();
         t.load_style(presets::NOTHING);
         t.set_header(vec!["field", "C member", "offset", "size", "bits"]);
+        fit_table(&mut t);
         for (field, f) in &st.fields {
             let bits = match (f.bit_offset, f.bit_size) {
                 (Some(o), Some(n)) => format!("{}:{}", o, n),
@@ -273,4 +271,21 @@ fn render(r: &LayoutReport) -> String {
         }
     }
     s
+}
+
+/// The layout's facts, one `name: value` each, values as the JSON names them.
+fn facts_lines(facts: &pymortem::layout::Facts) -> Vec<(String, String)> {
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(facts) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(text) => text,
+                serde_json::Value::Null => "none".to_string(),
+                other => other.to_string(),
+            };
+            (name, value)
+        })
+        .collect()
 }

@@ -4,9 +4,11 @@
 //! 2 error (bad arguments, unreadable or invalid input).
 
 mod escape;
+mod inputs;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
+mod width;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -129,6 +131,7 @@ impl SearchArgs {
                 max_decompressed_size: self
                     .max_core_size
                     .unwrap_or(OpenOptions::default().max_decompressed_size),
+                temp_budget: None,
             },
             search: SearchPaths {
                 sysroot: self.sysroot.clone(),
@@ -148,6 +151,8 @@ impl CoreArgs {
 }
 
 pub(crate) fn open_core(core: &std::path::Path, search: &SearchArgs) -> Result<Process, String> {
+    inputs::check_search_paths(search)?;
+    inputs::check_core_path(core)?;
     Process::open(core, &search.options()).map_err(|e| {
         // The hint is for inputs that are not cores, not for a full disk.
         if e.is_not_a_core() {
@@ -185,9 +190,13 @@ pub(crate) struct CacheArgs {
 
 impl CacheArgs {
     pub(crate) fn options(&self) -> pymortem::layout::LayoutOptions {
+        let cache_dir = match (&self.cache_dir, self.no_cache) {
+            (None, false) => inputs::default_cache_dir(),
+            (dir, _) => dir.clone(),
+        };
         pymortem::layout::LayoutOptions {
             no_cache: self.no_cache,
-            cache_dir: self.cache_dir.clone(),
+            cache_dir,
         }
     }
 }
@@ -334,6 +343,9 @@ struct InfoArgs {
 /// Run the command line and return the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    // A file truncated while it is mapped ends the run with a message that
+    // names it (exit 2), not a silent SIGBUS.
+    pymortem::mapped_file::report_bus_errors();
     match cli.command {
         Command::Info(args) => info(&args),
         Command::Layout(args) => layout_cmd::run(&args),
@@ -397,8 +409,12 @@ pub(crate) fn print_report<T: serde::Serialize>(
 
 /// Print text meant for a terminal: no control character but its line
 /// breaks gets through, whatever a renderer forgot to escape.
+/// Lines fit the output's width, if it has one, and carry no trailing blanks.
 pub(crate) fn emit_text(text: &str) -> i32 {
-    emit(&escape::terminal_text(text))
+    emit(&width::fit(
+        &escape::terminal_text(text),
+        width::output_width(),
+    ))
 }
 
 /// Print `text`; a closed pipe ends the program quietly.

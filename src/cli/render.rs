@@ -2,9 +2,10 @@
 
 use std::fmt::Write;
 
-use comfy_table::{Table, presets};
+use comfy_table::{ContentArrangement, Table, presets};
 
 use super::escape::{esc, esc_path};
+use super::width::{output_width, short_build_id};
 
 use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
 use pymortem::report::InfoReport;
@@ -13,11 +14,41 @@ fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_style(presets::NOTHING);
     t.set_header(header.iter().copied());
+    fit_table(&mut t);
     t
 }
 
+/// With a width (a terminal, or `COLUMNS`), the table wraps its cells to
+/// fit it; without one, every cell stays whole on its line.
+pub(crate) fn fit_table(t: &mut Table) {
+    match output_width() {
+        Some(width) => {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_width(u16::try_from(width).unwrap_or(u16::MAX));
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+}
+
+/// `1 core`, `2 cores`.
+pub(crate) fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A value, or `unknown` when the core does not tell it.
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
-    v.map_or_else(|| "?".to_string(), |v| v.to_string())
+    v.map_or_else(|| "unknown".to_string(), |v| v.to_string())
+}
+
+/// An enum's name as the JSON shows it (`free_list_cycle`): the text output
+/// never shows the code's identifiers.
+pub(crate) fn json_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => String::new(),
+    }
 }
 
 /// The `info` report as text.
@@ -26,15 +57,15 @@ pub fn info(r: &InfoReport) -> String {
     let c = &r.core;
     let _ = writeln!(
         s,
-        "Core:       {} ({} bytes{}, written by {:?}, {} segments, {} notes)",
+        "Core:       {} ({} bytes{}, written by {}, {}, {})",
         esc_path(&c.path),
         c.size,
         c.compression
             .map(|f| format!(", {f}-compressed"))
             .unwrap_or_default(),
-        c.producer,
-        c.segments,
-        c.notes
+        producer_text(c.producer),
+        counted(c.segments, "segment", "segments"),
+        counted(c.notes, "note", "notes")
     );
     if let Some(t) = &c.truncated {
         let _ = writeln!(
@@ -83,8 +114,10 @@ pub fn info(r: &InfoReport) -> String {
         Some(p) => {
             let _ = writeln!(
                 s,
-                "Python:     {} (from {:?} in {})",
-                p.version, p.source, p.module
+                "Python:     {} (from {} in {})",
+                p.version,
+                version_source_text(p.source),
+                esc(&p.module)
             );
             if let Some(evidence) = &p.free_threaded {
                 let _ = writeln!(
@@ -94,7 +127,10 @@ pub fn info(r: &InfoReport) -> String {
             }
         }
         None => {
-            let _ = writeln!(s, "Python:     not found");
+            let _ = writeln!(
+                s,
+                "Python:     not a Python process (no CPython interpreter found)"
+            );
         }
     }
     let _ = writeln!(s, "\nThreads ({}):", r.threads.len());
@@ -114,19 +150,31 @@ pub fn info(r: &InfoReport) -> String {
     }
     let _ = writeln!(s, "{t}");
     let _ = writeln!(s, "\nModules ({}):", r.modules.len());
+    // The table says how each file was found; the paths that are not the
+    // recorded one follow it, one per line, so the table stays narrow.
+    let mut paths: Vec<String> = Vec::new();
     let mut t = table(&["module", "base", "build-id", "file", "debug info"]);
     for m in &r.modules {
-        let found = |state: &str, path: &std::path::Path| {
+        let name = format!(
+            "{}{}",
+            esc(&m.name),
+            if m.deleted { " (deleted)" } else { "" }
+        );
+        let mut elsewhere = |state: &str, what: &str, path: &std::path::Path| {
             if path == std::path::Path::new(&m.path) {
                 state.to_string()
             } else {
-                format!("{state} {}", esc_path(path))
+                paths.push(format!("  {name}: {what} {}", esc_path(path)));
+                format!("{state}, elsewhere")
             }
         };
         let file = match &m.file {
-            FileStatus::Verified { path } => found("ok", path),
-            FileStatus::Unverified { path } => found("unverified", path),
-            FileStatus::Mismatch { path, .. } => format!("BUILD-ID MISMATCH {}", esc_path(path)),
+            FileStatus::Verified { path } => elsewhere("ok", "file", path),
+            FileStatus::Unverified { path } => elsewhere("unverified", "file", path),
+            FileStatus::Mismatch { path, .. } => {
+                paths.push(format!("  {name}: a different build at {}", esc_path(path)));
+                "BUILD-ID MISMATCH".to_string()
+            }
             FileStatus::Missing { .. } => "missing".to_string(),
             FileStatus::InCore => "in core".to_string(),
         };
@@ -148,27 +196,36 @@ pub fn info(r: &InfoReport) -> String {
                 let packed = if *compression == SectionCompression::None {
                     ""
                 } else {
-                    " (compressed)"
+                    ", compressed"
                 };
-                format!("{via}{packed} {}", esc_path(path))
+                paths.push(format!("  {name}: debug file {}", esc_path(path)));
+                format!("{via}{packed}")
             }
             DebugStatus::Missing { .. } => "none".to_string(),
         };
         t.add_row(vec![
-            format!(
-                "{}{}",
-                esc(&m.name),
-                if m.deleted { " (deleted)" } else { "" }
-            ),
+            name.clone(),
             format!("{:#x}", m.base),
-            m.build_id
-                .as_deref()
-                .map_or("-".into(), |b| esc(b).to_string()),
+            m.build_id.as_deref().map_or("-".into(), |b| {
+                let id = esc(b).to_string();
+                // On a terminal a prefix tells builds apart; piped, the whole id for grep.
+                if output_width().is_some() {
+                    short_build_id(&id)
+                } else {
+                    id
+                }
+            }),
             file,
             debug,
         ]);
     }
     let _ = writeln!(s, "{t}");
+    if !paths.is_empty() {
+        let _ = writeln!(s, "\nFiles not at their recorded path, and debug files:");
+        for line in paths {
+            let _ = writeln!(s, "{line}");
+        }
+    }
     crashed_stack(&mut s, r.crashed_lwp, r.crashed_thread_stack.as_ref());
     diagnostics_lines(&mut s, &r.diagnostics);
     s
@@ -177,24 +234,15 @@ pub fn info(r: &InfoReport) -> String {
 /// The `threads` report as Python-style tracebacks, most recent call last.
 pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Python {} · layout from {} · interpreters found by {}",
-        esc(r.python_version.as_deref().unwrap_or("?")),
-        r.layout_source
-            .as_ref()
-            .map_or("?".to_string(), layout_source_text),
-        r.runtime_strategy
-            .map_or("?".to_string(), |st| format!("{st:?}")),
-    );
+    let _ = writeln!(s, "{}", python_header(r));
     if r.interpreters.len() > 1 {
         for i in &r.interpreters {
             let _ = writeln!(
                 s,
-                "Interpreter {} at {:#x}: {} threads",
+                "Interpreter {} at {:#x}: {}",
                 opt(i.id),
                 i.address,
-                i.threads
+                counted(i.threads, "thread", "threads")
             );
         }
     }
@@ -272,7 +320,7 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
             continue;
         }
         let name = esc(f.qualname.as_deref().unwrap_or(&f.function));
-        let line = f.line.map_or("?".to_string(), |l| l.to_string());
+        let line = f.line.map_or("unknown".to_string(), |l| l.to_string());
         let recovered = if f.recovered {
             "  [recovered from the data stack]"
         } else {
@@ -340,11 +388,11 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     continue;
                 }
                 let name = esc(p.qualname.as_deref().unwrap_or(&p.function));
-                let line = p.line.map_or("?".to_string(), |l| l.to_string());
+                let line = p.line.map_or(String::new(), |l| format!(":{l}"));
                 let recovered = if p.recovered { " [recovered]" } else { "" };
                 let _ = writeln!(
                     s,
-                    "  #{i:<3} ({kind}) {name} at {}:{line}{recovered}",
+                    "  #{i:<3} ({kind}) {name} at {}{line}{recovered}",
                     esc(&p.file)
                 );
             }
@@ -396,8 +444,12 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
     if stack.unattached_python_frames > 0 {
         let _ = writeln!(
             s,
-            "  ({} Python frames matched no eval-loop frame; shown last)",
-            stack.unattached_python_frames
+            "  ({} matched no eval-loop frame; shown last)",
+            counted(
+                stack.unattached_python_frames,
+                "Python frame",
+                "Python frames"
+            )
         );
     }
 }
@@ -428,8 +480,8 @@ fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]
         for d in diagnostics {
             let _ = writeln!(
                 s,
-                "  {:?} [{}]: {}",
-                d.severity,
+                "  {} [{}]: {}",
+                json_name(&d.severity),
                 esc(d.source),
                 esc(&d.message)
             );
@@ -450,9 +502,9 @@ fn finding_lines(s: &mut String, findings: &[pymortem::forensics::Finding]) {
     for f in findings {
         let _ = writeln!(
             s,
-            "  [{:?}] {:?} at {:#x}: {}",
-            f.severity,
-            f.kind,
+            "  [{}] {} at {:#x}: {}",
+            json_name(&f.severity),
+            json_name(&f.kind),
             f.address,
             esc(&f.message)
         );
@@ -465,12 +517,12 @@ fn finding_lines(s: &mut String, findings: &[pymortem::forensics::Finding]) {
 /// The `check`, `freelists` and `gc` reports.
 pub fn check(r: &pymortem::report::CheckReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "Python {} · pid {}",
-        esc(r.python_version.as_deref().unwrap_or("?")),
-        opt(r.pid)
+    let python = r.python_version.as_deref().map_or_else(
+        || "Not a Python process".to_string(),
+        |v| format!("Python {}", esc(v)),
     );
+    let pid = r.pid.map_or(String::new(), |p| format!(" · pid {p}"));
+    let _ = writeln!(s, "{python}{pid}");
     if let Some(v) = &r.verdict
         && r.schema == "check"
     {
@@ -498,7 +550,7 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
             "anomalies",
         ]);
         for slot in &r.free_lists {
-            let anomalies: Vec<String> = slot.anomalies.iter().map(|a| format!("{a:?}")).collect();
+            let anomalies: Vec<String> = slot.anomalies.iter().map(json_name).collect();
             t.add_row(vec![
                 slot.interpreter.map_or("-".into(), |i| format!("{i:#x}")),
                 slot.index.to_string(),
@@ -550,8 +602,9 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  type:       {} ({})",
-        esc(o.type_name.as_deref().unwrap_or("?")),
-        o.type_address.map_or("?".into(), |t| format!("{t:#x}"))
+        esc(o.type_name.as_deref().unwrap_or("unreadable")),
+        o.type_address
+            .map_or("its address unreadable".into(), |t| format!("{t:#x}"))
     );
     let _ = writeln!(
         s,
@@ -612,17 +665,96 @@ fn unchecked_lines(s: &mut String, unchecked: &[pymortem::forensics::Unchecked])
     }
 }
 
-/// `dwarf`, `table`, ...; with why the cached entry was rejected, if it was.
-fn layout_source_text(source: &pymortem::layout::LayoutSource) -> String {
-    let kind = serde_json::to_value(source)
-        .ok()
-        .and_then(|v| v["kind"].as_str().map(String::from))
-        .unwrap_or_default();
+/// Where a layout came from, in words, with why the cached entry was
+/// rejected when it was.
+pub(crate) fn layout_source_text(source: &pymortem::layout::LayoutSource) -> String {
+    use pymortem::layout::LayoutSource;
     match source {
-        pymortem::layout::LayoutSource::Dwarf {
-            cache_rejected: Some(why),
+        LayoutSource::Dwarf {
+            path,
+            cached,
+            cache_rejected,
             ..
-        } => format!("{kind}; the cached layout failed validation: {why}"),
-        _ => kind,
+        } => {
+            let mut text = format!("DWARF in {}", esc_path(path));
+            if *cached {
+                text.push_str(" (cached)");
+            }
+            if let Some(why) = cache_rejected {
+                let _ = write!(text, "; the cached layout failed validation: {}", esc(why));
+            }
+            text
+        }
+        LayoutSource::DebugOffsets { address, table } => format!(
+            "_Py_DebugOffsets at {address:#x}, completed from the built-in {} table",
+            esc(table)
+        ),
+        LayoutSource::Table {
+            table,
+            micro,
+            exact,
+        } => {
+            let exact = if *exact {
+                ""
+            } else {
+                ", the nearest micro version"
+            };
+            format!("the built-in {} table ({}{exact})", esc(table), esc(micro))
+        }
     }
+}
+
+/// How the interpreters were found, in words.
+pub(crate) fn runtime_strategy_text(
+    strategy: pymortem::layout::runtime_address::RuntimeStrategy,
+) -> &'static str {
+    use pymortem::layout::runtime_address::RuntimeStrategy;
+    match strategy {
+        RuntimeStrategy::Symbol => "the _PyRuntime symbol",
+        RuntimeStrategy::Section => "the .PyRuntime section",
+        RuntimeStrategy::DebugOffsetsScan => "a scan for the _Py_DebugOffsets cookie",
+        RuntimeStrategy::InterpHeadSymbol => "the interp_head symbol",
+        RuntimeStrategy::InterpreterScan => "a scan of .data and .bss for an interpreter state",
+    }
+}
+
+/// Who wrote the core, in words.
+fn producer_text(producer: pymortem::core::Producer) -> &'static str {
+    match producer {
+        pymortem::core::Producer::Kernel => "the kernel",
+        pymortem::core::Producer::Gdb => "gdb",
+    }
+}
+
+/// How the Python version was found, in words.
+fn version_source_text(source: pymortem::layout::VersionSource) -> &'static str {
+    use pymortem::layout::VersionSource;
+    match source {
+        VersionSource::PyVersionSymbol => "Py_Version",
+        VersionSource::DebugOffsets => "_Py_DebugOffsets",
+        VersionSource::VersionString => "the Py_GetVersion string",
+        VersionSource::VersionStringScan => "a scan for the Py_GetVersion string",
+        VersionSource::DebugOffsetsScan => "a scan for _Py_DebugOffsets",
+        VersionSource::LibraryName => "the library's file name",
+    }
+}
+
+/// The first line of `threads`: the version, where the layout came from and
+/// how the interpreters were found; or that the core is not of a Python process.
+fn python_header(r: &pymortem::report::ThreadsReport) -> String {
+    let Some(version) = &r.python_version else {
+        return "Not a Python process: no CPython interpreter was found in the core".into();
+    };
+    let mut line = format!("Python {}", esc(version));
+    if let Some(source) = &r.layout_source {
+        let _ = write!(line, " · layout from {}", layout_source_text(source));
+    }
+    if let Some(strategy) = r.runtime_strategy {
+        let _ = write!(
+            line,
+            " · interpreters found by {}",
+            runtime_strategy_text(strategy)
+        );
+    }
+    line
 }

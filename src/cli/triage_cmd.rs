@@ -1,21 +1,22 @@
 //! `pymortem triage`: many cores in parallel, grouped by crash signature.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use comfy_table::{Table, presets};
 use rayon::prelude::*;
 use serde_json::json;
 
+use pymortem::core::TempBudget;
 use pymortem::report::SCHEMA_VERSION;
-use pymortem::triage::signature::SIGNATURE_VERSION;
+use pymortem::triage::signature::{SIGNATURE_VERSION, crash_kind};
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
 
 use super::escape::{csv_field, esc, esc_path};
+use super::render::{counted, fit_table};
 use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
 
 #[derive(Debug, Args)]
@@ -44,6 +45,11 @@ pub struct TriageArgs {
     /// Cores read at once (default: one per CPU).
     #[arg(long)]
     jobs: Option<usize>,
+    /// The most the batch's decompressed cores may take in the temp dir at
+    /// once (bytes, or with K, M, G, T; default: the --max-core-size value); a
+    /// core that does not fit is decompressed alone, when the others are done.
+    #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
+    max_batch_temp: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,12 +62,21 @@ enum FailOn {
 type Outcome = (PathBuf, Result<CoreTriage, String>);
 
 pub fn run(args: &TriageArgs) -> i32 {
+    if let Err(message) = super::inputs::check_search_paths(&args.search) {
+        return fail(&message);
+    }
     let (cores, skipped) = collect_inputs(&args.paths);
     if cores.is_empty() && skipped.is_empty() {
         return fail("no files found under the paths given");
     }
+    let mut open = args.search.options();
+    let batch_limit = args
+        .max_batch_temp
+        .unwrap_or(open.open.max_decompressed_size);
+    let budget = TempBudget::new(batch_limit);
+    open.open.temp_budget = Some(Arc::clone(&budget));
     let options = TriageOptions {
-        open: args.search.options(),
+        open,
         layout: args.cache.options(),
         no_checks: args.no_checks,
     };
@@ -96,14 +111,17 @@ pub fn run(args: &TriageArgs) -> i32 {
             .map(|i| i + 1)
     };
     let text = if args.json {
-        json_lines(&outcomes, &skipped, &groups, &group_of)
+        json_lines(&outcomes, &skipped, &groups, &group_of, &budget)
     } else if args.csv {
         csv(&outcomes, &skipped, &group_of)
     } else {
         table(&outcomes, &skipped, &groups)
     };
+    // CSV rows are data: escaped like text, never wrapped to a width.
     let code = if args.json {
         emit(&text)
+    } else if args.csv {
+        emit(&super::escape::terminal_text(&text))
     } else {
         emit_text(&text)
     };
@@ -123,40 +141,43 @@ pub fn run(args: &TriageArgs) -> i32 {
     }
 }
 
-/// A progress line on stderr, only when stderr is a terminal.
+/// A progress bar on stderr with the rate and the time left, only when
+/// stderr is a terminal: piped or redirected, nothing is written.
 struct Progress {
-    total: usize,
-    done: AtomicUsize,
-    out: Option<Mutex<std::io::Stderr>>,
+    bar: indicatif::ProgressBar,
 }
 
 impl Progress {
     fn new(total: usize) -> Progress {
-        let stderr = std::io::stderr();
-        let out = stderr.is_terminal().then(|| Mutex::new(stderr));
-        Progress {
-            total,
-            done: AtomicUsize::new(0),
-            out,
+        if !std::io::stderr().is_terminal() {
+            return Progress {
+                bar: indicatif::ProgressBar::hidden(),
+            };
         }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total as u64),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} cores · {rate} · {eta} left",
+        ) {
+            bar.set_style(style.with_key(
+                "rate",
+                |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.1} cores/s", state.per_sec());
+                },
+            ));
+        }
+        Progress { bar }
     }
 
     fn tick(&self) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(out) = &self.out
-            && let Ok(mut err) = out.lock()
-        {
-            let _ = write!(err, "\rtriaged {done}/{} cores", self.total);
-            let _ = err.flush();
-        }
+        self.bar.inc(1);
     }
 
+    /// The bar goes away: the report follows on stdout.
     fn finish(&self) {
-        if let Some(out) = &self.out
-            && let Ok(mut err) = out.lock()
-        {
-            let _ = writeln!(err);
-        }
+        self.bar.finish_and_clear();
     }
 }
 
@@ -165,6 +186,7 @@ fn json_lines(
     skipped: &[pymortem::triage::Skipped],
     groups: &[pymortem::triage::Group],
     group_of: &dyn Fn(&str) -> Option<usize>,
+    budget: &TempBudget,
 ) -> String {
     let mut out = String::new();
     for (path, outcome) in outcomes {
@@ -189,6 +211,7 @@ fn json_lines(
         "errors": outcomes.iter().filter(|(_, o)| o.is_err()).count(),
         "skipped": skipped.len(),
         "groups": groups,
+        "temp": {"limit_bytes": budget.limit(), "peak_bytes": budget.peak()},
     });
     let _ = writeln!(out, "{summary}");
     out
@@ -256,36 +279,55 @@ fn table(
         .count();
     let _ = writeln!(
         s,
-        "{} cores: {} groups, {} errors, {} incomplete, {} skipped (signature v{SIGNATURE_VERSION})",
-        outcomes.len(),
-        groups.len(),
-        errors.len(),
+        "{}: {}, {}, {} incomplete, {} skipped (signature v{SIGNATURE_VERSION})",
+        counted(outcomes.len(), "core", "cores"),
+        counted(groups.len(), "group", "groups"),
+        counted(errors.len(), "error", "errors"),
         incomplete,
         skipped.len()
     );
+    // An overview that fits a terminal, then each group's signature lines,
+    // which are too long for a table cell, each on a line of its own.
     let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.load_style(presets::NOTHING);
+    fit_table(&mut t);
     t.set_header([
         "#",
-        "count",
+        "cores",
         "signature",
         "python",
         "first seen",
         "last seen",
-        "example",
     ]);
     for (i, g) in groups.iter().enumerate() {
         t.add_row([
             (i + 1).to_string(),
             g.count.to_string(),
-            format!("{}\n{}", g.signature, esc(&g.signature_text)),
+            g.signature.clone(),
             esc(&g.python_versions.join(" ")).to_string(),
             g.first_seen.map_or("-".into(), utc),
             g.last_seen.map_or("-".into(), utc),
-            esc_path(&g.example),
         ]);
     }
-    let _ = writeln!(s, "{t}");
+    if !groups.is_empty() {
+        let _ = writeln!(s, "{t}");
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "\nGroup {} ({}, {}):",
+            i + 1,
+            counted(g.count, "core", "cores"),
+            g.signature
+        );
+        for line in signature_lines(g, outcomes) {
+            let _ = writeln!(s, "  {line}");
+        }
+        let _ = writeln!(s, "  example: {}", esc_path(&g.example));
+    }
+    if !groups.is_empty() {
+        s.push('\n');
+    }
     // Each line names the core given, whatever file the message names.
     for (path, e) in errors {
         let shown = path.display().to_string();
@@ -313,6 +355,37 @@ fn table(
         let _ = writeln!(s, "skipped: {}: {}", esc_path(&k.path), esc(&k.reason));
     }
     s
+}
+
+/// The parts of a group's signature, one per line, each escaped on its
+/// own: a name from the core may hold a newline, which must not start a
+/// line of ours, so the parts come from the example core's fields rather
+/// than from splitting the signature's text.
+fn signature_lines(group: &pymortem::triage::Group, outcomes: &[Outcome]) -> Vec<String> {
+    let example = outcomes
+        .iter()
+        .filter_map(|(_, outcome)| outcome.as_ref().ok())
+        .find(|core| core.path == group.example);
+    let Some(core) = example else {
+        return vec![esc(&group.signature_text).to_string()];
+    };
+    let listed = |items: &[String], separator: &str| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            esc(&items.join(separator)).to_string()
+        }
+    };
+    vec![
+        esc(&crash_kind(
+            core.fatal_error.as_deref(),
+            core.signal.as_deref(),
+        ))
+        .to_string(),
+        format!("python: {}", listed(&core.python_frames, " < ")),
+        format!("native: {}", listed(&core.native_frames, " < ")),
+        format!("findings: {}", listed(&core.finding_kinds, ", ")),
+    ]
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.

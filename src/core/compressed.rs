@@ -15,6 +15,7 @@ use std::path::Path;
 use memmap2::Mmap;
 
 use super::OpenOptions;
+use super::temp_budget::{BatchFull, TempHold};
 use crate::error::{Diagnostic, Error};
 
 /// A supported compression format.
@@ -58,10 +59,13 @@ pub fn detect(head: &[u8]) -> Option<Format> {
 }
 
 /// A decompressed core.
+#[derive(Debug)]
 pub struct Decompressed {
     /// The decompressed bytes, mapped from an unnamed temp file that goes
     /// away with the map.
     pub map: Mmap,
+    /// Its room in the batch's temp budget, given back with the map.
+    pub hold: Option<TempHold>,
 }
 
 /// Memory the xz decoder may use: `xz -9` needs 65 MiB; a header that
@@ -72,13 +76,66 @@ const DISK_RESERVE: u64 = 256 << 20;
 /// How often (in bytes written) the free room is looked at again.
 const DISK_CHECK_EVERY: u64 = 64 << 20;
 
-/// Decompress `path` into a temp file and map it.
+/// Decompress `path` into a temp file and map it. In a batch that shares a
+/// [`TempBudget`](super::TempBudget), a core refused room while others hold
+/// theirs starts again alone.
 pub fn decompress(
     path: &Path,
     format: Format,
     options: &OpenOptions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<Decompressed, Error> {
+    let Some(budget) = &options.temp_budget else {
+        return decompress_once(path, format, options, None, diagnostics)?
+            .map_err(|_| unreachable_batch_full(path, format));
+    };
+    let mut hold = budget.hold();
+    let mut attempt_diagnostics = Vec::new();
+    match decompress_once(
+        path,
+        format,
+        options,
+        Some(&mut hold),
+        &mut attempt_diagnostics,
+    )? {
+        Ok(mut done) => {
+            hold.done_writing();
+            done.hold = Some(hold);
+            diagnostics.extend(attempt_diagnostics);
+            return Ok(done);
+        }
+        Err(_) => drop(hold),
+    }
+    let mut hold = budget.hold_alone();
+    match decompress_once(path, format, options, Some(&mut hold), diagnostics)? {
+        Ok(mut done) => {
+            hold.done_writing();
+            done.hold = Some(hold);
+            Ok(done)
+        }
+        Err(_) => Err(unreachable_batch_full(path, format)),
+    }
+}
+
+/// A lone decompression is never refused room; should it be, say so
+/// rather than loop.
+fn unreachable_batch_full(path: &Path, format: Format) -> Error {
+    Error::Decompress {
+        path: path.into(),
+        format: format.name(),
+        reason: "the batch's temp budget refused room to a core decompressed alone".into(),
+    }
+}
+
+/// One attempt: `Ok(Err(BatchFull))` when the batch's budget refused room
+/// (what was written is gone with the unnamed file).
+fn decompress_once(
+    path: &Path,
+    format: Format,
+    options: &OpenOptions,
+    mut hold: Option<&mut TempHold>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<Result<Decompressed, BatchFull>, Error> {
     let input =
         BufReader::new(crate::regular_file::open_regular(path).map_err(|e| Error::io(path, e))?);
     let temp_dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -94,28 +151,20 @@ pub fn decompress(
             temp_dir.display()
         ))
     })?;
-    let mut decoder: Box<dyn Read> = match format {
-        Format::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(input).map_err(|e| fail(e.to_string()))?)
-        }
-        Format::Lz4 => Box::new(Lz4Frames::new(input)),
-        Format::Xz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(
-                XZ_MEMORY_LIMIT,
-                liblzma::stream::CONCATENATED,
-            )
-            .map_err(|e| fail(e.to_string()))?;
-            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
-        }
-        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-    };
+    let mut decoder = decoder(input, format).map_err(|e| fail(e.to_string()))?;
     let room = DiskRoom { file: &file };
     let mut writer = BufWriter::with_capacity(1 << 20, &file);
     let written = copy_bounded(
         &mut decoder,
         &mut writer,
         options.max_decompressed_size,
-        &mut |_| room.check(),
+        &mut |_| {
+            if let Some(free) = room.check() {
+                return Some(Stop::DiskFull(free));
+            }
+            let hold = hold.as_deref_mut()?;
+            hold.grow(DISK_CHECK_EVERY).err().map(Stop::BatchFull)
+        },
     );
     let flushed = writer.flush();
     drop(writer);
@@ -133,6 +182,7 @@ pub fn decompress(
             ));
             n
         }
+        Ok(CopyEnd::BatchFull(full)) => return Ok(Err(full)),
         Ok(CopyEnd::DiskFull { written, free }) => {
             return Err(fail(format!(
                 "the temp dir {} has only {} MiB free after {} MiB were written; pass --temp-dir DIR \
@@ -165,15 +215,15 @@ pub fn decompress(
     if written == 0 {
         return Err(fail("the stream holds no data".into()));
     }
-    // SAFETY: the file has no name, so no other process can open it, and
-    // pymortem writes it no more once it is mapped.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| {
+    // The file has no name, so no other process can open it, and pymortem
+    // writes it no more once it is mapped; a bus error would name the core.
+    let map = crate::mapped_file::map_read_only(path, &file).map_err(|e| {
         fail(format!(
             "cannot map its decompressed copy in {}: {e}",
             temp_dir.display()
         ))
     })?;
-    Ok(Decompressed { map })
+    Ok(Ok(Decompressed { map, hold: None }))
 }
 
 /// The free room on the temp file's disk.
@@ -208,26 +258,40 @@ enum CopyEnd {
     Complete(u64),
     Limit(u64),
     DiskFull { written: u64, free: u64 },
+    BatchFull(BatchFull),
 }
 
-/// Copy until the reader ends, `limit` bytes are written, or `disk_full`
-/// (asked every [`DISK_CHECK_EVERY`] bytes) says the disk is nearly full.
+/// Why a copy must stop before its end.
+enum Stop {
+    /// The disk has this many bytes free.
+    DiskFull(u64),
+    /// The batch's temp budget refused room.
+    BatchFull(BatchFull),
+}
+
+/// Copy until the reader ends, `limit` bytes are written, or `stop` (asked
+/// before every [`DISK_CHECK_EVERY`] bytes) says the disk is nearly full or
+/// the batch has no room.
 fn copy_bounded(
     reader: &mut dyn Read,
     writer: &mut dyn Write,
     limit: u64,
-    disk_full: &mut dyn FnMut(u64) -> Option<u64>,
+    stop: &mut dyn FnMut(u64) -> Option<Stop>,
 ) -> Result<CopyEnd, (u64, io::Error)> {
     let mut buf = vec![0u8; 1 << 16];
     let mut total = 0u64;
     let mut next_check = 0u64;
     loop {
         if total >= next_check {
-            if let Some(free) = disk_full(total) {
-                return Ok(CopyEnd::DiskFull {
-                    written: total,
-                    free,
-                });
+            match stop(total) {
+                Some(Stop::DiskFull(free)) => {
+                    return Ok(CopyEnd::DiskFull {
+                        written: total,
+                        free,
+                    });
+                }
+                Some(Stop::BatchFull(full)) => return Ok(CopyEnd::BatchFull(full)),
+                None => {}
             }
             next_check = total + DISK_CHECK_EVERY;
         }
@@ -245,6 +309,45 @@ fn copy_bounded(
             return Ok(CopyEnd::Limit(total));
         }
     }
+}
+
+/// A decoder of `format` reading `input`, its memory bounded.
+fn decoder<'a>(input: impl Read + 'a, format: Format) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        Format::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Format::Lz4 => Box::new(Lz4Frames::new(input)),
+        Format::Xz => {
+            let stream = liblzma::stream::Stream::new_stream_decoder(
+                XZ_MEMORY_LIMIT,
+                liblzma::stream::CONCATENATED,
+            )
+            .map_err(io::Error::other)?;
+            Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
+        }
+        Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+    })
+}
+
+/// The first `max` decompressed bytes of a compressed file (fewer when it
+/// holds fewer): enough to tell a compressed core from a compressed archive
+/// without decompressing the whole file.
+pub fn peek(path: &Path, format: Format, max: usize) -> io::Result<Vec<u8>> {
+    let input = BufReader::new(crate::regular_file::open_regular(path)?);
+    let mut head = vec![0u8; max];
+    let mut decoder = decoder(input, format)?;
+    let mut filled = 0;
+    while filled < max {
+        match decoder.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A stream damaged past its start still shows what it holds.
+            Err(_) if filled > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    head.truncate(filled);
+    Ok(head)
 }
 
 /// Every frame of an LZ4 stream: systemd-coredump and `lz4` may write
@@ -369,7 +472,7 @@ mod tests {
     #[test]
     fn an_xz_dictionary_beyond_the_memory_limit_is_refused() {
         let (_temp, out) = decompress_bytes(&xz_with_huge_dictionary(), Format::Xz);
-        let err = out.err().expect("refused").to_string();
+        let err = out.expect_err("refused").to_string();
         assert!(err.contains("xz"), "{err}");
     }
 
@@ -377,7 +480,10 @@ mod tests {
     fn a_nearly_full_disk_stops_the_copy() {
         let mut reader: &[u8] = &[7u8; 1000];
         let mut sink = Vec::new();
-        let end = copy_bounded(&mut reader, &mut sink, 1 << 20, &mut |_| Some(5)).unwrap();
+        let end = copy_bounded(&mut reader, &mut sink, 1 << 20, &mut |_| {
+            Some(Stop::DiskFull(5))
+        })
+        .unwrap();
         assert!(matches!(
             end,
             CopyEnd::DiskFull {

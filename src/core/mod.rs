@@ -6,6 +6,7 @@
 
 pub mod compressed;
 pub mod notes;
+pub mod temp_budget;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Diagnostic, Error};
 pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo, X86_64Registers};
+pub use temp_budget::TempBudget;
 
 /// Notes beyond this count are ignored (a kernel core has a handful per thread).
 const MAX_NOTES: usize = 1 << 20;
@@ -30,6 +32,9 @@ pub struct OpenOptions {
     pub temp_dir: Option<PathBuf>,
     /// Upper bound on the decompressed size of a compressed core, in bytes.
     pub max_decompressed_size: u64,
+    /// A bound shared with the other cores of a batch on the decompressed
+    /// bytes held at once; `None` outside a batch.
+    pub temp_budget: Option<Arc<TempBudget>>,
 }
 
 impl Default for OpenOptions {
@@ -37,6 +42,7 @@ impl Default for OpenOptions {
         OpenOptions {
             temp_dir: None,
             max_decompressed_size: 64 << 30,
+            temp_budget: None,
         }
     }
 }
@@ -44,8 +50,10 @@ impl Default for OpenOptions {
 /// The bytes of a core: a file map, or a buffer.
 #[derive(Debug)]
 pub enum CoreBytes {
-    /// A mapped file (the core, or its decompressed copy).
+    /// A mapped core file.
     Mapped(Mmap),
+    /// The decompressed copy of a compressed core.
+    Decompressed(compressed::Decompressed),
     /// Bytes in memory.
     Owned(Vec<u8>),
 }
@@ -55,6 +63,7 @@ impl std::ops::Deref for CoreBytes {
     fn deref(&self) -> &[u8] {
         match self {
             CoreBytes::Mapped(m) => m,
+            CoreBytes::Decompressed(d) => &d.map,
             CoreBytes::Owned(v) => v,
         }
     }
@@ -174,10 +183,7 @@ impl CoreFile {
                 reason: "the file is empty".into(),
             });
         }
-        // SAFETY: the map is read-only; pymortem never trusts its contents and
-        // every access is bounds-checked, so a concurrent change to the file can
-        // only produce wrong data, which is handled like any hostile input.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let map = crate::mapped_file::map_read_only(path, &file).map_err(|e| Error::io(path, e))?;
         let mut diagnostics = Vec::new();
         match compressed::detect(&map) {
             None => Self::from_parts(path, CoreBytes::Mapped(map), None, diagnostics),
@@ -186,7 +192,7 @@ impl CoreFile {
                 let out = compressed::decompress(path, format, options, &mut diagnostics)?;
                 Self::from_parts(
                     path,
-                    CoreBytes::Mapped(out.map),
+                    CoreBytes::Decompressed(out),
                     Some(format.name()),
                     diagnostics,
                 )
@@ -463,9 +469,12 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
         diagnostics.push(Diagnostic::warning(
             "core",
             format!(
-                "the core is truncated: {} of {} bytes present, {} segments cut short; \
+                "the core is truncated: {} of {} bytes present, {} segment{} cut short; \
                  everything still in the file stays readable",
-                t.actual_size, t.expected_size, t.segments_affected
+                t.actual_size,
+                t.expected_size,
+                t.segments_affected,
+                if t.segments_affected == 1 { "" } else { "s" }
             ),
         ));
     }

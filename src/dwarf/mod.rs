@@ -63,10 +63,13 @@ type Sections<'i> = HashMap<&'static str, Cow<'i, [u8]>>;
 /// A section present but unusable (damaged, or declaring an implausible
 /// size) fails the load: reading on without it would find nothing and look
 /// like DWARF without the types asked for, instead of a reason to fall back.
+/// Together they decompress to at most
+/// [`MAX_SECTIONS_TOTAL`](crate::modules::section_data::MAX_SECTIONS_TOTAL).
 fn load_sections<'i>(
     image: &'i ElfImage,
     extra: &[&'static str],
 ) -> Result<Sections<'i>, DwarfError> {
+    let mut remaining = crate::modules::section_data::MAX_SECTIONS_TOTAL;
     [
         ".debug_info",
         ".debug_abbrev",
@@ -78,13 +81,15 @@ fn load_sections<'i>(
     ]
     .iter()
     .chain(extra)
-    .filter_map(|&name| match image.section_data(name) {
-        Ok(data) => Ok(Some((name, data?))).transpose(),
-        Err(e) => Some(Err(DwarfError::Bad {
-            path: image.path().display().to_string(),
-            reason: e.to_string(),
-        })),
-    })
+    .filter_map(
+        |&name| match image.section_data_within(name, &mut remaining) {
+            Ok(data) => Ok(Some((name, data?))).transpose(),
+            Err(e) => Some(Err(DwarfError::Bad {
+                path: image.path().display().to_string(),
+                reason: e.to_string(),
+            })),
+        },
+    )
     .collect()
 }
 
@@ -205,7 +210,8 @@ pub fn query(image: &ElfImage, query: &Query) -> Result<QueryResult, DwarfError>
         let unit = match dwarf.unit(header) {
             Ok(unit) => unit,
             Err(e) => {
-                unit_errors.push(format!("unit at {:?}: {e}", header.offset()));
+                let at = format!("{:#x}", header.offset().0);
+                unit_errors.push(format!("unit at {at}: {e}"));
                 continue;
             }
         };

@@ -103,8 +103,8 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
         }
         TupleFreeListStorage::Interpreter => {
             let (Some(heads), Some(counters)) = (
-                heap.off("PyInterpreterState", "tuple_free_list"),
-                heap.off("PyInterpreterState", "tuple_numfree"),
+                heap.layout.offsets().interp.tuple_free_list.get(),
+                heap.layout.offsets().interp.tuple_numfree.get(),
             ) else {
                 return Err("the layout lacks the interpreter's tuple free lists".to_string());
             };
@@ -122,10 +122,10 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
         }
         TupleFreeListStorage::InterpreterPairs => {
             let (Some(base), Some(head), Some(size), Some(stride)) = (
-                heap.off("PyInterpreterState", "tuple_free_list"),
-                heap.off("FreeList", "head"),
-                heap.off("FreeList", "size"),
-                heap.layout.size("FreeList"),
+                heap.layout.offsets().interp.tuple_free_list.get(),
+                heap.layout.offsets().freelist.head.get(),
+                heap.layout.offsets().freelist.size.get(),
+                heap.layout.offsets().freelist.sizeof.get(),
             ) else {
                 return Err(
                     "the layout lacks the interpreter's tuple free lists (_Py_freelist)"
@@ -271,7 +271,11 @@ fn walk_slot(
                 Severity::Error,
                 node,
                 Some(list.clone()),
-                format!("the chain of {list} comes back to {node:#x} after {} members: it was pushed twice", slot.walked),
+                format!(
+                    "the chain of {list} comes back to {node:#x} after {} member{}: it was pushed twice",
+                    slot.walked,
+                    if slot.walked == 1 { "" } else { "s" }
+                ),
             )
             .with("repeated_address", node)
             .with("position", slot.members.iter().position(|&m| m == node).unwrap_or(0))
@@ -287,8 +291,9 @@ fn walk_slot(
                 node,
                 Some(list.clone()),
                 format!(
-                    "{list} goes on past {} members although its counter says {}",
+                    "{list} goes on past {} member{} although its counter says {}",
                     slot.walked,
+                    if slot.walked == 1 { "" } else { "s" },
                     counter.unwrap_or(0)
                 ),
             )
@@ -314,7 +319,11 @@ fn walk_slot(
         slot.members.push(node);
         let next = match heap.facts.free_list_link {
             FreeListLink::ObItem0 => heap
-                .off("PyTupleObject", "ob_item")
+                .layout
+                .offsets()
+                .tuple
+                .ob_item
+                .get()
                 .and_then(|o| heap.memory.read_ptr(node.wrapping_add(o)).ok()),
             FreeListLink::FirstWord => heap.memory.read_u64(node).ok(),
         };
@@ -386,7 +395,7 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
         let name = heap
             .objects
             .type_name_of_type(ty)
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| format!("<type at {ty:#x}>"));
         out.push(
             invalid(format!("{node:#x} on {list} is a {name}, not a tuple"))
                 .with("type", ty)
@@ -398,7 +407,8 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
     if ob_size != size as i64 {
         out.push(
             invalid(format!(
-                "{node:#x} on {list} has {ob_size} items, not {size}"
+                "{node:#x} on {list} has {ob_size} item{}, not {size}",
+                if ob_size == 1 { "" } else { "s" }
             ))
             .with("ob_size", ob_size),
         );

@@ -126,7 +126,13 @@ impl<'w> Seen<'w> {
 
 /// The heads to walk: (name, head address, generation struct address).
 fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
-    let stride = heap.layout.size("GCGeneration").unwrap_or(0);
+    let stride = heap
+        .layout
+        .offsets()
+        .gc_generation
+        .sizeof
+        .get()
+        .unwrap_or(0);
     let bases: Vec<(Option<u64>, u64)> = match heap.facts.gc_lists {
         GcListLocation::Static => {
             let generation0 = heap.module.and_then(|m| {
@@ -162,11 +168,11 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
                 }
             }
         }
-        GcListLocation::Runtime => match (heap.runtime, heap.off("_PyRuntimeState", "gc")) {
+        GcListLocation::Runtime => match (heap.runtime, heap.layout.offsets().runtime.gc.get()) {
             (Some(rt), Some(off)) => vec![(None, rt + off)],
             _ => Vec::new(),
         },
-        GcListLocation::Interpreter => match heap.off("PyInterpreterState", "gc") {
+        GcListLocation::Interpreter => match heap.layout.offsets().interp.gc.get() {
             Some(off) => heap
                 .interpreters
                 .iter()
@@ -188,23 +194,23 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
         let suffix = interp
             .map(|i| format!(" of interpreter {i:#x}"))
             .unwrap_or_default();
-        if let Some(c) = heap.off("GCRuntimeState", "collecting") {
+        if let Some(c) = heap.layout.offsets().gc_runtime.collecting.get() {
             collecting |= heap
                 .memory
                 .read_i32(gc.wrapping_add(c))
                 .is_ok_and(|v| v != 0);
         }
-        if let Some(g) = heap.off("GCRuntimeState", "generations") {
+        if let Some(g) = heap.layout.offsets().gc_runtime.generations.get() {
             out.extend((0..3).map(|i| (format!("generation {i}{suffix}"), gc + g + i * stride)));
         } else if let (Some(young), Some(old)) = (
-            heap.off("GCRuntimeState", "young"),
-            heap.off("GCRuntimeState", "old"),
+            heap.layout.offsets().gc_runtime.young.get(),
+            heap.layout.offsets().gc_runtime.old.get(),
         ) {
             // 3.14.0–3.14.4: the incremental collector's young and old lists.
             out.push((format!("young{suffix}"), gc + young));
             out.extend((0..2).map(|i| (format!("old {i}{suffix}"), gc + old + i * stride)));
         }
-        if let Some(p) = heap.off("GCRuntimeState", "permanent_generation") {
+        if let Some(p) = heap.layout.offsets().gc_runtime.permanent_generation.get() {
             out.push((format!("permanent{suffix}"), gc + p));
         }
     }
@@ -253,7 +259,7 @@ pub fn walk(
             "a GC collection was running: link findings are notes, not errors",
         ));
     }
-    let head_off = heap.off("GCGeneration", "head").unwrap_or(0);
+    let head_off = heap.layout.offsets().gc_generation.head.get().unwrap_or(0);
     let link_severity = if collecting {
         Severity::Note
     } else {
@@ -262,10 +268,18 @@ pub fn walk(
     for (name, generation) in heads {
         let head = generation + head_off;
         let count = heap
-            .off("GCGeneration", "count")
+            .layout
+            .offsets()
+            .gc_generation
+            .count
+            .get()
             .and_then(|o| heap.memory.read_i32(generation.wrapping_add(o)).ok());
         let threshold = heap
-            .off("GCGeneration", "threshold")
+            .layout
+            .offsets()
+            .gc_generation
+            .threshold
+            .get()
             .and_then(|o| heap.memory.read_i32(generation.wrapping_add(o)).ok());
         let mut summary = GenerationSummary {
             name: name.clone(),
@@ -449,7 +463,7 @@ fn check_object(
         let name = heap
             .objects
             .type_name_of_type(ty)
-            .unwrap_or_else(|_| "?".into());
+            .unwrap_or_else(|_| format!("<type at {ty:#x}>"));
         raise(
             Finding::new(
                 FindingKind::GcObjectNotGcType,

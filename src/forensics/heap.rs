@@ -94,19 +94,22 @@ impl<'p> Heap<'p> {
             facts: &layout.facts,
             objects,
             tuple_type: std::cell::OnceCell::new(),
-            gc_head_size: layout.size("PyGC_Head").unwrap_or(16),
+            gc_head_size: layout.offsets().gc_head.sizeof.get().unwrap_or(16),
             module,
             interpreters: state.runtime.interpreters.clone(),
             runtime: state.runtime.runtime,
             type_flags: RefCell::default(),
             last_type_flags: Cell::new((0, None)),
-            gc_next_at: layout.offset("PyGC_Head", "gc_next"),
-            gc_prev_at: layout.offset("PyGC_Head", "gc_prev"),
-            gc_refs_at: layout.offset("PyGC_Head", "gc_refs"),
-            tp_flags_at: layout.offset("PyTypeObject", "tp_flags"),
+            gc_next_at: layout.offsets().gc_head.gc_next.get(),
+            gc_prev_at: layout.offsets().gc_head.gc_prev.get(),
+            gc_refs_at: layout.offsets().gc_head.gc_refs.get(),
+            tp_flags_at: layout.offsets().type_object.tp_flags.get(),
             object_head: layout
-                .offset("PyObject", "ob_refcnt")
-                .zip(layout.offset("PyObject", "ob_type")),
+                .offsets()
+                .object
+                .ob_refcnt
+                .get()
+                .zip(layout.offsets().object.ob_type.get()),
             cursor: Cell::new((0, &[])),
         }
     }
@@ -117,11 +120,6 @@ impl<'p> Heap<'p> {
             self.module
                 .and_then(|m| m.symbol_address("PyTuple_Type", None))
         })
-    }
-
-    /// A field offset, or 0 when the layout lacks it (callers check presence first where it matters).
-    pub fn off(&self, st: &str, field: &str) -> Option<u64> {
-        self.layout.offset(st, field)
     }
 
     fn mask(&self, word: u64) -> u64 {
@@ -284,11 +282,11 @@ impl<'p> Heap<'p> {
     pub fn object_extent(&self, obj: u64, ty: u64) -> Option<u64> {
         let basic = self
             .memory
-            .read_i64(ty.wrapping_add(self.off("PyTypeObject", "tp_basicsize")?))
+            .read_i64(ty.wrapping_add(self.layout.offsets().type_object.tp_basicsize.get()?))
             .ok()?;
         let item = self
             .memory
-            .read_i64(ty.wrapping_add(self.off("PyTypeObject", "tp_itemsize")?))
+            .read_i64(ty.wrapping_add(self.layout.offsets().type_object.tp_itemsize.get()?))
             .ok()?;
         let mut size = u64::try_from(basic).ok()?;
         if item != 0 {

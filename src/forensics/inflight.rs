@@ -239,7 +239,7 @@ pub fn mutators(process: &Process, state: &PythonState, wanted: &Wanted) -> Vec<
         let words = thread_words(process, thread, Some(high));
         out.push(Mutator {
             lwp: thread.lwp,
-            function: function.unwrap_or("?").to_string(),
+            function: function.unwrap_or("an unknown function").to_string(),
             words,
         });
     }
@@ -401,11 +401,11 @@ fn list_items(heap: &Heap, obj: u64) -> Option<(u64, u64)> {
     }
     let items = heap
         .memory
-        .read_ptr(obj.wrapping_add(heap.off("PyListObject", "ob_item")?))
+        .read_ptr(obj.wrapping_add(heap.layout.offsets().list.ob_item.get()?))
         .ok()?;
     let allocated = heap
         .memory
-        .read_i64(obj.wrapping_add(heap.off("PyListObject", "allocated")?))
+        .read_i64(obj.wrapping_add(heap.layout.offsets().list.allocated.get()?))
         .ok()?;
     Some((items, u64::try_from(allocated).ok()?.min(1 << 28)))
 }

@@ -180,8 +180,8 @@ impl Enumerator {
     pub fn new(heap: &Heap) -> Enumerator {
         Enumerator {
             shapes: Shapes::default(),
-            tuple_items: heap.off("PyTupleObject", "ob_item"),
-            list_items: heap.off("PyListObject", "ob_item"),
+            tuple_items: heap.layout.offsets().tuple.ob_item.get(),
+            list_items: heap.layout.offsets().list.ob_item.get(),
             buf: Vec::new(),
         }
     }
@@ -442,57 +442,70 @@ fn visit_array<F: FnMut(Slot) + ?Sized>(
 /// The owned references in a frame's locals, cells and free variables.
 fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
     let layout = heap.layout;
-    let (base, count, tagged) =
-        if let Some(plus) = layout.offset("_PyInterpreterFrame", "localsplus") {
-            let Some(code) = layout
-                .offset("_PyInterpreterFrame", "code")
-                .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
-            else {
-                return;
-            };
-            let code = code & !3;
-            let Some(n) = layout
-                .offset("PyCodeObject", "co_nlocalsplus")
-                .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
-            else {
-                return;
-            };
-            (
-                frame.wrapping_add(plus),
-                u64::try_from(n).unwrap_or(0),
-                heap.objects.version.major_minor() >= (3, 14),
-            )
-        } else {
-            // Up to 3.10 frames are GC objects; their locals are counted from
-            // the thread's frames here, not from the GC list.
-            let Some(plus) = layout.offset("PyFrameObject", "f_localsplus") else {
-                return;
-            };
-            let Some(code) = layout
-                .offset("PyFrameObject", "f_code")
-                .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
-            else {
-                return;
-            };
-            let field = |name: &str| {
-                layout
-                    .offset("PyCodeObject", name)
-                    .and_then(|o| heap.memory.read_ptr(code.wrapping_add(o)).ok())
-            };
-            let tuple_len = |t: Option<u64>| {
-                t.and_then(|t| heap.objects.var_size(t).ok())
-                    .map_or(0, |n| n.max(0) as u64)
-            };
-            let nlocals = layout
-                .offset("PyCodeObject", "co_nlocals")
-                .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
-                .map_or(0, |n| n.max(0) as u64);
-            (
-                frame.wrapping_add(plus),
-                nlocals + tuple_len(field("co_cellvars")) + tuple_len(field("co_freevars")),
-                false,
-            )
+    let (base, count, tagged) = if let Some(plus) = layout.offsets().interp_frame.localsplus.get() {
+        let Some(code) = layout
+            .offsets()
+            .interp_frame
+            .code
+            .get()
+            .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
+        else {
+            return;
         };
+        let code = code & !3;
+        let Some(n) = layout
+            .offsets()
+            .code
+            .co_nlocalsplus
+            .get()
+            .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
+        else {
+            return;
+        };
+        (
+            frame.wrapping_add(plus),
+            u64::try_from(n).unwrap_or(0),
+            heap.objects.version.major_minor() >= (3, 14),
+        )
+    } else {
+        // Up to 3.10 frames are GC objects; their locals are counted from
+        // the thread's frames here, not from the GC list.
+        let Some(plus) = layout.offsets().frame_object.f_localsplus.get() else {
+            return;
+        };
+        let Some(code) = layout
+            .offsets()
+            .frame_object
+            .f_code
+            .get()
+            .and_then(|o| heap.memory.read_ptr(frame.wrapping_add(o)).ok())
+        else {
+            return;
+        };
+        let field = |field: crate::layout::Field| {
+            field
+                .get()
+                .and_then(|o| heap.memory.read_ptr(code.wrapping_add(o)).ok())
+        };
+        let tuple_len = |t: Option<u64>| {
+            t.and_then(|t| heap.objects.var_size(t).ok())
+                .map_or(0, |n| n.max(0) as u64)
+        };
+        let nlocals = layout
+            .offsets()
+            .code
+            .co_nlocals
+            .get()
+            .and_then(|o| heap.memory.read_i32(code.wrapping_add(o)).ok())
+            .map_or(0, |n| n.max(0) as u64);
+        (
+            frame.wrapping_add(plus),
+            nlocals
+                + tuple_len(field(layout.offsets().code.co_cellvars))
+                + tuple_len(field(layout.offsets().code.co_freevars)),
+            false,
+        )
+    };
     let Ok(bytes) = heap.memory.read_bytes(base, count.min(4096) * 8, 4096 * 8) else {
         return;
     };
@@ -683,14 +696,20 @@ fn interned_slack(heap: &Heap, target: u64) -> i64 {
     let py2 = heap.objects.version.major == 2;
     let interned = match kind {
         BuiltinType::Bytes if py2 => heap
-            .off("PyStringObject", "ob_sstate")
+            .layout
+            .offsets()
+            .string
+            .ob_sstate
+            .get()
             .and_then(|o| heap.memory.read_i32(target.wrapping_add(o)).ok())
             .map_or(0, i64::from),
         BuiltinType::Str if !py2 => heap
             .layout
-            .field("PyASCIIObject", "state.interned")
-            .and_then(|f| {
-                let (bit, width) = (f.bit_offset?, f.bit_size?);
+            .offsets()
+            .ascii
+            .state_interned
+            .bits()
+            .and_then(|(bit, width)| {
                 let word = heap
                     .memory
                     .read_u32(target.wrapping_add(bit / 32 * 4))

@@ -34,7 +34,7 @@ use crate::forensics::{self, CheckResult, FreeListWalk, GcGenerations, ObjectInf
 use crate::layout::{Layout, LayoutChoice, PythonVersion};
 use crate::memory::ProcessMemory;
 use crate::process::Process;
-use crate::python::objects::{HotOffsets, Objects};
+use crate::python::objects::Objects;
 use crate::python::{
     PyInterpreter, PyThread, PythonState, RuntimeLocation, ThreadOptions, python_state,
     threads::unicode_width,
@@ -81,7 +81,6 @@ impl Process {
                 process: self.clone(),
                 unicode_width: unicode_width(self),
                 version,
-                hot: HotOffsets::new(&state.layout.layout),
                 kinds: Default::default(),
                 state,
             }),
@@ -137,8 +136,6 @@ struct PythonParts {
     version: PythonVersion,
     unicode_width: u64,
     state: PythonState,
-    // Looked up once: scripts read objects one call at a time.
-    hot: HotOffsets,
     kinds: std::sync::RwLock<rustc_hash::FxHashMap<u64, ObjectKind>>,
 }
 
@@ -314,12 +311,11 @@ impl Python {
 
     /// A reader of this runtime's objects.
     pub(crate) fn objects(&self) -> Objects<'_, ProcessMemory> {
-        Objects::with_offsets(
+        Objects::new(
             self.process().memory(),
             self.layout(),
             self.version(),
             self.parts.unicode_width,
-            self.parts.hot,
         )
         .with_anchors(&self.state().type_anchors)
     }

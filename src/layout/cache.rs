@@ -9,13 +9,77 @@ use super::{Layout, LayoutSource};
 /// the spec changes the file name by itself).
 const CACHE_FORMAT: u32 = 1;
 
-/// The default cache folder: `$XDG_CACHE_HOME/pymortem` or `~/.cache/pymortem`.
+/// The default cache folder: `$XDG_CACHE_HOME/pymortem` or `~/.cache/pymortem`,
+/// or a private folder in the temp dir when neither can be used.
 pub fn default_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    default_location().map(|d| d.path)
+}
+
+/// The default cache folder, and why it is not the usual one when it is not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultDir {
+    /// The folder.
+    pub path: PathBuf,
+    /// Why the usual place could not be used (a `$HOME` that does not
+    /// exist), when the folder is the temp-dir fallback.
+    pub fallback_reason: Option<String>,
+}
+
+/// Where the cache goes by default. `$HOME` must exist: a cache folder is
+/// never created under a home that is not there (a service account's
+/// `/nonexistent`); the temp dir's `pymortem-cache-UID` is used instead.
+pub fn default_location() -> Option<DefaultDir> {
+    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("pymortem"))
+    {
+        return Some(DefaultDir {
+            path: xdg.join("pymortem"),
+            fallback_reason: None,
+        });
+    }
+    let reason = match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if home.is_absolute() && home.is_dir() => {
+            return Some(DefaultDir {
+                path: home.join(".cache").join("pymortem"),
+                fallback_reason: None,
+            });
+        }
+        Some(home) if !home.exists() => format!("HOME ({}) does not exist", home.display()),
+        Some(home) => format!("HOME ({}) is not a folder", home.display()),
+        None => "HOME is not set".to_string(),
+    };
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let path = std::env::temp_dir().join(format!("pymortem-cache-{uid}"));
+    private_folder(&path).ok()?;
+    Some(DefaultDir {
+        path,
+        fallback_reason: Some(reason),
+    })
+}
+
+/// `path` as a folder only this user can write: created with mode 0700, or
+/// already there, ours, not a symlink and not writable by others (in a
+/// shared temp dir, anyone could have made it first).
+fn private_folder(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(path)?;
+    // SAFETY: getuid cannot fail.
+    let ours = meta.uid() == unsafe { libc::getuid() };
+    if meta.is_dir() && ours && meta.mode() & 0o022 == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{} is not a private folder of this user",
+            path.display()
+        )))
+    }
 }
 
 fn path_for(dir: &Path, build_id: &str) -> Option<PathBuf> {

@@ -1,12 +1,17 @@
 //! `_Py_DebugOffsets` (3.13+): the offsets table CPython keeps at the start
-//! of `_PyRuntime`. Its own layout differs in each of 3.13, 3.14 and 3.15,
-//! so the `version` word picks the reader (cpython-internals.md §11.2).
+//! of `_PyRuntime`. Its own layout differs in each minor version (members
+//! are added in the middle), so the `version` word picks the positions,
+//! which are generated data: a new version is a regenerated file.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use super::version::{DEBUG_OFFSETS_COOKIE, PythonVersion};
 use super::{FieldLayout, Layout, LayoutSource};
 use crate::memory::{Memory, MemoryExt};
 
 /// What a table entry describes.
+#[derive(Debug, PartialEq, Eq)]
 enum Entry {
     /// `sizeof` a structure.
     Size(&'static str),
@@ -16,226 +21,207 @@ enum Entry {
 
 use Entry::{Field, Size};
 
-/// Entries of the 3.13 table, by position (each a `uint64_t`).
-const TABLE_3_13: &[(u64, Entry)] = &[
-    (24, Size("_PyRuntimeState")),
-    (32, Field("_PyRuntimeState", "finalizing")),
-    (40, Field("_PyRuntimeState", "interpreters_head")),
-    (48, Size("PyInterpreterState")),
-    (56, Field("PyInterpreterState", "id")),
-    (64, Field("PyInterpreterState", "next")),
-    (72, Field("PyInterpreterState", "threads_head")),
-    (80, Field("PyInterpreterState", "gc")),
-    (88, Field("PyInterpreterState", "modules")),
-    (96, Field("PyInterpreterState", "sysdict")),
-    (104, Field("PyInterpreterState", "builtins")),
-    (112, Field("PyInterpreterState", "ceval_gil")),
-    (136, Field("PyInterpreterState", "gil_locked")),
-    (144, Field("PyInterpreterState", "gil_last_holder")),
-    (152, Size("PyThreadState")),
-    (160, Field("PyThreadState", "prev")),
-    (168, Field("PyThreadState", "next")),
-    (176, Field("PyThreadState", "interp")),
-    (184, Field("PyThreadState", "current_frame")),
-    (192, Field("PyThreadState", "thread_id")),
-    (200, Field("PyThreadState", "native_thread_id")),
-    (208, Field("PyThreadState", "datastack_chunk")),
-    (216, Field("PyThreadState", "status")),
-    (224, Size("_PyInterpreterFrame")),
-    (232, Field("_PyInterpreterFrame", "previous")),
-    (240, Field("_PyInterpreterFrame", "code")),
-    (248, Field("_PyInterpreterFrame", "instr_ptr")),
-    (256, Field("_PyInterpreterFrame", "localsplus")),
-    (264, Field("_PyInterpreterFrame", "owner")),
-    (272, Size("PyCodeObject")),
-    (280, Field("PyCodeObject", "co_filename")),
-    (288, Field("PyCodeObject", "co_name")),
-    (296, Field("PyCodeObject", "co_qualname")),
-    (304, Field("PyCodeObject", "co_linetable")),
-    (312, Field("PyCodeObject", "co_firstlineno")),
-    (320, Field("PyCodeObject", "co_argcount")),
-    (328, Field("PyCodeObject", "co_localsplusnames")),
-    (336, Field("PyCodeObject", "co_localspluskinds")),
-    (344, Field("PyCodeObject", "co_code_adaptive")),
-    (352, Size("PyObject")),
-    (360, Field("PyObject", "ob_type")),
-    (368, Size("PyTypeObject")),
-    (376, Field("PyTypeObject", "tp_name")),
-    (384, Field("PyTypeObject", "tp_repr")),
-    (392, Field("PyTypeObject", "tp_flags")),
-    (400, Size("PyTupleObject")),
-    (408, Field("PyTupleObject", "ob_item")),
-    (416, Field("PyVarObject", "ob_size")),
-    (424, Size("PyListObject")),
-    (432, Field("PyListObject", "ob_item")),
-    (448, Size("PyDictObject")),
-    (456, Field("PyDictObject", "ma_keys")),
-    (464, Field("PyDictObject", "ma_values")),
-    (472, Size("PyFloatObject")),
-    (480, Field("PyFloatObject", "ob_fval")),
-    (488, Size("PyLongObject")),
-    (496, Field("PyLongObject", "lv_tag")),
-    (504, Field("PyLongObject", "ob_digit")),
-    (512, Size("PyBytesObject")),
-    (528, Field("PyBytesObject", "ob_sval")),
-    (536, Size("PyUnicodeObject")),
-    (544, Field("PyASCIIObject", "state")),
-    (552, Field("PyASCIIObject", "length")),
-    (560, Size("PyASCIIObject")),
-    (568, Size("GCRuntimeState")),
-    (576, Field("GCRuntimeState", "collecting")),
+/// Each `_Py_DebugOffsets` member pymortem uses, by its C path, and what it
+/// gives. The names are stable across versions; where each member sits in a
+/// version is data ([`positions`]).
+const MEMBERS: &[(&str, Entry)] = &[
+    ("runtime_state.size", Size("_PyRuntimeState")),
+    (
+        "runtime_state.finalizing",
+        Field("_PyRuntimeState", "finalizing"),
+    ),
+    (
+        "runtime_state.interpreters_head",
+        Field("_PyRuntimeState", "interpreters_head"),
+    ),
+    ("interpreter_state.size", Size("PyInterpreterState")),
+    ("interpreter_state.id", Field("PyInterpreterState", "id")),
+    (
+        "interpreter_state.next",
+        Field("PyInterpreterState", "next"),
+    ),
+    (
+        "interpreter_state.threads_head",
+        Field("PyInterpreterState", "threads_head"),
+    ),
+    (
+        "interpreter_state.threads_main",
+        Field("PyInterpreterState", "threads_main"),
+    ),
+    ("interpreter_state.gc", Field("PyInterpreterState", "gc")),
+    (
+        "interpreter_state.imports_modules",
+        Field("PyInterpreterState", "modules"),
+    ),
+    (
+        "interpreter_state.sysdict",
+        Field("PyInterpreterState", "sysdict"),
+    ),
+    (
+        "interpreter_state.builtins",
+        Field("PyInterpreterState", "builtins"),
+    ),
+    (
+        "interpreter_state.ceval_gil",
+        Field("PyInterpreterState", "ceval_gil"),
+    ),
+    (
+        "interpreter_state.gil_runtime_state_locked",
+        Field("PyInterpreterState", "gil_locked"),
+    ),
+    (
+        "interpreter_state.gil_runtime_state_holder",
+        Field("PyInterpreterState", "gil_last_holder"),
+    ),
+    ("thread_state.size", Size("PyThreadState")),
+    ("thread_state.prev", Field("PyThreadState", "prev")),
+    ("thread_state.next", Field("PyThreadState", "next")),
+    ("thread_state.interp", Field("PyThreadState", "interp")),
+    (
+        "thread_state.current_frame",
+        Field("PyThreadState", "current_frame"),
+    ),
+    (
+        "thread_state.thread_id",
+        Field("PyThreadState", "thread_id"),
+    ),
+    (
+        "thread_state.native_thread_id",
+        Field("PyThreadState", "native_thread_id"),
+    ),
+    (
+        "thread_state.datastack_chunk",
+        Field("PyThreadState", "datastack_chunk"),
+    ),
+    ("thread_state.status", Field("PyThreadState", "status")),
+    ("interpreter_frame.size", Size("_PyInterpreterFrame")),
+    (
+        "interpreter_frame.previous",
+        Field("_PyInterpreterFrame", "previous"),
+    ),
+    (
+        "interpreter_frame.executable",
+        Field("_PyInterpreterFrame", "code"),
+    ),
+    (
+        "interpreter_frame.instr_ptr",
+        Field("_PyInterpreterFrame", "instr_ptr"),
+    ),
+    (
+        "interpreter_frame.localsplus",
+        Field("_PyInterpreterFrame", "localsplus"),
+    ),
+    (
+        "interpreter_frame.owner",
+        Field("_PyInterpreterFrame", "owner"),
+    ),
+    (
+        "interpreter_frame.stackpointer",
+        Field("_PyInterpreterFrame", "stackpointer"),
+    ),
+    ("code_object.size", Size("PyCodeObject")),
+    ("code_object.filename", Field("PyCodeObject", "co_filename")),
+    ("code_object.name", Field("PyCodeObject", "co_name")),
+    ("code_object.qualname", Field("PyCodeObject", "co_qualname")),
+    (
+        "code_object.linetable",
+        Field("PyCodeObject", "co_linetable"),
+    ),
+    (
+        "code_object.firstlineno",
+        Field("PyCodeObject", "co_firstlineno"),
+    ),
+    ("code_object.argcount", Field("PyCodeObject", "co_argcount")),
+    (
+        "code_object.localsplusnames",
+        Field("PyCodeObject", "co_localsplusnames"),
+    ),
+    (
+        "code_object.localspluskinds",
+        Field("PyCodeObject", "co_localspluskinds"),
+    ),
+    (
+        "code_object.co_code_adaptive",
+        Field("PyCodeObject", "co_code_adaptive"),
+    ),
+    ("pyobject.size", Size("PyObject")),
+    ("pyobject.ob_type", Field("PyObject", "ob_type")),
+    ("type_object.size", Size("PyTypeObject")),
+    ("type_object.tp_name", Field("PyTypeObject", "tp_name")),
+    ("type_object.tp_repr", Field("PyTypeObject", "tp_repr")),
+    ("type_object.tp_flags", Field("PyTypeObject", "tp_flags")),
+    (
+        "type_object.tp_basicsize",
+        Field("PyTypeObject", "tp_basicsize"),
+    ),
+    (
+        "type_object.tp_dictoffset",
+        Field("PyTypeObject", "tp_dictoffset"),
+    ),
+    ("heap_type_object.size", Size("PyHeapTypeObject")),
+    (
+        "heap_type_object.ht_cached_keys",
+        Field("PyHeapTypeObject", "ht_cached_keys"),
+    ),
+    ("tuple_object.size", Size("PyTupleObject")),
+    ("tuple_object.ob_item", Field("PyTupleObject", "ob_item")),
+    ("tuple_object.ob_size", Field("PyVarObject", "ob_size")),
+    ("list_object.size", Size("PyListObject")),
+    ("list_object.ob_item", Field("PyListObject", "ob_item")),
+    ("dict_object.size", Size("PyDictObject")),
+    ("dict_object.ma_keys", Field("PyDictObject", "ma_keys")),
+    ("dict_object.ma_values", Field("PyDictObject", "ma_values")),
+    ("float_object.size", Size("PyFloatObject")),
+    ("float_object.ob_fval", Field("PyFloatObject", "ob_fval")),
+    ("long_object.size", Size("PyLongObject")),
+    ("long_object.lv_tag", Field("PyLongObject", "lv_tag")),
+    ("long_object.ob_digit", Field("PyLongObject", "ob_digit")),
+    ("bytes_object.size", Size("PyBytesObject")),
+    ("bytes_object.ob_sval", Field("PyBytesObject", "ob_sval")),
+    ("unicode_object.size", Size("PyUnicodeObject")),
+    ("unicode_object.state", Field("PyASCIIObject", "state")),
+    ("unicode_object.length", Field("PyASCIIObject", "length")),
+    ("unicode_object.asciiobject_size", Size("PyASCIIObject")),
+    ("gc.size", Size("GCRuntimeState")),
+    ("gc.collecting", Field("GCRuntimeState", "collecting")),
 ];
 
-/// Entries of the 3.14 table.
-const TABLE_3_14: &[(u64, Entry)] = &[
-    (24, Size("_PyRuntimeState")),
-    (32, Field("_PyRuntimeState", "finalizing")),
-    (40, Field("_PyRuntimeState", "interpreters_head")),
-    (48, Size("PyInterpreterState")),
-    (56, Field("PyInterpreterState", "id")),
-    (64, Field("PyInterpreterState", "next")),
-    (72, Field("PyInterpreterState", "threads_head")),
-    (80, Field("PyInterpreterState", "threads_main")),
-    (88, Field("PyInterpreterState", "gc")),
-    (96, Field("PyInterpreterState", "modules")),
-    (104, Field("PyInterpreterState", "sysdict")),
-    (112, Field("PyInterpreterState", "builtins")),
-    (120, Field("PyInterpreterState", "ceval_gil")),
-    (144, Field("PyInterpreterState", "gil_locked")),
-    (152, Field("PyInterpreterState", "gil_last_holder")),
-    (176, Size("PyThreadState")),
-    (184, Field("PyThreadState", "prev")),
-    (192, Field("PyThreadState", "next")),
-    (200, Field("PyThreadState", "interp")),
-    (208, Field("PyThreadState", "current_frame")),
-    (216, Field("PyThreadState", "thread_id")),
-    (224, Field("PyThreadState", "native_thread_id")),
-    (232, Field("PyThreadState", "datastack_chunk")),
-    (240, Field("PyThreadState", "status")),
-    (248, Size("_PyInterpreterFrame")),
-    (256, Field("_PyInterpreterFrame", "previous")),
-    (264, Field("_PyInterpreterFrame", "code")),
-    (272, Field("_PyInterpreterFrame", "instr_ptr")),
-    (280, Field("_PyInterpreterFrame", "localsplus")),
-    (288, Field("_PyInterpreterFrame", "owner")),
-    (296, Field("_PyInterpreterFrame", "stackpointer")),
-    (312, Size("PyCodeObject")),
-    (320, Field("PyCodeObject", "co_filename")),
-    (328, Field("PyCodeObject", "co_name")),
-    (336, Field("PyCodeObject", "co_qualname")),
-    (344, Field("PyCodeObject", "co_linetable")),
-    (352, Field("PyCodeObject", "co_firstlineno")),
-    (360, Field("PyCodeObject", "co_argcount")),
-    (368, Field("PyCodeObject", "co_localsplusnames")),
-    (376, Field("PyCodeObject", "co_localspluskinds")),
-    (384, Field("PyCodeObject", "co_code_adaptive")),
-    (400, Size("PyObject")),
-    (408, Field("PyObject", "ob_type")),
-    (416, Size("PyTypeObject")),
-    (424, Field("PyTypeObject", "tp_name")),
-    (432, Field("PyTypeObject", "tp_repr")),
-    (440, Field("PyTypeObject", "tp_flags")),
-    (448, Size("PyTupleObject")),
-    (456, Field("PyTupleObject", "ob_item")),
-    (464, Field("PyVarObject", "ob_size")),
-    (472, Size("PyListObject")),
-    (480, Field("PyListObject", "ob_item")),
-    (528, Size("PyDictObject")),
-    (536, Field("PyDictObject", "ma_keys")),
-    (544, Field("PyDictObject", "ma_values")),
-    (552, Size("PyFloatObject")),
-    (560, Field("PyFloatObject", "ob_fval")),
-    (568, Size("PyLongObject")),
-    (576, Field("PyLongObject", "lv_tag")),
-    (584, Field("PyLongObject", "ob_digit")),
-    (592, Size("PyBytesObject")),
-    (608, Field("PyBytesObject", "ob_sval")),
-    (616, Size("PyUnicodeObject")),
-    (624, Field("PyASCIIObject", "state")),
-    (632, Field("PyASCIIObject", "length")),
-    (640, Size("PyASCIIObject")),
-    (648, Size("GCRuntimeState")),
-    (656, Field("GCRuntimeState", "collecting")),
-];
+/// `layouts/debug-offsets.toml`: the byte position of every member of
+/// `_Py_DebugOffsets`, per minor version, generated from DWARF by
+/// `sample-cores/emit_debug_offsets.py`.
+const POSITIONS_TOML: &str = include_str!("../../layouts/debug-offsets.toml");
 
-/// Entries of the 3.15 table: the thread state gains `base_frame`, the
-/// profiler's and the GIL's fields and the exception state; the type object
-/// gains `tp_basicsize` and `tp_dictoffset`, and `heap_type_object` is new;
-/// every later position moves.
-const TABLE_3_15: &[(u64, Entry)] = &[
-    (24, Size("_PyRuntimeState")),
-    (32, Field("_PyRuntimeState", "finalizing")),
-    (40, Field("_PyRuntimeState", "interpreters_head")),
-    (48, Size("PyInterpreterState")),
-    (56, Field("PyInterpreterState", "id")),
-    (64, Field("PyInterpreterState", "next")),
-    (72, Field("PyInterpreterState", "threads_head")),
-    (80, Field("PyInterpreterState", "threads_main")),
-    (88, Field("PyInterpreterState", "gc")),
-    (96, Field("PyInterpreterState", "modules")),
-    (104, Field("PyInterpreterState", "sysdict")),
-    (112, Field("PyInterpreterState", "builtins")),
-    (120, Field("PyInterpreterState", "ceval_gil")),
-    (144, Field("PyInterpreterState", "gil_locked")),
-    (152, Field("PyInterpreterState", "gil_last_holder")),
-    (176, Size("PyThreadState")),
-    (184, Field("PyThreadState", "prev")),
-    (192, Field("PyThreadState", "next")),
-    (200, Field("PyThreadState", "interp")),
-    (208, Field("PyThreadState", "current_frame")),
-    (240, Field("PyThreadState", "thread_id")),
-    (248, Field("PyThreadState", "native_thread_id")),
-    (256, Field("PyThreadState", "datastack_chunk")),
-    (264, Field("PyThreadState", "status")),
-    (312, Size("_PyInterpreterFrame")),
-    (320, Field("_PyInterpreterFrame", "previous")),
-    (328, Field("_PyInterpreterFrame", "code")),
-    (336, Field("_PyInterpreterFrame", "instr_ptr")),
-    (344, Field("_PyInterpreterFrame", "localsplus")),
-    (352, Field("_PyInterpreterFrame", "owner")),
-    (360, Field("_PyInterpreterFrame", "stackpointer")),
-    (376, Size("PyCodeObject")),
-    (384, Field("PyCodeObject", "co_filename")),
-    (392, Field("PyCodeObject", "co_name")),
-    (400, Field("PyCodeObject", "co_qualname")),
-    (408, Field("PyCodeObject", "co_linetable")),
-    (416, Field("PyCodeObject", "co_firstlineno")),
-    (424, Field("PyCodeObject", "co_argcount")),
-    (432, Field("PyCodeObject", "co_localsplusnames")),
-    (440, Field("PyCodeObject", "co_localspluskinds")),
-    (448, Field("PyCodeObject", "co_code_adaptive")),
-    (464, Size("PyObject")),
-    (472, Field("PyObject", "ob_type")),
-    (480, Size("PyTypeObject")),
-    (488, Field("PyTypeObject", "tp_name")),
-    (496, Field("PyTypeObject", "tp_repr")),
-    (504, Field("PyTypeObject", "tp_flags")),
-    (512, Field("PyTypeObject", "tp_basicsize")),
-    (520, Field("PyTypeObject", "tp_dictoffset")),
-    (528, Size("PyHeapTypeObject")),
-    (536, Field("PyHeapTypeObject", "ht_cached_keys")),
-    (544, Size("PyTupleObject")),
-    (552, Field("PyTupleObject", "ob_item")),
-    (560, Field("PyVarObject", "ob_size")),
-    (568, Size("PyListObject")),
-    (576, Field("PyListObject", "ob_item")),
-    (624, Size("PyDictObject")),
-    (632, Field("PyDictObject", "ma_keys")),
-    (640, Field("PyDictObject", "ma_values")),
-    (648, Size("PyFloatObject")),
-    (656, Field("PyFloatObject", "ob_fval")),
-    (664, Size("PyLongObject")),
-    (672, Field("PyLongObject", "lv_tag")),
-    (680, Field("PyLongObject", "ob_digit")),
-    (688, Size("PyBytesObject")),
-    (704, Field("PyBytesObject", "ob_sval")),
-    (712, Size("PyUnicodeObject")),
-    (720, Field("PyASCIIObject", "state")),
-    (728, Field("PyASCIIObject", "length")),
-    (736, Size("PyASCIIObject")),
-    (752, Size("GCRuntimeState")),
-    (760, Field("GCRuntimeState", "collecting")),
-];
+/// What the reader of one version's table needs: (position, entry), in
+/// position order.
+type Positions = Vec<(u64, &'static Entry)>;
+
+/// The entries of `major.minor`'s table, parsed once per process; `None`
+/// when the data has no such version.
+fn positions(major: u8, minor: u8) -> Option<&'static Positions> {
+    static PARSED: OnceLock<BTreeMap<String, Positions>> = OnceLock::new();
+    PARSED
+        .get_or_init(|| parse_positions(POSITIONS_TOML))
+        .get(&format!("{major}.{minor}"))
+}
+
+fn parse_positions(text: &str) -> BTreeMap<String, Positions> {
+    // The file is part of the source tree, checked by a test; a damaged one
+    // leaves no version to read rather than failing.
+    let Ok(versions) = toml::from_str::<BTreeMap<String, BTreeMap<String, u64>>>(text) else {
+        return BTreeMap::new();
+    };
+    versions
+        .into_iter()
+        .map(|(version, members)| {
+            let mut entries: Positions = MEMBERS
+                .iter()
+                .filter_map(|(path, entry)| Some((*members.get(*path)?, entry)))
+                .collect();
+            entries.sort_by_key(|(position, _)| *position);
+            (version, entries)
+        })
+        .collect()
+}
 
 /// A value in the table larger than this is not an offset or size.
 const MAX_PLAUSIBLE: u64 = 1 << 24;
@@ -260,12 +246,7 @@ pub fn apply(
         // Free-threaded builds have other object headers; the tables do not cover them.
         return None;
     }
-    let entries = match (version.major, version.minor) {
-        (3, 13) => TABLE_3_13,
-        (3, 14) => TABLE_3_14,
-        (3, 15) => TABLE_3_15,
-        _ => return None,
-    };
+    let entries = positions(version.major, version.minor)?;
     let table_name = match &base.source {
         LayoutSource::Table { table, micro, .. } => format!("{table} ({micro})"),
         _ => String::new(),
@@ -318,4 +299,57 @@ pub fn apply(
         table: table_name,
     };
     Some((base, version, changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::spec::STRUCTS;
+
+    #[test]
+    fn every_member_names_a_structure_and_field_of_the_spec() {
+        for (path, entry) in MEMBERS {
+            let (name, field) = match entry {
+                Size(name) => (*name, None),
+                Field(name, field) => (*name, Some(*field)),
+            };
+            let spec = STRUCTS
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap_or_else(|| panic!("{path}: no structure {name} in the spec"));
+            if let Some(field) = field {
+                assert!(
+                    spec.fields.iter().any(|(canonical, _)| *canonical == field),
+                    "{path}: {name} has no field {field} in the spec"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_data_places_every_used_member_of_each_version() {
+        for minor in [13, 14, 15] {
+            let entries = positions(3, minor).unwrap_or_else(|| panic!("no 3.{minor} table"));
+            // The members every version has: the runtime, interpreter,
+            // thread and frame walks need them.
+            for needed in [
+                "runtime_state.interpreters_head",
+                "interpreter_state.threads_head",
+                "thread_state.current_frame",
+                "interpreter_frame.previous",
+                "code_object.filename",
+            ] {
+                let entry = &MEMBERS.iter().find(|(p, _)| *p == needed).unwrap().1;
+                assert!(
+                    entries.iter().any(|(_, e)| *e == entry),
+                    "3.{minor}: {needed} is not placed"
+                );
+            }
+            let positions: Vec<u64> = entries.iter().map(|(p, _)| *p).collect();
+            assert!(
+                positions.windows(2).all(|w| w[0] < w[1]),
+                "3.{minor}: positions are distinct and in order"
+            );
+        }
+    }
 }

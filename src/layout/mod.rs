@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod debug_offsets;
 pub mod facts;
+pub mod offsets;
 pub mod runtime_address;
 pub mod select;
 pub mod spec;
@@ -28,7 +29,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use facts::Facts;
+pub use offsets::{Field, MissingField};
 pub use select::{LayoutChoice, LayoutOptions, select};
+pub use spec::Offsets;
 pub use version::{PythonVersion, VersionInfo, VersionSource};
 
 use crate::dwarf::{self, DwarfError, Query};
@@ -112,9 +115,17 @@ pub struct Layout {
     /// Damage met while reading the source (skipped DWARF units, for instance).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// [`Layout::offsets`], made on first use (a layout is not changed once
+    /// it is read).
+    #[serde(skip)]
+    pub(crate) typed: offsets::OffsetsCache,
 }
 
 impl Layout {
+    /// Every field by name in the code, looked up once.
+    pub fn offsets(&self) -> &Offsets {
+        self.typed.get_or_init(|| Offsets::new(self))
+    }
     /// A structure.
     pub fn get(&self, name: &str) -> Option<&StructLayout> {
         self.structs.get(name)
@@ -209,5 +220,6 @@ pub fn from_dwarf(
         globals,
         facts: Facts::for_version(version.0, version.1, version.2),
         warnings: found.errors,
+        typed: Default::default(),
     })
 }

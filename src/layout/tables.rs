@@ -78,6 +78,7 @@ impl TableFile {
             globals: BTreeMap::new(),
             facts,
             warnings: Vec::new(),
+            typed: Default::default(),
         }
     }
 
@@ -160,9 +161,14 @@ tables![
     "2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"
 ];
 
-/// The parsed built-in table for `X.Y`.
-pub fn builtin(major: u8, minor: u8) -> Option<TableFile> {
+/// The parsed built-in table for `X.Y`, parsed once per process.
+pub fn builtin(major: u8, minor: u8) -> Option<&'static TableFile> {
+    static PARSED: std::sync::OnceLock<Vec<std::sync::OnceLock<Option<TableFile>>>> =
+        std::sync::OnceLock::new();
     let key = format!("{major}.{minor}");
-    let (_, text) = TABLES.iter().find(|(v, _)| *v == key)?;
-    toml::from_str(text).ok()
+    let index = TABLES.iter().position(|(v, _)| *v == key)?;
+    let cells = PARSED.get_or_init(|| TABLES.iter().map(|_| std::sync::OnceLock::new()).collect());
+    cells[index]
+        .get_or_init(|| toml::from_str(TABLES[index].1).ok())
+        .as_ref()
 }

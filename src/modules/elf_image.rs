@@ -62,8 +62,7 @@ impl ElfImage {
 
     /// Map the already opened regular `file`, read from `path`.
     pub fn map(path: &Path, file: &std::fs::File) -> Option<ElfImage> {
-        // SAFETY: read-only map; contents are validated by `object` before use.
-        let map = unsafe { Mmap::map(file) }.ok()?;
+        let map = crate::mapped_file::map_read_only(path, file).ok()?;
         let image = ElfImage {
             path: path.to_path_buf(),
             bytes: ImageBytes::Mapped(Arc::new(map)),
@@ -181,13 +180,24 @@ impl ElfImage {
         &self,
         name: &str,
     ) -> Result<Option<std::borrow::Cow<'_, [u8]>>, super::SectionError> {
+        let mut room = super::section_data::MAX_SECTION_SIZE;
+        self.section_data_within(name, &mut room)
+    }
+
+    /// As [`ElfImage::section_data`], for sections loaded together: what a
+    /// compressed one decompresses to is taken out of `remaining`.
+    pub fn section_data_within(
+        &self,
+        name: &str,
+        remaining: &mut u64,
+    ) -> Result<Option<std::borrow::Cow<'_, [u8]>>, super::SectionError> {
         let Some(file) = self.parse() else {
             return Ok(None);
         };
         let Some(section) = file.section_by_name(name) else {
             return Ok(None);
         };
-        super::section_data::bounded_data(name, &section).map(Some)
+        super::section_data::bounded_data_within(name, &section, remaining).map(Some)
     }
 
     /// Read `len` bytes at link-time address `address` from the file's sections.

@@ -4,7 +4,7 @@
 mod elf_image;
 mod locate;
 mod search_path;
-mod section_data;
+pub(crate) mod section_data;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -18,6 +18,10 @@ pub const MAX_SECTION_SIZE: u64 = 256 << 20;
 /// debug sections compress 2-10x with zlib or zstd.
 pub const MAX_EXPANSION: u64 = 32;
 
+/// The most the sections loaded together from one file may decompress to,
+/// so that several sections at their own bound cannot add up to gigabytes.
+pub const MAX_SECTIONS_TOTAL: u64 = 384 << 20;
+
 /// Slack for tiny sections, whose headers dominate their compressed size.
 const SMALL_SECTION_SLACK: u64 = 64 << 10;
 
@@ -56,10 +60,13 @@ pub fn size_limit(packed: u64) -> u64 {
         .min(MAX_SECTION_SIZE)
 }
 
-/// The contents of `section`, decompressed when it is compressed.
-pub fn bounded_data<'d, S: ObjectSection<'d>>(
+/// The contents of `section`, decompressed when it is compressed; what it
+/// decompresses to is taken out of `remaining`, the room left to the
+/// sections loaded together with it.
+pub fn bounded_data_within<'d, S: ObjectSection<'d>>(
     name: &str,
     section: &S,
+    remaining: &mut u64,
 ) -> Result<Cow<'d, [u8]>, SectionError> {
     let corrupt = |reason: String| SectionError::Corrupt {
         name: name.to_string(),
@@ -73,7 +80,7 @@ pub fn bounded_data<'d, S: ObjectSection<'d>>(
     }
     let packed = compressed.data.len() as u64;
     let declared = compressed.uncompressed_size;
-    let limit = size_limit(packed);
+    let limit = size_limit(packed).min(*remaining);
     if declared > limit {
         return Err(SectionError::TooLarge {
             name: name.to_string(),
@@ -108,6 +115,7 @@ pub fn bounded_data<'d, S: ObjectSection<'d>>(
             }
         )));
     }
+    *remaining -= declared;
     Ok(Cow::Owned(out))
 }
 

@@ -34,7 +34,7 @@ pub enum AttributeStore {
 impl<M: Memory> Objects<'_, M> {
     /// The type's `tp_flags`.
     pub fn type_flags(&self, ty: u64) -> Result<u64, ReadError> {
-        let at = self.hot_tp_flags()?;
+        let at = self.layout.offsets().type_object.tp_flags.require()?;
         self.memory.read_u64(ty.wrapping_add(at))
     }
 
@@ -46,7 +46,7 @@ impl<M: Memory> Objects<'_, M> {
         if version >= (3, 11) && flags & TPFLAGS_MANAGED_DICT != 0 {
             return self.managed_store(obj, ty, flags, version);
         }
-        let at = self.off("PyTypeObject", "tp_dictoffset")?;
+        let at = self.layout.offsets().type_object.tp_dictoffset.require()?;
         let offset = self.memory.read_i64(ty.wrapping_add(at))?;
         match offset {
             0 => Ok(AttributeStore::Absent),
@@ -75,7 +75,7 @@ impl<M: Memory> Objects<'_, M> {
         let word = self
             .memory
             .read_ptr(obj.wrapping_sub(MANAGED_DICT_WORDS * 8))?;
-        let values_at = self.layout.offset("PyDictValues", "values").unwrap_or(0);
+        let values_at = self.layout.offsets().dict_values.values.get().unwrap_or(0);
         let values = match version {
             // 3.11: the dict, or else the values, each a word of its own.
             (3, 11) => match word {
@@ -93,9 +93,9 @@ impl<M: Memory> Objects<'_, M> {
             // object, flagged valid.
             _ if word != 0 => return Ok(AttributeStore::Dict(word)),
             _ if flags & TPFLAGS_INLINE_VALUES != 0 => {
-                let basic_at = self.off("PyTypeObject", "tp_basicsize")?;
+                let basic_at = self.layout.offsets().type_object.tp_basicsize.require()?;
                 let inline = obj.wrapping_add(self.memory.read_u64(ty.wrapping_add(basic_at))?);
-                let valid = match self.layout.offset("PyDictValues", "valid") {
+                let valid = match self.layout.offsets().dict_values.valid.get() {
                     Some(at) => self.memory.read_u8(inline.wrapping_add(at))? != 0,
                     None => true,
                 };
@@ -106,7 +106,7 @@ impl<M: Memory> Objects<'_, M> {
         if values == 0 {
             return Ok(AttributeStore::Absent);
         }
-        let keys_at = self.off("PyHeapTypeObject", "ht_cached_keys")?;
+        let keys_at = self.layout.offsets().heap_type.ht_cached_keys.require()?;
         let keys = self.memory.read_ptr(ty.wrapping_add(keys_at))?;
         if keys == 0 {
             return Err(invalid(

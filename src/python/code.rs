@@ -42,9 +42,10 @@ impl<M: Memory> Objects<'_, M> {
                 )),
             ));
         }
-        let field = |name: &str| self.layout.offset("PyCodeObject", name);
-        let text = |name: &str| -> Result<String, ReadError> {
-            let off = field(name).ok_or_else(|| {
+        let fields = self.layout.offsets().code;
+        let text = |field: crate::layout::Field| -> Result<String, ReadError> {
+            let name = field.name().trim_start_matches("PyCodeObject.");
+            let off = field.get().ok_or_else(|| {
                 ReadError::new(
                     code,
                     0,
@@ -53,14 +54,17 @@ impl<M: Memory> Objects<'_, M> {
             })?;
             self.string(self.memory.read_ptr(code.wrapping_add(off))?, MAX_NAME)
         };
-        let filename = text("co_filename")?;
-        let name = text("co_name")?;
-        let qualname = field("co_qualname").and_then(|_| text("co_qualname").ok());
-        let first_line = match field("co_firstlineno") {
+        let filename = text(fields.co_filename)?;
+        let name = text(fields.co_name)?;
+        let qualname = fields
+            .co_qualname
+            .get()
+            .and_then(|_| text(fields.co_qualname).ok());
+        let first_line = match fields.co_firstlineno.get() {
             Some(off) => i64::from(self.memory.read_i32(code.wrapping_add(off))?),
             None => 0,
         };
-        let table_field = field("co_linetable").or_else(|| field("co_lnotab"));
+        let table_field = fields.co_linetable.get().or_else(|| fields.co_lnotab.get());
         let line_table = match table_field {
             Some(off) => {
                 let obj = self.memory.read_ptr(code.wrapping_add(off))?;

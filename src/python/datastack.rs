@@ -151,34 +151,39 @@ pub fn recover<M: Memory>(
 impl Offsets {
     fn new<M: Memory>(objects: &Objects<'_, M>) -> Result<Offsets, String> {
         let layout = objects.layout;
-        let need = |st: &str, f: &str| layout.offset(st, f).ok_or_else(|| format!("{st}.{f}"));
-        let frame_words = match layout.offset("PyCodeObject", "co_framesize") {
+        let offsets = layout.offsets();
+        let need =
+            |field: crate::layout::Field| field.get().ok_or_else(|| field.name().to_string());
+        let frame_words = match layout.offsets().code.co_framesize.get() {
             Some(off) => FrameWords::Field(off),
             None => FrameWords::Sum {
-                nlocalsplus: need("PyCodeObject", "co_nlocalsplus")?,
-                stacksize: need("PyCodeObject", "co_stacksize")?,
+                nlocalsplus: need(offsets.code.co_nlocalsplus)?,
+                stacksize: need(offsets.code.co_stacksize)?,
                 // FRAME_SPECIALS_SIZE: the frame header in words, rounded down.
                 specials: layout
-                    .size("_PyInterpreterFrame")
+                    .offsets()
+                    .interp_frame
+                    .sizeof
+                    .get()
                     .ok_or("sizeof _PyInterpreterFrame")?
                     .saturating_sub(1)
                     / 8,
             },
         };
         Ok(Offsets {
-            chunk: need("PyThreadState", "datastack_chunk")?,
-            top: need("PyThreadState", "datastack_top")?,
-            chunk_previous: need("_PyStackChunk", "previous")?,
-            chunk_size: need("_PyStackChunk", "size")?,
-            chunk_top: need("_PyStackChunk", "top")?,
-            chunk_data: need("_PyStackChunk", "data")?,
-            previous: need("_PyInterpreterFrame", "previous")?,
-            code: need("_PyInterpreterFrame", "code")?,
-            owner: need("_PyInterpreterFrame", "owner")?,
-            instr: need("_PyInterpreterFrame", "instr_ptr")?,
-            is_entry: layout.offset("_PyInterpreterFrame", "is_entry"),
-            code_adaptive: need("PyCodeObject", "co_code_adaptive")?,
-            first_traceable: layout.offset("PyCodeObject", "co_firsttraceable"),
+            chunk: need(offsets.tstate.datastack_chunk)?,
+            top: need(offsets.tstate.datastack_top)?,
+            chunk_previous: need(offsets.stack_chunk.previous)?,
+            chunk_size: need(offsets.stack_chunk.size)?,
+            chunk_top: need(offsets.stack_chunk.top)?,
+            chunk_data: need(offsets.stack_chunk.data)?,
+            previous: need(offsets.interp_frame.previous)?,
+            code: need(offsets.interp_frame.code)?,
+            owner: need(offsets.interp_frame.owner)?,
+            instr: need(offsets.interp_frame.instr_ptr)?,
+            is_entry: layout.offsets().interp_frame.is_entry.get(),
+            code_adaptive: need(offsets.code.co_code_adaptive)?,
+            first_traceable: layout.offsets().code.co_firsttraceable.get(),
             frame_words,
         })
     }
@@ -487,19 +492,17 @@ mod tests {
         recover(&objects, TSTATE, &[], false)
     }
 
-    fn put(memory: &mut Words, layout: &Layout, base: u64, st: &str, field: &str, value: u64) {
-        memory
-            .0
-            .insert(base + layout.offset(st, field).unwrap(), value);
+    fn put(memory: &mut Words, base: u64, field: crate::layout::Field, value: u64) {
+        memory.0.insert(base + field.get().unwrap(), value);
     }
 
     #[test]
     fn a_chunk_list_that_loops_ends_with_a_reason() {
         let r = recover_with(|m, l| {
-            put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
-            put(m, l, TSTATE, "PyThreadState", "datastack_top", CHUNK + 64);
-            put(m, l, CHUNK, "_PyStackChunk", "previous", CHUNK);
-            put(m, l, CHUNK, "_PyStackChunk", "size", 16384);
+            put(m, TSTATE, l.offsets().tstate.datastack_chunk, CHUNK);
+            put(m, TSTATE, l.offsets().tstate.datastack_top, CHUNK + 64);
+            put(m, CHUNK, l.offsets().stack_chunk.previous, CHUNK);
+            put(m, CHUNK, l.offsets().stack_chunk.size, 16384);
         });
         assert!(r.frames.is_empty());
         assert!(r.summary.unwrap().contains("loops"));
@@ -513,9 +516,9 @@ mod tests {
             (16384, 8),
         ] {
             let r = recover_with(|m, l| {
-                put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
-                put(m, l, TSTATE, "PyThreadState", "datastack_top", top);
-                put(m, l, CHUNK, "_PyStackChunk", "size", size);
+                put(m, TSTATE, l.offsets().tstate.datastack_chunk, CHUNK);
+                put(m, TSTATE, l.offsets().tstate.datastack_top, top);
+                put(m, CHUNK, l.offsets().stack_chunk.size, size);
             });
             assert!(r.frames.is_empty());
             assert!(
@@ -529,9 +532,9 @@ mod tests {
     fn a_chunk_of_words_that_are_no_frames_is_searched_within_a_bound() {
         let size = MAX_CHUNK_BYTES;
         let r = recover_with(|m, l| {
-            put(m, l, TSTATE, "PyThreadState", "datastack_chunk", CHUNK);
-            put(m, l, TSTATE, "PyThreadState", "datastack_top", CHUNK + size);
-            put(m, l, CHUNK, "_PyStackChunk", "size", size);
+            put(m, TSTATE, l.offsets().tstate.datastack_chunk, CHUNK);
+            put(m, TSTATE, l.offsets().tstate.datastack_top, CHUNK + size);
+            put(m, CHUNK, l.offsets().stack_chunk.size, size);
         });
         assert!(r.frames.is_empty());
         assert!(r.summary.unwrap().contains("gave up"));

@@ -177,24 +177,35 @@ fn err(e: ReadError) -> String {
 }
 
 impl<M: Memory> FrameCtx<'_, '_, M> {
-    fn off(&self, st: &str, f: &str) -> Result<u64, String> {
-        self.objects
-            .layout
-            .offset(st, f)
-            .ok_or_else(|| format!("the layout has no {st}.{f}"))
-    }
-
     fn mem(&self) -> &M {
         self.objects.memory
     }
 
     fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
-        let f_back = self.off("PyFrameObject", "f_back")?;
-        let f_code = self.off("PyFrameObject", "f_code")?;
-        let f_lasti = self.off("PyFrameObject", "f_lasti")?;
+        let f_back = self
+            .objects
+            .layout
+            .offsets()
+            .frame_object
+            .f_back
+            .require()?;
+        let f_code = self
+            .objects
+            .layout
+            .offsets()
+            .frame_object
+            .f_code
+            .require()?;
+        let f_lasti = self
+            .objects
+            .layout
+            .offsets()
+            .frame_object
+            .f_lasti
+            .require()?;
         let mut frame = self
             .mem()
-            .read_ptr(tstate.wrapping_add(self.off("PyThreadState", "frame")?))
+            .read_ptr(tstate.wrapping_add(self.objects.layout.offsets().tstate.frame.require()?))
             .map_err(err)?;
         let mut seen = HashSet::new();
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
@@ -267,28 +278,57 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
 
     fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
         let layout = self.objects.layout;
-        let mut frame = match layout.offset("PyThreadState", "current_frame") {
+        let mut frame = match layout.offsets().tstate.current_frame.get() {
             Some(off) => self.mem().read_ptr(tstate.wrapping_add(off)).map_err(err)?,
             None => {
                 let cframe = self
                     .mem()
-                    .read_ptr(tstate.wrapping_add(self.off("PyThreadState", "cframe")?))
+                    .read_ptr(
+                        tstate.wrapping_add(self.objects.layout.offsets().tstate.cframe.require()?),
+                    )
                     .map_err(err)?;
                 if cframe == 0 {
                     return Ok(());
                 }
                 self.mem()
-                    .read_ptr(cframe.wrapping_add(self.off("_PyCFrame", "current_frame")?))
+                    .read_ptr(
+                        cframe.wrapping_add(
+                            self.objects
+                                .layout
+                                .offsets()
+                                .cframe
+                                .current_frame
+                                .require()?,
+                        ),
+                    )
                     .map_err(err)?
             }
         };
-        let previous = self.off("_PyInterpreterFrame", "previous")?;
-        let code_at = self.off("_PyInterpreterFrame", "code")?;
-        let owner_at = self.off("_PyInterpreterFrame", "owner")?;
-        let instr_at = self.off("_PyInterpreterFrame", "instr_ptr")?;
-        let is_entry_at = layout.offset("_PyInterpreterFrame", "is_entry");
-        let code_base = self.off("PyCodeObject", "co_code_adaptive")?;
-        let first_traceable = layout.offset("PyCodeObject", "co_firsttraceable");
+        let previous = self
+            .objects
+            .layout
+            .offsets()
+            .interp_frame
+            .previous
+            .require()?;
+        let code_at = self.objects.layout.offsets().interp_frame.code.require()?;
+        let owner_at = self.objects.layout.offsets().interp_frame.owner.require()?;
+        let instr_at = self
+            .objects
+            .layout
+            .offsets()
+            .interp_frame
+            .instr_ptr
+            .require()?;
+        let is_entry_at = layout.offsets().interp_frame.is_entry.get();
+        let code_base = self
+            .objects
+            .layout
+            .offsets()
+            .code
+            .co_code_adaptive
+            .require()?;
+        let first_traceable = layout.offsets().code.co_firsttraceable.get();
         let tagged = self.objects.version.major_minor() >= (3, 14);
         let shims = self.objects.version.major_minor() >= (3, 12);
         let mut seen = HashSet::new();
@@ -388,7 +428,11 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         match self.objects.tuple_items(tuple, MAX_LOCALS as usize) {
             Ok((items, _)) => items
                 .iter()
-                .map(|&n| self.objects.string(n, 256).unwrap_or_else(|_| "?".into()))
+                .map(|&n| {
+                    self.objects
+                        .string(n, 256)
+                        .unwrap_or_else(|_| "<unreadable name>".into())
+                })
                 .collect(),
             Err(_) => Vec::new(),
         }
@@ -397,7 +441,10 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     fn argcount(&self, code: u64) -> u64 {
         self.objects
             .layout
-            .offset("PyCodeObject", "co_argcount")
+            .offsets()
+            .code
+            .co_argcount
+            .get()
             .and_then(|off| self.mem().read_i32(code.wrapping_add(off)).ok())
             .map_or(0, |n| n.max(0) as u64)
     }
@@ -405,15 +452,15 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     fn frame_object_locals(&self, frame: u64, code: u64) -> Vec<Local> {
         let layout = self.objects.layout;
         let (Some(plus), Some(varnames), Some(nlocals)) = (
-            layout.offset("PyFrameObject", "f_localsplus"),
-            layout.offset("PyCodeObject", "co_varnames"),
-            layout.offset("PyCodeObject", "co_nlocals"),
+            layout.offsets().frame_object.f_localsplus.get(),
+            layout.offsets().code.co_varnames.get(),
+            layout.offsets().code.co_nlocals.get(),
         ) else {
             return Vec::new();
         };
-        let tuple_names = |field: &str| -> Vec<String> {
-            layout
-                .offset("PyCodeObject", field)
+        let tuple_names = |field: crate::layout::Field| -> Vec<String> {
+            field
+                .get()
                 .and_then(|off| self.mem().read_ptr(code.wrapping_add(off)).ok())
                 .map(|t| self.name_list(t))
                 .unwrap_or_default()
@@ -429,8 +476,8 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .map(|t| self.name_list(t))
             .unwrap_or_default();
         names.resize(nlocals.min(MAX_LOCALS as usize), String::new());
-        names.extend(tuple_names("co_cellvars"));
-        names.extend(tuple_names("co_freevars"));
+        names.extend(tuple_names(layout.offsets().code.co_cellvars));
+        names.extend(tuple_names(layout.offsets().code.co_freevars));
         let args = self.argcount(code);
         names
             .iter()
@@ -462,9 +509,9 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     fn interpreter_frame_locals(&self, frame: u64, code: u64, tagged: bool) -> Vec<Local> {
         let layout = self.objects.layout;
         let (Some(plus), Some(names_at), Some(kinds_at)) = (
-            layout.offset("_PyInterpreterFrame", "localsplus"),
-            layout.offset("PyCodeObject", "co_localsplusnames"),
-            layout.offset("PyCodeObject", "co_localspluskinds"),
+            layout.offsets().interp_frame.localsplus.get(),
+            layout.offsets().code.co_localsplusnames.get(),
+            layout.offsets().code.co_localspluskinds.get(),
         ) else {
             return Vec::new();
         };

@@ -48,7 +48,7 @@ pub fn c_stack_anchor(process: &Process, layout: &Layout, tstate: u64, sp: u64) 
     let stack = core.segment_index(sp)?;
     // Live stack of that thread: above its stack pointer, in the same mapping.
     let on_stack = |address: u64| address >= sp && core.segment_index(address) == Some(stack);
-    if let Some(cframe) = layout.offset("PyThreadState", "cframe") {
+    if let Some(cframe) = layout.offsets().tstate.cframe.get() {
         // 3.10–3.12: `&cframe`, a local of the eval loop (`root_cframe`,
         // inside the thread state, when none runs).
         let anchor = memory.read_ptr(tstate.wrapping_add(cframe)).ok()?;
@@ -57,10 +57,10 @@ pub fn c_stack_anchor(process: &Process, layout: &Layout, tstate: u64, sp: u64) 
     // 3.13+: the entry frame of the innermost eval loop, found by its
     // address alone (a gcore whose stack pages gdb could not read holds
     // zeros there, but the pointers to it survive in the heap).
-    let previous = layout.offset("_PyInterpreterFrame", "previous")?;
-    let owner = layout.offset("_PyInterpreterFrame", "owner")?;
+    let previous = layout.offsets().interp_frame.previous.get()?;
+    let owner = layout.offsets().interp_frame.owner.get()?;
     let mut frame = memory
-        .read_ptr(tstate.wrapping_add(layout.offset("PyThreadState", "current_frame")?))
+        .read_ptr(tstate.wrapping_add(layout.offsets().tstate.current_frame.get()?))
         .ok()?;
     for _ in 0..MAX_STEPS {
         if frame == 0 {

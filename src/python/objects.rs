@@ -39,39 +39,7 @@ pub struct Objects<'a, M: Memory> {
     // a core lacks the read-only pages that hold static types' names.
     builtin_types: RefCell<HashMap<u64, Option<BuiltinType>>>,
     anchors: Option<&'a TypeAnchors>,
-    hot: HotOffsets,
-    // Layout lookups by the addresses of the (static) names asked for: a
-    // layout lookup compares strings, and dicts ask for ten fields each.
-    memo: RefCell<rustc_hash::FxHashMap<NameKey, Option<u64>>>,
     dict: std::cell::OnceCell<Result<DictOffsets, String>>,
-}
-
-/// A (struct, field) name pair by the addresses and lengths of its strings.
-type NameKey = (usize, usize, usize, usize);
-
-/// Offsets read for nearly every object, looked up once: a layout lookup
-/// compares strings, and the heap walks make millions of reads. Callers
-/// that make an `Objects` per read keep one and pass it in.
-#[derive(Debug, Clone, Copy)]
-pub struct HotOffsets {
-    ob_refcnt: Option<u64>,
-    ob_type: Option<u64>,
-    ob_size: Option<u64>,
-    tp_name: Option<u64>,
-    tp_flags: Option<u64>,
-}
-
-impl HotOffsets {
-    /// The offsets in `layout`.
-    pub fn new(layout: &Layout) -> HotOffsets {
-        HotOffsets {
-            ob_refcnt: layout.offset("PyObject", "ob_refcnt"),
-            ob_type: layout.offset("PyObject", "ob_type"),
-            ob_size: layout.offset("PyVarObject", "ob_size"),
-            tp_name: layout.offset("PyTypeObject", "tp_name"),
-            tp_flags: layout.offset("PyTypeObject", "tp_flags"),
-        }
-    }
 }
 
 pub(crate) fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
@@ -86,23 +54,6 @@ impl<'a, M: Memory> Objects<'a, M> {
         version: PythonVersion,
         py2_unicode_width: u64,
     ) -> Self {
-        Self::with_offsets(
-            memory,
-            layout,
-            version,
-            py2_unicode_width,
-            HotOffsets::new(layout),
-        )
-    }
-
-    /// [`Objects::new`] with `hot`, the offsets of `layout` looked up before.
-    pub fn with_offsets(
-        memory: &'a M,
-        layout: &'a Layout,
-        version: PythonVersion,
-        py2_unicode_width: u64,
-        hot: HotOffsets,
-    ) -> Self {
         Objects {
             memory,
             layout,
@@ -111,9 +62,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             type_names: RefCell::new(HashMap::new()),
             builtin_types: RefCell::new(HashMap::new()),
             anchors: None,
-            memo: RefCell::default(),
             dict: std::cell::OnceCell::new(),
-            hot,
         }
     }
 
@@ -175,61 +124,22 @@ impl<'a, M: Memory> Objects<'a, M> {
         }
     }
 
-    /// `PyTypeObject.tp_flags`.
-    pub(crate) fn hot_tp_flags(&self) -> Result<u64, ReadError> {
-        self.hot(self.hot.tp_flags, "PyTypeObject.tp_flags")
-    }
-
-    fn hot(&self, offset: Option<u64>, what: &str) -> Result<u64, ReadError> {
-        offset.ok_or_else(|| invalid(0, format!("the layout has no {what}")))
-    }
-
-    fn memoized(
-        &self,
-        st: &'static str,
-        field: &'static str,
-        get: impl FnOnce() -> Option<u64>,
-    ) -> Option<u64> {
-        let key = (
-            st.as_ptr() as usize,
-            st.len(),
-            field.as_ptr() as usize,
-            field.len(),
-        );
-        if let Some(v) = self.memo.borrow().get(&key) {
-            return *v;
-        }
-        let v = get();
-        self.memo.borrow_mut().insert(key, v);
-        v
-    }
-
-    pub(crate) fn off(&self, st: &'static str, field: &'static str) -> Result<u64, ReadError> {
-        self.memoized(st, field, || self.layout.offset(st, field))
-            .ok_or_else(|| invalid(0, format!("the layout has no {st}.{field}")))
-    }
-
-    fn size(&self, st: &'static str) -> Result<u64, ReadError> {
-        self.memoized(st, "", || self.layout.size(st))
-            .ok_or_else(|| invalid(0, format!("the layout has no {st}")))
-    }
-
     /// `ob_type`.
     pub fn type_of(&self, obj: u64) -> Result<u64, ReadError> {
         self.memory
-            .read_ptr(obj.wrapping_add(self.hot(self.hot.ob_type, "PyObject.ob_type")?))
+            .read_ptr(obj.wrapping_add(self.layout.offsets().object.ob_type.require()?))
     }
 
     /// `ob_size`.
     pub fn var_size(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj.wrapping_add(self.hot(self.hot.ob_size, "PyVarObject.ob_size")?))
+            .read_i64(obj.wrapping_add(self.layout.offsets().var_object.ob_size.require()?))
     }
 
     /// The raw refcount word (8 bytes at offset 0).
     pub fn refcount(&self, obj: u64) -> Result<i64, ReadError> {
         self.memory
-            .read_i64(obj.wrapping_add(self.hot(self.hot.ob_refcnt, "PyObject.ob_refcnt")?))
+            .read_i64(obj.wrapping_add(self.layout.offsets().object.ob_refcnt.require()?))
     }
 
     /// The `tp_name` of a type object; for a built-in type whose name the
@@ -256,7 +166,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     fn read_tp_name(&self, ty: u64) -> Result<String, ReadError> {
         let name_ptr = self
             .memory
-            .read_ptr(ty.wrapping_add(self.hot(self.hot.tp_name, "PyTypeObject.tp_name")?))?;
+            .read_ptr(ty.wrapping_add(self.layout.offsets().type_object.tp_name.require()?))?;
         let bytes = self.memory.read_cstr(name_ptr, MAX_TYPE_NAME)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
@@ -302,43 +212,43 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// The length in code points of a `str` (3.x) or `unicode` (2.7).
     pub fn string_len(&self, obj: u64) -> Result<u64, ReadError> {
+        let offsets = self.layout.offsets();
         let field = if self.version.major == 2 {
-            ("PyUnicodeObject", "length")
+            offsets.unicode.length
         } else {
-            ("PyASCIIObject", "length")
+            offsets.ascii.length
         };
-        let length = self
-            .memory
-            .read_i64(obj.wrapping_add(self.off(field.0, field.1)?))?;
+        let length = self.memory.read_i64(obj.wrapping_add(field.require()?))?;
         u64::try_from(length).map_err(|_| invalid(obj, format!("negative string length {length}")))
     }
 
     fn pep393(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
         let length = self
             .memory
-            .read_i64(obj.wrapping_add(self.off("PyASCIIObject", "length")?))?;
+            .read_i64(obj.wrapping_add(self.layout.offsets().ascii.length.require()?))?;
         if length < 0 {
             return Err(invalid(obj, format!("negative string length {length}")));
         }
-        let state_field = self
-            .layout
-            .field("PyASCIIObject", "state")
+        let ascii_fields = self.layout.offsets().ascii;
+        let state_at = ascii_fields
+            .state
+            .get()
             .ok_or_else(|| invalid(obj, "no state field"))?;
-        let state = self.memory.read_u32(obj.wrapping_add(state_field.offset))?;
-        let bits = |name: &str| -> Result<u32, ReadError> {
-            let f = self
-                .layout
-                .field("PyASCIIObject", name)
-                .ok_or_else(|| invalid(obj, format!("no {name} bits")))?;
-            let (Some(bit), Some(width)) = (f.bit_offset, f.bit_size) else {
+        let state = self.memory.read_u32(obj.wrapping_add(state_at))?;
+        let bits = |field: crate::layout::Field| -> Result<u32, ReadError> {
+            let name = field.name().trim_start_matches("PyASCIIObject.");
+            if !field.is_present() {
+                return Err(invalid(obj, format!("no {name} bits")));
+            }
+            let Some((bit, width)) = field.bits() else {
                 return Err(invalid(obj, "not a bitfield"));
             };
-            let shift = bit - state_field.offset * 8;
+            let shift = bit - state_at * 8;
             Ok((state >> shift) & ((1u32 << width) - 1))
         };
-        let kind = u64::from(bits("state.kind")?);
-        let compact = bits("state.compact")? == 1;
-        let ascii = bits("state.ascii")? == 1;
+        let kind = u64::from(bits(ascii_fields.state_kind)?);
+        let compact = bits(ascii_fields.state_compact)? == 1;
+        let ascii = bits(ascii_fields.state_ascii)? == 1;
         if !matches!(kind, 1 | 2 | 4) {
             return Err(invalid(
                 obj,
@@ -346,11 +256,11 @@ impl<'a, M: Memory> Objects<'a, M> {
             ));
         }
         let data = match (compact, ascii) {
-            (true, true) => obj + self.size("PyASCIIObject")?,
-            (true, false) => obj + self.size("PyCompactUnicodeObject")?,
+            (true, true) => obj + self.layout.offsets().ascii.sizeof.require()?,
+            (true, false) => obj + self.layout.offsets().compact_unicode.sizeof.require()?,
             (false, _) => self
                 .memory
-                .read_ptr(obj.wrapping_add(self.off("PyUnicodeObject", "data")?))?,
+                .read_ptr(obj.wrapping_add(self.layout.offsets().unicode.data.require()?))?,
         };
         let count = (length as u64).min(max_chars as u64);
         let raw = self
@@ -362,10 +272,10 @@ impl<'a, M: Memory> Objects<'a, M> {
     fn py2_unicode(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
         let length = self
             .memory
-            .read_i64(obj.wrapping_add(self.off("PyUnicodeObject", "length")?))?;
+            .read_i64(obj.wrapping_add(self.layout.offsets().unicode.length.require()?))?;
         let data = self
             .memory
-            .read_ptr(obj.wrapping_add(self.off("PyUnicodeObject", "str")?))?;
+            .read_ptr(obj.wrapping_add(self.layout.offsets().unicode.str.require()?))?;
         if length < 0 {
             return Err(invalid(obj, "negative unicode length"));
         }
@@ -384,9 +294,9 @@ impl<'a, M: Memory> Objects<'a, M> {
             return Err(invalid(obj, format!("negative size {size}")));
         }
         let sval = if self.version.major == 2 {
-            self.off("PyStringObject", "ob_sval")?
+            self.layout.offsets().string.ob_sval.require()?
         } else {
-            self.off("PyBytesObject", "ob_sval")?
+            self.layout.offsets().bytes.ob_sval.require()?
         };
         let n = (size as u64).min(max as u64);
         self.memory
@@ -397,7 +307,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn tuple_items(&self, obj: u64, max: usize) -> Result<(Vec<u64>, u64), ReadError> {
         let size = self.var_size(obj)?;
         let size = u64::try_from(size).map_err(|_| invalid(obj, "negative tuple size"))?;
-        let base = obj.wrapping_add(self.off("PyTupleObject", "ob_item")?);
+        let base = obj.wrapping_add(self.layout.offsets().tuple.ob_item.require()?);
         let n = size.min(max as u64);
         let items = (0..n)
             .map(|i| self.memory.read_ptr(base.wrapping_add(i * 8)))
@@ -411,7 +321,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         let size = u64::try_from(size).map_err(|_| invalid(obj, "negative list size"))?;
         let array = self
             .memory
-            .read_ptr(obj.wrapping_add(self.off("PyListObject", "ob_item")?))?;
+            .read_ptr(obj.wrapping_add(self.layout.offsets().list.ob_item.require()?))?;
         let n = size.min(max as u64);
         let items = (0..n)
             .map(|i| self.memory.read_ptr(array.wrapping_add(i * 8)))
@@ -429,10 +339,10 @@ impl<'a, M: Memory> Objects<'a, M> {
         {
             return self
                 .memory
-                .read_i64(obj.wrapping_add(self.off("PyIntObject", "ob_ival")?))
+                .read_i64(obj.wrapping_add(self.layout.offsets().int.ob_ival.require()?))
                 .map(i128::from);
         }
-        let digits_at = obj.wrapping_add(self.off("PyLongObject", "ob_digit")?);
+        let digits_at = obj.wrapping_add(self.layout.offsets().long.ob_digit.require()?);
         let (negative, ndigits) = if self.version
             >= PythonVersion::parse("3.12.0").unwrap_or(self.version)
             && self.version.minor >= 12
@@ -440,7 +350,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             // 3.12+: lv_tag = ndigits << 3 | sign (0 positive, 1 zero, 2 negative).
             let tag = self
                 .memory
-                .read_u64(obj.wrapping_add(self.off("PyLongObject", "lv_tag")?))?;
+                .read_u64(obj.wrapping_add(self.layout.offsets().long.lv_tag.require()?))?;
             (tag & 3 == 2, tag >> 3)
         } else {
             let size = self.var_size(obj)?;
@@ -461,7 +371,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn float(&self, obj: u64) -> Result<f64, ReadError> {
         let bits = self
             .memory
-            .read_u64(obj.wrapping_add(self.off("PyFloatObject", "ob_fval")?))?;
+            .read_u64(obj.wrapping_add(self.layout.offsets().float.ob_fval.require()?))?;
         Ok(f64::from_bits(bits))
     }
 
@@ -636,11 +546,11 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     fn find_dict_offsets(&self) -> Result<DictOffsets, ReadError> {
         let entry = DictEntryShape {
-            size: self.size("PyDictKeyEntry")?,
-            key: self.off("PyDictKeyEntry", "me_key")?,
-            value: self.off("PyDictKeyEntry", "me_value")?,
+            size: self.layout.offsets().dict_key_entry.sizeof.require()?,
+            key: self.layout.offsets().dict_key_entry.me_key.require()?,
+            value: self.layout.offsets().dict_key_entry.me_value.require()?,
         };
-        let ma_used = self.off("PyDictObject", "ma_used")?;
+        let ma_used = self.layout.offsets().dict.ma_used.require()?;
         if self.version.major == 2 {
             return Ok(DictOffsets {
                 ma_used,
@@ -650,38 +560,43 @@ impl<'a, M: Memory> Objects<'a, M> {
                 dk_indices: 0,
                 values_at: 0,
                 table: DictTable::Open {
-                    ma_mask: self.off("PyDictObject", "ma_mask")?,
-                    ma_table: self.off("PyDictObject", "ma_table")?,
+                    ma_mask: self.layout.offsets().dict.ma_mask.require()?,
+                    ma_table: self.layout.offsets().dict.ma_table.require()?,
                 },
                 entry,
                 unicode_entry: None,
             });
         }
-        let table = match self.layout.offset("PyDictKeysObject", "dk_log2_size") {
+        let table = match self.layout.offsets().dict_keys.dk_log2_size.get() {
             Some(log2_size) => DictTable::Log2 {
                 log2_size,
-                log2_index_bytes: self.off("PyDictKeysObject", "dk_log2_index_bytes")?,
-                kind: self.off("PyDictKeysObject", "dk_kind")?,
+                log2_index_bytes: self
+                    .layout
+                    .offsets()
+                    .dict_keys
+                    .dk_log2_index_bytes
+                    .require()?,
+                kind: self.layout.offsets().dict_keys.dk_kind.require()?,
             },
             None => DictTable::Sized {
-                dk_size: self.off("PyDictKeysObject", "dk_size")?,
+                dk_size: self.layout.offsets().dict_keys.dk_size.require()?,
             },
         };
         let unicode_entry = match (
-            self.layout.size("PyDictUnicodeEntry"),
-            self.layout.offset("PyDictUnicodeEntry", "me_key"),
-            self.layout.offset("PyDictUnicodeEntry", "me_value"),
+            self.layout.offsets().dict_unicode_entry.sizeof.get(),
+            self.layout.offsets().dict_unicode_entry.me_key.get(),
+            self.layout.offsets().dict_unicode_entry.me_value.get(),
         ) {
             (Some(size), Some(key), Some(value)) => Some(DictEntryShape { size, key, value }),
             _ => None,
         };
         Ok(DictOffsets {
             ma_used,
-            ma_keys: self.off("PyDictObject", "ma_keys")?,
-            ma_values: self.off("PyDictObject", "ma_values")?,
-            dk_nentries: self.off("PyDictKeysObject", "dk_nentries")?,
-            dk_indices: self.off("PyDictKeysObject", "dk_indices")?,
-            values_at: self.layout.offset("PyDictValues", "values").unwrap_or(0),
+            ma_keys: self.layout.offsets().dict.ma_keys.require()?,
+            ma_values: self.layout.offsets().dict.ma_values.require()?,
+            dk_nentries: self.layout.offsets().dict_keys.dk_nentries.require()?,
+            dk_indices: self.layout.offsets().dict_keys.dk_indices.require()?,
+            values_at: self.layout.offsets().dict_values.values.get().unwrap_or(0),
             table,
             entry,
             unicode_entry,
@@ -733,7 +648,9 @@ impl<'a, M: Memory> Objects<'a, M> {
             // A cell (a closure variable): show what it holds.
             Some(BuiltinType::Cell) => self
                 .memory
-                .read_ptr(obj.wrapping_add(self.size("PyObject").unwrap_or(16)))
+                .read_ptr(
+                    obj.wrapping_add(self.layout.offsets().object.sizeof.require().unwrap_or(16)),
+                )
                 .map(|v| {
                     if v == 0 {
                         "<empty cell>".to_string()

@@ -44,13 +44,13 @@ struct Offsets {
 impl Offsets {
     fn from(layout: &Layout) -> Option<Offsets> {
         Some(Offsets {
-            interpreters_head: layout.offset("_PyRuntimeState", "interpreters_head"),
-            interpreters_main: layout.offset("_PyRuntimeState", "interpreters_main"),
-            interp_next: layout.offset("PyInterpreterState", "next")?,
-            threads_head: layout.offset("PyInterpreterState", "threads_head")?,
-            tstate_interp: layout.offset("PyThreadState", "interp")?,
-            tstate_next: layout.offset("PyThreadState", "next")?,
-            tstate_thread_id: layout.offset("PyThreadState", "thread_id")?,
+            interpreters_head: layout.offsets().runtime.interpreters_head.get(),
+            interpreters_main: layout.offsets().runtime.interpreters_main.get(),
+            interp_next: layout.offsets().interp.next.get()?,
+            threads_head: layout.offsets().interp.threads_head.get()?,
+            tstate_interp: layout.offsets().tstate.interp.get()?,
+            tstate_next: layout.offsets().tstate.next.get()?,
+            tstate_thread_id: layout.offsets().tstate.thread_id.get()?,
         })
     }
 }

@@ -141,14 +141,9 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
             format!("the cached layout failed validation ({why}); rebuilt from DWARF and the cache entry rewritten"),
         ));
     }
-    let off = |st: &str, f: &str| {
-        layout
-            .offset(st, f)
-            .ok_or_else(|| format!("the layout has no {st}.{f}"))
-    };
-    let threads_head = off("PyInterpreterState", "threads_head")?;
-    let next = off("PyThreadState", "next")?;
-    let interp_id = layout.offset("PyInterpreterState", "id");
+    let threads_head = layout.offsets().interp.threads_head.require()?;
+    let next = layout.offsets().tstate.next.require()?;
+    let interp_id = layout.offsets().interp.id.get();
     let gil_holder = gil_holder_of(
         process,
         layout,
@@ -161,7 +156,7 @@ pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<Python
     for &interp in &runtime.interpreters {
         let id = interp_id.and_then(|o| memory.read_i64(interp.wrapping_add(o)).ok());
         // From 3.12 each interpreter may have a GIL of its own.
-        let interp_gil_holder = if layout.offset("PyInterpreterState", "ceval_gil").is_some() {
+        let interp_gil_holder = if layout.offsets().interp.ceval_gil.get().is_some() {
             gil_holder_of(process, layout, &runtime, Some(interp))
         } else {
             gil_holder
@@ -306,11 +301,17 @@ fn read_thread<M: Memory>(
 ) -> PyThread {
     let memory = objects.memory;
     let thread_id = layout
-        .offset("PyThreadState", "thread_id")
+        .offsets()
+        .tstate
+        .thread_id
+        .get()
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok())
         .unwrap_or(0);
     let native_thread_id = layout
-        .offset("PyThreadState", "native_thread_id")
+        .offsets()
+        .tstate
+        .native_thread_id
+        .get()
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok());
     // The LWP is the surest match (3.11+); before that, pthread_t equals
     // fs_base. A thread state whose LWP is gone matches nothing: glibc hands
@@ -325,10 +326,12 @@ fn read_thread<M: Memory>(
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread
         .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.rsp()));
-    let holds_gil = match layout.field("PyThreadState", "holds_gil") {
+    let holds_gil_field = layout.offsets().tstate.holds_gil;
+    let holds_gil = if holds_gil_field.is_present() {
         // 3.13 (a bit of `_status`) and 3.14 (an int) say it per thread.
-        Some(f) => read_field(memory, tstate, f).is_some_and(|v| v != 0),
-        None => gil_holder == Some(tstate),
+        read_field(memory, tstate, holds_gil_field).is_some_and(|v| v != 0)
+    } else {
+        gil_holder == Some(tstate)
     };
     PyThread {
         tstate,
@@ -346,26 +349,27 @@ fn read_thread<M: Memory>(
 }
 
 /// Read a field, honouring bitfields.
-fn read_field(memory: &impl Memory, base: u64, field: &crate::layout::FieldLayout) -> Option<u64> {
-    match (field.bit_offset, field.bit_size) {
-        (Some(bit), Some(width)) if width < 64 => {
+fn read_field(memory: &impl Memory, base: u64, field: crate::layout::Field) -> Option<u64> {
+    let offset = field.get()?;
+    match field.bits() {
+        Some((bit, width)) if width < 64 => {
             let word = memory.read_u64(base.wrapping_add(bit / 64 * 8)).ok()?;
             Some((word >> (bit % 64)) & ((1u64 << width) - 1))
         }
-        _ => match field.size {
+        _ => match field.size()? {
             1 => memory
-                .read_u8(base.wrapping_add(field.offset))
+                .read_u8(base.wrapping_add(offset))
                 .ok()
                 .map(u64::from),
             2 => memory
-                .read_u16(base.wrapping_add(field.offset))
+                .read_u16(base.wrapping_add(offset))
                 .ok()
                 .map(u64::from),
             4 => memory
-                .read_u32(base.wrapping_add(field.offset))
+                .read_u32(base.wrapping_add(offset))
                 .ok()
                 .map(u64::from),
-            _ => memory.read_u64(base.wrapping_add(field.offset)).ok(),
+            _ => memory.read_u64(base.wrapping_add(offset)).ok(),
         },
     }
 }
@@ -388,7 +392,7 @@ fn gil_holder_of(
     }
     let rt = runtime.runtime?;
     // 3.7–3.11: the runtime's current thread state, else the GIL's last holder while locked.
-    if let Some(off) = layout.offset("_PyRuntimeState", "tstate_current")
+    if let Some(off) = layout.offsets().runtime.tstate_current.get()
         && let Some(t) = memory
             .read_ptr(rt.wrapping_add(off))
             .ok()
@@ -397,19 +401,19 @@ fn gil_holder_of(
         return Some(t);
     }
     let (holder, locked) = match (
-        layout.offset("_PyRuntimeState", "gil_last_holder"),
-        layout.offset("_PyRuntimeState", "gil_locked"),
+        layout.offsets().runtime.gil_last_holder.get(),
+        layout.offsets().runtime.gil_locked.get(),
     ) {
         (Some(h), Some(l)) => (rt + h, rt + l),
         _ => {
             // 3.12+: the interpreter's GIL, through `ceval.gil`.
             let interp = interp?;
             let gil = memory
-                .read_ptr(interp.wrapping_add(layout.offset("PyInterpreterState", "ceval_gil")?))
+                .read_ptr(interp.wrapping_add(layout.offsets().interp.ceval_gil.get()?))
                 .ok()?;
             (
-                gil + layout.offset("GilRuntimeState", "last_holder")?,
-                gil + layout.offset("GilRuntimeState", "locked")?,
+                gil + layout.offsets().gil_runtime.last_holder.get()?,
+                gil + layout.offsets().gil_runtime.locked.get()?,
             )
         }
     };

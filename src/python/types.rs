@@ -113,7 +113,10 @@ impl TypeAnchors {
         let mut anchors = TypeAnchors::default();
         let Some(builtins_at) = objects
             .layout
-            .offset("PyInterpreterState", "builtins")
+            .offsets()
+            .interp
+            .builtins
+            .get()
             .zip(interp)
             .map(|(off, interp)| interp.wrapping_add(off))
         else {
@@ -149,8 +152,8 @@ impl TypeAnchors {
 /// metatype has `Py_TPFLAGS_TYPE_SUBCLASS`) and it is not a heap type.
 fn is_static_type<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
     let (Some(ob_type), Some(tp_flags)) = (
-        layout.offset("PyObject", "ob_type"),
-        layout.offset("PyTypeObject", "tp_flags"),
+        layout.offsets().object.ob_type.get(),
+        layout.offsets().type_object.tp_flags.get(),
     ) else {
         return false;
     };
@@ -183,9 +186,12 @@ fn shape_of<M: Memory>(
     ty: u64,
     subclasses: bool,
 ) -> Option<BuiltinType> {
-    let off = |f: &str| layout.offset("PyTypeObject", f);
-    let ob_type = layout.offset("PyObject", "ob_type")?;
-    let (flags_at, base_at) = (off("tp_flags")?, off("tp_base")?);
+    let offsets = layout.offsets();
+    let ob_type = offsets.object.ob_type.get()?;
+    let (flags_at, base_at) = (
+        offsets.type_object.tp_flags.get()?,
+        offsets.type_object.tp_base.get()?,
+    );
     let read = |at: u64| memory.read_u64(at).ok();
     if !is_static_type(memory, layout, ty) {
         return None;
@@ -254,16 +260,16 @@ fn is_code_shape<M: Memory>(
         return false;
     };
     if version.major_minor() >= (3, 11) {
-        layout.offset("PyCodeObject", "co_code_adaptive") == Some(basic) && item == 2
+        layout.offsets().code.co_code_adaptive.get() == Some(basic) && item == 2
     } else {
-        layout.size("PyCodeObject") == Some(basic) && item == 0
+        layout.offsets().code.sizeof.get() == Some(basic) && item == 0
     }
 }
 
 /// `tp_basicsize` and `tp_itemsize`.
 fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> {
-    let basic = layout.offset("PyTypeObject", "tp_basicsize")?;
-    let item = layout.offset("PyTypeObject", "tp_itemsize")?;
+    let basic = layout.offsets().type_object.tp_basicsize.get()?;
+    let item = layout.offsets().type_object.tp_itemsize.get()?;
     Some((
         memory.read_u64(ty.wrapping_add(basic)).ok()?,
         memory.read_u64(ty.wrapping_add(item)).ok()?,
@@ -276,9 +282,9 @@ fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> 
 /// cell slots.
 pub fn has_cell_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
     let (Some(flags_at), Some(base_at), Some(object_size)) = (
-        layout.offset("PyTypeObject", "tp_flags"),
-        layout.offset("PyTypeObject", "tp_base"),
-        layout.size("PyObject"),
+        layout.offsets().type_object.tp_flags.get(),
+        layout.offsets().type_object.tp_base.get(),
+        layout.offsets().object.sizeof.get(),
     ) else {
         return false;
     };
@@ -334,12 +340,12 @@ mod tests {
         /// Type `slot`: of type `type`, with `flags` and base `base` (a slot
         /// number, or none).
         fn set(&mut self, slot: u64, meta: u64, flags: u64, base: impl Into<Option<u64>>) {
-            let off = |f: &str| self.layout.offset("PyTypeObject", f).unwrap();
+            let offsets = self.layout.offsets();
             let ty = Types::at(slot);
             let (ob_type, flags_at, base_at) = (
-                self.layout.offset("PyObject", "ob_type").unwrap(),
-                off("tp_flags"),
-                off("tp_base"),
+                offsets.object.ob_type.get().unwrap(),
+                offsets.type_object.tp_flags.get().unwrap(),
+                offsets.type_object.tp_base.get().unwrap(),
             );
             self.put(ty + ob_type, Types::at(meta));
             self.put(ty + flags_at, flags);

@@ -29,100 +29,218 @@ pub struct Skipped {
 }
 
 /// The files to triage (sorted, each once) and the ones skipped. Folders are
-/// walked recursively without following links; a file is a candidate when
-/// it starts like an ELF file or a compressed stream (zstd, lz4, xz, gzip)
-/// or is named like a core (`core`, `core.*`, `*.core`).
+/// walked recursively; symlinks are followed, to files and to folders, and
+/// a loop is reported rather than walked again. Each file is then
+/// [`classify`]d: cores are triaged, anything else is skipped with a reason.
 pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
-    let mut files = Vec::new();
-    let mut skipped = Vec::new();
+    let mut walk = Walk::default();
     for p in paths {
-        walk(p, 0, &mut files, &mut skipped);
+        walk.visit(p, 0, false);
     }
+    let (mut files, mut skipped) = walk.linked_files_once();
     files.sort();
     files.dedup();
-    let (cores, others): (Vec<PathBuf>, Vec<PathBuf>) =
-        files.into_iter().partition(|f| looks_like_core(f));
-    skipped.extend(others.into_iter().map(|path| Skipped {
-        path,
-        reason: "neither an ELF file nor a compressed stream, and not named like a core".into(),
-    }));
+    let mut cores = Vec::new();
+    for path in files {
+        match classify(&path) {
+            InputKind::Core => cores.push(path),
+            InputKind::Skip(reason) => skipped.push(Skipped { path, reason }),
+        }
+    }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     (cores, skipped)
 }
 
-fn walk(path: &Path, depth: usize, files: &mut Vec<PathBuf>, skipped: &mut Vec<Skipped>) {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) => {
-            skipped.push(Skipped {
-                path: path.into(),
-                reason: e.to_string(),
-            });
-            return;
-        }
-    };
-    if meta.is_file() || (depth == 0 && meta.file_type().is_symlink() && path.is_file()) {
-        if files.len() < MAX_FILES {
-            files.push(path.into());
-        }
-        return;
-    }
-    if !meta.is_dir() {
-        // Symlinks inside folders are not followed; a FIFO or device is
-        // never opened (a FIFO's open would block the whole batch).
-        let reason = if depth > 0 && meta.file_type().is_symlink() {
-            "a symlink inside a folder; not followed".to_string()
-        } else {
-            format!(
-                "not a regular file or folder: it is {}",
-                crate::regular_file::describe(meta.file_type())
-            )
-        };
-        skipped.push(Skipped {
+/// What a folder walk found, and what it passed over.
+#[derive(Default)]
+struct Walk {
+    /// Each file with its (device, inode) and whether a symlink led to it.
+    files: Vec<(PathBuf, (u64, u64), bool)>,
+    skipped: Vec<Skipped>,
+    /// (device, inode) of every folder walked, with the path it was walked at.
+    folders: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+/// `ELOOP`: too many symlinks to resolve a path (a link that leads back to itself).
+const ELOOP: i32 = 40;
+
+impl Walk {
+    fn skip(&mut self, path: &Path, reason: String) {
+        self.skipped.push(Skipped {
             path: path.into(),
             reason,
         });
-        return;
     }
-    if depth >= MAX_DEPTH {
-        skipped.push(Skipped {
-            path: path.into(),
-            reason: format!("deeper than {MAX_DEPTH} folders"),
-        });
-        return;
+
+    /// The files found, a file that a symlink leads to counted once: a
+    /// link to a core that is also found directly (or through another link)
+    /// is skipped, naming it. Hard links stay separate files, as before.
+    fn linked_files_once(self) -> (Vec<PathBuf>, Vec<Skipped>) {
+        let mut skipped = self.skipped;
+        let mut kept: std::collections::HashMap<(u64, u64), PathBuf> = Default::default();
+        // Files reached directly first, so a link names one of them.
+        let mut files = self.files;
+        files.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+        let mut out = Vec::new();
+        for (path, id, via_link) in files {
+            match kept.get(&id) {
+                Some(first) if via_link => skipped.push(Skipped {
+                    reason: format!("a link to {}, which is triaged", first.display()),
+                    path,
+                }),
+                _ => {
+                    kept.entry(id).or_insert_with(|| path.clone());
+                    out.push(path);
+                }
+            }
+        }
+        (out, skipped)
     }
-    let Ok(entries) = std::fs::read_dir(path) else {
-        skipped.push(Skipped {
-            path: path.into(),
-            reason: "the folder cannot be read".into(),
-        });
-        return;
-    };
-    let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    children.sort();
-    for child in children {
-        walk(&child, depth + 1, files, skipped);
+
+    fn visit(&mut self, path: &Path, depth: usize, via_link: bool) {
+        use std::os::unix::fs::MetadataExt;
+        let via_link =
+            via_link || std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        // Follows symlinks: a folder of links to cores is common.
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.raw_os_error() == Some(ELOOP) => {
+                return self.skip(path, "a symlink loop: the link leads back to itself".into());
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && std::fs::symlink_metadata(path).is_ok() =>
+            {
+                return self.skip(path, "a dangling symlink: its target does not exist".into());
+            }
+            Err(e) => return self.skip(path, e.to_string()),
+        };
+        let id = (meta.dev(), meta.ino());
+        if meta.is_file() {
+            if self.files.len() < MAX_FILES {
+                self.files.push((path.into(), id, via_link));
+            }
+            return;
+        }
+        if !meta.is_dir() {
+            // A FIFO or device is never opened (a FIFO's open would block the batch).
+            return self.skip(
+                path,
+                format!(
+                    "not a regular file or folder: it is {}",
+                    crate::regular_file::describe(meta.file_type())
+                ),
+            );
+        }
+        if let Some(first) = self.folders.get(&id) {
+            return self.skip(
+                path,
+                format!(
+                    "a folder already walked as {} (a symlink loop, or a second link to it)",
+                    first.display()
+                ),
+            );
+        }
+        if depth >= MAX_DEPTH {
+            return self.skip(path, format!("deeper than {MAX_DEPTH} folders"));
+        }
+        self.folders.insert(id, path.into());
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return self.skip(path, "the folder cannot be read".into());
+        };
+        let mut children: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        children.sort();
+        for child in children {
+            self.visit(&child, depth + 1, via_link);
+        }
     }
 }
 
-fn looks_like_core(path: &Path) -> bool {
+/// What a file given to triage is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputKind {
+    /// An ELF core, plain or compressed (or a file named like one, which is
+    /// then reported as an error if it cannot be read as a core).
+    Core,
+    /// Not a core: skipped, and why.
+    Skip(String),
+}
+
+/// Decompressed bytes looked at to tell a compressed core from an archive:
+/// a tar header's `ustar` magic is at 257.
+const PEEK_BYTES: usize = 512;
+
+/// Whether a file is a core to triage, or why it is skipped. Only the first
+/// bytes are read (decompressed, for a compressed file).
+// `pymortem bundle` archives (`.pymortem`: tar + zstd) are another case
+// here, next to Core: until then they read as a compressed tar archive.
+pub fn classify(path: &Path) -> InputKind {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if name == "core" || name.starts_with("core.") || name.ends_with(".core") {
-        return true;
+    let named_like_core = name == "core" || name.starts_with("core.") || name.ends_with(".core");
+    if is_tar_name(&name) {
+        return InputKind::Skip("a tar archive, not a core".into());
     }
-    let mut magic = [0u8; 6];
-    let n = crate::regular_file::open_regular(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut magic))
-        .unwrap_or(0);
-    let magic = &magic[..n];
-    magic.starts_with(b"\x7fELF")
-        || magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || magic.starts_with(&[0x04, 0x22, 0x4d, 0x18])
-        || magic.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || magic.starts_with(&[0x1f, 0x8b])
+    let mut head = [0u8; 64];
+    let n = match crate::regular_file::open_regular(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+    {
+        Ok(n) => n,
+        // Opening it again reports the error on the core's row.
+        Err(_) if named_like_core => return InputKind::Core,
+        Err(e) => return InputKind::Skip(format!("cannot be read: {e}")),
+    };
+    let head = &head[..n];
+    if head.starts_with(b"\x7fELF") {
+        return elf_kind(head, "");
+    }
+    if let Some(format) = crate::core::compressed::detect(head) {
+        let what = format!("{}-compressed", format.name());
+        return match crate::core::compressed::peek(path, format, PEEK_BYTES) {
+            Ok(inner) if inner.starts_with(b"\x7fELF") => elf_kind(&inner, &what),
+            Ok(inner) if inner.get(257..262) == Some(b"ustar") => {
+                InputKind::Skip(format!("a {what} tar archive, not a core"))
+            }
+            _ if named_like_core => InputKind::Core,
+            Ok(inner) if inner.is_empty() => {
+                InputKind::Skip(format!("a {what} file that decompresses to nothing"))
+            }
+            Ok(_) => InputKind::Skip(format!("a {what} file that does not hold an ELF core")),
+            Err(e) => InputKind::Skip(format!("a {what} file that cannot be decompressed: {e}")),
+        };
+    }
+    if named_like_core {
+        return InputKind::Core;
+    }
+    InputKind::Skip("neither an ELF file nor a compressed stream, and not named like a core".into())
+}
+
+/// `x.tar`, `x.tar.zst`, `x.tgz`, ...
+fn is_tar_name(name: &str) -> bool {
+    name.ends_with(".tar") || name.contains(".tar.") || name.ends_with(".tgz")
+}
+
+/// A core by its ELF type (`ET_CORE`), else skipped as the kind of ELF file
+/// it is. Too short to tell: a core (a truncated one is reported as such).
+fn elf_kind(head: &[u8], compressed: &str) -> InputKind {
+    let Some(e_type) = head.get(16..18).and_then(|b| <[u8; 2]>::try_from(b).ok()) else {
+        return InputKind::Core;
+    };
+    let what = match u16::from_le_bytes(e_type) {
+        1 => "a relocatable object",
+        2 => "an executable",
+        3 => "a shared library or executable",
+        // ET_CORE, or a damaged header: reading it as a core says what is wrong.
+        _ => return InputKind::Core,
+    };
+    let compressed = if compressed.is_empty() {
+        String::new()
+    } else {
+        format!(" ({compressed})")
+    };
+    InputKind::Skip(format!("{what}{compressed}, not a core"))
 }
 
 /// What triage says about one core.

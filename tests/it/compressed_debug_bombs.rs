@@ -84,18 +84,7 @@ fn zstd_4gib_bomb(bytes: &mut [u8]) {
     bytes[header + 32..header + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
 }
 
-/// The largest resident set of any child this test binary has waited for.
-fn children_max_rss_kb() -> i64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    usage.ru_maxrss
-}
-
-fn run_with_patched_debug_file(patch: fn(&mut [u8])) {
+fn run_with_patched_debug_file(patch: fn(&mut Vec<u8>), declared: &str) {
     let entry = entry();
     let truth = support::truth(&entry);
     let (original, relative) = debug_file(&entry);
@@ -110,7 +99,7 @@ fn run_with_patched_debug_file(patch: fn(&mut [u8])) {
     let debug_dir = dir.path().to_str().unwrap();
     let sysroot = entry["sysroot"].as_str().unwrap();
     let core = entry["core"].as_str().unwrap();
-    let (code, out, err) = support::pymortem(&[
+    let (code, out, err, rss) = support::pymortem_with_peak_rss(&[
         "threads",
         "--no-cache",
         "--sysroot",
@@ -120,7 +109,6 @@ fn run_with_patched_debug_file(patch: fn(&mut [u8])) {
         debug_dir,
         core,
     ]);
-    let rss = children_max_rss_kb();
     let mut problems = Vec::new();
     if rss >= RSS_LIMIT_KB {
         problems.push(format!("peak RSS {rss} KB, over 1 GiB"));
@@ -128,14 +116,13 @@ fn run_with_patched_debug_file(patch: fn(&mut [u8])) {
     if code != 0 {
         problems.push(format!("exit {code}, expected 0"));
     }
-    if !out.contains("layout from debug_offsets") {
+    if !out.contains("layout from _Py_DebugOffsets") {
         problems.push(format!(
             "the layout is not _Py_DebugOffsets: {}",
             out.lines().next().unwrap_or("")
         ));
     }
-    let declared = format!(".debug_info: compressed section declares {CLAIMED} bytes");
-    if !out.contains(&declared) && !err.contains(&declared) {
+    if !out.contains(declared) && !err.contains(declared) {
         problems.push(format!("no diagnostic saying `{declared}`"));
     }
     for thread in truth["threads"].as_array().unwrap() {
@@ -161,7 +148,10 @@ fn zlib_debug_info_claiming_4gib_falls_back_to_debug_offsets() {
     if support::matrix_missing() {
         return;
     }
-    run_with_patched_debug_file(claim_4gib_zlib);
+    run_with_patched_debug_file(
+        |bytes| claim_4gib_zlib(bytes),
+        &format!(".debug_info: compressed section declares {CLAIMED} bytes"),
+    );
 }
 
 #[test]
@@ -169,5 +159,78 @@ fn zstd_debug_info_expanding_to_4gib_stays_bounded() {
     if support::matrix_missing() {
         return;
     }
-    run_with_patched_debug_file(zstd_4gib_bomb);
+    run_with_patched_debug_file(
+        |bytes| zstd_4gib_bomb(bytes),
+        &format!(".debug_info: compressed section declares {CLAIMED} bytes"),
+    );
+}
+
+/// Each section within its own bound (250 MiB from 8 MiB: a skippable
+/// frame of padding, then zeros in RLE blocks), but five of them loaded
+/// together would hold 1.25 GB: the sections of one file share one bound.
+const EACH: u64 = 250 << 20;
+const SECTIONS: [&str; 5] = [
+    ".debug_info",
+    ".debug_abbrev",
+    ".debug_str",
+    ".debug_line",
+    ".debug_line_str",
+];
+
+fn zstd_sections_adding_up(bytes: &mut Vec<u8>) {
+    let shoff = u64::from_le_bytes(bytes[0x28..0x30].try_into().unwrap()) as usize;
+    let shentsize = u16::from_le_bytes(bytes[0x3a..0x3c].try_into().unwrap()) as usize;
+    let indices: Vec<usize> = {
+        let file = object::File::parse(&bytes[..]).unwrap();
+        SECTIONS
+            .iter()
+            .map(|name| {
+                file.section_by_name(name)
+                    .unwrap_or_else(|| panic!("the debug file has {name}"))
+                    .index()
+                    .0
+            })
+            .collect()
+    };
+    for index in indices {
+        let mut data = Vec::new();
+        data.extend_from_slice(&2u32.to_le_bytes()); // ELFCOMPRESS_ZSTD
+        data.extend_from_slice(&0u32.to_le_bytes());
+        data.extend_from_slice(&EACH.to_le_bytes());
+        data.extend_from_slice(&1u64.to_le_bytes());
+        let padding = 8u32 << 20;
+        data.extend_from_slice(&0x184D_2A50u32.to_le_bytes()); // a skippable frame
+        data.extend_from_slice(&padding.to_le_bytes());
+        data.resize(data.len() + padding as usize, 0x5a);
+        data.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+        data.extend_from_slice(&[0x00, 7 << 3]);
+        let blocks = EACH / (128 << 10);
+        for i in 0..blocks {
+            let last = u32::from(i + 1 == blocks);
+            let block_header = (128u32 << 10) << 3 | 1 << 1 | last;
+            data.extend_from_slice(&block_header.to_le_bytes()[..3]);
+            data.push(0);
+        }
+        while !bytes.len().is_multiple_of(8) {
+            bytes.push(0);
+        }
+        let header = shoff + index * shentsize;
+        let flags = u64::from_le_bytes(bytes[header + 8..header + 16].try_into().unwrap());
+        bytes[header + 8..header + 16].copy_from_slice(&(flags | 0x800).to_le_bytes()); // SHF_COMPRESSED
+        let at = bytes.len() as u64;
+        bytes[header + 24..header + 32].copy_from_slice(&at.to_le_bytes());
+        bytes[header + 32..header + 40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&data);
+    }
+}
+
+#[test]
+fn sections_within_their_own_bound_cannot_add_up_past_the_files_bound() {
+    if support::matrix_missing() {
+        return;
+    }
+    run_with_patched_debug_file(
+        zstd_sections_adding_up,
+        &format!("compressed section declares {EACH} bytes"),
+    );
 }

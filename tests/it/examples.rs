@@ -159,8 +159,8 @@ fn distinct_stacks_groups_the_threads_of_a_folder() {
     if support::matrix_missing() {
         return;
     }
-    // Three cores, one of them twice (hard links: the folder walk does not
-    // follow symbolic ones).
+    // Three cores, one of them twice (hard links: two files; a symbolic
+    // link to a core the walk also finds is read once).
     let dir = tempfile::tempdir_in(support::repo().join("target")).unwrap();
     let pick = |interp: &str, scenario: &str| {
         support::manifest()
@@ -184,7 +184,9 @@ fn distinct_stacks_groups_the_threads_of_a_folder() {
                 .unwrap()
                 .iter()
                 .map(|f| {
-                    let line = f["line"].as_i64().map_or("?".into(), |l| l.to_string());
+                    let line = f["line"]
+                        .as_i64()
+                        .map_or("unknown line".into(), |l| l.to_string());
                     format!(
                         "{} ({}:{line})",
                         f["function"].as_str().unwrap(),

@@ -49,6 +49,8 @@ fn tables_regenerate_identically() {
         std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            // debug-offsets.toml has its own generator and test.
+            .filter(|name| name.starts_with("cpython-"))
             .collect()
     };
     assert_eq!(

@@ -4,13 +4,17 @@
 mod support;
 
 mod api;
+mod batch_temp;
+mod bus_error;
 mod check_damage;
 mod check_snapshots;
 mod check_truth;
 mod check_without_files;
 mod cli;
+mod cli_text;
 mod compressed_debug_bombs;
 mod datastack_recovery;
+mod debug_offsets_data;
 mod debuginfo;
 mod escapes;
 mod examples;

@@ -189,6 +189,49 @@ pub fn pymortem(args: &[&str]) -> (i32, String, String) {
     run_program(Path::new(env!("CARGO_BIN_EXE_pymortem")), args)
 }
 
+/// Run the pymortem binary and return (exit code, stdout, stderr, its own
+/// peak resident set in KiB), measured for that child alone: other tests'
+/// children run in the same test binary at the same time.
+// The child is reaped by wait4, which std's `Child` cannot do with rusage.
+#[allow(clippy::zombie_processes)]
+pub fn pymortem_with_peak_rss(args: &[&str]) -> (i32, String, String, i64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pymortem"))
+        .env("XDG_CACHE_HOME", test_cache_home())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pymortem");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: wait4 writes only the status and the rusage it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 on pymortem");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    (
+        code,
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+        usage.ru_maxrss,
+    )
+}
+
 /// Run `program` with the tests' private layout cache and return (exit
 /// code, stdout, stderr).
 fn run_program(program: &Path, args: &[&str]) -> (i32, String, String) {
