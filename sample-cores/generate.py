@@ -80,7 +80,7 @@ def cache_dir():
     if os.environ.get("PYMORTEM_CORE_CACHE"):
         return os.path.abspath(os.environ["PYMORTEM_CORE_CACHE"])
     user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.abspath(os.path.join(user_cache, "pymortem", "interpreters"))
+    return os.path.abspath(os.path.join(user_cache, "pymortem-tests", "interpreters"))
 
 
 def sha256_file(path):

@@ -24,7 +24,7 @@
 # downloads, 109-346 s measured on the 2-core machine).
 # Any interpreter that cannot be set up is a hard failure (exit 1), never skipped.
 #
-# Env: PYMORTEM_CORE_CACHE  cache dir (default: ${XDG_CACHE_HOME:-~/.cache}/pymortem/interpreters;
+# Env: PYMORTEM_CORE_CACHE  cache dir (default: ${XDG_CACHE_HOME:-~/.cache}/pymortem-tests/interpreters;
 #                           generate.py uses the same rule)
 #      PYENV_ROOT           default ~/.pyenv
 #      PYMORTEM_SID_SUITE   suite used for 3.14 (default sid)
@@ -32,7 +32,7 @@
 set -euo pipefail
 
 USER_CACHE="${XDG_CACHE_HOME:-$HOME/.cache}"
-CACHE="${PYMORTEM_CORE_CACHE:-$USER_CACHE/pymortem/interpreters}"
+CACHE="${PYMORTEM_CORE_CACHE:-$USER_CACHE/pymortem-tests/interpreters}"
 PYENV_ROOT="${PYENV_ROOT:-$HOME/.pyenv}"
 SID_SUITE="${PYMORTEM_SID_SUITE:-sid}"
 SUITE_315="${PYMORTEM_315_SUITE:-sid}"

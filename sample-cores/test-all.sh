@@ -5,7 +5,7 @@
 #
 #   1. setup-interpreters.sh: the Debian packages the set-up and the tests use,
 #      the Debian interpreters, chroots and debug files (cached per user:
-#      ${XDG_CACHE_HOME:-~/.cache}/pymortem/interpreters, or $PYMORTEM_CORE_CACHE)
+#      ${XDG_CACHE_HOME:-~/.cache}/pymortem-tests/interpreters, or $PYMORTEM_CORE_CACHE)
 #   2. generate.py: the sample cores (cached per checkout, sample-cores/generated,
 #      or $PYMORTEM_CORES)
 #   3. cargo test --locked with PYMORTEM_REQUIRE_MATRIX=1, so a test that finds
