@@ -76,7 +76,11 @@ class SetupError(Exception):
 
 
 def cache_dir():
-    return os.path.abspath(os.environ.get("PYMORTEM_CORE_CACHE") or os.path.join(HERE, ".cache"))
+    """Where setup-interpreters.sh put the interpreters: one cache per user, shared by clones."""
+    if os.environ.get("PYMORTEM_CORE_CACHE"):
+        return os.path.abspath(os.environ["PYMORTEM_CORE_CACHE"])
+    user_cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.abspath(os.path.join(user_cache, "pymortem-tests", "interpreters"))
 
 
 def sha256_file(path):

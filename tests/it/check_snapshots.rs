@@ -106,6 +106,9 @@ fn check_snapshot(e: &Value) -> Vec<String> {
 
 #[test]
 fn snapshots_of_a_healthy_process_have_no_error_or_warning() {
+    if support::matrix_missing() {
+        return;
+    }
     let entries = support::snapshot_manifest();
     let mut per_interp: BTreeMap<&str, usize> = BTreeMap::new();
     for e in &entries {

@@ -156,6 +156,9 @@ fn check_healthy(e: &Value) -> Vec<String> {
 
 #[test]
 fn corrupt_scenarios_flag_their_victims() {
+    if support::matrix_missing() {
+        return;
+    }
     let entries: Vec<Value> = support::manifest()
         .into_iter()
         .filter(|e| CORRUPT.contains(&e["scenario"].as_str().unwrap()))
@@ -171,6 +174,9 @@ fn corrupt_scenarios_flag_their_victims() {
 
 #[test]
 fn healthy_scenarios_have_no_error_or_warning() {
+    if support::matrix_missing() {
+        return;
+    }
     let entries: Vec<Value> = support::manifest()
         .into_iter()
         .filter(|e| HEALTHY.contains(&e["scenario"].as_str().unwrap()))
@@ -185,6 +191,9 @@ fn healthy_scenarios_have_no_error_or_warning() {
 
 #[test]
 fn object_shows_the_victim_with_its_free_list_and_holder() {
+    if support::matrix_missing() {
+        return;
+    }
     for interp in ["pyenv-2.7.18", "pyenv-3.12.1", "debian-3.14"] {
         let e = support::manifest()
             .into_iter()

@@ -142,6 +142,9 @@ fn raw_controls(what: &str, text: &str) -> Vec<String> {
 
 #[test]
 fn core_strings_are_escaped_in_text_and_exact_in_json() {
+    if support::matrix_missing() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (entry, core, forged) = hostile_core(dir.path());
     let mut problems = Vec::new();
@@ -223,6 +226,9 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 #[test]
 fn triage_escapes_text_and_guards_csv_formulas() {
+    if support::matrix_missing() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (entry, core, _) = hostile_core(dir.path());
     let mut problems = Vec::new();

@@ -31,6 +31,9 @@ fn check(entry: &Value) -> Vec<String> {
 
 #[test]
 fn info_matches_truth_on_every_sample_core() {
+    if support::matrix_missing() {
+        return;
+    }
     let manifest = support::manifest();
     let covered: BTreeSet<(String, String)> = manifest
         .iter()

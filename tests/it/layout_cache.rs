@@ -78,6 +78,9 @@ fn shift_offsets(file: &Path, structs: &[&str]) {
 
 #[test]
 fn a_cached_layout_with_wrong_offsets_is_rejected_rebuilt_and_rewritten() {
+    if support::matrix_missing() {
+        return;
+    }
     let mut problems = Vec::new();
     for interp in INTERPRETERS {
         let e = entry(interp);

@@ -225,6 +225,9 @@ fn peak_rss_kib() -> u64 {
 
 #[test]
 fn thousands_of_damaged_cores_never_panic_or_hang() {
+    if support::matrix_missing() {
+        return;
+    }
     let manifest = support::manifest();
     let picks = [
         ("pyenv-2.7.18", "use_after_free"),

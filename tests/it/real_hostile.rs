@@ -27,6 +27,9 @@ fn threads_entries() -> Vec<Value> {
 
 #[test]
 fn version_is_found_with_no_files_at_all() {
+    if support::matrix_missing() {
+        return;
+    }
     // An empty sysroot hides every module file and debug file: the version must
     // come from the core alone (the Py_GetVersion buffer or _Py_DebugOffsets).
     let empty = tempfile::tempdir().unwrap();
@@ -61,6 +64,9 @@ fn version_is_found_with_no_files_at_all() {
 
 #[test]
 fn truncated_real_cores_keep_what_they_hold() {
+    if support::matrix_missing() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     for entry in threads_entries()
         .iter()
@@ -109,6 +115,9 @@ fn truncated_real_cores_keep_what_they_hold() {
 
 #[test]
 fn compressed_real_cores_match_their_truth() {
+    if support::matrix_missing() {
+        return;
+    }
     let entry = threads_entries()
         .into_iter()
         .find(|e| e["interp"] == "pyenv-3.9.18" && e["kind"] == "kernel")

@@ -175,6 +175,9 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
 
 #[test]
 fn python_stacks_match_truth_on_every_sample_core() {
+    if support::matrix_missing() {
+        return;
+    }
     let manifest = support::manifest();
     let mut jobs: Vec<(&Value, bool)> = manifest.iter().map(|e| (e, true)).collect();
     // Debian's stripped interpreters again without their debug files.

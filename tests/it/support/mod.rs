@@ -44,19 +44,89 @@ pub const INTERPRETERS: [&str; 13] = [
     "debian-3.15",
 ];
 
+/// The folder of the generated sample-core matrix: `$PYMORTEM_CORES`, else
+/// `sample-cores/generated`.
+pub fn cores_dir() -> PathBuf {
+    std::env::var_os("PYMORTEM_CORES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("sample-cores/generated"))
+}
+
+/// The one command that sets up the interpreters, generates the matrix and
+/// runs every test with it (the README's test command).
+pub const FULL_TEST_COMMAND: &str = "sample-cores/test-all.sh";
+
+/// Whether a test that needs the generated sample-core matrix must return
+/// without running: the matrix is absent (no `manifest.json`) and
+/// `PYMORTEM_REQUIRE_MATRIX=1` is not set. Every test that reads the matrix
+/// starts with `if support::matrix_missing() { return; }`.
+///
+/// The run says once, when the test binary exits, how many tests did not
+/// run and how to run them. With `PYMORTEM_REQUIRE_MATRIX=1` (set by
+/// [`FULL_TEST_COMMAND`]) a missing matrix fails the test instead: there a
+/// skip must never count as a pass. A matrix that is present but lacks an
+/// interpreter or a core fails the tests that want it either way.
+pub fn matrix_missing() -> bool {
+    let manifest = cores_dir().join("manifest.json");
+    if manifest.is_file() {
+        return false;
+    }
+    if matrix_required() {
+        panic!(
+            "{} is missing and PYMORTEM_REQUIRE_MATRIX=1: generate the sample cores \
+             (python3 sample-cores/generate.py, after sample-cores/setup-interpreters.sh), \
+             or run {FULL_TEST_COMMAND}, which does both",
+            manifest.display()
+        );
+    }
+    note_skipped_test();
+    true
+}
+
+/// Whether a missing matrix fails the tests (`PYMORTEM_REQUIRE_MATRIX=1`).
+fn matrix_required() -> bool {
+    std::env::var_os("PYMORTEM_REQUIRE_MATRIX").is_some_and(|v| v == "1")
+}
+
+static SKIPPED_TESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Count a test that did not run for want of the matrix; the first one
+/// arranges for the note at exit, so the run says it once, after the
+/// results, where it is seen (libtest hides a passing test's output).
+fn note_skipped_test() {
+    use std::sync::atomic::Ordering;
+    if SKIPPED_TESTS.fetch_add(1, Ordering::SeqCst) == 0 {
+        // SAFETY: registers a plain function, called once by libc's exit.
+        unsafe { libc::atexit(print_skipped_note) };
+    }
+}
+
+extern "C" fn print_skipped_note() {
+    use std::io::Write;
+    let skipped = SKIPPED_TESTS.load(std::sync::atomic::Ordering::SeqCst);
+    let plural = if skipped == 1 { "" } else { "s" };
+    // Straight to the descriptor: libtest captures eprintln! of a test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\nNOTE: {skipped} test{plural} that need the generated sample cores did not run \
+         (counted as passed above): {} has no manifest.json. Run every test with \
+         {FULL_TEST_COMMAND} (as root: it sets up the interpreters, generates the cores, \
+         then runs the tests), or set PYMORTEM_CORES to a generated folder.\n",
+        cores_dir().display()
+    );
+}
+
 /// The sample-core manifest written by `sample-cores/generate.py`.
 ///
-/// Tests on generated cores fail, rather than skip, when it is missing: CI
-/// generates it first, and a developer is told how.
+/// A test calls it after [`matrix_missing`]; without the matrix it fails,
+/// and says how to make it.
 pub fn manifest() -> Vec<Value> {
-    let dir = std::env::var_os("PYMORTEM_CORES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("sample-cores/generated"));
-    let path = dir.join("manifest.json");
+    let path = cores_dir().join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py \
-             (or set PYMORTEM_CORES to a folder holding manifest.json)",
+             (or set PYMORTEM_CORES to a folder holding manifest.json); a test that reads \
+             them starts with `if support::matrix_missing() {{ return; }}`",
             path.display()
         )
     });
@@ -74,12 +144,10 @@ pub fn manifest() -> Vec<Value> {
 /// The snapshots of live processes that `sample-cores/generate.py` lists in
 /// `snapshots.json` beside the manifest (the `busy_snapshot` family): their
 /// truth files hold no stacks and no signal, so they are kept apart from
-/// the crash scenarios' manifest.
+/// the crash scenarios' manifest. Part of the matrix: a manifest without
+/// it fails.
 pub fn snapshot_manifest() -> Vec<Value> {
-    let dir = std::env::var_os("PYMORTEM_CORES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("sample-cores/generated"));
-    let path = dir.join("snapshots.json");
+    let path = cores_dir().join("snapshots.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py",
@@ -92,12 +160,29 @@ pub fn snapshot_manifest() -> Vec<Value> {
     }
 }
 
+static TEST_CACHE_HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// A layout cache private to this test binary: layouts cached by an older
-/// build must never stand in for what this build extracts.
+/// build must never stand in for what this build extracts. It is removed
+/// when the binary exits (a static's destructor never runs, and a
+/// `TempDir` kept in one left a folder behind on every run).
 fn test_cache_home() -> &'static Path {
-    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
-        .path()
+    TEST_CACHE_HOME.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("pymortem-tests-cache-")
+            .tempdir()
+            .expect("a temp dir")
+            .keep();
+        // SAFETY: registers a plain function, called once by libc's exit.
+        unsafe { libc::atexit(remove_test_cache_home) };
+        dir
+    })
+}
+
+extern "C" fn remove_test_cache_home() {
+    if let Some(dir) = TEST_CACHE_HOME.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Run the pymortem binary and return (exit code, stdout, stderr).

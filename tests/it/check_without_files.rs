@@ -1,0 +1,76 @@
+//! `check` with none of the interpreter's files (an empty sysroot), as the
+//! README's "How files are found" says: from 3.10 the tuple free lists and
+//! the GC lists are reached through the interpreter state, so the double
+//! free is found from the core alone; on 2.7–3.9 the free lists are statics
+//! found by symbol, so the verdict is incomplete, never clean.
+
+use serde_json::Value;
+
+use crate::support;
+
+/// Major and minor version of a truth's `python_version` ("3.10.13").
+fn minor_version(truth: &Value) -> (u64, u64) {
+    let text = truth["python_version"].as_str().unwrap();
+    let mut parts = text.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+#[test]
+fn double_free_is_found_from_the_core_alone_from_3_10() {
+    if support::matrix_missing() {
+        return;
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_str().unwrap();
+    let entries: Vec<Value> = support::manifest()
+        .into_iter()
+        .filter(|e| e["scenario"] == "double_free")
+        .collect();
+    assert_eq!(entries.len(), support::INTERPRETERS.len() * 2);
+    let problems = support::parallel(&entries, |entry| {
+        let core = entry["core"].as_str().unwrap();
+        let truth = support::truth(entry);
+        let (code, stdout, stderr) = support::pymortem(&[
+            "check",
+            "--json",
+            "--sysroot",
+            empty,
+            "--no-default-debug-dir",
+            core,
+        ]);
+        let report: Value = match serde_json::from_str(&stdout) {
+            Ok(report) => report,
+            Err(e) => return vec![format!("{core}: exit {code}, {e}: {stderr}")],
+        };
+        let verdict = &report["verdict"];
+        let victim = &truth["objects"]["victim_tuple"];
+        let unchecked: Vec<&str> = verdict["unchecked"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u["check"].as_str())
+            .collect();
+        let mut problems = Vec::new();
+        if minor_version(&truth) >= (3, 10) {
+            let named = verdict["victims"]
+                .as_array()
+                .is_some_and(|v| v.contains(victim));
+            if code != 1 || !named || !unchecked.is_empty() {
+                problems.push(format!(
+                    "{core}: exit {code}, victims {}, unchecked {unchecked:?}; the truth's victim is {victim}",
+                    verdict["victims"]
+                ));
+            }
+        } else if code != 3
+            || verdict["status"] != "incomplete"
+            || !unchecked.contains(&"free_lists")
+        {
+            problems.push(format!(
+                "{core}: exit {code}, status {}, unchecked {unchecked:?}: want incomplete for want of the free lists",
+                verdict["status"]
+            ));
+        }
+        problems
+    });
+    support::assert_no_problems(&problems);
+}
