@@ -223,13 +223,28 @@ pub fn mutators(process: &Process, state: &PythonState, wanted: &Wanted) -> Vec<
             .collect();
         // The GIL holder runs bytecode that changes objects inline: its
         // innermost eval loop's frame is in flight too.
-        let eval = (Some(thread.lwp) == gil_holder)
+        let holds_gil = Some(thread.lwp) == gil_holder;
+        let eval = holds_gil
             .then(|| (0..stack.frames.len()).find(|&i| crate::stacks::is_eval_frame(name(i))))
             .flatten();
         let (Some(&outermost), function) = (
             changing.iter().chain(eval.iter()).max(),
             changing.first().or(eval.as_ref()).map(|&i| name(i)),
         ) else {
+            // The GIL holder runs Python code, so it may be changing objects
+            // even when its native stack ends before any frame that tells
+            // what (a memmove whose caller cannot be unwound): what its
+            // registers and whole stack point at may be in flight.
+            if holds_gil && !stack.frames.is_empty() {
+                out.push(Mutator {
+                    lwp: thread.lwp,
+                    function: stack.frames[0]
+                        .function
+                        .clone()
+                        .unwrap_or_else(|| "an unknown function".into()),
+                    words: thread_words(process, thread, None),
+                });
+            }
             continue;
         };
         let high = stack.frames.get(outermost + 1).map_or(
