@@ -635,6 +635,17 @@ fn host_file(
     (image, tried)
 }
 
+/// The module file itself, when it carries DWARF.
+fn embedded_debug(file: Option<&ElfImage>) -> Option<(Option<ElfImage>, DebugStatus)> {
+    let f = file.filter(|f| f.has_dwarf())?;
+    let status = DebugStatus::Found {
+        path: f.path().to_path_buf(),
+        via: DebugVia::Embedded,
+        compression: f.debug_compression(),
+    };
+    Some((Some(f.clone()), status))
+}
+
 /// The module's debug information in a bundle: its own DWARF, else the
 /// debug file stored under its build-id.
 fn bundled_debug(
@@ -642,13 +653,8 @@ fn bundled_debug(
     build_id: Option<&[u8]>,
     file: Option<&ElfImage>,
 ) -> (Option<ElfImage>, DebugStatus) {
-    if let Some(f) = file.filter(|f| f.has_dwarf()) {
-        let status = DebugStatus::Found {
-            path: f.path().to_path_buf(),
-            via: DebugVia::Embedded,
-            compression: f.debug_compression(),
-        };
-        return (Some(f.clone()), status);
+    if let Some(found) = embedded_debug(file) {
+        return found;
     }
     let found = build_id.and_then(|id| {
         let image = bundle.debug_file(id)?;
@@ -688,13 +694,8 @@ fn locate_debug(
     recorded: &str,
     skipped: &mut Vec<String>,
 ) -> (Option<ElfImage>, DebugStatus) {
-    if let Some(f) = file.filter(|f| f.has_dwarf()) {
-        let status = DebugStatus::Found {
-            path: f.path().to_path_buf(),
-            via: DebugVia::Embedded,
-            compression: f.debug_compression(),
-        };
-        return (Some(f.clone()), status);
+    if let Some(found) = embedded_debug(file) {
+        return found;
     }
     let id = build_id
         .map(<[u8]>::to_vec)

@@ -11,10 +11,7 @@ fn concurrent_decompressions_share_one_bound_and_all_finish() {
     if support::matrix_missing() {
         return;
     }
-    let entry = support::manifest()
-        .into_iter()
-        .find(|e| e["scenario"] == "threads" && e["kind"] == "kernel" && e["sysroot"].is_null())
-        .expect("a kernel core of the threads scenario");
+    let entry = support::host_threads_kernel_entry();
     let raw = std::fs::read(entry["core"].as_str().unwrap()).unwrap();
     let size = raw.len() as u64;
     assert!(

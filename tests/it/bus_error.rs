@@ -18,10 +18,7 @@ fn a_core_truncated_while_mapped_is_an_error_that_names_it() {
     if support::matrix_missing() {
         return;
     }
-    let entry = support::manifest()
-        .into_iter()
-        .find(|e| e["scenario"] == "threads" && e["kind"] == "kernel" && e["sysroot"].is_null())
-        .expect("a kernel core of the threads scenario");
+    let entry = support::host_threads_kernel_entry();
     let original = std::path::PathBuf::from(entry["core"].as_str().unwrap());
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("shrinking.core");

@@ -141,6 +141,15 @@ pub fn manifest() -> Vec<Value> {
     }
 }
 
+/// A kernel core of the threads scenario from an interpreter on the host
+/// (no sysroot needed): a plain, mid-sized core.
+pub fn host_threads_kernel_entry() -> Value {
+    manifest()
+        .into_iter()
+        .find(|e| e["scenario"] == "threads" && e["kind"] == "kernel" && e["sysroot"].is_null())
+        .expect("a kernel core of the threads scenario")
+}
+
 /// The snapshots of live processes that `sample-cores/generate.py` lists in
 /// `snapshots.json` beside the manifest (the `busy_snapshot` family): their
 /// truth files hold no stacks and no signal, so they are kept apart from
