@@ -119,12 +119,13 @@ pub enum Error {
     #[error(transparent)]
     Read(#[from] ReadError),
     /// The core holds no CPython runtime that could be read.
-    #[error("{path}: no Python runtime: {reason}")]
+    #[error("{path}: no Python runtime: {cause}")]
     NoPython {
         /// The core file.
         path: PathBuf,
-        /// What was missing, and what to pass to find it.
-        reason: String,
+        /// What was missing.
+        #[source]
+        cause: crate::python::PythonError,
     },
     /// The interpreter is a free-threaded build (3.13t+), whose object
     /// layout pymortem does not read yet.

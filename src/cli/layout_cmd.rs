@@ -78,7 +78,7 @@ fn core_layout(args: &LayoutArgs, path: &Path) -> Result<LayoutReport, String> {
     let mut report = LayoutReport::new(path.to_path_buf(), version, choice.attempts, choice.layout);
     match runtime {
         Ok(r) => report.runtime = Some(r),
-        Err(e) => report.runtime_error = Some(e),
+        Err(e) => report.runtime_error = Some(e.to_string()),
     }
     Ok(report)
 }

@@ -214,8 +214,7 @@ fn threads(args: &ThreadsArgs) -> i32 {
         layout: args.cache.options(),
     };
     let state = pymortem::python::python_state(&process, &options);
-    let mut report =
-        pymortem::report::ThreadsReport::build(&process, state.as_ref().map_err(Clone::clone));
+    let mut report = pymortem::report::ThreadsReport::build(&process, state.as_ref());
     if args.native {
         report.add_native_stacks(&process, state.as_ref().ok());
     }
@@ -270,7 +269,13 @@ fn parse_address(text: &str) -> Result<u64, String> {
 fn python_of(
     core: &CoreArgs,
     cache: &CacheArgs,
-) -> Result<(Process, Result<pymortem::python::PythonState, String>), String> {
+) -> Result<
+    (
+        Process,
+        Result<pymortem::python::PythonState, pymortem::python::PythonError>,
+    ),
+    String,
+> {
     let process = core.open()?;
     let options = pymortem::python::ThreadOptions {
         locals: false,
@@ -289,12 +294,7 @@ fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
         .as_ref()
         .ok()
         .map(|s| pymortem::forensics::check(&process, s));
-    let report = pymortem::report::CheckReport::build(
-        &process,
-        state.as_ref().map_err(Clone::clone),
-        result,
-        part,
-    );
+    let report = pymortem::report::CheckReport::build(&process, state.as_ref(), result, part);
     let code = print_report(args.core.json, &report, render::check);
     if code == EXIT_OK {
         report.exit_code()

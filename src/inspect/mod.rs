@@ -65,16 +65,16 @@ impl Process {
                 evidence: evidence.clone(),
             });
         }
-        let state = python_state(self, options).map_err(|reason| Error::NoPython {
+        let state = python_state(self, options).map_err(|cause| Error::NoPython {
             path: self.core().path().to_path_buf(),
-            reason,
+            cause,
         })?;
         let version = self
             .python()
             .map(|p| p.version)
             .ok_or_else(|| Error::NoPython {
                 path: self.core().path().to_path_buf(),
-                reason: "no CPython version".into(),
+                cause: crate::python::PythonError::NoInterpreter,
             })?;
         Ok(Python {
             parts: Arc::new(PythonParts {

@@ -13,5 +13,5 @@ pub mod types;
 pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
 pub use frames::{FrameWalk, Local, PyFrame};
 pub use nesting::NestingOrder;
-pub use runtime::{RuntimeLocation, locate};
-pub use threads::{PyInterpreter, PyThread, PythonState, ThreadOptions, python_state};
+pub use runtime::{RuntimeError, RuntimeLocation, locate};
+pub use threads::{PyInterpreter, PyThread, PythonError, PythonState, ThreadOptions, python_state};

@@ -55,26 +55,47 @@ impl Offsets {
     }
 }
 
+/// Why the interpreter states could not be found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No CPython version was found.
+    #[error("no CPython version")]
+    NoVersion,
+    /// The module that defines the interpreter is not in the core's file list.
+    #[error("the interpreter module is not mapped")]
+    ModuleNotMapped,
+    /// The layout lacks the fields the runtime walk reads.
+    #[error("the layout lacks the interpreter and thread-state fields")]
+    LayoutLacksFields,
+    /// No strategy found an interpreter state.
+    #[error("no interpreter state found by symbol, section, cookie or scan")]
+    NotFound,
+    /// The list of interpreters holds none that can be read.
+    #[error("the interpreter list at {head:#x} is empty or unreadable")]
+    EmptyInterpreterList {
+        /// Where the list's head pointer is.
+        head: u64,
+    },
+}
+
 /// Find the interpreters of `process` with `layout`.
-pub fn locate(process: &Process, layout: &Layout) -> Result<RuntimeLocation, String> {
-    process.python().ok_or("no CPython version")?;
+pub fn locate(process: &Process, layout: &Layout) -> Result<RuntimeLocation, RuntimeError> {
+    process.python().ok_or(RuntimeError::NoVersion)?;
     let module = process
         .python_module()
-        .ok_or("the interpreter module is not mapped")?;
-    let offsets =
-        Offsets::from(layout).ok_or("the layout lacks the interpreter and thread-state fields")?;
+        .ok_or(RuntimeError::ModuleNotMapped)?;
+    let offsets = Offsets::from(layout).ok_or(RuntimeError::LayoutLacksFields)?;
     let memory = process.memory();
     let (head_pointer, runtime, strategy) = by_symbols(process, module, layout, &offsets)
         .or_else(|| {
             scan(process, module, &offsets)
                 .map(|(head, runtime)| (head, runtime, RuntimeStrategy::InterpreterScan))
         })
-        .ok_or("no interpreter state found by symbol, section, cookie or scan")?;
+        .ok_or(RuntimeError::NotFound)?;
     let (interpreters, warning) = follow(memory, head_pointer, &offsets);
     if interpreters.is_empty() {
-        return Err(format!(
-            "the interpreter list at {head_pointer:#x} is empty or unreadable"
-        ));
+        return Err(RuntimeError::EmptyInterpreterList { head: head_pointer });
     }
     Ok(RuntimeLocation {
         strategy,

@@ -111,13 +111,31 @@ pub struct ThreadOptions {
     pub layout: LayoutOptions,
 }
 
+/// Why the CPython state of a core could not be read at all.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PythonError {
+    /// No interpreter module or version was found.
+    #[error("no CPython interpreter was found in the core")]
+    NoInterpreter,
+    /// No layout could be chosen for the version.
+    #[error(transparent)]
+    Layout(#[from] crate::layout::select::LayoutError),
+    /// The interpreter states were not found.
+    #[error(transparent)]
+    Runtime(#[from] runtime::RuntimeError),
+    /// The layout lacks a field the walk needs.
+    #[error(transparent)]
+    MissingField(#[from] crate::layout::MissingField),
+}
+
 /// Read every interpreter and thread state of `process`.
-pub fn python_state(process: &Process, options: &ThreadOptions) -> Result<PythonState, String> {
-    let version = process
-        .python()
-        .ok_or("no CPython interpreter was found in the core")?
-        .version;
-    let choice = select(process, &options.layout).map_err(|e| e.to_string())?;
+pub fn python_state(
+    process: &Process,
+    options: &ThreadOptions,
+) -> Result<PythonState, PythonError> {
+    let version = process.python().ok_or(PythonError::NoInterpreter)?.version;
+    let choice = select(process, &options.layout)?;
     let runtime = runtime::locate(process, &choice.layout)?;
     let layout = &choice.layout;
     let memory = process.memory();

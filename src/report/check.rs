@@ -10,7 +10,7 @@ use crate::forensics::gc::GenerationSummary;
 use crate::forensics::{CheckName, CheckResult, Finding, ObjectInfo, Unchecked, Verdict};
 use crate::layout::LayoutSource;
 use crate::process::Process;
-use crate::python::PythonState;
+use crate::python::{PythonError, PythonState};
 use crate::stacks::MergedStack;
 
 /// Which part of the checks a report shows.
@@ -58,7 +58,7 @@ impl CheckReport {
     /// Build from the check result, or from why the interpreter could not be read.
     pub fn build(
         process: &Process,
-        state: Result<&PythonState, String>,
+        state: Result<&PythonState, &PythonError>,
         result: Option<CheckResult>,
         part: CheckPart,
     ) -> CheckReport {
@@ -96,7 +96,7 @@ impl CheckReport {
             {
                 report.verdict = Some(Verdict::nothing_checked(Unchecked {
                     check: CheckName::Layout,
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                     remedy: interpreter_files_remedy(process),
                 }));
             }

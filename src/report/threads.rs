@@ -7,7 +7,7 @@ use crate::error::Diagnostic;
 use crate::layout::LayoutSource;
 use crate::layout::runtime_address::RuntimeStrategy;
 use crate::process::Process;
-use crate::python::{NestingOrder, PyFrame, PyThread, PythonState};
+use crate::python::{NestingOrder, PyFrame, PyThread, PythonError, PythonState};
 use crate::stacks::{MergedStack, SourceCache, merged_stack_of};
 
 /// The whole `threads` report.
@@ -148,7 +148,7 @@ impl ThreadsReport {
     }
 
     /// Build the report. `python` is the interpreter state, or why it could not be read.
-    pub fn build(process: &Process, python: Result<&PythonState, String>) -> ThreadsReport {
+    pub fn build(process: &Process, python: Result<&PythonState, &PythonError>) -> ThreadsReport {
         let crashed = process.crashed_thread().map(|t| t.lwp);
         let mut diagnostics = process.diagnostics().to_vec();
         let mut threads = Vec::new();

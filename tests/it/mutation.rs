@@ -205,7 +205,7 @@ fn analyse(bytes: Vec<u8>) {
             ..Default::default()
         },
     );
-    let _ = ThreadsReport::build(&process, state.as_ref().map_err(Clone::clone));
+    let _ = ThreadsReport::build(&process, state.as_ref());
     if let Ok(state) = &state {
         let result = pymortem::forensics::check(&process, state);
         let _ = CheckReport::build(&process, Ok(state), Some(result), CheckPart::All);
