@@ -28,11 +28,14 @@ python3 sample-cores/generate.py --jobs 2
 step "build the tests"
 cargo test --locked --no-run "$@"
 
-step "cargo test --locked (PYMORTEM_REQUIRE_MATRIX=1, private TMPDIR)"
+step "cargo test --locked (PYMORTEM_REQUIRE_MATRIX=1, PYMORTEM_BUNDLE_ALL=1, private TMPDIR)"
 tests_tmp="$(mktemp -d "${TMPDIR:-/tmp}/pymortem-test-all.XXXXXX")"
 trap 'rm -rf "$tests_tmp"' EXIT
 status=0
-TMPDIR="$tests_tmp" PYMORTEM_REQUIRE_MATRIX=1 cargo test --locked --no-fail-fast "$@" || status=$?
+# PYMORTEM_BUNDLE_ALL: every scenario core is bundled and read back against
+# the core with its files (a plain `cargo test` samples 78 of them).
+TMPDIR="$tests_tmp" PYMORTEM_REQUIRE_MATRIX=1 PYMORTEM_BUNDLE_ALL=1 \
+    cargo test --locked --no-fail-fast "$@" || status=$?
 leftovers="$(find "$tests_tmp" -mindepth 1 -maxdepth 1)"
 if [ -n "$leftovers" ]; then
     echo "test-all: the tests left files in the temp dir:" >&2
