@@ -34,8 +34,7 @@ trap 'rm -rf "$tests_tmp"' EXIT
 status=0
 # PYMORTEM_BUNDLE_ALL: every scenario core is bundled and read back against
 # the core with its files (a plain `cargo test` samples 78 of them).
-TMPDIR="$tests_tmp" PYMORTEM_REQUIRE_MATRIX=1 PYMORTEM_BUNDLE_ALL=1 \
-    cargo test --locked --no-fail-fast "$@" || status=$?
+TMPDIR="$tests_tmp" PYMORTEM_BUNDLE_ALL=1 PYMORTEM_REQUIRE_MATRIX=1 cargo test --locked --no-fail-fast "$@" || status=$?
 leftovers="$(find "$tests_tmp" -mindepth 1 -maxdepth 1)"
 if [ -n "$leftovers" ]; then
     echo "test-all: the tests left files in the temp dir:" >&2
