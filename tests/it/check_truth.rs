@@ -36,15 +36,6 @@ fn run(entry: &Value, command: &str, extra: &[String]) -> (i32, Value) {
     (code, report)
 }
 
-fn label(e: &Value) -> String {
-    format!(
-        "{} {} {}",
-        e["interp"].as_str().unwrap(),
-        e["scenario"].as_str().unwrap(),
-        e["kind"].as_str().unwrap()
-    )
-}
-
 fn version(e: &Value) -> (u32, u32) {
     let v = e["python_version"].as_str().unwrap();
     let mut p = v.split('.').map(|x| x.parse().unwrap());
@@ -58,7 +49,7 @@ fn check_corrupt(e: &Value) -> Vec<String> {
     let holder = t["objects"]["holder_list"].as_u64().unwrap();
     let (code, r) = run(e, "check", &[]);
     let mut problems = Vec::new();
-    let l = label(e);
+    let l = support::label(e);
     if code != 1 {
         problems.push(format!("{l}: exit {code}, expected 1 (findings)"));
     }
@@ -139,15 +130,18 @@ fn check_healthy(e: &Value) -> Vec<String> {
         .map(|f| format!("{} {}", f["kind"], f["message"]))
         .collect();
     if code != 0 || !loud.is_empty() {
-        problems.push(format!("{}: exit {code}, findings {loud:?}", label(e)));
+        problems.push(format!(
+            "{}: exit {code}, findings {loud:?}",
+            support::label(e)
+        ));
     }
     if r["verdict"]["status"] != "clean" {
-        problems.push(format!("{}: verdict {}", label(e), r["verdict"]));
+        problems.push(format!("{}: verdict {}", support::label(e), r["verdict"]));
     }
     if r["gc_objects"].as_u64().unwrap_or(0) < 1000 {
         problems.push(format!(
             "{}: only {} tracked objects walked",
-            label(e),
+            support::label(e),
             r["gc_objects"]
         ));
     }

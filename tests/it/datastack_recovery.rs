@@ -60,12 +60,7 @@ fn json(args: &[String]) -> Value {
 }
 
 fn check(entry: &Value) -> Vec<String> {
-    let label = format!(
-        "{} {} {}",
-        entry["interp"].as_str().unwrap(),
-        entry["scenario"].as_str().unwrap(),
-        entry["kind"].as_str().unwrap()
-    );
+    let label = support::label(entry);
     let truth = support::truth(entry);
     let version = minor_version(entry).unwrap();
     let mut info_args = vec!["info".to_string(), "--json".into(), "--no-cache".into()];

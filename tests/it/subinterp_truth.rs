@@ -50,15 +50,6 @@ fn entries() -> Vec<Value> {
     entries
 }
 
-fn label(e: &Value) -> String {
-    format!(
-        "{} {} {}",
-        e["interp"].as_str().unwrap(),
-        e["scenario"].as_str().unwrap(),
-        e["kind"].as_str().unwrap()
-    )
-}
-
 /// Where `doc` breaks docs/schema/pymortem-v1.schema.json.
 fn schema_violations(label: &str, doc: &Value) -> Vec<String> {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
@@ -115,7 +106,7 @@ fn same_frames(have: &[Frame], want: &[Frame], error: &Value, lost: bool) -> Res
 }
 
 fn check_threads(e: &Value) -> Vec<String> {
-    let label = label(e);
+    let label = support::label(e);
     let truth = support::truth(e);
     let report = match run(e, &["threads"]) {
         Ok(r) => r,
@@ -123,12 +114,7 @@ fn check_threads(e: &Value) -> Vec<String> {
     };
     let lost = gdb_lost_memory(e);
     let mut problems = Vec::new();
-    let by_lwp: BTreeMap<i64, &Value> = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
-        .collect();
+    let by_lwp = support::threads_by_lwp(&report);
     // The truth's thread states of each OS thread, in the order its chain entered them.
     let mut recorded: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
     for s in truth["thread_states"].as_array().unwrap() {
@@ -288,7 +274,7 @@ fn every_thread_state_is_on_its_os_thread_in_order_with_its_frames() {
 /// all its thread states, innermost thread state first, each one's run by
 /// eval loops of its own: a native frame always separates two thread states.
 fn check_native(e: &Value) -> Vec<String> {
-    let label = label(e);
+    let label = support::label(e);
     let truth = support::truth(e);
     let report = match run(e, &["threads", "--native"]) {
         Ok(r) => r,
@@ -407,7 +393,7 @@ fn merged_stacks_hold_every_thread_state_in_its_own_eval_loops() {
 
 /// A healthy process that ran subinterpreters has no error or warning finding.
 fn check_findings(e: &Value) -> Vec<String> {
-    let label = label(e);
+    let label = support::label(e);
     match run(e, &["check"]) {
         Ok(r) => r["findings"]
             .as_array()

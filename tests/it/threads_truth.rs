@@ -37,10 +37,8 @@ fn run(entry: &Value, with_debug: bool) -> Result<(i32, Value), String> {
 
 fn check(entry: &Value, with_debug: bool) -> Vec<String> {
     let label = format!(
-        "{} {} {}{}",
-        entry["interp"].as_str().unwrap(),
-        entry["scenario"].as_str().unwrap(),
-        entry["kind"].as_str().unwrap(),
+        "{}{}",
+        support::label(entry),
         if with_debug { "" } else { " (no debug files)" }
     );
     let truth: Value =
@@ -74,12 +72,7 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
             "{label}: exit 3 (incomplete) on a core that lost no stack"
         )];
     }
-    let by_lwp: BTreeMap<i64, &Value> = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
-        .collect();
+    let by_lwp = support::threads_by_lwp(&report);
     let mut problems = Vec::new();
     for t in truth["threads"].as_array().unwrap() {
         let lwp = t["native_id"].as_i64().unwrap();

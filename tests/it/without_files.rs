@@ -13,7 +13,6 @@
 
 use crate::support;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pymortem::modules::{FileStatus, resolve_in_root};
@@ -43,25 +42,11 @@ fn threads_json(entry: &Value, search: &[String]) -> Result<Value, String> {
     serde_json::from_str(&stdout).map_err(|e| e.to_string())
 }
 
-fn label(entry: &Value) -> String {
-    format!(
-        "{} {} {}",
-        entry["interp"].as_str().unwrap(),
-        entry["scenario"].as_str().unwrap(),
-        entry["kind"].as_str().unwrap()
-    )
-}
-
 /// Every way the report's stacks and locals differ from the truth.
 fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
     let truth = support::truth(entry);
     let lost = support::gdb_lost_memory(entry);
-    let by_lwp: BTreeMap<i64, &Value> = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
-        .collect();
+    let by_lwp = support::threads_by_lwp(report);
     let mut problems = Vec::new();
     for t in truth["threads"].as_array().unwrap() {
         let lwp = t["native_id"].as_i64().unwrap();
@@ -164,7 +149,7 @@ fn every_frame_without_the_interpreters_files() {
     let manifest = support::manifest();
     let empty = tempfile::tempdir().unwrap();
     let problems = support::parallel(&manifest, |entry| {
-        let label = format!("{} (no files)", label(entry));
+        let label = format!("{} (no files)", support::label(entry));
         // The premise: not one module file is found.
         let options = pymortem::Options::default()
             .sysroot(empty.path())
@@ -205,7 +190,7 @@ fn file_status(entry: &Value, options: &pymortem::Options, path: &str) -> FileSt
         .modules()
         .iter()
         .find(|m| m.recorded_path == path)
-        .unwrap_or_else(|| panic!("{}: no module {path}", label(entry)))
+        .unwrap_or_else(|| panic!("{}: no module {path}", support::label(entry)))
         .clone();
     module.file_status.clone()
 }
@@ -227,7 +212,7 @@ fn search_path_finds_relocated_files_by_build_id() {
     let cores = pyenv_threads_cores(&manifest);
     assert!(!cores.is_empty(), "no pyenv threads cores in the manifest");
     let problems = support::parallel(&cores, |&entry| {
-        let label = label(entry);
+        let label = support::label(entry);
         let (exe, lib) = (
             entry["exe"].as_str().unwrap(),
             entry["libpython"].as_str().unwrap(),
@@ -314,7 +299,7 @@ fn search_path_finds_debug_files_by_build_id() {
     assert!(
         debug.as_ref().is_some_and(|d| d.starts_with(debug_dir)),
         "{}: debug file {debug:?}, status {:?}",
-        label(entry),
+        support::label(entry),
         module.debug_status
     );
 }
@@ -506,7 +491,7 @@ fn healthy_cores_read_without_files_raise_no_error_or_warning() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (_, stdout, stderr) = support::pymortem(&args);
         let Ok(report) = serde_json::from_str::<Value>(&stdout) else {
-            return vec![format!("{} (no files): {stderr}", label(entry))];
+            return vec![format!("{} (no files): {stderr}", support::label(entry))];
         };
         report["findings"]
             .as_array()
@@ -516,7 +501,7 @@ fn healthy_cores_read_without_files_raise_no_error_or_warning() {
             .map(|f| {
                 format!(
                     "{} (no files): {}: {}",
-                    label(entry),
+                    support::label(entry),
                     f["kind"],
                     f["message"]
                 )

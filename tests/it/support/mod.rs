@@ -141,6 +141,26 @@ pub fn manifest() -> Vec<Value> {
     }
 }
 
+/// `interp scenario kind`: how a test names a matrix core in its messages.
+pub fn label(entry: &Value) -> String {
+    format!(
+        "{} {} {}",
+        entry["interp"].as_str().unwrap(),
+        entry["scenario"].as_str().unwrap(),
+        entry["kind"].as_str().unwrap()
+    )
+}
+
+/// A `threads --json` report's threads by LWP.
+pub fn threads_by_lwp(report: &Value) -> BTreeMap<i64, &Value> {
+    report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| Some((t["lwp"].as_i64()?, t)))
+        .collect()
+}
+
 /// A kernel core of the threads scenario from an interpreter on the host
 /// (no sysroot needed): a plain, mid-sized core.
 pub fn host_threads_kernel_entry() -> Value {
