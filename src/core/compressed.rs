@@ -89,32 +89,30 @@ pub fn decompress(
         return decompress_once(path, format, options, None, diagnostics)?
             .map_err(|_| unreachable_batch_full(path, format));
     };
-    let mut hold = budget.hold();
-    let mut attempt_diagnostics = Vec::new();
-    match decompress_once(
-        path,
-        format,
-        options,
-        Some(&mut hold),
-        &mut attempt_diagnostics,
-    )? {
-        Ok(mut done) => {
+    // First sharing the batch; when refused room, again alone (which is
+    // never refused: only the per-core cap bounds it then).
+    for alone in [false, true] {
+        let mut hold = if alone {
+            budget.hold_alone()
+        } else {
+            budget.hold()
+        };
+        let mut attempt_diagnostics = Vec::new();
+        let attempt = decompress_once(
+            path,
+            format,
+            options,
+            Some(&mut hold),
+            &mut attempt_diagnostics,
+        )?;
+        if let Ok(mut done) = attempt {
             hold.done_writing();
             done.hold = Some(hold);
             diagnostics.extend(attempt_diagnostics);
             return Ok(done);
         }
-        Err(_) => drop(hold),
     }
-    let mut hold = budget.hold_alone();
-    match decompress_once(path, format, options, Some(&mut hold), diagnostics)? {
-        Ok(mut done) => {
-            hold.done_writing();
-            done.hold = Some(hold);
-            Ok(done)
-        }
-        Err(_) => Err(unreachable_batch_full(path, format)),
-    }
+    Err(unreachable_batch_full(path, format))
 }
 
 /// A lone decompression is never refused room; should it be, say so
