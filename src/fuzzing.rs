@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::core::{CoreFile, notes};
+use crate::corefile::{CoreFile, notes};
 use crate::layout::{PythonVersion, tables};
 use crate::memory::{BufferMemory, Memory, MemoryExt, ProcessMemory};
 use crate::modules::ElfImage;

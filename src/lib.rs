@@ -60,7 +60,7 @@
 //!
 //! The crate is layered; each layer knows nothing of the ones above it:
 //!
-//! 1. [`core`]: the ELF core file (segments, notes, compression); [`bundle`]:
+//! 1. [`corefile`]: the ELF core file (segments, notes, compression); [`bundle`]:
 //!    a core with its files in one archive (its writer works on a [`Process`]).
 //! 2. [`memory`]: the process's memory as one fallible read interface.
 //! 3. [`modules`], [`symbols`], [`dwarf`]: mapped files, debug info, symbols.
@@ -80,7 +80,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
-pub mod core;
+pub mod corefile;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;

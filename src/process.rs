@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::core::{CoreFile, CoreThread, OpenOptions};
+use crate::corefile::{CoreFile, CoreThread, OpenOptions};
 use crate::error::{Diagnostic, Error};
 use crate::layout::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;

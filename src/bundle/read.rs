@@ -11,8 +11,8 @@ use memmap2::Mmap;
 
 use super::tar::{self, Kind, Stop};
 use super::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_SIZE, Manifest, MemberName, VERSION};
-use crate::core::compressed::{self, Format};
-use crate::core::{CoreFile, OpenOptions};
+use crate::corefile::compressed::{self, Format};
+use crate::corefile::{CoreFile, OpenOptions};
 use crate::error::{Diagnostic, Error};
 use crate::modules::ElfImage;
 

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use pymortem::core::OpenOptions;
+use pymortem::corefile::OpenOptions;
 use pymortem::modules::SearchPaths;
 use pymortem::report::InfoReport;
 use pymortem::{Options, Process};

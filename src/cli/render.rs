@@ -719,10 +719,10 @@ pub(crate) fn runtime_strategy_text(
 }
 
 /// Who wrote the core, in words.
-fn producer_text(producer: pymortem::core::Producer) -> &'static str {
+fn producer_text(producer: pymortem::corefile::Producer) -> &'static str {
     match producer {
-        pymortem::core::Producer::Kernel => "the kernel",
-        pymortem::core::Producer::Gdb => "gdb",
+        pymortem::corefile::Producer::Kernel => "the kernel",
+        pymortem::corefile::Producer::Gdb => "gdb",
     }
 }
 

@@ -10,7 +10,7 @@ use comfy_table::{Table, presets};
 use rayon::prelude::*;
 use serde_json::json;
 
-use pymortem::core::TempBudget;
+use pymortem::corefile::TempBudget;
 use pymortem::report::SCHEMA_VERSION;
 use pymortem::triage::signature::{SIGNATURE_VERSION, crash_kind};
 use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 
-use crate::core::CoreFile;
+use crate::corefile::CoreFile;
 
 /// Slots above this count make the dense tables fall back to nothing (the
 /// callers then use hash maps): 2^31 slots cover 16 GiB of writable memory.

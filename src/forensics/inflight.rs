@@ -165,7 +165,7 @@ impl Wanted {
 /// pointer hold, at most `MAX_WINDOW` bytes of them.
 fn thread_words(
     process: &Process,
-    thread: &crate::core::CoreThread,
+    thread: &crate::corefile::CoreThread,
     high: Option<u64>,
 ) -> Vec<u64> {
     let low = thread.registers.rsp().saturating_sub(128);

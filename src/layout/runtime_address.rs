@@ -5,7 +5,7 @@ use object::{Object, ObjectSection};
 use serde::{Deserialize, Serialize};
 
 use super::version::DEBUG_OFFSETS_COOKIE;
-use crate::core::CoreFile;
+use crate::corefile::CoreFile;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::core::CoreFile;
+use crate::corefile::CoreFile;
 use crate::error::Diagnostic;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::{Module, ModuleKind, ModuleSet};

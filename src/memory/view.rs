@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::Memory;
-use crate::core::CoreFile;
+use crate::corefile::CoreFile;
 use crate::error::{ReadError, ReadFailure};
 
 /// A verified on-disk file that can supply a mapping's pages.

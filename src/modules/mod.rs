@@ -19,7 +19,7 @@ pub use locate::{
 pub use search_path::BuildIdIndex;
 pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
-use crate::core::CoreFile;
+use crate::corefile::CoreFile;
 use crate::error::Diagnostic;
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
@@ -259,7 +259,7 @@ impl ModuleSet {
     }
 
     fn load_from(core: &CoreFile, memory: &mut ProcessMemory, files: &Files) -> ModuleSet {
-        let mut groups: BTreeMap<&str, Vec<&crate::core::FileMapping>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<&crate::corefile::FileMapping>> = BTreeMap::new();
         for m in core.file_mappings() {
             groups.entry(m.path.as_str()).or_default().push(m);
         }

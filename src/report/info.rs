@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::SCHEMA_VERSION;
 use super::signals::{code_name, signal_name};
-use crate::core::{Producer, Truncation};
+use crate::corefile::{Producer, Truncation};
 use crate::error::Diagnostic;
 use crate::modules::{DebugStatus, FileStatus, ModuleKind};
 use crate::process::Process;

@@ -200,9 +200,9 @@ pub fn classify(path: &Path) -> InputKind {
     if head.starts_with(b"\x7fELF") {
         return elf_kind(head, "");
     }
-    if let Some(format) = crate::core::compressed::detect(head) {
+    if let Some(format) = crate::corefile::compressed::detect(head) {
         let what = format!("{}-compressed", format.name());
-        return match crate::core::compressed::peek(path, format, PEEK_BYTES) {
+        return match crate::corefile::compressed::peek(path, format, PEEK_BYTES) {
             Ok(inner) if inner.starts_with(b"\x7fELF") => elf_kind(&inner, &what),
             Ok(inner) if inner.get(257..262) == Some(b"ustar") => {
                 InputKind::Skip(format!("a {what} tar archive, not a core"))

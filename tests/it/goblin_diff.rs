@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use goblin::elf::Elf;
 use goblin::elf::program_header::PT_LOAD;
-use pymortem::core::{CoreFile, OpenOptions};
+use pymortem::corefile::{CoreFile, OpenOptions};
 
 /// (vaddr, memsz, file offset, filesz, flags) of every PT_LOAD, from goblin.
 type SegmentKey = (u64, u64, u64, u64, (bool, bool, bool));

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pymortem::core::CoreFile;
+use pymortem::corefile::CoreFile;
 use pymortem::python::{ThreadOptions, python_state};
 use pymortem::report::{CheckPart, CheckReport, InfoReport, ThreadsReport};
 use pymortem::{Options, Process};

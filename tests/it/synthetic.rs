@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::support::synth::{self, PF_R, PF_X};
-use pymortem::core::{CoreFile, OpenOptions, Producer};
+use pymortem::corefile::{CoreFile, OpenOptions, Producer};
 use pymortem::memory::{Memory, MemoryExt, ProcessMemory};
 use pymortem::{Error, Options, Process, ReadFailure};
 
