@@ -1,6 +1,7 @@
 //! The integration tests, one binary so that a fresh build links once.
 //! Each module is one concern; `support` holds what they share.
 
+mod architecture;
 mod support;
 
 mod api;
