@@ -35,6 +35,29 @@ SCENARIO_IMPORTS = {"segfault_faulthandler": ["segfault.py"],
 SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
              "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap",
              "subinterp_threads", "subinterp_nested", "subinterp_chains"]
+# Scenarios of a C extension's reference-counting bugs (scenarios/spool.py with
+# scenarios/spoolext.c, compiled for each interpreter): bug x phase.  Their
+# truth lists victims, not stacks; they have their own manifest (victims.json)
+# and run only when asked for (--scenario, or --victims).
+SPOOL_BUGS = ["decref", "borrowed", "static"]
+SPOOL_PHASES = ["now", "later", "crash"]
+VICTIM_SCENARIOS = ["spool_%s_%s" % (b, p) for b in SPOOL_BUGS for p in SPOOL_PHASES]
+for _name in VICTIM_SCENARIOS:
+    SCENARIO_IMPORTS[_name] = ["spoolext.c"]
+SPOOLEXT_SOURCE = "spoolext.c"
+# Where the extension is built inside a chroot (under the sysroot, so a core
+# names a path that resolves there).
+CHROOT_EXT = "/tmp/pymortem-ext"
+
+
+def scenario_script(scenario):
+    """The script a scenario runs, and the arguments after the truth path."""
+    if scenario in VICTIM_SCENARIOS:
+        _, bug, phase = scenario.split("_")
+        return "spool.py", [bug, phase]
+    return scenario + ".py", []
+
+
 # The first Python version a scenario runs on (the others run on every interpreter):
 # subinterpreters with their own thread states per OS thread need
 # _xxsubinterpreters (3.12) or _interpreters (3.13+).
@@ -104,6 +127,7 @@ class Interp(object):
         self.debug_dirs = []
         self.stripped = False
         self.libpython = None
+        self.spoolext_dir = None
         cache = cache_dir()
         if name.startswith("pyenv-"):
             ver = name[len("pyenv-"):]
@@ -170,6 +194,28 @@ class Interp(object):
             raise SetupError("%s: reports version %s" % (self.name, out))
         self.version = out
         return out
+
+    def include_dirs(self):
+        """The interpreter's header folders (Python.h, pyconfig.h), as host paths."""
+        code = ("import sysconfig; p = sysconfig.get_paths(); "
+                "print(p['include']); print(p.get('platinclude') or p['include'])")
+        argv = (["chroot", self.sysroot] if self.sysroot else []) + [self.run_exe, "-c", code]
+        try:
+            out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 timeout=60, check=True).stdout.decode().split()
+        except Exception as e:
+            raise SetupError("%s: cannot ask for its include dirs: %s" % (self.name, e))
+        dirs = []
+        # Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h>:
+        # the sysroot's /usr/include must come before the host's.
+        for d in out + (["/usr/include"] if self.sysroot else []):
+            host = self.host_path(d)
+            if host not in dirs:
+                dirs.append(host)
+        if not os.path.exists(os.path.join(dirs[0], "Python.h")):
+            raise SetupError("%s: no Python.h in %s (run sample-cores/setup-interpreters.sh: "
+                             "it fetches the -dev headers)" % (self.name, dirs[0]))
+        return dirs
 
     def host_path(self, chroot_path):
         if self.sysroot:
@@ -238,6 +284,9 @@ def verify(core, truth, kind, stderr_text):
     if truth["pid"] not in lwps:
         problems.append("main LWP %s not in the core" % truth["pid"])
     sig = truth["expected_signal"]
+    if sig is None and notes["siginfo"]:
+        # A scenario that dies of its own bug: whatever signal that was.
+        sig = notes["siginfo"][0]
     if not notes["siginfo"]:
         problems.append("no NT_SIGINFO note")
     elif notes["siginfo"][0] != sig:
@@ -271,7 +320,7 @@ def job_key(interp, scenario, kind):
     for ident in interp.identity:
         h.update(("id=%s\n" % ident).encode())
     h.update(("kind=%s\n" % kind).encode())
-    for fn in [scenario + ".py"] + SCENARIO_IMPORTS.get(scenario, []) + HELPERS:
+    for fn in [scenario_script(scenario)[0]] + SCENARIO_IMPORTS.get(scenario, []) + HELPERS:
         h.update(("%s=%s\n" % (fn, sha256_file(os.path.join(SCEN_DIR, fn)))).encode())
     h.update(sha256_file(os.path.abspath(__file__)).encode())
     return h.hexdigest()
@@ -342,17 +391,19 @@ class Job(object):
         tag = "%s.%s.%s" % (ip.name, self.scenario, self.kind)
         if ip.sysroot:
             work_in = "%s/%s" % (CHROOT_WORK, tag)
-            script_in = "%s/%s.py" % (CHROOT_SCEN, self.scenario)
+            script_in = "%s/%s" % (CHROOT_SCEN, scenario_script(self.scenario)[0])
         else:
             work_in = os.path.join(os.path.dirname(self.dir), ".work", tag)
-            script_in = os.path.join(SCEN_DIR, self.scenario + ".py")
+            script_in = os.path.join(SCEN_DIR, scenario_script(self.scenario)[0])
         work = ip.host_path(work_in)
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
         truth_in = work_in + "/truth.json"
-        argv = ip.argv(script_in, truth_in)
+        argv = ip.argv(script_in, truth_in) + scenario_script(self.scenario)[1]
         env = dict(os.environ)
         env.update(SCENARIO_ENV)
+        if self.scenario in VICTIM_SCENARIOS:
+            env["PYMORTEM_SPOOLEXT_DIR"] = ip.spoolext_dir
         errf = open(self.stderr, "wb")
         try:
             if self.kind == "kernel":
@@ -407,7 +458,7 @@ class Job(object):
 
     def manifest_entry(self):
         st = os.stat(self.core) if os.path.exists(self.core) else None
-        return {
+        entry = {
             "interp": self.interp.name,
             "python_version": self.interp.version,
             "scenario": self.scenario,
@@ -426,6 +477,10 @@ class Job(object):
             "ok": self.status == "ok",
             "problems": self.problems,
         }
+        if self.scenario in VICTIM_SCENARIOS:
+            stderr_text = open(self.stderr, errors="replace").read() if os.path.exists(self.stderr) else ""
+            entry["died_of_bug"] = "NO_CRASH" not in stderr_text if self.scenario.endswith("_crash") else None
+        return entry
 
 
 def verify_snapshot(core, truth):
@@ -520,10 +575,10 @@ class SnapshotJob(object):
         tag = "%s.%s.%s" % (ip.name, self.scenario, self.kind)
         if ip.sysroot:
             work_in = "%s/%s" % (CHROOT_WORK, tag)
-            script_in = "%s/%s.py" % (CHROOT_SCEN, self.scenario)
+            script_in = "%s/%s" % (CHROOT_SCEN, scenario_script(self.scenario)[0])
         else:
             work_in = os.path.join(os.path.dirname(self.dir), ".work", tag)
-            script_in = os.path.join(SCEN_DIR, self.scenario + ".py")
+            script_in = os.path.join(SCEN_DIR, scenario_script(self.scenario)[0])
         work = ip.host_path(work_in)
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
@@ -627,6 +682,40 @@ class SnapshotJob(object):
         return entries
 
 
+def build_spoolext(interp, out):
+    """Compile scenarios/spoolext.c for `interp`; returns the folder the
+    process imports it from (as the process sees it).  Rebuilt when the
+    source or the headers change."""
+    if interp.sysroot:
+        inside = CHROOT_EXT
+        folder = interp.host_path(CHROOT_EXT)
+    else:
+        folder = os.path.join(out, ".ext", interp.name)
+        inside = folder
+    os.makedirs(folder, exist_ok=True)
+    includes = interp.include_dirs()
+    source = os.path.join(SCEN_DIR, SPOOLEXT_SOURCE)
+    key = hashlib.sha256()
+    key.update(sha256_file(source).encode())
+    key.update(("inc=%s\n" % file_identity(os.path.join(includes[0], "Python.h"))).encode())
+    stamp = os.path.join(folder, "spoolext.stamp")
+    target = os.path.join(folder, "spoolext.so")
+    try:
+        if open(stamp).read().strip() == key.hexdigest() and os.path.exists(target):
+            return inside
+    except IOError:
+        pass
+    argv = ["gcc", "-shared", "-fPIC", "-O2", "-g", "-Wall", "-fno-strict-aliasing"]
+    argv += ["-I" + d for d in includes] + [source, "-o", target + ".tmp"]
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SetupError("%s: building spoolext failed:\n%s" % (interp.name, proc.stdout.decode(errors="replace")))
+    os.rename(target + ".tmp", target)
+    with open(stamp, "w") as f:
+        f.write(key.hexdigest() + "\n")
+    return inside
+
+
 def prepare_chroot(interp):
     dst = interp.host_path(CHROOT_SCEN)
     os.makedirs(dst, exist_ok=True)
@@ -664,7 +753,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("PYMORTEM_CORES") or os.path.join(HERE, "generated"))
     ap.add_argument("--interp", nargs="+", action="extend", choices=INTERPS)
-    ap.add_argument("--scenario", nargs="+", action="extend", choices=SCENARIOS + SNAPSHOT_SCENARIOS)
+    ap.add_argument("--scenario", nargs="+", action="extend",
+                    choices=SCENARIOS + SNAPSHOT_SCENARIOS + VICTIM_SCENARIOS)
+    ap.add_argument("--victims", action="store_true",
+                    help="also run the C extension's reference-counting bug scenarios (spool_*)")
     ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS + [SNAPSHOT_KIND])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--force", action="store_true", help="ignore the cache stamps")
@@ -672,8 +764,10 @@ def main():
     args = ap.parse_args()
     interps = args.interp or INTERPS
     chosen = args.scenario or SCENARIOS + SNAPSHOT_SCENARIOS
+    if args.victims:
+        chosen = chosen + [s for s in VICTIM_SCENARIOS if s not in chosen]
     kinds = args.kind or KINDS + [SNAPSHOT_KIND]
-    scenarios = [s for s in chosen if s in SCENARIOS]
+    scenarios = [s for s in chosen if s in SCENARIOS or s in VICTIM_SCENARIOS]
     snapshot_scenarios = [s for s in chosen if s in SNAPSHOT_SCENARIOS] if SNAPSHOT_KIND in kinds else []
     kinds = [k for k in kinds if k in KINDS] if scenarios else []
     out = os.path.abspath(args.out)
@@ -689,6 +783,8 @@ def main():
             ip.probe()
             if ip.sysroot:
                 prepare_chroot(ip)
+            if any(s in VICTIM_SCENARIOS for s in scenarios):
+                ip.spoolext_dir = build_spoolext(ip, os.path.abspath(args.out))
             ips.append(ip)
     except SetupError as e:
         sys.stderr.write("generate.py: ERROR: %s\n" % e)
@@ -733,7 +829,8 @@ def main():
         except Exception:
             pass
     for j in jobs:
-        entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
+        if j.scenario not in VICTIM_SCENARIOS:
+            entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
     ordered = sorted(entries.values(), key=lambda e: (INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99,
                                                       SCENARIOS.index(e["scenario"]) if e["scenario"] in SCENARIOS else 99,
                                                       e["kind"]))
@@ -760,6 +857,27 @@ def main():
     with open(spath + ".tmp", "w") as f:
         json.dump(ordered, f, indent=1)
     os.rename(spath + ".tmp", spath)
+
+    # The C extension's bug scenarios: their own manifest (victims, no stacks).
+    vpath = os.path.join(out, "victims.json")
+    victim_entries = {}
+    if os.path.exists(vpath):
+        try:
+            for e in json.load(open(vpath)):
+                if os.path.exists(e.get("core", "")):
+                    victim_entries[(e["interp"], e["scenario"], e["kind"])] = e
+        except Exception:
+            pass
+    for j in jobs:
+        if j.scenario in VICTIM_SCENARIOS:
+            victim_entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
+    if victim_entries or os.path.exists(vpath):
+        ordered = sorted(victim_entries.values(), key=lambda e: (
+            INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99,
+            VICTIM_SCENARIOS.index(e["scenario"]), e["kind"]))
+        with open(vpath + ".tmp", "w") as f:
+            json.dump(ordered, f, indent=1)
+        os.rename(vpath + ".tmp", vpath)
 
     # summary table
     print()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up every interpreter that sample-cores/generate.py needs, and the Debian
 # packages that it and the tests use (gdb, binutils, zstd, xz-utils, lz4, gzip,
-# dpkg, coreutils' chroot, the archive keyring; installed only when missing).
+# dpkg, coreutils' chroot, gcc, the archive keyring; installed only when missing),
+# and each interpreter's C headers (for the scenarios' C extension).
 #
 #   pyenv-2.7.18 ... pyenv-3.13.0   $PYENV_ROOT/versions/X.Y.Z; a missing one is built with
 #                                   `pyenv install` (--enable-shared, CPython's default -g -O3:
@@ -78,6 +79,7 @@ need_tool lz4 lz4
 need_tool gzip gzip
 need_tool dpkg-deb dpkg
 need_tool chroot coreutils
+need_tool gcc gcc
 [ -r "$KEYRING" ] || need_tool /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
 
 # ---------------------------------------------------------------- core pattern
@@ -195,6 +197,19 @@ setup_debian_311() {
 }
 setup_debian_311 || fail "debian-3.11"
 
+# The C headers of the host's python3.11, for the scenarios' C extension.
+setup_headers_311() {
+    [ -f /usr/include/python3.11/Python.h ] && return 0
+    local installed
+    installed="$(dpkg-query -W -f='${Version}' python3.11 2>/dev/null || true)"
+    apt_updated_once
+    log "debian-3.11: installing libpython3.11-dev $installed (headers)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "libpython3.11-dev=$installed" >&2 \
+        || { echo "[setup] ERROR: could not install libpython3.11-dev=$installed" >&2; return 1; }
+}
+setup_headers_311 || fail "debian-3.11 headers"
+
 # ---------------------------------------------------------------- private apt (3.13 / 3.14 / 3.15)
 # papt SUITE apt-get|apt-cache ARGS...
 papt() {
@@ -285,6 +300,29 @@ setup_debian_chroot() {
 setup_debian_chroot 3.13 trixie || fail "debian-3.13"
 setup_debian_chroot 3.14 "$SID_SUITE" || fail "debian-3.14"
 setup_debian_chroot 3.15 "$SUITE_315" || fail "debian-3.15"
+
+# The C headers of a chroot's interpreter (libpython3.X-dev at the interpreter's
+# version), unpacked into its root: the scenarios' C extension is compiled
+# against them on the host.
+setup_chroot_headers() {
+    local ver="$1" suite="$2" name="debian-$1"
+    local d="$CACHE/$name" root="$CACHE/$name/root"
+    [ -f "$root/usr/include/python$ver/Python.h" ] && return 0
+    local pyver
+    pyver="$(sed -n 's/^version=\([^ ]*\).*/\1/p' "$d/.ready" 2>/dev/null)"
+    [ -n "$pyver" ] || { echo "[setup] ERROR: $name is not set up" >&2; return 1; }
+    mkdir -p "$d/devdebs"
+    local deb="libpython$ver-dev_${pyver//:/%3a}_amd64.deb"
+    log "$name: headers (libpython$ver-dev $pyver)"
+    (cd "$d/devdebs" && { [ -f "$deb" ] || papt "$suite" apt-get -qq download "libpython$ver-dev=$pyver" >&2; }) \
+        || { echo "[setup] ERROR: download of libpython$ver-dev failed" >&2; return 1; }
+    dpkg -x "$d/devdebs/$deb" "$root"
+    [ -f "$root/usr/include/python$ver/Python.h" ] \
+        || { echo "[setup] ERROR: libpython$ver-dev has no Python.h" >&2; return 1; }
+}
+setup_chroot_headers 3.13 trixie || fail "debian-3.13 headers"
+setup_chroot_headers 3.14 "$SID_SUITE" || fail "debian-3.14 headers"
+setup_chroot_headers 3.15 "$SUITE_315" || fail "debian-3.15 headers"
 
 if [ "${#FAILED[@]}" != 0 ]; then
     echo "[setup] FAILED: ${FAILED[*]}" >&2
