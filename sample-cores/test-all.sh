@@ -23,7 +23,7 @@ step "interpreters and system packages (sample-cores/setup-interpreters.sh)"
 bash sample-cores/setup-interpreters.sh
 
 step "sample cores (sample-cores/generate.py)"
-python3 sample-cores/generate.py --jobs 2
+python3 sample-cores/generate.py --jobs 2 --victims
 
 step "build the tests"
 cargo test --locked --no-run "$@"

@@ -221,11 +221,14 @@ impl Counts {
         }
     }
 
-    /// Add one (saturating at 255, which then means "at least 255").
+    /// Add one (saturating at 255, which then means "at least 255");
+    /// return whether this was the slot's first.
     #[inline]
-    pub fn add(&mut self, slot: usize) {
+    pub fn add(&mut self, slot: usize) -> bool {
         let c = &mut self.counts.bytes_mut()[slot];
+        let first = *c == 0;
         *c = c.saturating_add(1);
+        first
     }
 
     /// The count of a slot.

@@ -175,6 +175,17 @@ impl<'p> Heap<'p> {
         })
     }
 
+    /// An object's refcount word and `ob_type`, read in one piece.
+    pub fn object_header(&self, obj: u64) -> Option<(u64, u64)> {
+        let (rc_at, ty_at) = self.object_head?;
+        let bytes = self.bytes_at(obj, (rc_at.max(ty_at) + 8) as usize)?;
+        let word = |at: u64| {
+            let at = at as usize;
+            u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
+        };
+        Some((word(rc_at), word(ty_at)))
+    }
+
     /// The alignment every heap object has: 16 from 3.8 (pymalloc blocks and
     /// a 16-byte GC header), else 8. Dense tables need a slot per granule only.
     pub fn object_granule(&self) -> u64 {

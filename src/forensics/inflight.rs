@@ -266,6 +266,7 @@ fn transient(kind: FindingKind) -> bool {
     matches!(
         kind,
         FindingKind::RefcountBelowReferences
+            | FindingKind::FreedObjectReferenced
             | FindingKind::FreeListMemberReferenced
             | FindingKind::GcObjectBadRefcount
             | FindingKind::NegativeRefcount
@@ -322,7 +323,9 @@ pub fn explain(
                 })
         };
         let why = match f.kind {
-            FindingKind::RefcountBelowReferences => held.explains_count(f).or_else(in_words),
+            FindingKind::RefcountBelowReferences | FindingKind::FreedObjectReferenced => {
+                held.explains_count(f).or_else(in_words)
+            }
             FindingKind::FreeListMemberReferenced => {
                 held_only_by_changing_lists(heap, &mutators, f)
             }

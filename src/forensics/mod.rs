@@ -8,6 +8,7 @@ pub mod freelists;
 pub mod gc;
 pub mod heap;
 pub mod inflight;
+mod items;
 pub mod referrers;
 mod verdict;
 
@@ -52,6 +53,10 @@ pub enum FindingKind {
     NegativeRefcount,
     /// An object referenced by more live containers and frames than its refcount counts.
     RefcountBelowReferences,
+    /// An object live containers or frames still own a reference to whose
+    /// header says it was freed: refcount ≤ 0, a refcount word that is an
+    /// allocator's link, or an `ob_type` that is not a type.
+    FreedObjectReferenced,
 }
 
 /// Where a pointer to an object was found.

@@ -10,6 +10,7 @@ use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::heap::Heap;
+use super::items::{DeadHeader, HeaderCheck};
 use super::{Finding, FindingKind, Referrer};
 use crate::error::Severity;
 use crate::memory::{Memory, MemoryExt};
@@ -50,6 +51,8 @@ pub struct References {
     slots: Vec<Slot>,
     /// References counted per target.
     counts: Counter,
+    /// Owned objects whose header says freed (free-list members left out).
+    dead: Vec<(u64, DeadHeader)>,
     /// Frame address → (function, LWP) for descriptions.
     frames: FxHashMap<u64, (String, Option<i32>)>,
     /// Thread stacks: (low, high, LWP).
@@ -76,20 +79,23 @@ impl Counter {
         }
     }
 
-    /// Count one reference to `addr`; return whether `addr` is wanted.
+    /// Count one reference to `addr`; return whether `addr` is wanted, and
+    /// whether this is its first reference (an address outside the dense
+    /// table is never counted, and never "first").
     #[inline(always)]
-    fn add(&mut self, addr: u64, wanted: &FxHashSet<u64>) -> bool {
+    fn add(&mut self, addr: u64, wanted: &FxHashSet<u64>) -> (bool, bool) {
         match self {
             Counter::Dense(index, counts, marks) => match index.slot(addr) {
                 Some(slot) => {
-                    counts.add(slot);
-                    marks.get(slot)
+                    let first = counts.add(slot);
+                    (marks.get(slot), first)
                 }
-                None => wanted.contains(&addr),
+                None => (wanted.contains(&addr), false),
             },
             Counter::Sparse(map) => {
-                *map.entry(addr).or_default() += 1;
-                wanted.contains(&addr)
+                let count = map.entry(addr).or_default();
+                *count += 1;
+                (wanted.contains(&addr), *count == 1)
             }
         }
     }
@@ -280,9 +286,34 @@ fn enumerate(
 /// Builds [`References`] while the GC walk visits each object.
 pub struct Collector<'w> {
     enumerator: Enumerator,
+    tally: Tally<'w>,
+}
+
+/// What the collector keeps of each slot it is shown.
+struct Tally<'w> {
     counts: Counter,
     slots: Vec<Slot>,
     wanted: &'w FxHashSet<u64>,
+    headers: HeaderCheck,
+    /// Owned objects whose header says freed, each judged on its first
+    /// reference (here, on the counting thread, beside the GC walk).
+    dead: Vec<(u64, DeadHeader)>,
+}
+
+impl Tally<'_> {
+    #[inline]
+    fn take(&mut self, heap: &Heap, slot: Slot) {
+        let (wanted, first) = self.counts.add(slot.target, self.wanted);
+        if wanted {
+            self.slots.push(slot);
+        }
+        if first
+            && !wanted
+            && let Some(why) = self.headers.dead(heap, slot.target)
+        {
+            self.dead.push((slot.target, why));
+        }
+    }
 }
 
 impl<'w> Collector<'w> {
@@ -290,33 +321,28 @@ impl<'w> Collector<'w> {
     pub fn new(heap: &Heap, wanted: &'w FxHashSet<u64>) -> Collector<'w> {
         Collector {
             enumerator: Enumerator::new(heap),
-            counts: Counter::new(heap, wanted),
-            slots: Vec::new(),
-            wanted,
-        }
-    }
-
-    #[inline]
-    fn take(counts: &mut Counter, slots: &mut Vec<Slot>, wanted: &FxHashSet<u64>, slot: Slot) {
-        if counts.add(slot.target, wanted) {
-            slots.push(slot);
+            tally: Tally {
+                counts: Counter::new(heap, wanted),
+                slots: Vec::new(),
+                wanted,
+                headers: HeaderCheck::new(),
+                dead: Vec::new(),
+            },
         }
     }
 
     /// One tracked object of type `ty`.
     pub fn object(&mut self, heap: &Heap, obj: u64, ty: u64) {
-        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
-        self.enumerator.object(heap, obj, ty, &mut |slot| {
-            Self::take(counts, slots, wanted, slot)
-        });
+        let tally = &mut self.tally;
+        self.enumerator
+            .object(heap, obj, ty, &mut |slot| tally.take(heap, slot));
     }
 
     /// One tracked object whose shape the caller already knows.
     pub fn container(&mut self, heap: &Heap, obj: u64, shape: Shape) {
-        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
-        self.enumerator.container(heap, obj, shape, &mut |slot| {
-            Self::take(counts, slots, wanted, slot)
-        });
+        let tally = &mut self.tally;
+        self.enumerator
+            .container(heap, obj, shape, &mut |slot| tally.take(heap, slot));
     }
 
     /// Add the frames' references and finish.
@@ -327,11 +353,9 @@ impl<'w> Collector<'w> {
                 frames.insert(f.frame, (f.function.clone(), t.lwp));
             }
         }
-        let (counts, slots, wanted) = (&mut self.counts, &mut self.slots, self.wanted);
+        let tally = &mut self.tally;
         for &frame in frames.keys() {
-            visit_frame(heap, frame, &mut |slot| {
-                Self::take(counts, slots, wanted, slot)
-            });
+            visit_frame(heap, frame, &mut |slot| tally.take(heap, slot));
         }
         let stacks = state
             .threads
@@ -343,8 +367,9 @@ impl<'w> Collector<'w> {
             })
             .collect();
         References {
-            slots: self.slots,
-            counts: self.counts,
+            slots: self.tally.slots,
+            counts: self.tally.counts,
+            dead: self.tally.dead,
             frames,
             stacks,
         }
@@ -548,10 +573,25 @@ pub fn attribute(
     // from live containers and frames than their refcount.
     let mut suspects: Vec<u64> = free.members.iter().copied().collect();
     let mut below: Vec<(u64, i64, u32)> = Vec::new();
-    // An object with one owner is "below" only at refcount 0, which a freed
-    // object keeps only on a free list, checked above: start at two.
-    for (target, count) in refs.counts.at_least(2) {
+    // Objects owned by something but whose header says freed: free-list
+    // members are judged by the free-list checks, objects other findings
+    // are about (a tracked object's refcount) keep those findings.
+    let flagged: FxHashSet<u64> = findings.iter().map(|f| f.address).collect();
+    let mut dead: Vec<(u64, DeadHeader, u32)> = Vec::new();
+    for &(target, why) in &refs.dead {
         if free.members.contains(&target) || target % 8 != 0 {
+            continue;
+        }
+        suspects.push(target);
+        if !flagged.contains(&target) {
+            dead.push((target, why, refs.counts.get(target)));
+        }
+    }
+    let dead_set: FxHashSet<u64> = refs.dead.iter().map(|d| d.0).collect();
+    // An object with one owner is "below" only when its header says freed,
+    // judged above: start at two.
+    for (target, count) in refs.counts.at_least(2) {
+        if free.members.contains(&target) || target % 8 != 0 || dead_set.contains(&target) {
             continue;
         }
         if let Some((rc, immortal)) = heap.refcount(target)
@@ -589,11 +629,12 @@ pub fn attribute(
         refs.add_targets(heap, gc, &late);
     }
     // Scanned whatever: objects other checks already flagged, and those
-    // below their refcount.
+    // below their refcount or freed.
     let must_scan: FxHashSet<u64> = findings
         .iter()
         .map(|f| f.address)
         .chain(below.iter().map(|b| b.0))
+        .chain(dead.iter().map(|d| d.0))
         .collect();
     let referrers = referrers_of(heap, free, refs, &suspect_set, &must_scan);
 
@@ -639,6 +680,36 @@ pub fn attribute(
         .with("refcount", rc)
         .with("references", count)
         .with("type_name", type_name);
+        f.referrers = list;
+        findings.push(f);
+    }
+    for (target, why, count) in dead {
+        let list = referrers.get(&target).cloned().unwrap_or_default();
+        let type_name = match why {
+            DeadHeader::NotAType(_) => "object".to_string(),
+            _ => heap
+                .objects
+                .type_name(target)
+                .unwrap_or_else(|_| "object".into()),
+        };
+        let mut f = Finding::new(
+            FindingKind::FreedObjectReferenced,
+            Severity::Error,
+            target,
+            None,
+            format!(
+                "{type_name} {target:#x} is still owned by {} but {}: freed while still referenced",
+                summary(&list),
+                why.describe()
+            ),
+        )
+        .with("references", count)
+        .with("type_name", type_name);
+        f = match why {
+            DeadHeader::Refcount(rc) => f.with("refcount", rc),
+            DeadHeader::LinkWord(word) => f.with("first_word", word),
+            DeadHeader::NotAType(ty) => f.with("type", ty),
+        };
         f.referrers = list;
         findings.push(f);
     }

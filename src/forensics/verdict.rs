@@ -128,6 +128,25 @@ pub fn judge(
             uaf.list.as_deref().unwrap_or("a free list"),
             holders(uaf)
         )
+    } else if let Some(freed) = by_kind(FindingKind::FreedObjectReferenced).next() {
+        victims.extend(by_kind(FindingKind::FreedObjectReferenced).map(|f| f.address));
+        let more = match victims.len() - 1 {
+            0 => String::new(),
+            1 => "; 1 more object is in the same state".to_string(),
+            n => format!("; {n} more objects are in the same state"),
+        };
+        let why = super::items::DeadHeader::of_finding(freed)
+            .map_or_else(|| "its header says freed".to_string(), |d| d.describe());
+        format!(
+            "{} {:#x} was freed{} ({why}): a missing Py_INCREF or an extra Py_DECREF in C code{more}",
+            freed
+                .evidence
+                .get("type_name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("object"),
+            freed.address,
+            holders(freed)
+        )
     } else if let Some(low) = by_kind(FindingKind::RefcountBelowReferences).next() {
         victims.push(low.address);
         let double = errors.iter().any(|f| {

@@ -43,4 +43,5 @@ mod test_infra;
 mod threads_damage;
 mod threads_truth;
 mod triage;
+mod victims;
 mod without_files;

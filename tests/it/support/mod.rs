@@ -189,6 +189,25 @@ pub fn snapshot_manifest() -> Vec<Value> {
     }
 }
 
+/// The cores of a C extension's reference-counting bugs that
+/// `sample-cores/generate.py --victims` lists in `victims.json` beside the
+/// manifest (the `spool_<bug>_<phase>` family): their truth lists victims
+/// and holders, not stacks. Part of the matrix the README's test command
+/// makes: a manifest without it fails.
+pub fn victim_manifest() -> Vec<Value> {
+    let path = cores_dir().join("victims.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py --victims",
+            path.display()
+        )
+    });
+    match serde_json::from_str(&text).expect("victims.json is valid JSON") {
+        Value::Array(items) => items,
+        _ => panic!("victims.json is not a list"),
+    }
+}
+
 static TEST_CACHE_HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// A layout cache private to this test binary: layouts cached by an older

@@ -1,0 +1,113 @@
+//! The objects live containers and frames own references to, checked
+//! directly. An object something still owns must look alive; a header that
+//! says it was freed is a use after free whichever allocator took the block
+//! back (a free list, pymalloc, the system allocator), so this needs no
+//! allocator knowledge.
+
+use rustc_hash::FxHashMap;
+
+use super::Finding;
+use super::heap::Heap;
+
+/// `Py_TPFLAGS_TYPE_SUBCLASS`: set on `type` and every metatype, so an
+/// object's type's own type carries it.
+const TPFLAGS_TYPE_SUBCLASS: u64 = 1 << 31;
+
+/// What an object's header says when it cannot be alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadHeader {
+    /// The refcount is 0 or negative (not an immortal marker).
+    Refcount(i64),
+    /// The refcount word holds an address in the process's writable memory:
+    /// the link a free list or pymalloc writes into a freed block.
+    LinkWord(u64),
+    /// `ob_type` does not point to a type object.
+    NotAType(u64),
+}
+
+impl DeadHeader {
+    /// In words, for a finding's message.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            DeadHeader::Refcount(rc) => format!("its refcount is {rc}"),
+            DeadHeader::LinkWord(word) => format!(
+                "its refcount word is the address {word:#x} (an allocator's free-block link)"
+            ),
+            DeadHeader::NotAType(ty) => format!("its ob_type {ty:#x} is not a type object"),
+        }
+    }
+}
+
+impl DeadHeader {
+    /// What a `freed_object_referenced` finding's evidence recorded.
+    pub(crate) fn of_finding(f: &Finding) -> Option<DeadHeader> {
+        let value = |key: &str| f.evidence.get(key).and_then(serde_json::Value::as_u64);
+        if let Some(rc) = f
+            .evidence
+            .get("refcount")
+            .and_then(serde_json::Value::as_i64)
+        {
+            Some(DeadHeader::Refcount(rc))
+        } else if let Some(word) = value("first_word") {
+            Some(DeadHeader::LinkWord(word))
+        } else {
+            value("type").map(DeadHeader::NotAType)
+        }
+    }
+}
+
+/// Judges object headers, remembering which addresses are types.
+pub(crate) struct HeaderCheck {
+    is_type: FxHashMap<u64, bool>,
+}
+
+impl HeaderCheck {
+    pub(crate) fn new() -> HeaderCheck {
+        HeaderCheck {
+            is_type: FxHashMap::default(),
+        }
+    }
+
+    /// Why `obj`'s header cannot be a live object's, if it cannot; `None`
+    /// when it looks alive or cannot be read (unread memory proves nothing).
+    pub(crate) fn dead(&mut self, heap: &Heap, obj: u64) -> Option<DeadHeader> {
+        let (word, ty) = heap.object_header(obj)?;
+        // No refcount reaches 2^32; an address does (user space starts
+        // far above it on x86-64 and aarch64 Linux).
+        if word >> 32 != 0 && word >> 47 == 0 && word.is_multiple_of(8) && self.writable(heap, word)
+        {
+            return Some(DeadHeader::LinkWord(word));
+        }
+        let rc = word as i64;
+        if !heap.facts.is_immortal(rc) && rc <= 0 {
+            return Some(DeadHeader::Refcount(rc));
+        }
+        if !self.is_type(heap, ty) {
+            return Some(DeadHeader::NotAType(ty));
+        }
+        None
+    }
+
+    fn writable(&self, heap: &Heap, addr: u64) -> bool {
+        let core = heap.memory.core();
+        core.segment_index(addr)
+            .is_some_and(|i| core.segments()[i].perms.write)
+    }
+
+    /// Whether `ty` is a type object: its own type is `type` or a metatype.
+    fn is_type(&mut self, heap: &Heap, ty: u64) -> bool {
+        if let Some(&known) = self.is_type.get(&ty) {
+            return known;
+        }
+        let known = ty != 0
+            && ty.is_multiple_of(8)
+            && heap
+                .objects
+                .type_of(ty)
+                .ok()
+                .and_then(|meta| heap.type_flags(meta))
+                .is_some_and(|flags| flags & TPFLAGS_TYPE_SUBCLASS != 0);
+        self.is_type.insert(ty, known);
+        known
+    }
+}

@@ -1,0 +1,234 @@
+//! `pymortem check` on the cores of a C extension's reference-counting bugs
+//! (`sample-cores/scenarios/spool.py` with `spoolext.c`, listed in
+//! `victims.json`): eight victims of every type per core, each freed once
+//! while its holder still points at it. The truth names each victim and its
+//! holder before the bug fires.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// `docs/schema/pymortem-v1.schema.json`, compiled once.
+fn validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let path = support::repo().join("docs/schema/pymortem-v1.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        jsonschema::draft202012::new(&schema).unwrap()
+    })
+}
+
+/// One core's report, checked against the schema.
+struct Checked {
+    entry: Value,
+    truth: Value,
+    report: Value,
+}
+
+/// `check --json` on every core of `victims.json`, once per test binary.
+fn checked() -> &'static [Checked] {
+    static CHECKED: OnceLock<Vec<Checked>> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let entries = support::victim_manifest();
+        assert!(!entries.is_empty(), "victims.json lists no core");
+        entries
+            .into_iter()
+            .map(|entry| {
+                assert!(
+                    entry["ok"] == true,
+                    "{}: {}",
+                    support::label(&entry),
+                    entry["problems"]
+                );
+                let mut args = vec!["check".to_string(), "--json".to_string()];
+                args.extend(support::file_args(&entry));
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (code, stdout, stderr) = support::pymortem(&args);
+                let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                    panic!("{}: exit {code}: {e}: {stderr}", support::label(&entry))
+                });
+                let errors: Vec<String> = validator()
+                    .iter_errors(&report)
+                    .take(3)
+                    .map(|e| format!("at '{}': {e}", e.instance_path().as_str()))
+                    .collect();
+                assert!(
+                    errors.is_empty(),
+                    "{}: schema: {errors:?}",
+                    support::label(&entry)
+                );
+                let truth = support::truth(&entry);
+                Checked {
+                    entry,
+                    truth,
+                    report,
+                }
+            })
+            .collect()
+    })
+}
+
+fn bug_and_phase(c: &Checked) -> (String, String) {
+    let o = &c.truth["objects"];
+    (
+        o["bug"].as_str().unwrap().to_string(),
+        o["phase"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Whether an error or warning finding is about `address`, and whether
+/// one of those names `holder` (the truth's list) among its referrers.
+fn named(report: &Value, address: u64, holder: Option<u64>) -> (bool, bool) {
+    let loud: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error" || f["severity"] == "warning")
+        .filter(|f| f["address"].as_u64() == Some(address))
+        .collect();
+    let holder_named = holder.is_some_and(|h| {
+        loud.iter().any(|f| {
+            f["referrers"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|r| r["container"].as_u64() == Some(h)))
+        })
+    });
+    (!loud.is_empty(), holder_named)
+}
+
+/// Per phase: victims named / victims, holders named / victims, and the misses.
+fn tally(
+    filter: impl Fn(&str, &str, &str) -> bool,
+) -> BTreeMap<String, (usize, usize, usize, Vec<String>)> {
+    let mut by_phase: BTreeMap<String, (usize, usize, usize, Vec<String>)> = BTreeMap::new();
+    for c in checked() {
+        let (bug, phase) = bug_and_phase(c);
+        let victims = c.truth["objects"]["victims"].as_object().unwrap();
+        for (kind, victim) in victims {
+            if !filter(&bug, &phase, kind) {
+                continue;
+            }
+            let address = victim["address"].as_u64().unwrap();
+            let holder = victim["holder"]["list"].as_u64();
+            let (found, holder_found) = named(&c.report, address, holder);
+            let row = by_phase.entry(phase.clone()).or_default();
+            row.1 += 1;
+            if found {
+                row.0 += 1;
+            }
+            if holder_found {
+                row.2 += 1;
+            } else {
+                row.3.push(format!(
+                    "{} {kind} {address:#x}{}",
+                    support::label(&c.entry),
+                    if found { " (holder not named)" } else { "" }
+                ));
+            }
+        }
+    }
+    by_phase
+}
+
+/// An extra `Py_DECREF` on an argument and a borrowed reference returned
+/// as a new one leave each victim in a list that still points at it: right
+/// after the bug (≥ 95%) and after 50 more requests (≥ 90%), the victim is
+/// the address of an error or warning finding that names that list.
+#[test]
+fn victims_of_list_holders_are_named_with_their_holder() {
+    if support::matrix_missing() {
+        return;
+    }
+    let by_phase = tally(|bug, phase, _| bug != "static" && phase != "crash");
+    for (phase, minimum) in [("now", 95), ("later", 90)] {
+        let (found, total, holders, misses) = by_phase
+            .get(phase)
+            .unwrap_or_else(|| panic!("no {phase} core in victims.json"));
+        assert!(*total > 0);
+        assert!(
+            holders * 100 >= total * minimum,
+            "{phase}: victims named {found}/{total}, with their holder {holders}/{total} \
+             (want ≥ {minimum}%); missed:\n{}",
+            misses.join("\n")
+        );
+    }
+}
+
+/// Every tuple victim held by a list is found in every phase, as the tuple
+/// free-list checks always did.
+#[test]
+fn tuple_victims_are_named_in_every_phase() {
+    if support::matrix_missing() {
+        return;
+    }
+    for (phase, (found, total, _, misses)) in
+        tally(|bug, _, kind| bug != "static" && kind == "tuple")
+    {
+        assert_eq!(
+            found,
+            total,
+            "{phase}: tuple victims named {found}/{total}; missed:\n{}",
+            misses.join("\n")
+        );
+    }
+}
+
+/// A process that died of its bug (the crash phase, when it did not reach
+/// its bound) never gets a clean verdict.
+#[test]
+fn crash_cores_of_the_bug_are_not_clean() {
+    if support::matrix_missing() {
+        return;
+    }
+    let mut crashes = 0;
+    let mut clean = Vec::new();
+    for c in checked() {
+        if bug_and_phase(c).1 != "crash" || c.entry["died_of_bug"] != true {
+            continue;
+        }
+        crashes += 1;
+        if c.report["verdict"]["status"] == "clean" {
+            clean.push(support::label(&c.entry));
+        }
+    }
+    assert!(crashes > 0, "no crash core died of its bug");
+    assert!(
+        clean.is_empty(),
+        "{} of {crashes} crash cores called clean:\n{}",
+        clean.len(),
+        clean.join("\n")
+    );
+}
+
+/// The verdict names a victim first: one of the truth's, never an
+/// unrelated object, on every core where a victim was named at all.
+#[test]
+fn verdict_victims_are_the_truths() {
+    if support::matrix_missing() {
+        return;
+    }
+    let mut wrong = Vec::new();
+    for c in checked() {
+        let (bug, phase) = bug_and_phase(c);
+        if bug == "static" || phase == "crash" {
+            continue;
+        }
+        let truth: Vec<u64> = c.truth["objects"]["victims"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v["address"].as_u64().unwrap())
+            .collect();
+        let first = c.report["verdict"]["victims"][0].as_u64();
+        if !first.is_some_and(|v| truth.contains(&v)) {
+            wrong.push(format!(
+                "{}: verdict victim {first:?}, truth {truth:x?}",
+                support::label(&c.entry)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
