@@ -267,6 +267,7 @@ fn transient(kind: FindingKind) -> bool {
         kind,
         FindingKind::RefcountBelowReferences
             | FindingKind::FreedObjectReferenced
+            | FindingKind::StaticPointsToFreed
             | FindingKind::FreeListMemberReferenced
             | FindingKind::GcObjectBadRefcount
             | FindingKind::NegativeRefcount

@@ -88,6 +88,13 @@ impl HeaderCheck {
         None
     }
 
+    /// Whether `obj`'s `ob_type` is a type: the block was an object, even
+    /// if freed since (a freed block keeps its stale type pointer).
+    pub(crate) fn was_object(&mut self, heap: &Heap, obj: u64) -> bool {
+        heap.object_header(obj)
+            .is_some_and(|(_, ty)| self.is_type(heap, ty))
+    }
+
     fn writable(&self, heap: &Heap, addr: u64) -> bool {
         let core = heap.memory.core();
         core.segment_index(addr)

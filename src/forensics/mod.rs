@@ -10,6 +10,7 @@ pub mod heap;
 pub mod inflight;
 mod items;
 pub mod referrers;
+mod statics;
 mod verdict;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,9 @@ pub enum FindingKind {
     /// header says it was freed: refcount ≤ 0, a refcount word that is an
     /// allocator's link, or an `ob_type` that is not a type.
     FreedObjectReferenced,
+    /// A global of an extension module that points at an object whose
+    /// header says freed: a static kept without a reference of its own.
+    StaticPointsToFreed,
 }
 
 /// Where a pointer to an object was found.
@@ -156,6 +160,8 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
+    let flagged = findings.iter().map(|f| f.address).collect();
+    statics::scan(process, &heap, &flagged, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
     findings.sort_by(|a, b| {
         b.severity

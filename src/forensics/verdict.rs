@@ -173,6 +173,24 @@ pub fn judge(
     } else if let Some(first) = errors.first() {
         victims.push(first.address);
         format!("the heap is corrupt: {}", first.message)
+    } else if let Some(kept) = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::StaticPointsToFreed && f.severity == Severity::Warning)
+    {
+        victims.push(kept.address);
+        let held = kept
+            .referrers
+            .first()
+            .map_or("a static", |r| r.description.as_str());
+        format!(
+            "{} {:#x} was freed while {held} still pointed at it: a C extension kept it without a \
+             reference of its own (a missing Py_INCREF); its next use hands out freed memory",
+            kept.evidence
+                .get("type_name")
+                .and_then(|v| v.as_str())
+                .unwrap_or("object"),
+            kept.address,
+        )
     } else if warnings {
         "no corruption proven; see the warnings".to_string()
     } else if !unchecked.is_empty() {

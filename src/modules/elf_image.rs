@@ -148,6 +148,23 @@ impl ElfImage {
             .min()
     }
 
+    /// The writable `PT_LOAD` segments (data and bss), link-time
+    /// `(start, size)`.
+    pub fn writable_loads(&self) -> Vec<(u64, u64)> {
+        let Some(file) = self.parse() else {
+            return Vec::new();
+        };
+        let endian = file.endian();
+        file.elf_program_headers()
+            .iter()
+            .filter(|ph| {
+                ph.p_type(endian) == object::elf::PT_LOAD
+                    && ph.p_flags(endian).0 & object::elf::PF_W.0 != 0
+            })
+            .map(|ph| (ph.p_vaddr(endian), ph.p_memsz(endian)))
+            .collect()
+    }
+
     /// Whether the image holds DWARF (`.debug_info` with real contents).
     pub fn has_dwarf(&self) -> bool {
         self.parse().is_some_and(|f| {

@@ -143,6 +143,17 @@ impl Module {
     pub fn debug_file(&self) -> Option<&ElfImage> {
         self.debug_file.as_ref()
     }
+    /// The module's writable data (`.data`, `.bss`) as mapped in the
+    /// process, `(start, size)`; empty without its file or load bias.
+    pub fn writable_data(&self) -> Vec<(u64, u64)> {
+        let (Some(file), Some(bias)) = (self.file.as_ref(), self.load_bias) else {
+            return Vec::new();
+        };
+        file.writable_loads()
+            .into_iter()
+            .map(|(start, size)| (start.wrapping_add(bias), size))
+            .collect()
+    }
     /// Build-id as lower-case hex.
     pub fn build_id_hex(&self) -> Option<String> {
         self.build_id.as_deref().map(hex)

@@ -232,3 +232,41 @@ fn verdict_victims_are_the_truths() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// A static kept without a reference: right after the bug, the extension's
+/// global is named by a finding on the victim (`static_points_to_freed`, its
+/// referrer at the slot's address the truth recorded) for at least 85% of
+/// the victims (floats wait for the float free list: its link is `ob_type`).
+#[test]
+fn victims_of_a_kept_static_are_named_with_the_static() {
+    if support::matrix_missing() {
+        return;
+    }
+    let (mut total, mut found, mut misses) = (0, 0, Vec::new());
+    for c in checked() {
+        if bug_and_phase(c) != ("static".to_string(), "now".to_string()) {
+            continue;
+        }
+        for (kind, victim) in c.truth["objects"]["victims"].as_object().unwrap() {
+            total += 1;
+            let address = victim["address"].as_u64().unwrap();
+            let slot = victim["holder"]["address"].as_u64().unwrap();
+            let named = c.report["findings"].as_array().unwrap().iter().any(|f| {
+                f["kind"] == "static_points_to_freed"
+                    && f["address"].as_u64() == Some(address)
+                    && f["evidence"]["static_address"].as_u64() == Some(slot)
+            });
+            if named {
+                found += 1;
+            } else {
+                misses.push(format!("{} {kind} {address:#x}", support::label(&c.entry)));
+            }
+        }
+    }
+    assert!(total > 0, "no static-bug core in victims.json");
+    assert!(
+        found * 100 >= total * 85,
+        "static victims named {found}/{total}; missed:\n{}",
+        misses.join("\n")
+    );
+}
