@@ -79,6 +79,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arch;
 pub mod bundle;
 pub mod corefile;
 #[doc(hidden)]

@@ -343,7 +343,7 @@ fn read_thread<M: Memory>(
     };
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread
-        .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.rsp()));
+        .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.sp()));
     let holds_gil_field = layout.offsets().tstate.holds_gil;
     let holds_gil = if holds_gil_field.is_present() {
         // 3.13 (a bit of `_status`) and 3.14 (an int) say it per thread.

@@ -170,8 +170,8 @@ impl InfoReport {
                 lwp: t.lwp,
                 pthread_id: t.pthread_id(),
                 crashed: Some(t.lwp) == crashed,
-                pc: t.registers.rip(),
-                sp: t.registers.rsp(),
+                pc: t.registers.pc(),
+                sp: t.registers.sp(),
             })
             .collect();
         let modules = process
