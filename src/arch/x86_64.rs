@@ -114,7 +114,7 @@ impl From<GeneralRegisters> for Registers {
 /// Frames farther apart than this are not a frame-pointer chain.
 const MAX_FRAME_SIZE: u64 = 1 << 24;
 
-/// `push rbp; mov rbp, rsp`: [rbp] is the caller's rbp, [rbp+8] the return
+/// `push rbp; mov rbp, rsp`: `[rbp]` is the caller's rbp, `[rbp+8]` the return
 /// address, and the caller's rsp is rbp+16.
 pub fn frame_pointer_step(
     read_word: impl Fn(u64) -> Option<u64>,

@@ -92,7 +92,7 @@ pub struct SignalReport {
 pub struct ThreadReport {
     /// Kernel thread id.
     pub lwp: i32,
-    /// `pthread_t` (the thread's `fs_base`), which equals Python's `threading.get_ident()`.
+    /// `pthread_t` (the thread's thread pointer), which equals Python's `threading.get_ident()`.
     pub pthread_id: u64,
     /// Whether this thread crashed.
     pub crashed: bool,

@@ -285,7 +285,7 @@ mod tests {
     use super::*;
     use crate::memory::BufferMemory;
 
-    /// A `.debug_frame` (version 1) with one CIE, `CFA = rsp + 8; ra at CFA - 8`,
+    /// A `.debug_frame` (version 1) with one CIE, `CFA = sp + 8; ra at CFA - 8`,
     /// the state at every function's entry, and one FDE covering `[start, start + len)`.
     fn debug_frame(start: u64, len: u64) -> Vec<u8> {
         let mut cie = Vec::new();
@@ -295,7 +295,7 @@ mod tests {
         cie.push(1); // code alignment factor
         cie.push(0x78); // data alignment factor -8
         cie.push(16); // return address register
-        cie.extend([0x0c, 0x07, 0x08]); // DW_CFA_def_cfa rsp, 8
+        cie.extend([0x0c, 0x07, 0x08]); // DW_CFA_def_cfa r7 (the stack pointer), 8
         cie.extend([0x90, 0x01]); // DW_CFA_offset r16, 1 * -8
         while (cie.len() + 4) % 8 != 0 {
             cie.push(0); // DW_CFA_nop
