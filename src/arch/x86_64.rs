@@ -128,7 +128,7 @@ pub fn frame_pointer_step(
     let mut next = *regs;
     next.set_fp(Some(read_word(fp)?));
     next.set_return_address(Some(read_word(fp.wrapping_add(8))?));
-    next.set_sp(Some(fp + 16));
+    next.set_sp(Some(fp.wrapping_add(16)));
     Some(next)
 }
 
@@ -138,7 +138,7 @@ pub fn frame_pointer_step(
 pub fn scanned_caller(regs: &UnwindRegisters, slot: u64, return_address: u64) -> UnwindRegisters {
     let mut next = UnwindRegisters::new(regs.arch());
     next.set_fp(regs.fp());
-    next.set_sp(Some(slot + 8));
+    next.set_sp(Some(slot.wrapping_add(8)));
     next.set_return_address(Some(return_address));
     next
 }
@@ -225,10 +225,10 @@ pub fn signal_frame_registers(
     read_word: impl Fn(u64) -> Option<u64>,
     trampoline_sp: u64,
 ) -> Option<UnwindRegisters> {
-    let gregs = trampoline_sp.checked_add(UCONTEXT_GREGS)?;
+    let gregs = trampoline_sp.wrapping_add(UCONTEXT_GREGS);
     let mut regs = UnwindRegisters::new(super::ArchId::X86_64);
     for (i, &dwarf) in GREGS_TO_DWARF.iter().enumerate() {
-        let value = read_word(gregs + 8 * i as u64)?;
+        let value = read_word(gregs.wrapping_add(8 * i as u64))?;
         regs.set(dwarf, Some(value));
     }
     Some(regs)
@@ -368,6 +368,15 @@ mod tests {
         assert_eq!(scanned.return_address(), Some(0x40_1234));
         assert_eq!(scanned.fp(), regs.fp());
         assert_eq!(scanned.get(0), None, "nothing else is known");
+        // A frame record at the top of the address space wraps, as every
+        // pointer read from a core does: no overflow panic.
+        let mut top = UnwindRegisters::new(ArchId::X86_64);
+        top.set_sp(Some(u64::MAX - 15));
+        top.set_fp(Some(u64::MAX - 7));
+        let next = ArchId::X86_64
+            .frame_pointer_step(|_| Some(0), &top)
+            .unwrap();
+        assert_eq!(next.sp(), Some(8));
     }
 
     #[test]
