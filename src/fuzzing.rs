@@ -19,7 +19,7 @@ fn word(data: &[u8], i: usize) -> u64 {
 
 /// Core headers and notes, and every note decoder on the raw bytes.
 pub fn core_notes(data: &[u8]) {
-    let _ = notes::parse_prstatus(data);
+    let _ = notes::parse_prstatus(crate::arch::ArchId::X86_64, data);
     let _ = notes::parse_prpsinfo(data);
     let _ = notes::parse_siginfo(data);
     let _ = notes::parse_auxv(data);
@@ -80,9 +80,10 @@ pub fn cfi_step(data: &[u8]) {
         return;
     }
     let (head, sections) = data.split_at(160);
-    let mut regs = [None; 17];
-    for (i, r) in regs.iter_mut().enumerate() {
-        *r = Some(word(head, i % 20));
+    let arch = crate::arch::ArchId::X86_64;
+    let mut regs = crate::arch::UnwindRegisters::new(arch);
+    for n in 0..arch.dwarf_register_count() {
+        regs.set(n, Some(word(head, usize::from(n) % 20)));
     }
     let memory = BufferMemory {
         base: word(head, 0) & !0xfff,
@@ -97,10 +98,8 @@ pub fn cfi_step(data: &[u8]) {
         crate::unwind::cfi::ModuleCfi::with_debug_frame(eh_frame, 0x1000, None, debug_frame, 0);
     let _ = cfi.step(&memory, word(head, 17) % 0x10000, &regs);
     // The stack scan's test for a return address: a call just before it.
-    for bytes in sections.windows(7).take(256) {
-        if let Ok(before) = bytes.try_into() {
-            let _ = crate::unwind::follows_call(before);
-        }
+    for before in sections.windows(arch.call_lookback()).take(256) {
+        let _ = arch.follows_call(before);
     }
 }
 

@@ -60,6 +60,9 @@
 //!
 //! The crate is layered; each layer knows nothing of the ones above it:
 //!
+//! 0. [`arch`]: the processor architecture: a thread's registers, DWARF
+//!    register numbers, the return-address and frame-pointer rules, call
+//!    decoding, the red zone and signal frames. Only it names a register.
 //! 1. [`corefile`]: the ELF core file (segments, notes, compression); [`bundle`]:
 //!    a core with its files in one archive (its writer works on a [`Process`]).
 //! 2. [`memory`]: the process's memory as one fallible read interface.
@@ -79,6 +82,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arch;
 pub mod bundle;
 pub mod corefile;
 #[doc(hidden)]

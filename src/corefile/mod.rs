@@ -16,8 +16,9 @@ use object::elf;
 use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
 use serde::Serialize;
 
+use crate::arch::{ArchId, Registers};
 use crate::error::{Diagnostic, Error};
-pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo, X86_64Registers};
+pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo};
 pub use temp_budget::TempBudget;
 
 /// Notes beyond this count are ignored (a kernel core has a handful per thread).
@@ -131,15 +132,15 @@ pub struct CoreThread {
     /// Signal that stopped the thread.
     pub cursig: i16,
     /// General registers.
-    pub registers: X86_64Registers,
+    pub registers: Registers,
     /// The `NT_SIGINFO` written for this thread, when the producer writes one per thread (gdb).
     pub siginfo: Option<SigInfo>,
 }
 
 impl CoreThread {
-    /// The thread's `pthread_t`, which on x86-64 glibc is its `fs_base`.
+    /// The thread's `pthread_t`, which on glibc is its thread pointer.
     pub fn pthread_id(&self) -> u64 {
-        self.registers.fs_base()
+        self.registers.thread_pointer()
     }
 }
 
@@ -160,6 +161,7 @@ pub struct CoreFile {
     path: PathBuf,
     data: Arc<CoreBytes>,
     compression: Option<&'static str>,
+    arch: ArchId,
     segments: Vec<Segment>,
     threads: Vec<CoreThread>,
     psinfo: Option<PsInfo>,
@@ -250,6 +252,7 @@ impl CoreFile {
             path: path.to_path_buf(),
             data,
             compression,
+            arch: parsed.arch,
             segments: parsed.segments,
             threads: parsed.threads,
             psinfo: parsed.psinfo,
@@ -278,6 +281,10 @@ impl CoreFile {
     /// The raw (decompressed) bytes of the core file.
     pub fn bytes(&self) -> &[u8] {
         &self.data
+    }
+    /// The processor architecture (from the ELF header's `e_machine`).
+    pub fn arch(&self) -> ArchId {
+        self.arch
     }
     /// `PT_LOAD` segments sorted by address.
     pub fn segments(&self) -> &[Segment] {
@@ -380,6 +387,7 @@ impl CoreFile {
 }
 
 struct Parsed {
+    arch: ArchId,
     note_records: Vec<NoteRecord>,
     segments: Vec<Segment>,
     threads: Vec<CoreThread>,
@@ -425,7 +433,8 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
             header.e_type(endian).0
         )));
     }
-    if header.e_machine(endian) != elf::EM_X86_64 || !object::Endian::is_little_endian(endian) {
+    let arch = ArchId::from_elf_machine(header.e_machine(endian).0);
+    let Some(arch) = arch.filter(|_| object::Endian::is_little_endian(endian)) else {
         return Err(Error::Unsupported {
             path: path.into(),
             reason: format!(
@@ -433,7 +442,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
                 header.e_machine(endian).0
             ),
         });
-    }
+    };
     let phdrs = header
         .program_headers(endian, data)
         .map_err(|e| not_core(&format!("bad program headers ({e})")))?;
@@ -442,7 +451,10 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
     let mut segments = Vec::new();
     let mut expected_size = file_len;
     let mut segments_affected = 0;
-    let mut notes = NoteState::default();
+    let mut notes = NoteState {
+        arch: Some(arch),
+        ..NoteState::default()
+    };
     for ph in phdrs.iter().take(MAX_SEGMENTS) {
         let offset = ph.p_offset(endian);
         let filesz = ph.p_filesz(endian);
@@ -516,6 +528,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
         Producer::Kernel
     };
     Ok(Parsed {
+        arch,
         segments,
         threads: notes.threads,
         psinfo: notes.psinfo,
@@ -533,6 +546,8 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
 
 #[derive(Default)]
 struct NoteState {
+    /// The core's architecture, which decodes the registers (always set).
+    arch: Option<ArchId>,
     threads: Vec<CoreThread>,
     psinfo: Option<PsInfo>,
     siginfo: Option<SigInfo>,
@@ -613,7 +628,7 @@ impl NoteState {
             ));
         };
         match (is_core, n_type) {
-            (true, 1) => match notes::parse_prstatus(desc) {
+            (true, 1) => match self.arch.and_then(|arch| notes::parse_prstatus(arch, desc)) {
                 Some(status) => self.threads.push(CoreThread {
                     index: self.threads.len(),
                     lwp: status.lwp,

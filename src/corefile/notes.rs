@@ -1,10 +1,13 @@
-//! Decoding of the x86-64 Linux core-note payloads pymortem needs.
+//! Decoding of the 64-bit Linux core-note payloads pymortem needs (the
+//! registers in `NT_PRSTATUS` are decoded by [`crate::arch`]).
 //!
 //! `object` walks the notes; these functions decode their descriptors. Every
 //! decoder checks lengths and returns `None` for a payload that is too short,
 //! so a damaged note is reported rather than trusted.
 
 use serde::Serialize;
+
+use crate::arch::{ArchId, Registers};
 
 /// Little-endian field readers over a note descriptor.
 pub(crate) fn le_u64(data: &[u8], offset: usize) -> Option<u64> {
@@ -33,52 +36,6 @@ fn fixed_str(data: &[u8], offset: usize, len: usize) -> Option<String> {
     Some(String::from_utf8_lossy(&field[..end]).into_owned())
 }
 
-/// Names of the 27 x86-64 general registers in `user_regs_struct` order.
-pub const X86_64_REGISTER_NAMES: [&str; 27] = [
-    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
-    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
-    "gs",
-];
-
-/// The general registers of one x86-64 thread, in `user_regs_struct` order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct X86_64Registers(pub [u64; 27]);
-
-impl X86_64Registers {
-    fn get(&self, name: &str) -> u64 {
-        X86_64_REGISTER_NAMES
-            .iter()
-            .position(|&n| n == name)
-            .map_or(0, |i| self.0[i])
-    }
-    /// Instruction pointer.
-    pub fn rip(&self) -> u64 {
-        self.0[16]
-    }
-    /// Stack pointer.
-    pub fn rsp(&self) -> u64 {
-        self.0[19]
-    }
-    /// Frame pointer.
-    pub fn rbp(&self) -> u64 {
-        self.0[4]
-    }
-    /// The thread pointer; on x86-64 glibc this is the `pthread_t` of the thread.
-    pub fn fs_base(&self) -> u64 {
-        self.0[21]
-    }
-    /// A register by its `user_regs_struct` name, or 0 for an unknown name.
-    pub fn by_name(&self, name: &str) -> u64 {
-        self.get(name)
-    }
-    /// Value of a register by DWARF register number (0–16), if it is one we hold.
-    pub fn by_dwarf(&self, reg: u16) -> Option<u64> {
-        // DWARF x86-64 numbering: rax rdx rcx rbx rsi rdi rbp rsp r8..r15 rip.
-        const ORDER: [usize; 17] = [10, 12, 11, 5, 13, 14, 4, 19, 9, 8, 7, 6, 3, 2, 1, 0, 16];
-        ORDER.get(usize::from(reg)).map(|&i| self.0[i])
-    }
-}
-
 /// Decoded `NT_PRSTATUS`: one per thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrStatus {
@@ -89,27 +46,17 @@ pub struct PrStatus {
     /// Parent pid as seen by the thread.
     pub ppid: i32,
     /// The general registers.
-    pub registers: X86_64Registers,
+    pub registers: Registers,
 }
 
-/// Size of `struct elf_prstatus` on x86-64.
-pub const PRSTATUS_SIZE: usize = 336;
-const PRSTATUS_REGS_OFFSET: usize = 112;
-
-/// Decode an x86-64 `NT_PRSTATUS` descriptor.
-pub fn parse_prstatus(desc: &[u8]) -> Option<PrStatus> {
-    if desc.len() < PRSTATUS_REGS_OFFSET + 27 * 8 {
-        return None;
-    }
-    let mut regs = [0u64; 27];
-    for (i, reg) in regs.iter_mut().enumerate() {
-        *reg = le_u64(desc, PRSTATUS_REGS_OFFSET + i * 8)?;
-    }
+/// Decode an `NT_PRSTATUS` descriptor of a core of architecture `arch`.
+pub fn parse_prstatus(arch: ArchId, desc: &[u8]) -> Option<PrStatus> {
+    // The fields before `pr_reg` have one layout on every 64-bit Linux.
     Some(PrStatus {
         cursig: le_i16(desc, 12)?,
         lwp: le_i32(desc, 32)?,
         ppid: le_i32(desc, 36)?,
-        registers: X86_64Registers(regs),
+        registers: arch.prstatus_registers(desc)?,
     })
 }
 
@@ -297,7 +244,7 @@ mod tests {
 
     #[test]
     fn short_payloads_are_rejected() {
-        assert!(parse_prstatus(&[0u8; 100]).is_none());
+        assert!(parse_prstatus(ArchId::X86_64, &[0u8; 100]).is_none());
         assert!(parse_prpsinfo(&[0u8; 50]).is_none());
         assert!(parse_siginfo(&[0u8; 8]).is_none());
     }

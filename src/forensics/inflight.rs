@@ -168,7 +168,8 @@ fn thread_words(
     thread: &crate::corefile::CoreThread,
     high: Option<u64>,
 ) -> Vec<u64> {
-    let low = thread.registers.rsp().saturating_sub(128);
+    let registers = &thread.registers;
+    let low = registers.sp().saturating_sub(registers.arch().red_zone());
     let core = process.core();
     let segment_end = core
         .segment_index(low)
@@ -176,9 +177,7 @@ fn thread_words(
     let high = high
         .unwrap_or(segment_end)
         .min(low.saturating_add(MAX_WINDOW));
-    let mut words: Vec<u64> = (0..17)
-        .filter_map(|r| thread.registers.by_dwarf(r))
-        .collect();
+    let mut words: Vec<u64> = registers.dwarf_values().collect();
     if let Ok(bytes) = process
         .memory()
         .read_bytes(low, high.saturating_sub(low), MAX_WINDOW)

@@ -555,10 +555,10 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
 fn heap_thread(heap: &Heap, lwp: i32) -> Option<(u64, u64)> {
     let core = heap.memory.core();
     let thread = core.threads().iter().find(|t| t.lwp == lwp)?;
-    let sp = thread.registers.rsp();
+    let sp = thread.registers.sp();
     let seg = &core.segments()[core.segment_index(sp)?];
-    // The x86-64 red zone lies below the stack pointer.
-    Some((sp.saturating_sub(128), seg.end()))
+    // The red zone below the stack pointer may hold live data.
+    Some((sp.saturating_sub(core.arch().red_zone()), seg.end()))
 }
 
 /// Attach referrers to free-list members and raise the reference findings.

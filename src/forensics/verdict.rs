@@ -258,7 +258,7 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
         return core
             .threads()
             .iter()
-            .find(|t| core.segment_index(t.registers.rsp()) == Some(seg))
+            .find(|t| core.segment_index(t.registers.sp()) == Some(seg))
             .map(|t| t.lwp);
     }
     None

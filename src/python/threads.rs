@@ -30,7 +30,7 @@ pub struct PyThread {
     pub interpreter: u64,
     /// Its interpreter's id (0 is the main interpreter), when the layout has it.
     pub interpreter_id: Option<i64>,
-    /// `thread_id`: the `pthread_t`, which on x86-64 is the thread's `fs_base`.
+    /// `thread_id`: the `pthread_t`, which on glibc is the thread's thread pointer.
     pub thread_id: u64,
     /// `native_thread_id` (3.11+): the LWP.
     pub native_thread_id: Option<u64>,
@@ -332,7 +332,7 @@ fn read_thread<M: Memory>(
         .get()
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok());
     // The LWP is the surest match (3.11+); before that, pthread_t equals
-    // fs_base. A thread state whose LWP is gone matches nothing: glibc hands
+    // the thread pointer. A thread state whose LWP is gone matches nothing: glibc hands
     // a dead thread's pthread_t (its cached stack) to the next thread.
     let core_thread = match native_thread_id.filter(|&n| n != 0) {
         Some(n) => process.threads().iter().find(|t| n == t.lwp as u64),
@@ -343,7 +343,7 @@ fn read_thread<M: Memory>(
     };
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread
-        .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.rsp()));
+        .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.sp()));
     let holds_gil_field = layout.offsets().tstate.holds_gil;
     let holds_gil = if holds_gil_field.is_present() {
         // 3.13 (a bit of `_status`) and 3.14 (an int) say it per thread.

@@ -92,7 +92,7 @@ pub struct SignalReport {
 pub struct ThreadReport {
     /// Kernel thread id.
     pub lwp: i32,
-    /// `pthread_t` (the thread's `fs_base`), which equals Python's `threading.get_ident()`.
+    /// `pthread_t` (the thread's thread pointer), which equals Python's `threading.get_ident()`.
     pub pthread_id: u64,
     /// Whether this thread crashed.
     pub crashed: bool,
@@ -170,8 +170,8 @@ impl InfoReport {
                 lwp: t.lwp,
                 pthread_id: t.pthread_id(),
                 crashed: Some(t.lwp) == crashed,
-                pc: t.registers.rip(),
-                sp: t.registers.rsp(),
+                pc: t.registers.pc(),
+                sp: t.registers.sp(),
             })
             .collect();
         let modules = process

@@ -87,7 +87,7 @@ impl ThreadStateEntry {
 pub struct ThreadEntry {
     /// Kernel thread id; null for a thread state that matches no thread of the core.
     pub lwp: Option<i32>,
-    /// `pthread_t` (`fs_base` for core threads, `thread_id` otherwise).
+    /// `pthread_t` (the thread pointer for core threads, `thread_id` otherwise).
     pub pthread_id: u64,
     /// Whether it crashed.
     pub crashed: bool,

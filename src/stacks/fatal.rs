@@ -13,9 +13,6 @@ use crate::unwind::{FrameAddress, NativeStack};
 /// Longest message read.
 const MAX_MESSAGE: usize = 1024;
 
-/// x86-64 DWARF numbers of the integer argument registers, in order.
-const ARGUMENT_REGISTERS: [u16; 6] = [5, 4, 1, 2, 8, 9];
-
 /// A fatal error a thread was dying of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FatalError {
@@ -114,7 +111,10 @@ fn read_message(
         .find(|i| i.has_dwarf())
         .ok_or_else(|| format!("{} has no DWARF (install its debug file)", module.name()))?;
     let values = call_site_values(image, ra.wrapping_sub(bias)).map_err(|e| e.to_string())?;
-    let register = ARGUMENT_REGISTERS
+    let register = process
+        .core()
+        .arch()
+        .argument_registers()
         .get(argument)
         .ok_or("no such argument register")?;
     let value = values

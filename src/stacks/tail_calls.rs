@@ -138,36 +138,31 @@ fn rebuild(
         .collect()
 }
 
-/// The target of a `call rel32` that returns to `return_address`.
+/// The target of the direct call that returns to `return_address`.
 fn direct_call_target(process: &Process, return_address: u64) -> Option<u64> {
-    let call: [u8; 5] = process
+    let arch = process.core().arch();
+    let length = arch.direct_call_length();
+    let call = process
         .memory()
-        .read_array(return_address.checked_sub(5)?)
+        .read_bytes(
+            return_address.checked_sub(length as u64)?,
+            length as u64,
+            length as u64,
+        )
         .ok()?;
-    if call[0] != 0xE8 {
-        return None;
-    }
-    let displacement = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
-    Some(return_address.wrapping_add(displacement as i64 as u64))
+    arch.direct_call_target(return_address, &call)
 }
 
-/// Where a PLT stub at `stub` jumps: the function its GOT slot holds
-/// (`endbr64`, `bnd` and `jmp *slot(%rip)`), once the loader has bound it.
+/// Where a PLT stub at `stub` jumps: the function its GOT slot holds, once
+/// the loader has bound it.
 fn through_plt(process: &Process, stub: u64) -> Option<u64> {
-    let code: [u8; 11] = process.memory().read_array(stub).ok()?;
-    let mut at = 0;
-    if code[..4] == [0xF3, 0x0F, 0x1E, 0xFA] {
-        at += 4;
-    }
-    if code[at] == 0xF2 {
-        at += 1;
-    }
-    if code[at..at + 2] != [0xFF, 0x25] {
-        return None;
-    }
-    let displacement = i32::from_le_bytes(code[at + 2..at + 6].try_into().ok()?);
-    let next = stub.wrapping_add(at as u64 + 6);
-    let slot = next.wrapping_add(displacement as i64 as u64);
+    let arch = process.core().arch();
+    let length = arch.plt_stub_length();
+    let code = process
+        .memory()
+        .read_bytes(stub, length as u64, length as u64)
+        .ok()?;
+    let slot = arch.plt_slot(stub, &code)?;
     process.memory().read_u64(slot).ok()
 }
 

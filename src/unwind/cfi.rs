@@ -7,6 +7,7 @@ use gimli::{
 };
 use object::{Object, ObjectSection};
 
+use crate::arch::UnwindRegisters;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 
@@ -125,14 +126,14 @@ impl<'m> ModuleCfi<'m> {
         }
     }
 
-    /// From `regs` (DWARF numbering, 0–16) at runtime address `lookup`, the
-    /// caller's registers and whether this frame is a signal trampoline.
+    /// From `regs` at runtime address `lookup`, the caller's registers and
+    /// whether this frame is a signal trampoline.
     pub fn step(
         &self,
         memory: &impl Memory,
         lookup: u64,
-        regs: &[Option<u64>; 17],
-    ) -> Result<([Option<u64>; 17], bool), StepError> {
+        regs: &UnwindRegisters,
+    ) -> Result<(UnwindRegisters, bool), StepError> {
         let svma = lookup.wrapping_sub(self.bias);
         let get_cie = |section: &EhFrame<Slice<'m>>, bases: &BaseAddresses, offset| {
             section.cie_from_offset(bases, offset)
@@ -174,8 +175,8 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
     memory: &impl Memory,
     lookup: u64,
     svma: u64,
-    regs: &[Option<u64>; 17],
-) -> Result<([Option<u64>; 17], bool), StepError> {
+    regs: &UnwindRegisters,
+) -> Result<(UnwindRegisters, bool), StepError> {
     let signal = fde.is_signal_trampoline();
     let mut ctx = UnwindContext::new();
     let row = fde
@@ -185,9 +186,7 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
     let cfa = match row.cfa() {
         CfaRule::RegisterAndOffset { register, offset } => {
             let base = regs
-                .get(register.0 as usize)
-                .copied()
-                .flatten()
+                .get(register.0)
                 .ok_or_else(|| unreadable("the CFA register"))?;
             base.wrapping_add(*offset as u64)
         }
@@ -199,22 +198,20 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
         }
     };
     let mut next = *regs;
-    // Caller-saved registers are not known in the caller.
-    for r in [0usize, 1, 2, 4, 5, 8, 9, 10, 11] {
-        next[r] = None;
-    }
-    next[7] = Some(cfa);
-    next[16] = None;
-    for reg in 0..17u16 {
+    next.forget_caller_saved();
+    next.set_sp(Some(cfa));
+    next.set_return_address(None);
+    let return_address = regs.arch().return_address_register();
+    for reg in 0..regs.arch().dwarf_register_count() {
         let Some(rule) = row.register(Register(reg)) else {
             continue;
         };
         let value = match rule {
             RegisterRule::Undefined => None,
-            RegisterRule::SameValue => regs[reg as usize],
+            RegisterRule::SameValue => regs.get(reg),
             RegisterRule::Offset(o) => memory.read_u64(cfa.wrapping_add(o as u64)).ok(),
             RegisterRule::ValOffset(o) => Some(cfa.wrapping_add(o as u64)),
-            RegisterRule::Register(r) => regs.get(r.0 as usize).copied().flatten(),
+            RegisterRule::Register(r) => regs.get(r.0),
             RegisterRule::Expression(e) => e
                 .get(section)
                 .ok()
@@ -227,10 +224,10 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
             RegisterRule::Constant(c) => Some(c),
             _ => None,
         };
-        if reg == 16 && matches!(rule, RegisterRule::Undefined) {
+        if reg == return_address && matches!(rule, RegisterRule::Undefined) {
             return Err(StepError::Outermost);
         }
-        next[reg as usize] = value;
+        next.set(reg, value);
     }
     Ok((next, signal))
 }
@@ -238,7 +235,7 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
 /// Evaluate a CFI expression to an address, with `initial` pushed first.
 fn evaluate<R: Reader<Offset = usize>>(
     memory: &impl Memory,
-    regs: &[Option<u64>; 17],
+    regs: &UnwindRegisters,
     expr: gimli::Expression<R>,
     initial: Option<u64>,
 ) -> Option<u64> {
@@ -258,7 +255,7 @@ fn evaluate<R: Reader<Offset = usize>>(
         result = match result {
             EvaluationResult::Complete => break,
             EvaluationResult::RequiresRegister { register, .. } => {
-                let v = regs.get(register.0 as usize).copied().flatten()?;
+                let v = regs.get(register.0)?;
                 eval.resume_with_register(Value::Generic(v)).ok()?
             }
             EvaluationResult::RequiresMemory { address, size, .. } => {
@@ -288,7 +285,7 @@ mod tests {
     use super::*;
     use crate::memory::BufferMemory;
 
-    /// A `.debug_frame` (version 1) with one CIE, `CFA = rsp + 8; ra at CFA - 8`,
+    /// A `.debug_frame` (version 1) with one CIE, `CFA = sp + 8; ra at CFA - 8`,
     /// the state at every function's entry, and one FDE covering `[start, start + len)`.
     fn debug_frame(start: u64, len: u64) -> Vec<u8> {
         let mut cie = Vec::new();
@@ -298,7 +295,7 @@ mod tests {
         cie.push(1); // code alignment factor
         cie.push(0x78); // data alignment factor -8
         cie.push(16); // return address register
-        cie.extend([0x0c, 0x07, 0x08]); // DW_CFA_def_cfa rsp, 8
+        cie.extend([0x0c, 0x07, 0x08]); // DW_CFA_def_cfa r7 (the stack pointer), 8
         cie.extend([0x90, 0x01]); // DW_CFA_offset r16, 1 * -8
         while (cie.len() + 4) % 8 != 0 {
             cie.push(0); // DW_CFA_nop
@@ -328,18 +325,22 @@ mod tests {
             base: sp,
             bytes: stack,
         };
-        let mut regs = [None; 17];
-        regs[7] = Some(sp);
-        regs[16] = Some(0x7f00_0000_1010);
+        let mut regs = UnwindRegisters::new(crate::arch::ArchId::X86_64);
+        regs.set_sp(Some(sp));
+        regs.set_return_address(Some(0x7f00_0000_1010));
         let Ok((next, signal)) = cfi.step(&memory, 0x7f00_0000_1010, &regs) else {
             panic!("no step from .debug_frame");
         };
         assert_eq!(
-            next[16],
+            next.return_address(),
             Some(0x7f00_0000_2345),
             "return address from [CFA - 8]"
         );
-        assert_eq!(next[7], Some(sp + 8), "the caller's rsp is the CFA");
+        assert_eq!(
+            next.sp(),
+            Some(sp + 8),
+            "the caller's stack pointer is the CFA"
+        );
         assert!(!signal);
         // Outside the FDE there is no CFI at all.
         assert!(matches!(

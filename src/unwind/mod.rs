@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::arch::{ArchId, UnwindRegisters};
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 use crate::process::Process;
@@ -144,11 +145,6 @@ pub struct NativeStack {
     pub stop: StopReason,
 }
 
-/// x86-64 DWARF register numbers.
-const RBP: usize = 6;
-const RSP: usize = 7;
-const RA: usize = 16;
-
 /// Unwind the thread with this LWP.
 pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
     unwind_thread_with(process, lwp, Methods::default())
@@ -157,22 +153,20 @@ pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
 /// Unwind the thread with this LWP using only `methods`.
 pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Option<NativeStack> {
     let thread = process.threads().iter().find(|t| t.lwp == lwp)?;
-    let mut regs = [None; 17];
-    for (i, r) in regs.iter_mut().enumerate() {
-        *r = thread.registers.by_dwarf(i as u16);
-    }
+    let arch = thread.registers.arch();
+    let mut regs = thread.registers.unwind_registers();
     let memory = process.memory();
-    let stack_segment = process.core().segment_index(thread.registers.rsp());
+    let stack_segment = process.core().segment_index(thread.registers.sp());
     let mut cache: HashMap<usize, Option<cfi::ModuleCfi<'_>>> = HashMap::new();
     let mut frames = Vec::new();
-    let mut address = FrameAddress::InstructionPointer(thread.registers.rip());
+    let mut address = FrameAddress::InstructionPointer(thread.registers.pc());
     let mut trust = Trust::Context;
     let mut interrupted = false;
     let stop = loop {
         if frames.len() >= MAX_DEPTH {
             break StopReason::TooDeep;
         }
-        let sp = regs[RSP].unwrap_or(0);
+        let sp = regs.sp().unwrap_or(0);
         let module = process.modules().by_address(address.address());
         let mut frame = describe(module.map(|m| &**m), address, sp, trust);
         let cfi_step = module.filter(|_| methods.cfi).map(|m| {
@@ -207,7 +201,7 @@ pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Opti
         let step = match step {
             Err(StopReason::NoUnwindInfo(e)) => methods
                 .frame_pointer
-                .then(|| frame_pointer_step(memory, &regs))
+                .then(|| arch.frame_pointer_step(|a| memory.read_u64(a).ok(), &regs))
                 .flatten()
                 .map(|next| (next, false, Trust::FramePointer))
                 .or_else(|| {
@@ -239,13 +233,13 @@ pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Opti
         }
         frame.signal_frame = is_signal;
         frames.push(frame);
-        let Some(ra) = next[RA] else {
+        let Some(ra) = next.return_address() else {
             break StopReason::Outermost;
         };
         if ra == 0 {
             break StopReason::ReturnAddressZero;
         }
-        let next_sp = next[RSP].unwrap_or(0);
+        let next_sp = next.sp().unwrap_or(0);
         if next_sp <= sp && !is_signal && !interrupted {
             break StopReason::StackNotIncreasing;
         }
@@ -305,108 +299,36 @@ pub(crate) fn describe(
 /// The caller's registers from the first word above the stack pointer that
 /// looks like a return address: it points into executable memory just after
 /// a call instruction. Only the stack pointer and return address are known.
-fn scan_step(process: &Process, regs: &[Option<u64>; 17]) -> Option<[Option<u64>; 17]> {
+fn scan_step(process: &Process, regs: &UnwindRegisters) -> Option<UnwindRegisters> {
     let memory = process.memory();
-    let sp = regs[RSP]?;
+    let sp = regs.sp()?;
     for i in 0..MAX_SCAN_WORDS {
         let slot = sp.checked_add(i * 8)?;
         let Ok(candidate) = memory.read_u64(slot) else {
             return None;
         };
-        if is_return_address(process, candidate) {
-            let mut next = [None; 17];
-            // Callee-saved registers may have been spilled anywhere: only
-            // rbp is kept, for a frame-pointer chain to pick up from.
-            next[RBP] = regs[RBP];
-            next[RSP] = Some(slot + 8);
-            next[RA] = Some(candidate);
-            return Some(next);
+        if is_return_address(process, regs.arch(), candidate) {
+            return Some(regs.arch().scanned_caller(regs, slot, candidate));
         }
     }
     None
 }
 
-fn is_return_address(process: &Process, address: u64) -> bool {
+fn is_return_address(process: &Process, arch: ArchId, address: u64) -> bool {
     let core = process.core();
     let executable = core
         .segment_index(address)
         .is_some_and(|i| core.segments()[i].perms.execute);
-    if !executable || address < 7 {
+    let lookback = arch.call_lookback();
+    if !executable || address < lookback as u64 {
         return false;
     }
-    let mut before = [0u8; 7];
+    let mut buffer = [0u8; 16];
+    let Some(before) = buffer.get_mut(..lookback) else {
+        return false;
+    };
     process
         .memory()
-        .read_exact_at(address - 7, &mut before)
-        .is_ok_and(|()| follows_call(&before))
-}
-
-/// Whether the 7 bytes before an address end with a call instruction:
-/// `call rel32` (E8), or `call r/m64` (FF /2) in any addressing form that
-/// fits (register, SIB, disp8, disp32, RIP-relative), REX prefix or not.
-pub fn follows_call(before: &[u8; 7]) -> bool {
-    // call rel32
-    if before[2] == 0xE8 {
-        return true;
-    }
-    (0..6).any(|at| {
-        let modrm = before[at + 1];
-        if before[at] != 0xFF || (modrm >> 3) & 7 != 2 {
-            return false;
-        }
-        let (mode, rm) = (modrm >> 6, modrm & 7);
-        let sib = mode != 3 && rm == 4;
-        let sib_base = before.get(at + 2).map(|b| b & 7);
-        let displacement = match mode {
-            1 => 1,
-            2 => 4,
-            // RIP-relative, or a SIB with no base register.
-            0 if rm == 5 || (sib && sib_base == Some(5)) => 4,
-            _ => 0,
-        };
-        at + 2 + usize::from(sib) + displacement == 7
-    })
-}
-
-/// The classic frame-pointer step: [rbp] is the caller's rbp, [rbp+8] the return address.
-fn frame_pointer_step(memory: &impl Memory, regs: &[Option<u64>; 17]) -> Option<[Option<u64>; 17]> {
-    let rbp = regs[RBP]?;
-    let sp = regs[RSP]?;
-    if rbp < sp || rbp % 8 != 0 || rbp - sp > 1 << 24 {
-        return None;
-    }
-    let mut next = *regs;
-    next[RBP] = Some(memory.read_u64(rbp).ok()?);
-    next[RA] = Some(memory.read_u64(rbp.wrapping_add(8)).ok()?);
-    next[RSP] = Some(rbp + 16);
-    Some(next)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::follows_call;
-
-    #[test]
-    fn call_instructions_before_a_return_address() {
-        let ends_with = |tail: &[u8]| {
-            let mut b = [0x90u8; 7];
-            b[7 - tail.len()..].copy_from_slice(tail);
-            follows_call(&b)
-        };
-        assert!(ends_with(&[0xE8, 1, 2, 3, 4]), "call rel32");
-        assert!(ends_with(&[0xFF, 0xD0]), "call rax");
-        assert!(ends_with(&[0x41, 0xFF, 0xD3]), "call r11");
-        assert!(ends_with(&[0xFF, 0x50, 0x08]), "call [rax+8]");
-        assert!(ends_with(&[0xFF, 0x15, 1, 2, 3, 4]), "call [rip+disp32]");
-        assert!(ends_with(&[0xFF, 0x90, 1, 2, 3, 4]), "call [rax+disp32]");
-        assert!(ends_with(&[0xFF, 0x54, 0x24, 0x08]), "call [rsp+8]");
-        assert!(ends_with(&[0xFF, 0x14, 0x24]), "call [rsp]");
-        assert!(
-            !ends_with(&[0xFF, 0x14, 0x24, 0x08]),
-            "a call that would end early"
-        );
-        assert!(!ends_with(&[0xFF, 0xE0]), "jmp rax is not a call");
-        assert!(!ends_with(&[0x48, 0x89, 0xC7]), "mov rdi, rax");
-        assert!(!ends_with(&[]), "nops");
-    }
+        .read_exact_at(address - lookback as u64, before)
+        .is_ok_and(|()| arch.follows_call(before))
 }

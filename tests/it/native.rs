@@ -354,10 +354,7 @@ fn the_vdso_read_from_the_core_has_cfi_for_its_functions() {
             .unwrap_or_else(|| panic!("{}: no vDSO module", e["interp"]));
         let cfi = ModuleCfi::new(vdso).unwrap_or_else(|| panic!("{}: no vDSO CFI", e["interp"]));
         let thread = &process.threads()[0];
-        let mut regs = [None; 17];
-        for (i, r) in regs.iter_mut().enumerate() {
-            *r = thread.registers.by_dwarf(i as u16);
-        }
+        let regs = thread.registers.unwind_registers();
         let mut functions = 0;
         for name in [
             "__vdso_clock_gettime",
