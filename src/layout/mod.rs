@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use facts::Facts;
+pub use facts::{Facts, ManagedDict, VersionRules};
 pub use offsets::{Field, MissingField};
 pub use select::{LayoutChoice, LayoutOptions, select};
 pub use spec::Offsets;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::facts::VersionRules;
 use crate::corefile::CoreFile;
 use crate::error::Diagnostic;
 use crate::memory::{Memory, MemoryExt};
@@ -94,6 +95,12 @@ impl PythonVersion {
     /// `(major, minor)`.
     pub fn major_minor(&self) -> (u8, u8) {
         (self.major, self.minor)
+    }
+
+    /// The object model's rules for this version, for code that knows the
+    /// version but has no layout.
+    pub fn rules(&self) -> VersionRules {
+        VersionRules::for_version(self.major, self.minor)
     }
 }
 

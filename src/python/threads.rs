@@ -134,12 +134,12 @@ pub fn python_state(
     process: &Process,
     options: &ThreadOptions,
 ) -> Result<PythonState, PythonError> {
-    let version = process.python().ok_or(PythonError::NoInterpreter)?.version;
+    process.python().ok_or(PythonError::NoInterpreter)?;
     let choice = select(process, &options.layout)?;
     let runtime = runtime::locate(process, &choice.layout)?;
     let layout = &choice.layout;
     let memory = process.memory();
-    let objects = Objects::new(memory, layout, version, unicode_width(process));
+    let objects = Objects::new(memory, layout, unicode_width(process));
     let type_anchors = TypeAnchors::from_builtins(&objects, runtime.interpreters.first().copied());
     let objects = objects.with_anchors(&type_anchors);
     let mut diagnostics = Vec::new();
