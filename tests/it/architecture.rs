@@ -113,8 +113,9 @@ fn layout_is_read_through_typed_offsets() {
 }
 
 /// Whether `code` branches on a CPython version: `major_minor()`, a
-/// comparison of a `.major`/`.minor` field, a `version` compared with a
-/// `PythonVersion` or a `(major, minor)` tuple, or a match on the pair.
+/// comparison of a `.major`/`.minor` field, of a `(major, minor)` literal or
+/// of a `version` with a `PythonVersion`, a match arm on such a literal, or
+/// a match on the pair.
 fn compares_versions(code: &str) -> bool {
     const COMPARISONS: [&str; 6] = ["==", "!=", ">=", "<=", ">", "<"];
     let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
@@ -133,8 +134,27 @@ fn compares_versions(code: &str) -> bool {
     if code.contains("major_minor()") || (code.contains(".major,") && code.contains(".minor)")) {
         return true;
     }
-    let of_python =
-        code.contains("PythonVersion") || code.contains("(2, ") || code.contains("(3, ");
+    // A `(major, minor)` literal compared, or matched in an arm.
+    for prefix in ["(2, ", "(3, "] {
+        let mut from = 0;
+        while let Some(found) = code[from..].find(prefix) {
+            let start = from + found;
+            let digits = code[start + prefix.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            from = start + prefix.len() + digits;
+            if digits == 0 || !code[from..].starts_with(')') {
+                continue;
+            }
+            let at = from + 1;
+            let arm = code[at..].trim_start();
+            if compared(start, at) || arm.starts_with("=>") || arm.starts_with("if ") {
+                return true;
+            }
+        }
+    }
+    let of_python = code.contains("PythonVersion");
     for name in [".major", ".minor", "version"] {
         let mut from = 0;
         while let Some(found) = code[from..].find(name) {
@@ -169,6 +189,9 @@ fn version_comparisons_are_recognised() {
         "if 3 <= v.minor {",
         "self.version >= PythonVersion::parse(\"3.12.0\")",
         "match (v.major, v.minor) {",
+        "\"fatal_error\" => Some(if python_minor.is_some_and(|v| v >= (3, 9)) {",
+        "(3, 12) if word & 1 != 0 => word.wrapping_add(1),",
+        "(3, 11) => match word {",
     ] {
         assert!(compares_versions(hit), "not recognised: {hit}");
     }
@@ -179,6 +202,8 @@ fn version_comparisons_are_recognised() {
         "fn version(&self) -> PythonVersion {",
         "let major = parts.next()?.parse().ok()?;",
         "if manifest.format != FORMAT || manifest.version != VERSION {",
+        "let layout = tables::builtin(3, 13).unwrap().layout_for(\"3.13.0\");",
+        "Some((3, 14))",
     ] {
         assert!(!compares_versions(clean), "taken for a comparison: {clean}");
     }
