@@ -247,17 +247,19 @@ fn is_code_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64, flags: u64) ->
     let Some((basic, item)) = sizes(memory, layout, ty) else {
         return false;
     };
+    let code = layout.offsets().code;
     if layout.facts.rules.code_holds_bytecode {
-        layout.offsets().code.co_code_adaptive.get() == Some(basic) && item == 2
+        code.co_code_adaptive.get() == Some(basic) && item == 2
     } else {
-        layout.offsets().code.sizeof.get() == Some(basic) && item == 0
+        code.sizeof.get() == Some(basic) && item == 0
     }
 }
 
 /// `tp_basicsize` and `tp_itemsize`.
 fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> {
-    let basic = layout.offsets().type_object.tp_basicsize.get()?;
-    let item = layout.offsets().type_object.tp_itemsize.get()?;
+    let type_object = layout.offsets().type_object;
+    let basic = type_object.tp_basicsize.get()?;
+    let item = type_object.tp_itemsize.get()?;
     Some((
         memory.read_u64(ty.wrapping_add(basic)).ok()?,
         memory.read_u64(ty.wrapping_add(item)).ok()?,
@@ -269,10 +271,11 @@ fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> 
 /// (`instancemethod`), so it is asked only of objects found in a frame's
 /// cell slots.
 pub fn has_cell_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
+    let offsets = layout.offsets();
     let (Some(flags_at), Some(base_at), Some(object_size)) = (
-        layout.offsets().type_object.tp_flags.get(),
-        layout.offsets().type_object.tp_base.get(),
-        layout.offsets().object.sizeof.get(),
+        offsets.type_object.tp_flags.get(),
+        offsets.type_object.tp_base.get(),
+        offsets.object.sizeof.get(),
     ) else {
         return false;
     };
