@@ -1,6 +1,7 @@
 //! Facts about a CPython version that DWARF cannot give: how fields are
 //! encoded and which conventions the free lists follow
-//! (cpython-internals.md §1–§4, §7–§9).
+//! (cpython-internals.md §1–§4, §7–§9), and the [`VersionRules`] of the
+//! object model, the one place that decides what each version does.
 
 use serde::{Deserialize, Serialize};
 
