@@ -74,10 +74,10 @@ pub fn is_eval_frame(function: &str) -> bool {
     matches!(base, "_PyEval_EvalFrameDefault" | "PyEval_EvalFrameEx")
 }
 
-/// Interleave `python` (innermost first) into `native`: up to 3.10 each eval
-/// frame runs one Python frame; from 3.11 it runs every frame down to and
-/// including the next entry frame. Returns the frames and how many Python
-/// frames no eval frame claimed (appended at the outer end).
+/// Interleave `python` (innermost first) into `native`: each eval frame runs
+/// one Python frame, or, where `rules` say it runs several (3.11+), every
+/// frame down to and including the next entry frame. Returns the frames and
+/// how many Python frames no eval frame claimed (appended at the outer end).
 pub fn merge(
     native: &NativeStack,
     python: &[PyFrame],
