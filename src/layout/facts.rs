@@ -181,6 +181,8 @@ pub struct VersionRules {
     pub fatal_error_message_argument: usize,
     /// The alignment pymalloc gives every block: 16 from 3.8, else 8.
     pub allocator_alignment: u64,
+    /// 3.13+: `_PyRuntime` starts with `_Py_DebugOffsets`.
+    pub runtime_starts_with_debug_offsets: bool,
 }
 
 impl VersionRules {
@@ -209,6 +211,7 @@ impl VersionRules {
             frames_tag_references: v >= (3, 14),
             fatal_error_message_argument: if v >= (3, 9) { 3 } else { 1 },
             allocator_alignment: if v >= (3, 8) { 16 } else { 8 },
+            runtime_starts_with_debug_offsets: v >= (3, 13),
         }
     }
 }
@@ -382,6 +385,14 @@ mod tests {
         assert_eq!(alignment(3, 7), 8);
         assert_eq!(alignment(3, 8), 16);
         assert_eq!(alignment(3, 15), 16);
+    }
+
+    #[test]
+    fn the_runtime_starts_with_debug_offsets_from_3_13() {
+        assert_eq!(
+            where_true(|r| r.runtime_starts_with_debug_offsets),
+            [(3, 13), (3, 14), (3, 15)]
+        );
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn free_threaded_evidence(
     candidates: &[Arc<Module>],
     info: &VersionInfo,
 ) -> Option<String> {
-    if info.version.major_minor() >= (3, 13)
+    if info.version.rules().runtime_starts_with_debug_offsets
         && let Some(module) = candidates.iter().find(|m| m.recorded_path == info.module)
         && let Some((addr, _)) = super::runtime_address::find(core, memory, module)
         && read_debug_offsets_version(memory, addr).is_some()
