@@ -48,7 +48,7 @@ fn main() {
     let mut warm = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        let l = cache::load(dir.path(), &build_id).expect("cached");
+        let l = cache::load(dir.path(), &build_id, (version.major, version.minor)).expect("cached");
         warm.push(t.elapsed());
         assert_eq!(l.structs, layout.structs);
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::corefile::{CoreFile, notes};
-use crate::layout::{PythonVersion, tables};
+use crate::layout::tables;
 use crate::memory::{BufferMemory, Memory, MemoryExt, ProcessMemory};
 use crate::modules::ElfImage;
 use crate::python::objects::Objects;
@@ -123,14 +123,11 @@ pub fn python_walkers(data: &[u8]) {
         return;
     };
     let layout = table.layout_for(micro);
-    let Some(version) = PythonVersion::parse(micro) else {
-        return;
-    };
     let memory = BufferMemory {
         base: BASE,
         bytes: data.to_vec(),
     };
-    let objects = Objects::new(&memory, &layout, version, 4);
+    let objects = Objects::new(&memory, &layout, 4);
     let anchors = crate::python::types::TypeAnchors::from_builtins(&objects, Some(BASE));
     let objects = objects.with_anchors(&anchors);
     let _ = frames::walk(&objects, BASE, true);

@@ -82,12 +82,8 @@ impl<'p> Heap<'p> {
         memory: &'p ProcessMemory,
     ) -> Heap<'p> {
         let layout = &state.layout.layout;
-        let version = process
-            .python()
-            .map(|p| p.version)
-            .expect("a state implies a version");
         let module = process.python_module().map(|m| &**m);
-        let objects = Objects::new(memory, layout, version, 4).with_anchors(&state.type_anchors);
+        let objects = Objects::new(memory, layout, 4).with_anchors(&state.type_anchors);
         Heap {
             memory,
             layout,
@@ -186,11 +182,11 @@ impl<'p> Heap<'p> {
         Some((word(rc_at), word(ty_at)))
     }
 
-    /// The alignment every heap object has: 16 from 3.8 (pymalloc blocks and
-    /// a 16-byte GC header), else 8. Dense tables need a slot per granule only.
+    /// The alignment every heap object has: 16 where pymalloc aligns blocks
+    /// to 16 (3.8+) and the GC header is 16 bytes, else 8. Dense tables need
+    /// a slot per granule only.
     pub fn object_granule(&self) -> u64 {
-        let v = self.objects.version.major_minor();
-        if v >= (3, 8) && self.gc_head_size.is_multiple_of(16) {
+        if self.facts.rules.allocator_alignment == 16 && self.gc_head_size.is_multiple_of(16) {
             16
         } else {
             8

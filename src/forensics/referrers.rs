@@ -184,10 +184,11 @@ pub struct Enumerator {
 impl Enumerator {
     /// An enumerator for `heap`'s layout.
     pub fn new(heap: &Heap) -> Enumerator {
+        let offsets = heap.layout.offsets();
         Enumerator {
             shapes: Shapes::default(),
-            tuple_items: heap.layout.offsets().tuple.ob_item.get(),
-            list_items: heap.layout.offsets().list.ob_item.get(),
+            tuple_items: offsets.tuple.ob_item.get(),
+            list_items: offsets.list.ob_item.get(),
             buf: Vec::new(),
         }
     }
@@ -466,10 +467,9 @@ fn visit_array<F: FnMut(Slot) + ?Sized>(
 
 /// The owned references in a frame's locals, cells and free variables.
 fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
-    let layout = heap.layout;
-    let (base, count, tagged) = if let Some(plus) = layout.offsets().interp_frame.localsplus.get() {
-        let Some(code) = layout
-            .offsets()
+    let offsets = heap.layout.offsets();
+    let (base, count, tagged) = if let Some(plus) = offsets.interp_frame.localsplus.get() {
+        let Some(code) = offsets
             .interp_frame
             .code
             .get()
@@ -478,8 +478,7 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
             return;
         };
         let code = code & !3;
-        let Some(n) = layout
-            .offsets()
+        let Some(n) = offsets
             .code
             .co_nlocalsplus
             .get()
@@ -490,16 +489,15 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
         (
             frame.wrapping_add(plus),
             u64::try_from(n).unwrap_or(0),
-            heap.objects.version.major_minor() >= (3, 14),
+            heap.facts.rules.frames_tag_references,
         )
     } else {
         // Up to 3.10 frames are GC objects; their locals are counted from
         // the thread's frames here, not from the GC list.
-        let Some(plus) = layout.offsets().frame_object.f_localsplus.get() else {
+        let Some(plus) = offsets.frame_object.f_localsplus.get() else {
             return;
         };
-        let Some(code) = layout
-            .offsets()
+        let Some(code) = offsets
             .frame_object
             .f_code
             .get()
@@ -516,8 +514,7 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
             t.and_then(|t| heap.objects.var_size(t).ok())
                 .map_or(0, |n| n.max(0) as u64)
         };
-        let nlocals = layout
-            .offsets()
+        let nlocals = offsets
             .code
             .co_nlocals
             .get()
@@ -526,8 +523,8 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
         (
             frame.wrapping_add(plus),
             nlocals
-                + tuple_len(field(layout.offsets().code.co_cellvars))
-                + tuple_len(field(layout.offsets().code.co_freevars)),
+                + tuple_len(field(offsets.code.co_cellvars))
+                + tuple_len(field(offsets.code.co_freevars)),
             false,
         )
     };
@@ -764,19 +761,16 @@ fn interned_slack(heap: &Heap, target: u64) -> i64 {
     let Ok(Some(kind)) = heap.objects.builtin_type_of(target) else {
         return 0;
     };
-    let py2 = heap.objects.version.major == 2;
+    let bytes_type_is_str = heap.facts.rules.bytes_type_is_str;
+    let offsets = heap.layout.offsets();
     let interned = match kind {
-        BuiltinType::Bytes if py2 => heap
-            .layout
-            .offsets()
+        BuiltinType::Bytes if bytes_type_is_str => offsets
             .string
             .ob_sstate
             .get()
             .and_then(|o| heap.memory.read_i32(target.wrapping_add(o)).ok())
             .map_or(0, i64::from),
-        BuiltinType::Str if !py2 => heap
-            .layout
-            .offsets()
+        BuiltinType::Str if !bytes_type_is_str => offsets
             .ascii
             .state_interned
             .bits()

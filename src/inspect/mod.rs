@@ -314,7 +314,6 @@ impl Python {
         Objects::new(
             self.process().memory(),
             self.layout(),
-            self.version(),
             self.parts.unicode_width,
         )
         .with_anchors(&self.state().type_anchors)

@@ -180,16 +180,13 @@ impl Object {
         if let Some(kind) = self.python.known_kind(ty) {
             return Ok(kind);
         }
-        let kind = Self::kind_of_type(&objects, ty, self.python.version().major == 2)?;
+        let kind = Self::kind_of_type(&objects, ty)?;
         self.python.remember_kind(ty, kind);
         Ok(kind)
     }
 
-    fn kind_of_type(
-        objects: &Objects<'_, ProcessMemory>,
-        ty: u64,
-        py2: bool,
-    ) -> Result<ObjectKind, Error> {
+    fn kind_of_type(objects: &Objects<'_, ProcessMemory>, ty: u64) -> Result<ObjectKind, Error> {
+        let short_int = objects.rules().separate_short_int;
         let flags = objects.type_flags(ty)?;
         let kind = if flags & TUPLE_SUBCLASS != 0 {
             ObjectKind::Tuple
@@ -203,7 +200,7 @@ impl Object {
             ObjectKind::Bytes
         } else if flags & TYPE_SUBCLASS != 0 {
             ObjectKind::Type
-        } else if flags & LONG_SUBCLASS != 0 || (py2 && flags & INT_SUBCLASS_2 != 0) {
+        } else if flags & LONG_SUBCLASS != 0 || (short_int && flags & INT_SUBCLASS_2 != 0) {
             match objects.builtin_type(ty) {
                 Some(BuiltinType::Bool) => ObjectKind::Bool,
                 _ => ObjectKind::Int,
@@ -284,7 +281,7 @@ impl Object {
         match self.kind()? {
             ObjectKind::Str => Ok(self.objects().string(self.address, MAX_STR_CHARS)?),
             // 2.7's `str` holds bytes; names and identifiers are ASCII.
-            ObjectKind::Bytes if self.python.version().major == 2 => {
+            ObjectKind::Bytes if self.python.layout().facts.rules.bytes_type_is_str => {
                 Ok(self.objects().string(self.address, MAX_STR_CHARS)?)
             }
             _ => Err(self.wrong_type("str")),

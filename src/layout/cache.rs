@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::facts::VersionRules;
 use super::{Layout, LayoutSource};
 
 /// Bumped whenever the cached format or the extraction changes (a change to
@@ -97,8 +98,9 @@ fn path_for(dir: &Path, build_id: &str) -> Option<PathBuf> {
 /// Bytes read of a cache entry, at most.
 const MAX_ENTRY_BYTES: u64 = 16 << 20;
 
-/// The cached layout for a build-id, marked as cached.
-pub fn load(dir: &Path, build_id: &str) -> Option<Layout> {
+/// The cached layout for a build-id, marked as cached; `version`
+/// (major, minor) gives back the facts' rules, which the cache does not store.
+pub fn load(dir: &Path, build_id: &str, version: (u8, u8)) -> Option<Layout> {
     let file = crate::regular_file::open_regular(&path_for(dir, build_id)?).ok()?;
     // A layout is a few KB; a bigger entry is not one of ours.
     let mut text = String::new();
@@ -117,6 +119,7 @@ pub fn load(dir: &Path, build_id: &str) -> Option<Layout> {
         }
         _ => return None,
     }
+    layout.facts.rules = VersionRules::for_version(version.0, version.1);
     Some(layout)
 }
 
@@ -131,4 +134,31 @@ pub fn store(dir: &Path, build_id: &str, layout: &Layout) -> std::io::Result<()>
     serde_json::to_writer(&tmp, layout).map_err(std::io::Error::other)?;
     tmp.persist(&path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::tables;
+
+    #[test]
+    fn a_cached_layout_gets_back_the_rules_of_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let build_id = "0123456789abcdef";
+        let mut layout = tables::builtin(3, 12).unwrap().layout_for("3.12.0");
+        layout.source = LayoutSource::Dwarf {
+            path: "libpython3.12.so.1.0".into(),
+            build_id: Some(build_id.to_string()),
+            cached: false,
+            cache_rejected: None,
+        };
+        store(dir.path(), build_id, &layout).unwrap();
+        let loaded = load(dir.path(), build_id, (3, 12)).unwrap();
+        assert_eq!(loaded.facts.rules, VersionRules::for_version(3, 12));
+        assert_eq!(
+            loaded.facts.rules.managed_dict,
+            super::super::ManagedDict::TaggedWord
+        );
+        assert_eq!(loaded.facts, layout.facts);
+    }
 }

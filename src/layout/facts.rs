@@ -1,6 +1,7 @@
 //! Facts about a CPython version that DWARF cannot give: how fields are
 //! encoded and which conventions the free lists follow
-//! (cpython-internals.md §1–§4, §7–§9).
+//! (cpython-internals.md §1–§4, §7–§9), and the [`VersionRules`] of the
+//! object model, the one place that decides what each version does.
 
 use serde::{Deserialize, Serialize};
 
@@ -122,6 +123,97 @@ pub struct Facts {
     pub line_table: LineTable,
     /// PEP 393 strings (3.3+) rather than 2.7's str and unicode.
     pub pep393: bool,
+    /// How the object model reads, which follows from the version alone.
+    /// Not part of a layout file or of the layout's JSON: whoever makes a
+    /// `Facts` from stored data sets it with [`VersionRules::for_version`].
+    #[serde(skip)]
+    pub rules: VersionRules,
+}
+
+/// Where an instance with `Py_TPFLAGS_MANAGED_DICT` keeps its attributes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ManagedDict {
+    /// No managed dicts (up to 3.10): `tp_dictoffset` says where the dict is.
+    #[default]
+    None,
+    /// 3.11: the dict pointer 3 words before the object, the values pointer 4.
+    SeparateWords,
+    /// 3.12: one word 3 before the object: the dict, or the values' address
+    /// minus 1 (an odd word).
+    TaggedWord,
+    /// 3.13+: the dict pointer 3 words before the object, else values inline
+    /// after it when the type says so.
+    InlineValues,
+}
+
+/// Rules of the object model that DWARF cannot show and no layout file
+/// records: each is decided by the version alone, named for what it
+/// decides, so that no code outside `layout` asks which version it reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VersionRules {
+    /// 2.7: the bytes type is named `str` (a `PyStringObject`) and text is
+    /// `unicode`, both based on `basestring`.
+    pub bytes_type_is_str: bool,
+    /// 2.7: `int` is a machine word (`PyIntObject`, which `bool` extends),
+    /// apart from the arbitrary-precision `long`.
+    pub separate_short_int: bool,
+    /// 3.x: a dict's entries live in a separate keys object; 2.7 keeps them
+    /// in an open-addressed `ma_table` with `ma_mask`.
+    pub dict_keys_object: bool,
+    /// 3.12+: an int's sign and digit count are in `lv_tag`, not `ob_size`.
+    pub int_size_in_tag: bool,
+    /// 3.11+: a code object holds its bytecode inline (`co_code_adaptive`),
+    /// a variable-size object of 2-byte units.
+    pub code_holds_bytecode: bool,
+    /// Where a managed dict or its values are.
+    pub managed_dict: ManagedDict,
+    /// 3.6+: `co_lnotab` line steps are signed bytes.
+    pub lnotab_signed_lines: bool,
+    /// 3.11+: one eval-loop C frame runs several Python frames.
+    pub several_frames_per_eval: bool,
+    /// 3.12+: frames owned by the interpreter (`owner` ≥ 3) are shims that
+    /// hold no Python code.
+    pub frame_owner_shims: bool,
+    /// 3.14+: frames hold `_PyStackRef`s whose low two bits are tags.
+    pub frames_tag_references: bool,
+    /// The argument that holds the message of CPython's static
+    /// `fatal_error`: `(fd, header, prefix, msg, status)` from 3.9, `(prefix, msg, status)` before.
+    pub fatal_error_message_argument: usize,
+    /// The alignment pymalloc gives every block: 16 from 3.8, else 8.
+    pub allocator_alignment: u64,
+    /// 3.13+: `_PyRuntime` starts with `_Py_DebugOffsets`.
+    pub runtime_starts_with_debug_offsets: bool,
+}
+
+impl VersionRules {
+    /// The rules of CPython `major.minor`.
+    pub fn for_version(major: u8, minor: u8) -> VersionRules {
+        let v = (major, minor);
+        let py2 = major == 2;
+        VersionRules {
+            bytes_type_is_str: py2,
+            separate_short_int: py2,
+            dict_keys_object: !py2,
+            int_size_in_tag: v >= (3, 12),
+            code_holds_bytecode: v >= (3, 11),
+            managed_dict: if v <= (3, 10) {
+                ManagedDict::None
+            } else if v == (3, 11) {
+                ManagedDict::SeparateWords
+            } else if v == (3, 12) {
+                ManagedDict::TaggedWord
+            } else {
+                ManagedDict::InlineValues
+            },
+            lnotab_signed_lines: !py2,
+            several_frames_per_eval: v >= (3, 11),
+            frame_owner_shims: v >= (3, 12),
+            frames_tag_references: v >= (3, 14),
+            fatal_error_message_argument: if v >= (3, 9) { 3 } else { 1 },
+            allocator_alignment: if v >= (3, 8) { 16 } else { 8 },
+            runtime_starts_with_debug_offsets: v >= (3, 13),
+        }
+    }
 }
 
 impl Facts {
@@ -195,6 +287,144 @@ impl Facts {
                 LineTable::Locations311
             },
             pep393: !py2,
+            rules: VersionRules::for_version(major, minor),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The versions pymortem reads, oldest first.
+    const VERSIONS: [(u8, u8); 11] = [
+        (2, 7),
+        (3, 6),
+        (3, 7),
+        (3, 8),
+        (3, 9),
+        (3, 10),
+        (3, 11),
+        (3, 12),
+        (3, 13),
+        (3, 14),
+        (3, 15),
+    ];
+
+    /// The versions for which `decide` holds.
+    fn where_true(decide: impl Fn(&VersionRules) -> bool) -> Vec<(u8, u8)> {
+        VERSIONS
+            .into_iter()
+            .filter(|&(major, minor)| decide(&VersionRules::for_version(major, minor)))
+            .collect()
+    }
+
+    #[test]
+    fn only_2_7_names_bytes_str_and_keeps_a_short_int() {
+        assert_eq!(where_true(|r| r.bytes_type_is_str), [(2, 7)]);
+        assert_eq!(where_true(|r| r.separate_short_int), [(2, 7)]);
+        assert_eq!(where_true(|r| !r.dict_keys_object), [(2, 7)]);
+        // 2.7's line steps are unsigned; 3.6 made them signed.
+        assert_eq!(where_true(|r| !r.lnotab_signed_lines), [(2, 7)]);
+    }
+
+    #[test]
+    fn ints_keep_their_size_in_lv_tag_from_3_12() {
+        assert_eq!(
+            where_true(|r| r.int_size_in_tag),
+            [(3, 12), (3, 13), (3, 14), (3, 15)]
+        );
+    }
+
+    #[test]
+    fn code_objects_hold_their_bytecode_from_3_11() {
+        let from_3_11 = [(3, 11), (3, 12), (3, 13), (3, 14), (3, 15)];
+        assert_eq!(where_true(|r| r.code_holds_bytecode), from_3_11);
+        assert_eq!(where_true(|r| r.several_frames_per_eval), from_3_11);
+    }
+
+    #[test]
+    fn managed_dicts_change_in_3_11_3_12_and_3_13() {
+        let of = |minor| VersionRules::for_version(3, minor).managed_dict;
+        assert_eq!(
+            VersionRules::for_version(2, 7).managed_dict,
+            ManagedDict::None
+        );
+        assert_eq!(of(6), ManagedDict::None);
+        assert_eq!(of(10), ManagedDict::None);
+        assert_eq!(of(11), ManagedDict::SeparateWords);
+        assert_eq!(of(12), ManagedDict::TaggedWord);
+        assert_eq!(of(13), ManagedDict::InlineValues);
+        assert_eq!(of(14), ManagedDict::InlineValues);
+        assert_eq!(of(15), ManagedDict::InlineValues);
+    }
+
+    #[test]
+    fn shim_frames_from_3_12_and_tagged_references_from_3_14() {
+        assert_eq!(
+            where_true(|r| r.frame_owner_shims),
+            [(3, 12), (3, 13), (3, 14), (3, 15)]
+        );
+        assert_eq!(where_true(|r| r.frames_tag_references), [(3, 14), (3, 15)]);
+    }
+
+    #[test]
+    fn fatal_error_took_fd_and_header_first_from_3_9() {
+        let argument =
+            |major, minor| VersionRules::for_version(major, minor).fatal_error_message_argument;
+        assert_eq!(argument(2, 7), 1);
+        assert_eq!(argument(3, 8), 1);
+        assert_eq!(argument(3, 9), 3);
+        assert_eq!(argument(3, 14), 3);
+    }
+
+    #[test]
+    fn pymalloc_aligns_to_16_from_3_8() {
+        let alignment = |major, minor| VersionRules::for_version(major, minor).allocator_alignment;
+        assert_eq!(alignment(2, 7), 8);
+        assert_eq!(alignment(3, 7), 8);
+        assert_eq!(alignment(3, 8), 16);
+        assert_eq!(alignment(3, 15), 16);
+    }
+
+    #[test]
+    fn the_runtime_starts_with_debug_offsets_from_3_13() {
+        assert_eq!(
+            where_true(|r| r.runtime_starts_with_debug_offsets),
+            [(3, 13), (3, 14), (3, 15)]
+        );
+    }
+
+    #[test]
+    fn the_rules_are_not_serialised() {
+        // Layout files, the cache and the layout's JSON keep the measured
+        // facts only; the rules are derived again on reading.
+        let json = serde_json::to_value(Facts::for_version(3, 12, Some(4))).unwrap();
+        let keys: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(!keys.iter().any(|k| k.contains("rules")), "{keys:?}");
+        assert_eq!(keys.len(), 13, "{keys:?}");
+    }
+
+    #[test]
+    fn built_in_tables_give_each_layout_the_rules_of_its_version() {
+        for (name, _) in super::super::tables::TABLES {
+            let (major, minor) = name.split_once('.').unwrap();
+            let (major, minor): (u8, u8) = (major.parse().unwrap(), minor.parse().unwrap());
+            let table = super::super::tables::builtin(major, minor).unwrap();
+            let micros = table.sources.keys().chain(std::iter::once(&table.base));
+            for micro in micros {
+                let layout = table.layout_for(micro);
+                assert_eq!(
+                    layout.facts.rules,
+                    VersionRules::for_version(major, minor),
+                    "{micro}"
+                );
+            }
         }
     }
 }

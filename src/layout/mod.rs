@@ -10,6 +10,11 @@
 //! 2. `_Py_DebugOffsets` read from the core (3.13+, [`debug_offsets`]),
 //!    completed from the table;
 //! 3. the built-in tables generated from DWARF into `layouts/` ([`tables`]).
+//!
+//! Whatever differs between versions beyond the layout is decided here too,
+//! in [`Facts`] and its [`VersionRules`]: the rest of the library asks what
+//! a fact says, never which version it reads, so a new version is a table
+//! plus facts.
 
 pub mod cache;
 pub mod debug_offsets;
@@ -28,7 +33,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use facts::Facts;
+pub use facts::{Facts, ManagedDict, VersionRules};
 pub use offsets::{Field, MissingField};
 pub use select::{LayoutChoice, LayoutOptions, select};
 pub use spec::Offsets;

@@ -212,7 +212,7 @@ fn dwarf_layout(
     };
     let mut rejected = None;
     if let (Some(dir), Some(id)) = (&cache_dir, &build_id)
-        && let Some(layout) = cache::load(dir, id)
+        && let Some(layout) = cache::load(dir, id, (version.0, version.1))
     {
         // Anyone may have edited the entry: it must describe this core.
         match validate::check(&layout, process.memory(), module) {

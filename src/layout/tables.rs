@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::facts::VersionRules;
 use super::{Facts, Layout, LayoutSource, StructLayout};
 
 /// The module a table was generated from.
@@ -68,6 +69,10 @@ impl TableFile {
                 facts = f.clone();
             }
         }
+        // A table stores the measured facts only; the rules follow from its version.
+        if let Some((major, minor)) = self.major_minor() {
+            facts.rules = VersionRules::for_version(major, minor);
+        }
         Layout {
             source: LayoutSource::Table {
                 table: self.version.clone(),
@@ -80,6 +85,12 @@ impl TableFile {
             warnings: Vec::new(),
             typed: Default::default(),
         }
+    }
+
+    /// The table's `X.Y` as numbers.
+    fn major_minor(&self) -> Option<(u8, u8)> {
+        let (major, minor) = self.version.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
     }
 
     /// Build a table from layouts of several micro versions of one minor version.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::facts::VersionRules;
 use crate::corefile::CoreFile;
 use crate::error::Diagnostic;
 use crate::memory::{Memory, MemoryExt};
@@ -94,6 +95,12 @@ impl PythonVersion {
     /// `(major, minor)`.
     pub fn major_minor(&self) -> (u8, u8) {
         (self.major, self.minor)
+    }
+
+    /// The object model's rules for this version, for code that knows the
+    /// version but has no layout.
+    pub fn rules(&self) -> VersionRules {
+        VersionRules::for_version(self.major, self.minor)
     }
 }
 
@@ -234,7 +241,7 @@ fn free_threaded_evidence(
     candidates: &[Arc<Module>],
     info: &VersionInfo,
 ) -> Option<String> {
-    if info.version.major_minor() >= (3, 13)
+    if info.version.rules().runtime_starts_with_debug_offsets
         && let Some(module) = candidates.iter().find(|m| m.recorded_path == info.module)
         && let Some((addr, _)) = super::runtime_address::find(core, memory, module)
         && read_debug_offsets_version(memory, addr).is_some()

@@ -3,6 +3,7 @@
 
 use super::objects::{DictEntry, Objects, invalid};
 use crate::error::ReadError;
+use crate::layout::ManagedDict;
 use crate::memory::{Memory, MemoryExt};
 
 /// `Py_TPFLAGS_INLINE_VALUES` (3.13+): the values follow the object.
@@ -42,9 +43,9 @@ impl<M: Memory> Objects<'_, M> {
     pub fn attribute_store(&self, obj: u64) -> Result<AttributeStore, ReadError> {
         let ty = self.type_of(obj)?;
         let flags = self.type_flags(ty)?;
-        let version = self.version.major_minor();
-        if version >= (3, 11) && flags & TPFLAGS_MANAGED_DICT != 0 {
-            return self.managed_store(obj, ty, flags, version);
+        let managed = self.rules().managed_dict;
+        if managed != ManagedDict::None && flags & TPFLAGS_MANAGED_DICT != 0 {
+            return self.managed_store(obj, ty, flags, managed);
         }
         let at = self.layout.offsets().type_object.tp_dictoffset.require()?;
         let offset = self.memory.read_i64(ty.wrapping_add(at))?;
@@ -70,15 +71,16 @@ impl<M: Memory> Objects<'_, M> {
         obj: u64,
         ty: u64,
         flags: u64,
-        version: (u8, u8),
+        managed: ManagedDict,
     ) -> Result<AttributeStore, ReadError> {
         let word = self
             .memory
             .read_ptr(obj.wrapping_sub(MANAGED_DICT_WORDS * 8))?;
         let values_at = self.layout.offsets().dict_values.values.get().unwrap_or(0);
-        let values = match version {
+        let values = match managed {
+            ManagedDict::None => return Ok(AttributeStore::Absent),
             // 3.11: the dict, or else the values, each a word of its own.
-            (3, 11) => match word {
+            ManagedDict::SeparateWords => match word {
                 0 => self
                     .memory
                     .read_ptr(obj.wrapping_sub(VALUES_WORDS_311 * 8))?,
@@ -86,13 +88,13 @@ impl<M: Memory> Objects<'_, M> {
             },
             // 3.12: one word; values are stored as their address minus 1,
             // which makes the word odd.
-            (3, 12) if word & 1 != 0 => word.wrapping_add(1),
-            (3, 12) if word != 0 => return Ok(AttributeStore::Dict(word)),
-            (3, 12) => 0,
+            ManagedDict::TaggedWord if word & 1 != 0 => word.wrapping_add(1),
+            ManagedDict::TaggedWord if word != 0 => return Ok(AttributeStore::Dict(word)),
+            ManagedDict::TaggedWord => 0,
             // 3.13+: the dict if one was made, else values inline after the
             // object, flagged valid.
-            _ if word != 0 => return Ok(AttributeStore::Dict(word)),
-            _ if flags & TPFLAGS_INLINE_VALUES != 0 => {
+            ManagedDict::InlineValues if word != 0 => return Ok(AttributeStore::Dict(word)),
+            ManagedDict::InlineValues if flags & TPFLAGS_INLINE_VALUES != 0 => {
                 let basic_at = self.layout.offsets().type_object.tp_basicsize.require()?;
                 let inline = obj.wrapping_add(self.memory.read_u64(ty.wrapping_add(basic_at))?);
                 let valid = match self.layout.offsets().dict_values.valid.get() {
@@ -101,7 +103,7 @@ impl<M: Memory> Objects<'_, M> {
                 };
                 if valid { inline } else { 0 }
             }
-            _ => 0,
+            ManagedDict::InlineValues => 0,
         };
         if values == 0 {
             return Ok(AttributeStore::Absent);

@@ -150,18 +150,16 @@ pub fn recover<M: Memory>(
 
 impl Offsets {
     fn new<M: Memory>(objects: &Objects<'_, M>) -> Result<Offsets, String> {
-        let layout = objects.layout;
-        let offsets = layout.offsets();
+        let offsets = objects.layout.offsets();
         let need =
             |field: crate::layout::Field| field.get().ok_or_else(|| field.name().to_string());
-        let frame_words = match layout.offsets().code.co_framesize.get() {
+        let frame_words = match offsets.code.co_framesize.get() {
             Some(off) => FrameWords::Field(off),
             None => FrameWords::Sum {
                 nlocalsplus: need(offsets.code.co_nlocalsplus)?,
                 stacksize: need(offsets.code.co_stacksize)?,
                 // FRAME_SPECIALS_SIZE: the frame header in words, rounded down.
-                specials: layout
-                    .offsets()
+                specials: offsets
                     .interp_frame
                     .sizeof
                     .get()
@@ -181,9 +179,9 @@ impl Offsets {
             code: need(offsets.interp_frame.code)?,
             owner: need(offsets.interp_frame.owner)?,
             instr: need(offsets.interp_frame.instr_ptr)?,
-            is_entry: layout.offsets().interp_frame.is_entry.get(),
+            is_entry: offsets.interp_frame.is_entry.get(),
             code_adaptive: need(offsets.code.co_code_adaptive)?,
-            first_traceable: layout.offsets().code.co_firsttraceable.get(),
+            first_traceable: offsets.code.co_firsttraceable.get(),
             frame_words,
         })
     }
@@ -366,7 +364,7 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
     }
 
     fn tagged(&self) -> bool {
-        self.objects.version.major_minor() >= (3, 14)
+        self.objects.rules().frames_tag_references
     }
 
     fn frame_words(&self, code: u64) -> Option<u64> {
@@ -395,7 +393,7 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
         with_locals: bool,
     ) -> Option<PyFrame> {
         let o = &self.offsets;
-        if self.objects.version.major_minor() >= (3, 12) && f.owner >= OWNER_SHIM_MIN {
+        if self.objects.rules().frame_owner_shims && f.owner >= OWNER_SHIM_MIN {
             return None;
         }
         let info = self.objects.code(f.code).ok()?;
@@ -424,8 +422,7 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 f.previous != 0 && !chunk_frames.contains(&f.previous) && self.is_shim(f.previous)
             }
         };
-        let locals = with_locals
-            .then(|| interpreter_frame_locals(self.objects, f.address, f.code, self.tagged()));
+        let locals = with_locals.then(|| interpreter_frame_locals(self.objects, f.address, f.code));
         Some(PyFrame {
             function: info.name,
             qualname: info.qualname,
@@ -463,7 +460,7 @@ mod tests {
 
     use super::*;
     use crate::error::ReadError;
-    use crate::layout::{Layout, PythonVersion, tables};
+    use crate::layout::{Layout, tables};
 
     /// Memory that reads as zeros except for the words set.
     #[derive(Default)]
@@ -487,8 +484,7 @@ mod tests {
         let layout = tables::builtin(3, 13).unwrap().layout_for("3.13.0");
         let mut memory = Words::default();
         set(&mut memory, &layout);
-        let version = PythonVersion::parse("3.13.0").unwrap();
-        let objects = Objects::new(&memory, &layout, version, 4);
+        let objects = Objects::new(&memory, &layout, 4);
         recover(&objects, TSTATE, &[], false)
     }
 

@@ -163,13 +163,12 @@ pub(super) fn interpreter_frame_locals<M: Memory>(
     objects: &Objects<'_, M>,
     frame: u64,
     code: u64,
-    tagged: bool,
 ) -> Vec<Local> {
     let ctx = FrameCtx {
         objects,
         with_locals: true,
     };
-    ctx.interpreter_frame_locals(frame, code, tagged)
+    ctx.interpreter_frame_locals(frame, code)
 }
 
 fn err(e: ReadError) -> String {
@@ -182,34 +181,18 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     }
 
     fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
-        let f_back = self
-            .objects
-            .layout
-            .offsets()
-            .frame_object
-            .f_back
-            .require()?;
-        let f_code = self
-            .objects
-            .layout
-            .offsets()
-            .frame_object
-            .f_code
-            .require()?;
-        let f_lasti = self
-            .objects
-            .layout
-            .offsets()
-            .frame_object
-            .f_lasti
-            .require()?;
+        let layout = self.objects.layout;
+        let offsets = layout.offsets();
+        let f_back = offsets.frame_object.f_back.require()?;
+        let f_code = offsets.frame_object.f_code.require()?;
+        let f_lasti = offsets.frame_object.f_lasti.require()?;
         let mut frame = self
             .mem()
-            .read_ptr(tstate.wrapping_add(self.objects.layout.offsets().tstate.frame.require()?))
+            .read_ptr(tstate.wrapping_add(offsets.tstate.frame.require()?))
             .map_err(err)?;
         let mut seen = HashSet::new();
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
-        let lasti_scale = if self.objects.layout.facts.line_table == LineTable::Linetable310 {
+        let lasti_scale = if layout.facts.line_table == LineTable::Linetable310 {
             2
         } else {
             1
@@ -248,16 +231,16 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             };
             let line = if lasti < 0 {
                 Some(info.first_line)
-            } else if self.objects.layout.facts.line_table == LineTable::Lnotab {
+            } else if layout.facts.line_table == LineTable::Lnotab {
                 Some(super::code::lnotab(
                     &info.line_table,
                     info.first_line,
                     lasti,
-                    self.objects.version.major >= 3,
+                    layout.facts.rules.lnotab_signed_lines,
                 ))
             } else {
                 line_for(
-                    self.objects.layout.facts.line_table,
+                    layout.facts.line_table,
                     &info.line_table,
                     info.first_line,
                     lasti * lasti_scale,
@@ -278,59 +261,31 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
 
     fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
         let layout = self.objects.layout;
-        let mut frame = match layout.offsets().tstate.current_frame.get() {
+        let offsets = layout.offsets();
+        let mut frame = match offsets.tstate.current_frame.get() {
             Some(off) => self.mem().read_ptr(tstate.wrapping_add(off)).map_err(err)?,
             None => {
                 let cframe = self
                     .mem()
-                    .read_ptr(
-                        tstate.wrapping_add(self.objects.layout.offsets().tstate.cframe.require()?),
-                    )
+                    .read_ptr(tstate.wrapping_add(offsets.tstate.cframe.require()?))
                     .map_err(err)?;
                 if cframe == 0 {
                     return Ok(());
                 }
                 self.mem()
-                    .read_ptr(
-                        cframe.wrapping_add(
-                            self.objects
-                                .layout
-                                .offsets()
-                                .cframe
-                                .current_frame
-                                .require()?,
-                        ),
-                    )
+                    .read_ptr(cframe.wrapping_add(offsets.cframe.current_frame.require()?))
                     .map_err(err)?
             }
         };
-        let previous = self
-            .objects
-            .layout
-            .offsets()
-            .interp_frame
-            .previous
-            .require()?;
-        let code_at = self.objects.layout.offsets().interp_frame.code.require()?;
-        let owner_at = self.objects.layout.offsets().interp_frame.owner.require()?;
-        let instr_at = self
-            .objects
-            .layout
-            .offsets()
-            .interp_frame
-            .instr_ptr
-            .require()?;
-        let is_entry_at = layout.offsets().interp_frame.is_entry.get();
-        let code_base = self
-            .objects
-            .layout
-            .offsets()
-            .code
-            .co_code_adaptive
-            .require()?;
-        let first_traceable = layout.offsets().code.co_firsttraceable.get();
-        let tagged = self.objects.version.major_minor() >= (3, 14);
-        let shims = self.objects.version.major_minor() >= (3, 12);
+        let previous = offsets.interp_frame.previous.require()?;
+        let code_at = offsets.interp_frame.code.require()?;
+        let owner_at = offsets.interp_frame.owner.require()?;
+        let instr_at = offsets.interp_frame.instr_ptr.require()?;
+        let is_entry_at = offsets.interp_frame.is_entry.get();
+        let code_base = offsets.code.co_code_adaptive.require()?;
+        let first_traceable = offsets.code.co_firsttraceable.get();
+        let tagged = layout.facts.rules.frames_tag_references;
+        let shims = layout.facts.rules.frame_owner_shims;
         let mut seen = HashSet::new();
         while frame != 0 {
             if !seen.insert(frame) {
@@ -416,7 +371,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             };
             let locals = self
                 .with_locals
-                .then(|| self.interpreter_frame_locals(frame, code, tagged));
+                .then(|| self.interpreter_frame_locals(frame, code));
             walk.frames
                 .push(frame_from(info, code, frame, line, is_entry, locals));
             frame = next;
@@ -450,11 +405,11 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
     }
 
     fn frame_object_locals(&self, frame: u64, code: u64) -> Vec<Local> {
-        let layout = self.objects.layout;
+        let offsets = self.objects.layout.offsets();
         let (Some(plus), Some(varnames), Some(nlocals)) = (
-            layout.offsets().frame_object.f_localsplus.get(),
-            layout.offsets().code.co_varnames.get(),
-            layout.offsets().code.co_nlocals.get(),
+            offsets.frame_object.f_localsplus.get(),
+            offsets.code.co_varnames.get(),
+            offsets.code.co_nlocals.get(),
         ) else {
             return Vec::new();
         };
@@ -476,8 +431,8 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .map(|t| self.name_list(t))
             .unwrap_or_default();
         names.resize(nlocals.min(MAX_LOCALS as usize), String::new());
-        names.extend(tuple_names(layout.offsets().code.co_cellvars));
-        names.extend(tuple_names(layout.offsets().code.co_freevars));
+        names.extend(tuple_names(offsets.code.co_cellvars));
+        names.extend(tuple_names(offsets.code.co_freevars));
         let args = self.argcount(code);
         names
             .iter()
@@ -506,12 +461,14 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .collect()
     }
 
-    fn interpreter_frame_locals(&self, frame: u64, code: u64, tagged: bool) -> Vec<Local> {
+    fn interpreter_frame_locals(&self, frame: u64, code: u64) -> Vec<Local> {
         let layout = self.objects.layout;
+        let offsets = layout.offsets();
+        let tagged = layout.facts.rules.frames_tag_references;
         let (Some(plus), Some(names_at), Some(kinds_at)) = (
-            layout.offsets().interp_frame.localsplus.get(),
-            layout.offsets().code.co_localsplusnames.get(),
-            layout.offsets().code.co_localspluskinds.get(),
+            offsets.interp_frame.localsplus.get(),
+            offsets.code.co_localsplusnames.get(),
+            offsets.code.co_localspluskinds.get(),
         ) else {
             return Vec::new();
         };

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::types::{self, BuiltinType, TypeAnchors};
 use crate::error::{ReadError, ReadFailure};
-use crate::layout::{Layout, PythonVersion};
+use crate::layout::{Layout, VersionRules};
 use crate::memory::{Memory, MemoryExt};
 
 /// Types whose kind or name one view remembers, at most.
@@ -24,14 +24,13 @@ const MAX_INT_DIGITS: u64 = 4;
 /// Dict slots looked at, at most.
 const MAX_DICT_SLOTS: u64 = 4096;
 
-/// A view of the interpreter's objects: memory, layout and version.
+/// A view of the interpreter's objects: memory and layout (whose facts say
+/// how the version encodes them).
 pub struct Objects<'a, M: Memory> {
     /// Process memory.
     pub memory: &'a M,
     /// The layout.
     pub layout: &'a Layout,
-    /// The version.
-    pub version: PythonVersion,
     /// 2 or 4: the code-unit width of 2.7 `unicode` objects.
     pub py2_unicode_width: u64,
     type_names: RefCell<HashMap<u64, String>>,
@@ -48,22 +47,21 @@ pub(crate) fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
 
 impl<'a, M: Memory> Objects<'a, M> {
     /// A view for one process.
-    pub fn new(
-        memory: &'a M,
-        layout: &'a Layout,
-        version: PythonVersion,
-        py2_unicode_width: u64,
-    ) -> Self {
+    pub fn new(memory: &'a M, layout: &'a Layout, py2_unicode_width: u64) -> Self {
         Objects {
             memory,
             layout,
-            version,
             py2_unicode_width,
             type_names: RefCell::new(HashMap::new()),
             builtin_types: RefCell::new(HashMap::new()),
             anchors: None,
             dict: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The object model's rules for this version.
+    pub fn rules(&self) -> &VersionRules {
+        &self.layout.facts.rules
     }
 
     /// Identify types also by the anchors found in the core (the builtins
@@ -82,7 +80,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         let found = self
             .anchors
             .and_then(|a| a.get(ty))
-            .or_else(|| types::by_shape(self.memory, self.layout, self.version, ty))
+            .or_else(|| types::by_shape(self.memory, self.layout, ty))
             .or_else(|| self.static_type_by_name(ty));
         let mut cache = self.builtin_types.borrow_mut();
         // A damaged heap can point at any number of "types".
@@ -152,7 +150,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         let name = match self.read_tp_name(ty) {
             Ok(name) => name,
             Err(e) => match self.builtin_type(ty) {
-                Some(builtin) => builtin.name(self.version).to_string(),
+                Some(builtin) => builtin.name(self.rules()).to_string(),
                 None => return Err(e),
             },
         };
@@ -180,7 +178,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// The text of a string object of whatever type, unchecked: for keys
     /// read before any type is known (3.x `str`, 2.7 `str`).
     pub fn raw_text(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
-        if self.version.major == 2 {
+        if self.rules().bytes_type_is_str {
             return self
                 .bytes(obj, max_chars)
                 .map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -195,7 +193,7 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// The text of a `str` (3.x) or of a 2.7 `str`/`unicode`, at most `max_chars`.
     pub fn string(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
-        if self.version.major == 2 {
+        if self.rules().bytes_type_is_str {
             return match self.builtin_type_of(obj)? {
                 Some(BuiltinType::Bytes) => self
                     .bytes(obj, max_chars)
@@ -213,23 +211,24 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// The length in code points of a `str` (3.x) or `unicode` (2.7).
     pub fn string_len(&self, obj: u64) -> Result<u64, ReadError> {
         let offsets = self.layout.offsets();
-        let field = if self.version.major == 2 {
-            offsets.unicode.length
-        } else {
+        let field = if self.layout.facts.pep393 {
             offsets.ascii.length
+        } else {
+            offsets.unicode.length
         };
         let length = self.memory.read_i64(obj.wrapping_add(field.require()?))?;
         u64::try_from(length).map_err(|_| invalid(obj, format!("negative string length {length}")))
     }
 
     fn pep393(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        let offsets = self.layout.offsets();
         let length = self
             .memory
-            .read_i64(obj.wrapping_add(self.layout.offsets().ascii.length.require()?))?;
+            .read_i64(obj.wrapping_add(offsets.ascii.length.require()?))?;
         if length < 0 {
             return Err(invalid(obj, format!("negative string length {length}")));
         }
-        let ascii_fields = self.layout.offsets().ascii;
+        let ascii_fields = offsets.ascii;
         let state_at = ascii_fields
             .state
             .get()
@@ -256,11 +255,11 @@ impl<'a, M: Memory> Objects<'a, M> {
             ));
         }
         let data = match (compact, ascii) {
-            (true, true) => obj + self.layout.offsets().ascii.sizeof.require()?,
-            (true, false) => obj + self.layout.offsets().compact_unicode.sizeof.require()?,
+            (true, true) => obj + offsets.ascii.sizeof.require()?,
+            (true, false) => obj + offsets.compact_unicode.sizeof.require()?,
             (false, _) => self
                 .memory
-                .read_ptr(obj.wrapping_add(self.layout.offsets().unicode.data.require()?))?,
+                .read_ptr(obj.wrapping_add(offsets.unicode.data.require()?))?,
         };
         let count = (length as u64).min(max_chars as u64);
         let raw = self
@@ -270,12 +269,13 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     fn py2_unicode(&self, obj: u64, max_chars: usize) -> Result<String, ReadError> {
+        let offsets = self.layout.offsets();
         let length = self
             .memory
-            .read_i64(obj.wrapping_add(self.layout.offsets().unicode.length.require()?))?;
+            .read_i64(obj.wrapping_add(offsets.unicode.length.require()?))?;
         let data = self
             .memory
-            .read_ptr(obj.wrapping_add(self.layout.offsets().unicode.str.require()?))?;
+            .read_ptr(obj.wrapping_add(offsets.unicode.str.require()?))?;
         if length < 0 {
             return Err(invalid(obj, "negative unicode length"));
         }
@@ -293,7 +293,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         if size < 0 {
             return Err(invalid(obj, format!("negative size {size}")));
         }
-        let sval = if self.version.major == 2 {
+        let sval = if self.rules().bytes_type_is_str {
             self.layout.offsets().string.ob_sval.require()?
         } else {
             self.layout.offsets().bytes.ob_sval.require()?
@@ -331,7 +331,8 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// An `int` (2.7 `int`, `bool` or `long`; 3.x `int` or `bool`) that fits in 120 bits.
     pub fn int(&self, obj: u64) -> Result<i128, ReadError> {
-        if self.version.major == 2
+        let offsets = self.layout.offsets();
+        if self.rules().separate_short_int
             && matches!(
                 self.builtin_type_of(obj)?,
                 Some(BuiltinType::Py2Int | BuiltinType::Bool)
@@ -339,18 +340,15 @@ impl<'a, M: Memory> Objects<'a, M> {
         {
             return self
                 .memory
-                .read_i64(obj.wrapping_add(self.layout.offsets().int.ob_ival.require()?))
+                .read_i64(obj.wrapping_add(offsets.int.ob_ival.require()?))
                 .map(i128::from);
         }
-        let digits_at = obj.wrapping_add(self.layout.offsets().long.ob_digit.require()?);
-        let (negative, ndigits) = if self.version
-            >= PythonVersion::parse("3.12.0").unwrap_or(self.version)
-            && self.version.minor >= 12
-        {
+        let digits_at = obj.wrapping_add(offsets.long.ob_digit.require()?);
+        let (negative, ndigits) = if self.rules().int_size_in_tag {
             // 3.12+: lv_tag = ndigits << 3 | sign (0 positive, 1 zero, 2 negative).
             let tag = self
                 .memory
-                .read_u64(obj.wrapping_add(self.layout.offsets().long.lv_tag.require()?))?;
+                .read_u64(obj.wrapping_add(offsets.long.lv_tag.require()?))?;
             (tag & 3 == 2, tag >> 3)
         } else {
             let size = self.var_size(obj)?;
@@ -545,13 +543,14 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     fn find_dict_offsets(&self) -> Result<DictOffsets, ReadError> {
+        let offsets = self.layout.offsets();
         let entry = DictEntryShape {
-            size: self.layout.offsets().dict_key_entry.sizeof.require()?,
-            key: self.layout.offsets().dict_key_entry.me_key.require()?,
-            value: self.layout.offsets().dict_key_entry.me_value.require()?,
+            size: offsets.dict_key_entry.sizeof.require()?,
+            key: offsets.dict_key_entry.me_key.require()?,
+            value: offsets.dict_key_entry.me_value.require()?,
         };
-        let ma_used = self.layout.offsets().dict.ma_used.require()?;
-        if self.version.major == 2 {
+        let ma_used = offsets.dict.ma_used.require()?;
+        if !self.rules().dict_keys_object {
             return Ok(DictOffsets {
                 ma_used,
                 ma_keys: 0,
@@ -560,43 +559,38 @@ impl<'a, M: Memory> Objects<'a, M> {
                 dk_indices: 0,
                 values_at: 0,
                 table: DictTable::Open {
-                    ma_mask: self.layout.offsets().dict.ma_mask.require()?,
-                    ma_table: self.layout.offsets().dict.ma_table.require()?,
+                    ma_mask: offsets.dict.ma_mask.require()?,
+                    ma_table: offsets.dict.ma_table.require()?,
                 },
                 entry,
                 unicode_entry: None,
             });
         }
-        let table = match self.layout.offsets().dict_keys.dk_log2_size.get() {
+        let table = match offsets.dict_keys.dk_log2_size.get() {
             Some(log2_size) => DictTable::Log2 {
                 log2_size,
-                log2_index_bytes: self
-                    .layout
-                    .offsets()
-                    .dict_keys
-                    .dk_log2_index_bytes
-                    .require()?,
-                kind: self.layout.offsets().dict_keys.dk_kind.require()?,
+                log2_index_bytes: offsets.dict_keys.dk_log2_index_bytes.require()?,
+                kind: offsets.dict_keys.dk_kind.require()?,
             },
             None => DictTable::Sized {
-                dk_size: self.layout.offsets().dict_keys.dk_size.require()?,
+                dk_size: offsets.dict_keys.dk_size.require()?,
             },
         };
         let unicode_entry = match (
-            self.layout.offsets().dict_unicode_entry.sizeof.get(),
-            self.layout.offsets().dict_unicode_entry.me_key.get(),
-            self.layout.offsets().dict_unicode_entry.me_value.get(),
+            offsets.dict_unicode_entry.sizeof.get(),
+            offsets.dict_unicode_entry.me_key.get(),
+            offsets.dict_unicode_entry.me_value.get(),
         ) {
             (Some(size), Some(key), Some(value)) => Some(DictEntryShape { size, key, value }),
             _ => None,
         };
         Ok(DictOffsets {
             ma_used,
-            ma_keys: self.layout.offsets().dict.ma_keys.require()?,
-            ma_values: self.layout.offsets().dict.ma_values.require()?,
-            dk_nentries: self.layout.offsets().dict_keys.dk_nentries.require()?,
-            dk_indices: self.layout.offsets().dict_keys.dk_indices.require()?,
-            values_at: self.layout.offsets().dict_values.values.get().unwrap_or(0),
+            ma_keys: offsets.dict.ma_keys.require()?,
+            ma_values: offsets.dict.ma_values.require()?,
+            dk_nentries: offsets.dict_keys.dk_nentries.require()?,
+            dk_indices: offsets.dict_keys.dk_indices.require()?,
+            values_at: offsets.dict_values.values.get().unwrap_or(0),
             table,
             entry,
             unicode_entry,
@@ -621,7 +615,7 @@ impl<'a, M: Memory> Objects<'a, M> {
             Err(e) => return format!("<unreadable object at {obj:#x}: {}>", e.reason),
         };
         let name = self.type_label(ty);
-        let py2 = self.version.major == 2;
+        let bytes_type_is_str = self.rules().bytes_type_is_str;
         let result = match self.builtin_type(ty) {
             Some(BuiltinType::None) => Ok("None".to_string()),
             Some(BuiltinType::Bool) => self.int(obj).map(|v| {
@@ -633,10 +627,10 @@ impl<'a, M: Memory> Objects<'a, M> {
             }),
             Some(BuiltinType::Long | BuiltinType::Py2Int) => self.int(obj).map(|v| v.to_string()),
             Some(BuiltinType::Float) => self.float(obj).map(python_float_repr),
-            Some(BuiltinType::Str) if !py2 => {
+            Some(BuiltinType::Str) if !bytes_type_is_str => {
                 self.string(obj, MAX_REPR_LEN).map(|s| python_str_repr(&s))
             }
-            Some(BuiltinType::Bytes) if py2 => self
+            Some(BuiltinType::Bytes) if bytes_type_is_str => self
                 .bytes(obj, MAX_REPR_LEN)
                 .map(|b| python_bytes_repr(&b, "")),
             Some(BuiltinType::Str) => self

@@ -43,14 +43,15 @@ struct Offsets {
 
 impl Offsets {
     fn from(layout: &Layout) -> Option<Offsets> {
+        let offsets = layout.offsets();
         Some(Offsets {
-            interpreters_head: layout.offsets().runtime.interpreters_head.get(),
-            interpreters_main: layout.offsets().runtime.interpreters_main.get(),
-            interp_next: layout.offsets().interp.next.get()?,
-            threads_head: layout.offsets().interp.threads_head.get()?,
-            tstate_interp: layout.offsets().tstate.interp.get()?,
-            tstate_next: layout.offsets().tstate.next.get()?,
-            tstate_thread_id: layout.offsets().tstate.thread_id.get()?,
+            interpreters_head: offsets.runtime.interpreters_head.get(),
+            interpreters_main: offsets.runtime.interpreters_main.get(),
+            interp_next: offsets.interp.next.get()?,
+            threads_head: offsets.interp.threads_head.get()?,
+            tstate_interp: offsets.tstate.interp.get()?,
+            tstate_next: offsets.tstate.next.get()?,
+            tstate_thread_id: offsets.tstate.thread_id.get()?,
         })
     }
 }

@@ -134,12 +134,12 @@ pub fn python_state(
     process: &Process,
     options: &ThreadOptions,
 ) -> Result<PythonState, PythonError> {
-    let version = process.python().ok_or(PythonError::NoInterpreter)?.version;
+    process.python().ok_or(PythonError::NoInterpreter)?;
     let choice = select(process, &options.layout)?;
     let runtime = runtime::locate(process, &choice.layout)?;
     let layout = &choice.layout;
     let memory = process.memory();
-    let objects = Objects::new(memory, layout, version, unicode_width(process));
+    let objects = Objects::new(memory, layout, unicode_width(process));
     let type_anchors = TypeAnchors::from_builtins(&objects, runtime.interpreters.first().copied());
     let objects = objects.with_anchors(&type_anchors);
     let mut diagnostics = Vec::new();
@@ -159,9 +159,10 @@ pub fn python_state(
             format!("the cached layout failed validation ({why}); rebuilt from DWARF and the cache entry rewritten"),
         ));
     }
-    let threads_head = layout.offsets().interp.threads_head.require()?;
-    let next = layout.offsets().tstate.next.require()?;
-    let interp_id = layout.offsets().interp.id.get();
+    let offsets = layout.offsets();
+    let threads_head = offsets.interp.threads_head.require()?;
+    let next = offsets.tstate.next.require()?;
+    let interp_id = offsets.interp.id.get();
     let gil_holder = gil_holder_of(
         process,
         layout,
@@ -174,7 +175,7 @@ pub fn python_state(
     for &interp in &runtime.interpreters {
         let id = interp_id.and_then(|o| memory.read_i64(interp.wrapping_add(o)).ok());
         // From 3.12 each interpreter may have a GIL of its own.
-        let interp_gil_holder = if layout.offsets().interp.ceval_gil.get().is_some() {
+        let interp_gil_holder = if offsets.interp.ceval_gil.get().is_some() {
             gil_holder_of(process, layout, &runtime, Some(interp))
         } else {
             gil_holder
@@ -318,15 +319,14 @@ fn read_thread<M: Memory>(
     locals: bool,
 ) -> PyThread {
     let memory = objects.memory;
-    let thread_id = layout
-        .offsets()
+    let offsets = layout.offsets();
+    let thread_id = offsets
         .tstate
         .thread_id
         .get()
         .and_then(|o| memory.read_u64(tstate.wrapping_add(o)).ok())
         .unwrap_or(0);
-    let native_thread_id = layout
-        .offsets()
+    let native_thread_id = offsets
         .tstate
         .native_thread_id
         .get()
@@ -344,7 +344,7 @@ fn read_thread<M: Memory>(
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread
         .and_then(|t| nesting::c_stack_anchor(process, layout, tstate, t.registers.sp()));
-    let holds_gil_field = layout.offsets().tstate.holds_gil;
+    let holds_gil_field = offsets.tstate.holds_gil;
     let holds_gil = if holds_gil_field.is_present() {
         // 3.13 (a bit of `_status`) and 3.14 (an int) say it per thread.
         read_field(memory, tstate, holds_gil_field).is_some_and(|v| v != 0)
@@ -401,6 +401,7 @@ fn gil_holder_of(
     interp: Option<u64>,
 ) -> Option<u64> {
     let memory = process.memory();
+    let offsets = layout.offsets();
     // 2.7 and 3.6: `_PyThreadState_Current` is NULL while the GIL is released.
     if let Some(module) = process.python_module()
         && runtime.runtime.is_none()
@@ -410,7 +411,7 @@ fn gil_holder_of(
     }
     let rt = runtime.runtime?;
     // 3.7–3.11: the runtime's current thread state, else the GIL's last holder while locked.
-    if let Some(off) = layout.offsets().runtime.tstate_current.get()
+    if let Some(off) = offsets.runtime.tstate_current.get()
         && let Some(t) = memory
             .read_ptr(rt.wrapping_add(off))
             .ok()
@@ -419,19 +420,19 @@ fn gil_holder_of(
         return Some(t);
     }
     let (holder, locked) = match (
-        layout.offsets().runtime.gil_last_holder.get(),
-        layout.offsets().runtime.gil_locked.get(),
+        offsets.runtime.gil_last_holder.get(),
+        offsets.runtime.gil_locked.get(),
     ) {
         (Some(h), Some(l)) => (rt + h, rt + l),
         _ => {
             // 3.12+: the interpreter's GIL, through `ceval.gil`.
             let interp = interp?;
             let gil = memory
-                .read_ptr(interp.wrapping_add(layout.offsets().interp.ceval_gil.get()?))
+                .read_ptr(interp.wrapping_add(offsets.interp.ceval_gil.get()?))
                 .ok()?;
             (
-                gil + layout.offsets().gil_runtime.last_holder.get()?,
-                gil + layout.offsets().gil_runtime.locked.get()?,
+                gil + offsets.gil_runtime.last_holder.get()?,
+                gil + offsets.gil_runtime.locked.get()?,
             )
         }
     };

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::layout::{Layout, PythonVersion};
+use crate::layout::{Layout, VersionRules};
 use crate::memory::{Memory, MemoryExt};
 
 use crate::layout::tp_flags::{
@@ -57,9 +57,9 @@ pub enum BuiltinType {
 }
 
 impl BuiltinType {
-    /// Its `tp_name` in `version`.
-    pub fn name(self, version: PythonVersion) -> &'static str {
-        let py2 = version.major == 2;
+    /// Its `tp_name` under `rules`.
+    pub fn name(self, rules: &VersionRules) -> &'static str {
+        let bytes_type_is_str = rules.bytes_type_is_str;
         match self {
             BuiltinType::Type => "type",
             BuiltinType::Object => "object",
@@ -67,11 +67,11 @@ impl BuiltinType {
             BuiltinType::Tuple => "tuple",
             BuiltinType::List => "list",
             BuiltinType::Dict => "dict",
-            BuiltinType::Str if py2 => "unicode",
+            BuiltinType::Str if bytes_type_is_str => "unicode",
             BuiltinType::Str => "str",
-            BuiltinType::Bytes if py2 => "str",
+            BuiltinType::Bytes if bytes_type_is_str => "str",
             BuiltinType::Bytes => "bytes",
-            BuiltinType::Long if py2 => "long",
+            BuiltinType::Long if rules.separate_short_int => "long",
             BuiltinType::Long | BuiltinType::Py2Int => "int",
             BuiltinType::Bool => "bool",
             BuiltinType::Float => "float",
@@ -168,13 +168,8 @@ fn is_static_type<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
 /// The built-in type `ty` is, from its own fields; `None` for any other
 /// type, a heap type, or one that cannot be read. Subclasses are not their
 /// base: `bool` is told from `int` by its `tp_base`.
-pub fn by_shape<M: Memory>(
-    memory: &M,
-    layout: &Layout,
-    version: PythonVersion,
-    ty: u64,
-) -> Option<BuiltinType> {
-    shape_of(memory, layout, version, ty, true)
+pub fn by_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<BuiltinType> {
+    shape_of(memory, layout, ty, true)
 }
 
 /// [`by_shape`]; `bool` (a subclass) only when `subclasses`, so a base
@@ -182,10 +177,10 @@ pub fn by_shape<M: Memory>(
 fn shape_of<M: Memory>(
     memory: &M,
     layout: &Layout,
-    version: PythonVersion,
     ty: u64,
     subclasses: bool,
 ) -> Option<BuiltinType> {
+    let rules = &layout.facts.rules;
     let offsets = layout.offsets();
     let ob_type = offsets.object.ob_type.get()?;
     let (flags_at, base_at) = (
@@ -205,11 +200,10 @@ fn shape_of<M: Memory>(
         return Some(BuiltinType::Object);
     }
     let base_of_base = read(base.wrapping_add(base_at))?;
-    let py2 = version.major == 2;
     if base_of_base != 0 {
         // 2.7's str and unicode are based on `basestring`, itself on `object`.
         let strings = BYTES_SUBCLASS | UNICODE_SUBCLASS;
-        let on_basestring = py2
+        let on_basestring = rules.bytes_type_is_str
             && flags & strings != 0
             && read(base.wrapping_add(flags_at))? & strings == 0
             && read(base_of_base.wrapping_add(base_at))? == 0;
@@ -218,12 +212,12 @@ fn shape_of<M: Memory>(
                 return None;
             }
             // The one static subclass of a built-in that pymortem reads: bool.
-            let int = if py2 {
+            let int = if rules.separate_short_int {
                 BuiltinType::Py2Int
             } else {
                 BuiltinType::Long
             };
-            let base_kind = shape_of(memory, layout, version, base, false);
+            let base_kind = shape_of(memory, layout, base, false);
             return (base_kind == Some(int)).then_some(BuiltinType::Bool);
         }
     }
@@ -238,38 +232,34 @@ fn shape_of<M: Memory>(
     if let Some(&(_, kind)) = by_flag.iter().find(|(bit, _)| flags & bit != 0) {
         return Some(kind);
     }
-    if py2 && flags & INT_SUBCLASS_2 != 0 {
+    if rules.separate_short_int && flags & INT_SUBCLASS_2 != 0 {
         return Some(BuiltinType::Py2Int);
     }
-    is_code_shape(memory, layout, version, ty, flags).then_some(BuiltinType::Code)
+    is_code_shape(memory, layout, ty, flags).then_some(BuiltinType::Code)
 }
 
 /// `code`: no GC, and exactly `PyCodeObject`'s size (from 3.11 a
 /// variable-size object whose items are the 2-byte code units).
-fn is_code_shape<M: Memory>(
-    memory: &M,
-    layout: &Layout,
-    version: PythonVersion,
-    ty: u64,
-    flags: u64,
-) -> bool {
+fn is_code_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64, flags: u64) -> bool {
     if flags & HAVE_GC != 0 {
         return false;
     }
     let Some((basic, item)) = sizes(memory, layout, ty) else {
         return false;
     };
-    if version.major_minor() >= (3, 11) {
-        layout.offsets().code.co_code_adaptive.get() == Some(basic) && item == 2
+    let code = layout.offsets().code;
+    if layout.facts.rules.code_holds_bytecode {
+        code.co_code_adaptive.get() == Some(basic) && item == 2
     } else {
-        layout.offsets().code.sizeof.get() == Some(basic) && item == 0
+        code.sizeof.get() == Some(basic) && item == 0
     }
 }
 
 /// `tp_basicsize` and `tp_itemsize`.
 fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> {
-    let basic = layout.offsets().type_object.tp_basicsize.get()?;
-    let item = layout.offsets().type_object.tp_itemsize.get()?;
+    let type_object = layout.offsets().type_object;
+    let basic = type_object.tp_basicsize.get()?;
+    let item = type_object.tp_itemsize.get()?;
     Some((
         memory.read_u64(ty.wrapping_add(basic)).ok()?,
         memory.read_u64(ty.wrapping_add(item)).ok()?,
@@ -281,10 +271,11 @@ fn sizes<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> Option<(u64, u64)> 
 /// (`instancemethod`), so it is asked only of objects found in a frame's
 /// cell slots.
 pub fn has_cell_shape<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
+    let offsets = layout.offsets();
     let (Some(flags_at), Some(base_at), Some(object_size)) = (
-        layout.offsets().type_object.tp_flags.get(),
-        layout.offsets().type_object.tp_base.get(),
-        layout.offsets().object.sizeof.get(),
+        offsets.type_object.tp_flags.get(),
+        offsets.type_object.tp_base.get(),
+        offsets.object.sizeof.get(),
     ) else {
         return false;
     };
@@ -353,8 +344,7 @@ mod tests {
         }
 
         fn kind(&self, slot: u64) -> Option<BuiltinType> {
-            let version = PythonVersion::parse("3.11.7").unwrap();
-            by_shape(&self.memory, &self.layout, version, Types::at(slot))
+            by_shape(&self.memory, &self.layout, Types::at(slot))
         }
     }
 

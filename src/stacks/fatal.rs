@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::dwarf::{CallValue, call_site_values};
+use crate::layout::VersionRules;
 use crate::memory::MemoryExt;
 use crate::process::Process;
 use crate::unwind::{FrameAddress, NativeStack};
@@ -26,31 +27,27 @@ pub struct FatalError {
     pub message_source: String,
 }
 
-/// The fatal-error functions, with the argument that holds the message.
-/// `fatal_error`'s signature changed in 3.9: `(fd, header, prefix, msg, status)`.
-fn message_argument(function: &str, python_minor: Option<(u8, u8)>) -> Option<usize> {
+/// The fatal-error functions, with the argument that holds the message
+/// (`fatal_error`'s depends on the version: `rules`, when it is known).
+fn message_argument(function: &str, rules: Option<&VersionRules>) -> Option<usize> {
     let base = function.split('.').next().unwrap_or(function);
     match base {
         "Py_FatalError" => Some(0),
         "_Py_FatalErrorFunc" | "_Py_FatalErrorFormat" => Some(1),
         "_PyObject_AssertFailed" => Some(2),
-        "fatal_error" => Some(if python_minor.is_some_and(|v| v >= (3, 9)) {
-            3
-        } else {
-            1
-        }),
+        "fatal_error" => Some(rules.map_or(1, |r| r.fatal_error_message_argument)),
         _ => None,
     }
 }
 
 /// The fatal error `stack` shows, if it passes through a fatal-error function.
 pub fn fatal_error(process: &Process, stack: &NativeStack) -> Option<FatalError> {
-    let version = process.python().map(|p| p.version.major_minor());
+    let rules = process.python().map(|p| p.version.rules());
     let is_fatal = |i: usize| {
         stack.frames[i]
             .function
             .as_deref()
-            .and_then(|f| message_argument(f, version))
+            .and_then(|f| message_argument(f, rules.as_ref()))
     };
     let innermost = (0..stack.frames.len()).find(|&i| is_fatal(i).is_some())?;
     // The outermost of a run of fatal-error functions is the one CPython's

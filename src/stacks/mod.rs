@@ -12,7 +12,7 @@ use serde::Serialize;
 pub use fatal::{FatalError, fatal_error};
 
 use crate::dwarf::SourceLines;
-use crate::layout::PythonVersion;
+use crate::layout::VersionRules;
 use crate::modules::Module;
 use crate::process::Process;
 use crate::python::{PyFrame, PyThread, PythonState};
@@ -74,20 +74,20 @@ pub fn is_eval_frame(function: &str) -> bool {
     matches!(base, "_PyEval_EvalFrameDefault" | "PyEval_EvalFrameEx")
 }
 
-/// Interleave `python` (innermost first) into `native`: up to 3.10 each eval
-/// frame runs one Python frame; from 3.11 it runs every frame down to and
-/// including the next entry frame. Returns the frames and how many Python
-/// frames no eval frame claimed (appended at the outer end).
+/// Interleave `python` (innermost first) into `native`: each eval frame runs
+/// one Python frame, or, where `rules` say it runs several (3.11+), every
+/// frame down to and including the next entry frame. Returns the frames and
+/// how many Python frames no eval frame claimed (appended at the outer end).
 pub fn merge(
     native: &NativeStack,
     python: &[PyFrame],
-    version: Option<PythonVersion>,
+    rules: Option<&VersionRules>,
 ) -> (Vec<StackFrame>, usize) {
     let segment = PythonSegment {
         frames: python,
         anchor: None,
     };
-    merge_thread_states(native, &[segment], version)
+    merge_thread_states(native, &[segment], rules)
 }
 
 /// [`merge`] for a thread that holds several thread states: `segments`,
@@ -99,9 +99,9 @@ pub fn merge(
 pub fn merge_thread_states(
     native: &NativeStack,
     segments: &[PythonSegment<'_>],
-    version: Option<PythonVersion>,
+    rules: Option<&VersionRules>,
 ) -> (Vec<StackFrame>, usize) {
-    let several_per_eval = version.is_some_and(|v| v.major_minor() >= (3, 11));
+    let several_per_eval = rules.is_some_and(|r| r.several_frames_per_eval);
     let total: usize = segments.iter().map(|s| s.frames.len()).sum();
     let mut out = Vec::with_capacity(native.frames.len() + total);
     let is_eval = |f: &NativeFrame| {
@@ -247,7 +247,7 @@ pub fn merged_stack_of(
     states: &[&PyThread],
     sources: Option<&mut SourceCache>,
 ) -> MergedStack {
-    let version = process.python().map(|p| p.version);
+    let rules = process.python().map(|p| p.version.rules());
     let segments: Vec<PythonSegment<'_>> = states
         .iter()
         .rev()
@@ -281,7 +281,8 @@ pub fn merged_stack_of(
         tail_calls::add_tail_call_frames(process, sources, &mut native.frames);
         sources.annotate(process, &mut native.frames);
     }
-    let (frames, unattached_python_frames) = merge_thread_states(&native, &segments, version);
+    let (frames, unattached_python_frames) =
+        merge_thread_states(&native, &segments, rules.as_ref());
     MergedStack {
         fatal_error: fatal_error(process, &native),
         frames,

@@ -60,13 +60,9 @@ fn two_interpreters() -> NativeStack {
     }
 }
 
-const VERSION: Option<PythonVersion> = Some(PythonVersion {
-    major: 3,
-    minor: 13,
-    micro: Some(0),
-    level: 0xF,
-    serial: 0,
-});
+fn rules_313() -> VersionRules {
+    VersionRules::for_version(3, 13)
+}
 
 #[test]
 fn each_thread_state_runs_in_its_own_eval_loop() {
@@ -82,7 +78,8 @@ fn each_thread_state_runs_in_its_own_eval_loop() {
             anchor: Some(0x480),
         },
     ];
-    let (frames, unattached) = merge_thread_states(&two_interpreters(), &segments, VERSION);
+    let (frames, unattached) =
+        merge_thread_states(&two_interpreters(), &segments, Some(&rules_313()));
     assert_eq!(
         names(&frames),
         [
@@ -129,7 +126,7 @@ fn a_cut_chain_does_not_pull_the_outer_thread_states_frames_inward() {
             anchor: Some(0x480),
         },
     ];
-    let (frames, unattached) = merge_thread_states(&native, &segments, VERSION);
+    let (frames, unattached) = merge_thread_states(&native, &segments, Some(&rules_313()));
     assert_eq!(
         names(&frames),
         [
@@ -164,7 +161,8 @@ fn frames_left_when_the_next_thread_state_starts_stay_before_it() {
             anchor: Some(0x400),
         },
     ];
-    let (frames, unattached) = merge_thread_states(&two_interpreters(), &segments, VERSION);
+    let (frames, unattached) =
+        merge_thread_states(&two_interpreters(), &segments, Some(&rules_313()));
     assert_eq!(
         names(&frames),
         [
@@ -184,7 +182,7 @@ fn frames_left_when_the_next_thread_state_starts_stay_before_it() {
 #[test]
 fn one_thread_state_merges_as_before() {
     let only = [python("f", false), python("<module>", true)];
-    let (frames, unattached) = merge(&two_interpreters(), &only, VERSION);
+    let (frames, unattached) = merge(&two_interpreters(), &only, Some(&rules_313()));
     assert_eq!(
         names(&frames),
         [

@@ -112,6 +112,122 @@ fn layout_is_read_through_typed_offsets() {
     );
 }
 
+/// Whether `code` branches on a CPython version: `major_minor()`, a
+/// comparison of a `.major`/`.minor` field, of a `(major, minor)` literal or
+/// of a `version` with a `PythonVersion`, a match arm on such a literal, or
+/// a match on the pair.
+fn compares_versions(code: &str) -> bool {
+    const COMPARISONS: [&str; 6] = ["==", "!=", ">=", "<=", ">", "<"];
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    // A comparison operator right after the operand (`at`) or right before
+    // it (`start`); `->` and `=>` are not comparisons.
+    let compared = |start: usize, at: usize| {
+        let after = code[at..].trim_start();
+        let before = code[..start].trim_end();
+        COMPARISONS
+            .iter()
+            .any(|op| after.starts_with(op) && !after.starts_with("=>"))
+            || COMPARISONS.iter().any(|op| {
+                before.ends_with(op) && !before.ends_with("->") && !before.ends_with("=>")
+            })
+    };
+    if code.contains("major_minor()") || (code.contains(".major,") && code.contains(".minor)")) {
+        return true;
+    }
+    // A `(major, minor)` literal compared, or matched in an arm.
+    for prefix in ["(2, ", "(3, "] {
+        let mut from = 0;
+        while let Some(found) = code[from..].find(prefix) {
+            let start = from + found;
+            let digits = code[start + prefix.len()..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            from = start + prefix.len() + digits;
+            if digits == 0 || !code[from..].starts_with(')') {
+                continue;
+            }
+            let at = from + 1;
+            let arm = code[at..].trim_start();
+            if compared(start, at) || arm.starts_with("=>") || arm.starts_with("if ") {
+                return true;
+            }
+        }
+    }
+    let of_python = code.contains("PythonVersion");
+    for name in [".major", ".minor", "version"] {
+        let mut from = 0;
+        while let Some(found) = code[from..].find(name) {
+            let mut start = from + found;
+            let at = start + name.len();
+            from = at;
+            if code[at..].starts_with(is_ident) {
+                continue;
+            }
+            if name.starts_with('.') {
+                // The operand starts at its receiver: `self.version.minor`.
+                start = code[..start]
+                    .trim_end_matches(|c: char| is_ident(c) || c == '.')
+                    .len();
+            } else if code[..start].ends_with(is_ident) || !of_python {
+                continue;
+            }
+            if compared(start, at) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn version_comparisons_are_recognised() {
+    for hit in [
+        "if version.major_minor() >= (3, 11) {",
+        "let py2 = self.version.major == 2;",
+        "&& self.version.minor >= 12",
+        "if 3 <= v.minor {",
+        "self.version >= PythonVersion::parse(\"3.12.0\")",
+        "match (v.major, v.minor) {",
+        "\"fatal_error\" => Some(if python_minor.is_some_and(|v| v >= (3, 9)) {",
+        "(3, 12) if word & 1 != 0 => word.wrapping_add(1),",
+        "(3, 11) => match word {",
+    ] {
+        assert!(compares_versions(hit), "not recognised: {hit}");
+    }
+    for clean in [
+        "let rules = process.python().map(|p| p.version.rules());",
+        "u32::from(p.version.major) << 24",
+        "python_version: process.python().map(|p| p.version.to_string()),",
+        "fn version(&self) -> PythonVersion {",
+        "let major = parts.next()?.parse().ok()?;",
+        "if manifest.format != FORMAT || manifest.version != VERSION {",
+        "let layout = tables::builtin(3, 13).unwrap().layout_for(\"3.13.0\");",
+        "Some((3, 14))",
+    ] {
+        assert!(!compares_versions(clean), "taken for a comparison: {clean}");
+    }
+}
+
+/// What each version does differently is decided once, in `layout::Facts`
+/// (and the version detection beside it); the rest of the library asks the
+/// facts, so a new version is a table plus facts. Reports may print the
+/// version but not branch on it.
+#[test]
+fn version_rules_live_in_facts() {
+    let layout_dir = src().join("layout");
+    let files: Vec<PathBuf> = library_files()
+        .into_iter()
+        .filter(|p| !p.starts_with(&layout_dir))
+        .collect();
+    let bad = offending_lines(&files, compares_versions);
+    assert!(
+        bad.is_empty(),
+        "version comparisons outside layout/ (make them facts):\n{}",
+        bad.join("\n")
+    );
+}
+
 /// x86-64 register names; `r8`–`r15` included.
 fn is_x86_register(word: &str) -> bool {
     const NAMED: &[&str] = &[
