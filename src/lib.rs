@@ -80,15 +80,18 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod bundler;
 pub mod corefile;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;
+pub mod elf;
 pub mod error;
 pub mod forensics;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
+pub mod interpreter;
 pub mod layout;
 pub mod mapped_file;
 pub mod memory;

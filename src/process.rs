@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::corefile::{CoreFile, CoreThread, OpenOptions};
 use crate::error::{Diagnostic, Error};
-use crate::layout::version::{self, VersionInfo};
+use crate::interpreter::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::{Module, ModuleSet, SearchPaths};
 

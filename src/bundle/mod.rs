@@ -30,12 +30,10 @@
 
 mod read;
 pub mod tar;
-mod write;
 
 use serde::{Deserialize, Serialize};
 
 pub use read::{Bundle, is_bundle};
-pub use write::{BundleOptions, BundleReport, create};
 
 /// The first member's name.
 pub const MANIFEST_NAME: &str = "pymortem-bundle.json";

@@ -13,8 +13,8 @@ use super::tar::{self, Kind, Stop};
 use super::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_SIZE, Manifest, MemberName, VERSION};
 use crate::corefile::compressed::{self, Format};
 use crate::corefile::{CoreFile, OpenOptions};
+use crate::elf::ElfImage;
 use crate::error::{Diagnostic, Error};
-use crate::modules::ElfImage;
 
 /// Whether the file at `path` is a bundle: a zstd stream whose first tar
 /// member is the manifest. Reads one block; never blocks on a FIFO.

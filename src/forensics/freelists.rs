@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::gc::GcWalk;
-use super::heap::{GcState, Heap};
+use super::read_context::{GcState, Heap};
 use super::{Finding, FindingKind};
 use crate::error::{Diagnostic, Severity};
 use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};

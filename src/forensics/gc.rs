@@ -8,7 +8,7 @@ use super::dense::{AddressIndex, Bits};
 
 use serde::Serialize;
 
-use super::heap::{Heap, Node, TPFLAGS_HAVE_GC};
+use super::read_context::{Heap, Node, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
 use crate::error::{Diagnostic, Severity};
 use crate::layout::facts::GcListLocation;

@@ -15,7 +15,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::heap::Heap;
+use super::read_context::Heap;
 use super::referrers::{self, Shape, Shapes};
 use super::{Finding, FindingKind};
 use crate::error::{Diagnostic, Severity};

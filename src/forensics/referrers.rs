@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
-use super::heap::Heap;
+use super::read_context::Heap;
 use super::{Finding, FindingKind, Referrer};
 use crate::error::Severity;
 use crate::memory::{Memory, MemoryExt};

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::Python;
 use crate::error::Error;
-use crate::forensics::heap::{GcState, Heap, TPFLAGS_HAVE_GC};
+use crate::forensics::read_context::{GcState, Heap, TPFLAGS_HAVE_GC};
 use crate::memory::ProcessMemory;
 use crate::python::objects::Objects;
 use crate::python::types::BuiltinType;

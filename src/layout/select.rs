@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{
-    Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate,
-};
+use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, tables, validate};
+use crate::interpreter::runtime_address;
 use crate::modules::Module;
 use crate::process::Process;
 

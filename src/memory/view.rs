@@ -17,7 +17,7 @@ pub struct FileBacking {
     /// Where the file was found.
     pub path: PathBuf,
     /// Its bytes.
-    pub map: crate::modules::ImageBytes,
+    pub map: crate::elf::ImageBytes,
 }
 
 /// Whether a file mapping's pages can come from disk.

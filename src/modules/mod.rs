@@ -1,10 +1,8 @@
 //! Modules (the executable, shared libraries, the vDSO), their files on disk,
 //! their debug information and their symbols.
 
-mod elf_image;
 mod locate;
 mod search_path;
-pub(crate) mod section_data;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,12 +10,13 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
-pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
+pub use crate::elf::{
+    ElfImage, ImageBytes, MAX_EXPANSION, MAX_SECTION_SIZE, SectionCompression, SectionError,
+};
 pub use locate::{
     DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
 };
 pub use search_path::BuildIdIndex;
-pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
 use crate::corefile::CoreFile;
 use crate::error::Diagnostic;
