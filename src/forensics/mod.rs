@@ -133,7 +133,7 @@ pub struct CheckResult {
 
 /// Run every check on `process`.
 pub fn check(process: &Process, state: &PythonState) -> CheckResult {
-    let heap = read_context::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut diagnostics = Vec::new();
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
@@ -192,7 +192,7 @@ pub struct FreeListWalk {
 
 /// Walk every tuple free list of `process`.
 pub fn free_lists(process: &Process, state: &PythonState) -> FreeListWalk {
-    let heap = read_context::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut findings = Vec::new();
     let mut diagnostics = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
@@ -231,7 +231,7 @@ pub struct GcGenerations {
 
 /// Walk every GC generation list of `process`.
 pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
-    let heap = read_context::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut findings = Vec::new();
     let mut diagnostics = Vec::new();
     // Nothing is watched: which free-list members sit in a GC list is a
@@ -272,7 +272,7 @@ const BATCH: usize = 4096;
 fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
-    heap: &read_context::Heap,
+    heap: &read_context::ReadContext,
     free: &freelists::FreeLists,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -297,7 +297,7 @@ where
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
                 let memory = process.memory().with_own_cursor();
-                let heap = read_context::Heap::with_memory(process, state, &memory);
+                let heap = read_context::ReadContext::with_memory(process, state, &memory);
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
                     for (obj, shape) in batch {
@@ -399,7 +399,7 @@ pub struct ObjectInfo {
 
 /// Inspect one object.
 pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectInfo {
-    let heap = read_context::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut scratch = Vec::new();
     let mut findings = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut scratch);

@@ -1,4 +1,6 @@
-//! The heap as the checks see it: object headers, GC headers and types.
+//! The read context of the checks: memory, layout and the few runtime
+//! addresses they compare against, with fast readers of object headers, GC
+//! headers and types.
 
 use std::cell::{Cell, RefCell};
 
@@ -13,8 +15,9 @@ use crate::python::objects::Objects;
 /// `Py_TPFLAGS_HAVE_GC`.
 pub const TPFLAGS_HAVE_GC: u64 = crate::layout::tp_flags::HAVE_GC;
 
-/// Memory, layout and the addresses the checks compare against.
-pub struct Heap<'p> {
+/// What the checks read through: memory, layout and the addresses they
+/// compare against.
+pub struct ReadContext<'p> {
     /// Process memory.
     pub memory: &'p ProcessMemory,
     /// The layout.
@@ -68,10 +71,10 @@ pub enum GcState {
     Untracked,
 }
 
-impl<'p> Heap<'p> {
+impl<'p> ReadContext<'p> {
     /// The heap of `process`, read with the layout in `state`.
-    pub fn new(process: &'p Process, state: &'p PythonState) -> Heap<'p> {
-        Heap::with_memory(process, state, process.memory())
+    pub fn new(process: &'p Process, state: &'p PythonState) -> ReadContext<'p> {
+        ReadContext::with_memory(process, state, process.memory())
     }
 
     /// The heap of `process`, read through `memory` (a view of its memory
@@ -80,7 +83,7 @@ impl<'p> Heap<'p> {
         process: &'p Process,
         state: &'p PythonState,
         memory: &'p ProcessMemory,
-    ) -> Heap<'p> {
+    ) -> ReadContext<'p> {
         let layout = &state.layout.layout;
         let version = process
             .python()
@@ -88,7 +91,7 @@ impl<'p> Heap<'p> {
             .expect("a state implies a version");
         let module = process.python_module().map(|m| &**m);
         let objects = Objects::new(memory, layout, version, 4).with_anchors(&state.type_anchors);
-        Heap {
+        ReadContext {
             memory,
             layout,
             facts: &layout.facts,
