@@ -82,6 +82,7 @@
 pub mod bundle;
 pub mod bundler;
 pub mod corefile;
+pub mod diagnostic;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;

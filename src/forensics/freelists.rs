@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::gc::GcWalk;
 use super::read_context::{GcState, ReadContext};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};
 use crate::memory::MemoryExt;
 

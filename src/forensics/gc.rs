@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::read_context::{Node, ReadContext, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::layout::facts::GcListLocation;
 use crate::memory::MemoryExt;
 

@@ -18,7 +18,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::read_context::ReadContext;
 use super::referrers::{self, Shape, Shapes};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::memory::MemoryExt;
 use crate::process::Process;
 use crate::python::PythonState;

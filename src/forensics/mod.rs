@@ -18,7 +18,7 @@ use serde::Serialize;
 pub use coverage::{CheckName, Unchecked};
 pub use verdict::Verdict;
 
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::process::Process;
 use crate::python::PythonState;
 

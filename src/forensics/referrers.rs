@@ -11,7 +11,7 @@ use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::read_context::ReadContext;
 use super::{Finding, FindingKind, Referrer};
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
 use crate::python::types::BuiltinType;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::coverage::Unchecked;
 use super::{Finding, FindingKind};
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::process::Process;
 use crate::python::PythonState;
 use crate::stacks::FatalError;

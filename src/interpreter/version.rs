@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::{Module, ModuleKind, ModuleSet};
 

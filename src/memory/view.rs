@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Memory;
 use crate::corefile::CoreFile;
-use crate::error::{ReadError, ReadFailure};
+use crate::memory::{ReadError, ReadFailure};
 
 /// A verified on-disk file that can supply a mapping's pages.
 #[derive(Debug, Clone)]

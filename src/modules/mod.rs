@@ -19,7 +19,7 @@ pub use locate::{
 pub use search_path::BuildIdIndex;
 
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;

@@ -10,7 +10,7 @@ use super::nesting::{self, Nestable, NestingOrder};
 use super::objects::Objects;
 use super::runtime::{self, RuntimeLocation};
 use super::types::TypeAnchors;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::layout::{Layout, LayoutChoice, LayoutOptions, select};
 use crate::memory::{Memory, MemoryExt};
 use crate::process::Process;
