@@ -6,6 +6,7 @@
 
 pub mod compressed;
 pub mod notes;
+pub mod signals;
 pub mod temp_budget;
 
 use std::path::{Path, PathBuf};
