@@ -202,11 +202,7 @@ impl Process {
     }
     /// The module that holds the interpreter (libpython or the executable).
     pub fn python_module(&self) -> Option<&Arc<Module>> {
-        let python = self.python()?;
-        self.modules()
-            .modules()
-            .iter()
-            .find(|m| m.recorded_path == python.module)
+        self.modules().by_recorded_path(&self.python()?.module)
     }
     /// The process id: `NT_PRPSINFO`'s, else the first thread's LWP (the
     /// kernel writes the thread-group leader first).

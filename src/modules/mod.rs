@@ -324,6 +324,10 @@ impl ModuleSet {
             .iter()
             .find(|m| m.kind == ModuleKind::Executable)
     }
+    /// The module mapped from `path` as the core records it.
+    pub fn by_recorded_path(&self, path: &str) -> Option<&Arc<Module>> {
+        self.modules.iter().find(|m| m.recorded_path == path)
+    }
     /// The module containing `addr`.
     pub fn by_address(&self, addr: u64) -> Option<&Arc<Module>> {
         let after = self.modules.partition_point(|m| m.base <= addr);

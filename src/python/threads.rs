@@ -135,7 +135,12 @@ pub fn python_state(
     options: &ThreadOptions,
 ) -> Result<PythonState, PythonError> {
     let version = process.python().ok_or(PythonError::NoInterpreter)?.version;
-    let choice = select(process, &options.layout)?;
+    let choice = select(
+        process.python(),
+        process.modules(),
+        process.memory(),
+        &options.layout,
+    )?;
     let runtime = runtime::locate(process, &choice.layout)?;
     let layout = &choice.layout;
     let memory = process.memory();
