@@ -10,6 +10,8 @@ pub mod inflight;
 pub mod read_context;
 pub mod referrers;
 mod verdict;
+#[cfg(test)]
+mod walker_tests;
 
 use std::collections::BTreeMap;
 
