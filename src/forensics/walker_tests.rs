@@ -15,15 +15,19 @@ use crate::corefile::CoreFile;
 use crate::diagnostic::Diagnostic;
 use crate::interpreter::PythonVersion;
 use crate::layout::Layout;
+use crate::layout::facts::TupleIndex;
 use crate::memory::ProcessMemory;
 
 const BASE: u64 = 0x10_0000;
-const SIZE: usize = 0x8000;
+/// Room for the 3.12 interpreter state's fields up to its tuple free lists.
+const SIZE: usize = 0x48000;
 /// Where the interpreter's fields that the walks read are placed (the
 /// interpreter's address is chosen so that they land here).
 const FIELDS: u64 = BASE + 0x100;
-/// The type every test object has.
+/// The type every GC test object has.
 const TYPE: u64 = BASE + 0x1000;
+/// `&PyTuple_Type`.
+const TUPLE_TYPE: u64 = BASE + 0x1400;
 /// The first object's GC header; objects are 0x40 apart.
 const OBJECTS: u64 = BASE + 0x2000;
 
@@ -57,6 +61,7 @@ impl Heap {
         };
         let flags = heap.layout.offsets().type_object.tp_flags.get().unwrap();
         heap.put(TYPE + flags, TPFLAGS_HAVE_GC);
+        heap.put(TUPLE_TYPE + flags, TPFLAGS_HAVE_GC);
         heap
     }
 
@@ -305,5 +310,148 @@ fn without_an_interpreter_the_gc_walk_says_it_could_not_run() {
     );
     assert!(walk.unlocated.is_some());
     assert!(walk.generations.is_empty());
-    let _ = freelists::walk;
+}
+
+impl Heap {
+    /// The free-list slot that holds tuples of `size` items.
+    fn slot_of(&self, size: u64) -> u64 {
+        match self.layout.facts.tuple_index {
+            TupleIndex::Size => size,
+            TupleIndex::SizeMinusOne => size - 1,
+        }
+    }
+
+    /// A freed tuple of `size` items at `obj` (refcount 0, untracked),
+    /// whose first item links to `next`.
+    fn freed_tuple(&mut self, obj: u64, size: u64, next: u64) {
+        let o = self.layout.offsets();
+        let (ty, ob_size) = (
+            o.object.ob_type.get().unwrap(),
+            o.var_object.ob_size.get().unwrap(),
+        );
+        let item = o.tuple.ob_item.get().unwrap();
+        self.put(obj + ty, TUPLE_TYPE);
+        self.put(obj + ob_size, size);
+        self.put(obj + item, next);
+    }
+
+    /// The tuple free list of `size`: its head and its counter.
+    fn free_list(&mut self, size: u64, head: u64, counter: i32) {
+        let o = &self.layout.offsets().interp;
+        let (heads, counters) = (
+            o.tuple_free_list.get().unwrap(),
+            o.tuple_numfree.get().unwrap(),
+        );
+        let slot = self.slot_of(size);
+        let interp = self.interpreter();
+        self.put(interp + heads + 8 * slot, head);
+        self.put_i32(interp + counters + 4 * slot, counter);
+    }
+
+    /// `n` freed tuples of `size` chained in address order, as the list
+    /// of that size.
+    fn chain(&mut self, size: u64, n: u64) -> Vec<u64> {
+        let members: Vec<u64> = (0..n).map(|i| self.object(OBJECTS + i * 0x40)).collect();
+        for (i, &m) in members.iter().enumerate() {
+            self.freed_tuple(m, size, members.get(i + 1).copied().unwrap_or(0));
+        }
+        self.free_list(size, members[0], n as i32);
+        members
+    }
+}
+
+/// The free-list walk of `heap`: every slot, findings and diagnostics.
+fn walk_free_lists(heap: &Heap) -> (freelists::FreeLists, Vec<Finding>, Vec<Diagnostic>) {
+    let memory = ProcessMemory::new(Arc::new(heap.core()));
+    let context = ReadContext::over(&memory, &heap.layout, version())
+        .with_runtime(vec![heap.interpreter()], None)
+        .with_tuple_type(TUPLE_TYPE);
+    let (mut findings, mut diagnostics) = (Vec::new(), Vec::new());
+    let walk = freelists::walk(&context, &mut findings, &mut diagnostics);
+    (walk, findings, diagnostics)
+}
+
+#[test]
+fn a_healthy_tuple_free_list_is_walked_without_findings() {
+    let mut heap = Heap::new();
+    let members = heap.chain(3, 4);
+    let (walk, findings, diagnostics) = walk_free_lists(&heap);
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let slot = walk.slots.iter().find(|s| s.size == 3).unwrap();
+    assert_eq!(slot.members, members);
+    assert_eq!((slot.walked, slot.counter), (4, Some(4)));
+    assert!(
+        walk.slots
+            .iter()
+            .filter(|s| s.size != 3)
+            .all(|s| s.walked == 0)
+    );
+}
+
+#[test]
+fn a_free_list_that_links_back_is_a_cycle_at_the_repeated_member() {
+    let mut heap = Heap::new();
+    let members = heap.chain(3, 3);
+    // The last member links back to the second: it was pushed twice.
+    heap.freed_tuple(members[2], 3, members[1]);
+    let (_, findings, _) = walk_free_lists(&heap);
+    let cycle: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::FreeListCycle)
+        .collect();
+    assert_eq!(cycle.len(), 1, "{findings:?}");
+    assert_eq!(cycle[0].address, members[1]);
+}
+
+#[test]
+fn a_counter_that_disagrees_with_the_chain_is_a_mismatch() {
+    let mut heap = Heap::new();
+    let members = heap.chain(5, 2);
+    heap.free_list(5, members[0], 3);
+    let (walk, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListCountMismatch]);
+    let slot = walk.slots.iter().find(|s| s.size == 5).unwrap();
+    assert_eq!((slot.walked, slot.counter), (2, Some(3)));
+}
+
+#[test]
+fn a_member_with_a_refcount_looks_alive() {
+    let mut heap = Heap::new();
+    let members = heap.chain(2, 3);
+    let rc = heap.layout.offsets().object.ob_refcnt.get().unwrap();
+    heap.put(members[1] + rc, 1);
+    let (_, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListMemberNotFreed]);
+    assert_eq!(findings[0].address, members[1]);
+}
+
+#[test]
+fn a_member_still_linked_in_a_gc_list_is_found_by_the_cross_check() {
+    let mut heap = Heap::new();
+    let members = heap.chain(2, 2);
+    let node = members[1] - heap.layout.offsets().gc_head.sizeof.get().unwrap();
+    heap.generations(&[node], 1);
+    let memory = ProcessMemory::new(Arc::new(heap.core()));
+    let context = ReadContext::over(&memory, &heap.layout, version())
+        .with_runtime(vec![heap.interpreter()], None)
+        .with_tuple_type(TUPLE_TYPE);
+    let (mut findings, mut diagnostics) = (Vec::new(), Vec::new());
+    let free = freelists::walk(&context, &mut findings, &mut diagnostics);
+    assert!(
+        kinds(&findings).contains(&FindingKind::FreeListMemberTracked),
+        "{findings:?}"
+    );
+    let watch: FxHashSet<u64> = members.iter().copied().collect();
+    let gc = gc::walk(
+        &context,
+        &watch,
+        &mut findings,
+        &mut diagnostics,
+        &mut |_, _| {},
+    );
+    findings.clear();
+    freelists::cross_check(&context, &free, &gc, &mut findings);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListMemberInGcList]);
+    assert_eq!(findings[0].address, members[1]);
 }
