@@ -7,12 +7,15 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashSet;
 
+use super::coverage::{CheckName, Unchecked};
 use super::freelists;
 use super::gc::{self, GcWalk};
 use super::read_context::{ReadContext, TPFLAGS_HAVE_GC};
+use super::verdict::{self, Verdict};
 use super::{Finding, FindingKind};
 use crate::corefile::CoreFile;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::Severity;
 use crate::interpreter::PythonVersion;
 use crate::layout::Layout;
 use crate::layout::facts::TupleIndex;
@@ -454,4 +457,58 @@ fn a_member_still_linked_in_a_gc_list_is_found_by_the_cross_check() {
     freelists::cross_check(&context, &free, &gc, &mut findings);
     assert_eq!(kinds(&findings), [FindingKind::FreeListMemberInGcList]);
     assert_eq!(findings[0].address, members[1]);
+}
+
+fn unchecked(check: CheckName) -> Unchecked {
+    Unchecked {
+        check,
+        reason: "not located".into(),
+        remedy: "give the interpreter's files".into(),
+    }
+}
+
+fn finding(severity: Severity) -> Finding {
+    Finding::new(
+        FindingKind::FreeListCountMismatch,
+        severity,
+        OBJECTS,
+        None,
+        "a finding".into(),
+    )
+}
+
+#[test]
+fn the_verdict_is_clean_only_when_every_check_ran_and_found_nothing() {
+    assert_eq!(verdict::status(&[], &[]), "clean");
+    assert_eq!(
+        verdict::status(&[], &[unchecked(CheckName::GcLists)]),
+        "incomplete"
+    );
+    assert_eq!(
+        verdict::status(&[finding(Severity::Note)], &[]),
+        "clean",
+        "a note is not a problem"
+    );
+}
+
+#[test]
+fn an_error_finding_makes_the_verdict_corrupt_even_when_a_check_could_not_run() {
+    let unchecked = [unchecked(CheckName::FreeLists)];
+    assert_eq!(
+        verdict::status(&[finding(Severity::Error)], &unchecked),
+        "corrupt"
+    );
+    assert_eq!(
+        verdict::status(&[finding(Severity::Warning)], &unchecked),
+        "suspicious"
+    );
+}
+
+#[test]
+fn a_verdict_restricted_to_the_parts_that_ran_is_clean_again() {
+    let mut verdict = Verdict::nothing_checked(unchecked(CheckName::GcLists));
+    assert_eq!(verdict.status, "incomplete");
+    verdict.restrict(|u| u.check != CheckName::GcLists);
+    assert_eq!(verdict.status, "clean");
+    assert!(verdict.unchecked.is_empty());
 }
