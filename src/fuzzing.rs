@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::corefile::{CoreFile, notes};
+use crate::elf::ElfImage;
 use crate::layout::tables;
 use crate::memory::{BufferMemory, Memory, MemoryExt, ProcessMemory};
-use crate::modules::ElfImage;
 use crate::python::objects::Objects;
 use crate::python::{code, frames};
 

@@ -58,22 +58,39 @@
 //!
 //! # Layers
 //!
-//! The crate is layered; each layer knows nothing of the ones above it:
+//! The crate is layered, lowest first; each layer knows nothing of the ones
+//! above it (`tests/it/architecture.rs` checks that the top-level modules
+//! form no cycle):
 //!
 //! 0. [`arch`]: the processor architecture: a thread's registers, DWARF
 //!    register numbers, the return-address and frame-pointer rules, call
 //!    decoding, the red zone and signal frames. Only it names a register.
-//! 1. [`corefile`]: the ELF core file (segments, notes, compression); [`bundle`]:
-//!    a core with its files in one archive (its writer works on a [`Process`]).
-//! 2. [`memory`]: the process's memory as one fallible read interface.
-//! 3. [`modules`], [`symbols`], [`dwarf`]: mapped files, debug info, symbols.
-//! 4. [`layout`]: CPython's structure layouts, from DWARF or tables.
-//! 5. [`python`] and [`unwind`]: the CPython model, native stacks.
-//! 6. [`stacks`]: Python frames merged into native stacks, fatal errors.
-//! 7. [`forensics`]: free lists, GC lists, references, findings.
-//! 8. [`inspect`]: the handles above, [`Python`] and [`Object`]; [`triage`]
-//!    for folders of cores.
-//! 9. [`report`]: serde report models behind the CLI's tables and JSON.
+//! 1. [`mapped_file`], [`regular_file`]: opening and mapping files;
+//!    [`diagnostic`]: the problems every layer keeps beside its results.
+//! 2. [`corefile`]: the ELF core file (segments, notes, compression, signal
+//!    names) and [`corefile::OpenError`].
+//! 3. [`elf`]: an ELF image (a module's file, a debug file, the vDSO) and
+//!    bounded reads of its sections.
+//! 4. [`memory`]: the process's memory as one fallible read interface, and
+//!    [`ReadError`].
+//! 5. [`symbols`], [`dwarf`]: symbol tables and debug info of an ELF image.
+//! 6. [`bundle`]: reading a core with its files in one archive.
+//! 7. [`modules`]: the mapped files found on disk or in a bundle.
+//! 8. [`interpreter`]: which CPython the process ran (its version) and
+//!    where its `_PyRuntime` lies.
+//! 9. [`process`]: a core with its memory, modules and interpreter version;
+//!    [`layout`]: CPython's structure layouts, from DWARF or tables, chosen
+//!    from the interpreter's version, the module set and the memory.
+//! 10. [`python`] and [`unwind`]: the CPython model, native stacks.
+//! 11. [`stacks`]: Python frames merged into native stacks, fatal errors.
+//! 12. [`forensics`]: free lists, GC lists, references, findings.
+//! 13. [`error`]: the top-level [`Error`], which carries the Python model's
+//!     [`python::PythonError`] and wraps the lower layers' errors.
+//! 14. [`inspect`]: the handles above, [`Python`] and [`Object`] (and
+//!     `Process::python_runtime`, which makes a [`Python`]).
+//! 15. [`triage`] for folders of cores, [`report`]: serde report models
+//!     behind the CLI's tables and JSON, [`bundler`]: writing a bundle from
+//!     an opened [`Process`].
 //!
 //! Handles ([`Process`], [`Python`], [`Object`]) are owned, cheap to clone
 //! and `Send + Sync`. Errors are [`Error`] values that name the file or the
@@ -84,15 +101,19 @@
 
 pub mod arch;
 pub mod bundle;
+pub mod bundler;
 pub mod corefile;
+pub mod diagnostic;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;
+pub mod elf;
 pub mod error;
 pub mod forensics;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
+pub mod interpreter;
 pub mod layout;
 pub mod mapped_file;
 pub mod memory;

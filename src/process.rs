@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::corefile::OpenError;
 use crate::corefile::{CoreFile, CoreThread, OpenOptions};
-use crate::error::{Diagnostic, Error};
-use crate::layout::version::{self, VersionInfo};
+use crate::diagnostic::Diagnostic;
+use crate::interpreter::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::{Module, ModuleSet, SearchPaths};
 
@@ -101,7 +102,7 @@ impl Process {
     /// A bundle (`pymortem bundle`) is opened as the core it holds, with
     /// its files taken from it by build-id and from nowhere else: the
     /// options' sysroot, debug dirs and search paths are not consulted.
-    pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Process, Error> {
+    pub fn open(path: impl AsRef<Path>, options: &Options) -> Result<Process, OpenError> {
         let path = path.as_ref();
         if crate::bundle::is_bundle(path) {
             let bundle = crate::bundle::Bundle::open(path, &options.open)?;
@@ -123,7 +124,7 @@ impl Process {
     pub fn from_bundle(
         bundle: &crate::bundle::Bundle,
         options: &Options,
-    ) -> Result<Process, Error> {
+    ) -> Result<Process, OpenError> {
         let core = Arc::new(bundle.core_file()?);
         let mut memory = ProcessMemory::new(core.clone());
         let modules = ModuleSet::load_from_bundle(&core, &mut memory, bundle);
@@ -201,11 +202,7 @@ impl Process {
     }
     /// The module that holds the interpreter (libpython or the executable).
     pub fn python_module(&self) -> Option<&Arc<Module>> {
-        let python = self.python()?;
-        self.modules()
-            .modules()
-            .iter()
-            .find(|m| m.recorded_path == python.module)
+        self.modules().by_recorded_path(&self.python()?.module)
     }
     /// The process id: `NT_PRPSINFO`'s, else the first thread's LWP (the
     /// kernel writes the thread-group leader first).

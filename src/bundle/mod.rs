@@ -1,5 +1,6 @@
 //! Bundles: a core and the files it needs, in one archive that travels
-//! (`pymortem bundle`, layout in `docs/bundle.md`).
+//! (`pymortem bundle`, layout in `docs/bundle.md`). This module reads them;
+//! [`bundler`](crate::bundler), above the process, writes them.
 //!
 //! A bundle is a zstd-compressed tar whose first member is the manifest
 //! ([`MANIFEST_NAME`]), then the core, then every module file and debug file
@@ -18,8 +19,8 @@
 //! // Bundle a core from another machine whose files are under /srv/root ...
 //! let core = Path::new("core.1234");
 //! let process = Process::open(core, &Options::default().sysroot("/srv/root"))?;
-//! let options = pymortem::bundle::BundleOptions::default();
-//! let written = pymortem::bundle::create(&process, core, Path::new("crash.pymortem"), &options)?;
+//! let options = pymortem::bundler::BundleOptions::default();
+//! let written = pymortem::bundler::create(&process, core, Path::new("crash.pymortem"), &options)?;
 //! for omitted in &written.manifest.omitted {
 //!     eprintln!("not included: {} ({})", omitted.path, omitted.reason);
 //! }
@@ -30,12 +31,10 @@
 
 mod read;
 pub mod tar;
-mod write;
 
 use serde::{Deserialize, Serialize};
 
 pub use read::{Bundle, is_bundle};
-pub use write::{BundleOptions, BundleReport, create};
 
 /// The first member's name.
 pub const MANIFEST_NAME: &str = "pymortem-bundle.json";

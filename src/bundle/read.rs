@@ -11,10 +11,11 @@ use memmap2::Mmap;
 
 use super::tar::{self, Kind, Stop};
 use super::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_SIZE, Manifest, MemberName, VERSION};
+use crate::corefile::OpenError;
 use crate::corefile::compressed::{self, Format};
 use crate::corefile::{CoreFile, OpenOptions};
-use crate::error::{Diagnostic, Error};
-use crate::modules::ElfImage;
+use crate::diagnostic::Diagnostic;
+use crate::elf::ElfImage;
 
 /// Whether the file at `path` is a bundle: a zstd stream whose first tar
 /// member is the manifest. Reads one block; never blocks on a FIFO.
@@ -58,7 +59,7 @@ pub struct Bundle {
 impl Bundle {
     /// Decompress the bundle at `path` into `options.temp_dir` (an unnamed
     /// file, gone with the process) and index its members.
-    pub fn open(path: &Path, options: &OpenOptions) -> Result<Bundle, Error> {
+    pub fn open(path: &Path, options: &OpenOptions) -> Result<Bundle, OpenError> {
         let mut diagnostics = Vec::new();
         let map = compressed::decompress(path, Format::Zstd, options, &mut diagnostics)?.map;
         Self::from_map(path, Arc::new(map), diagnostics)
@@ -68,8 +69,8 @@ impl Bundle {
         path: &Path,
         map: Arc<Mmap>,
         mut diagnostics: Vec<Diagnostic>,
-    ) -> Result<Bundle, Error> {
-        let invalid = |reason: String| Error::Bundle {
+    ) -> Result<Bundle, OpenError> {
+        let invalid = |reason: String| OpenError::Bundle {
             path: path.into(),
             reason,
         };
@@ -210,7 +211,7 @@ impl Bundle {
     }
 
     /// The core it holds, named after the bundle.
-    pub fn core_file(&self) -> Result<CoreFile, Error> {
+    pub fn core_file(&self) -> Result<CoreFile, OpenError> {
         CoreFile::from_shared(
             &self.path,
             Arc::clone(&self.map),
@@ -293,7 +294,7 @@ mod tests {
         out
     }
 
-    fn open(bytes: &[u8]) -> Result<Bundle, Error> {
+    fn open(bytes: &[u8]) -> Result<Bundle, OpenError> {
         let mut map = memmap2::MmapMut::map_anon(bytes.len().max(1)).unwrap();
         map[..bytes.len()].copy_from_slice(bytes);
         let map = map.make_read_only().unwrap();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use pymortem::bundle::{BundleOptions, BundleReport, Role};
+use pymortem::bundle::Role;
+use pymortem::bundler::{BundleOptions, BundleReport};
 
 use super::{CoreArgs, EXIT_OK, emit, escape, fail};
 
@@ -33,7 +34,8 @@ pub(crate) fn run(args: &BundleArgs) -> i32 {
         debug_files: !args.no_debug,
         level: args.level,
     };
-    let report = match pymortem::bundle::create(&process, &args.core.core, &args.output, &options) {
+    let report = match pymortem::bundler::create(&process, &args.core.core, &args.output, &options)
+    {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot write the bundle: {e}")),
     };

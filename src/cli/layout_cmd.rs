@@ -72,7 +72,13 @@ fn is_core(path: &Path) -> bool {
 fn core_layout(args: &LayoutArgs, path: &Path) -> Result<LayoutReport, String> {
     let process = open_core(path, &args.search)?;
     let options: LayoutOptions = args.cache.options();
-    let choice = select(&process, &options).map_err(|e| format!("{}: {e}", path.display()))?;
+    let choice = select(
+        process.python(),
+        process.modules(),
+        process.memory(),
+        &options,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     let version = process.python().map(|p| p.version.to_string());
     let runtime = pymortem::python::locate(&process, &choice.layout);
     let mut report = LayoutReport::new(path.to_path_buf(), version, choice.attempts, choice.layout);

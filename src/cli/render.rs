@@ -706,9 +706,9 @@ pub(crate) fn layout_source_text(source: &pymortem::layout::LayoutSource) -> Str
 
 /// How the interpreters were found, in words.
 pub(crate) fn runtime_strategy_text(
-    strategy: pymortem::layout::runtime_address::RuntimeStrategy,
+    strategy: pymortem::interpreter::runtime_address::RuntimeStrategy,
 ) -> &'static str {
-    use pymortem::layout::runtime_address::RuntimeStrategy;
+    use pymortem::interpreter::runtime_address::RuntimeStrategy;
     match strategy {
         RuntimeStrategy::Symbol => "the _PyRuntime symbol",
         RuntimeStrategy::Section => "the .PyRuntime section",

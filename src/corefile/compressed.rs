@@ -14,9 +14,10 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
+use super::OpenError;
 use super::OpenOptions;
 use super::temp_budget::{BatchFull, TempHold};
-use crate::error::{Diagnostic, Error};
+use crate::diagnostic::Diagnostic;
 
 /// A supported compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub fn decompress(
     format: Format,
     options: &OpenOptions,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Result<Decompressed, Error> {
+) -> Result<Decompressed, OpenError> {
     let Some(budget) = &options.temp_budget else {
         return decompress_once(path, format, options, None, diagnostics)?
             .map_err(|_| unreachable_batch_full(path, format));
@@ -117,8 +118,8 @@ pub fn decompress(
 
 /// A lone decompression is never refused room; should it be, say so
 /// rather than loop.
-fn unreachable_batch_full(path: &Path, format: Format) -> Error {
-    Error::Decompress {
+fn unreachable_batch_full(path: &Path, format: Format) -> OpenError {
+    OpenError::Decompress {
         path: path.into(),
         format: format.name(),
         reason: "the batch's temp budget refused room to a core decompressed alone".into(),
@@ -133,11 +134,12 @@ fn decompress_once(
     options: &OpenOptions,
     mut hold: Option<&mut TempHold>,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Result<Result<Decompressed, BatchFull>, Error> {
-    let input =
-        BufReader::new(crate::regular_file::open_regular(path).map_err(|e| Error::io(path, e))?);
+) -> Result<Result<Decompressed, BatchFull>, OpenError> {
+    let input = BufReader::new(
+        crate::regular_file::open_regular(path).map_err(|e| OpenError::io(path, e))?,
+    );
     let temp_dir = options.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let fail = |reason: String| Error::Decompress {
+    let fail = |reason: String| OpenError::Decompress {
         path: path.into(),
         format: format.name(),
         reason,
@@ -413,7 +415,7 @@ mod tests {
     fn decompress_bytes(
         bytes: &[u8],
         format: Format,
-    ) -> (tempfile::TempDir, Result<Decompressed, Error>) {
+    ) -> (tempfile::TempDir, Result<Decompressed, OpenError>) {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("input");
         std::fs::write(&input, bytes).unwrap();

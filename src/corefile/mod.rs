@@ -6,6 +6,7 @@
 
 pub mod compressed;
 pub mod notes;
+pub mod signals;
 pub mod temp_budget;
 
 use std::path::{Path, PathBuf};
@@ -17,9 +18,77 @@ use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
 use serde::Serialize;
 
 use crate::arch::{ArchId, Registers};
-use crate::error::{Diagnostic, Error};
+use crate::diagnostic::Diagnostic;
 pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo};
 pub use temp_budget::TempBudget;
+
+/// Errors that stop pymortem from opening an input: the file, its
+/// decompression, the core's format, a bundle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not an ELF core file (or a compressed one).
+    #[error("{path}: not an ELF core file: {reason}")]
+    NotACore {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The core is for an architecture pymortem does not support.
+    #[error("{path}: unsupported core: {reason}")]
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is unsupported.
+        reason: String,
+    },
+    /// Decompressing a compressed core failed before any usable data came out.
+    #[error("{path}: cannot decompress ({format}): {reason}")]
+    Decompress {
+        /// The compressed file.
+        path: PathBuf,
+        /// zstd, lz4, xz or gzip.
+        format: &'static str,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The file is a bundle that cannot be read.
+    #[error("{path}: not a usable pymortem bundle: {reason}")]
+    Bundle {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl OpenError {
+    /// Whether the input was read and is not a core pymortem can open (as
+    /// opposed to a failure of the disk, the temp dir or the decoder).
+    pub fn is_not_a_core(&self) -> bool {
+        matches!(
+            self,
+            OpenError::NotACore { .. } | OpenError::Unsupported { .. }
+        )
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        OpenError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
 
 /// Notes beyond this count are ignored (a kernel core has a handful per thread).
 const MAX_NOTES: usize = 1 << 20;
@@ -178,17 +247,18 @@ pub struct CoreFile {
 
 impl CoreFile {
     /// Open a core file, decompressing it first if it is compressed.
-    pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CoreFile, Error> {
+    pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<CoreFile, OpenError> {
         let path = path.as_ref();
-        let file = crate::regular_file::open_regular(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let file = crate::regular_file::open_regular(path).map_err(|e| OpenError::io(path, e))?;
+        let len = file.metadata().map_err(|e| OpenError::io(path, e))?.len();
         if len == 0 {
-            return Err(Error::NotACore {
+            return Err(OpenError::NotACore {
                 path: path.into(),
                 reason: "the file is empty".into(),
             });
         }
-        let map = crate::mapped_file::map_read_only(path, &file).map_err(|e| Error::io(path, e))?;
+        let map =
+            crate::mapped_file::map_read_only(path, &file).map_err(|e| OpenError::io(path, e))?;
         let mut diagnostics = Vec::new();
         match compressed::detect(&map) {
             None => Self::from_parts(path, CoreBytes::Mapped(map), None, diagnostics),
@@ -207,9 +277,9 @@ impl CoreFile {
 
     /// Parse a core held in memory (tests, fuzzing, mutation). `label` names
     /// it in messages.
-    pub fn from_bytes(label: &Path, bytes: Vec<u8>) -> Result<CoreFile, Error> {
+    pub fn from_bytes(label: &Path, bytes: Vec<u8>) -> Result<CoreFile, OpenError> {
         if bytes.is_empty() {
-            return Err(Error::NotACore {
+            return Err(OpenError::NotACore {
                 path: label.into(),
                 reason: "the file is empty".into(),
             });
@@ -225,9 +295,9 @@ impl CoreFile {
         range: std::ops::Range<usize>,
         compression: Option<&'static str>,
         diagnostics: Vec<Diagnostic>,
-    ) -> Result<CoreFile, Error> {
+    ) -> Result<CoreFile, OpenError> {
         if range.is_empty() {
-            return Err(Error::NotACore {
+            return Err(OpenError::NotACore {
                 path: label.into(),
                 reason: "the core is empty".into(),
             });
@@ -245,7 +315,7 @@ impl CoreFile {
         data: CoreBytes,
         compression: Option<&'static str>,
         diagnostics: Vec<Diagnostic>,
-    ) -> Result<CoreFile, Error> {
+    ) -> Result<CoreFile, OpenError> {
         let data = Arc::new(data);
         let parsed = parse(path, &data)?;
         let mut core = CoreFile {
@@ -419,8 +489,8 @@ const MAX_NOTE_RECORDS: usize = 1 << 16;
 /// `NT_GDB_TDESC`: gdb's target description, written only by gcore.
 const NT_GDB_TDESC: u32 = 0xff00_0000;
 
-fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
-    let not_core = |reason: &str| Error::NotACore {
+fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
+    let not_core = |reason: &str| OpenError::NotACore {
         path: path.into(),
         reason: reason.into(),
     };
@@ -435,7 +505,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
     }
     let arch = ArchId::from_elf_machine(header.e_machine(endian).0);
     let Some(arch) = arch.filter(|_| object::Endian::is_little_endian(endian)) else {
-        return Err(Error::Unsupported {
+        return Err(OpenError::Unsupported {
             path: path.into(),
             reason: format!(
                 "machine {} (only x86-64 is supported)",

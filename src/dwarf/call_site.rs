@@ -7,7 +7,7 @@ use gimli::{AttributeValue, EndianSlice, LittleEndian};
 
 use super::dies::{call_site_pc, is_call_site, visit_subtree};
 use super::{Dwarf, DwarfError, Unit, bad_dwarf, borrow_sections, dwarf_path, load_sections};
-use crate::modules::ElfImage;
+use crate::elf::ElfImage;
 
 /// DIEs looked at in the unit holding the call, at most.
 const MAX_DIES: usize = 2_000_000;

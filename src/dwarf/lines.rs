@@ -9,7 +9,7 @@ use gimli::{EndianReader, LittleEndian};
 use serde::Serialize;
 
 use super::load_sections;
-use crate::modules::{ElfImage, ImageBytes};
+use crate::elf::{ElfImage, ImageBytes};
 
 /// Frames reported for one address, at most (inlining is rarely deeper).
 const MAX_INLINE_DEPTH: usize = 64;

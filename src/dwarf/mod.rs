@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use gimli::{AttributeValue, EndianSlice, LittleEndian, UnitOffset};
 use serde::{Deserialize, Serialize};
 
-use crate::modules::ElfImage;
+use crate::elf::ElfImage;
 
 mod call_site;
 mod dies;
@@ -64,12 +64,12 @@ type Sections<'i> = HashMap<&'static str, Cow<'i, [u8]>>;
 /// size) fails the load: reading on without it would find nothing and look
 /// like DWARF without the types asked for, instead of a reason to fall back.
 /// Together they decompress to at most
-/// [`MAX_SECTIONS_TOTAL`](crate::modules::section_data::MAX_SECTIONS_TOTAL).
+/// [`MAX_SECTIONS_TOTAL`](crate::elf::section_data::MAX_SECTIONS_TOTAL).
 fn load_sections<'i>(
     image: &'i ElfImage,
     extra: &[&'static str],
 ) -> Result<Sections<'i>, DwarfError> {
-    let mut remaining = crate::modules::section_data::MAX_SECTIONS_TOTAL;
+    let mut remaining = crate::elf::section_data::MAX_SECTIONS_TOTAL;
     [
         ".debug_info",
         ".debug_abbrev",

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::modules::{DebugStatus, FileStatus};
 use crate::process::Process;
 use crate::python::PythonState;

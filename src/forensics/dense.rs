@@ -136,7 +136,7 @@ impl AddressIndex {
 /// ten thousand (each one twice, since the first touch is a read).
 enum ZeroedBytes {
     Mapped(memmap2::MmapMut),
-    Heap(Vec<u8>),
+    ReadContext(Vec<u8>),
 }
 
 impl ZeroedBytes {
@@ -149,20 +149,20 @@ impl ZeroedBytes {
             let _ = map.advise(memmap2::Advice::HugePage);
             return ZeroedBytes::Mapped(map);
         }
-        ZeroedBytes::Heap(vec![0; len])
+        ZeroedBytes::ReadContext(vec![0; len])
     }
 
     fn bytes(&self) -> &[u8] {
         match self {
             ZeroedBytes::Mapped(m) => m,
-            ZeroedBytes::Heap(v) => v,
+            ZeroedBytes::ReadContext(v) => v,
         }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
         match self {
             ZeroedBytes::Mapped(m) => m,
-            ZeroedBytes::Heap(v) => v,
+            ZeroedBytes::ReadContext(v) => v,
         }
     }
 }

@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::gc::GcWalk;
-use super::heap::{GcState, Heap};
+use super::read_context::{GcState, ReadContext};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};
 use crate::memory::MemoryExt;
 
@@ -66,7 +66,7 @@ struct SlotArrays {
     counter_stride: u64,
 }
 
-fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
+fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
     match heap.facts.tuple_free_list {
         TupleFreeListStorage::Static => {
             let statics = heap.module.and_then(|m| {
@@ -148,7 +148,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
 }
 
 /// The interpreters whose lists are walked (3.10+ keeps the lists per interpreter).
-fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], String> {
+fn interpreters<'h>(heap: &'h ReadContext) -> Result<&'h [u64], String> {
     if heap.interpreters.is_empty() {
         Err(
             "the free lists live in the interpreter state, and no interpreter was found"
@@ -161,7 +161,7 @@ fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], String> {
 
 /// Walk every slot of every tuple free list.
 pub fn walk(
-    heap: &Heap,
+    heap: &ReadContext,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> FreeLists {
@@ -209,7 +209,7 @@ impl FreeListSlot {
 }
 
 fn walk_slot(
-    heap: &Heap,
+    heap: &ReadContext,
     arrays: &SlotArrays,
     index: usize,
     findings: &mut Vec<Finding>,
@@ -358,7 +358,7 @@ fn walk_slot(
 }
 
 /// Checks on one member: alignment, type, size, refcount and GC state.
-fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
+fn check_member(heap: &ReadContext, node: u64, size: u64, list: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     let invalid = |why: String| {
         Finding::new(
@@ -476,7 +476,12 @@ fn check_member(heap: &Heap, node: u64, size: u64, list: &str) -> Vec<Finding> {
 }
 
 /// Free-list members that are also in a GC generation list.
-pub fn cross_check(_heap: &Heap, free: &FreeLists, gc: &GcWalk, findings: &mut Vec<Finding>) {
+pub fn cross_check(
+    _heap: &ReadContext,
+    free: &FreeLists,
+    gc: &GcWalk,
+    findings: &mut Vec<Finding>,
+) {
     for slot in &free.slots {
         for &m in &slot.members {
             if let Some(generation) = gc

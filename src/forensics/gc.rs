@@ -8,9 +8,9 @@ use super::dense::{AddressIndex, Bits};
 
 use serde::Serialize;
 
-use super::heap::{Heap, Node, TPFLAGS_HAVE_GC};
+use super::read_context::{Node, ReadContext, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::layout::facts::GcListLocation;
 use crate::memory::MemoryExt;
 
@@ -94,7 +94,7 @@ struct Seen<'w> {
 }
 
 impl<'w> Seen<'w> {
-    fn new(heap: &Heap, watched: &'w FxHashSet<u64>) -> Seen<'w> {
+    fn new(heap: &ReadContext, watched: &'w FxHashSet<u64>) -> Seen<'w> {
         let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
         let bits = index.as_ref().map(|i| Bits::new(i.len()));
         let watched_bits = index.as_ref().map(|i| i.marks(watched));
@@ -125,7 +125,7 @@ impl<'w> Seen<'w> {
 }
 
 /// The heads to walk: (name, head address, generation struct address).
-fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
+fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), String> {
     let stride = heap
         .layout
         .offsets()
@@ -221,7 +221,7 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
 ///
 /// `visit` sees every object with its type, while its header is in the cache.
 pub fn walk(
-    heap: &Heap,
+    heap: &ReadContext,
     watch: &FxHashSet<u64>,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -421,7 +421,7 @@ pub fn walk(
 /// Refcount and type checks on one tracked object.
 /// Returns the object's type, when readable.
 fn check_object(
-    heap: &Heap,
+    heap: &ReadContext,
     obj: u64,
     words: &Node,
     generation: &str,

@@ -15,10 +15,10 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::heap::Heap;
+use super::read_context::ReadContext;
 use super::referrers::{self, Shape, Shapes};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::memory::MemoryExt;
 use crate::process::Process;
 use crate::python::PythonState;
@@ -289,7 +289,7 @@ struct Explanation {
 pub fn explain(
     process: &Process,
     state: &PythonState,
-    heap: &Heap,
+    heap: &ReadContext,
     findings: &mut [Finding],
     diagnostics: &mut Vec<Diagnostic>,
 ) {
@@ -362,7 +362,7 @@ pub fn explain(
 
 /// What could explain the candidates: the objects, their GC headers, the
 /// containers that hold them and those containers' item arrays.
-fn wanted(heap: &Heap, findings: &[Finding], candidates: &[usize]) -> Wanted {
+fn wanted(heap: &ReadContext, findings: &[Finding], candidates: &[usize]) -> Wanted {
     let mut wanted = Wanted::default();
     let mut containers = FxHashSet::default();
     for &i in candidates {
@@ -384,7 +384,7 @@ fn wanted(heap: &Heap, findings: &[Finding], candidates: &[usize]) -> Wanted {
 /// past what the thread has written yet hold stale pointers (list_extend
 /// sets the size first, then copies the items in).
 fn held_only_by_changing_lists(
-    heap: &Heap,
+    heap: &ReadContext,
     mutators: &[Mutator],
     f: &Finding,
 ) -> Option<Explanation> {
@@ -413,7 +413,7 @@ fn held_only_by_changing_lists(
 }
 
 /// A list's item array and its allocated length, when `obj` is a readable list.
-fn list_items(heap: &Heap, obj: u64) -> Option<(u64, u64)> {
+fn list_items(heap: &ReadContext, obj: u64) -> Option<(u64, u64)> {
     if heap.objects.builtin_type_of(obj).ok()? != Some(crate::python::types::BuiltinType::List) {
         return None;
     }
@@ -437,7 +437,7 @@ struct Held<'m> {
 
 impl<'m> Held<'m> {
     fn new(
-        heap: &Heap,
+        heap: &ReadContext,
         mutators: &'m [Mutator],
         findings: &[Finding],
         candidates: &[usize],

@@ -7,7 +7,7 @@
 use rustc_hash::FxHashMap;
 
 use super::Finding;
-use super::heap::Heap;
+use super::read_context::ReadContext;
 
 /// `Py_TPFLAGS_TYPE_SUBCLASS`: set on `type` and every metatype, so an
 /// object's type's own type carries it.
@@ -70,7 +70,7 @@ impl HeaderCheck {
 
     /// Why `obj`'s header cannot be a live object's, if it cannot; `None`
     /// when it looks alive or cannot be read (unread memory proves nothing).
-    pub(crate) fn dead(&mut self, heap: &Heap, obj: u64) -> Option<DeadHeader> {
+    pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
         let (word, ty) = heap.object_header(obj)?;
         // No refcount reaches 2^32; an address does (user space starts
         // far above it on x86-64 and aarch64 Linux).
@@ -90,19 +90,19 @@ impl HeaderCheck {
 
     /// Whether `obj`'s `ob_type` is a type: the block was an object, even
     /// if freed since (a freed block keeps its stale type pointer).
-    pub(crate) fn was_object(&mut self, heap: &Heap, obj: u64) -> bool {
+    pub(crate) fn was_object(&mut self, heap: &ReadContext, obj: u64) -> bool {
         heap.object_header(obj)
             .is_some_and(|(_, ty)| self.is_type(heap, ty))
     }
 
-    fn writable(&self, heap: &Heap, addr: u64) -> bool {
+    fn writable(&self, heap: &ReadContext, addr: u64) -> bool {
         let core = heap.memory.core();
         core.segment_index(addr)
             .is_some_and(|i| core.segments()[i].perms.write)
     }
 
     /// Whether `ty` is a type object: its own type is `type` or a metatype.
-    fn is_type(&mut self, heap: &Heap, ty: u64) -> bool {
+    fn is_type(&mut self, heap: &ReadContext, ty: u64) -> bool {
         if let Some(&known) = self.is_type.get(&ty) {
             return known;
         }

@@ -6,12 +6,14 @@ pub mod coverage;
 pub mod dense;
 pub mod freelists;
 pub mod gc;
-pub mod heap;
 pub mod inflight;
 mod items;
+pub mod read_context;
 pub mod referrers;
 mod statics;
 mod verdict;
+#[cfg(test)]
+mod walker_tests;
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,7 @@ use serde::Serialize;
 pub use coverage::{CheckName, Unchecked};
 pub use verdict::Verdict;
 
-use crate::error::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, Severity};
 use crate::process::Process;
 use crate::python::PythonState;
 
@@ -142,7 +144,7 @@ pub struct CheckResult {
 
 /// Run every check on `process`.
 pub fn check(process: &Process, state: &PythonState) -> CheckResult {
-    let heap = heap::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut diagnostics = Vec::new();
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
@@ -203,7 +205,7 @@ pub struct FreeListWalk {
 
 /// Walk every tuple free list of `process`.
 pub fn free_lists(process: &Process, state: &PythonState) -> FreeListWalk {
-    let heap = heap::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut findings = Vec::new();
     let mut diagnostics = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
@@ -242,7 +244,7 @@ pub struct GcGenerations {
 
 /// Walk every GC generation list of `process`.
 pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
-    let heap = heap::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut findings = Vec::new();
     let mut diagnostics = Vec::new();
     // Nothing is watched: which free-list members sit in a GC list is a
@@ -283,7 +285,7 @@ const BATCH: usize = 4096;
 fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
-    heap: &heap::Heap,
+    heap: &read_context::ReadContext,
     free: &freelists::FreeLists,
     findings: &mut Vec<Finding>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -308,7 +310,7 @@ where
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
                 let memory = process.memory().with_own_cursor();
-                let heap = heap::Heap::with_memory(process, state, &memory);
+                let heap = read_context::ReadContext::with_memory(process, state, &memory);
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
                     for (obj, shape) in batch {
@@ -410,7 +412,7 @@ pub struct ObjectInfo {
 
 /// Inspect one object.
 pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectInfo {
-    let heap = heap::Heap::new(process, state);
+    let heap = read_context::ReadContext::new(process, state);
     let mut scratch = Vec::new();
     let mut findings = Vec::new();
     let free = freelists::walk(&heap, &mut findings, &mut scratch);
@@ -432,7 +434,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     let type_address = heap.objects.type_of(address).ok();
     let has_gc_header = type_address
         .and_then(|t| heap.type_flags(t))
-        .is_some_and(|f| f & heap::TPFLAGS_HAVE_GC != 0);
+        .is_some_and(|f| f & read_context::TPFLAGS_HAVE_GC != 0);
     let gc = has_gc_header.then(|| heap.gc_state(address)).flatten();
     let refcount = heap.refcount(address);
     let free_list = free
@@ -447,7 +449,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         refcount: refcount.map(|r| r.0),
         immortal: refcount.is_some_and(|r| r.1),
         gc_state: gc.map(|(s, _)| {
-            if s == heap::GcState::Tracked {
+            if s == read_context::GcState::Tracked {
                 "tracked"
             } else {
                 "untracked"

@@ -9,10 +9,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
-use super::heap::Heap;
 use super::items::{DeadHeader, HeaderCheck};
+use super::read_context::ReadContext;
 use super::{Finding, FindingKind, Referrer};
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
 use crate::python::types::BuiltinType;
@@ -68,7 +68,7 @@ enum Counter {
 }
 
 impl Counter {
-    fn new(heap: &Heap, wanted: &FxHashSet<u64>) -> Counter {
+    fn new(heap: &ReadContext, wanted: &FxHashSet<u64>) -> Counter {
         match AddressIndex::new(heap.memory.core(), heap.object_granule()) {
             Some(index) => {
                 let counts = Counts::new(index.len());
@@ -150,7 +150,7 @@ pub struct Shapes {
 
 impl Shapes {
     /// The shape of objects of type `ty`.
-    pub fn shape(&mut self, heap: &Heap, ty: u64) -> Shape {
+    pub fn shape(&mut self, heap: &ReadContext, ty: u64) -> Shape {
         if let Some((last, shape)) = self.last
             && last == ty
         {
@@ -183,7 +183,7 @@ pub struct Enumerator {
 
 impl Enumerator {
     /// An enumerator for `heap`'s layout.
-    pub fn new(heap: &Heap) -> Enumerator {
+    pub fn new(heap: &ReadContext) -> Enumerator {
         let offsets = heap.layout.offsets();
         Enumerator {
             shapes: Shapes::default(),
@@ -193,7 +193,13 @@ impl Enumerator {
         }
     }
 
-    fn object<F: FnMut(Slot) + ?Sized>(&mut self, heap: &Heap, obj: u64, ty: u64, visit: &mut F) {
+    fn object<F: FnMut(Slot) + ?Sized>(
+        &mut self,
+        heap: &ReadContext,
+        obj: u64,
+        ty: u64,
+        visit: &mut F,
+    ) {
         let shape = self.shapes.shape(heap, ty);
         self.container(heap, obj, shape, visit);
     }
@@ -201,7 +207,7 @@ impl Enumerator {
     // Generic so that the per-reference callback inlines: it runs millions of times.
     fn container<F: FnMut(Slot) + ?Sized>(
         &mut self,
-        heap: &Heap,
+        heap: &ReadContext,
         obj: u64,
         shape: Shape,
         visit: &mut F,
@@ -261,14 +267,14 @@ impl Enumerator {
 
 /// Calls `visit` with every owned reference one container holds: tuple and
 /// list items, dict values.
-pub fn owned_targets(heap: &Heap, container: u64, shape: Shape, visit: &mut dyn FnMut(u64)) {
+pub fn owned_targets(heap: &ReadContext, container: u64, shape: Shape, visit: &mut dyn FnMut(u64)) {
     Enumerator::new(heap).container(heap, container, shape, &mut |slot: Slot| visit(slot.target));
 }
 
 /// Calls `visit` for every owned reference held by the walked objects and by
 /// every frame on a thread's stack.
 fn enumerate(
-    heap: &Heap,
+    heap: &ReadContext,
     gc: &GcWalk,
     frames: &FxHashMap<u64, (String, Option<i32>)>,
     visit: &mut dyn FnMut(Slot),
@@ -303,7 +309,7 @@ struct Tally<'w> {
 
 impl Tally<'_> {
     #[inline]
-    fn take(&mut self, heap: &Heap, slot: Slot) {
+    fn take(&mut self, heap: &ReadContext, slot: Slot) {
         let (wanted, first) = self.counts.add(slot.target, self.wanted);
         if wanted {
             self.slots.push(slot);
@@ -319,7 +325,7 @@ impl Tally<'_> {
 
 impl<'w> Collector<'w> {
     /// Count references to every object; keep the slots pointing at `wanted`.
-    pub fn new(heap: &Heap, wanted: &'w FxHashSet<u64>) -> Collector<'w> {
+    pub fn new(heap: &ReadContext, wanted: &'w FxHashSet<u64>) -> Collector<'w> {
         Collector {
             enumerator: Enumerator::new(heap),
             tally: Tally {
@@ -333,21 +339,21 @@ impl<'w> Collector<'w> {
     }
 
     /// One tracked object of type `ty`.
-    pub fn object(&mut self, heap: &Heap, obj: u64, ty: u64) {
+    pub fn object(&mut self, heap: &ReadContext, obj: u64, ty: u64) {
         let tally = &mut self.tally;
         self.enumerator
             .object(heap, obj, ty, &mut |slot| tally.take(heap, slot));
     }
 
     /// One tracked object whose shape the caller already knows.
-    pub fn container(&mut self, heap: &Heap, obj: u64, shape: Shape) {
+    pub fn container(&mut self, heap: &ReadContext, obj: u64, shape: Shape) {
         let tally = &mut self.tally;
         self.enumerator
             .container(heap, obj, shape, &mut |slot| tally.take(heap, slot));
     }
 
     /// Add the frames' references and finish.
-    pub fn finish(mut self, heap: &Heap, state: &PythonState) -> References {
+    pub fn finish(mut self, heap: &ReadContext, state: &PythonState) -> References {
         let mut frames = FxHashMap::default();
         for t in &state.threads {
             for f in &t.stack.frames {
@@ -379,7 +385,7 @@ impl<'w> Collector<'w> {
 
 impl References {
     /// Keep the slots pointing at `more` too (a second pass, for suspects found late).
-    fn add_targets(&mut self, heap: &Heap, gc: &GcWalk, more: &FxHashSet<u64>) {
+    fn add_targets(&mut self, heap: &ReadContext, gc: &GcWalk, more: &FxHashSet<u64>) {
         let mut found = Vec::new();
         enumerate(heap, gc, &self.frames, &mut |slot| {
             if more.contains(&slot.target) {
@@ -389,7 +395,7 @@ impl References {
         self.slots.extend(found);
     }
 
-    fn describe(&self, heap: &Heap, s: &Slot) -> Referrer {
+    fn describe(&self, heap: &ReadContext, s: &Slot) -> Referrer {
         let type_name = |obj: u64| {
             heap.objects
                 .type_name(obj)
@@ -432,7 +438,7 @@ impl References {
 }
 
 fn visit_array<F: FnMut(Slot) + ?Sized>(
-    heap: &Heap,
+    heap: &ReadContext,
     buf: &mut Vec<u8>,
     container: u64,
     array: u64,
@@ -466,7 +472,7 @@ fn visit_array<F: FnMut(Slot) + ?Sized>(
 }
 
 /// The owned references in a frame's locals, cells and free variables.
-fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
+fn visit_frame(heap: &ReadContext, frame: u64, visit: &mut dyn FnMut(Slot)) {
     let offsets = heap.layout.offsets();
     let (base, count, tagged) = if let Some(plus) = offsets.interp_frame.localsplus.get() {
         let Some(code) = offsets
@@ -549,7 +555,7 @@ fn visit_frame(heap: &Heap, frame: u64, visit: &mut dyn FnMut(Slot)) {
 
 /// The live part of a thread's stack: from just below its stack pointer to
 /// the end of the segment that holds it.
-fn heap_thread(heap: &Heap, lwp: i32) -> Option<(u64, u64)> {
+fn heap_thread(heap: &ReadContext, lwp: i32) -> Option<(u64, u64)> {
     let core = heap.memory.core();
     let thread = core.threads().iter().find(|t| t.lwp == lwp)?;
     let sp = thread.registers.sp();
@@ -560,7 +566,7 @@ fn heap_thread(heap: &Heap, lwp: i32) -> Option<(u64, u64)> {
 
 /// Attach referrers to free-list members and raise the reference findings.
 pub fn attribute(
-    heap: &Heap,
+    heap: &ReadContext,
     free: &FreeLists,
     gc: &GcWalk,
     refs: &mut References,
@@ -724,7 +730,7 @@ pub fn attribute(
 /// the targets in `must_scan` and those with a live referrer: on a healthy
 /// heap nothing is scanned.
 pub fn referrers_of(
-    heap: &Heap,
+    heap: &ReadContext,
     free: &FreeLists,
     refs: &References,
     targets: &FxHashSet<u64>,
@@ -757,7 +763,7 @@ pub fn owned_references(refs: &References, target: u64) -> u32 {
 
 /// References a refcount leaves out on purpose: a mortal interned string's
 /// refcount does not count the two held by the interned-strings dict.
-fn interned_slack(heap: &Heap, target: u64) -> i64 {
+fn interned_slack(heap: &ReadContext, target: u64) -> i64 {
     let Ok(Some(kind)) = heap.objects.builtin_type_of(target) else {
         return 0;
     };
@@ -808,7 +814,7 @@ fn summary(list: &[Referrer]) -> String {
 /// Scan writable memory for pointers to the suspects; skip the precise
 /// slots already known, free-list links and the free-list arrays.
 fn scan_memory(
-    heap: &Heap,
+    heap: &ReadContext,
     free: &FreeLists,
     refs: &References,
     suspects: &FxHashSet<u64>,

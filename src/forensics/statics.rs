@@ -8,10 +8,10 @@
 
 use rustc_hash::FxHashSet;
 
-use super::heap::Heap;
 use super::items::{DeadHeader, HeaderCheck};
+use super::read_context::ReadContext;
 use super::{Finding, FindingKind};
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::memory::Memory;
 use crate::modules::{Module, ModuleKind};
 use crate::process::Process;
@@ -44,7 +44,7 @@ fn is_extension(module: &Module) -> bool {
 /// type, so the block was an object).
 pub(crate) fn scan(
     process: &Process,
-    heap: &Heap,
+    heap: &ReadContext,
     flagged: &FxHashSet<u64>,
     findings: &mut Vec<Finding>,
 ) {
@@ -112,7 +112,7 @@ fn static_finding(
     at: u64,
     target: u64,
     why: DeadHeader,
-    heap: &Heap,
+    heap: &ReadContext,
     flagged: &FxHashSet<u64>,
 ) -> Finding {
     let static_name = module

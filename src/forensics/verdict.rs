@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::coverage::Unchecked;
 use super::{Finding, FindingKind};
-use crate::error::Severity;
+use crate::diagnostic::Severity;
 use crate::process::Process;
 use crate::python::PythonState;
 use crate::stacks::FatalError;
@@ -225,20 +225,26 @@ pub fn judge(
         }
     }
     Verdict {
-        status: if !errors.is_empty() {
-            "corrupt"
-        } else if warnings {
-            "suspicious"
-        } else if !unchecked.is_empty() {
-            "incomplete"
-        } else {
-            "clean"
-        },
+        status: status(findings, &unchecked),
         summary,
         victims,
         threads: threads.into_iter().collect(),
         fatal_error,
         unchecked,
+    }
+}
+
+/// `corrupt` for any error finding, else `suspicious` for a warning, else
+/// `incomplete` when a check could not run, else `clean`.
+pub(super) fn status(findings: &[Finding], unchecked: &[Unchecked]) -> &'static str {
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        "corrupt"
+    } else if findings.iter().any(|f| f.severity == Severity::Warning) {
+        "suspicious"
+    } else if !unchecked.is_empty() {
+        "incomplete"
+    } else {
+        "clean"
     }
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::Python;
 use crate::error::Error;
-use crate::forensics::heap::{GcState, Heap, TPFLAGS_HAVE_GC};
+use crate::forensics::read_context::{GcState, ReadContext, TPFLAGS_HAVE_GC};
 use crate::memory::ProcessMemory;
 use crate::python::objects::Objects;
 use crate::python::types::BuiltinType;
@@ -155,7 +155,7 @@ impl Object {
         if objects.type_flags(ty)? & TPFLAGS_HAVE_GC == 0 {
             return Ok(None);
         }
-        let heap = Heap::new(self.python.process(), self.python.state());
+        let heap = ReadContext::new(self.python.process(), self.python.state());
         heap.gc_state(self.address)
             .map(|(state, _)| Some(state))
             .ok_or_else(|| {

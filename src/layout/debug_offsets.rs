@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use super::version::{DEBUG_OFFSETS_COOKIE, PythonVersion};
 use super::{FieldLayout, Layout, LayoutSource};
+use crate::interpreter::version::{DEBUG_OFFSETS_COOKIE, PythonVersion};
 use crate::memory::{Memory, MemoryExt};
 
 /// What a table entry describes.

@@ -292,6 +292,14 @@ impl Facts {
     }
 }
 
+impl crate::interpreter::PythonVersion {
+    /// The object model's rules for this version, for code that knows the
+    /// version but has no layout.
+    pub fn rules(&self) -> VersionRules {
+        VersionRules::for_version(self.major, self.minor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

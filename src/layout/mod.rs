@@ -20,27 +20,25 @@ pub mod cache;
 pub mod debug_offsets;
 pub mod facts;
 pub mod offsets;
-pub mod runtime_address;
 pub mod select;
 pub mod spec;
 pub mod tables;
 pub mod tp_flags;
 pub mod validate;
-pub mod version;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::interpreter::{PythonVersion, VersionInfo, VersionSource};
 pub use facts::{Facts, ManagedDict, VersionRules};
 pub use offsets::{Field, MissingField};
 pub use select::{LayoutChoice, LayoutOptions, select};
 pub use spec::Offsets;
-pub use version::{PythonVersion, VersionInfo, VersionSource};
 
 use crate::dwarf::{self, DwarfError, Query};
-use crate::modules::ElfImage;
+use crate::elf::ElfImage;
 
 /// One field under its canonical name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Typed offsets: each field of [`spec`](super::spec) by name in the code
 //! (`offsets.object.ob_refcnt`), looked up once per layout.
 
-use crate::error::{ReadError, ReadFailure};
+use crate::memory::{ReadError, ReadFailure};
 
 /// A field's place in its structure, or its absence from this version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

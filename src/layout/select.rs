@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{
-    Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate,
-};
+use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, tables, validate};
+use crate::interpreter::VersionInfo;
+use crate::interpreter::runtime_address;
+use crate::memory::ProcessMemory;
 use crate::modules::Module;
-use crate::process::Process;
+use crate::modules::ModuleSet;
 
 /// How to choose.
 #[derive(Debug, Clone, Default)]
@@ -91,11 +92,17 @@ pub enum LayoutError {
     FreeThreaded(#[from] FreeThreadedBuild),
 }
 
-/// Choose the layout for `process`; a free-threaded build is refused.
-pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice, LayoutError> {
+/// Choose the layout for the interpreter of `version` among `modules`,
+/// whose memory is `memory`; a free-threaded build is refused.
+pub fn select(
+    version: Option<&VersionInfo>,
+    modules: &ModuleSet,
+    memory: &ProcessMemory,
+    options: &LayoutOptions,
+) -> Result<LayoutChoice, LayoutError> {
     let mut attempts = Vec::new();
     let mut note = |source, outcome: String| attempts.push(Attempt { source, outcome });
-    let Some(version) = process.python() else {
+    let Some(version) = version else {
         note("version", "no CPython version was found in the core".into());
         return Err(NoLayout { attempts }.into());
     };
@@ -107,10 +114,10 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
         .into());
     }
     let v = version.version;
-    let module = process.python_module().cloned();
+    let module = modules.by_recorded_path(&version.module).cloned();
 
     if let Some(module) = &module {
-        match dwarf_layout(process, module, (v.major, v.minor, v.micro), options) {
+        match dwarf_layout(memory, module, (v.major, v.minor, v.micro), options) {
             // DWARF describes the build itself: `ob_tid` exists only with Py_GIL_DISABLED.
             Ok((layout, _)) if layout.field("PyObject", "ob_tid").is_some() => {
                 return Err(FreeThreadedBuild {
@@ -142,10 +149,10 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
     if (v.major, v.minor) >= (3, 13) {
         let found = module
             .as_ref()
-            .and_then(|m| runtime_address::find(process.core(), process.memory(), m));
+            .and_then(|m| runtime_address::find(memory.core(), memory, m));
         match (found, &table) {
             (Some((addr, _)), Some(t)) => {
-                match debug_offsets::apply(process.memory(), addr, t.layout_for(&micro)) {
+                match debug_offsets::apply(memory, addr, t.layout_for(&micro)) {
                     Some((layout, _, changed)) => {
                         let detail = if changed.is_empty() {
                             "used; agrees with the table".to_string()
@@ -196,7 +203,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
 
 /// The layout from the module's DWARF, through the cache.
 fn dwarf_layout(
-    process: &Process,
+    memory: &ProcessMemory,
     module: &Module,
     version: (u8, u8, Option<u8>),
     options: &LayoutOptions,
@@ -215,7 +222,7 @@ fn dwarf_layout(
         && let Some(layout) = cache::load(dir, id, (version.0, version.1))
     {
         // Anyone may have edited the entry: it must describe this core.
-        match validate::check(&layout, process.memory(), module) {
+        match validate::check(&layout, memory, module) {
             Ok(_) => return Ok((layout, "cache")),
             Err(why) => rejected = Some(why),
         }

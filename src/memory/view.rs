@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::Memory;
 use crate::corefile::CoreFile;
-use crate::error::{ReadError, ReadFailure};
+use crate::memory::{ReadError, ReadFailure};
 
 /// A verified on-disk file that can supply a mapping's pages.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct FileBacking {
     /// Where the file was found.
     pub path: PathBuf,
     /// Its bytes.
-    pub map: crate::modules::ImageBytes,
+    pub map: crate::elf::ImageBytes,
 }
 
 /// Whether a file mapping's pages can come from disk.

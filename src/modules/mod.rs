@@ -1,10 +1,8 @@
 //! Modules (the executable, shared libraries, the vDSO), their files on disk,
 //! their debug information and their symbols.
 
-mod elf_image;
 mod locate;
 mod search_path;
-pub(crate) mod section_data;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,15 +10,16 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
-pub use elf_image::{ElfImage, ImageBytes, SectionCompression};
+pub use crate::elf::{
+    ElfImage, ImageBytes, MAX_EXPANSION, MAX_SECTION_SIZE, SectionCompression, SectionError,
+};
 pub use locate::{
     DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
 };
 pub use search_path::BuildIdIndex;
-pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;
@@ -335,6 +334,10 @@ impl ModuleSet {
         self.modules
             .iter()
             .find(|m| m.kind == ModuleKind::Executable)
+    }
+    /// The module mapped from `path` as the core records it.
+    pub fn by_recorded_path(&self, path: &str) -> Option<&Arc<Module>> {
+        self.modules.iter().find(|m| m.recorded_path == path)
     }
     /// The module containing `addr`.
     pub fn by_address(&self, addr: u64) -> Option<&Arc<Module>> {

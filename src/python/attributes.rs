@@ -2,8 +2,8 @@
 //! values that stand in for one, which moved in 3.11, 3.12 and 3.13.
 
 use super::objects::{DictEntry, Objects, invalid};
-use crate::error::ReadError;
 use crate::layout::ManagedDict;
+use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
 
 /// `Py_TPFLAGS_INLINE_VALUES` (3.13+): the values follow the object.

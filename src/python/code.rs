@@ -1,7 +1,7 @@
 //! Code objects and their line tables (cpython-internals.md §8).
 
-use crate::error::ReadError;
 use crate::layout::facts::LineTable;
+use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
 
 use super::objects::Objects;
@@ -36,7 +36,7 @@ impl<M: Memory> Objects<'_, M> {
             return Err(ReadError::new(
                 code,
                 0,
-                crate::error::ReadFailure::Invalid(format!(
+                crate::memory::ReadFailure::Invalid(format!(
                     "a {}, not a code object",
                     self.type_label(ty)
                 )),
@@ -49,7 +49,7 @@ impl<M: Memory> Objects<'_, M> {
                 ReadError::new(
                     code,
                     0,
-                    crate::error::ReadFailure::Invalid(format!("no {name}")),
+                    crate::memory::ReadFailure::Invalid(format!("no {name}")),
                 )
             })?;
             self.string(self.memory.read_ptr(code.wrapping_add(off))?, MAX_NAME)

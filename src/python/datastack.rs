@@ -459,8 +459,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::error::ReadError;
     use crate::layout::{Layout, tables};
+    use crate::memory::ReadError;
 
     /// Memory that reads as zeros except for the words set.
     #[derive(Default)]

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::code::{CodeInfo, line_for};
 use super::objects::Objects;
 use super::types::BuiltinType;
-use crate::error::ReadError;
 use crate::layout::facts::{FrameModel, LineTable};
+use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
 
 /// Frames followed per thread, at most (deep recursion is shown in full below this).

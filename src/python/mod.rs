@@ -10,7 +10,7 @@ pub mod runtime;
 pub mod threads;
 pub mod types;
 
-pub use crate::layout::version::{self, PythonVersion, VersionInfo, VersionSource};
+pub use crate::interpreter::version::{self, PythonVersion, VersionInfo, VersionSource};
 pub use frames::{FrameWalk, Local, PyFrame};
 pub use nesting::NestingOrder;
 pub use runtime::{RuntimeError, RuntimeLocation, locate};

@@ -5,9 +5,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::types::{self, BuiltinType, TypeAnchors};
-use crate::error::{ReadError, ReadFailure};
 use crate::layout::{Layout, VersionRules};
 use crate::memory::{Memory, MemoryExt};
+use crate::memory::{ReadError, ReadFailure};
 
 /// Types whose kind or name one view remembers, at most.
 const MAX_CACHED_TYPES: usize = 1 << 16;

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::interpreter::runtime_address::{self, RuntimeStrategy};
 use crate::layout::Layout;
-use crate::layout::runtime_address::{self, RuntimeStrategy};
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 use crate::process::Process;

@@ -10,7 +10,7 @@ use super::nesting::{self, Nestable, NestingOrder};
 use super::objects::Objects;
 use super::runtime::{self, RuntimeLocation};
 use super::types::TypeAnchors;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::layout::{Layout, LayoutChoice, LayoutOptions, select};
 use crate::memory::{Memory, MemoryExt};
 use crate::process::Process;
@@ -135,7 +135,12 @@ pub fn python_state(
     options: &ThreadOptions,
 ) -> Result<PythonState, PythonError> {
     process.python().ok_or(PythonError::NoInterpreter)?;
-    let choice = select(process, &options.layout)?;
+    let choice = select(
+        process.python(),
+        process.modules(),
+        process.memory(),
+        &options.layout,
+    )?;
     let runtime = runtime::locate(process, &choice.layout)?;
     let layout = &choice.layout;
     let memory = process.memory();

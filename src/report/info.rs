@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::SCHEMA_VERSION;
-use super::signals::{code_name, signal_name};
+use crate::corefile::signals::{code_name, signal_name};
 use crate::corefile::{Producer, Truncation};
 use crate::error::Diagnostic;
 use crate::modules::{DebugStatus, FileStatus, ModuleKind};

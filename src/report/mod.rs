@@ -5,7 +5,6 @@
 mod check;
 mod info;
 mod layout;
-pub mod signals;
 mod threads;
 
 pub use check::{CheckPart, CheckReport, ObjectReport};

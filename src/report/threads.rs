@@ -4,8 +4,8 @@ use serde::Serialize;
 
 use super::SCHEMA_VERSION;
 use crate::error::Diagnostic;
+use crate::interpreter::runtime_address::RuntimeStrategy;
 use crate::layout::LayoutSource;
-use crate::layout::runtime_address::RuntimeStrategy;
 use crate::process::Process;
 use crate::python::{NestingOrder, PyFrame, PyThread, PythonError, PythonState};
 use crate::stacks::{MergedStack, SourceCache, merged_stack_of};

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use object::{Object, ObjectSymbol, ObjectSymbolTable, SymbolKind};
 use serde::Serialize;
 
-use crate::modules::ElfImage;
+use crate::elf::ElfImage;
 
 /// Which table a symbol came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::corefile::signals::signal_name;
 use crate::error::Severity;
 use crate::layout::LayoutOptions;
 use crate::process::{Options, Process};
 use crate::python::{ThreadOptions, python_state};
-use crate::report::signals::signal_name;
 use crate::stacks::crashed_stack;
 
 /// Files looked at below each folder, at most.

@@ -177,7 +177,9 @@ fn stripped_debian_315_uses_debug_offsets_and_it_is_right() {
 /// Walk the first interpreter's thread states and collect their thread ids.
 fn thread_ids(process: &Process) -> (String, BTreeSet<u64>) {
     let choice = select(
-        process,
+        process.python(),
+        process.modules(),
+        process.memory(),
         &LayoutOptions {
             no_cache: true,
             cache_dir: None,
@@ -354,7 +356,9 @@ fn runtime_is_found_by_its_section_when_the_symbol_is_gone() {
     options.search.no_default_debug_dir = true;
     let process = Process::open(e["core"].as_str().unwrap(), &options).unwrap();
     let choice = select(
-        &process,
+        process.python(),
+        process.modules(),
+        process.memory(),
         &LayoutOptions {
             no_cache: true,
             cache_dir: None,

@@ -7,11 +7,12 @@ use std::io::Write;
 use std::sync::Arc;
 
 use crate::support::synth::{self, PF_R, PF_X};
+use pymortem::corefile::OpenError;
 use pymortem::corefile::{CoreFile, OpenOptions, Producer};
 use pymortem::memory::{Memory, MemoryExt, ProcessMemory};
-use pymortem::{Error, Options, Process, ReadFailure};
+use pymortem::{Options, Process, ReadFailure};
 
-fn open_bytes(bytes: &[u8]) -> Result<CoreFile, Error> {
+fn open_bytes(bytes: &[u8]) -> Result<CoreFile, OpenError> {
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_temp(dir.path(), "core", bytes);
     CoreFile::open(&path, &OpenOptions::default())

@@ -11,9 +11,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::facts::VersionRules;
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::diagnostic::Diagnostic;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::{Module, ModuleKind, ModuleSet};
 
@@ -95,12 +94,6 @@ impl PythonVersion {
     /// `(major, minor)`.
     pub fn major_minor(&self) -> (u8, u8) {
         (self.major, self.minor)
-    }
-
-    /// The object model's rules for this version, for code that knows the
-    /// version but has no layout.
-    pub fn rules(&self) -> VersionRules {
-        VersionRules::for_version(self.major, self.minor)
     }
 }
 
@@ -241,8 +234,9 @@ fn free_threaded_evidence(
     candidates: &[Arc<Module>],
     info: &VersionInfo,
 ) -> Option<String> {
-    if info.version.rules().runtime_starts_with_debug_offsets
-        && let Some(module) = candidates.iter().find(|m| m.recorded_path == info.module)
+    // Only 3.13+ begin `_PyRuntime` with `_Py_DebugOffsets`; its cookie
+    // says whether this one does, so no version test is needed.
+    if let Some(module) = candidates.iter().find(|m| m.recorded_path == info.module)
         && let Some((addr, _)) = super::runtime_address::find(core, memory, module)
         && read_debug_offsets_version(memory, addr).is_some()
         && let Ok(flag) = memory.read_u64(addr.wrapping_add(16))

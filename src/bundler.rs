@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::tar;
-use super::{
+use crate::bundle::tar;
+use crate::bundle::{
     CORE_MEMBER, CoreEntry, FORMAT, FileEntry, MANIFEST_NAME, Manifest, Omitted, Role, VERSION,
     debug_member, file_member,
 };

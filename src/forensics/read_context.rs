@@ -1,4 +1,6 @@
-//! The heap as the checks see it: object headers, GC headers and types.
+//! The read context of the checks: memory, layout and the few runtime
+//! addresses they compare against, with fast readers of object headers, GC
+//! headers and types.
 
 use std::cell::{Cell, RefCell};
 
@@ -9,12 +11,14 @@ use crate::modules::Module;
 use crate::process::Process;
 use crate::python::PythonState;
 use crate::python::objects::Objects;
+use crate::python::types::TypeAnchors;
 
 /// `Py_TPFLAGS_HAVE_GC`.
 pub const TPFLAGS_HAVE_GC: u64 = crate::layout::tp_flags::HAVE_GC;
 
-/// Memory, layout and the addresses the checks compare against.
-pub struct Heap<'p> {
+/// What the checks read through: memory, layout and the addresses they
+/// compare against.
+pub struct ReadContext<'p> {
     /// Process memory.
     pub memory: &'p ProcessMemory,
     /// The layout.
@@ -68,46 +72,79 @@ pub enum GcState {
     Untracked,
 }
 
-impl<'p> Heap<'p> {
-    /// The heap of `process`, read with the layout in `state`.
-    pub fn new(process: &'p Process, state: &'p PythonState) -> Heap<'p> {
-        Heap::with_memory(process, state, process.memory())
+impl<'p> ReadContext<'p> {
+    /// The checks' view of `process`, read with the layout in `state`.
+    pub fn new(process: &'p Process, state: &'p PythonState) -> ReadContext<'p> {
+        ReadContext::with_memory(process, state, process.memory())
     }
 
-    /// The heap of `process`, read through `memory` (a view of its memory
-    /// with its own cursor, for another thread).
+    /// The checks' view of `process`, read through `memory` (a view of its
+    /// memory with its own cursor, for another thread).
     pub fn with_memory(
         process: &'p Process,
         state: &'p PythonState,
         memory: &'p ProcessMemory,
-    ) -> Heap<'p> {
-        let layout = &state.layout.layout;
-        let module = process.python_module().map(|m| &**m);
-        let objects = Objects::new(memory, layout, 4).with_anchors(&state.type_anchors);
-        Heap {
+    ) -> ReadContext<'p> {
+        ReadContext::over(memory, &state.layout.layout)
+            .with_interpreter_module(process.python_module().map(|m| &**m))
+            .with_runtime(state.runtime.interpreters.clone(), state.runtime.runtime)
+            .with_type_anchors(&state.type_anchors)
+    }
+
+    /// A context over `memory` read with `layout` alone: no interpreter
+    /// module (so no symbol lookups), no interpreter states, no type
+    /// anchors until the `with_` methods add them. What a unit test needs.
+    pub fn over(memory: &'p ProcessMemory, layout: &'p Layout) -> ReadContext<'p> {
+        let offsets = layout.offsets();
+        ReadContext {
             memory,
             layout,
             facts: &layout.facts,
-            objects,
+            objects: Objects::new(memory, layout, 4),
             tuple_type: std::cell::OnceCell::new(),
-            gc_head_size: layout.offsets().gc_head.sizeof.get().unwrap_or(16),
-            module,
-            interpreters: state.runtime.interpreters.clone(),
-            runtime: state.runtime.runtime,
+            gc_head_size: offsets.gc_head.sizeof.get().unwrap_or(16),
+            module: None,
+            interpreters: Vec::new(),
+            runtime: None,
             type_flags: RefCell::default(),
             last_type_flags: Cell::new((0, None)),
-            gc_next_at: layout.offsets().gc_head.gc_next.get(),
-            gc_prev_at: layout.offsets().gc_head.gc_prev.get(),
-            gc_refs_at: layout.offsets().gc_head.gc_refs.get(),
-            tp_flags_at: layout.offsets().type_object.tp_flags.get(),
-            object_head: layout
-                .offsets()
+            gc_next_at: offsets.gc_head.gc_next.get(),
+            gc_prev_at: offsets.gc_head.gc_prev.get(),
+            gc_refs_at: offsets.gc_head.gc_refs.get(),
+            tp_flags_at: offsets.type_object.tp_flags.get(),
+            object_head: offsets
                 .object
                 .ob_refcnt
                 .get()
-                .zip(layout.offsets().object.ob_type.get()),
+                .zip(offsets.object.ob_type.get()),
             cursor: Cell::new((0, &[])),
         }
+    }
+
+    /// With the module that defines the interpreter (where `&PyTuple_Type`
+    /// is looked up).
+    pub fn with_interpreter_module(mut self, module: Option<&'p Module>) -> Self {
+        self.module = module;
+        self
+    }
+
+    /// With the interpreter states and `_PyRuntime` (3.7+).
+    pub fn with_runtime(mut self, interpreters: Vec<u64>, runtime: Option<u64>) -> Self {
+        self.interpreters = interpreters;
+        self.runtime = runtime;
+        self
+    }
+
+    /// With the addresses of the built-in types the runtime walk found.
+    pub fn with_type_anchors(mut self, anchors: &'p TypeAnchors) -> Self {
+        self.objects = self.objects.with_anchors(anchors);
+        self
+    }
+
+    /// With `&PyTuple_Type` known (when no module can say it).
+    pub fn with_tuple_type(self, tuple_type: u64) -> Self {
+        let _ = self.tuple_type.set(Some(tuple_type));
+        self
     }
 
     /// `&PyTuple_Type`, when found.

@@ -1,0 +1,9 @@
+//! ELF files as the layers above read them: a mapped image (executable,
+//! shared library, debug file, the vDSO copied out of the core) and bounded
+//! reads of its sections. Below both the module set and the symbol tables.
+
+mod image;
+pub(crate) mod section_data;
+
+pub use image::{ElfImage, ImageBytes, SectionCompression};
+pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
