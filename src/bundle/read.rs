@@ -108,9 +108,11 @@ impl Bundle {
                 &mut diagnostics,
                 "the archive ends early: what it holds is used, the rest is missing".into(),
             ),
-            Stop::BadHeader(reason) => note(
+            Stop::BadHeader { at, reason } => note(
                 &mut diagnostics,
-                format!("the archive is damaged ({reason}): the members before it are used"),
+                format!(
+                    "the archive is damaged (at byte {at}: {reason}): the members before it are used"
+                ),
             ),
             Stop::TooMany => note(
                 &mut diagnostics,

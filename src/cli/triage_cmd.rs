@@ -92,7 +92,7 @@ pub fn run(args: &TriageArgs) -> i32 {
         cores
             .par_iter()
             .map(|path| {
-                let outcome = triage_core(path, &options);
+                let outcome = triage_core(path, &options).map_err(|e| e.to_string());
                 progress.tick();
                 (path.clone(), outcome)
             })

@@ -66,7 +66,23 @@ struct SlotArrays {
     counter_stride: u64,
 }
 
-fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
+/// Why the tuple free lists could not be located.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unlocated {
+    #[error(
+        "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
+         the interpreter's symbol table nor its DWARF was found to name them"
+    )]
+    NoStatics,
+    #[error("the layout lacks the interpreter's tuple free lists")]
+    NoInterpreterLists,
+    #[error("the layout lacks the interpreter's tuple free lists (_Py_freelist)")]
+    NoFreelistPairs,
+    #[error("the free lists live in the interpreter state, and no interpreter was found")]
+    NoInterpreter,
+}
+
+fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
     match heap.facts.tuple_free_list {
         TupleFreeListStorage::Static => {
             let statics = heap.module.and_then(|m| {
@@ -94,11 +110,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
                     counter_size: 4,
                     counter_stride: 4,
                 }]),
-                None => Err(
-                    "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
-                     the interpreter's symbol table nor its DWARF was found to name them"
-                        .to_string(),
-                ),
+                None => Err(Unlocated::NoStatics),
             }
         }
         TupleFreeListStorage::Interpreter => {
@@ -106,7 +118,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
                 heap.layout.offsets().interp.tuple_free_list.get(),
                 heap.layout.offsets().interp.tuple_numfree.get(),
             ) else {
-                return Err("the layout lacks the interpreter's tuple free lists".to_string());
+                return Err(Unlocated::NoInterpreterLists);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -127,10 +139,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
                 heap.layout.offsets().freelist.size.get(),
                 heap.layout.offsets().freelist.sizeof.get(),
             ) else {
-                return Err(
-                    "the layout lacks the interpreter's tuple free lists (_Py_freelist)"
-                        .to_string(),
-                );
+                return Err(Unlocated::NoFreelistPairs);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -148,12 +157,9 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, String> {
 }
 
 /// The interpreters whose lists are walked (3.10+ keeps the lists per interpreter).
-fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], String> {
+fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], Unlocated> {
     if heap.interpreters.is_empty() {
-        Err(
-            "the free lists live in the interpreter state, and no interpreter was found"
-                .to_string(),
-        )
+        Err(Unlocated::NoInterpreter)
     } else {
         Ok(&heap.interpreters)
     }
@@ -170,6 +176,7 @@ pub fn walk(
     let located = match locate(heap) {
         Ok(located) => located,
         Err(reason) => {
+            let reason = reason.to_string();
             diagnostics.push(Diagnostic::error("forensics", reason.clone()));
             out.unlocated = Some(reason);
             return out;

@@ -124,8 +124,22 @@ impl<'w> Seen<'w> {
     }
 }
 
+/// Why the GC lists could not be located.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unlocated {
+    #[error(
+        "the GC generations are statics of gcmodule.c, and neither the \
+         interpreter's symbol table nor its DWARF was found to name them"
+    )]
+    NoStatics,
+    #[error("the GC state lives in the interpreter state, and no interpreter was found")]
+    NoInterpreter,
+    #[error("the GC state is not in the layout")]
+    NotInLayout,
+}
+
 /// The heads to walk: (name, head address, generation struct address).
-fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
+fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), Unlocated> {
     let stride = heap
         .layout
         .offsets()
@@ -160,11 +174,7 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
                     ));
                 }
                 None => {
-                    return Err(
-                        "the GC generations are statics of gcmodule.c, and neither the \
-                         interpreter's symbol table nor its DWARF was found to name them"
-                            .to_string(),
-                    );
+                    return Err(Unlocated::NoStatics);
                 }
             }
         }
@@ -183,9 +193,9 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), String> {
     };
     if bases.is_empty() {
         return Err(if heap.interpreters.is_empty() {
-            "the GC state lives in the interpreter state, and no interpreter was found".to_string()
+            Unlocated::NoInterpreter
         } else {
-            "the GC state is not in the layout".to_string()
+            Unlocated::NotInLayout
         });
     }
     let mut out = Vec::new();
@@ -247,6 +257,7 @@ pub fn walk(
     let (heads, collecting) = match heads(heap) {
         Ok(found) => found,
         Err(reason) => {
+            let reason = reason.to_string();
             diagnostics.push(Diagnostic::error("forensics", reason.clone()));
             out.unlocated = Some(reason);
             return out;

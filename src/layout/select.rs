@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{
     Layout, LayoutSource, cache, debug_offsets, from_dwarf, runtime_address, tables, validate,
 };
+use crate::dwarf::DwarfError;
 use crate::modules::Module;
 use crate::process::Process;
 
@@ -133,7 +134,7 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
                 );
                 return Ok(LayoutChoice { layout, attempts });
             }
-            Err(reason) => note("dwarf", reason),
+            Err(reason) => note("dwarf", reason.to_string()),
         }
     }
 
@@ -194,15 +195,26 @@ pub fn select(process: &Process, options: &LayoutOptions) -> Result<LayoutChoice
     }
 }
 
+/// Why the module's DWARF gave no layout.
+#[derive(Debug, Clone, thiserror::Error)]
+enum DwarfLayoutError {
+    /// The module has no DWARF at all (not a failure).
+    #[error("{0} {NO_DWARF}")]
+    NoDwarf(String),
+    /// Its DWARF could not be read.
+    #[error(transparent)]
+    Dwarf(#[from] DwarfError),
+}
+
 /// The layout from the module's DWARF, through the cache.
 fn dwarf_layout(
     process: &Process,
     module: &Module,
     version: (u8, u8, Option<u8>),
     options: &LayoutOptions,
-) -> Result<(Layout, &'static str), String> {
+) -> Result<(Layout, &'static str), DwarfLayoutError> {
     let Some(debug) = module.debug_file().filter(|d| d.has_dwarf()) else {
-        return Err(format!("{} {NO_DWARF}", module.name()));
+        return Err(DwarfLayoutError::NoDwarf(module.name().to_string()));
     };
     let build_id = module.build_id_hex();
     let cache_dir = if options.no_cache {
@@ -217,10 +229,10 @@ fn dwarf_layout(
         // Anyone may have edited the entry: it must describe this core.
         match validate::check(&layout, process.memory(), module) {
             Ok(_) => return Ok((layout, "cache")),
-            Err(why) => rejected = Some(why),
+            Err(why) => rejected = Some(why.to_string()),
         }
     }
-    let mut layout = from_dwarf(debug, build_id.clone(), version).map_err(|e| e.to_string())?;
+    let mut layout = from_dwarf(debug, build_id.clone(), version)?;
     if let (Some(dir), Some(id)) = (&cache_dir, &build_id) {
         // A cache that cannot be written only costs time next run; a
         // rejected entry is overwritten here.

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::code::{CodeInfo, line_for};
 use super::objects::Objects;
 use super::types::BuiltinType;
-use crate::error::ReadError;
+use crate::error::{ReadError, ReadFailure};
+use crate::layout::MissingField;
 use crate::layout::facts::{FrameModel, LineTable};
 use crate::memory::{Memory, MemoryExt};
 
@@ -100,6 +101,47 @@ pub struct FrameWalk {
     pub recovery: Option<String>,
 }
 
+/// Why a frame walk stopped early.
+#[derive(Debug, Clone, thiserror::Error)]
+enum WalkError {
+    #[error("the frame chain loops back to {0:#x}")]
+    Loop(u64),
+    #[error("more than {MAX_FRAMES} frames; the rest are not shown")]
+    TooManyFrames,
+    #[error(
+        "frame {0:#x} has a NULL code object: its memory reads as zeros, so the core \
+         probably lacks it (gdb's gcore writes zeros for pages it cannot read)"
+    )]
+    NullCode(u64),
+    /// A frame object whose code and link to its caller are both unreadable.
+    #[error("frame {frame:#x}: {code}; its f_back: {back}")]
+    CodeAndBackUnreadable {
+        frame: u64,
+        code: ReadError,
+        back: ReadError,
+    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    MissingField(#[from] MissingField),
+}
+
+impl WalkError {
+    /// Whether the walk broke on memory the core lacks (a page not dumped,
+    /// or one gcore wrote as zeros), rather than on damage.
+    fn is_lost_memory(&self) -> bool {
+        let not_dumped = |e: &ReadError| e.reason == ReadFailure::NotDumped;
+        match self {
+            WalkError::NullCode(_) => true,
+            WalkError::Read(e) => not_dumped(e),
+            WalkError::CodeAndBackUnreadable { code, back, .. } => {
+                not_dumped(code) || not_dumped(back)
+            }
+            _ => false,
+        }
+    }
+}
+
 struct FrameCtx<'o, 'a, M: Memory> {
     objects: &'o Objects<'a, M>,
     with_locals: bool,
@@ -116,11 +158,13 @@ pub fn walk<M: Memory>(objects: &Objects<'_, M>, tstate: u64, with_locals: bool)
         FrameModel::FrameObject => ctx.walk_frame_objects(tstate, &mut walk),
         FrameModel::InterpreterFrame => ctx.walk_interpreter_frames(tstate, &mut walk),
     };
+    let mut lost_memory = false;
     if let Err(e) = result {
-        walk.error = Some(e);
+        lost_memory = e.is_lost_memory();
+        walk.error = Some(e.to_string());
     }
     if objects.layout.facts.frames == FrameModel::InterpreterFrame {
-        add_recovered_frames(objects, tstate, &mut walk, with_locals);
+        add_recovered_frames(objects, tstate, &mut walk, with_locals, lost_memory);
     }
     walk
 }
@@ -133,6 +177,7 @@ fn add_recovered_frames<M: Memory>(
     tstate: u64,
     walk: &mut FrameWalk,
     with_locals: bool,
+    lost_memory: bool,
 ) {
     let recovery = super::datastack::recover(objects, tstate, &walk.frames, with_locals);
     if recovery.frames.is_empty() && walk.error.is_none() {
@@ -143,10 +188,6 @@ fn add_recovered_frames<M: Memory>(
     // The break lost no frame the data stack held: the stack is shown whole
     // (but for a running generator's frame, which lives elsewhere), so the
     // break is told beside the recovery rather than as a cut walk.
-    let lost_memory = walk
-        .error
-        .as_deref()
-        .is_some_and(|e| e.contains("reads as zeros") || e.contains("not dumped"));
     if recovery.complete
         && lost_memory
         && let Some(error) = walk.error.take()
@@ -172,16 +213,12 @@ pub(super) fn interpreter_frame_locals<M: Memory>(
     ctx.interpreter_frame_locals(frame, code, tagged)
 }
 
-fn err(e: ReadError) -> String {
-    e.to_string()
-}
-
 impl<M: Memory> FrameCtx<'_, '_, M> {
     fn mem(&self) -> &M {
         self.objects.memory
     }
 
-    fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+    fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), WalkError> {
         let f_back = self
             .objects
             .layout
@@ -205,8 +242,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .require()?;
         let mut frame = self
             .mem()
-            .read_ptr(tstate.wrapping_add(self.objects.layout.offsets().tstate.frame.require()?))
-            .map_err(err)?;
+            .read_ptr(tstate.wrapping_add(self.objects.layout.offsets().tstate.frame.require()?))?;
         let mut seen = HashSet::new();
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
         let lasti_scale = if self.objects.layout.facts.line_table == LineTable::Linetable310 {
@@ -216,22 +252,13 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         };
         while frame != 0 {
             if !seen.insert(frame) {
-                return Err(format!("the frame chain loops back to {frame:#x}"));
+                return Err(WalkError::Loop(frame));
             }
             if walk.frames.len() >= MAX_FRAMES {
-                return Err(format!(
-                    "more than {MAX_FRAMES} frames; the rest are not shown"
-                ));
+                return Err(WalkError::TooManyFrames);
             }
-            let code = self
-                .mem()
-                .read_ptr(frame.wrapping_add(f_code))
-                .map_err(err)?;
-            let lasti = i64::from(
-                self.mem()
-                    .read_i32(frame.wrapping_add(f_lasti))
-                    .map_err(err)?,
-            );
+            let code = self.mem().read_ptr(frame.wrapping_add(f_code))?;
+            let lasti = i64::from(self.mem().read_i32(frame.wrapping_add(f_lasti))?);
             let info = match self.objects.code(code) {
                 Ok(info) => info,
                 Err(e) => {
@@ -239,7 +266,11 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     let back = self
                         .mem()
                         .read_ptr(frame.wrapping_add(f_back))
-                        .map_err(|b| format!("frame {frame:#x}: {e}; its f_back: {b}"))?;
+                        .map_err(|back| WalkError::CodeAndBackUnreadable {
+                            frame,
+                            code: e.clone(),
+                            back,
+                        })?;
                     walk.frames
                         .push(PyFrame::unreadable(frame, code, e.to_string()));
                     frame = back;
@@ -268,40 +299,32 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .then(|| self.frame_object_locals(frame, code));
             walk.frames
                 .push(frame_from(info, code, frame, line, false, locals));
-            frame = self
-                .mem()
-                .read_ptr(frame.wrapping_add(f_back))
-                .map_err(err)?;
+            frame = self.mem().read_ptr(frame.wrapping_add(f_back))?;
         }
         Ok(())
     }
 
-    fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+    fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), WalkError> {
         let layout = self.objects.layout;
         let mut frame = match layout.offsets().tstate.current_frame.get() {
-            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off)).map_err(err)?,
+            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off))?,
             None => {
-                let cframe = self
-                    .mem()
-                    .read_ptr(
-                        tstate.wrapping_add(self.objects.layout.offsets().tstate.cframe.require()?),
-                    )
-                    .map_err(err)?;
+                let cframe = self.mem().read_ptr(
+                    tstate.wrapping_add(self.objects.layout.offsets().tstate.cframe.require()?),
+                )?;
                 if cframe == 0 {
                     return Ok(());
                 }
-                self.mem()
-                    .read_ptr(
-                        cframe.wrapping_add(
-                            self.objects
-                                .layout
-                                .offsets()
-                                .cframe
-                                .current_frame
-                                .require()?,
-                        ),
-                    )
-                    .map_err(err)?
+                self.mem().read_ptr(
+                    cframe.wrapping_add(
+                        self.objects
+                            .layout
+                            .offsets()
+                            .cframe
+                            .current_frame
+                            .require()?,
+                    ),
+                )?
             }
         };
         let previous = self
@@ -334,40 +357,26 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let mut seen = HashSet::new();
         while frame != 0 {
             if !seen.insert(frame) {
-                return Err(format!("the frame chain loops back to {frame:#x}"));
+                return Err(WalkError::Loop(frame));
             }
             if walk.frames.len() + walk.skipped >= MAX_FRAMES {
-                return Err(format!(
-                    "more than {MAX_FRAMES} frames; the rest are not shown"
-                ));
+                return Err(WalkError::TooManyFrames);
             }
-            let next = self
-                .mem()
-                .read_ptr(frame.wrapping_add(previous))
-                .map_err(err)?;
-            let owner = self
-                .mem()
-                .read_u8(frame.wrapping_add(owner_at))
-                .map_err(err)?;
+            let next = self.mem().read_ptr(frame.wrapping_add(previous))?;
+            let owner = self.mem().read_u8(frame.wrapping_add(owner_at))?;
             if shims && owner >= OWNER_SHIM_MIN {
                 // The Python frame just above a shim was called from C.
                 mark_entry(walk);
                 frame = next;
                 continue;
             }
-            let mut code = self
-                .mem()
-                .read_ptr(frame.wrapping_add(code_at))
-                .map_err(err)?;
+            let mut code = self.mem().read_ptr(frame.wrapping_add(code_at))?;
             if tagged {
                 // 3.14 `_PyStackRef`: the low two bits are tags.
                 code &= !3;
             }
             if code == 0 {
-                return Err(format!(
-                    "frame {frame:#x} has a NULL code object: its memory reads as zeros, so the core \
-                     probably lacks it (gdb's gcore writes zeros for pages it cannot read)"
-                ));
+                return Err(WalkError::NullCode(frame));
             }
             let info = match self.objects.code(code) {
                 Ok(info) => info,
@@ -390,13 +399,10 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             };
-            let instr = self
-                .mem()
-                .read_ptr(frame.wrapping_add(instr_at))
-                .map_err(err)?;
+            let instr = self.mem().read_ptr(frame.wrapping_add(instr_at))?;
             let unit = (instr.wrapping_sub(code.wrapping_add(code_base)) as i64) / 2;
             if let Some(ft) = first_traceable {
-                let first = i64::from(self.mem().read_i32(code.wrapping_add(ft)).map_err(err)?);
+                let first = i64::from(self.mem().read_i32(code.wrapping_add(ft))?);
                 if owner != OWNER_GENERATOR && unit < first {
                     // Still being set up: debuggers skip incomplete frames.
                     walk.skipped += 1;
@@ -411,7 +417,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 unit,
             );
             let is_entry = match is_entry_at {
-                Some(off) => self.mem().read_u8(frame.wrapping_add(off)).map_err(err)? != 0,
+                Some(off) => self.mem().read_u8(frame.wrapping_add(off))? != 0,
                 None => false,
             };
             let locals = self

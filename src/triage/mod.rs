@@ -291,8 +291,8 @@ pub struct TriageOptions {
 }
 
 /// Triage one core.
-pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, String> {
-    let process = Process::open(path, &options.open).map_err(|e| e.to_string())?;
+pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, crate::Error> {
+    let process = Process::open(path, &options.open)?;
     let thread_options = ThreadOptions {
         locals: false,
         layout: options.layout.clone(),
