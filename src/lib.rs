@@ -102,6 +102,6 @@ pub mod symbols;
 pub mod triage;
 pub mod unwind;
 
-pub use error::{Diagnostic, Error, ReadError, ReadFailure, Severity};
+pub use error::{Diagnostic, DiagnosticSource, Error, ReadError, ReadFailure, Severity};
 pub use inspect::{Attribute, Object, ObjectKind, Python, Refcount, ThreadStack};
 pub use process::{Options, Process};

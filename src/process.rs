@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::corefile::{CoreFile, CoreThread, OpenOptions};
-use crate::error::{Diagnostic, Error};
+use crate::error::{Diagnostic, DiagnosticSource, Error};
 use crate::layout::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::{Module, ModuleSet, SearchPaths};
@@ -135,7 +135,7 @@ impl Process {
             || !search.search_paths.is_empty()
         {
             notes.push(Diagnostic::note(
-                "bundle",
+                DiagnosticSource::Bundle,
                 "a bundle carries its own files: --sysroot, --exe, --debug-dir and --search-path are not used",
             ));
         }
@@ -160,7 +160,7 @@ impl Process {
                 "pass --exe or --sysroot so its binary can be found"
             };
             diagnostics.push(Diagnostic::warning(
-                "python",
+                DiagnosticSource::Python,
                 format!(
                     "no CPython interpreter found: no libpython mapping and no version in the \
                      executable; if this is a Python process, {remedy}"

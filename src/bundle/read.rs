@@ -13,7 +13,7 @@ use super::tar::{self, Kind, Stop};
 use super::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_SIZE, Manifest, MemberName, VERSION};
 use crate::corefile::compressed::{self, Format};
 use crate::corefile::{CoreFile, OpenOptions};
-use crate::error::{Diagnostic, Error};
+use crate::error::{Diagnostic, DiagnosticSource, Error};
 use crate::modules::ElfImage;
 
 /// Whether the file at `path` is a bundle: a zstd stream whose first tar
@@ -98,7 +98,7 @@ impl Bundle {
         }
         let note = |diagnostics: &mut Vec<Diagnostic>, message: String| {
             diagnostics.push(Diagnostic::warning(
-                "bundle",
+                DiagnosticSource::Bundle,
                 format!("{}: {message}", path.display()),
             ));
         };

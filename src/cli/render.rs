@@ -482,7 +482,7 @@ fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]
                 s,
                 "  {} [{}]: {}",
                 json_name(&d.severity),
-                esc(d.source),
+                esc(d.source.as_str()),
                 esc(&d.message)
             );
         }
@@ -615,7 +615,7 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  GC:         {}{}",
-        o.gc_state.unwrap_or("no GC header"),
+        o.gc_state.map_or("no GC header", |g| g.as_str()),
         o.gc_generation
             .as_ref()
             .map(|g| format!(", in {g}"))

@@ -16,7 +16,7 @@ use memmap2::Mmap;
 
 use super::OpenOptions;
 use super::temp_budget::{BatchFull, TempHold};
-use crate::error::{Diagnostic, Error};
+use crate::error::{Diagnostic, DiagnosticSource, Error};
 
 /// A supported compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +170,7 @@ fn decompress_once(
         Ok(CopyEnd::Complete(n)) => n,
         Ok(CopyEnd::Limit(n)) => {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!(
                     "{}: decompression stopped at the {}-byte limit (--max-core-size); the rest of the \
                      core is treated as truncated",
@@ -192,7 +192,7 @@ fn decompress_once(
         }
         Err((n, e)) if n > 0 => {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!(
                     "{}: the {} stream ends early after {} bytes ({e}); what was decoded is used",
                     path.display(),

@@ -16,7 +16,7 @@ use object::elf;
 use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
 use serde::Serialize;
 
-use crate::error::{Diagnostic, Error};
+use crate::error::{Diagnostic, DiagnosticSource, Error};
 pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo, X86_64Registers};
 pub use temp_budget::TempBudget;
 
@@ -473,7 +473,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
                 let bytes = &data[start..start + available as usize];
                 if available < filesz {
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!(
                             "the note segment at file offset {offset:#x} is cut short by truncation; \
                              notes after byte {available} are lost"
@@ -493,7 +493,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
     });
     if let Some(t) = &truncation {
         diagnostics.push(Diagnostic::warning(
-            "core",
+            DiagnosticSource::Core,
             format!(
                 "the core is truncated: {} of {} bytes present, {} segment{} cut short; \
                  everything still in the file stays readable",
@@ -506,7 +506,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, Error> {
     }
     if notes.threads.is_empty() {
         diagnostics.push(Diagnostic::warning(
-            "core",
+            DiagnosticSource::Core,
             "the core has no NT_PRSTATUS notes, so no threads",
         ));
     }
@@ -561,7 +561,7 @@ impl NoteState {
             Ok(iter) => iter,
             Err(e) => {
                 diagnostics.push(Diagnostic::warning(
-                    "core",
+                    DiagnosticSource::Core,
                     format!("note segment skipped: {e}"),
                 ));
                 return;
@@ -572,7 +572,7 @@ impl NoteState {
                 if !self.cap_reported {
                     self.cap_reported = true;
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!("more than {MAX_NOTES} notes; the rest are ignored"),
                     ));
                 }
@@ -583,7 +583,7 @@ impl NoteState {
                 Ok(None) => return,
                 Err(e) => {
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!(
                             "note {} is damaged ({e}); the notes after it are lost",
                             self.count
@@ -608,7 +608,7 @@ impl NoteState {
         let is_core = name == b"CORE" || name == b"LINUX";
         let bad = |what: &str, diagnostics: &mut Vec<Diagnostic>| {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!("{what} note is too short ({} bytes); ignored", desc.len()),
             ));
         };

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::gc::GcWalk;
 use super::heap::{GcState, Heap};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::error::{Diagnostic, DiagnosticSource, ReadError, Severity};
 use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};
 use crate::memory::MemoryExt;
 
@@ -39,8 +39,11 @@ pub struct FreeListSlot {
     pub anomalies: Vec<FindingKind>,
     /// Why the slot's head could not be read, when it could not: the slot
     /// was not checked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::error::serialize_message"
+    )]
+    pub unreadable: Option<ReadError>,
 }
 
 /// All slots of every list.
@@ -177,7 +180,10 @@ pub fn walk(
         Ok(located) => located,
         Err(reason) => {
             let reason = reason.to_string();
-            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            diagnostics.push(Diagnostic::error(
+                DiagnosticSource::Forensics,
+                reason.clone(),
+            ));
             out.unlocated = Some(reason);
             return out;
         }
@@ -229,7 +235,7 @@ fn walk_slot(
     let counter_at = arrays.counters + arrays.counter_stride * index as u64;
     let (head, unreadable) = match heap.memory.read_ptr(head_at) {
         Ok(head) => (head, None),
-        Err(e) => (0, Some(e.to_string())),
+        Err(e) => (0, Some(e)),
     };
     let counter = match arrays.counter_size {
         4 => heap.memory.read_i32(counter_at).ok().map(i64::from),

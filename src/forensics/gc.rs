@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::heap::{Heap, Node, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
-use crate::error::{Diagnostic, Severity};
+use crate::error::{Diagnostic, DiagnosticSource, ReadError, Severity};
 use crate::layout::facts::GcListLocation;
 use crate::memory::MemoryExt;
 
@@ -38,8 +38,11 @@ pub struct GenerationSummary {
     pub anomalies: usize,
     /// Why its head could not be read, when it could not: the generation was
     /// not checked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::error::serialize_message"
+    )]
+    pub unreadable: Option<ReadError>,
 }
 
 /// Every generation and every tracked object.
@@ -258,7 +261,10 @@ pub fn walk(
         Ok(found) => found,
         Err(reason) => {
             let reason = reason.to_string();
-            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            diagnostics.push(Diagnostic::error(
+                DiagnosticSource::Forensics,
+                reason.clone(),
+            ));
             out.unlocated = Some(reason);
             return out;
         }
@@ -266,7 +272,7 @@ pub fn walk(
     out.collecting = collecting;
     if collecting {
         diagnostics.push(Diagnostic::note(
-            "forensics",
+            DiagnosticSource::Forensics,
             "a GC collection was running: link findings are notes, not errors",
         ));
     }
@@ -318,7 +324,7 @@ pub fn walk(
         let mut node = match head_link {
             // An unreadable head is memory the core lacks, not a broken link.
             Some(Err(e)) => {
-                summary.unreadable = Some(e.to_string());
+                summary.unreadable = Some(e);
                 out.generations.push(summary);
                 out.ends.push(out.objects.len());
                 continue;
@@ -366,7 +372,7 @@ pub fn walk(
             }
             if out.objects.len() >= MAX_OBJECTS {
                 diagnostics.push(Diagnostic::warning(
-                    "forensics",
+                    DiagnosticSource::Forensics,
                     format!("more than {MAX_OBJECTS} tracked objects; the GC walk stopped"),
                 ));
                 break;

@@ -10,7 +10,7 @@ use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::heap::Heap;
-use super::{Finding, FindingKind, Referrer};
+use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::error::Severity;
 use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
@@ -371,15 +371,15 @@ impl References {
         };
         let (kind, description) = match s.kind {
             ContainerKind::Tuple => (
-                "object",
+                ReferrerKind::Object,
                 format!("tuple {:#x} item {}", s.container, s.index),
             ),
             ContainerKind::List => (
-                "object",
+                ReferrerKind::Object,
                 format!("list {:#x} item {}", s.container, s.index),
             ),
             ContainerKind::DictValue => (
-                "object",
+                ReferrerKind::Object,
                 format!(
                     "{} {:#x} value {}",
                     type_name(s.container),
@@ -391,7 +391,7 @@ impl References {
                 let (function, lwp) = self.frames.get(&s.container).cloned().unwrap_or_default();
                 let thread = lwp.map(|l| format!(" (thread {l})")).unwrap_or_default();
                 (
-                    "frame",
+                    ReferrerKind::Frame,
                     format!("frame of {function}{thread} slot {}", s.index),
                 )
             }
@@ -604,7 +604,10 @@ pub fn attribute(
             };
             // Stale copies on stacks and in freed memory are normal; only live
             // owners make a use after free.
-            if !list.iter().any(|r| r.kind == "object" || r.kind == "frame") {
+            if !list
+                .iter()
+                .any(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
+            {
                 continue;
             }
             let what = "still referenced by live objects or frames: a use after free";
@@ -806,8 +809,11 @@ fn scan_memory(
             }
             let (kind, description) = match refs.stacks.iter().find(|&&(a, b, _)| at >= a && at < b)
             {
-                Some(&(_, _, lwp)) => ("stack", format!("stack of thread {lwp} at {at:#x}")),
-                None => ("memory", format!("memory at {at:#x}")),
+                Some(&(_, _, lwp)) => (
+                    ReferrerKind::Stack,
+                    format!("stack of thread {lwp} at {at:#x}"),
+                ),
+                None => (ReferrerKind::Memory, format!("memory at {at:#x}")),
             };
             let list = referrers.entry(v).or_default();
             if list.len() < MAX_REFERRERS {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::error::{Diagnostic, DiagnosticSource};
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::{Module, ModuleKind, ModuleSet};
 
@@ -193,7 +193,7 @@ fn find_version(
             if let Some(hint) = name_hint.filter(|h| h.major_minor() != info.version.major_minor())
             {
                 diagnostics.push(Diagnostic::warning(
-                    "python",
+                    DiagnosticSource::Python,
                     format!(
                         "the library name says {hint} but {} says {}",
                         info.module, info.version
@@ -207,7 +207,7 @@ fn find_version(
         .iter()
         .find(|m| version_from_library_name(m.name()).is_some())?;
     diagnostics.push(Diagnostic::warning(
-        "python",
+        DiagnosticSource::Python,
         format!(
             "only the major.minor version is known, from the name {}; the micro version needs \
              symbols (--debug-dir) or a readable version buffer",

@@ -20,7 +20,7 @@ pub use search_path::BuildIdIndex;
 pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
 
 use crate::corefile::CoreFile;
-use crate::error::Diagnostic;
+use crate::error::{Diagnostic, DiagnosticSource};
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;
@@ -242,7 +242,8 @@ impl ModuleSet {
         let index = LazyIndex::new(&paths.search_paths);
         let mut set = Self::load_from(core, memory, &Files::Host(&paths, &index));
         if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
-            set.diagnostics.push(Diagnostic::warning("modules", reason));
+            set.diagnostics
+                .push(Diagnostic::warning(DiagnosticSource::Modules, reason));
         }
         set
     }
@@ -526,7 +527,7 @@ fn locate_module(
     };
     if let FileStatus::Mismatch { path, .. } = &file_status {
         diagnostics.push(Diagnostic::warning(
-            "modules",
+            DiagnosticSource::Modules,
             format!(
                 "{}: build-id differs from the one in the core; the file is ignored. \
                      Pass the right build with --sysroot or --exe",
@@ -559,7 +560,7 @@ fn locate_module(
     diagnostics.extend(
         skipped
             .into_iter()
-            .map(|reason| Diagnostic::warning("modules", reason)),
+            .map(|reason| Diagnostic::warning(DiagnosticSource::Modules, reason)),
     );
     Some(Module {
         kind: if is_exe {
@@ -614,7 +615,7 @@ fn host_file(
             Ok(file) => ElfImage::map(c, &file),
             Err(e) if is_not_regular(&e) => {
                 diagnostics.push(Diagnostic::warning(
-                    "modules",
+                    DiagnosticSource::Modules,
                     format!("{}: skipped: {e}", c.display()),
                 ));
                 None

@@ -94,6 +94,9 @@ pub struct FrameWalk {
     pub frames: Vec<PyFrame>,
     /// Why the walk stopped early, if it did (a loop, a bad pointer, the cap).
     pub error: Option<String>,
+    /// The read failure the walk stopped on, when it stopped on one.
+    #[serde(skip)]
+    pub error_read_failure: Option<ReadFailure>,
     /// Shim and incomplete frames that were skipped.
     pub skipped: usize,
     /// What the search of the data stack for frames the chain did not reach
@@ -127,18 +130,34 @@ enum WalkError {
 }
 
 impl WalkError {
-    /// Whether the walk broke on memory the core lacks (a page not dumped,
-    /// or one gcore wrote as zeros), rather than on damage.
-    fn is_lost_memory(&self) -> bool {
-        let not_dumped = |e: &ReadError| e.reason == ReadFailure::NotDumped;
+    /// The read failure the walk broke on, if it broke on one. A NULL code
+    /// object is a page gcore could not dump and wrote as zeros.
+    fn read_failure(&self) -> Option<ReadFailure> {
         match self {
-            WalkError::NullCode(_) => true,
-            WalkError::Read(e) => not_dumped(e),
+            WalkError::NullCode(_) => Some(ReadFailure::NotDumped),
+            WalkError::Read(e) => Some(e.reason.clone()),
             WalkError::CodeAndBackUnreadable { code, back, .. } => {
-                not_dumped(code) || not_dumped(back)
+                Some(more_telling(&code.reason, &back.reason).clone())
             }
-            _ => false,
+            WalkError::Loop(_) | WalkError::TooManyFrames | WalkError::MissingField(_) => None,
         }
+    }
+}
+
+/// Of two failures, the one that better says what would let the read
+/// succeed: memory the core lacks, then a cut core, then a missing or
+/// different file, then anything else; the first of equals.
+fn more_telling<'e>(first: &'e ReadFailure, second: &'e ReadFailure) -> &'e ReadFailure {
+    let rank = |f: &ReadFailure| match f {
+        ReadFailure::NotDumped => 0,
+        ReadFailure::Truncated => 1,
+        ReadFailure::FileMissing { .. } | ReadFailure::BuildIdMismatch { .. } => 2,
+        _ => 3,
+    };
+    if rank(second) < rank(first) {
+        second
+    } else {
+        first
     }
 }
 
@@ -158,11 +177,11 @@ pub fn walk<M: Memory>(objects: &Objects<'_, M>, tstate: u64, with_locals: bool)
         FrameModel::FrameObject => ctx.walk_frame_objects(tstate, &mut walk),
         FrameModel::InterpreterFrame => ctx.walk_interpreter_frames(tstate, &mut walk),
     };
-    let mut lost_memory = false;
     if let Err(e) = result {
-        lost_memory = e.is_lost_memory();
+        walk.error_read_failure = e.read_failure();
         walk.error = Some(e.to_string());
     }
+    let lost_memory = walk.error_read_failure == Some(ReadFailure::NotDumped);
     if objects.layout.facts.frames == FrameModel::InterpreterFrame {
         add_recovered_frames(objects, tstate, &mut walk, with_locals, lost_memory);
     }

@@ -2,6 +2,7 @@
 
 pub mod signature;
 
+use crate::forensics::VerdictStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -271,7 +272,7 @@ pub struct CoreTriage {
     /// The checks' verdict: `clean`, `suspicious`, `corrupt` or `incomplete`
     /// (a check could not run, or the interpreter's structures could not be
     /// read); null for a core without Python or with `--no-checks`.
-    pub verdict: Option<&'static str>,
+    pub verdict: Option<VerdictStatus>,
     /// The checks that could not run (`layout`, `thread_states`, `free_lists`, `gc_lists`).
     pub unchecked: Vec<crate::forensics::CheckName>,
     /// When the crash happened (Unix seconds): from a systemd-coredump file
@@ -310,7 +311,7 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
     let mut verdict = None;
     let mut unchecked = Vec::new();
     if layout_failed && !options.no_checks {
-        verdict = Some("incomplete");
+        verdict = Some(VerdictStatus::Incomplete);
         unchecked.push(crate::forensics::CheckName::Layout);
     }
     let (stack, findings) = match (&state, options.no_checks) {
