@@ -11,6 +11,7 @@ pub const MAX_MEMBERS: usize = 100_000;
 
 /// What a member is, from its type flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Kind {
     /// A regular file (`0` or NUL).
     File,
@@ -41,6 +42,7 @@ pub struct Member {
 
 /// Why a walk over an archive stopped before its end marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// The end-of-archive marker (a zero block), or the bytes ran out on a block boundary.
     End,

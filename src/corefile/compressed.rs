@@ -20,6 +20,7 @@ use crate::error::{Diagnostic, DiagnosticSource, Error};
 
 /// A supported compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// Zstandard frames.
     Zstd,

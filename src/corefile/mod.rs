@@ -49,6 +49,7 @@ impl Default for OpenOptions {
 
 /// The bytes of a core: a file map, or a buffer.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CoreBytes {
     /// A mapped core file.
     Mapped(Mmap),
@@ -114,6 +115,7 @@ impl Segment {
 /// Who wrote the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Producer {
     /// The Linux kernel (a crash, or systemd-coredump).
     Kernel,

@@ -26,6 +26,7 @@ use crate::python::PythonState;
 /// What kind of contradiction a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FindingKind {
     /// A free-list chain comes back to an address it already passed: an object pushed twice.
     FreeListCycle,

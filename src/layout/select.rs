@@ -83,6 +83,7 @@ pub struct FreeThreadedBuild {
 
 /// Why no layout was chosen.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// No source gave a layout.
     #[error(transparent)]

@@ -117,6 +117,7 @@ impl fmt::Display for PythonVersion {
 /// How the version was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum VersionSource {
     /// The `Py_Version` constant (3.11+).
     PyVersionSymbol,

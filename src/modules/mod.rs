@@ -37,6 +37,7 @@ const MAX_VDSO_SIZE: u64 = 1 << 20;
 /// What kind of module this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ModuleKind {
     /// The main program.
     Executable,
@@ -49,6 +50,7 @@ pub enum ModuleKind {
 /// The state of a module's file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FileStatus {
     /// Found, and its build-id equals the core's.
     Verified {
@@ -80,6 +82,7 @@ pub enum FileStatus {
 /// The state of a module's debug information.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DebugStatus {
     /// DWARF was found.
     Found {

@@ -15,6 +15,7 @@ use crate::stacks::MergedStack;
 
 /// Which part of the checks a report shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckPart {
     /// Everything (`check`).
     All,

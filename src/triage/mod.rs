@@ -159,6 +159,7 @@ impl Walk {
 
 /// What a file given to triage is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InputKind {
     /// An ELF core, plain or compressed (or a file named like one, which is
     /// then reported as an error if it cannot be read as a core).

@@ -24,6 +24,7 @@ pub const MAX_DEPTH: usize = 20_000;
 /// How a frame was found, most trustworthy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Trust {
     /// The thread's registers.
     Context,
@@ -67,6 +68,7 @@ const MAX_SCAN_WORDS: u64 = 2048;
 /// The address a frame is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "address", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FrameAddress {
     /// An instruction pointer: the innermost frame, or one a signal interrupted.
     InstructionPointer(u64),
@@ -120,6 +122,7 @@ pub struct NativeFrame {
 /// Why the unwind stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StopReason {
     /// The CFI says the return address is undefined: the outermost frame (`_start`, `clone`).
     Outermost,
