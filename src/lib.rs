@@ -81,11 +81,13 @@
 
 pub mod bundle;
 pub mod corefile;
+#[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;
 pub mod error;
 pub mod forensics;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;

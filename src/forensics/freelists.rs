@@ -76,13 +76,13 @@ enum Unlocated {
         "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
          the interpreter's symbol table nor its DWARF was found to name them"
     )]
-    NoStatics,
+    StaticsNotNamed,
     #[error("the layout lacks the interpreter's tuple free lists")]
-    NoInterpreterLists,
+    InterpreterListsNotInLayout,
     #[error("the layout lacks the interpreter's tuple free lists (_Py_freelist)")]
-    NoFreelistPairs,
+    FreelistPairsNotInLayout,
     #[error("the free lists live in the interpreter state, and no interpreter was found")]
-    NoInterpreter,
+    InterpreterNotFound,
 }
 
 fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
@@ -113,7 +113,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
                     counter_size: 4,
                     counter_stride: 4,
                 }]),
-                None => Err(Unlocated::NoStatics),
+                None => Err(Unlocated::StaticsNotNamed),
             }
         }
         TupleFreeListStorage::Interpreter => {
@@ -121,7 +121,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
                 heap.layout.offsets().interp.tuple_free_list.get(),
                 heap.layout.offsets().interp.tuple_numfree.get(),
             ) else {
-                return Err(Unlocated::NoInterpreterLists);
+                return Err(Unlocated::InterpreterListsNotInLayout);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -142,7 +142,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
                 heap.layout.offsets().freelist.size.get(),
                 heap.layout.offsets().freelist.sizeof.get(),
             ) else {
-                return Err(Unlocated::NoFreelistPairs);
+                return Err(Unlocated::FreelistPairsNotInLayout);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -162,7 +162,7 @@ fn locate(heap: &Heap) -> Result<Vec<SlotArrays>, Unlocated> {
 /// The interpreters whose lists are walked (3.10+ keeps the lists per interpreter).
 fn interpreters<'h>(heap: &'h Heap) -> Result<&'h [u64], Unlocated> {
     if heap.interpreters.is_empty() {
-        Err(Unlocated::NoInterpreter)
+        Err(Unlocated::InterpreterNotFound)
     } else {
         Ok(&heap.interpreters)
     }

@@ -134,9 +134,9 @@ enum Unlocated {
         "the GC generations are statics of gcmodule.c, and neither the \
          interpreter's symbol table nor its DWARF was found to name them"
     )]
-    NoStatics,
+    StaticsNotNamed,
     #[error("the GC state lives in the interpreter state, and no interpreter was found")]
-    NoInterpreter,
+    InterpreterNotFound,
     #[error("the GC state is not in the layout")]
     NotInLayout,
 }
@@ -177,7 +177,7 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), Unlocated> {
                     ));
                 }
                 None => {
-                    return Err(Unlocated::NoStatics);
+                    return Err(Unlocated::StaticsNotNamed);
                 }
             }
         }
@@ -196,7 +196,7 @@ fn heads(heap: &Heap) -> Result<(Vec<(String, u64)>, bool), Unlocated> {
     };
     if bases.is_empty() {
         return Err(if heap.interpreters.is_empty() {
-            Unlocated::NoInterpreter
+            Unlocated::InterpreterNotFound
         } else {
             Unlocated::NotInLayout
         });

@@ -3,12 +3,12 @@
 //! with the evidence that was read.
 
 pub mod coverage;
-pub mod dense;
+pub(crate) mod dense;
 pub mod freelists;
 pub mod gc;
-pub mod heap;
+pub(crate) mod heap;
 pub mod inflight;
-pub mod referrers;
+pub(crate) mod referrers;
 mod verdict;
 
 use std::collections::BTreeMap;
