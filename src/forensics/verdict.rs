@@ -257,3 +257,58 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GcState, ReferrerKind};
+    use super::VerdictStatus;
+    use crate::error::DiagnosticSource;
+    use crate::layout::select::AttemptSource;
+
+    /// Text output and JSON name these values alike.
+    fn same_name<T: serde::Serialize + std::fmt::Debug>(value: T, name: &str) {
+        assert_eq!(serde_json::to_value(&value).unwrap(), name, "{value:?}");
+    }
+
+    #[test]
+    fn the_enums_serialise_to_the_names_their_text_uses() {
+        for v in [
+            VerdictStatus::Corrupt,
+            VerdictStatus::Suspicious,
+            VerdictStatus::Incomplete,
+            VerdictStatus::Clean,
+        ] {
+            same_name(v, v.as_str());
+        }
+        for k in [
+            ReferrerKind::Object,
+            ReferrerKind::Frame,
+            ReferrerKind::Stack,
+            ReferrerKind::Memory,
+        ] {
+            same_name(k, k.as_str());
+        }
+        for g in [GcState::Tracked, GcState::Untracked] {
+            same_name(g, g.as_str());
+        }
+        for d in [
+            DiagnosticSource::Bundle,
+            DiagnosticSource::Core,
+            DiagnosticSource::Modules,
+            DiagnosticSource::Layout,
+            DiagnosticSource::Python,
+            DiagnosticSource::Forensics,
+        ] {
+            same_name(d, d.as_str());
+        }
+        for a in [
+            AttemptSource::Version,
+            AttemptSource::Dwarf,
+            AttemptSource::Cache,
+            AttemptSource::DebugOffsets,
+            AttemptSource::Table,
+        ] {
+            same_name(a, a.as_str());
+        }
+    }
+}

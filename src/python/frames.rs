@@ -611,3 +611,41 @@ fn frame_from(
         unreadable: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(reason: ReadFailure) -> ReadError {
+        ReadError::new(0x7f00_0000_1000, 8, reason)
+    }
+
+    #[test]
+    fn memory_the_core_lacks_is_told_by_the_failure_not_by_its_words() {
+        // A frame gcore wrote as zeros, and a page not dumped: memory the core lacks.
+        assert_eq!(
+            WalkError::NullCode(0x1000).read_failure(),
+            Some(ReadFailure::NotDumped)
+        );
+        assert_eq!(
+            WalkError::Read(read(ReadFailure::NotDumped)).read_failure(),
+            Some(ReadFailure::NotDumped)
+        );
+        // A missing file whose path happens to hold the words is no such gap.
+        let missing = ReadFailure::FileMissing {
+            path: "/srv/not dumped/libpython.so".into(),
+        };
+        assert_eq!(
+            WalkError::Read(read(missing.clone())).read_failure(),
+            Some(missing.clone())
+        );
+        // Of a code object and a link both unreadable, the gap wins.
+        let both = WalkError::CodeAndBackUnreadable {
+            frame: 0x1000,
+            code: read(missing),
+            back: read(ReadFailure::NotDumped),
+        };
+        assert_eq!(both.read_failure(), Some(ReadFailure::NotDumped));
+        assert_eq!(WalkError::Loop(0x1000).read_failure(), None);
+    }
+}
