@@ -104,12 +104,14 @@ pub mod bundle;
 pub mod bundler;
 pub mod corefile;
 pub mod diagnostic;
+#[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod doc_support;
 pub mod dwarf;
 pub mod elf;
 pub mod error;
 pub mod forensics;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod inspect;
@@ -120,6 +122,7 @@ pub mod memory;
 pub mod modules;
 pub mod process;
 pub mod python;
+pub mod read_error;
 pub mod regular_file;
 pub mod report;
 pub mod stacks;
@@ -127,6 +130,6 @@ pub mod symbols;
 pub mod triage;
 pub mod unwind;
 
-pub use error::{Diagnostic, Error, ReadError, ReadFailure, Severity};
+pub use error::{Diagnostic, DiagnosticSource, Error, ReadError, ReadFailure, Severity};
 pub use inspect::{Attribute, Object, ObjectKind, Python, Refcount, ThreadStack};
 pub use process::{Options, Process};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::corefile::OpenError;
 use crate::corefile::{CoreFile, CoreThread, OpenOptions};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 use crate::interpreter::version::{self, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::{Module, ModuleSet, SearchPaths};
@@ -136,7 +136,7 @@ impl Process {
             || !search.search_paths.is_empty()
         {
             notes.push(Diagnostic::note(
-                "bundle",
+                DiagnosticSource::Bundle,
                 "a bundle carries its own files: --sysroot, --exe, --debug-dir and --search-path are not used",
             ));
         }
@@ -161,7 +161,7 @@ impl Process {
                 "pass --exe or --sysroot so its binary can be found"
             };
             diagnostics.push(Diagnostic::warning(
-                "python",
+                DiagnosticSource::Python,
                 format!(
                     "no CPython interpreter found: no libpython mapping and no version in the \
                      executable; if this is a Python process, {remedy}"

@@ -50,6 +50,7 @@ pub const MAX_MANIFEST_SIZE: usize = 16 << 20;
 /// What a bundled file is to the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Role {
     /// The main program.
     Executable,

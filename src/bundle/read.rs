@@ -14,7 +14,7 @@ use super::{FORMAT, MANIFEST_NAME, MAX_MANIFEST_SIZE, Manifest, MemberName, VERS
 use crate::corefile::OpenError;
 use crate::corefile::compressed::{self, Format};
 use crate::corefile::{CoreFile, OpenOptions};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 use crate::elf::ElfImage;
 
 /// Whether the file at `path` is a bundle: a zstd stream whose first tar
@@ -99,7 +99,7 @@ impl Bundle {
         }
         let note = |diagnostics: &mut Vec<Diagnostic>, message: String| {
             diagnostics.push(Diagnostic::warning(
-                "bundle",
+                DiagnosticSource::Bundle,
                 format!("{}: {message}", path.display()),
             ));
         };
@@ -109,9 +109,11 @@ impl Bundle {
                 &mut diagnostics,
                 "the archive ends early: what it holds is used, the rest is missing".into(),
             ),
-            Stop::BadHeader(reason) => note(
+            Stop::BadHeader { at, reason } => note(
                 &mut diagnostics,
-                format!("the archive is damaged ({reason}): the members before it are used"),
+                format!(
+                    "the archive is damaged (at byte {at}: {reason}): the members before it are used"
+                ),
             ),
             Stop::TooMany => note(
                 &mut diagnostics,

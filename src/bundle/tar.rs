@@ -11,6 +11,7 @@ pub const MAX_MEMBERS: usize = 100_000;
 
 /// What a member is, from its type flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Kind {
     /// A regular file (`0` or NUL).
     File,
@@ -41,15 +42,41 @@ pub struct Member {
 
 /// Why a walk over an archive stopped before its end marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Stop {
     /// The end-of-archive marker (a zero block), or the bytes ran out on a block boundary.
     End,
     /// The bytes end inside a header or a member.
     Truncated,
     /// A header's checksum or fields are wrong: the rest cannot be trusted.
-    BadHeader(String),
+    BadHeader {
+        /// The header's first byte in the archive.
+        at: usize,
+        /// What is wrong with it.
+        reason: HeaderError,
+    },
     /// More than [`MAX_MEMBERS`].
     TooMany,
+}
+
+/// Why a 512-byte block is not a usable tar header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// The checksum field is not octal.
+    #[error("the checksum field is not a number")]
+    ChecksumNotANumber,
+    /// The checksum does not match the header's bytes.
+    #[error("checksum {stored} where the header sums to {computed}: not a tar header")]
+    ChecksumMismatch {
+        /// What the header says.
+        stored: u64,
+        /// What its bytes sum to.
+        computed: u64,
+    },
+    /// The size field is neither octal nor base-256.
+    #[error("the size field is not a number")]
+    SizeNotANumber,
 }
 
 /// Every member of `archive`, in order, and why the walk ended.
@@ -73,7 +100,7 @@ pub fn members(archive: &[u8]) -> (Vec<Member>, Stop) {
         }
         let member = match parse_header(header, at + BLOCK, archive.len()) {
             Ok(m) => m,
-            Err(reason) => return (found, Stop::BadHeader(format!("at byte {at}: {reason}"))),
+            Err(reason) => return (found, Stop::BadHeader { at, reason }),
         };
         let complete = member.len as u64 == member.declared;
         let next = member.offset + member.len.next_multiple_of(BLOCK);
@@ -85,8 +112,8 @@ pub fn members(archive: &[u8]) -> (Vec<Member>, Stop) {
     }
 }
 
-fn parse_header(header: &[u8], offset: usize, archive_len: usize) -> Result<Member, String> {
-    let stored = octal(&header[148..156]).ok_or("the checksum field is not a number")?;
+fn parse_header(header: &[u8], offset: usize, archive_len: usize) -> Result<Member, HeaderError> {
+    let stored = octal(&header[148..156]).ok_or(HeaderError::ChecksumNotANumber)?;
     let computed: u64 = header
         .iter()
         .enumerate()
@@ -99,11 +126,9 @@ fn parse_header(header: &[u8], offset: usize, archive_len: usize) -> Result<Memb
         })
         .sum();
     if stored != computed {
-        return Err(format!(
-            "checksum {stored} where the header sums to {computed}: not a tar header"
-        ));
+        return Err(HeaderError::ChecksumMismatch { stored, computed });
     }
-    let declared = size(&header[124..136]).ok_or("the size field is not a number")?;
+    let declared = size(&header[124..136]).ok_or(HeaderError::SizeNotANumber)?;
     let kind = match header[156] {
         b'0' | 0 => Kind::File,
         b'1' => Kind::HardLink,
@@ -259,7 +284,17 @@ mod tests {
         bytes[BLOCK * 2] ^= 1;
         let (found, stop) = members(&bytes);
         assert_eq!(found.len(), 1);
-        assert!(matches!(stop, Stop::BadHeader(_)));
+        // The second header, flipped in its name, sums one away from its checksum.
+        assert!(
+            matches!(
+                stop,
+                Stop::BadHeader {
+                    at,
+                    reason: HeaderError::ChecksumMismatch { stored, computed },
+                } if at == BLOCK * 2 && stored.abs_diff(computed) == 1
+            ),
+            "{stop:?}"
+        );
     }
 
     #[test]

@@ -55,6 +55,7 @@ fn summary(report: &BundleReport) -> String {
         Role::Executable => "executable",
         Role::Library => "library",
         Role::DebugFile => "debug file",
+        _ => "file",
     };
     let mut out = format!(
         "{}: {} bytes ({:.1} MiB; {:.1} MiB before compression)\n  core       {} ({} bytes)\n",

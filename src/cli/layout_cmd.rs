@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use comfy_table::{Table, presets};
 
-use pymortem::layout::select::Attempt;
+use pymortem::layout::select::{Attempt, AttemptSource};
 use pymortem::layout::tables::{TableFile, TableSource};
 use pymortem::layout::{Layout, LayoutOptions, PythonVersion, from_dwarf, select};
 use pymortem::modules::{ElfImage, find_debug_file, hex};
@@ -133,10 +133,7 @@ fn binary_layout(
         (version.major, version.minor, version.micro),
     )
     .map_err(|e| e.to_string())?;
-    let attempts = vec![Attempt {
-        source: "dwarf",
-        outcome: how,
-    }];
+    let attempts = vec![Attempt::new(AttemptSource::Dwarf, how)];
     Ok(LayoutReport::new(
         path.to_path_buf(),
         Some(version.to_string()),
@@ -224,7 +221,7 @@ fn render(r: &LayoutReport) -> String {
     );
     let _ = writeln!(s, "Source:  {}", layout_source_text(&r.layout.source));
     for a in &r.attempts {
-        let _ = writeln!(s, "  tried {}: {}", esc(a.source), esc(&a.outcome));
+        let _ = writeln!(s, "  tried {}: {}", esc(a.source.as_str()), esc(&a.outcome));
     }
     match (&r.runtime, &r.runtime_error) {
         (Some(rt), _) => {

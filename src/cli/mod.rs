@@ -378,7 +378,7 @@ fn info(args: &InfoArgs) -> i32 {
             // Nothing Python is shown: say why (a free-threaded build, a missing layout).
             if process.python().is_some() {
                 report.diagnostics.push(pymortem::Diagnostic::error(
-                    "python",
+                    pymortem::DiagnosticSource::Python,
                     format!("no Python state: {e}"),
                 ));
             }

@@ -177,6 +177,7 @@ pub fn info(r: &InfoReport) -> String {
             }
             FileStatus::Missing { .. } => "missing".to_string(),
             FileStatus::InCore => "in core".to_string(),
+            _ => "unknown".to_string(),
         };
         let debug = match &m.debug {
             DebugStatus::Found {
@@ -202,6 +203,7 @@ pub fn info(r: &InfoReport) -> String {
                 format!("{via}{packed}")
             }
             DebugStatus::Missing { .. } => "none".to_string(),
+            _ => "unknown".to_string(),
         };
         t.add_row(vec![
             name.clone(),
@@ -413,6 +415,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     Trust::FramePointer => "frame pointer",
                     Trust::Scan => "scan",
                     Trust::TailCall => "tail call",
+                    _ => "unknown",
                 };
                 let pc = format!("{:#014x}", n.address.address());
                 let signal = if n.signal_frame {
@@ -436,6 +439,7 @@ pub fn merged_stack(s: &mut String, stack: &pymortem::stacks::MergedStack) {
                     "  #{i:<3} {pc} {function}{at} ({module}) [{how}]{signal}"
                 );
             }
+            _ => {}
         }
     }
     if let Some(stop) = &stack.native_stop {
@@ -471,6 +475,7 @@ fn stop_text(stop: &pymortem::unwind::StopReason) -> String {
         StopReason::NoUnwindInfo(e) => format!("no unwind information: {}", esc(&e.to_string())),
         StopReason::Unreadable(e) => format!("unreadable: {}", esc(&e.to_string())),
         StopReason::TooDeep => "depth limit".into(),
+        _ => "unknown".into(),
     }
 }
 
@@ -482,7 +487,7 @@ fn diagnostics_lines(s: &mut String, diagnostics: &[pymortem::error::Diagnostic]
                 s,
                 "  {} [{}]: {}",
                 json_name(&d.severity),
-                esc(d.source),
+                esc(d.source.as_str()),
                 esc(&d.message)
             );
         }
@@ -615,7 +620,7 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
     let _ = writeln!(
         s,
         "  GC:         {}{}",
-        o.gc_state.unwrap_or("no GC header"),
+        o.gc_state.map_or("no GC header", |g| g.as_str()),
         o.gc_generation
             .as_ref()
             .map(|g| format!(", in {g}"))
@@ -701,6 +706,7 @@ pub(crate) fn layout_source_text(source: &pymortem::layout::LayoutSource) -> Str
             };
             format!("the built-in {} table ({}{exact})", esc(table), esc(micro))
         }
+        _ => "unknown".to_string(),
     }
 }
 
@@ -715,6 +721,7 @@ pub(crate) fn runtime_strategy_text(
         RuntimeStrategy::DebugOffsetsScan => "a scan for the _Py_DebugOffsets cookie",
         RuntimeStrategy::InterpHeadSymbol => "the interp_head symbol",
         RuntimeStrategy::InterpreterScan => "a scan of .data and .bss for an interpreter state",
+        _ => "unknown",
     }
 }
 
@@ -723,6 +730,7 @@ fn producer_text(producer: pymortem::corefile::Producer) -> &'static str {
     match producer {
         pymortem::corefile::Producer::Kernel => "the kernel",
         pymortem::corefile::Producer::Gdb => "gdb",
+        _ => "unknown",
     }
 }
 
@@ -736,6 +744,7 @@ fn version_source_text(source: pymortem::layout::VersionSource) -> &'static str 
         VersionSource::VersionStringScan => "a scan for the Py_GetVersion string",
         VersionSource::DebugOffsetsScan => "a scan for _Py_DebugOffsets",
         VersionSource::LibraryName => "the library's file name",
+        _ => "unknown",
     }
 }
 

@@ -1,5 +1,6 @@
 //! `pymortem triage`: many cores in parallel, grouped by crash signature.
 
+use pymortem::forensics::VerdictStatus;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -92,7 +93,7 @@ pub fn run(args: &TriageArgs) -> i32 {
         cores
             .par_iter()
             .map(|path| {
-                let outcome = triage_core(path, &options);
+                let outcome = triage_core(path, &options).map_err(|e| e.to_string());
                 progress.tick();
                 (path.clone(), outcome)
             })
@@ -130,7 +131,9 @@ pub fn run(args: &TriageArgs) -> i32 {
     }
     let findings = triaged.iter().any(|c| !c.finding_kinds.is_empty());
     let errors = outcomes.iter().any(|(_, o)| o.is_err());
-    let incomplete = triaged.iter().any(|c| c.verdict == Some("incomplete"));
+    let incomplete = triaged
+        .iter()
+        .any(|c| c.verdict == Some(VerdictStatus::Incomplete));
     if (args.fail_on.contains(&FailOn::Findings) && findings)
         || (args.fail_on.contains(&FailOn::Errors) && errors)
         || (args.fail_on.contains(&FailOn::Incomplete) && incomplete)
@@ -240,7 +243,10 @@ fn csv(
                 field(&c.python_frames.join(" < ")),
                 field(&c.native_frames.join(" < ")),
                 field(&c.finding_kinds.join(" ")),
-                c.verdict.unwrap_or_default().to_string(),
+                c.verdict
+                    .map(VerdictStatus::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 String::new(),
             ],
             Err(e) => {
@@ -275,7 +281,10 @@ fn table(
         .collect();
     let incomplete = outcomes
         .iter()
-        .filter(|(_, o)| o.as_ref().is_ok_and(|c| c.verdict == Some("incomplete")))
+        .filter(|(_, o)| {
+            o.as_ref()
+                .is_ok_and(|c| c.verdict == Some(VerdictStatus::Incomplete))
+        })
         .count();
     let _ = writeln!(
         s,

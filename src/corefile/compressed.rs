@@ -17,10 +17,11 @@ use memmap2::Mmap;
 use super::OpenError;
 use super::OpenOptions;
 use super::temp_budget::{BatchFull, TempHold};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 
 /// A supported compression format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Format {
     /// Zstandard frames.
     Zstd,
@@ -172,7 +173,7 @@ fn decompress_once(
         Ok(CopyEnd::Complete(n)) => n,
         Ok(CopyEnd::Limit(n)) => {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!(
                     "{}: decompression stopped at the {}-byte limit (--max-core-size); the rest of the \
                      core is treated as truncated",
@@ -194,7 +195,7 @@ fn decompress_once(
         }
         Err((n, e)) if n > 0 => {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!(
                     "{}: the {} stream ends early after {} bytes ({e}); what was decoded is used",
                     path.display(),

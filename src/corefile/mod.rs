@@ -18,7 +18,7 @@ use object::read::elf::{FileHeader, NoteIterator, ProgramHeader};
 use serde::Serialize;
 
 use crate::arch::{ArchId, Registers};
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 pub use notes::{Auxv, FileMapping, PrStatus, PsInfo, SigInfo};
 pub use temp_budget::TempBudget;
 
@@ -119,6 +119,7 @@ impl Default for OpenOptions {
 
 /// The bytes of a core: a file map, or a buffer.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CoreBytes {
     /// A mapped core file.
     Mapped(Mmap),
@@ -184,6 +185,7 @@ impl Segment {
 /// Who wrote the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Producer {
     /// The Linux kernel (a crash, or systemd-coredump).
     Kernel,
@@ -555,7 +557,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
                 let bytes = &data[start..start + available as usize];
                 if available < filesz {
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!(
                             "the note segment at file offset {offset:#x} is cut short by truncation; \
                              notes after byte {available} are lost"
@@ -575,7 +577,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
     });
     if let Some(t) = &truncation {
         diagnostics.push(Diagnostic::warning(
-            "core",
+            DiagnosticSource::Core,
             format!(
                 "the core is truncated: {} of {} bytes present, {} segment{} cut short; \
                  everything still in the file stays readable",
@@ -588,7 +590,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
     }
     if notes.threads.is_empty() {
         diagnostics.push(Diagnostic::warning(
-            "core",
+            DiagnosticSource::Core,
             "the core has no NT_PRSTATUS notes, so no threads",
         ));
     }
@@ -646,7 +648,7 @@ impl NoteState {
             Ok(iter) => iter,
             Err(e) => {
                 diagnostics.push(Diagnostic::warning(
-                    "core",
+                    DiagnosticSource::Core,
                     format!("note segment skipped: {e}"),
                 ));
                 return;
@@ -657,7 +659,7 @@ impl NoteState {
                 if !self.cap_reported {
                     self.cap_reported = true;
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!("more than {MAX_NOTES} notes; the rest are ignored"),
                     ));
                 }
@@ -668,7 +670,7 @@ impl NoteState {
                 Ok(None) => return,
                 Err(e) => {
                     diagnostics.push(Diagnostic::warning(
-                        "core",
+                        DiagnosticSource::Core,
                         format!(
                             "note {} is damaged ({e}); the notes after it are lost",
                             self.count
@@ -693,7 +695,7 @@ impl NoteState {
         let is_core = name == b"CORE" || name == b"LINUX";
         let bad = |what: &str, diagnostics: &mut Vec<Diagnostic>| {
             diagnostics.push(Diagnostic::warning(
-                "core",
+                DiagnosticSource::Core,
                 format!("{what} note is too short ({} bytes); ignored", desc.len()),
             ));
         };

@@ -14,6 +14,7 @@ const MAX_DIES: usize = 2_000_000;
 
 /// A value the caller passed, as DWARF states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallValue {
     /// An address in the image (before load bias): `DW_OP_addr`.
     Address(u64),

@@ -102,6 +102,7 @@ fn borrow_sections<'s>(sections: &'s Sections<'_>) -> gimli::DwarfSections<&'s [
 
 /// Why DWARF could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DwarfError {
     /// The image has no `.debug_info`.
     #[error("{0}: no DWARF (.debug_info is missing or empty)")]

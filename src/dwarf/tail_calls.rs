@@ -24,6 +24,7 @@ pub struct CallSite {
 
 /// A callee as DWARF gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallTarget {
     /// Its entry address, in the image.
     Address(u64),

@@ -14,6 +14,7 @@ use crate::regular_file::open_regular;
 
 /// Bytes of an ELF image: a file map or an owned buffer.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ImageBytes {
     /// A mapped file.
     Mapped(Arc<Mmap>),
@@ -37,6 +38,7 @@ impl Deref for ImageBytes {
 /// How a section's contents are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SectionCompression {
     /// Stored as is.
     None,

@@ -27,6 +27,7 @@ const SMALL_SECTION_SLACK: u64 = 64 << 10;
 
 /// Why a section's contents cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SectionError {
     /// The declared size exceeds what a real debug section could hold.
     #[error(

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
-use crate::diagnostic::Severity;
+use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
+use crate::memory::ReadFailure;
 use crate::modules::{DebugStatus, FileStatus};
 use crate::process::Process;
 use crate::python::PythonState;
@@ -74,10 +75,13 @@ pub(crate) fn assess(
 
 /// The free lists, unless every slot was located and read.
 pub(crate) fn free_lists(process: &Process, free: &FreeLists) -> Option<Unchecked> {
-    let unreadable: Vec<String> = free
+    let unreadable: Vec<(String, &ReadFailure)> = free
         .slots
         .iter()
-        .filter_map(|s| s.unreadable.as_ref().map(|r| format!("{}: {r}", s.name())))
+        .filter_map(|s| {
+            let r = s.unreadable.as_ref()?;
+            Some((format!("{}: {r}", s.name()), &r.reason))
+        })
         .collect();
     walk_gap(
         process,
@@ -89,10 +93,13 @@ pub(crate) fn free_lists(process: &Process, free: &FreeLists) -> Option<Unchecke
 
 /// The GC lists, unless every generation was located and its head read.
 pub(crate) fn gc_lists(process: &Process, gc: &GcWalk) -> Option<Unchecked> {
-    let unreadable: Vec<String> = gc
+    let unreadable: Vec<(String, &ReadFailure)> = gc
         .generations
         .iter()
-        .filter_map(|g| g.unreadable.as_ref().map(|r| format!("GC {}: {r}", g.name)))
+        .filter_map(|g| {
+            let r = g.unreadable.as_ref()?;
+            Some((format!("GC {}: {r}", g.name), &r.reason))
+        })
         .collect();
     walk_gap(
         process,
@@ -107,7 +114,7 @@ fn walk_gap(
     process: &Process,
     check: CheckName,
     unlocated: Option<&str>,
-    unreadable: &[String],
+    unreadable: &[(String, &ReadFailure)],
 ) -> Option<Unchecked> {
     if let Some(reason) = unlocated {
         return Some(Unchecked {
@@ -116,23 +123,26 @@ fn walk_gap(
             remedy: interpreter_files_remedy(process),
         });
     }
-    let first = unreadable.first()?;
+    let (_, first) = unreadable.first()?;
+    let reasons: Vec<&str> = unreadable.iter().map(|(r, _)| r.as_str()).collect();
     Some(Unchecked {
         check,
-        reason: summarise(unreadable),
-        remedy: read_remedy(process, first),
+        reason: summarise(&reasons),
+        remedy: read_remedy(process, Some(first)),
     })
 }
 
 /// Thread states or frames that could not be read: the references they hold
 /// are not counted, so a freed object still held by a frame can be missed.
 fn thread_states(process: &Process, state: &PythonState) -> Option<Unchecked> {
-    let problems: Vec<&str> = state
+    let errors: Vec<&Diagnostic> = state
         .diagnostics
         .iter()
-        .filter(|d| d.source == "python" && d.severity == Severity::Error)
-        .map(|d| d.message.as_str())
+        .filter(|d| d.source == DiagnosticSource::Python && d.severity == Severity::Error)
         .collect();
+    let problems: Vec<&str> = errors.iter().map(|d| d.message.as_str()).collect();
+    // The reason names the first problem in full: its remedy is the one given.
+    let failure = errors.first().and_then(|d| d.read_failure.as_ref());
     let reason = if state.threads.is_empty() {
         let mut why = "no thread state could be read".to_string();
         if let Some(first) = problems.first() {
@@ -147,7 +157,7 @@ fn thread_states(process: &Process, state: &PythonState) -> Option<Unchecked> {
     };
     Some(Unchecked {
         check: CheckName::ThreadStates,
-        remedy: read_remedy(process, &reason),
+        remedy: read_remedy(process, failure),
         reason,
     })
 }
@@ -161,20 +171,24 @@ fn summarise<S: AsRef<str>>(reasons: &[S]) -> String {
     }
 }
 
-/// The remedy for a failed read, from the reason it failed.
-fn read_remedy(process: &Process, reason: &str) -> String {
-    if reason.contains("not dumped") || reason.contains("reads as zeros") {
-        "the core does not contain this memory: take the core with the kernel (gdb's gcore skips \
-         unreadable stack pages) and with the process's /proc/PID/coredump_filter set to 0x3f"
-            .to_string()
-    } else if reason.contains("truncated") {
-        "the core file is truncated: copy it again in full".to_string()
-    } else if reason.contains("which was not found") || reason.contains("build-id differs") {
-        interpreter_files_remedy(process)
-    } else {
-        "the memory that holds them is damaged or missing in the core; nothing more can be read \
-         from this core"
-            .to_string()
+/// The remedy for a failed read, from why it failed (`None`: not a read).
+fn read_remedy(process: &Process, failure: Option<&ReadFailure>) -> String {
+    match failure {
+        Some(ReadFailure::NotDumped) => {
+            "the core does not contain this memory: take the core with the kernel (gdb's gcore \
+             skips unreadable stack pages) and with the process's /proc/PID/coredump_filter set \
+             to 0x3f"
+                .to_string()
+        }
+        Some(ReadFailure::Truncated) => {
+            "the core file is truncated: copy it again in full".to_string()
+        }
+        Some(ReadFailure::FileMissing { .. } | ReadFailure::BuildIdMismatch { .. }) => {
+            interpreter_files_remedy(process)
+        }
+        _ => "the memory that holds them is damaged or missing in the core; nothing more can be \
+              read from this core"
+            .to_string(),
     }
 }
 

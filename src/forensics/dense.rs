@@ -65,11 +65,6 @@ impl AddressIndex {
         self.slots as usize
     }
 
-    /// Whether there are no slots.
-    pub fn is_empty(&self) -> bool {
-        self.slots == 0
-    }
-
     /// The slot of a granule-aligned address in a dumped writable segment.
     #[inline]
     pub fn slot(&self, addr: u64) -> Option<usize> {

@@ -8,9 +8,10 @@ use serde::Serialize;
 use super::gc::GcWalk;
 use super::read_context::{GcState, ReadContext};
 use super::{Finding, FindingKind};
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::layout::facts::{FreeListLink, TupleFreeListStorage, TupleIndex};
 use crate::memory::MemoryExt;
+use crate::memory::ReadError;
 
 /// Members followed per slot beyond its counter, at most (a chain can be cut
 /// loose from its counter by corruption).
@@ -39,8 +40,11 @@ pub struct FreeListSlot {
     pub anomalies: Vec<FindingKind>,
     /// Why the slot's head could not be read, when it could not: the slot
     /// was not checked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::error::serialize_message"
+    )]
+    pub unreadable: Option<ReadError>,
 }
 
 /// All slots of every list.
@@ -66,7 +70,23 @@ struct SlotArrays {
     counter_stride: u64,
 }
 
-fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
+/// Why the tuple free lists could not be located.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unlocated {
+    #[error(
+        "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
+         the interpreter's symbol table nor its DWARF was found to name them"
+    )]
+    StaticsNotNamed,
+    #[error("the layout lacks the interpreter's tuple free lists")]
+    InterpreterListsNotInLayout,
+    #[error("the layout lacks the interpreter's tuple free lists (_Py_freelist)")]
+    FreelistPairsNotInLayout,
+    #[error("the free lists live in the interpreter state, and no interpreter was found")]
+    InterpreterNotFound,
+}
+
+fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, Unlocated> {
     match heap.facts.tuple_free_list {
         TupleFreeListStorage::Static => {
             let statics = heap.module.and_then(|m| {
@@ -94,11 +114,7 @@ fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
                     counter_size: 4,
                     counter_stride: 4,
                 }]),
-                None => Err(
-                    "the tuple free lists are statics of tupleobject.c (2.7–3.9) and neither \
-                     the interpreter's symbol table nor its DWARF was found to name them"
-                        .to_string(),
-                ),
+                None => Err(Unlocated::StaticsNotNamed),
             }
         }
         TupleFreeListStorage::Interpreter => {
@@ -106,7 +122,7 @@ fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
                 heap.layout.offsets().interp.tuple_free_list.get(),
                 heap.layout.offsets().interp.tuple_numfree.get(),
             ) else {
-                return Err("the layout lacks the interpreter's tuple free lists".to_string());
+                return Err(Unlocated::InterpreterListsNotInLayout);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -127,10 +143,7 @@ fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
                 heap.layout.offsets().freelist.size.get(),
                 heap.layout.offsets().freelist.sizeof.get(),
             ) else {
-                return Err(
-                    "the layout lacks the interpreter's tuple free lists (_Py_freelist)"
-                        .to_string(),
-                );
+                return Err(Unlocated::FreelistPairsNotInLayout);
             };
             Ok(interpreters(heap)?
                 .iter()
@@ -148,12 +161,9 @@ fn locate(heap: &ReadContext) -> Result<Vec<SlotArrays>, String> {
 }
 
 /// The interpreters whose lists are walked (3.10+ keeps the lists per interpreter).
-fn interpreters<'h>(heap: &'h ReadContext) -> Result<&'h [u64], String> {
+fn interpreters<'h>(heap: &'h ReadContext) -> Result<&'h [u64], Unlocated> {
     if heap.interpreters.is_empty() {
-        Err(
-            "the free lists live in the interpreter state, and no interpreter was found"
-                .to_string(),
-        )
+        Err(Unlocated::InterpreterNotFound)
     } else {
         Ok(&heap.interpreters)
     }
@@ -170,7 +180,11 @@ pub fn walk(
     let located = match locate(heap) {
         Ok(located) => located,
         Err(reason) => {
-            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            let reason = reason.to_string();
+            diagnostics.push(Diagnostic::error(
+                DiagnosticSource::Forensics,
+                reason.clone(),
+            ));
             out.unlocated = Some(reason);
             return out;
         }
@@ -222,7 +236,7 @@ fn walk_slot(
     let counter_at = arrays.counters + arrays.counter_stride * index as u64;
     let (head, unreadable) = match heap.memory.read_ptr(head_at) {
         Ok(head) => (head, None),
-        Err(e) => (0, Some(e.to_string())),
+        Err(e) => (0, Some(e)),
     };
     let counter = match arrays.counter_size {
         4 => heap.memory.read_i32(counter_at).ok().map(i64::from),

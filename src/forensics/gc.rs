@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::read_context::{Node, ReadContext, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::layout::facts::GcListLocation;
 use crate::memory::MemoryExt;
+use crate::memory::ReadError;
 
 /// Objects walked in all lists together, at most.
 const MAX_OBJECTS: usize = 50_000_000;
@@ -38,8 +39,11 @@ pub struct GenerationSummary {
     pub anomalies: usize,
     /// Why its head could not be read, when it could not: the generation was
     /// not checked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::error::serialize_message"
+    )]
+    pub unreadable: Option<ReadError>,
 }
 
 /// Every generation and every tracked object.
@@ -124,8 +128,22 @@ impl<'w> Seen<'w> {
     }
 }
 
+/// Why the GC lists could not be located.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Unlocated {
+    #[error(
+        "the GC generations are statics of gcmodule.c, and neither the \
+         interpreter's symbol table nor its DWARF was found to name them"
+    )]
+    StaticsNotNamed,
+    #[error("the GC state lives in the interpreter state, and no interpreter was found")]
+    InterpreterNotFound,
+    #[error("the GC state is not in the layout")]
+    NotInLayout,
+}
+
 /// The heads to walk: (name, head address, generation struct address).
-fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), String> {
+fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), Unlocated> {
     let stride = heap
         .layout
         .offsets()
@@ -160,11 +178,7 @@ fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), String> {
                     ));
                 }
                 None => {
-                    return Err(
-                        "the GC generations are statics of gcmodule.c, and neither the \
-                         interpreter's symbol table nor its DWARF was found to name them"
-                            .to_string(),
-                    );
+                    return Err(Unlocated::StaticsNotNamed);
                 }
             }
         }
@@ -183,9 +197,9 @@ fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), String> {
     };
     if bases.is_empty() {
         return Err(if heap.interpreters.is_empty() {
-            "the GC state lives in the interpreter state, and no interpreter was found".to_string()
+            Unlocated::InterpreterNotFound
         } else {
-            "the GC state is not in the layout".to_string()
+            Unlocated::NotInLayout
         });
     }
     let mut out = Vec::new();
@@ -247,7 +261,11 @@ pub fn walk(
     let (heads, collecting) = match heads(heap) {
         Ok(found) => found,
         Err(reason) => {
-            diagnostics.push(Diagnostic::error("forensics", reason.clone()));
+            let reason = reason.to_string();
+            diagnostics.push(Diagnostic::error(
+                DiagnosticSource::Forensics,
+                reason.clone(),
+            ));
             out.unlocated = Some(reason);
             return out;
         }
@@ -255,7 +273,7 @@ pub fn walk(
     out.collecting = collecting;
     if collecting {
         diagnostics.push(Diagnostic::note(
-            "forensics",
+            DiagnosticSource::Forensics,
             "a GC collection was running: link findings are notes, not errors",
         ));
     }
@@ -307,7 +325,7 @@ pub fn walk(
         let mut node = match head_link {
             // An unreadable head is memory the core lacks, not a broken link.
             Some(Err(e)) => {
-                summary.unreadable = Some(e.to_string());
+                summary.unreadable = Some(e);
                 out.generations.push(summary);
                 out.ends.push(out.objects.len());
                 continue;
@@ -355,7 +373,7 @@ pub fn walk(
             }
             if out.objects.len() >= MAX_OBJECTS {
                 diagnostics.push(Diagnostic::warning(
-                    "forensics",
+                    DiagnosticSource::Forensics,
                     format!("more than {MAX_OBJECTS} tracked objects; the GC walk stopped"),
                 ));
                 break;

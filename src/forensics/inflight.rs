@@ -17,8 +17,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::read_context::ReadContext;
 use super::referrers::{self, Shape, Shapes};
-use super::{Finding, FindingKind};
-use crate::diagnostic::{Diagnostic, Severity};
+use super::{Finding, FindingKind, ReferrerKind};
+use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::memory::MemoryExt;
 use crate::process::Process;
 use crate::python::PythonState;
@@ -352,7 +352,7 @@ pub fn explain(
     }
     for ((lwp, function), n) in explained {
         diagnostics.push(Diagnostic::note(
-            "forensics",
+            DiagnosticSource::Forensics,
             format!(
                 "{n} contradictions are in flight, not corruption: the core caught thread {lwp} in {function} mid-operation"
             ),
@@ -388,13 +388,13 @@ fn held_only_by_changing_lists(
     mutators: &[Mutator],
     f: &Finding,
 ) -> Option<Explanation> {
-    if f.referrers.iter().any(|r| r.kind == "frame") {
+    if f.referrers.iter().any(|r| r.kind == ReferrerKind::Frame) {
         return None;
     }
     let lists: Vec<(u64, (u64, u64))> = f
         .referrers
         .iter()
-        .filter(|r| r.kind == "object")
+        .filter(|r| r.kind == ReferrerKind::Object)
         .map(|r| r.container.and_then(|c| Some((c, list_items(heap, c)?))))
         .collect::<Option<_>>()?;
     let &(first, _) = lists.first()?;

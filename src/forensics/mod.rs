@@ -3,13 +3,13 @@
 //! with the evidence that was read.
 
 pub mod coverage;
-pub mod dense;
+pub(crate) mod dense;
 pub mod freelists;
 pub mod gc;
 pub mod inflight;
 mod items;
-pub mod read_context;
-pub mod referrers;
+pub(crate) mod read_context;
+pub(crate) mod referrers;
 mod statics;
 mod verdict;
 #[cfg(test)]
@@ -20,15 +20,17 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use coverage::{CheckName, Unchecked};
-pub use verdict::Verdict;
+pub use read_context::GcState;
+pub use verdict::{Verdict, VerdictStatus};
 
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::process::Process;
 use crate::python::PythonState;
 
 /// What kind of contradiction a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FindingKind {
     /// A free-list chain comes back to an address it already passed: an object pushed twice.
     FreeListCycle,
@@ -65,13 +67,56 @@ pub enum FindingKind {
     StaticPointsToFreed,
 }
 
+/// What holds a pointer to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReferrerKind {
+    /// A container object (tuple, list, dict).
+    Object,
+    /// A Python frame's slot.
+    Frame,
+    /// A thread's native stack.
+    Stack,
+    /// Any other memory (found by the conservative scan).
+    Memory,
+}
+
+impl ReferrerKind {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReferrerKind::Object => "object",
+            ReferrerKind::Frame => "frame",
+            ReferrerKind::Stack => "stack",
+            ReferrerKind::Memory => "memory",
+        }
+    }
+}
+
+impl std::fmt::Display for ReferrerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl GcState {
+    /// Its name, as in JSON: `tracked` or `untracked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcState::Tracked => "tracked",
+            GcState::Untracked => "untracked",
+        }
+    }
+}
+
 /// Where a pointer to an object was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Referrer {
     /// Address of the pointer.
     pub at: u64,
-    /// `object`, `frame`, `stack` or `memory`.
-    pub kind: &'static str,
+    /// What holds the pointer.
+    pub kind: ReferrerKind,
     /// The containing object or frame, when known.
     pub container: Option<u64>,
     /// In words: `list 0x… item 0`, `frame of f (thread 123) local x`, `stack of thread 123`.
@@ -348,7 +393,7 @@ where
             Ok(refs) => refs,
             Err(_) => {
                 diagnostics.push(Diagnostic::error(
-                    "forensics",
+                    DiagnosticSource::Forensics,
                     "the reference counter failed; counting again on one thread",
                 ));
                 let mut collector = referrers::Collector::new(heap, wanted);
@@ -389,8 +434,8 @@ pub struct ObjectInfo {
     pub refcount: Option<i64>,
     /// Whether the refcount marks it immortal (3.12+).
     pub immortal: bool,
-    /// `tracked`, `untracked`, or null when its type has no GC header.
-    pub gc_state: Option<&'static str>,
+    /// Whether it is in a GC list; null when its type has no GC header.
+    pub gc_state: Option<GcState>,
     /// The raw GC header word that decided it.
     pub gc_header_word: Option<i64>,
     /// The GC generation whose list holds it.
@@ -448,13 +493,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         type_address,
         refcount: refcount.map(|r| r.0),
         immortal: refcount.is_some_and(|r| r.1),
-        gc_state: gc.map(|(s, _)| {
-            if s == read_context::GcState::Tracked {
-                "tracked"
-            } else {
-                "untracked"
-            }
-        }),
+        gc_state: gc.map(|(s, _)| s),
         gc_header_word: gc.map(|(_, w)| w),
         gc_generation: gc_walk.generation_name(address).map(str::to_string),
         free_list,

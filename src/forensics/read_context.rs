@@ -64,7 +64,9 @@ pub struct Node {
 }
 
 /// The GC state of an object's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum GcState {
     /// Linked into a generation list (or being collected).
     Tracked,

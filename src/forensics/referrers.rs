@@ -11,7 +11,7 @@ use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::items::{DeadHeader, HeaderCheck};
 use super::read_context::ReadContext;
-use super::{Finding, FindingKind, Referrer};
+use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::diagnostic::Severity;
 use crate::memory::{Memory, MemoryExt};
 use crate::python::PythonState;
@@ -403,15 +403,15 @@ impl References {
         };
         let (kind, description) = match s.kind {
             ContainerKind::Tuple => (
-                "object",
+                ReferrerKind::Object,
                 format!("tuple {:#x} item {}", s.container, s.index),
             ),
             ContainerKind::List => (
-                "object",
+                ReferrerKind::Object,
                 format!("list {:#x} item {}", s.container, s.index),
             ),
             ContainerKind::DictValue => (
-                "object",
+                ReferrerKind::Object,
                 format!(
                     "{} {:#x} value {}",
                     type_name(s.container),
@@ -423,7 +423,7 @@ impl References {
                 let (function, lwp) = self.frames.get(&s.container).cloned().unwrap_or_default();
                 let thread = lwp.map(|l| format!(" (thread {l})")).unwrap_or_default();
                 (
-                    "frame",
+                    ReferrerKind::Frame,
                     format!("frame of {function}{thread} slot {}", s.index),
                 )
             }
@@ -648,7 +648,10 @@ pub fn attribute(
             };
             // Stale copies on stacks and in freed memory are normal; only live
             // owners make a use after free.
-            if !list.iter().any(|r| r.kind == "object" || r.kind == "frame") {
+            if !list
+                .iter()
+                .any(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
+            {
                 continue;
             }
             let what = "still referenced by live objects or frames: a use after free";
@@ -877,8 +880,11 @@ fn scan_memory(
             }
             let (kind, description) = match refs.stacks.iter().find(|&&(a, b, _)| at >= a && at < b)
             {
-                Some(&(_, _, lwp)) => ("stack", format!("stack of thread {lwp} at {at:#x}")),
-                None => ("memory", format!("memory at {at:#x}")),
+                Some(&(_, _, lwp)) => (
+                    ReferrerKind::Stack,
+                    format!("stack of thread {lwp} at {at:#x}"),
+                ),
+                None => (ReferrerKind::Memory, format!("memory at {at:#x}")),
             };
             let list = referrers.entry(v).or_default();
             if list.len() < MAX_REFERRERS {

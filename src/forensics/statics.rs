@@ -161,7 +161,7 @@ fn static_finding(
     };
     f.referrers = vec![super::Referrer {
         at,
-        kind: "memory",
+        kind: super::ReferrerKind::Memory,
         container: None,
         description: format!("{static_name} in {}", module.name()),
     }];

@@ -6,19 +6,50 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use super::coverage::Unchecked;
-use super::{Finding, FindingKind};
+use super::{Finding, FindingKind, ReferrerKind};
 use crate::diagnostic::Severity;
 use crate::process::Process;
 use crate::python::PythonState;
 use crate::stacks::FatalError;
 
+/// What the checks concluded, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum VerdictStatus {
+    /// Error findings.
+    Corrupt,
+    /// Warning findings only.
+    Suspicious,
+    /// No such finding, but a check could not run.
+    Incomplete,
+    /// Every check ran and found nothing.
+    Clean,
+}
+
+impl VerdictStatus {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictStatus::Corrupt => "corrupt",
+            VerdictStatus::Suspicious => "suspicious",
+            VerdictStatus::Incomplete => "incomplete",
+            VerdictStatus::Clean => "clean",
+        }
+    }
+}
+
+impl std::fmt::Display for VerdictStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What probably happened.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// `corrupt` (error findings), `suspicious` (warnings only),
-    /// `incomplete` (no such finding, but a check could not run) or `clean`
-    /// (every check ran and found nothing).
-    pub status: &'static str,
+    /// What the checks concluded.
+    pub status: VerdictStatus,
     /// The story in one sentence.
     pub summary: String,
     /// The objects at the centre of it.
@@ -36,7 +67,7 @@ impl Verdict {
     /// The verdict when the interpreter's structures could not be read at all.
     pub fn nothing_checked(unchecked: Unchecked) -> Verdict {
         let mut verdict = Verdict {
-            status: "incomplete",
+            status: VerdictStatus::Incomplete,
             summary: String::new(),
             victims: Vec::new(),
             threads: Vec::new(),
@@ -52,12 +83,12 @@ impl Verdict {
     pub fn restrict(&mut self, keep: impl Fn(&Unchecked) -> bool) {
         self.unchecked.retain(keep);
         match (self.status, self.unchecked.is_empty()) {
-            ("incomplete", true) => {
-                self.status = "clean";
+            (VerdictStatus::Incomplete, true) => {
+                self.status = VerdictStatus::Clean;
                 self.summary = CLEAN.to_string();
             }
-            ("clean", false) => {
-                self.status = "incomplete";
+            (VerdictStatus::Clean, false) => {
+                self.status = VerdictStatus::Incomplete;
                 self.summary = incomplete_summary(&self.unchecked);
             }
             _ => {}
@@ -79,7 +110,7 @@ fn holders(f: &Finding) -> String {
     let live: Vec<&str> = f
         .referrers
         .iter()
-        .filter(|r| r.kind == "object" || r.kind == "frame")
+        .filter(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
         .map(|r| r.description.as_str())
         .take(3)
         .collect();
@@ -236,21 +267,21 @@ pub fn judge(
 
 /// `corrupt` for any error finding, else `suspicious` for a warning, else
 /// `incomplete` when a check could not run, else `clean`.
-pub(super) fn status(findings: &[Finding], unchecked: &[Unchecked]) -> &'static str {
+pub(super) fn status(findings: &[Finding], unchecked: &[Unchecked]) -> VerdictStatus {
     if findings.iter().any(|f| f.severity == Severity::Error) {
-        "corrupt"
+        VerdictStatus::Corrupt
     } else if findings.iter().any(|f| f.severity == Severity::Warning) {
-        "suspicious"
+        VerdictStatus::Suspicious
     } else if !unchecked.is_empty() {
-        "incomplete"
+        VerdictStatus::Incomplete
     } else {
-        "clean"
+        VerdictStatus::Clean
     }
 }
 
 /// The thread a referrer belongs to: a frame's thread, or the stack it is on.
 fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option<i32> {
-    if r.kind == "frame" {
+    if r.kind == ReferrerKind::Frame {
         let frame = r.container?;
         return state
             .threads
@@ -258,7 +289,7 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
             .find(|t| t.stack.frames.iter().any(|f| f.frame == frame))
             .and_then(|t| t.lwp);
     }
-    if r.kind == "stack" {
+    if r.kind == ReferrerKind::Stack {
         let core = process.core();
         let seg = core.segment_index(r.at)?;
         return core
@@ -268,4 +299,59 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
             .map(|t| t.lwp);
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GcState, ReferrerKind};
+    use super::VerdictStatus;
+    use crate::error::DiagnosticSource;
+    use crate::layout::select::AttemptSource;
+
+    /// Text output and JSON name these values alike.
+    fn same_name<T: serde::Serialize + std::fmt::Debug>(value: T, name: &str) {
+        assert_eq!(serde_json::to_value(&value).unwrap(), name, "{value:?}");
+    }
+
+    #[test]
+    fn the_enums_serialise_to_the_names_their_text_uses() {
+        for v in [
+            VerdictStatus::Corrupt,
+            VerdictStatus::Suspicious,
+            VerdictStatus::Incomplete,
+            VerdictStatus::Clean,
+        ] {
+            same_name(v, v.as_str());
+        }
+        for k in [
+            ReferrerKind::Object,
+            ReferrerKind::Frame,
+            ReferrerKind::Stack,
+            ReferrerKind::Memory,
+        ] {
+            same_name(k, k.as_str());
+        }
+        for g in [GcState::Tracked, GcState::Untracked] {
+            same_name(g, g.as_str());
+        }
+        for d in [
+            DiagnosticSource::Bundle,
+            DiagnosticSource::Core,
+            DiagnosticSource::Modules,
+            DiagnosticSource::Layout,
+            DiagnosticSource::Python,
+            DiagnosticSource::Forensics,
+        ] {
+            same_name(d, d.as_str());
+        }
+        for a in [
+            AttemptSource::Version,
+            AttemptSource::Dwarf,
+            AttemptSource::Cache,
+            AttemptSource::DebugOffsets,
+            AttemptSource::Table,
+        ] {
+            same_name(a, a.as_str());
+        }
+    }
 }

@@ -11,6 +11,7 @@ use super::coverage::{CheckName, Unchecked};
 use super::freelists;
 use super::gc::{self, GcWalk};
 use super::read_context::{ReadContext, TPFLAGS_HAVE_GC};
+use super::verdict::VerdictStatus;
 use super::verdict::{self, Verdict};
 use super::{Finding, FindingKind};
 use crate::corefile::CoreFile;
@@ -468,14 +469,14 @@ fn finding(severity: Severity) -> Finding {
 
 #[test]
 fn the_verdict_is_clean_only_when_every_check_ran_and_found_nothing() {
-    assert_eq!(verdict::status(&[], &[]), "clean");
+    assert_eq!(verdict::status(&[], &[]), VerdictStatus::Clean);
     assert_eq!(
         verdict::status(&[], &[unchecked(CheckName::GcLists)]),
-        "incomplete"
+        VerdictStatus::Incomplete
     );
     assert_eq!(
         verdict::status(&[finding(Severity::Note)], &[]),
-        "clean",
+        VerdictStatus::Clean,
         "a note is not a problem"
     );
 }
@@ -485,19 +486,19 @@ fn an_error_finding_makes_the_verdict_corrupt_even_when_a_check_could_not_run() 
     let unchecked = [unchecked(CheckName::FreeLists)];
     assert_eq!(
         verdict::status(&[finding(Severity::Error)], &unchecked),
-        "corrupt"
+        VerdictStatus::Corrupt
     );
     assert_eq!(
         verdict::status(&[finding(Severity::Warning)], &unchecked),
-        "suspicious"
+        VerdictStatus::Suspicious
     );
 }
 
 #[test]
 fn a_verdict_restricted_to_the_parts_that_ran_is_clean_again() {
     let mut verdict = Verdict::nothing_checked(unchecked(CheckName::GcLists));
-    assert_eq!(verdict.status, "incomplete");
+    assert_eq!(verdict.status, VerdictStatus::Incomplete);
     verdict.restrict(|u| u.check != CheckName::GcLists);
-    assert_eq!(verdict.status, "clean");
+    assert_eq!(verdict.status, VerdictStatus::Clean);
     assert!(verdict.unchecked.is_empty());
 }

@@ -25,6 +25,7 @@ use crate::layout::tp_flags::{
 /// What an object is, as far as typed access goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ObjectKind {
     /// `None`.
     None,

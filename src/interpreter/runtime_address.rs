@@ -15,6 +15,7 @@ const MAX_SCAN_BYTES: u64 = 256 << 20;
 /// How the runtime (or the first interpreter) was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RuntimeStrategy {
     /// The `_PyRuntime` symbol (`.dynsym` or `.symtab`).
     Symbol,

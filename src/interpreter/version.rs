@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::corefile::CoreFile;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::{Module, ModuleKind, ModuleSet};
 
@@ -117,6 +117,7 @@ impl fmt::Display for PythonVersion {
 /// How the version was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum VersionSource {
     /// The `Py_Version` constant (3.11+).
     PyVersionSymbol,
@@ -193,7 +194,7 @@ fn find_version(
             if let Some(hint) = name_hint.filter(|h| h.major_minor() != info.version.major_minor())
             {
                 diagnostics.push(Diagnostic::warning(
-                    "python",
+                    DiagnosticSource::Python,
                     format!(
                         "the library name says {hint} but {} says {}",
                         info.module, info.version
@@ -207,7 +208,7 @@ fn find_version(
         .iter()
         .find(|m| version_from_library_name(m.name()).is_some())?;
     diagnostics.push(Diagnostic::warning(
-        "python",
+        DiagnosticSource::Python,
         format!(
             "only the major.minor version is known, from the name {}; the micro version needs \
              symbols (--debug-dir) or a readable version buffer",

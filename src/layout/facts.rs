@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How a `PyGC_Head` says whether an object is tracked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum GcHeadEncoding {
     /// 2.7: `gc_refs` holds −2 when untracked, −3 when reachable.
     GcRefs,
@@ -21,6 +22,7 @@ pub enum GcHeadEncoding {
 /// How an immortal object's refcount looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Immortality {
     /// No immortal objects (up to 3.11).
     None,
@@ -31,6 +33,7 @@ pub enum Immortality {
 /// Where the tuple free lists live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TupleFreeListStorage {
     /// 2.7–3.9: statics `free_list[20]` and `numfree[20]` in tupleobject.c.
     Static,
@@ -43,6 +46,7 @@ pub enum TupleFreeListStorage {
 /// How a free-list slot index relates to a tuple's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum TupleIndex {
     /// Slot = size; slot 0 holds the empty tuple (up to 3.10).
     Size,
@@ -53,6 +57,7 @@ pub enum TupleIndex {
 /// Which field links a freed tuple to the next one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FreeListLink {
     /// `ob_item[0]` (up to 3.13).
     ObItem0,
@@ -63,6 +68,7 @@ pub enum FreeListLink {
 /// Where the GC generations live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum GcListLocation {
     /// 2.7, 3.6: static `generations[3]` in gcmodule.c.
     Static,
@@ -75,6 +81,7 @@ pub enum GcListLocation {
 /// How Python frames are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FrameModel {
     /// Up to 3.10: heap `PyFrameObject`s chained by `f_back`.
     FrameObject,
@@ -85,6 +92,7 @@ pub enum FrameModel {
 /// How code objects map instructions to lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LineTable {
     /// `co_lnotab` (2.7, 3.6–3.9).
     Lnotab,

@@ -71,6 +71,7 @@ pub struct StructLayout {
 /// Where a layout came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LayoutSource {
     /// DWARF in this file.
     Dwarf {

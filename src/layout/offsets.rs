@@ -91,12 +91,6 @@ impl From<MissingField> for ReadError {
     }
 }
 
-impl From<MissingField> for String {
-    fn from(missing: MissingField) -> String {
-        missing.to_string()
-    }
-}
-
 /// The typed offsets of a layout, made once; equal whatever it holds, as it
 /// only caches what the layout says. A clone starts empty: the clone of a
 /// layout may be changed before use.

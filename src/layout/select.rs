@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, tables, validate};
+use crate::dwarf::DwarfError;
 use crate::interpreter::VersionInfo;
 use crate::interpreter::runtime_address;
 use crate::memory::ProcessMemory;
@@ -21,13 +22,64 @@ pub struct LayoutOptions {
     pub cache_dir: Option<PathBuf>,
 }
 
+/// Where a layout may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttemptSource {
+    /// The version, without which no source is tried.
+    Version,
+    /// The interpreter's DWARF.
+    Dwarf,
+    /// The layout cache (DWARF read before).
+    Cache,
+    /// `_Py_DebugOffsets` in the core.
+    DebugOffsets,
+    /// A built-in table.
+    Table,
+}
+
+impl AttemptSource {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptSource::Version => "version",
+            AttemptSource::Dwarf => "dwarf",
+            AttemptSource::Cache => "cache",
+            AttemptSource::DebugOffsets => "debug_offsets",
+            AttemptSource::Table => "table",
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One source that was tried.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
-    /// `dwarf`, `cache`, `debug_offsets` or `table`.
-    pub source: &'static str,
+    /// Which source.
+    pub source: AttemptSource,
     /// What happened.
     pub outcome: String,
+    /// The source was there but could not be used (damaged DWARF, say),
+    /// as opposed to used or absent.
+    #[serde(skip)]
+    pub unusable: bool,
+}
+
+impl Attempt {
+    /// An attempt at `source` that came to `outcome`.
+    pub fn new(source: AttemptSource, outcome: String) -> Attempt {
+        Attempt {
+            source,
+            outcome,
+            unusable: false,
+        }
+    }
 }
 
 /// The chosen layout and how it was chosen.
@@ -39,18 +91,16 @@ pub struct LayoutChoice {
     pub attempts: Vec<Attempt>,
 }
 
-/// How `dwarf_layout` says the module has no DWARF at all (not a failure).
-const NO_DWARF: &str = "has no DWARF available";
-
 impl LayoutChoice {
     /// When the interpreter's DWARF was there but could not be used (damaged,
     /// or a compressed section declaring an implausible size), why, and which
     /// source the layout came from instead: a fallback the user should hear of.
     pub fn dwarf_passed_over(&self) -> Option<String> {
-        let failed = self.attempts.iter().find(|a| {
-            a.source == "dwarf" && a.outcome != "used" && !a.outcome.ends_with(NO_DWARF)
-        })?;
-        let used = self.attempts.last().map_or("?", |a| a.source);
+        let failed = self
+            .attempts
+            .iter()
+            .find(|a| a.source == AttemptSource::Dwarf && a.unusable)?;
+        let used = self.attempts.last().map_or("?", |a| a.source.as_str());
         Some(format!(
             "the interpreter's DWARF could not be used ({}); the layout comes from {used} instead",
             failed.outcome
@@ -83,6 +133,7 @@ pub struct FreeThreadedBuild {
 
 /// Why no layout was chosen.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// No source gave a layout.
     #[error(transparent)]
@@ -101,9 +152,17 @@ pub fn select(
     options: &LayoutOptions,
 ) -> Result<LayoutChoice, LayoutError> {
     let mut attempts = Vec::new();
-    let mut note = |source, outcome: String| attempts.push(Attempt { source, outcome });
+    // A macro, not a closure, so that `attempts` stays free for a push of its own.
+    macro_rules! note {
+        ($source:expr, $outcome:expr $(,)?) => {
+            attempts.push(Attempt::new($source, $outcome))
+        };
+    }
     let Some(version) = version else {
-        note("version", "no CPython version was found in the core".into());
+        note!(
+            AttemptSource::Version,
+            "no CPython version was found in the core".into()
+        );
         return Err(NoLayout { attempts }.into());
     };
     if let Some(evidence) = &version.free_threaded {
@@ -132,15 +191,24 @@ pub fn select(
                     ..
                 } = &layout.source
                 {
-                    note("cache", format!("rejected: {why}"));
+                    note!(AttemptSource::Cache, format!("rejected: {why}"));
                 }
-                note(
-                    if how == "cache" { "cache" } else { "dwarf" },
+                note!(
+                    if how == "cache" {
+                        AttemptSource::Cache
+                    } else {
+                        AttemptSource::Dwarf
+                    },
                     "used".into(),
                 );
                 return Ok(LayoutChoice { layout, attempts });
             }
-            Err(reason) => note("dwarf", reason),
+            Err(reason) => attempts.push(Attempt {
+                source: AttemptSource::Dwarf,
+                outcome: reason.to_string(),
+                // No DWARF at all is no failure; DWARF that cannot be read is.
+                unusable: matches!(reason, DwarfLayoutError::Dwarf(_)),
+            }),
         }
     }
 
@@ -159,18 +227,21 @@ pub fn select(
                         } else {
                             format!("used; differs from the table in {}", changed.join(", "))
                         };
-                        note("debug_offsets", format!("{detail} (at {addr:#x})"));
+                        note!(
+                            AttemptSource::DebugOffsets,
+                            format!("{detail} (at {addr:#x})")
+                        );
                         return Ok(LayoutChoice { layout, attempts });
                     }
-                    None => note(
-                        "debug_offsets",
+                    None => note!(
+                        AttemptSource::DebugOffsets,
                         format!("no valid _Py_DebugOffsets at {addr:#x}"),
                     ),
                 }
             }
-            (None, _) => note("debug_offsets", "_PyRuntime not found".into()),
-            (_, None) => note(
-                "debug_offsets",
+            (None, _) => note!(AttemptSource::DebugOffsets, "_PyRuntime not found".into()),
+            (_, None) => note!(
+                AttemptSource::DebugOffsets,
                 format!("no table for {}.{} to complete it", v.major, v.minor),
             ),
         }
@@ -187,18 +258,29 @@ pub fn select(
                 } else {
                     format!("used the {used} layout for {micro}")
                 };
-                note("table", how);
+                note!(AttemptSource::Table, how);
             }
             Ok(LayoutChoice { layout, attempts })
         }
         _ => {
-            note(
-                "table",
+            note!(
+                AttemptSource::Table,
                 format!("no built-in table for {}.{}", v.major, v.minor),
             );
             Err(NoLayout { attempts }.into())
         }
     }
+}
+
+/// Why the module's DWARF gave no layout.
+#[derive(Debug, Clone, thiserror::Error)]
+enum DwarfLayoutError {
+    /// The module has no DWARF at all (not a failure).
+    #[error("{0} has no DWARF available")]
+    NoDwarf(String),
+    /// Its DWARF could not be read.
+    #[error(transparent)]
+    Dwarf(#[from] DwarfError),
 }
 
 /// The layout from the module's DWARF, through the cache.
@@ -207,9 +289,9 @@ fn dwarf_layout(
     module: &Module,
     version: (u8, u8, Option<u8>),
     options: &LayoutOptions,
-) -> Result<(Layout, &'static str), String> {
+) -> Result<(Layout, &'static str), DwarfLayoutError> {
     let Some(debug) = module.debug_file().filter(|d| d.has_dwarf()) else {
-        return Err(format!("{} {NO_DWARF}", module.name()));
+        return Err(DwarfLayoutError::NoDwarf(module.name().to_string()));
     };
     let build_id = module.build_id_hex();
     let cache_dir = if options.no_cache {
@@ -224,10 +306,10 @@ fn dwarf_layout(
         // Anyone may have edited the entry: it must describe this core.
         match validate::check(&layout, memory, module) {
             Ok(_) => return Ok((layout, "cache")),
-            Err(why) => rejected = Some(why),
+            Err(why) => rejected = Some(why.to_string()),
         }
     }
-    let mut layout = from_dwarf(debug, build_id.clone(), version).map_err(|e| e.to_string())?;
+    let mut layout = from_dwarf(debug, build_id.clone(), version)?;
     if let (Some(dir), Some(id)) = (&cache_dir, &build_id) {
         // A cache that cannot be written only costs time next run; a
         // rejected entry is overwritten here.

@@ -12,26 +12,136 @@ use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 
 use super::tp_flags::{HEAPTYPE, TUPLE_SUBCLASS, TYPE_SUBCLASS};
+use crate::error::ReadError;
+
+/// The invariant a cached layout broke on this core.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvariantError {
+    /// None of the invariants applied to this core.
+    #[error("no invariant could be checked against the core")]
+    NothingChecked,
+    /// The layout lacks a field the checks read.
+    #[error("it has no {structure}.{field}")]
+    MissingField {
+        /// The structure.
+        structure: &'static str,
+        /// Its field.
+        field: &'static str,
+    },
+    /// A word of a static type could not be read.
+    #[error("{what} at {address:#x} is unreadable ({source})")]
+    Unreadable {
+        /// `PyType_Type.ob_type` and the like.
+        what: &'static str,
+        /// Its address.
+        address: u64,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// `type` is not its own type.
+    #[error("PyType_Type ({type_type:#x}) is not its own type: ob_type reads {meta:#x}")]
+    TypeNotItsOwnType {
+        /// `PyType_Type`.
+        type_type: u64,
+        /// Its `ob_type`.
+        meta: u64,
+    },
+    /// `type`'s flags are not a static type's.
+    #[error("PyType_Type.tp_flags reads {0:#x}, not a static type's")]
+    TypeFlags(u64),
+    /// `object` has a base or another metatype.
+    #[error(
+        "PyBaseObject_Type reads tp_base {base:#x} and ob_type {meta:#x} (expected 0 and {type_type:#x})"
+    )]
+    ObjectBase {
+        /// Its `tp_base`.
+        base: u64,
+        /// Its `ob_type`.
+        meta: u64,
+        /// `PyType_Type`.
+        type_type: u64,
+    },
+    /// `tuple` lacks its subclass bit.
+    #[error("PyTuple_Type.tp_flags reads {0:#x}, without Py_TPFLAGS_TUPLE_SUBCLASS")]
+    TupleFlags(u64),
+    /// A static type's `tp_name` is another name.
+    #[error("{type_symbol}.tp_name reads {found:?}, not {expected:?}")]
+    TypeName {
+        /// `PyType_Type` or `PyTuple_Type`.
+        type_symbol: &'static str,
+        /// What it reads.
+        found: String,
+        /// What it must read.
+        expected: &'static str,
+    },
+    /// The first interpreter cannot be read.
+    #[error("the interpreter at {interp:#x} is unreadable ({source})")]
+    InterpreterUnreadable {
+        /// The interpreter.
+        interp: u64,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// The first interpreter lists no thread state.
+    #[error("the interpreter at {0:#x} lists no thread state")]
+    NoThreadState(u64),
+    /// Its first thread state cannot be read.
+    #[error("the thread state at {tstate:#x} is unreadable ({source})")]
+    ThreadStateUnreadable {
+        /// The thread state.
+        tstate: u64,
+        /// Why.
+        #[source]
+        source: ReadError,
+    },
+    /// Its first thread state names another interpreter.
+    #[error(
+        "the thread state at {tstate:#x} names interpreter {back:#x}, not {interp:#x} which lists it"
+    )]
+    WrongInterpreter {
+        /// The thread state.
+        tstate: u64,
+        /// The interpreter it names.
+        back: u64,
+        /// The interpreter that lists it.
+        interp: u64,
+    },
+}
 
 /// `Ok(n)` with the number of invariants that held, or the first that failed.
-pub fn check<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Result<usize, String> {
+pub fn check<M: Memory>(
+    layout: &Layout,
+    memory: &M,
+    module: &Module,
+) -> Result<usize, InvariantError> {
     let mut held = 0;
     held += check_types(layout, memory, module)?;
     held += check_interpreters(layout, memory, module)?;
     if held == 0 {
-        return Err("no invariant could be checked against the core".into());
+        return Err(InvariantError::NothingChecked);
     }
     Ok(held)
 }
 
-fn offset(layout: &Layout, st: &str, field: &str) -> Result<u64, String> {
+fn offset(
+    layout: &Layout,
+    structure: &'static str,
+    field: &'static str,
+) -> Result<u64, InvariantError> {
     layout
-        .offset(st, field)
-        .ok_or_else(|| format!("it has no {st}.{field}"))
+        .offset(structure, field)
+        .ok_or(InvariantError::MissingField { structure, field })
 }
 
 /// `type`, `object` and `tuple`, found by their exported symbols.
-fn check_types<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Result<usize, String> {
+fn check_types<M: Memory>(
+    layout: &Layout,
+    memory: &M,
+    module: &Module,
+) -> Result<usize, InvariantError> {
     let Some(type_type) = module.symbol_address("PyType_Type", None) else {
         return Ok(0);
     };
@@ -39,25 +149,25 @@ fn check_types<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Resul
     let tp_flags = offset(layout, "PyTypeObject", "tp_flags")?;
     let tp_name = offset(layout, "PyTypeObject", "tp_name")?;
     let tp_base = offset(layout, "PyTypeObject", "tp_base")?;
-    let word = |addr: u64, what: &str| {
+    let word = |address: u64, what: &'static str| {
         memory
-            .read_u64(addr)
-            .map_err(|e| format!("{what} at {addr:#x} is unreadable ({e})"))
+            .read_u64(address)
+            .map_err(|source| InvariantError::Unreadable {
+                what,
+                address,
+                source,
+            })
     };
     let mut held = 0;
 
     let meta = word(type_type.wrapping_add(ob_type), "PyType_Type.ob_type")?;
     if meta != type_type {
-        return Err(format!(
-            "PyType_Type ({type_type:#x}) is not its own type: ob_type reads {meta:#x}"
-        ));
+        return Err(InvariantError::TypeNotItsOwnType { type_type, meta });
     }
     held += 1;
     let flags = word(type_type.wrapping_add(tp_flags), "PyType_Type.tp_flags")?;
     if flags & TYPE_SUBCLASS == 0 || flags & HEAPTYPE != 0 {
-        return Err(format!(
-            "PyType_Type.tp_flags reads {flags:#x}, not a static type's"
-        ));
+        return Err(InvariantError::TypeFlags(flags));
     }
     held += 1;
     held += check_name(
@@ -71,18 +181,18 @@ fn check_types<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Resul
         let base = word(object.wrapping_add(tp_base), "PyBaseObject_Type.tp_base")?;
         let meta = word(object.wrapping_add(ob_type), "PyBaseObject_Type.ob_type")?;
         if base != 0 || meta != type_type {
-            return Err(format!(
-                "PyBaseObject_Type reads tp_base {base:#x} and ob_type {meta:#x} (expected 0 and {type_type:#x})"
-            ));
+            return Err(InvariantError::ObjectBase {
+                base,
+                meta,
+                type_type,
+            });
         }
         held += 1;
     }
     if let Some(tuple) = module.symbol_address("PyTuple_Type", None) {
         let flags = word(tuple.wrapping_add(tp_flags), "PyTuple_Type.tp_flags")?;
         if flags & TUPLE_SUBCLASS == 0 {
-            return Err(format!(
-                "PyTuple_Type.tp_flags reads {flags:#x}, without Py_TPFLAGS_TUPLE_SUBCLASS"
-            ));
+            return Err(InvariantError::TupleFlags(flags));
         }
         held += 1;
         held += check_name(memory, tuple.wrapping_add(tp_name), "PyTuple_Type", "tuple")?;
@@ -95,18 +205,19 @@ fn check_types<M: Memory>(layout: &Layout, memory: &M, module: &Module) -> Resul
 fn check_name<M: Memory>(
     memory: &M,
     name_at: u64,
-    type_symbol: &str,
-    expected: &str,
-) -> Result<usize, String> {
+    type_symbol: &'static str,
+    expected: &'static str,
+) -> Result<usize, InvariantError> {
     let Ok(ptr) = memory.read_ptr(name_at) else {
         return Ok(0);
     };
     match memory.read_cstr(ptr, 64) {
         Ok(name) if name == expected.as_bytes() => Ok(1),
-        Ok(name) => Err(format!(
-            "{type_symbol}.tp_name reads {:?}, not {expected:?}",
-            String::from_utf8_lossy(&name)
-        )),
+        Ok(name) => Err(InvariantError::TypeName {
+            type_symbol,
+            found: String::from_utf8_lossy(&name).into_owned(),
+            expected,
+        }),
         Err(_) => Ok(0),
     }
 }
@@ -116,11 +227,16 @@ fn check_interpreters<M: Memory>(
     layout: &Layout,
     memory: &M,
     module: &Module,
-) -> Result<usize, String> {
+) -> Result<usize, InvariantError> {
     let head_word = match module.symbol_address("_PyRuntime", None) {
         Some(runtime) => match layout.offset("_PyRuntimeState", "interpreters_head") {
             Some(off) => runtime.wrapping_add(off),
-            None => return Err("it has no _PyRuntimeState.interpreters_head".into()),
+            None => {
+                return Err(InvariantError::MissingField {
+                    structure: "_PyRuntimeState",
+                    field: "interpreters_head",
+                });
+            }
         },
         None => match module.symbol_address("interp_head", Some("pystate.c")) {
             Some(addr) => addr,
@@ -138,22 +254,22 @@ fn check_interpreters<M: Memory>(
     let tstate_interp = offset(layout, "PyThreadState", "interp")?;
     let tstate = memory
         .read_ptr(interp.wrapping_add(threads_head))
-        .map_err(|e| format!("the interpreter at {interp:#x} is unreadable ({e})"))?;
+        .map_err(|source| InvariantError::InterpreterUnreadable { interp, source })?;
     if tstate == 0 {
         // Possible only before the first thread state or after the last;
         // rejecting costs no more than a DWARF rebuild, trusting could cost
         // every stack.
-        return Err(format!(
-            "the interpreter at {interp:#x} lists no thread state"
-        ));
+        return Err(InvariantError::NoThreadState(interp));
     }
     let back = memory
         .read_ptr(tstate.wrapping_add(tstate_interp))
-        .map_err(|e| format!("the thread state at {tstate:#x} is unreadable ({e})"))?;
+        .map_err(|source| InvariantError::ThreadStateUnreadable { tstate, source })?;
     if back != interp {
-        return Err(format!(
-            "the thread state at {tstate:#x} names interpreter {back:#x}, not {interp:#x} which lists it"
-        ));
+        return Err(InvariantError::WrongInterpreter {
+            tstate,
+            back,
+            interp,
+        });
     }
     Ok(1)
 }

@@ -22,6 +22,7 @@ pub struct FileBacking {
 
 /// Whether a file mapping's pages can come from disk.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub enum MappingState {
     /// Nobody looked for the file yet.
     #[default]
@@ -39,6 +40,7 @@ pub enum MappingState {
 /// Where the byte at an address comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Provenance {
     /// The core file's segment with this index.
     Core {

@@ -114,6 +114,7 @@ fn join(root: &Path, parts: &[String]) -> PathBuf {
 /// How a module's debug information was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DebugVia {
     /// The module file itself holds DWARF.
     Embedded,

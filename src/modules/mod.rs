@@ -19,7 +19,7 @@ pub use locate::{
 pub use search_path::BuildIdIndex;
 
 use crate::corefile::CoreFile;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;
@@ -36,6 +36,7 @@ const MAX_VDSO_SIZE: u64 = 1 << 20;
 /// What kind of module this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ModuleKind {
     /// The main program.
     Executable,
@@ -48,6 +49,7 @@ pub enum ModuleKind {
 /// The state of a module's file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FileStatus {
     /// Found, and its build-id equals the core's.
     Verified {
@@ -79,6 +81,7 @@ pub enum FileStatus {
 /// The state of a module's debug information.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DebugStatus {
     /// DWARF was found.
     Found {
@@ -252,7 +255,8 @@ impl ModuleSet {
         let index = LazyIndex::new(&paths.search_paths);
         let mut set = Self::load_from(core, memory, &Files::Host(&paths, &index));
         if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
-            set.diagnostics.push(Diagnostic::warning("modules", reason));
+            set.diagnostics
+                .push(Diagnostic::warning(DiagnosticSource::Modules, reason));
         }
         set
     }
@@ -540,7 +544,7 @@ fn locate_module(
     };
     if let FileStatus::Mismatch { path, .. } = &file_status {
         diagnostics.push(Diagnostic::warning(
-            "modules",
+            DiagnosticSource::Modules,
             format!(
                 "{}: build-id differs from the one in the core; the file is ignored. \
                      Pass the right build with --sysroot or --exe",
@@ -573,7 +577,7 @@ fn locate_module(
     diagnostics.extend(
         skipped
             .into_iter()
-            .map(|reason| Diagnostic::warning("modules", reason)),
+            .map(|reason| Diagnostic::warning(DiagnosticSource::Modules, reason)),
     );
     Some(Module {
         kind: if is_exe {
@@ -628,7 +632,7 @@ fn host_file(
             Ok(file) => ElfImage::map(c, &file),
             Err(e) if is_not_regular(&e) => {
                 diagnostics.push(Diagnostic::warning(
-                    "modules",
+                    DiagnosticSource::Modules,
                     format!("{}: skipped: {e}", c.display()),
                 ));
                 None

@@ -17,6 +17,7 @@ const VALUES_WORDS_311: u64 = 4;
 
 /// Where an instance keeps its attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AttributeStore {
     /// No instance dict: a builtin, a slotted class, or none made yet.
     Absent,

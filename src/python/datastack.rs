@@ -14,6 +14,8 @@ use std::collections::HashSet;
 use super::code::line_for;
 use super::frames::{PyFrame, interpreter_frame_locals};
 use super::objects::Objects;
+use crate::error::ReadError;
+use crate::layout::MissingField;
 use crate::layout::facts::LineTable;
 use crate::memory::{Memory, MemoryExt};
 
@@ -107,7 +109,8 @@ pub fn recover<M: Memory>(
                 complete: false,
                 summary: Some(format!(
                     "the outer frames could not be looked for in the thread's data stack: the \
-                     layout has no {missing} (DWARF or a built-in table gives it)"
+                     layout has no {} (DWARF or a built-in table gives it)",
+                    missing.0
                 )),
             };
         }
@@ -149,10 +152,9 @@ pub fn recover<M: Memory>(
 }
 
 impl Offsets {
-    fn new<M: Memory>(objects: &Objects<'_, M>) -> Result<Offsets, String> {
+    fn new<M: Memory>(objects: &Objects<'_, M>) -> Result<Offsets, MissingField> {
         let offsets = objects.layout.offsets();
-        let need =
-            |field: crate::layout::Field| field.get().ok_or_else(|| field.name().to_string());
+        let need = |field: crate::layout::Field| field.require();
         let frame_words = match offsets.code.co_framesize.get() {
             Some(off) => FrameWords::Field(off),
             None => FrameWords::Sum {
@@ -163,7 +165,7 @@ impl Offsets {
                     .interp_frame
                     .sizeof
                     .get()
-                    .ok_or("sizeof _PyInterpreterFrame")?
+                    .ok_or(MissingField("sizeof _PyInterpreterFrame"))?
                     .saturating_sub(1)
                     / 8,
             },
@@ -185,6 +187,16 @@ impl Offsets {
             frame_words,
         })
     }
+}
+
+/// A word of the chunk list that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is unreadable: {source}")]
+struct Unreadable {
+    /// `tstate.datastack_chunk` and the like.
+    what: &'static str,
+    #[source]
+    source: ReadError,
 }
 
 struct ChunkWalker<'o, 'a, M: Memory> {
@@ -247,16 +259,16 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
     fn chunks(&self, tstate: u64) -> (Vec<UsedArea>, Option<String>) {
         match self.chunk_list(tstate) {
             Ok(found) => found,
-            Err(e) => (Vec::new(), Some(e)),
+            Err(e) => (Vec::new(), Some(e.to_string())),
         }
     }
 
-    fn chunk_list(&self, tstate: u64) -> Result<(Vec<UsedArea>, Option<String>), String> {
+    fn chunk_list(&self, tstate: u64) -> Result<(Vec<UsedArea>, Option<String>), Unreadable> {
         let o = &self.offsets;
-        let read = |addr: u64, what: &str| {
+        let read = |addr: u64, what: &'static str| {
             self.mem()
                 .read_u64(addr)
-                .map_err(|e| format!("{what} is unreadable: {e}"))
+                .map_err(|source| Unreadable { what, source })
         };
         let mut chunk = read(tstate.wrapping_add(o.chunk), "tstate.datastack_chunk")?;
         let mut end = read(tstate.wrapping_add(o.top), "tstate.datastack_top")?;
@@ -272,7 +284,7 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 break;
             }
             let header = (|| {
-                Ok::<_, String>((
+                Ok::<_, Unreadable>((
                     read(chunk.wrapping_add(o.chunk_previous), "a chunk's previous")?,
                     read(chunk.wrapping_add(o.chunk_size), "a chunk's size")?,
                     read(chunk.wrapping_add(o.chunk_top), "a chunk's top")?,

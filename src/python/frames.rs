@@ -8,9 +8,10 @@ use serde::Serialize;
 use super::code::{CodeInfo, line_for};
 use super::objects::Objects;
 use super::types::BuiltinType;
+use crate::layout::MissingField;
 use crate::layout::facts::{FrameModel, LineTable};
-use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
+use crate::memory::{ReadError, ReadFailure};
 
 /// Frames followed per thread, at most (deep recursion is shown in full below this).
 pub const MAX_FRAMES: usize = 100_000;
@@ -93,11 +94,71 @@ pub struct FrameWalk {
     pub frames: Vec<PyFrame>,
     /// Why the walk stopped early, if it did (a loop, a bad pointer, the cap).
     pub error: Option<String>,
+    /// The read failure the walk stopped on, when it stopped on one.
+    #[serde(skip)]
+    pub error_read_failure: Option<ReadFailure>,
     /// Shim and incomplete frames that were skipped.
     pub skipped: usize,
     /// What the search of the data stack for frames the chain did not reach
     /// found (3.11+), when it found any or the chain broke.
     pub recovery: Option<String>,
+}
+
+/// Why a frame walk stopped early.
+#[derive(Debug, Clone, thiserror::Error)]
+enum WalkError {
+    #[error("the frame chain loops back to {0:#x}")]
+    Loop(u64),
+    #[error("more than {MAX_FRAMES} frames; the rest are not shown")]
+    TooManyFrames,
+    #[error(
+        "frame {0:#x} has a NULL code object: its memory reads as zeros, so the core \
+         probably lacks it (gdb's gcore writes zeros for pages it cannot read)"
+    )]
+    NullCode(u64),
+    /// A frame object whose code and link to its caller are both unreadable.
+    #[error("frame {frame:#x}: {code}; its f_back: {back}")]
+    CodeAndBackUnreadable {
+        frame: u64,
+        code: ReadError,
+        back: ReadError,
+    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    MissingField(#[from] MissingField),
+}
+
+impl WalkError {
+    /// The read failure the walk broke on, if it broke on one. A NULL code
+    /// object is a page gcore could not dump and wrote as zeros.
+    fn read_failure(&self) -> Option<ReadFailure> {
+        match self {
+            WalkError::NullCode(_) => Some(ReadFailure::NotDumped),
+            WalkError::Read(e) => Some(e.reason.clone()),
+            WalkError::CodeAndBackUnreadable { code, back, .. } => {
+                Some(more_telling(&code.reason, &back.reason).clone())
+            }
+            WalkError::Loop(_) | WalkError::TooManyFrames | WalkError::MissingField(_) => None,
+        }
+    }
+}
+
+/// Of two failures, the one that better says what would let the read
+/// succeed: memory the core lacks, then a cut core, then a missing or
+/// different file, then anything else; the first of equals.
+fn more_telling<'e>(first: &'e ReadFailure, second: &'e ReadFailure) -> &'e ReadFailure {
+    let rank = |f: &ReadFailure| match f {
+        ReadFailure::NotDumped => 0,
+        ReadFailure::Truncated => 1,
+        ReadFailure::FileMissing { .. } | ReadFailure::BuildIdMismatch { .. } => 2,
+        _ => 3,
+    };
+    if rank(second) < rank(first) {
+        second
+    } else {
+        first
+    }
 }
 
 struct FrameCtx<'o, 'a, M: Memory> {
@@ -117,10 +178,12 @@ pub fn walk<M: Memory>(objects: &Objects<'_, M>, tstate: u64, with_locals: bool)
         FrameModel::InterpreterFrame => ctx.walk_interpreter_frames(tstate, &mut walk),
     };
     if let Err(e) = result {
-        walk.error = Some(e);
+        walk.error_read_failure = e.read_failure();
+        walk.error = Some(e.to_string());
     }
+    let lost_memory = walk.error_read_failure == Some(ReadFailure::NotDumped);
     if objects.layout.facts.frames == FrameModel::InterpreterFrame {
-        add_recovered_frames(objects, tstate, &mut walk, with_locals);
+        add_recovered_frames(objects, tstate, &mut walk, with_locals, lost_memory);
     }
     walk
 }
@@ -133,6 +196,7 @@ fn add_recovered_frames<M: Memory>(
     tstate: u64,
     walk: &mut FrameWalk,
     with_locals: bool,
+    lost_memory: bool,
 ) {
     let recovery = super::datastack::recover(objects, tstate, &walk.frames, with_locals);
     if recovery.frames.is_empty() && walk.error.is_none() {
@@ -143,10 +207,6 @@ fn add_recovered_frames<M: Memory>(
     // The break lost no frame the data stack held: the stack is shown whole
     // (but for a running generator's frame, which lives elsewhere), so the
     // break is told beside the recovery rather than as a cut walk.
-    let lost_memory = walk
-        .error
-        .as_deref()
-        .is_some_and(|e| e.contains("reads as zeros") || e.contains("not dumped"));
     if recovery.complete
         && lost_memory
         && let Some(error) = walk.error.take()
@@ -171,16 +231,12 @@ pub(super) fn interpreter_frame_locals<M: Memory>(
     ctx.interpreter_frame_locals(frame, code)
 }
 
-fn err(e: ReadError) -> String {
-    e.to_string()
-}
-
 impl<M: Memory> FrameCtx<'_, '_, M> {
     fn mem(&self) -> &M {
         self.objects.memory
     }
 
-    fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+    fn walk_frame_objects(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), WalkError> {
         let layout = self.objects.layout;
         let offsets = layout.offsets();
         let f_back = offsets.frame_object.f_back.require()?;
@@ -188,8 +244,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let f_lasti = offsets.frame_object.f_lasti.require()?;
         let mut frame = self
             .mem()
-            .read_ptr(tstate.wrapping_add(offsets.tstate.frame.require()?))
-            .map_err(err)?;
+            .read_ptr(tstate.wrapping_add(offsets.tstate.frame.require()?))?;
         let mut seen = HashSet::new();
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
         let lasti_scale = if layout.facts.line_table == LineTable::Linetable310 {
@@ -199,22 +254,13 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         };
         while frame != 0 {
             if !seen.insert(frame) {
-                return Err(format!("the frame chain loops back to {frame:#x}"));
+                return Err(WalkError::Loop(frame));
             }
             if walk.frames.len() >= MAX_FRAMES {
-                return Err(format!(
-                    "more than {MAX_FRAMES} frames; the rest are not shown"
-                ));
+                return Err(WalkError::TooManyFrames);
             }
-            let code = self
-                .mem()
-                .read_ptr(frame.wrapping_add(f_code))
-                .map_err(err)?;
-            let lasti = i64::from(
-                self.mem()
-                    .read_i32(frame.wrapping_add(f_lasti))
-                    .map_err(err)?,
-            );
+            let code = self.mem().read_ptr(frame.wrapping_add(f_code))?;
+            let lasti = i64::from(self.mem().read_i32(frame.wrapping_add(f_lasti))?);
             let info = match self.objects.code(code) {
                 Ok(info) => info,
                 Err(e) => {
@@ -222,7 +268,11 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     let back = self
                         .mem()
                         .read_ptr(frame.wrapping_add(f_back))
-                        .map_err(|b| format!("frame {frame:#x}: {e}; its f_back: {b}"))?;
+                        .map_err(|back| WalkError::CodeAndBackUnreadable {
+                            frame,
+                            code: e.clone(),
+                            back,
+                        })?;
                     walk.frames
                         .push(PyFrame::unreadable(frame, code, e.to_string()));
                     frame = back;
@@ -251,30 +301,25 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .then(|| self.frame_object_locals(frame, code));
             walk.frames
                 .push(frame_from(info, code, frame, line, false, locals));
-            frame = self
-                .mem()
-                .read_ptr(frame.wrapping_add(f_back))
-                .map_err(err)?;
+            frame = self.mem().read_ptr(frame.wrapping_add(f_back))?;
         }
         Ok(())
     }
 
-    fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), String> {
+    fn walk_interpreter_frames(&self, tstate: u64, walk: &mut FrameWalk) -> Result<(), WalkError> {
         let layout = self.objects.layout;
         let offsets = layout.offsets();
         let mut frame = match offsets.tstate.current_frame.get() {
-            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off)).map_err(err)?,
+            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off))?,
             None => {
                 let cframe = self
                     .mem()
-                    .read_ptr(tstate.wrapping_add(offsets.tstate.cframe.require()?))
-                    .map_err(err)?;
+                    .read_ptr(tstate.wrapping_add(offsets.tstate.cframe.require()?))?;
                 if cframe == 0 {
                     return Ok(());
                 }
                 self.mem()
-                    .read_ptr(cframe.wrapping_add(offsets.cframe.current_frame.require()?))
-                    .map_err(err)?
+                    .read_ptr(cframe.wrapping_add(offsets.cframe.current_frame.require()?))?
             }
         };
         let previous = offsets.interp_frame.previous.require()?;
@@ -289,40 +334,26 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let mut seen = HashSet::new();
         while frame != 0 {
             if !seen.insert(frame) {
-                return Err(format!("the frame chain loops back to {frame:#x}"));
+                return Err(WalkError::Loop(frame));
             }
             if walk.frames.len() + walk.skipped >= MAX_FRAMES {
-                return Err(format!(
-                    "more than {MAX_FRAMES} frames; the rest are not shown"
-                ));
+                return Err(WalkError::TooManyFrames);
             }
-            let next = self
-                .mem()
-                .read_ptr(frame.wrapping_add(previous))
-                .map_err(err)?;
-            let owner = self
-                .mem()
-                .read_u8(frame.wrapping_add(owner_at))
-                .map_err(err)?;
+            let next = self.mem().read_ptr(frame.wrapping_add(previous))?;
+            let owner = self.mem().read_u8(frame.wrapping_add(owner_at))?;
             if shims && owner >= OWNER_SHIM_MIN {
                 // The Python frame just above a shim was called from C.
                 mark_entry(walk);
                 frame = next;
                 continue;
             }
-            let mut code = self
-                .mem()
-                .read_ptr(frame.wrapping_add(code_at))
-                .map_err(err)?;
+            let mut code = self.mem().read_ptr(frame.wrapping_add(code_at))?;
             if tagged {
                 // 3.14 `_PyStackRef`: the low two bits are tags.
                 code &= !3;
             }
             if code == 0 {
-                return Err(format!(
-                    "frame {frame:#x} has a NULL code object: its memory reads as zeros, so the core \
-                     probably lacks it (gdb's gcore writes zeros for pages it cannot read)"
-                ));
+                return Err(WalkError::NullCode(frame));
             }
             let info = match self.objects.code(code) {
                 Ok(info) => info,
@@ -345,13 +376,10 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             };
-            let instr = self
-                .mem()
-                .read_ptr(frame.wrapping_add(instr_at))
-                .map_err(err)?;
+            let instr = self.mem().read_ptr(frame.wrapping_add(instr_at))?;
             let unit = (instr.wrapping_sub(code.wrapping_add(code_base)) as i64) / 2;
             if let Some(ft) = first_traceable {
-                let first = i64::from(self.mem().read_i32(code.wrapping_add(ft)).map_err(err)?);
+                let first = i64::from(self.mem().read_i32(code.wrapping_add(ft))?);
                 if owner != OWNER_GENERATOR && unit < first {
                     // Still being set up: debuggers skip incomplete frames.
                     walk.skipped += 1;
@@ -366,7 +394,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 unit,
             );
             let is_entry = match is_entry_at {
-                Some(off) => self.mem().read_u8(frame.wrapping_add(off)).map_err(err)? != 0,
+                Some(off) => self.mem().read_u8(frame.wrapping_add(off))? != 0,
                 None => false,
             };
             let locals = self
@@ -541,5 +569,43 @@ fn frame_from(
         recovered: false,
         locals,
         unreadable: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(reason: ReadFailure) -> ReadError {
+        ReadError::new(0x7f00_0000_1000, 8, reason)
+    }
+
+    #[test]
+    fn memory_the_core_lacks_is_told_by_the_failure_not_by_its_words() {
+        // A frame gcore wrote as zeros, and a page not dumped: memory the core lacks.
+        assert_eq!(
+            WalkError::NullCode(0x1000).read_failure(),
+            Some(ReadFailure::NotDumped)
+        );
+        assert_eq!(
+            WalkError::Read(read(ReadFailure::NotDumped)).read_failure(),
+            Some(ReadFailure::NotDumped)
+        );
+        // A missing file whose path happens to hold the words is no such gap.
+        let missing = ReadFailure::FileMissing {
+            path: "/srv/not dumped/libpython.so".into(),
+        };
+        assert_eq!(
+            WalkError::Read(read(missing.clone())).read_failure(),
+            Some(missing.clone())
+        );
+        // Of a code object and a link both unreadable, the gap wins.
+        let both = WalkError::CodeAndBackUnreadable {
+            frame: 0x1000,
+            code: read(missing),
+            back: read(ReadFailure::NotDumped),
+        };
+        assert_eq!(both.read_failure(), Some(ReadFailure::NotDumped));
+        assert_eq!(WalkError::Loop(0x1000).read_failure(), None);
     }
 }

@@ -5,7 +5,7 @@ pub mod code;
 mod datastack;
 pub mod frames;
 pub mod nesting;
-pub mod objects;
+pub(crate) mod objects;
 pub mod runtime;
 pub mod threads;
 pub mod types;

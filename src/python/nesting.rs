@@ -28,6 +28,7 @@ const OWNER_NOT_PYTHON_MIN: u8 = 3;
 /// How the order of an OS thread's thread states was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum NestingOrder {
     /// The only thread state of its OS thread (or of no OS thread).
     Single,

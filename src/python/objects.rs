@@ -38,7 +38,9 @@ pub struct Objects<'a, M: Memory> {
     // a core lacks the read-only pages that hold static types' names.
     builtin_types: RefCell<HashMap<u64, Option<BuiltinType>>>,
     anchors: Option<&'a TypeAnchors>,
-    dict: std::cell::OnceCell<Result<DictOffsets, String>>,
+    /// The dict offsets, or why they are unknown (as a read failure at 0,
+    /// whatever first failed, so every later dict read says the same).
+    dict: std::cell::OnceCell<Result<DictOffsets, ReadError>>,
 }
 
 pub(crate) fn invalid(addr: u64, what: impl Into<String>) -> ReadError {
@@ -532,14 +534,14 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// The dict offsets, looked up once.
     fn dict_offsets(&self) -> Result<DictOffsets, ReadError> {
         if let Some(d) = self.dict.get() {
-            return d.clone().map_err(|what| invalid(0, what));
+            return d.clone();
         }
         let found = self.find_dict_offsets().map_err(|e| match e.reason {
-            ReadFailure::Invalid(what) => what,
-            other => other.to_string(),
+            ReadFailure::Invalid(what) => invalid(0, what),
+            other => invalid(0, other.to_string()),
         });
         let _ = self.dict.set(found.clone());
-        found.map_err(|what| invalid(0, what))
+        found
     }
 
     fn find_dict_offsets(&self) -> Result<DictOffsets, ReadError> {

@@ -10,7 +10,7 @@ use super::nesting::{self, Nestable, NestingOrder};
 use super::objects::Objects;
 use super::runtime::{self, RuntimeLocation};
 use super::types::TypeAnchors;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, DiagnosticSource};
 use crate::layout::{Layout, LayoutChoice, LayoutOptions, select};
 use crate::memory::{Memory, MemoryExt};
 use crate::process::Process;
@@ -149,10 +149,10 @@ pub fn python_state(
     let objects = objects.with_anchors(&type_anchors);
     let mut diagnostics = Vec::new();
     if let Some(w) = choice.dwarf_passed_over() {
-        diagnostics.push(Diagnostic::warning("python", w));
+        diagnostics.push(Diagnostic::warning(DiagnosticSource::Python, w));
     }
     if let Some(w) = &runtime.warning {
-        diagnostics.push(Diagnostic::warning("python", w.clone()));
+        diagnostics.push(Diagnostic::warning(DiagnosticSource::Python, w.clone()));
     }
     if let crate::layout::LayoutSource::Dwarf {
         cache_rejected: Some(why),
@@ -160,7 +160,7 @@ pub fn python_state(
     } = &layout.source
     {
         diagnostics.push(Diagnostic::warning(
-            "layout",
+            DiagnosticSource::Layout,
             format!("the cached layout failed validation ({why}); rebuilt from DWARF and the cache entry rewritten"),
         ));
     }
@@ -189,24 +189,27 @@ pub fn python_state(
         let mut tstate = match memory.read_ptr(interp.wrapping_add(threads_head)) {
             Ok(t) => t,
             Err(e) => {
-                diagnostics.push(Diagnostic::error(
-                    "python",
-                    format!("interpreter {interp:#x}: its thread list is unreadable: {e}"),
-                ));
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticSource::Python,
+                        format!("interpreter {interp:#x}: its thread list is unreadable: {e}"),
+                    )
+                    .with_read_failure(Some(e.reason)),
+                );
                 0
             }
         };
         while tstate != 0 {
             if !seen.insert(tstate) {
                 diagnostics.push(Diagnostic::error(
-                    "python",
+                    DiagnosticSource::Python,
                     format!("interpreter {interp:#x}: the thread list loops back to {tstate:#x}"),
                 ));
                 break;
             }
             if list.len() >= MAX_THREADS {
                 diagnostics.push(Diagnostic::error(
-                    "python",
+                    DiagnosticSource::Python,
                     format!("interpreter {interp:#x}: more than {MAX_THREADS} thread states"),
                 ));
                 break;
@@ -224,10 +227,13 @@ pub fn python_state(
             tstate = match memory.read_ptr(tstate.wrapping_add(next)) {
                 Ok(t) => t,
                 Err(e) => {
-                    diagnostics.push(Diagnostic::error(
-                        "python",
-                        format!("thread state {tstate:#x}: next is unreadable: {e}"),
-                    ));
+                    diagnostics.push(
+                        Diagnostic::error(
+                            DiagnosticSource::Python,
+                            format!("thread state {tstate:#x}: next is unreadable: {e}"),
+                        )
+                        .with_read_failure(Some(e.reason)),
+                    );
                     0
                 }
             };
@@ -242,7 +248,7 @@ pub fn python_state(
     for t in &threads {
         if t.lwp.is_none() {
             diagnostics.push(Diagnostic::note(
-                "python",
+                DiagnosticSource::Python,
                 format!(
                     "thread state {:#x} (thread id {:#x}) matches no thread of the core",
                     t.tstate, t.thread_id
@@ -250,17 +256,20 @@ pub fn python_state(
             ));
         }
         if let Some(e) = &t.stack.error {
-            diagnostics.push(Diagnostic::error(
-                "python",
-                format!(
-                    "thread state {:#x}: {e}; the frames before it are shown",
-                    t.tstate
-                ),
-            ));
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticSource::Python,
+                    format!(
+                        "thread state {:#x}: {e}; the frames before it are shown",
+                        t.tstate
+                    ),
+                )
+                .with_read_failure(t.stack.error_read_failure.clone()),
+            );
         }
         if let Some(r) = &t.stack.recovery {
             diagnostics.push(Diagnostic::warning(
-                "python",
+                DiagnosticSource::Python,
                 format!("thread state {:#x}: {r}", t.tstate),
             ));
         }
@@ -303,7 +312,7 @@ fn order_nested(process: &Process, threads: &mut [PyThread], diagnostics: &mut V
         }
         if how == NestingOrder::Guess {
             diagnostics.push(Diagnostic::note(
-                "python",
+                DiagnosticSource::Python,
                 format!(
                     "LWP {lwp} holds {} thread states; the C stack does not order them, so \
                      the one holding the GIL is shown innermost and the others by interpreter id",

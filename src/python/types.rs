@@ -25,6 +25,7 @@ const MAX_BUILTINS: usize = 512;
 
 /// A built-in type pymortem reads objects of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BuiltinType {
     /// `type`.
     Type,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::SCHEMA_VERSION;
-use crate::error::{Diagnostic, Severity};
+use crate::error::{Diagnostic, DiagnosticSource, Severity};
 use crate::forensics::coverage::interpreter_files_remedy;
 use crate::forensics::freelists::FreeListSlot;
 use crate::forensics::gc::GenerationSummary;
@@ -15,6 +15,7 @@ use crate::stacks::MergedStack;
 
 /// Which part of the checks a report shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckPart {
     /// Everything (`check`).
     All,
@@ -66,7 +67,10 @@ impl CheckReport {
         let layout_source = state.as_ref().ok().map(|s| s.layout.layout.source.clone());
         match &state {
             Ok(s) => diagnostics.extend(s.diagnostics.iter().cloned()),
-            Err(e) => diagnostics.push(Diagnostic::error("python", format!("no checks: {e}"))),
+            Err(e) => diagnostics.push(Diagnostic::error(
+                DiagnosticSource::Python,
+                format!("no checks: {e}"),
+            )),
         }
         let schema = match part {
             CheckPart::All => "check",

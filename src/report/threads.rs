@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::SCHEMA_VERSION;
-use crate::error::Diagnostic;
+use crate::error::{Diagnostic, DiagnosticSource};
 use crate::interpreter::runtime_address::RuntimeStrategy;
 use crate::layout::LayoutSource;
 use crate::process::Process;
@@ -174,7 +174,7 @@ impl ThreadsReport {
             }
             Err(e) => {
                 diagnostics.push(Diagnostic::error(
-                    "python",
+                    DiagnosticSource::Python,
                     format!("no Python stacks: {e}"),
                 ));
                 (None, None, Vec::new())

@@ -5,9 +5,10 @@
 
 use serde::Serialize;
 
-use crate::dwarf::{CallValue, call_site_values};
+use crate::dwarf::{CallValue, DwarfError, call_site_values};
 use crate::layout::VersionRules;
 use crate::memory::MemoryExt;
+use crate::memory::ReadError;
 use crate::process::Process;
 use crate::unwind::{FrameAddress, NativeStack};
 
@@ -25,6 +26,31 @@ pub struct FatalError {
     pub message: Option<String>,
     /// Where the message came from, or why it could not be read.
     pub message_source: String,
+}
+
+/// Why the message a fatal-error function was passed could not be read.
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error("the caller was interrupted, not calling")]
+    Interrupted,
+    #[error("{0:#x} is in no module")]
+    NoModule(u64),
+    #[error("the caller's module has no load bias")]
+    NoLoadBias,
+    #[error("{0} has no DWARF (install its debug file)")]
+    NoDwarf(String),
+    #[error(transparent)]
+    Dwarf(#[from] DwarfError),
+    #[error("no such argument register")]
+    NoSuchArgument,
+    #[error("DWARF records no value for the message argument at this call")]
+    NoCallSiteValue,
+    #[error("the message at {address:#x} is unreadable: {source}")]
+    Unreadable {
+        address: u64,
+        #[source]
+        source: ReadError,
+    },
 }
 
 /// The fatal-error functions, with the argument that holds the message
@@ -71,7 +97,7 @@ pub fn fatal_error(process: &Process, stack: &NativeStack) -> Option<FatalError>
     let (message, message_source) = match caller {
         Some(c) => match read_message(process, c.address, is_fatal(outer).unwrap_or(0)) {
             Ok(m) => (Some(m), "DWARF call-site value at the call".to_string()),
-            Err(why) => (None, why),
+            Err(why) => (None, why.to_string()),
         },
         None => (
             None,
@@ -91,34 +117,32 @@ fn read_message(
     process: &Process,
     return_address: FrameAddress,
     argument: usize,
-) -> Result<String, String> {
+) -> Result<String, MessageError> {
     let FrameAddress::ReturnAddress(ra) = return_address else {
-        return Err("the caller was interrupted, not calling".into());
+        return Err(MessageError::Interrupted);
     };
     let module = process
         .modules()
         .by_address(ra)
-        .ok_or_else(|| format!("{ra:#x} is in no module"))?;
-    let bias = module
-        .load_bias
-        .ok_or("the caller's module has no load bias")?;
+        .ok_or(MessageError::NoModule(ra))?;
+    let bias = module.load_bias.ok_or(MessageError::NoLoadBias)?;
     let image = [module.debug_file(), module.file()]
         .into_iter()
         .flatten()
         .find(|i| i.has_dwarf())
-        .ok_or_else(|| format!("{} has no DWARF (install its debug file)", module.name()))?;
-    let values = call_site_values(image, ra.wrapping_sub(bias)).map_err(|e| e.to_string())?;
+        .ok_or_else(|| MessageError::NoDwarf(module.name().to_string()))?;
+    let values = call_site_values(image, ra.wrapping_sub(bias))?;
     let register = process
         .core()
         .arch()
         .argument_registers()
         .get(argument)
-        .ok_or("no such argument register")?;
+        .ok_or(MessageError::NoSuchArgument)?;
     let value = values
         .iter()
         .find(|(r, _)| r == register)
         .map(|(_, v)| *v)
-        .ok_or("DWARF records no value for the message argument at this call")?;
+        .ok_or(MessageError::NoCallSiteValue)?;
     let address = match value {
         CallValue::Address(a) => a.wrapping_add(bias),
         CallValue::Constant(c) => c,
@@ -126,6 +150,6 @@ fn read_message(
     let bytes = process
         .memory()
         .read_cstr(address, MAX_MESSAGE)
-        .map_err(|e| format!("the message at {address:#x} is unreadable: {e}"))?;
+        .map_err(|source| MessageError::Unreadable { address, source })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }

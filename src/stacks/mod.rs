@@ -21,6 +21,7 @@ use crate::unwind::{NativeFrame, NativeStack, StopReason, unwind_thread};
 /// One frame of a merged stack.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StackFrame {
     /// A Python frame.
     Python(PyFrame),

@@ -15,6 +15,7 @@ use crate::elf::ElfImage;
 /// Which table a symbol came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SymbolSource {
     /// `.symtab` (the binary's or its debug file's).
     Symtab,
@@ -25,6 +26,7 @@ pub enum SymbolSource {
 /// What a symbol names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SymbolType {
     /// Code.
     Function,

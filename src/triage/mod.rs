@@ -2,6 +2,7 @@
 
 pub mod signature;
 
+use crate::forensics::VerdictStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -158,6 +159,7 @@ impl Walk {
 
 /// What a file given to triage is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InputKind {
     /// An ELF core, plain or compressed (or a file named like one, which is
     /// then reported as an error if it cannot be read as a core).
@@ -271,7 +273,7 @@ pub struct CoreTriage {
     /// The checks' verdict: `clean`, `suspicious`, `corrupt` or `incomplete`
     /// (a check could not run, or the interpreter's structures could not be
     /// read); null for a core without Python or with `--no-checks`.
-    pub verdict: Option<&'static str>,
+    pub verdict: Option<VerdictStatus>,
     /// The checks that could not run (`layout`, `thread_states`, `free_lists`, `gc_lists`).
     pub unchecked: Vec<crate::forensics::CheckName>,
     /// When the crash happened (Unix seconds): from a systemd-coredump file
@@ -291,8 +293,8 @@ pub struct TriageOptions {
 }
 
 /// Triage one core.
-pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, String> {
-    let process = Process::open(path, &options.open).map_err(|e| e.to_string())?;
+pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, crate::Error> {
+    let process = Process::open(path, &options.open)?;
     let thread_options = ThreadOptions {
         locals: false,
         layout: options.layout.clone(),
@@ -310,7 +312,7 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, S
     let mut verdict = None;
     let mut unchecked = Vec::new();
     if layout_failed && !options.no_checks {
-        verdict = Some("incomplete");
+        verdict = Some(VerdictStatus::Incomplete);
         unchecked.push(crate::forensics::CheckName::Layout);
     }
     let (stack, findings) = match (&state, options.no_checks) {

@@ -92,17 +92,9 @@ impl<'m> ModuleCfi<'m> {
         })
     }
 
-    /// CFI from raw sections at their link-time addresses (for fuzzing and tests).
-    pub fn from_sections(
-        eh_frame: &'m [u8],
-        eh_frame_address: u64,
-        hdr: Option<(&'m [u8], u64)>,
-        bias: u64,
-    ) -> ModuleCfi<'m> {
-        Self::with_debug_frame(eh_frame, eh_frame_address, hdr, None, bias)
-    }
-
-    /// As [`ModuleCfi::from_sections`], with a `.debug_frame` too.
+    /// CFI from raw sections at their link-time addresses, with a
+    /// `.debug_frame` too (for fuzzing and tests).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub fn with_debug_frame(
         eh_frame: &'m [u8],
         eh_frame_address: u64,

@@ -6,8 +6,12 @@
 //! address minus one so that a call at a function's very end (to a function
 //! that never returns, like `abort`) is attributed to its caller.
 
+// The tests read a module's CFI on its own; nothing else outside does.
+#[cfg(feature = "test-support")]
 #[doc(hidden)]
 pub mod cfi;
+#[cfg(not(feature = "test-support"))]
+pub(crate) mod cfi;
 
 use std::collections::HashMap;
 
@@ -25,6 +29,7 @@ pub const MAX_DEPTH: usize = 20_000;
 /// How a frame was found, most trustworthy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Trust {
     /// The thread's registers.
     Context,
@@ -68,6 +73,7 @@ const MAX_SCAN_WORDS: u64 = 2048;
 /// The address a frame is at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "address", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FrameAddress {
     /// An instruction pointer: the innermost frame, or one a signal interrupted.
     InstructionPointer(u64),
@@ -121,6 +127,7 @@ pub struct NativeFrame {
 /// Why the unwind stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StopReason {
     /// The CFI says the return address is undefined: the outermost frame (`_start`, `clone`).
     Outermost,

@@ -79,8 +79,7 @@ fn victim_and_holder(entry: &Value) -> Vec<String> {
     );
     // A tuple on a free list is untracked (the GC is still pointed at nothing).
     expect(
-        victim_object.gc_state().ok()
-            == Some(Some(pymortem::forensics::read_context::GcState::Untracked)),
+        victim_object.gc_state().ok() == Some(Some(pymortem::forensics::GcState::Untracked)),
         format!("victim GC state {:?}", victim_object.gc_state()),
     );
 

@@ -86,6 +86,7 @@ fn describe(stack: &MergedStack) -> String {
                 n.function.as_deref().unwrap_or("??"),
                 if n.signal_frame { "[signal]" } else { "" }
             ),
+            other => panic!("a frame kind this test does not know: {other:?}"),
         })
         .collect::<Vec<_>>()
         .join(" < ")
@@ -197,6 +198,7 @@ fn the_fatal_error_path_and_message_are_on_the_crashing_stack() {
             .filter_map(|f| match f {
                 StackFrame::Native(n) => Some(n.function.as_deref().unwrap_or("??")),
                 StackFrame::Python(_) => None,
+                other => panic!("a frame kind this test does not know: {other:?}"),
             })
             .collect();
         let fatal_at = names
@@ -265,6 +267,7 @@ fn every_python_frame_of_the_threads_scenario_has_its_eval_frame() {
                 .filter_map(|f| match f {
                     StackFrame::Python(p) => Some(p.function.as_str()),
                     StackFrame::Native(_) => None,
+                    other => panic!("a frame kind this test does not know: {other:?}"),
                 })
                 .collect();
             let walked: Vec<&str> = t.stack.frames.iter().map(|f| f.function.as_str()).collect();

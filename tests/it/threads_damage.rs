@@ -46,6 +46,7 @@ fn loop_a_frame_chain(interp: &str) {
         pymortem::layout::facts::FrameModel::InterpreterFrame => {
             layout.offset("_PyInterpreterFrame", "previous")
         }
+        other => panic!("a frame model this test does not know: {other:?}"),
     }
     .unwrap();
     let at = file_offset(&process, second + link).expect("the frame is in the core");

@@ -400,6 +400,7 @@ fn a_frame_with_a_bad_code_object(interp: &str) {
     let code_field = match layout.facts.frames {
         FrameModel::FrameObject => layout.offset("PyFrameObject", "f_code"),
         FrameModel::InterpreterFrame => layout.offset("_PyInterpreterFrame", "code"),
+        other => panic!("a frame model this test does not know: {other:?}"),
     }
     .unwrap();
     let filename = layout.offset("PyCodeObject", "co_filename").unwrap();
