@@ -9,7 +9,6 @@ use std::path::PathBuf;
 pub use crate::corefile::OpenError;
 pub use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::python::PythonError;
-pub(crate) use crate::read_error::serialize_message;
 pub use crate::read_error::{ReadError, ReadFailure};
 
 /// Errors that stop pymortem from opening or analysing an input.

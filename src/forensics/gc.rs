@@ -41,7 +41,7 @@ pub struct GenerationSummary {
     /// not checked.
     #[serde(
         skip_serializing_if = "Option::is_none",
-        serialize_with = "crate::error::serialize_message"
+        serialize_with = "crate::read_error::serialize_message"
     )]
     pub unreadable: Option<ReadError>,
 }

@@ -305,7 +305,7 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
 mod tests {
     use super::super::{GcState, ReferrerKind};
     use super::VerdictStatus;
-    use crate::error::DiagnosticSource;
+    use crate::diagnostic::DiagnosticSource;
     use crate::layout::select::AttemptSource;
 
     /// Text output and JSON name these values alike.

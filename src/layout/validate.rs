@@ -12,7 +12,7 @@ use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 
 use super::tp_flags::{HEAPTYPE, TUPLE_SUBCLASS, TYPE_SUBCLASS};
-use crate::error::ReadError;
+use crate::memory::ReadError;
 
 /// The invariant a cached layout broke on this core.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

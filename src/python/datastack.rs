@@ -14,9 +14,9 @@ use std::collections::HashSet;
 use super::code::line_for;
 use super::frames::{PyFrame, interpreter_frame_locals};
 use super::objects::Objects;
-use crate::error::ReadError;
 use crate::layout::MissingField;
 use crate::layout::facts::LineTable;
+use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
 
 /// Chunks followed per thread, at most.
