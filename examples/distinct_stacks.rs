@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Parser;
-use pymortem::Process;
+use pymortem::{Process, Python};
 use rayon::prelude::*;
 
 /// The distinct Python stacks across cores and folders of cores: every
@@ -42,7 +42,7 @@ type Stack = Vec<(String, String, Option<i64>)>;
 
 /// Every Python thread's stack in the core at `path`.
 fn stacks(path: &PathBuf, options: &pymortem::Options) -> Result<Vec<Stack>, pymortem::Error> {
-    let python = Process::open(path, options)?.python_runtime()?;
+    let python = Python::of(&Process::open(path, options)?)?;
     Ok(python
         .threads()
         .iter()

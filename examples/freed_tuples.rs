@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use pymortem::{Object, ObjectKind, Process};
+use pymortem::{Object, ObjectKind, Process, Python};
 
 /// The tuples on a free list that live containers still point at (a tuple
 /// released once too often), and every container that holds one.
@@ -102,7 +102,7 @@ enum Outcome {
 
 fn run(args: &Args) -> Result<Outcome, pymortem::Error> {
     let process = Process::open(&args.core, &args.files.options())?;
-    let python = process.python_runtime()?;
+    let python = Python::of(&process)?;
 
     // 1. Every tuple on a free list, with the length its slot keeps.
     let free = python.free_lists();

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Parser;
-use pymortem::{ObjectKind, Process};
+use pymortem::{ObjectKind, Process, Python};
 
 /// The largest lists, tuples and dicts the GC tracks, by the length they
 /// record, largest first: a first look at what filled a heap.
@@ -34,7 +34,7 @@ struct Args {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let process = Process::open(&args.core, &args.files.options())?;
-    let python = process.python_runtime()?;
+    let python = Python::of(&process)?;
     let gc = python.gc_generations();
     for diagnostic in &gc.diagnostics {
         eprintln!("{:?}: {}", diagnostic.severity, diagnostic.message);

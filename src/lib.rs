@@ -16,7 +16,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
 //! # let (path, truth) = (&sample.core, &sample.truth);
-//! use pymortem::{Options, Process};
+//! use pymortem::{Options, Process, Python};
 //!
 //! // Open the core; the binaries it names are looked up under a sysroot
 //! // (a bundle made by `pymortem bundle` carries them and needs none).
@@ -28,7 +28,7 @@
 //! println!("pid {:?}, {} threads", process.core().psinfo().map(|p| p.pid), process.threads().len());
 //!
 //! // The Python runtime: version, layout, interpreters, threads.
-//! let python = process.python_runtime()?;
+//! let python = Python::of(&process)?;
 //! assert_eq!(python.version().to_string(), "2.7.18");
 //!
 //! // Every thread's Python frames merged into its native stack.
@@ -87,7 +87,7 @@
 //! 13. [`error`]: the top-level [`Error`], which carries the Python model's
 //!     [`python::PythonError`] and wraps the lower layers' errors.
 //! 14. [`inspect`]: the handles above, [`Python`] and [`Object`] (and
-//!     `Process::python_runtime`, which makes a [`Python`]).
+//!     `Python::of`, which makes a [`Python`] from a [`Process`]).
 //! 15. [`triage`] for folders of cores, [`report`]: serde report models
 //!     behind the CLI's tables and JSON, [`bundler`]: writing a bundle from
 //!     an opened [`Process`].

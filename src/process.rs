@@ -80,6 +80,32 @@ struct Parts {
 }
 
 impl Process {
+    /// The symbol containing the runtime `address`, with the symbol's
+    /// runtime start, from whichever module maps it.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
+    /// let process = pymortem::Process::open(&sample.core, &sample.options)?;
+    /// let start = process.symbol_address("PyTuple_New").unwrap();
+    /// assert_eq!(process.symbol_at(start + 4), Some(("PyTuple_New".to_string(), start)));
+    /// # Ok(()) }
+    /// ```
+    pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
+        let module = self.modules().by_address(address)?;
+        let bias = module.load_bias?;
+        let (name, start) = module.symbol_at(address.wrapping_sub(bias))?;
+        Some((name, start.wrapping_add(bias)))
+    }
+
+    /// The runtime address of the symbol `name` in the first module that defines it.
+    pub fn symbol_address(&self, name: &str) -> Option<u64> {
+        self.modules()
+            .modules()
+            .iter()
+            .find_map(|m| m.symbol_address(name, None))
+    }
+
     /// Open the core at `path`: an ELF core from the kernel or gdb, or one
     /// compressed by systemd-coredump (zstd, lz4, xz) or gzip. The file is
     /// mapped, not read; compressed ones are unpacked to a temporary file.

@@ -12,7 +12,7 @@
 //! # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
 //! # let (path, options) = (sample.core, sample.options);
 //! let process = pymortem::Process::open(&path, &options)?;
-//! let python = process.python_runtime()?;
+//! let python = pymortem::Python::of(&process)?;
 //! println!("CPython {} with {} threads", python.version(), python.threads().len());
 //! for thread in python.threads() {
 //!     for frame in &thread.stack.frames {
@@ -40,83 +40,50 @@ use crate::python::{
     threads::unicode_width,
 };
 use crate::stacks::{MergedStack, SourceCache, merged_stack_of};
-use crate::unwind::{NativeStack, unwind_thread};
 
-impl Process {
+impl Python {
     /// The Python runtime of this process: its version, layout,
     /// interpreters and threads with their Python frames.
     ///
     /// Fails with [`Error::NoPython`] when the core holds no CPython runtime
     /// pymortem can read (the reason says what was missing), and with
     /// [`Error::FreeThreaded`] for a free-threaded build.
-    pub fn python_runtime(&self) -> Result<Python, Error> {
-        self.python_runtime_with(&ThreadOptions::default())
+    pub fn of(process: &Process) -> Result<Python, Error> {
+        Python::with_options(process, &ThreadOptions::default())
     }
 
-    /// [`Process::python_runtime`] with options: the layout cache, and
-    /// whether frames carry their arguments and locals.
-    pub fn python_runtime_with(&self, options: &ThreadOptions) -> Result<Python, Error> {
-        if let Some(p) = self.python()
+    /// [`Python::of`] with options: the layout cache, and whether frames
+    /// carry their arguments and locals.
+    pub fn with_options(process: &Process, options: &ThreadOptions) -> Result<Python, Error> {
+        if let Some(p) = process.python()
             && let Some(evidence) = &p.free_threaded
         {
             return Err(Error::FreeThreaded {
-                path: self.core().path().to_path_buf(),
+                path: process.core().path().to_path_buf(),
                 build: p.build_name(),
                 evidence: evidence.clone(),
             });
         }
-        let state = python_state(self, options).map_err(|cause| Error::NoPython {
-            path: self.core().path().to_path_buf(),
+        let state = python_state(process, options).map_err(|cause| Error::NoPython {
+            path: process.core().path().to_path_buf(),
             cause,
         })?;
-        let version = self
+        let version = process
             .python()
             .map(|p| p.version)
             .ok_or_else(|| Error::NoPython {
-                path: self.core().path().to_path_buf(),
+                path: process.core().path().to_path_buf(),
                 cause: crate::python::PythonError::NoInterpreter,
             })?;
         Ok(Python {
             parts: Arc::new(PythonParts {
-                process: self.clone(),
-                unicode_width: unicode_width(self),
+                process: process.clone(),
+                unicode_width: unicode_width(process),
                 version,
                 kinds: Default::default(),
                 state,
             }),
         })
-    }
-
-    /// The native stack of the core thread `lwp`, unwound with CFI, frame
-    /// pointers and stack scanning; `None` when the core has no such thread.
-    pub fn native_stack(&self, lwp: i32) -> Option<NativeStack> {
-        unwind_thread(self, lwp)
-    }
-
-    /// The symbol containing the runtime `address`, with the symbol's
-    /// runtime start, from whichever module maps it.
-    ///
-    /// ```
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
-    /// let process = pymortem::Process::open(&sample.core, &sample.options)?;
-    /// let start = process.symbol_address("PyTuple_New").unwrap();
-    /// assert_eq!(process.symbol_at(start + 4), Some(("PyTuple_New".to_string(), start)));
-    /// # Ok(()) }
-    /// ```
-    pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
-        let module = self.modules().by_address(address)?;
-        let bias = module.load_bias?;
-        let (name, start) = module.symbol_at(address.wrapping_sub(bias))?;
-        Some((name, start.wrapping_add(bias)))
-    }
-
-    /// The runtime address of the symbol `name` in the first module that defines it.
-    pub fn symbol_address(&self, name: &str) -> Option<u64> {
-        self.modules()
-            .modules()
-            .iter()
-            .find_map(|m| m.symbol_address(name, None))
     }
 }
 
@@ -247,7 +214,7 @@ impl Python {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
-    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// let python = pymortem::Python::of(&pymortem::Process::open(&sample.core, &sample.options)?)?;
     /// for slot in python.free_lists().slots.iter().filter(|s| s.walked > 0) {
     ///     println!("{}-tuples: {} free, counter {:?}", slot.size, slot.walked, slot.counter);
     /// }
@@ -268,7 +235,7 @@ impl Python {
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
-    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// let python = pymortem::Python::of(&pymortem::Process::open(&sample.core, &sample.options)?)?;
     /// let gc = python.gc_generations();
     /// for generation in &gc.generations {
     ///     println!("{}: {} objects", generation.summary.name, generation.objects.len());
@@ -290,7 +257,7 @@ impl Python {
     /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
     /// use pymortem::forensics::FindingKind;
     ///
-    /// let python = pymortem::Process::open(&sample.core, &sample.options)?.python_runtime()?;
+    /// let python = pymortem::Python::of(&pymortem::Process::open(&sample.core, &sample.options)?)?;
     /// let result = python.check();
     /// for finding in &result.findings {
     ///     println!("{:?} {:?} at {:#x}: {}", finding.severity, finding.kind, finding.address, finding.message);

@@ -80,7 +80,7 @@ pub struct Attribute {
 /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
 /// # let truth = sample.truth;
 /// let process = pymortem::Process::open(&sample.core, &sample.options)?;
-/// let python = process.python_runtime()?;
+/// let python = pymortem::Python::of(&process)?;
 /// // The list that still holds the freed tuple (its address from the truth file).
 /// let holder = python.object(truth["objects"]["holder_list"].as_u64().unwrap());
 /// assert_eq!(holder.type_name()?, "list");

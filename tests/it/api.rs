@@ -4,8 +4,8 @@
 
 use crate::support;
 
-use pymortem::ObjectKind;
 use pymortem::forensics::FindingKind;
+use pymortem::{ObjectKind, Python};
 use serde_json::Value;
 
 fn cores(scenario: &str) -> Vec<Value> {
@@ -31,7 +31,7 @@ fn victim_and_holder(entry: &Value) -> Vec<String> {
         }
     };
     let process = support::open(entry);
-    let python = process.python_runtime().unwrap();
+    let python = Python::of(&process).unwrap();
 
     // 1. The free list holds the victim.
     let free = python.free_lists();
@@ -159,7 +159,7 @@ fn typed_reads_refuse_the_wrong_type_and_name_the_address() {
     let truth = support::truth(&entry);
     let holder = truth["objects"]["holder_list"].as_u64().unwrap();
     let process = support::open(&entry);
-    let python = process.python_runtime().unwrap();
+    let python = Python::of(&process).unwrap();
     let err = python.object(holder).tuple_items().unwrap_err();
     assert!(
         matches!(err, pymortem::Error::WrongType { address, expected: "tuple", ref found } if address == holder && found == "list"),
@@ -181,7 +181,7 @@ fn threads_carry_python_and_native_frames() {
         .unwrap();
     let truth = support::truth(&entry);
     let process = support::open(&entry);
-    let python = process.python_runtime().unwrap();
+    let python = Python::of(&process).unwrap();
     // Handles move across threads.
     let stacks = std::thread::spawn(move || python.stacks()).join().unwrap();
     for thread in truth["threads"].as_array().unwrap() {

@@ -8,7 +8,7 @@ use crate::support;
 use std::path::{Path, PathBuf};
 
 use crate::support::synth::{self, PF_R, PF_W, PF_X};
-use pymortem::{Error, Options, Process};
+use pymortem::{Error, Options, Process, Python};
 use serde_json::Value;
 
 const LIB_BASE: u64 = 0x7f10_0000_0000;
@@ -82,7 +82,7 @@ fn messages(report: &Value) -> Vec<String> {
 fn assert_refused(core: &Path, build: &str, evidence: &str) {
     let path = core.to_str().unwrap();
     let process = Process::open(core, &Options::default()).unwrap();
-    match process.python_runtime() {
+    match Python::of(&process) {
         Err(Error::FreeThreaded {
             build: b,
             evidence: e,
@@ -177,7 +177,7 @@ fn a_default_build_is_not_called_free_threaded() {
     assert_eq!(python.version.to_string(), "3.13.0");
     assert_eq!(python.free_threaded, None);
     assert!(!matches!(
-        process.python_runtime(),
+        Python::of(&process),
         Err(Error::FreeThreaded { .. })
     ));
     let (_, info) = json(&["info", "--json", "--no-cache", core.to_str().unwrap()]);

@@ -386,7 +386,7 @@ fn a_frame_with_a_bad_code_object(interp: &str) {
         .unwrap_or_else(|| panic!("no {interp} threads core"));
     let path = entry["core"].as_str().unwrap();
     let process = support::open(entry);
-    let python = process.python_runtime().unwrap();
+    let python = pymortem::Python::of(&process).unwrap();
     let state = python.state();
     let victim = state
         .threads
