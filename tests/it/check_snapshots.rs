@@ -8,19 +8,10 @@
 use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// `docs/schema/pymortem-v1.schema.json`, compiled once.
-fn validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let path = support::repo().join("docs/schema/pymortem-v1.schema.json");
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        jsonschema::draft202012::new(&schema).unwrap()
-    })
-}
+use support::schema_validator as validator;
 
 fn label(e: &Value) -> String {
     format!(

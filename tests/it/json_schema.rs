@@ -12,25 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-/// The schema, read once.
-fn schema() -> &'static Value {
-    static SCHEMA: OnceLock<Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let path = support::repo().join("docs/schema/pymortem-v1.schema.json");
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    })
-}
-
-/// The schema compiled once, as draft 2020-12.
-fn validator() -> &'static jsonschema::Validator {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        jsonschema::draft202012::new(schema())
-            .unwrap_or_else(|e| panic!("the schema does not compile: {e}"))
-    })
-}
+use support::{schema, schema_validator as validator};
 
 /// Every validation error of `doc` as `label: instance path: message (schema path)`.
 fn violations(label: &str, doc: &Value) -> Vec<String> {

@@ -8,7 +8,6 @@
 use crate::support;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -52,13 +51,7 @@ fn entries() -> Vec<Value> {
 
 /// Where `doc` breaks docs/schema/pymortem-v1.schema.json.
 fn schema_violations(label: &str, doc: &Value) -> Vec<String> {
-    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    let validator = VALIDATOR.get_or_init(|| {
-        let path = support::repo().join("docs/schema/pymortem-v1.schema.json");
-        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        jsonschema::draft202012::new(&schema).expect("the schema compiles")
-    });
-    validator
+    support::schema_validator()
         .iter_errors(doc)
         .map(|e| format!("{label}: schema: at '{}': {e}", e.instance_path().as_str()))
         .collect()

@@ -176,17 +176,7 @@ pub fn host_threads_kernel_entry() -> Value {
 /// the crash scenarios' manifest. Part of the matrix: a manifest without
 /// it fails.
 pub fn snapshot_manifest() -> Vec<Value> {
-    let path = cores_dir().join("snapshots.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py",
-            path.display()
-        )
-    });
-    match serde_json::from_str(&text).expect("snapshots.json is valid JSON") {
-        Value::Array(items) => items,
-        _ => panic!("snapshots.json is not a list"),
-    }
+    side_manifest("snapshots.json", "python3 sample-cores/generate.py")
 }
 
 /// The cores of a C extension's reference-counting bugs that
@@ -195,17 +185,44 @@ pub fn snapshot_manifest() -> Vec<Value> {
 /// and holders, not stacks. Part of the matrix the README's test command
 /// makes: a manifest without it fails.
 pub fn victim_manifest() -> Vec<Value> {
-    let path = cores_dir().join("victims.json");
+    side_manifest("victims.json", "python3 sample-cores/generate.py --victims")
+}
+
+/// A list of cores `generate.py` writes beside the manifest; `make` is the
+/// command that writes it.
+fn side_manifest(name: &str, make: &str) -> Vec<Value> {
+    let path = cores_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}\nGenerate the sample cores first: python3 sample-cores/generate.py --victims",
+            "{}: {e}\nGenerate the sample cores first: {make}",
             path.display()
         )
     });
-    match serde_json::from_str(&text).expect("victims.json is valid JSON") {
-        Value::Array(items) => items,
-        _ => panic!("victims.json is not a list"),
+    match serde_json::from_str(&text) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => panic!("{name} is not a list"),
+        Err(e) => panic!("{name} is not valid JSON: {e}"),
     }
+}
+
+/// `docs/schema/pymortem-v1.schema.json`, read once.
+pub fn schema() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let path = repo().join("docs/schema/pymortem-v1.schema.json");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
+}
+
+/// The schema compiled once, as draft 2020-12.
+pub fn schema_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: std::sync::OnceLock<jsonschema::Validator> = std::sync::OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        jsonschema::draft202012::new(schema())
+            .unwrap_or_else(|e| panic!("the schema does not compile: {e}"))
+    })
 }
 
 static TEST_CACHE_HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
