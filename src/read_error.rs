@@ -42,11 +42,14 @@ pub enum ReadFailure {
     /// A value read from memory was not what the reader expected.
     #[error("invalid data: {0}")]
     Invalid(String),
+    /// Nothing was read: the layout lacks the field (`Struct.field`) the
+    /// reader needs, so there is no address to read.
+    #[error("the layout has no {0}")]
+    MissingField(&'static str),
 }
 
 /// A failed read of process memory: where, how much, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("cannot read {len} bytes at {addr:#x}: {reason}")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReadError {
     /// First address of the failed read.
     pub addr: u64,
@@ -54,6 +57,26 @@ pub struct ReadError {
     pub len: u64,
     /// Why it failed.
     pub reason: ReadFailure,
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            // No read was tried: no address to name.
+            ReadFailure::MissingField(_) => write!(f, "{}", self.reason),
+            reason => write!(
+                f,
+                "cannot read {} bytes at {:#x}: {reason}",
+                self.len, self.addr
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reason)
+    }
 }
 
 impl ReadError {

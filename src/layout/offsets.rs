@@ -85,9 +85,11 @@ impl StructSize {
     }
 }
 
+/// Inside readers that fail with a [`ReadError`], a missing field is its
+/// own failure, [`ReadFailure::MissingField`], not a read at some address.
 impl From<MissingField> for ReadError {
     fn from(missing: MissingField) -> ReadError {
-        ReadError::new(0, 0, ReadFailure::Invalid(missing.to_string()))
+        ReadError::new(0, 0, ReadFailure::MissingField(missing.0))
     }
 }
 
@@ -116,3 +118,19 @@ impl PartialEq for OffsetsCache {
 }
 
 impl Eq for OffsetsCache {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_field_is_its_own_failure_not_a_read_at_address_zero() {
+        let field = Field::new(None, "PyFrameObject.f_back");
+        let error = ReadError::from(field.require().unwrap_err());
+        assert_eq!(
+            error.reason,
+            ReadFailure::MissingField("PyFrameObject.f_back")
+        );
+        assert_eq!(error.to_string(), "the layout has no PyFrameObject.f_back");
+    }
+}
