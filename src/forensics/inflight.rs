@@ -323,9 +323,13 @@ pub fn explain(
                 })
         };
         let why = match f.kind {
-            FindingKind::RefcountBelowReferences | FindingKind::FreedObjectReferenced => {
-                held.explains_count(f).or_else(in_words)
-            }
+            FindingKind::RefcountBelowReferences => held.explains_count(f).or_else(in_words),
+            // A freed object that only lists a thread is changing point at:
+            // slots that a resize or a slice move has not yet overwritten.
+            FindingKind::FreedObjectReferenced => held
+                .explains_count(f)
+                .or_else(|| held_only_by_changing_lists(heap, &mutators, f))
+                .or_else(in_words),
             FindingKind::FreeListMemberReferenced => {
                 held_only_by_changing_lists(heap, &mutators, f)
             }

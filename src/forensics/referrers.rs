@@ -691,12 +691,14 @@ pub fn attribute(
     }
     for (target, why, count) in dead {
         let list = referrers.get(&target).cloned().unwrap_or_default();
-        let type_name = match why {
-            DeadHeader::NotAType(_) => "object".to_string(),
-            _ => heap
-                .objects
+        // A freed block's stale ob_type names what it was, when it is
+        // still a type; otherwise it is garbage and names nothing.
+        let type_name = if HeaderCheck::new().was_object(heap, target) {
+            heap.objects
                 .type_name(target)
-                .unwrap_or_else(|_| "object".into()),
+                .unwrap_or_else(|_| "object".into())
+        } else {
+            "object".to_string()
         };
         let mut f = Finding::new(
             FindingKind::FreedObjectReferenced,
