@@ -749,6 +749,29 @@ def human(n):
         n /= 1024.0
 
 
+def merge_manifest(path, fresh, key, order, only_if_any=False):
+    """Write `path`: the entries of `fresh` and those of the existing file
+    whose cores still exist and that `fresh` does not replace, sorted by
+    `order`. With `only_if_any`, a file that does not exist yet is written
+    only when there is something to list.  Returns `path`."""
+    entries = {}
+    if os.path.exists(path):
+        try:
+            for e in json.load(open(path)):
+                if os.path.exists(e.get("core", "")):
+                    entries[key(e)] = e
+        except Exception:
+            pass
+    for e in fresh:
+        entries[key(e)] = e
+    if only_if_any and not entries and not os.path.exists(path):
+        return path
+    with open(path + ".tmp", "w") as f:
+        json.dump(sorted(entries.values(), key=order), f, indent=1)
+    os.rename(path + ".tmp", path)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.environ.get("PYMORTEM_CORES") or os.path.join(HERE, "generated"))
@@ -818,66 +841,29 @@ def main():
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         list(ex.map(run, jobs_sorted))
 
-    # manifest: merge with entries of an existing manifest that this run did not touch
-    mpath = os.path.join(out, "manifest.json")
-    entries = {}
-    if os.path.exists(mpath):
-        try:
-            for e in json.load(open(mpath)):
-                if os.path.exists(e.get("core", "")):
-                    entries[(e["interp"], e["scenario"], e["kind"])] = e
-        except Exception:
-            pass
-    for j in jobs:
-        if j.scenario not in VICTIM_SCENARIOS:
-            entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
-    ordered = sorted(entries.values(), key=lambda e: (INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99,
-                                                      SCENARIOS.index(e["scenario"]) if e["scenario"] in SCENARIOS else 99,
-                                                      e["kind"]))
-    tmp = mpath + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(ordered, f, indent=1)
-    os.rename(tmp, mpath)
-    # Snapshots of live processes have their own manifest: their truth holds
-    # no stacks and no signal, which the crash scenarios' tests expect.
-    spath = os.path.join(out, "snapshots.json")
-    snapshots = {}
-    if os.path.exists(spath):
-        try:
-            for e in json.load(open(spath)):
-                if os.path.exists(e.get("core", "")):
-                    snapshots[(e["interp"], e["scenario"], e["snapshot"])] = e
-        except Exception:
-            pass
-    for j in snapshot_jobs:
-        for e in j.manifest_entries():
-            snapshots[(e["interp"], e["scenario"], e["snapshot"])] = e
-    ordered = sorted(snapshots.values(), key=lambda e: (
-        INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99, e["scenario"], e["snapshot"]))
-    with open(spath + ".tmp", "w") as f:
-        json.dump(ordered, f, indent=1)
-    os.rename(spath + ".tmp", spath)
-
-    # The C extension's bug scenarios: their own manifest (victims, no stacks).
-    vpath = os.path.join(out, "victims.json")
-    victim_entries = {}
-    if os.path.exists(vpath):
-        try:
-            for e in json.load(open(vpath)):
-                if os.path.exists(e.get("core", "")):
-                    victim_entries[(e["interp"], e["scenario"], e["kind"])] = e
-        except Exception:
-            pass
-    for j in jobs:
-        if j.scenario in VICTIM_SCENARIOS:
-            victim_entries[(j.interp.name, j.scenario, j.kind)] = j.manifest_entry()
-    if victim_entries or os.path.exists(vpath):
-        ordered = sorted(victim_entries.values(), key=lambda e: (
-            INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99,
-            VICTIM_SCENARIOS.index(e["scenario"]), e["kind"]))
-        with open(vpath + ".tmp", "w") as f:
-            json.dump(ordered, f, indent=1)
-        os.rename(vpath + ".tmp", vpath)
+    # Three manifests, each merged with the entries of the existing one that
+    # this run did not touch: the crash scenarios (manifest.json); the
+    # snapshots of live processes (snapshots.json: their truth holds no stacks
+    # and no signal, which the crash scenarios' tests expect); the C
+    # extension's bug scenarios (victims.json: victims, no stacks).
+    interp_order = lambda e: INTERPS.index(e["interp"]) if e["interp"] in INTERPS else 99  # noqa: E731
+    mpath = merge_manifest(
+        os.path.join(out, "manifest.json"),
+        [j.manifest_entry() for j in jobs if j.scenario not in VICTIM_SCENARIOS],
+        key=lambda e: (e["interp"], e["scenario"], e["kind"]),
+        order=lambda e: (interp_order(e),
+                         SCENARIOS.index(e["scenario"]) if e["scenario"] in SCENARIOS else 99, e["kind"]))
+    spath = merge_manifest(
+        os.path.join(out, "snapshots.json"),
+        [e for j in snapshot_jobs for e in j.manifest_entries()],
+        key=lambda e: (e["interp"], e["scenario"], e["snapshot"]),
+        order=lambda e: (interp_order(e), e["scenario"], e["snapshot"]))
+    merge_manifest(
+        os.path.join(out, "victims.json"),
+        [j.manifest_entry() for j in jobs if j.scenario in VICTIM_SCENARIOS],
+        key=lambda e: (e["interp"], e["scenario"], e["kind"]),
+        order=lambda e: (interp_order(e), VICTIM_SCENARIOS.index(e["scenario"]), e["kind"]),
+        only_if_any=True)
 
     # summary table
     print()

@@ -182,14 +182,21 @@ fn nodes(n: u64) -> Vec<u64> {
     (0..n).map(|i| OBJECTS + i * 0x40).collect()
 }
 
+/// `n` live objects (refcount 1) linked into generation 0, whose counter
+/// says `count`.
+fn live_generation(n: u64, count: i32) -> (Heap, Vec<u64>) {
+    let mut heap = Heap::new();
+    let nodes = nodes(n);
+    for &node in &nodes {
+        heap.live_object(node, 1);
+    }
+    heap.generations(&nodes, count);
+    (heap, nodes)
+}
+
 #[test]
 fn a_healthy_generation_list_is_walked_whole_without_findings() {
-    let mut heap = Heap::new();
-    let nodes = nodes(3);
-    for &n in &nodes {
-        heap.live_object(n, 1);
-    }
-    heap.generations(&nodes, 3);
+    let (heap, nodes) = live_generation(3, 3);
     let (walk, findings, diagnostics) = walk_gc(&heap);
     assert!(findings.is_empty(), "{findings:?}");
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
@@ -207,12 +214,7 @@ fn a_healthy_generation_list_is_walked_whole_without_findings() {
 
 #[test]
 fn a_broken_prev_link_is_a_finding_at_the_object_that_follows() {
-    let mut heap = Heap::new();
-    let nodes = nodes(3);
-    for &n in &nodes {
-        heap.live_object(n, 1);
-    }
-    heap.generations(&nodes, 3);
+    let (mut heap, nodes) = live_generation(3, 3);
     // The third header's prev skips the second.
     let prev = heap.layout.offsets().gc_head.gc_prev.get().unwrap();
     heap.put(nodes[2] + prev, nodes[0]);
@@ -224,12 +226,7 @@ fn a_broken_prev_link_is_a_finding_at_the_object_that_follows() {
 
 #[test]
 fn a_next_link_to_null_ends_the_walk_with_a_finding() {
-    let mut heap = Heap::new();
-    let nodes = nodes(3);
-    for &n in &nodes {
-        heap.live_object(n, 1);
-    }
-    heap.generations(&nodes, 3);
+    let (mut heap, nodes) = live_generation(3, 3);
     let next = heap.layout.offsets().gc_head.gc_next.get().unwrap();
     heap.put(nodes[1] + next, 0);
     let (walk, findings, _) = walk_gc(&heap);
@@ -240,12 +237,7 @@ fn a_next_link_to_null_ends_the_walk_with_a_finding() {
 
 #[test]
 fn a_cycle_that_misses_the_head_is_found_and_stops_the_walk() {
-    let mut heap = Heap::new();
-    let nodes = nodes(3);
-    for &n in &nodes {
-        heap.live_object(n, 1);
-    }
-    heap.generations(&nodes, 3);
+    let (mut heap, nodes) = live_generation(3, 3);
     // The last header links back to the second instead of the head.
     let next = heap.layout.offsets().gc_head.gc_next.get().unwrap();
     heap.put(nodes[2] + next, nodes[1]);
@@ -265,12 +257,7 @@ fn a_cycle_that_misses_the_head_is_found_and_stops_the_walk() {
 
 #[test]
 fn a_generation_count_that_disagrees_with_the_walk_is_reported_beside_it() {
-    let mut heap = Heap::new();
-    let nodes = nodes(2);
-    for &n in &nodes {
-        heap.live_object(n, 1);
-    }
-    heap.generations(&nodes, 5);
+    let (heap, _) = live_generation(2, 5);
     let (walk, _, _) = walk_gc(&heap);
     let young = &walk.generations[0];
     assert_eq!((young.count, young.walked), (Some(5), 2));
