@@ -39,6 +39,16 @@ impl DeadHeader {
 }
 
 impl DeadHeader {
+    /// `f` with the value read as its evidence (the keys
+    /// [`DeadHeader::of_finding`] reads back).
+    pub(crate) fn record(self, f: Finding) -> Finding {
+        match self {
+            DeadHeader::Refcount(rc) => f.with("refcount", rc),
+            DeadHeader::LinkWord(word) => f.with("first_word", word),
+            DeadHeader::NotAType(ty) => f.with("type", ty),
+        }
+    }
+
     /// What a `freed_object_referenced` finding's evidence recorded.
     pub(crate) fn of_finding(f: &Finding) -> Option<DeadHeader> {
         let value = |key: &str| f.evidence.get(key).and_then(serde_json::Value::as_u64);

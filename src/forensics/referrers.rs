@@ -713,11 +713,7 @@ pub fn attribute(
         )
         .with("references", count)
         .with("type_name", type_name);
-        f = match why {
-            DeadHeader::Refcount(rc) => f.with("refcount", rc),
-            DeadHeader::LinkWord(word) => f.with("first_word", word),
-            DeadHeader::NotAType(ty) => f.with("type", ty),
-        };
+        f = why.record(f);
         f.referrers = list;
         findings.push(f);
     }

@@ -154,11 +154,7 @@ fn static_finding(
     )
     .with("static_address", at)
     .with("type_name", type_name);
-    f = match why {
-        DeadHeader::Refcount(rc) => f.with("refcount", rc),
-        DeadHeader::LinkWord(word) => f.with("first_word", word),
-        DeadHeader::NotAType(ty) => f.with("type", ty),
-    };
+    f = why.record(f);
     f.referrers = vec![super::Referrer {
         at,
         kind: super::ReferrerKind::Memory,

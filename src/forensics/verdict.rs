@@ -106,6 +106,14 @@ fn incomplete_summary(unchecked: &[Unchecked]) -> String {
     )
 }
 
+/// The type a finding's evidence names, or "object".
+fn type_name(f: &Finding) -> &str {
+    f.evidence
+        .get("type_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("object")
+}
+
 fn holders(f: &Finding) -> String {
     let live: Vec<&str> = f
         .referrers
@@ -170,11 +178,7 @@ pub fn judge(
             .map_or_else(|| "its header says freed".to_string(), |d| d.describe());
         format!(
             "{} {:#x} was freed{} ({why}): a missing Py_INCREF or an extra Py_DECREF in C code{more}",
-            freed
-                .evidence
-                .get("type_name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("object"),
+            type_name(freed),
             freed.address,
             holders(freed)
         )
@@ -194,10 +198,7 @@ pub fn judge(
         format!(
             "{} {:#x} has fewer references counted than are held{how}{}: it was handed out twice, typically \
              after being freed twice (a missing Py_INCREF in C code)",
-            low.evidence
-                .get("type_name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("object"),
+            type_name(low),
             low.address,
             holders(low)
         )
@@ -216,10 +217,7 @@ pub fn judge(
         format!(
             "{} {:#x} was freed while {held} still pointed at it: a C extension kept it without a \
              reference of its own (a missing Py_INCREF); its next use hands out freed memory",
-            kept.evidence
-                .get("type_name")
-                .and_then(|v| v.as_str())
-                .unwrap_or("object"),
+            type_name(kept),
             kept.address,
         )
     } else if warnings {
