@@ -191,6 +191,27 @@ pub struct VersionRules {
     pub allocator_alignment: u64,
     /// 3.13+: `_PyRuntime` starts with `_Py_DebugOffsets`.
     pub runtime_starts_with_debug_offsets: bool,
+    /// Where pymalloc keeps its arena table.
+    pub obmalloc: ObmallocLocation,
+    /// pymalloc's `POOL_SIZE`: 16 KiB from 3.10 (64-bit, with the radix
+    /// tree), a 4 KiB page before.
+    pub pool_size: u64,
+    /// pymalloc's `ARENA_SIZE`: 1 MiB from 3.10 (64-bit), 256 KiB before.
+    pub arena_size: u64,
+}
+
+/// Where pymalloc's arena table (`arenas`, `maxarenas`) lives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ObmallocLocation {
+    /// 2.7–3.11: statics of obmalloc.c.
+    #[default]
+    Statics,
+    /// 3.12: `PyInterpreterState.obmalloc`, an `_obmalloc_state` inline.
+    InterpreterInline,
+    /// 3.13+: `PyInterpreterState.obmalloc`, a pointer to the state (the
+    /// main interpreter's is a static; a subinterpreter with an allocator
+    /// of its own has its own).
+    InterpreterPointer,
 }
 
 impl VersionRules {
@@ -220,6 +241,15 @@ impl VersionRules {
             fatal_error_message_argument: if v >= (3, 9) { 3 } else { 1 },
             allocator_alignment: if v >= (3, 8) { 16 } else { 8 },
             runtime_starts_with_debug_offsets: v >= (3, 13),
+            obmalloc: if v <= (3, 11) {
+                ObmallocLocation::Statics
+            } else if v == (3, 12) {
+                ObmallocLocation::InterpreterInline
+            } else {
+                ObmallocLocation::InterpreterPointer
+            },
+            pool_size: if v >= (3, 10) { 16 << 10 } else { 4 << 10 },
+            arena_size: if v >= (3, 10) { 1 << 20 } else { 256 << 10 },
         }
     }
 }
@@ -401,6 +431,19 @@ mod tests {
         assert_eq!(alignment(3, 7), 8);
         assert_eq!(alignment(3, 8), 16);
         assert_eq!(alignment(3, 15), 16);
+    }
+
+    #[test]
+    fn pymalloc_pools_and_arenas_grow_in_3_10_and_its_state_moves_in_3_12() {
+        let rules = |minor| VersionRules::for_version(3, minor);
+        assert_eq!(VersionRules::for_version(2, 7).pool_size, 4096);
+        assert_eq!(rules(9).pool_size, 4096);
+        assert_eq!(rules(9).arena_size, 256 << 10);
+        assert_eq!(rules(10).pool_size, 16384);
+        assert_eq!(rules(10).arena_size, 1 << 20);
+        assert_eq!(rules(11).obmalloc, ObmallocLocation::Statics);
+        assert_eq!(rules(12).obmalloc, ObmallocLocation::InterpreterInline);
+        assert_eq!(rules(13).obmalloc, ObmallocLocation::InterpreterPointer);
     }
 
     #[test]

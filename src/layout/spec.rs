@@ -235,6 +235,8 @@ layout_structs! {
         gil_locked: "gil_locked" ["_gil.locked"],
         tuple_free_list: "tuple_free_list" ["tuple.free_list", "object_state.freelists.tuples.items", "object_state.freelists.tuples"],
         tuple_numfree: "tuple_numfree" ["tuple.numfree", "object_state.freelists.tuples.numfree"],
+        // 3.12: the allocator's state inline; 3.13+: a pointer to it.
+        obmalloc: "obmalloc" ["obmalloc"],
     }
     /// `PyThreadState`.
     tstate: TstateFields = "PyThreadState" ["PyThreadState", "_ts"] {
@@ -337,6 +339,27 @@ layout_structs! {
         locked: "locked" ["locked"],
         switch_number: "switch_number" ["switch_number"],
     }
+    /// `_obmalloc_state` (3.12+; before, its members are statics of obmalloc.c).
+    obmalloc_state: ObmallocStateFields = "_obmalloc_state" ["_obmalloc_state"] {
+        arenas: "arenas" ["mgmt.arenas"],
+        maxarenas: "maxarenas" ["mgmt.maxarenas"],
+    }
+    /// `struct arena_object`.
+    arena_object: ArenaObjectFields = "arena_object" ["arena_object"] {
+        address: "address" ["address"],
+        pool_address: "pool_address" ["pool_address"],
+        nfreepools: "nfreepools" ["nfreepools"],
+        ntotalpools: "ntotalpools" ["ntotalpools"],
+    }
+    /// `struct pool_header`.
+    pool_header: PoolHeaderFields = "pool_header" ["pool_header"] {
+        count: "count" ["ref.count"],
+        freeblock: "freeblock" ["freeblock"],
+        arenaindex: "arenaindex" ["arenaindex"],
+        szidx: "szidx" ["szidx"],
+        nextoffset: "nextoffset" ["nextoffset"],
+        maxnextoffset: "maxnextoffset" ["maxnextoffset"],
+    }
     /// `FreeList`.
     freelist: FreelistFields = "FreeList" ["_Py_freelist"] {
         head: "head" ["freelist"],
@@ -355,6 +378,8 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("", "_PyGC_generation0"),
     ("ceval.c", "gil_last_holder"),
     ("ceval.c", "gil_locked"),
+    ("obmalloc.c", "arenas"),
+    ("obmalloc.c", "maxarenas"),
 ];
 
 /// Units that define what is asked for (each type is complete in one of
@@ -377,6 +402,7 @@ pub const PREFERRED_UNITS: &[&str] = &[
     "listobject.c",
     "dictobject.c",
     "object.c",
+    "obmalloc.c",
 ];
 
 /// Structures without which the layout is useless; their absence from the
