@@ -617,10 +617,15 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
         opt(o.refcount),
         if o.immortal { " (immortal)" } else { "" }
     );
+    let gc = if o.gc_header_stale {
+        "stale header (the block is free)"
+    } else {
+        o.gc_state.map_or("no GC header", |g| g.as_str())
+    };
     let _ = writeln!(
         s,
         "  GC:         {}{}",
-        o.gc_state.map_or("no GC header", |g| g.as_str()),
+        gc,
         o.gc_generation
             .as_ref()
             .map(|g| format!(", in {g}"))
@@ -631,6 +636,7 @@ pub fn object(r: &pymortem::report::ObjectReport) -> String {
         "  free list:  {}",
         esc(o.free_list.as_deref().unwrap_or("no"))
     );
+    let _ = writeln!(s, "  allocator:  {}", esc(&o.allocator.description));
     let _ = writeln!(s, "  owned refs: {}", o.owned_references);
     let _ = writeln!(s, "  repr:       {}", esc(&o.repr));
     let _ = writeln!(s, "  referrers ({}):", o.referrers.len());

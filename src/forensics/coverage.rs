@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
+use super::pymalloc::Pymalloc;
 use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::memory::ReadFailure;
 use crate::modules::{DebugStatus, FileStatus};
@@ -29,6 +30,8 @@ pub enum CheckName {
     FreeLists,
     /// The GC generation lists.
     GcLists,
+    /// pymalloc's arenas, pools and free-block chains.
+    Pymalloc,
 }
 
 impl CheckName {
@@ -39,6 +42,7 @@ impl CheckName {
             CheckName::ThreadStates => "the thread states and their frames",
             CheckName::FreeLists => "the tuple free lists",
             CheckName::GcLists => "the GC lists",
+            CheckName::Pymalloc => "pymalloc's arenas and free-block chains",
         }
     }
 }
@@ -107,6 +111,11 @@ pub(crate) fn gc_lists(process: &Process, gc: &GcWalk) -> Option<Unchecked> {
         gc.unlocated.as_deref(),
         &unreadable,
     )
+}
+
+/// pymalloc, unless its arena table was located.
+pub(crate) fn pymalloc(process: &Process, map: &Pymalloc) -> Option<Unchecked> {
+    walk_gap(process, CheckName::Pymalloc, map.unlocated.as_deref(), &[])
 }
 
 /// A walk that was not located at all, or whose parts were unreadable.

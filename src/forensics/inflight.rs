@@ -274,6 +274,7 @@ fn transient(kind: FindingKind) -> bool {
             | FindingKind::GcListCycle
             | FindingKind::FreeListCountMismatch
             | FindingKind::FreeListMemberNotFreed
+            | FindingKind::PymallocCountMismatch
     )
 }
 
@@ -333,6 +334,20 @@ pub fn explain(
             FindingKind::FreeListMemberReferenced => {
                 held_only_by_changing_lists(heap, &mutators, f)
             }
+            // pymalloc_alloc and pymalloc_free change a pool's count and
+            // chain in separate steps: a thread pointing into the pool is
+            // mid-way.
+            FindingKind::PymallocCountMismatch => {
+                let pool_end = f.address.saturating_add(heap.facts.rules.pool_size);
+                mutators
+                    .iter()
+                    .find(|m| m.points_into(f.address, pool_end))
+                    .map(|m| Explanation {
+                        lwp: m.lwp,
+                        function: m.function.clone(),
+                        container: f.address,
+                    })
+            }
             _ => in_words(),
         };
         let Some(why) = why else {
@@ -372,6 +387,12 @@ fn wanted(heap: &ReadContext, findings: &[Finding], candidates: &[usize]) -> Wan
     for &i in candidates {
         let f = &findings[i];
         wanted.add(f.address.wrapping_sub(heap.gc_head_size), f.address + 1);
+        if f.kind == FindingKind::PymallocCountMismatch {
+            wanted.add(
+                f.address,
+                f.address.saturating_add(heap.facts.rules.pool_size),
+            );
+        }
         containers.extend(f.referrers.iter().filter_map(|r| r.container));
     }
     for c in containers {

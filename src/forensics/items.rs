@@ -7,6 +7,7 @@
 use rustc_hash::FxHashMap;
 
 use super::Finding;
+use super::pymalloc::Block;
 use super::read_context::ReadContext;
 
 /// `Py_TPFLAGS_TYPE_SUBCLASS`: set on `type` and every metatype, so an
@@ -23,6 +24,9 @@ pub(crate) enum DeadHeader {
     LinkWord(u64),
     /// `ob_type` does not point to a type object.
     NotAType(u64),
+    /// Its pymalloc block is free (on its pool's free chain, beyond
+    /// `nextoffset`, or in an empty pool).
+    FreeBlock(Block),
 }
 
 impl DeadHeader {
@@ -34,6 +38,11 @@ impl DeadHeader {
                 "its refcount word is the address {word:#x} (an allocator's free-block link)"
             ),
             DeadHeader::NotAType(ty) => format!("its ob_type {ty:#x} is not a type object"),
+            DeadHeader::FreeBlock(block) => format!(
+                "its block is free: {}, {}",
+                block.describe(),
+                block.free_reason()
+            ),
         }
     }
 }
@@ -46,13 +55,18 @@ impl DeadHeader {
             DeadHeader::Refcount(rc) => f.with("refcount", rc),
             DeadHeader::LinkWord(word) => f.with("first_word", word),
             DeadHeader::NotAType(ty) => f.with("type", ty),
+            DeadHeader::FreeBlock(block) => f.with("allocator", block.to_json()),
         }
     }
 
     /// What a `freed_object_referenced` finding's evidence recorded.
     pub(crate) fn of_finding(f: &Finding) -> Option<DeadHeader> {
         let value = |key: &str| f.evidence.get(key).and_then(serde_json::Value::as_u64);
-        if let Some(rc) = f
+        if let Some(block) = f.evidence.get("allocator").and_then(Block::from_json)
+            && block.is_free()
+        {
+            Some(DeadHeader::FreeBlock(block))
+        } else if let Some(rc) = f
             .evidence
             .get("refcount")
             .and_then(serde_json::Value::as_i64)
@@ -81,6 +95,9 @@ impl HeaderCheck {
     /// Why `obj`'s header cannot be a live object's, if it cannot; `None`
     /// when it looks alive or cannot be read (unread memory proves nothing).
     pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
+        if let Some(block) = heap.pymalloc.and_then(|map| map.free_block(obj)) {
+            return Some(DeadHeader::FreeBlock(block));
+        }
         let (word, ty) = heap.object_header(obj)?;
         // No refcount reaches 2^32; an address does (user space starts
         // far above it on x86-64 and aarch64 Linux).

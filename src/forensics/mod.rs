@@ -8,6 +8,7 @@ pub mod freelists;
 pub mod gc;
 pub mod inflight;
 mod items;
+pub mod pymalloc;
 pub(crate) mod read_context;
 pub(crate) mod referrers;
 mod statics;
@@ -65,6 +66,17 @@ pub enum FindingKind {
     /// A global of an extension module that points at an object whose
     /// header says freed: a static kept without a reference of its own.
     StaticPointsToFreed,
+    /// A pymalloc pool's free-block chain comes back to a block it already
+    /// passed: a block freed twice.
+    PymallocChainCycle,
+    /// A pymalloc pool's free-block chain links outside the blocks the pool
+    /// handed out, or into the middle of one: a write into a freed block.
+    PymallocChainOutsidePool,
+    /// A pymalloc pool's `ref.count` differs from the blocks handed out
+    /// minus those on its free chain.
+    PymallocCountMismatch,
+    /// An object linked into a GC generation list whose pymalloc block is free.
+    FreeBlockInGcList,
 }
 
 /// What holds a pointer to an object.
@@ -189,9 +201,14 @@ pub struct CheckResult {
 
 /// Run every check on `process`.
 pub fn check(process: &Process, state: &PythonState) -> CheckResult {
-    let heap = read_context::ReadContext::new(process, state);
     let mut diagnostics = Vec::new();
     let mut findings = Vec::new();
+    let allocator = pymalloc::walk(
+        &read_context::ReadContext::new(process, state),
+        &mut findings,
+        &mut diagnostics,
+    );
+    let heap = read_context::ReadContext::new(process, state).with_pymalloc(&allocator);
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
     // The crashing thread's stack is unwound while the counter finishes.
@@ -206,9 +223,11 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         crashed_stack,
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
+    pymalloc::cross_check(&heap, &allocator, &gc_walk.objects, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     let flagged = findings.iter().map(|f| f.address).collect();
     statics::scan(process, &heap, &flagged, &mut findings);
+    pymalloc::annotate(&allocator, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
     findings.sort_by(|a, b| {
         b.severity
@@ -219,7 +238,8 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let fatal = crashed_thread_stack
         .as_ref()
         .and_then(|s| s.fatal_error.as_ref());
-    let unchecked = coverage::assess(process, state, &free, &gc_walk);
+    let mut unchecked = coverage::assess(process, state, &free, &gc_walk);
+    unchecked.extend(coverage::pymalloc(process, &allocator));
     let verdict = verdict::judge(process, state, &findings, fatal, unchecked);
     CheckResult {
         crashed_thread_stack,
@@ -340,6 +360,7 @@ where
     T: Default + Send,
 {
     let wanted = &free.members;
+    let allocator = heap.pymalloc;
     // The walk is the longer of the two threads: `meanwhile` gets a thread
     // of its own, to run while the counter waits for batches; without one
     // it runs here after the walk.
@@ -355,7 +376,8 @@ where
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
                 let memory = process.memory().with_own_cursor();
-                let heap = read_context::ReadContext::with_memory(process, state, &memory);
+                let mut heap = read_context::ReadContext::with_memory(process, state, &memory);
+                heap.pymalloc = allocator;
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
                     for (obj, shape) in batch {
@@ -434,14 +456,20 @@ pub struct ObjectInfo {
     pub refcount: Option<i64>,
     /// Whether the refcount marks it immortal (3.12+).
     pub immortal: bool,
-    /// Whether it is in a GC list; null when its type has no GC header.
+    /// Whether it is in a GC list; null when its type has no GC header or
+    /// its block is free (see `gc_header_stale`).
     pub gc_state: Option<GcState>,
+    /// Its block is free: what its GC header holds is left from before the
+    /// free and says nothing.
+    pub gc_header_stale: bool,
     /// The raw GC header word that decided it.
     pub gc_header_word: Option<i64>,
     /// The GC generation whose list holds it.
     pub gc_generation: Option<String>,
     /// The tuple free list holding it.
     pub free_list: Option<String>,
+    /// What the allocator says of its address: pymalloc block, free or in use.
+    pub allocator: pymalloc::AllocatorState,
     /// Owned references held by live containers and frames.
     pub owned_references: u32,
     /// Where pointers to it were found.
@@ -457,9 +485,15 @@ pub struct ObjectInfo {
 
 /// Inspect one object.
 pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectInfo {
-    let heap = read_context::ReadContext::new(process, state);
     let mut scratch = Vec::new();
     let mut findings = Vec::new();
+    let pymalloc_map = pymalloc::walk(
+        &read_context::ReadContext::new(process, state),
+        &mut findings,
+        &mut scratch,
+    );
+    let heap = read_context::ReadContext::new(process, state).with_pymalloc(&pymalloc_map);
+    let allocator = pymalloc::AllocatorState::of(&pymalloc_map, address);
     let free = freelists::walk(&heap, &mut findings, &mut scratch);
     let targets: rustc_hash::FxHashSet<u64> = std::iter::once(address).collect();
     let mut collector = referrers::Collector::new(&heap, &targets);
@@ -471,7 +505,9 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         &mut |obj, ty| collector.object(&heap, obj, ty),
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    let unchecked = coverage::assess(process, state, &free, &gc_walk);
+    pymalloc::cross_check(&heap, &pymalloc_map, &gc_walk.objects, &mut findings);
+    let mut unchecked = coverage::assess(process, state, &free, &gc_walk);
+    unchecked.extend(coverage::pymalloc(process, &pymalloc_map));
     let refs = collector.finish(&heap, state);
     let referrers = referrers::referrers_of(&heap, &free, &refs, &targets, &targets)
         .remove(&address)
@@ -480,7 +516,11 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
     let has_gc_header = type_address
         .and_then(|t| heap.type_flags(t))
         .is_some_and(|f| f & read_context::TPFLAGS_HAVE_GC != 0);
-    let gc = has_gc_header.then(|| heap.gc_state(address)).flatten();
+    // A free block's GC header is whatever the block last held.
+    let gc_header_stale = has_gc_header && allocator.is_free();
+    let gc = (has_gc_header && !gc_header_stale)
+        .then(|| heap.gc_state(address))
+        .flatten();
     let refcount = heap.refcount(address);
     let free_list = free
         .slots
@@ -494,9 +534,11 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         refcount: refcount.map(|r| r.0),
         immortal: refcount.is_some_and(|r| r.1),
         gc_state: gc.map(|(s, _)| s),
+        gc_header_stale,
         gc_header_word: gc.map(|(_, w)| w),
         gc_generation: gc_walk.generation_name(address).map(str::to_string),
         free_list,
+        allocator,
         owned_references: referrers::owned_references(&refs, address),
         referrers,
         repr: heap.objects.repr(address),

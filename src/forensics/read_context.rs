@@ -38,6 +38,8 @@ pub struct ReadContext<'p> {
     pub interpreters: Vec<u64>,
     /// `_PyRuntime`, 3.7+.
     pub runtime: Option<u64>,
+    /// pymalloc's arenas, once walked: which blocks are free.
+    pub pymalloc: Option<&'p super::pymalloc::Pymalloc>,
     type_flags: RefCell<rustc_hash::FxHashMap<u64, Option<u64>>>,
     last_type_flags: Cell<(u64, Option<u64>)>,
     pub(crate) gc_next_at: Option<u64>,
@@ -108,6 +110,7 @@ impl<'p> ReadContext<'p> {
             module: None,
             interpreters: Vec::new(),
             runtime: None,
+            pymalloc: None,
             type_flags: RefCell::default(),
             last_type_flags: Cell::new((0, None)),
             gc_next_at: offsets.gc_head.gc_next.get(),
@@ -121,6 +124,13 @@ impl<'p> ReadContext<'p> {
                 .zip(offsets.object.ob_type.get()),
             cursor: Cell::new((0, &[])),
         }
+    }
+
+    /// With pymalloc's map, so that a reference into a free block is judged
+    /// a use after free.
+    pub fn with_pymalloc(mut self, map: &'p super::pymalloc::Pymalloc) -> Self {
+        self.pymalloc = Some(map);
+        self
     }
 
     /// With the module that defines the interpreter (where `&PyTuple_Type`
