@@ -513,9 +513,11 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         .remove(&address)
         .unwrap_or_default();
     let type_address = heap.objects.type_of(address).ok();
-    let has_gc_header = type_address
-        .and_then(|t| heap.type_flags(t))
-        .is_some_and(|f| f & read_context::TPFLAGS_HAVE_GC != 0);
+    // A free-list link or garbage in `ob_type` has no flags to read.
+    let has_gc_header = items::HeaderCheck::new().was_object(&heap, address)
+        && type_address
+            .and_then(|t| heap.type_flags(t))
+            .is_some_and(|f| f & read_context::TPFLAGS_HAVE_GC != 0);
     // A free block's GC header is whatever the block last held.
     let gc_header_stale = has_gc_header && allocator.is_free();
     let gc = (has_gc_header && !gc_header_stale)

@@ -33,6 +33,7 @@ mod layout_gdb;
 mod mutation;
 mod native;
 mod native_gdb;
+mod pymalloc;
 mod real_hostile;
 mod samples;
 mod subinterp_truth;
