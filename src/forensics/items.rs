@@ -95,9 +95,18 @@ impl HeaderCheck {
     /// Why `obj`'s header cannot be a live object's, if it cannot; `None`
     /// when it looks alive or cannot be read (unread memory proves nothing).
     pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
-        if let Some(block) = heap.pymalloc.and_then(|map| map.free_block(obj)) {
-            return Some(DeadHeader::FreeBlock(block));
+        let header = self.dead_header(heap, obj)?;
+        // A freed block's header already says so (pymalloc's link lands on
+        // the refcount word, or a GC object's refcount stays 0): asking
+        // pymalloc only then keeps the lookup off the million live
+        // objects, and names the block when it is free.
+        match heap.pymalloc.and_then(|map| map.free_block(obj)) {
+            Some(block) => Some(DeadHeader::FreeBlock(block)),
+            None => Some(header),
         }
+    }
+
+    fn dead_header(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
         let (word, ty) = heap.object_header(obj)?;
         // No refcount reaches 2^32; an address does (user space starts
         // far above it on x86-64 and aarch64 Linux).
