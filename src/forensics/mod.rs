@@ -205,6 +205,12 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         &mut diagnostics,
         crashed_stack,
     );
+    refs.judge_owned_headers(&heap, &free.members, |judge| {
+        let memory = process.memory().with_own_cursor();
+        judge(&read_context::ReadContext::with_memory(
+            process, state, &memory,
+        ));
+    });
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     let flagged = findings.iter().map(|f| f.address).collect();
