@@ -532,6 +532,26 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
         && r.schema == "check"
     {
         let _ = writeln!(s, "\nVerdict ({}): {}", v.status, esc(&v.summary));
+        let addresses = |list: &[u64]| {
+            let shown: Vec<String> = list.iter().take(8).map(|a| format!("{a:#x}")).collect();
+            let more = list.len().saturating_sub(shown.len());
+            let tail = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{}{tail}", shown.join(", "))
+        };
+        if v.victims.len() > 1 {
+            let _ = writeln!(s, "  victims: {}", addresses(&v.victims));
+        }
+        if !v.secondary_victims.is_empty() {
+            let _ = writeln!(
+                s,
+                "  secondary victims (stale items of a freed victim): {}",
+                addresses(&v.secondary_victims)
+            );
+        }
         if !v.threads.is_empty() {
             let threads: Vec<String> = v.threads.iter().map(|t| t.to_string()).collect();
             let _ = writeln!(s, "  threads involved: {}", threads.join(", "));

@@ -115,6 +115,23 @@ impl AddressIndex {
         bits
     }
 
+    /// The ranges of slots, as (first address, first slot, slots), in
+    /// address order: a plain copy another thread can walk.
+    pub fn ranges(&self) -> Vec<(u64, usize, usize)> {
+        let ends = self.first_slots.iter().skip(1).copied().chain([self.slots]);
+        self.starts
+            .iter()
+            .zip(&self.first_slots)
+            .zip(ends)
+            .map(|((&start, &first), end)| (start, first as usize, (end - first) as usize))
+            .collect()
+    }
+
+    /// Bytes per slot.
+    pub fn granule(&self) -> u64 {
+        self.granule
+    }
+
     /// The address of a slot.
     pub fn address(&self, slot: usize) -> Option<u64> {
         let slot = slot as u64;
@@ -231,6 +248,32 @@ impl Counts {
         self.counts.bytes().get(slot).copied().unwrap_or(0)
     }
 
+    /// Every slot of `slots` counted at least once, in order. Eight counts
+    /// are tested at once, as in [`Counts::at_least`].
+    pub fn counted_in(&self, slots: std::ops::Range<usize>) -> impl Iterator<Item = usize> + '_ {
+        let bytes = self.counts.bytes();
+        let end = slots.end.min(bytes.len());
+        let start = slots.start.min(end);
+        let (words, tail) = bytes[start..end].as_chunks::<8>();
+        let tail_start = start + words.len() * 8;
+        words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| u64::from_ne_bytes(**w) != 0)
+            .flat_map(move |(i, w)| {
+                w.iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c != 0)
+                    .map(move |(j, _)| start + i * 8 + j)
+            })
+            .chain(
+                tail.iter()
+                    .enumerate()
+                    .filter(|(_, c)| **c != 0)
+                    .map(move |(j, _)| tail_start + j),
+            )
+    }
+
     /// Every slot counted at least `min` times, with its count. Eight
     /// counts are tested at once: nearly every word of a heap has none.
     pub fn at_least(&self, min: u8) -> impl Iterator<Item = (usize, u8)> + '_ {
@@ -270,5 +313,11 @@ mod tests {
         }
         assert_eq!(c.get(2), 255);
         assert_eq!(c.at_least(2).collect::<Vec<_>>(), vec![(2, 255)]);
+        let mut d = Counts::new(21);
+        for slot in [0, 7, 9, 20] {
+            d.add(slot);
+        }
+        assert_eq!(d.counted_in(0..21).collect::<Vec<_>>(), vec![0, 7, 9, 20]);
+        assert_eq!(d.counted_in(8..20).collect::<Vec<_>>(), vec![9]);
     }
 }

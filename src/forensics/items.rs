@@ -83,12 +83,15 @@ impl DeadHeader {
 /// Judges object headers, remembering which addresses are types.
 pub(crate) struct HeaderCheck {
     is_type: FxHashMap<u64, bool>,
+    last_type: (u64, bool),
 }
 
 impl HeaderCheck {
     pub(crate) fn new() -> HeaderCheck {
         HeaderCheck {
             is_type: FxHashMap::default(),
+            // 0 is never a type.
+            last_type: (0, false),
         }
     }
 
@@ -139,7 +142,12 @@ impl HeaderCheck {
 
     /// Whether `ty` is a type object: its own type is `type` or a metatype.
     fn is_type(&mut self, heap: &ReadContext, ty: u64) -> bool {
+        // Neighbours in memory are often of one type: no hashing for them.
+        if self.last_type.0 == ty {
+            return self.last_type.1;
+        }
         if let Some(&known) = self.is_type.get(&ty) {
+            self.last_type = (ty, known);
             return known;
         }
         let known = ty != 0
@@ -151,6 +159,7 @@ impl HeaderCheck {
                 .and_then(|meta| heap.type_flags(meta))
                 .is_some_and(|flags| flags & TPFLAGS_TYPE_SUBCLASS != 0);
         self.is_type.insert(ty, known);
+        self.last_type = (ty, known);
         known
     }
 }

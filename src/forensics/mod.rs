@@ -222,6 +222,13 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         &mut diagnostics,
         crashed_stack,
     );
+    refs.judge_owned_headers(&heap, &free.members, |judge| {
+        let memory = process.memory().with_own_cursor();
+        judge(
+            &read_context::ReadContext::with_memory(process, state, &memory)
+                .with_pymalloc(&allocator),
+        );
+    });
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     pymalloc::cross_check(&heap, &allocator, &gc_walk.objects, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
@@ -360,7 +367,6 @@ where
     T: Default + Send,
 {
     let wanted = &free.members;
-    let allocator = heap.pymalloc;
     // The walk is the longer of the two threads: `meanwhile` gets a thread
     // of its own, to run while the counter waits for batches; without one
     // it runs here after the walk.
@@ -376,8 +382,7 @@ where
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
                 let memory = process.memory().with_own_cursor();
-                let mut heap = read_context::ReadContext::with_memory(process, state, &memory);
-                heap.pymalloc = allocator;
+                let heap = read_context::ReadContext::with_memory(process, state, &memory);
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
                     for (obj, shape) in batch {

@@ -51,7 +51,8 @@ pub struct References {
     slots: Vec<Slot>,
     /// References counted per target.
     counts: Counter,
-    /// Owned objects whose header says freed (free-list members left out).
+    /// Owned objects whose header says freed (free-list members left out),
+    /// once [`References::judge_owned_headers`] ran.
     dead: Vec<(u64, DeadHeader)>,
     /// Frame address → (function, LWP) for descriptions.
     frames: FxHashMap<u64, (String, Option<i32>)>,
@@ -79,23 +80,21 @@ impl Counter {
         }
     }
 
-    /// Count one reference to `addr`; return whether `addr` is wanted, and
-    /// whether this is its first reference (an address outside the dense
-    /// table is never counted, and never "first").
+    /// Count one reference to `addr` (an address outside the dense table
+    /// is not counted); return whether `addr` is wanted.
     #[inline(always)]
-    fn add(&mut self, addr: u64, wanted: &FxHashSet<u64>) -> (bool, bool) {
+    fn add(&mut self, addr: u64, wanted: &FxHashSet<u64>) -> bool {
         match self {
             Counter::Dense(index, counts, marks) => match index.slot(addr) {
                 Some(slot) => {
-                    let first = counts.add(slot);
-                    (marks.get(slot), first)
+                    counts.add(slot);
+                    marks.get(slot)
                 }
-                None => (wanted.contains(&addr), false),
+                None => wanted.contains(&addr),
             },
             Counter::Sparse(map) => {
-                let count = map.entry(addr).or_default();
-                *count += 1;
-                (wanted.contains(&addr), *count == 1)
+                *map.entry(addr).or_default() += 1;
+                wanted.contains(&addr)
             }
         }
     }
@@ -106,6 +105,19 @@ impl Counter {
                 index.slot(addr).map_or(0, |s| u32::from(counts.get(s)))
             }
             Counter::Sparse(map) => map.get(&addr).copied().unwrap_or(0),
+        }
+    }
+
+    /// What the header pass reads of the counts: a view other threads can share.
+    fn owned(&self) -> Owned<'_> {
+        match self {
+            Counter::Dense(index, counts, marks) => Owned::Dense {
+                ranges: index.ranges(),
+                granule: index.granule(),
+                counts,
+                marks,
+            },
+            Counter::Sparse(map) => Owned::Sparse(map),
         }
     }
 
@@ -124,6 +136,72 @@ impl Counter {
                 .map(|(&a, &c)| (a, c))
                 .collect(),
         }
+    }
+}
+
+/// The objects something owns a reference to, in a form the threads of the
+/// header pass share.
+enum Owned<'c> {
+    Dense {
+        ranges: Vec<(u64, usize, usize)>,
+        granule: u64,
+        counts: &'c Counts,
+        marks: &'c Bits,
+    },
+    Sparse(&'c FxHashMap<u64, u32>),
+}
+
+impl Owned<'_> {
+    /// The owned objects of part `part` of `parts` whose header says freed,
+    /// wanted ones (free-list members, judged by their own checks) left
+    /// out. The dense parts are read in address order, so the core's pages
+    /// are met in sequence rather than at random.
+    fn dead(
+        &self,
+        heap: &ReadContext,
+        wanted: &FxHashSet<u64>,
+        part: usize,
+        parts: usize,
+    ) -> Vec<(u64, DeadHeader)> {
+        let mut headers = HeaderCheck::new();
+        let mut dead = Vec::new();
+        let mut judge = |addr: u64| {
+            if let Some(why) = headers.dead(heap, addr) {
+                dead.push((addr, why));
+            }
+        };
+        match self {
+            Owned::Dense {
+                ranges,
+                granule,
+                counts,
+                marks,
+            } => {
+                let total: usize = ranges.iter().map(|r| r.2).sum();
+                let (low, high) = (total * part / parts, total * (part + 1) / parts);
+                for &(start, first, len) in ranges {
+                    let (from, to) = (first.max(low), (first + len).min(high));
+                    if from >= to {
+                        continue;
+                    }
+                    for slot in counts.counted_in(from..to) {
+                        if !marks.get(slot) {
+                            judge(start + (slot - first) as u64 * granule);
+                        }
+                    }
+                }
+            }
+            Owned::Sparse(map) => {
+                for (_, &addr) in map
+                    .keys()
+                    .enumerate()
+                    .filter(|(i, a)| i % parts == part && !wanted.contains(a))
+                {
+                    judge(addr);
+                }
+            }
+        }
+        dead
     }
 }
 
@@ -301,24 +379,13 @@ struct Tally<'w> {
     counts: Counter,
     slots: Vec<Slot>,
     wanted: &'w FxHashSet<u64>,
-    headers: HeaderCheck,
-    /// Owned objects whose header says freed, each judged on its first
-    /// reference (here, on the counting thread, beside the GC walk).
-    dead: Vec<(u64, DeadHeader)>,
 }
 
 impl Tally<'_> {
     #[inline]
-    fn take(&mut self, heap: &ReadContext, slot: Slot) {
-        let (wanted, first) = self.counts.add(slot.target, self.wanted);
-        if wanted {
+    fn take(&mut self, slot: Slot) {
+        if self.counts.add(slot.target, self.wanted) {
             self.slots.push(slot);
-        }
-        if first
-            && !wanted
-            && let Some(why) = self.headers.dead(heap, slot.target)
-        {
-            self.dead.push((slot.target, why));
         }
     }
 }
@@ -332,8 +399,6 @@ impl<'w> Collector<'w> {
                 counts: Counter::new(heap, wanted),
                 slots: Vec::new(),
                 wanted,
-                headers: HeaderCheck::new(),
-                dead: Vec::new(),
             },
         }
     }
@@ -342,14 +407,14 @@ impl<'w> Collector<'w> {
     pub fn object(&mut self, heap: &ReadContext, obj: u64, ty: u64) {
         let tally = &mut self.tally;
         self.enumerator
-            .object(heap, obj, ty, &mut |slot| tally.take(heap, slot));
+            .object(heap, obj, ty, &mut |slot| tally.take(slot));
     }
 
     /// One tracked object whose shape the caller already knows.
     pub fn container(&mut self, heap: &ReadContext, obj: u64, shape: Shape) {
         let tally = &mut self.tally;
         self.enumerator
-            .container(heap, obj, shape, &mut |slot| tally.take(heap, slot));
+            .container(heap, obj, shape, &mut |slot| tally.take(slot));
     }
 
     /// Add the frames' references and finish.
@@ -362,7 +427,7 @@ impl<'w> Collector<'w> {
         }
         let tally = &mut self.tally;
         for &frame in frames.keys() {
-            visit_frame(heap, frame, &mut |slot| tally.take(heap, slot));
+            visit_frame(heap, frame, &mut |slot| tally.take(slot));
         }
         let stacks = state
             .threads
@@ -376,7 +441,7 @@ impl<'w> Collector<'w> {
         References {
             slots: self.tally.slots,
             counts: self.tally.counts,
-            dead: self.tally.dead,
+            dead: Vec::new(),
             frames,
             stacks,
         }
@@ -384,6 +449,37 @@ impl<'w> Collector<'w> {
 }
 
 impl References {
+    /// Judge the header of every object something owns: those that say
+    /// freed are what [`attribute`] reports. Run after the counting, in
+    /// address order, split between this thread and one more, to which
+    /// `other` lends a context of its own (contexts are not shared between
+    /// threads).
+    pub fn judge_owned_headers(
+        &mut self,
+        heap: &ReadContext,
+        wanted: &FxHashSet<u64>,
+        other: impl FnOnce(&mut dyn FnMut(&ReadContext)) + Send,
+    ) {
+        let owned = self.counts.owned();
+        let owned = &owned;
+        self.dead = std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .name("pymortem-headers".into())
+                .spawn_scoped(scope, move || {
+                    let mut found = None;
+                    other(&mut |heap| found = Some(owned.dead(heap, wanted, 1, 2)));
+                    found
+                })
+                .ok();
+            let mut dead = owned.dead(heap, wanted, 0, 2);
+            match helper.and_then(|h| h.join().ok()).flatten() {
+                Some(second) => dead.extend(second),
+                None => dead.extend(owned.dead(heap, wanted, 1, 2)),
+            }
+            dead
+        });
+    }
+
     /// Keep the slots pointing at `more` too (a second pass, for suspects found late).
     fn add_targets(&mut self, heap: &ReadContext, gc: &GcWalk, more: &FxHashSet<u64>) {
         let mut found = Vec::new();

@@ -52,8 +52,12 @@ pub struct Verdict {
     pub status: VerdictStatus,
     /// The story in one sentence.
     pub summary: String,
-    /// The objects at the centre of it.
+    /// The objects at the centre of it: the root victims, each freed while
+    /// something live still held it, the one the summary tells of first.
     pub victims: Vec<u64>,
+    /// Objects found freed only because a root victim was: the stale items
+    /// of a freed container, whose every live holder is a victim itself.
+    pub secondary_victims: Vec<u64>,
     /// LWPs of the threads involved: the crashing thread and threads whose
     /// frames or stacks point at a victim.
     pub threads: Vec<i32>,
@@ -70,6 +74,7 @@ impl Verdict {
             status: VerdictStatus::Incomplete,
             summary: String::new(),
             victims: Vec::new(),
+            secondary_victims: Vec::new(),
             threads: Vec::new(),
             fatal_error: None,
             unchecked: vec![unchecked],
@@ -129,6 +134,109 @@ fn holders(f: &Finding) -> String {
     }
 }
 
+/// The findings that say an object was freed while still held.
+fn is_freed_while_held(f: &Finding) -> bool {
+    f.severity == Severity::Error
+        && matches!(
+            f.kind,
+            FindingKind::FreedObjectReferenced
+                | FindingKind::FreeListMemberReferenced
+                | FindingKind::RefcountBelowReferences
+        )
+}
+
+/// Split the freed-while-held objects into roots and secondaries: an object
+/// whose live holders are all victims themselves was only reached through
+/// them (an item a freed container still lists), so its story is theirs.
+fn roots_and_secondaries(findings: &[Finding]) -> (Vec<u64>, Vec<u64>) {
+    let victims: BTreeSet<u64> = findings
+        .iter()
+        .filter(|f| is_freed_while_held(f))
+        .map(|f| f.address)
+        .collect();
+    let mut roots = BTreeSet::new();
+    let mut secondaries = BTreeSet::new();
+    for f in findings.iter().filter(|f| is_freed_while_held(f)) {
+        let mut live = f
+            .referrers
+            .iter()
+            .filter(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
+            .peekable();
+        let only_through_victims = live.peek().is_some()
+            && live.all(|r| {
+                r.container
+                    .is_some_and(|c| c != f.address && victims.contains(&c))
+            });
+        if only_through_victims {
+            secondaries.insert(f.address);
+        } else {
+            roots.insert(f.address);
+        }
+    }
+    // Two victims holding only each other: neither is secondary.
+    if roots.is_empty() {
+        return (secondaries.into_iter().collect(), Vec::new());
+    }
+    (
+        roots.into_iter().collect(),
+        secondaries.into_iter().collect(),
+    )
+}
+
+/// " and N more …" for the victims the summary does not tell of.
+fn more_victims(roots: usize, secondaries: usize) -> String {
+    let mut more = String::new();
+    match roots.saturating_sub(1) {
+        0 => {}
+        1 => more.push_str("; 1 more object was freed the same way"),
+        n => more.push_str(&format!("; {n} more objects were freed the same way")),
+    }
+    match secondaries {
+        0 => {}
+        1 => more.push_str(
+            "; 1 object is stale only because a victim was freed (an item it still lists)",
+        ),
+        n => more.push_str(&format!(
+            "; {n} objects are stale only because a victim was freed (items it still lists)"
+        )),
+    }
+    more
+}
+
+/// The story of an object with more owners than its refcount counts: one
+/// early free explains that, so "freed twice" needs a trace of a second
+/// (the object linked into a GC list twice).
+fn refcount_below_story(low: &Finding, errors: &[&Finding], more: &str) -> String {
+    let linked_twice = errors.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::GcListBrokenLink | FindingKind::GcListCycle
+        ) && f.address == low.address
+    });
+    let counts = match (
+        low.evidence.get("refcount").and_then(|v| v.as_i64()),
+        low.evidence.get("references").and_then(|v| v.as_u64()),
+    ) {
+        (Some(rc), Some(n)) => format!(" (refcount {rc}, {n} owned references)"),
+        _ => String::new(),
+    };
+    let shared = holders(low)
+        .replacen(" while ", " ", 1)
+        .replacen(" still held it", " hold it", 1);
+    let (ty, at) = (type_name(low), low.address);
+    if linked_twice {
+        format!(
+            "{ty} {at:#x} has more owners than its refcount counts{counts}{shared}, and it is linked into a \
+             GC list twice: it was freed twice and handed out twice (a missing Py_INCREF in C code){more}"
+        )
+    } else {
+        format!(
+            "{ty} {at:#x} has more owners than its refcount counts{counts}{shared}: it was freed while still \
+             referenced, then handed out again (a missing Py_INCREF or an extra Py_DECREF in C code){more}"
+        )
+    }
+}
+
 /// Judge the findings.
 pub fn judge(
     process: &Process,
@@ -149,31 +257,36 @@ pub fn judge(
             .find(|f| f.address == addr && !f.referrers.is_empty())
             .copied()
     };
+    let (roots, secondaries) = roots_and_secondaries(findings);
     let mut victims = Vec::new();
     let mut summary = if let Some(cycle) = by_kind(FindingKind::FreeListCycle).next() {
         let v = cycle.address;
         victims.push(v);
         let list = cycle.list.as_deref().unwrap_or("a free list");
         let held = referenced(v).map(holders).unwrap_or_default();
+        let more = more_victims(
+            roots.len() + usize::from(!roots.contains(&v)),
+            secondaries.len(),
+        );
         format!(
             "tuple {v:#x} was released twice into {list} (the chain links back to it){held}: a missing Py_INCREF \
-             (or an extra Py_DECREF) in C code; the next allocations of that size would return the same object twice"
+             (or an extra Py_DECREF) in C code; the next allocations of that size would return the same object twice{more}"
         )
     } else if let Some(uaf) = by_kind(FindingKind::FreeListMemberReferenced).next() {
         victims.push(uaf.address);
         format!(
-            "tuple {:#x} was freed onto {}{}: a use after free, from a missing Py_INCREF in C code",
+            "tuple {:#x} was freed onto {}{}: a use after free, from a missing Py_INCREF in C code{}",
             uaf.address,
             uaf.list.as_deref().unwrap_or("a free list"),
-            holders(uaf)
+            holders(uaf),
+            more_victims(roots.len(), secondaries.len())
         )
-    } else if let Some(freed) = by_kind(FindingKind::FreedObjectReferenced).next() {
-        victims.extend(by_kind(FindingKind::FreedObjectReferenced).map(|f| f.address));
-        let more = match victims.len() - 1 {
-            0 => String::new(),
-            1 => "; 1 more object is in the same state".to_string(),
-            n => format!("; {n} more objects are in the same state"),
-        };
+    } else if let Some(freed) = by_kind(FindingKind::FreedObjectReferenced)
+        .find(|f| roots.contains(&f.address))
+        .or_else(|| by_kind(FindingKind::FreedObjectReferenced).next())
+    {
+        victims.push(freed.address);
+        let more = more_victims(roots.len(), secondaries.len());
         let why = super::items::DeadHeader::of_finding(freed)
             .map_or_else(|| "its header says freed".to_string(), |d| d.describe());
         format!(
@@ -182,26 +295,12 @@ pub fn judge(
             freed.address,
             holders(freed)
         )
-    } else if let Some(low) = by_kind(FindingKind::RefcountBelowReferences).next() {
+    } else if let Some(low) = by_kind(FindingKind::RefcountBelowReferences)
+        .find(|f| roots.contains(&f.address))
+        .or_else(|| by_kind(FindingKind::RefcountBelowReferences).next())
+    {
         victims.push(low.address);
-        let double = errors.iter().any(|f| {
-            matches!(
-                f.kind,
-                FindingKind::GcListBrokenLink | FindingKind::GcListCycle
-            ) && f.address == low.address
-        });
-        let how = if double {
-            ", and it is linked into a GC list twice"
-        } else {
-            ""
-        };
-        format!(
-            "{} {:#x} has fewer references counted than are held{how}{}: it was handed out twice, typically \
-             after being freed twice (a missing Py_INCREF in C code)",
-            type_name(low),
-            low.address,
-            holders(low)
-        )
+        refcount_below_story(low, &errors, &more_victims(roots.len(), secondaries.len()))
     } else if let Some(first) = errors.first() {
         victims.push(first.address);
         format!("the heap is corrupt: {}", first.message)
@@ -253,10 +352,22 @@ pub fn judge(
             }
         }
     }
+    // The victim told of first, then the other roots.
+    victims.extend(
+        roots
+            .iter()
+            .filter(|r| !victims.contains(r))
+            .collect::<Vec<_>>(),
+    );
+    let secondary_victims = secondaries
+        .into_iter()
+        .filter(|s| !victims.contains(s))
+        .collect();
     Verdict {
         status: status(findings, &unchecked),
         summary,
         victims,
+        secondary_victims,
         threads: threads.into_iter().collect(),
         fatal_error,
         unchecked,
@@ -301,14 +412,76 @@ fn lwp_of(state: &PythonState, process: &Process, r: &super::Referrer) -> Option
 
 #[cfg(test)]
 mod tests {
-    use super::super::{GcState, ReferrerKind};
+    use super::super::{Finding, FindingKind, GcState, Referrer, ReferrerKind};
     use super::VerdictStatus;
     use crate::diagnostic::DiagnosticSource;
+    use crate::diagnostic::Severity;
     use crate::layout::select::AttemptSource;
 
     /// Text output and JSON name these values alike.
     fn same_name<T: serde::Serialize + std::fmt::Debug>(value: T, name: &str) {
         assert_eq!(serde_json::to_value(&value).unwrap(), name, "{value:?}");
+    }
+
+    fn freed(address: u64, kind: FindingKind, holders: &[u64]) -> Finding {
+        let mut f = Finding::new(kind, Severity::Error, address, None, String::new());
+        f.referrers = holders
+            .iter()
+            .map(|&c| Referrer {
+                at: c + 24,
+                kind: ReferrerKind::Object,
+                container: Some(c),
+                description: format!("list {c:#x} item 0"),
+            })
+            .collect();
+        f
+    }
+
+    #[test]
+    fn items_held_only_by_victims_are_secondary() {
+        let findings = vec![
+            // A list freed while list 0x100 held it; its item 0x300 is held
+            // only by the freed list; 0x400 by the freed list and a live one.
+            freed(0x200, FindingKind::FreedObjectReferenced, &[0x100]),
+            freed(0x300, FindingKind::FreedObjectReferenced, &[0x200]),
+            freed(0x400, FindingKind::RefcountBelowReferences, &[0x200, 0x500]),
+        ];
+        let (roots, secondaries) = super::roots_and_secondaries(&findings);
+        assert_eq!(roots, vec![0x200, 0x400]);
+        assert_eq!(secondaries, vec![0x300]);
+        // Victims that only hold each other are all roots.
+        let pair = vec![
+            freed(0x600, FindingKind::FreedObjectReferenced, &[0x700]),
+            freed(0x700, FindingKind::FreedObjectReferenced, &[0x600]),
+        ];
+        assert_eq!(
+            super::roots_and_secondaries(&pair),
+            (vec![0x600, 0x700], vec![])
+        );
+    }
+
+    #[test]
+    fn freed_twice_is_said_only_with_a_trace_of_two_frees() {
+        let low = freed(0x200, FindingKind::RefcountBelowReferences, &[0x100, 0x300])
+            .with("refcount", 1)
+            .with("references", 2);
+        let once = super::refcount_below_story(&low, &[&low], "");
+        assert!(
+            once.contains("freed while still referenced, then handed out again"),
+            "{once}"
+        );
+        assert!(!once.contains("twice"), "{once}");
+        assert!(once.contains("refcount 1, 2 owned references"), "{once}");
+        assert!(once.contains("list 0x100 item 0"), "{once}");
+        let link = Finding::new(
+            FindingKind::GcListCycle,
+            Severity::Error,
+            0x200,
+            None,
+            String::new(),
+        );
+        let twice = super::refcount_below_story(&low, &[&low, &link], "");
+        assert!(twice.contains("freed twice"), "{twice}");
     }
 
     #[test]
