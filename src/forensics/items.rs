@@ -98,19 +98,25 @@ impl HeaderCheck {
     /// Why `obj`'s header cannot be a live object's, if it cannot; `None`
     /// when it looks alive or cannot be read (unread memory proves nothing).
     pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
-        let header = self.dead_header(heap, obj)?;
-        // A freed block's header already says so (pymalloc's link lands on
-        // the refcount word, or a GC object's refcount stays 0): asking
-        // pymalloc only then keeps the lookup off the million live
-        // objects, and names the block when it is free.
+        let (word, ty) = heap.object_header(obj)?;
+        let header = self.judge(heap, word, ty);
+        // A freed block's header nearly always says so (pymalloc's link
+        // lands on the refcount word, a GC object's refcount stays 0); a
+        // refcount word of 2^32 or more that is no link (a Py_INCREF on a
+        // freed block shifts its link) is the other case. Asking pymalloc
+        // only then keeps the lookup off the million live objects.
+        if header.is_none() && word >> 32 == 0 {
+            return None;
+        }
         match heap.pymalloc.and_then(|map| map.free_block(obj)) {
             Some(block) => Some(DeadHeader::FreeBlock(block)),
-            None => Some(header),
+            None => header,
         }
     }
 
-    fn dead_header(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
-        let (word, ty) = heap.object_header(obj)?;
+    /// Why a header of refcount word `word` and type `ty` cannot be a live
+    /// object's.
+    fn judge(&mut self, heap: &ReadContext, word: u64, ty: u64) -> Option<DeadHeader> {
         // No refcount reaches 2^32; an address does (user space starts
         // far above it on x86-64 and aarch64 Linux).
         if word >> 32 != 0 && word >> 47 == 0 && word.is_multiple_of(8) && self.writable(heap, word)
