@@ -230,7 +230,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         );
     });
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    pymalloc::cross_check(&heap, &allocator, &gc_walk.objects, &mut findings);
+    pymalloc::cross_check(&heap, &allocator, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     let flagged = findings.iter().map(|f| f.address).collect();
     statics::scan(process, &heap, &flagged, &mut findings);
@@ -510,7 +510,7 @@ pub fn inspect(process: &Process, state: &PythonState, address: u64) -> ObjectIn
         &mut |obj, ty| collector.object(&heap, obj, ty),
     );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
-    pymalloc::cross_check(&heap, &pymalloc_map, &gc_walk.objects, &mut findings);
+    pymalloc::cross_check(&heap, &pymalloc_map, &mut findings);
     let mut unchecked = coverage::assess(process, state, &free, &gc_walk);
     unchecked.extend(coverage::pymalloc(process, &pymalloc_map));
     let refs = collector.finish(&heap, state);

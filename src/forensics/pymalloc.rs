@@ -924,18 +924,31 @@ impl PoolFacts {
 }
 
 /// Objects linked into a GC generation list whose block is free: freed
-/// without being untracked, or a list that runs through freed memory.
-pub fn cross_check(
-    heap: &ReadContext,
-    map: &Pymalloc,
-    gc_objects: &[u64],
-    findings: &mut Vec<Finding>,
-) {
+/// without being untracked, or a list that runs through freed memory. A
+/// free block's first word is pymalloc's link, over the GC header's next
+/// link, so the GC walk has already flagged such an object (a broken link,
+/// a bad refcount): only those are looked up, which keeps a million
+/// lookups off a healthy heap.
+pub fn cross_check(heap: &ReadContext, map: &Pymalloc, findings: &mut Vec<Finding>) {
     if map.arenas.is_empty() {
         return;
     }
+    let mut flagged: Vec<u64> = findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.kind,
+                FindingKind::GcListBrokenLink
+                    | FindingKind::GcListCycle
+                    | FindingKind::GcObjectBadRefcount
+            )
+        })
+        .map(|f| f.address)
+        .collect();
+    flagged.sort_unstable();
+    flagged.dedup();
     let mut found = 0;
-    for &obj in gc_objects {
+    for obj in flagged {
         // The block starts at the GC header.
         let Some(block) = map.free_block(obj.wrapping_sub(heap.gc_head_size)) else {
             continue;
