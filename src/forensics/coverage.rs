@@ -25,7 +25,7 @@ pub enum CheckName {
     /// The thread states and their frames, whose references the refcount
     /// checks count.
     ThreadStates,
-    /// The tuple free lists.
+    /// The free lists.
     FreeLists,
     /// The GC generation lists.
     GcLists,
@@ -37,7 +37,7 @@ impl CheckName {
         match self {
             CheckName::Layout => "the interpreter's structures",
             CheckName::ThreadStates => "the thread states and their frames",
-            CheckName::FreeLists => "the tuple free lists",
+            CheckName::FreeLists => "the free lists",
             CheckName::GcLists => "the GC lists",
         }
     }
