@@ -375,15 +375,17 @@ fn locate_interpreter_fields(
         }
     };
     for fact in heap.facts.rules.free_list_facts() {
+        let o = &heap.layout.offsets().interp;
         let (head, counter) = match fact.kind {
-            FreeListKind::Float => ("float_free_list", "float_numfree"),
-            FreeListKind::List => ("list_free_list", "list_numfree"),
-            FreeListKind::Dict => ("dict_free_list", "dict_numfree"),
-            FreeListKind::DictKeys => ("dictkeys_free_list", "dictkeys_numfree"),
+            FreeListKind::Float => (o.float_free_list, o.float_numfree),
+            FreeListKind::List => (o.list_free_list, o.list_numfree),
+            FreeListKind::Dict => (o.dict_free_list, o.dict_numfree),
+            FreeListKind::DictKeys => (o.dictkeys_free_list, o.dictkeys_numfree),
             FreeListKind::Unicode => continue,
         };
-        let field = |name| heap.layout.field("PyInterpreterState", name);
-        let (Some(head), Some(counter)) = (field(head), field(counter)) else {
+        let (Some(head_offset), Some(head_size), Some(counter_offset), Some(counter_size)) =
+            (head.get(), head.size(), counter.get(), counter.size())
+        else {
             out.unlocated(
                 format!("the layout lacks the interpreter's {} free list", fact.name),
                 diagnostics,
@@ -391,19 +393,19 @@ fn locate_interpreter_fields(
             continue;
         };
         let array_len = match fact.shape {
-            FreeListShape::Array => head.size / 8,
+            FreeListShape::Array => head_size / 8,
             FreeListShape::Chain(_) => 0,
         };
         for &i in interps {
-            let head_at = i.wrapping_add(head.offset);
-            let counter_at = i.wrapping_add(counter.offset);
-            out.arrays.push((head_at, head_at + head.size.max(8)));
-            out.arrays.push((counter_at, counter_at + counter.size));
+            let head_at = i.wrapping_add(head_offset);
+            let counter_at = i.wrapping_add(counter_offset);
+            out.arrays.push((head_at, head_at + head_size.max(8)));
+            out.arrays.push((counter_at, counter_at + counter_size));
             places.push(fact_place(
                 fact,
                 Some(i),
                 head_at,
-                (counter_at, counter.size),
+                (counter_at, counter_size),
                 array_len,
             ));
         }

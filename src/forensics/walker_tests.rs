@@ -19,6 +19,8 @@ use crate::diagnostic::Diagnostic;
 use crate::diagnostic::Severity;
 use crate::layout::Layout;
 use crate::layout::facts::TupleIndex;
+use crate::layout::offsets::Field;
+use crate::layout::spec::InterpFields;
 use crate::memory::ProcessMemory;
 
 const BASE: u64 = 0x10_0000;
@@ -511,9 +513,9 @@ impl Heap {
         self.put(LIST_TYPE + flags, TPFLAGS_HAVE_GC);
     }
 
-    /// The interpreter's field `name` (3.12).
-    fn interp_field(&self, name: &str) -> u64 {
-        self.interpreter() + self.layout.offset("PyInterpreterState", name).unwrap()
+    /// Where the interpreter's field `pick` is (3.12).
+    fn interp_field(&self, pick: impl Fn(&InterpFields) -> Field) -> u64 {
+        self.interpreter() + pick(&self.layout.offsets().interp).get().unwrap()
     }
 
     /// `n` freed floats chained through `ob_type` (refcount 0), as the
@@ -525,8 +527,8 @@ impl Heap {
             self.put(m + ty, members.get(i + 1).copied().unwrap_or(0));
         }
         let (head, numfree) = (
-            self.interp_field("float_free_list"),
-            self.interp_field("float_numfree"),
+            self.interp_field(|o| o.float_free_list),
+            self.interp_field(|o| o.float_numfree),
         );
         self.put(head, members[0]);
         self.put_i32(numfree, counter);
@@ -540,12 +542,12 @@ impl Heap {
         let members: Vec<u64> = (0..n)
             .map(|i| self.object(OBJECTS + 0x2000 + i * 0x40))
             .collect();
-        let array = self.interp_field("list_free_list");
+        let array = self.interp_field(|o| o.list_free_list);
         for (i, &m) in members.iter().enumerate() {
             self.put(m + ty, LIST_TYPE);
             self.put(array + 8 * i as u64, m);
         }
-        self.put_i32(self.interp_field("list_numfree"), counter);
+        self.put_i32(self.interp_field(|o| o.list_numfree), counter);
         members
     }
 }
@@ -645,7 +647,7 @@ fn a_list_array_holding_one_list_twice_is_a_cycle() {
     let mut heap = Heap::new();
     heap.named_types();
     let members = heap.list_array(3, 3);
-    heap.put(heap.interp_field("list_free_list") + 16, members[0]);
+    heap.put(heap.interp_field(|o| o.list_free_list) + 16, members[0]);
     let (_, findings, _) = walk_free_lists(&heap);
     assert_eq!(kinds(&findings), [FindingKind::FreeListCycle]);
     assert_eq!(findings[0].address, members[0]);
