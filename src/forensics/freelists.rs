@@ -52,6 +52,9 @@ pub struct FreeListSlot {
     pub members: Vec<u64>,
     /// Kinds of finding raised for this slot.
     pub anomalies: Vec<FindingKind>,
+    /// The type of the objects the list keeps, when it keeps one type.
+    #[serde(skip)]
+    pub keeps: Option<&'static str>,
     /// Why the slot's head could not be read, when it could not: the slot
     /// was not checked.
     #[serde(
@@ -539,6 +542,10 @@ fn walk_place(heap: &ReadContext, place: &Place, findings: &mut Vec<Finding>) ->
         walked: 0,
         members: Vec::new(),
         anomalies: Vec::new(),
+        keeps: match place.members {
+            FreeListMembers::Objects { type_name, .. } => type_name,
+            FreeListMembers::NotObjects => None,
+        },
         unreadable,
     };
     // 3.13+: a counter of −1 means the list is disabled (finalization).
@@ -582,7 +589,7 @@ fn walk_place(heap: &ReadContext, place: &Place, findings: &mut Vec<Finding>) ->
 }
 
 fn cycle_finding(list: &str, node: u64, slot: &FreeListSlot, counter: Option<i64>) -> Finding {
-    Finding::new(
+    let f = Finding::new(
         FindingKind::FreeListCycle,
         Severity::Error,
         node,
@@ -599,7 +606,11 @@ fn cycle_finding(list: &str, node: u64, slot: &FreeListSlot, counter: Option<i64
         slot.members.iter().position(|&m| m == node).unwrap_or(0),
     )
     .with("walked_before_repeat", slot.walked)
-    .with("counter", counter)
+    .with("counter", counter);
+    match slot.keeps {
+        Some(type_name) => f.with("type_name", type_name),
+        None => f,
+    }
 }
 
 fn walk_chain(
