@@ -384,6 +384,8 @@ fn locate_interpreter_fields(
             FreeListKind::List => (o.list_free_list, o.list_numfree),
             FreeListKind::Dict => (o.dict_free_list, o.dict_numfree),
             FreeListKind::DictKeys => (o.dictkeys_free_list, o.dictkeys_numfree),
+            FreeListKind::AsyncGenValue => (o.async_gen_value_free_list, o.async_gen_value_numfree),
+            FreeListKind::AsyncGenAsend => (o.async_gen_asend_free_list, o.async_gen_asend_numfree),
             FreeListKind::Unicode => continue,
         };
         let (Some(head_offset), Some(head_size), Some(counter_offset), Some(counter_size)) =

@@ -121,6 +121,10 @@ pub enum FreeListKind {
     DictKeys,
     /// 2.7's unicode objects.
     Unicode,
+    /// The values an async generator yields, wrapped (3.6+).
+    AsyncGenValue,
+    /// Async generators' `asend` awaitables (3.6+).
+    AsyncGenAsend,
 }
 
 /// One free list besides the tuples' (cpython-internals.md §4), as the
@@ -152,7 +156,8 @@ const fn objects(type_name: &'static str, gc: bool) -> FreeListMembers {
 }
 
 /// 3.x up to 3.13: floats chained through `ob_type` (100 kept), lists and
-/// dicts in arrays of 80, dict keys in an array of 80 from 3.6.
+/// dicts in arrays of 80, dict keys, async generators' wrapped values and
+/// `asend`s in arrays of 80 from 3.6.
 const FREE_LISTS_3: &[FreeListFact] = &[
     FreeListFact {
         name: "float",
@@ -189,6 +194,24 @@ const FREE_LISTS_3: &[FreeListFact] = &[
         statics: ("dictobject.c", "keys_free_list", "numfreekeys"),
         max: 80,
         refcount_meaningful: false,
+    },
+    FreeListFact {
+        name: "async_gen_value",
+        kind: FreeListKind::AsyncGenValue,
+        shape: FreeListShape::Array,
+        members: objects("async_generator_wrapped_value", false),
+        statics: ("genobject.c", "ag_value_freelist", "ag_value_freelist_free"),
+        max: 80,
+        refcount_meaningful: true,
+    },
+    FreeListFact {
+        name: "async_gen_asend",
+        kind: FreeListKind::AsyncGenAsend,
+        shape: FreeListShape::Array,
+        members: objects("async_generator_asend", false),
+        statics: ("genobject.c", "ag_asend_freelist", "ag_asend_freelist_free"),
+        max: 80,
+        refcount_meaningful: true,
     },
 ];
 

@@ -246,6 +246,10 @@ layout_structs! {
         dict_numfree: "dict_numfree" ["dict_state.numfree", "object_state.freelists.dicts.numfree"],
         dictkeys_free_list: "dictkeys_free_list" ["dict_state.keys_free_list", "object_state.freelists.dictkeys.items"],
         dictkeys_numfree: "dictkeys_numfree" ["dict_state.keys_numfree", "object_state.freelists.dictkeys.numfree"],
+        async_gen_value_free_list: "async_gen_value_free_list" ["async_gen.value_freelist", "object_state.freelists.async_gens.items"],
+        async_gen_value_numfree: "async_gen_value_numfree" ["async_gen.value_numfree", "object_state.freelists.async_gens.numfree"],
+        async_gen_asend_free_list: "async_gen_asend_free_list" ["async_gen.asend_freelist", "object_state.freelists.async_gen_asends.items"],
+        async_gen_asend_numfree: "async_gen_asend_numfree" ["async_gen.asend_numfree", "object_state.freelists.async_gen_asends.numfree"],
         freelists: "freelists" ["object_state.freelists"],
     }
     /// `PyThreadState`.
@@ -373,6 +377,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("dictobject.c", "numfreekeys"),
     ("unicodeobject.c", "free_list"),
     ("unicodeobject.c", "numfree"),
+    ("genobject.c", "ag_value_freelist"),
+    ("genobject.c", "ag_value_freelist_free"),
+    ("genobject.c", "ag_asend_freelist"),
+    ("genobject.c", "ag_asend_freelist_free"),
     ("gcmodule.c", "generations"),
     ("", "_PyGC_generation0"),
     ("ceval.c", "gil_last_holder"),
