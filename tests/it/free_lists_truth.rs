@@ -33,7 +33,10 @@ fn check(e: &Value) -> Vec<String> {
     let label = support::label(e);
     let truth = support::truth(e);
     let Some(freed) = truth["objects"]["freed_to_free_lists"].as_object() else {
-        return vec![format!("{label}: the truth has no freed_to_free_lists")];
+        return vec![format!(
+            "{label}: the truth has no freed_to_free_lists: the core predates the scenario's \
+             spares (python3 sample-cores/generate.py --scenario use_after_free remakes it)"
+        )];
     };
     let mut args = vec!["freelists".to_string(), "--json".to_string()];
     args.extend(support::file_args(e));
