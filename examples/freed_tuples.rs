@@ -109,7 +109,8 @@ fn run(args: &Args) -> Result<Outcome, pymortem::Error> {
     let freed: HashMap<u64, u64> = free
         .slots
         .iter()
-        .flat_map(|slot| slot.members.iter().map(move |&m| (m, slot.size)))
+        .filter_map(|slot| Some((slot, slot.size?)))
+        .flat_map(|(slot, size)| slot.members.iter().map(move |&m| (m, size)))
         .collect();
 
     // 2. Every container the GC tracks, searched for pointers to them.

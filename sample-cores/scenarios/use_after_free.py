@@ -1,5 +1,12 @@
 # Scenario "use_after_free": a 5-tuple is freed (pushed on the tuple free list)
 # while a list still references it; nothing reuses it before the abort.
+#
+# Beside it, three unreferenced objects are released properly just before the
+# abort, onto their type's free list (which is drained first so that it has
+# room): a float (3.x: float_dealloc pushes an exact float while fewer than
+# 100 are kept; 2.7 keeps floats in blocks instead), a list and a
+# dict (list_dealloc / dict_dealloc push exact lists and dicts while fewer
+# than 80 are kept).  They are the heads of those lists in the core.
 import gc
 import os
 import sys
@@ -7,6 +14,9 @@ import sys
 import _truth
 
 SIZE = 5
+# The spares live here, not in main's locals: writing the truth reads the
+# frames' f_locals, which (up to 3.12) caches them in a dict on the frame.
+SPARES = {}
 
 
 def main():
@@ -31,6 +41,10 @@ def main():
         "victim_item_addresses": [id(x) for x in items],
         "victim_item_values": items,
     }
+    SPARES["float"] = float(len(items)) + 0.25
+    SPARES["list"] = [len(items)]
+    SPARES["dict"] = {"spare": len(items)}
+    objects["freed_to_free_lists"] = dict((kind, id(o)) for kind, o in SPARES.items())
     _truth.write_truth("use_after_free", objects=objects, expected_signal=6,
                        crash_marker="CRASH")
     # empty the free list right before the corruption (writing the truth
@@ -38,8 +52,14 @@ def main():
     keep_drained = _truth.drain_tuple_freelist(SIZE)
     # ---- corruption: no allocation of a 5-tuple from here on ----
     _truth.pyapi.Py_DecRef(victim_addr)
+    # Room on the float, list and dict free lists, then the spares onto them;
+    # nothing allocates a float, list or dict after this.
+    keep_lists = [[] for _ in range(100)]
+    keep_dicts = [{} for _ in range(100)]
+    keep_floats = [i + 0.5 for i in range(120)]
+    SPARES.clear()
     os.abort()  # CRASH
-    return keep_drained, items
+    return keep_drained, items, keep_lists, keep_dicts, keep_floats
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ enum Command {
     Layout(layout_cmd::LayoutArgs),
     /// Every thread's Python stack.
     Threads(ThreadsArgs),
-    /// Walk the tuple free lists and the GC lists and flag every contradiction, with a verdict.
+    /// Walk the free lists and the GC lists and flag every contradiction, with a verdict.
     Check(CheckArgs),
-    /// Every tuple free list: index, size, counter, walked length and anomalies.
+    /// Every free list (each tuple slot apart): link, counter, walked length and anomalies.
     Freelists(CheckArgs),
     /// Every GC generation: counts, walked length and anomalies.
     Gc(CheckArgs),

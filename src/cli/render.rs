@@ -564,11 +564,11 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
         unchecked_lines(&mut s, &v.unchecked);
     }
     if !r.free_lists.is_empty() {
-        let _ = writeln!(s, "\nTuple free lists:");
+        let _ = writeln!(s, "\nFree lists:");
         let mut t = table(&[
             "interpreter",
-            "slot",
-            "size",
+            "list",
+            "link",
             "head",
             "counter",
             "walked",
@@ -576,10 +576,14 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
         ]);
         for slot in &r.free_lists {
             let anomalies: Vec<String> = slot.anomalies.iter().map(json_name).collect();
+            let list = match slot.size {
+                Some(size) => format!("{} (size {size})", slot.list),
+                None => slot.list.clone(),
+            };
             t.add_row(vec![
                 slot.interpreter.map_or("-".into(), |i| format!("{i:#x}")),
-                slot.index.to_string(),
-                slot.size.to_string(),
+                esc(&list).to_string(),
+                slot.link.to_string(),
                 format!("{:#x}", slot.head),
                 opt(slot.counter),
                 slot.walked.to_string(),

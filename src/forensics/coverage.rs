@@ -26,7 +26,7 @@ pub enum CheckName {
     /// The thread states and their frames, whose references the refcount
     /// checks count.
     ThreadStates,
-    /// The tuple free lists.
+    /// The free lists.
     FreeLists,
     /// The GC generation lists.
     GcLists,
@@ -40,7 +40,7 @@ impl CheckName {
         match self {
             CheckName::Layout => "the interpreter's structures",
             CheckName::ThreadStates => "the thread states and their frames",
-            CheckName::FreeLists => "the tuple free lists",
+            CheckName::FreeLists => "the free lists",
             CheckName::GcLists => "the GC lists",
             CheckName::Pymalloc => "pymalloc's arenas and free-block chains",
         }

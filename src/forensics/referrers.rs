@@ -762,6 +762,9 @@ pub fn attribute(
                 ),
             )
             .with("referrers", list.len());
+            if let Some(type_name) = slot.keeps {
+                f = f.with("type_name", type_name);
+            }
             f.referrers = list.clone();
             findings.push(f);
         }

@@ -269,13 +269,15 @@ pub fn judge(
             secondaries.len(),
         );
         format!(
-            "tuple {v:#x} was released twice into {list} (the chain links back to it){held}: a missing Py_INCREF \
-             (or an extra Py_DECREF) in C code; the next allocations of that size would return the same object twice{more}"
+            "{} {v:#x} was released twice into {list} (it is on it twice){held}: a missing Py_INCREF \
+             (or an extra Py_DECREF) in C code; the next allocations from that list would return the same object twice{more}",
+            type_name(cycle)
         )
     } else if let Some(uaf) = by_kind(FindingKind::FreeListMemberReferenced).next() {
         victims.push(uaf.address);
         format!(
-            "tuple {:#x} was freed onto {}{}: a use after free, from a missing Py_INCREF in C code{}",
+            "{} {:#x} was freed onto {}{}: a use after free, from a missing Py_INCREF in C code{}",
+            type_name(uaf),
             uaf.address,
             uaf.list.as_deref().unwrap_or("a free list"),
             holders(uaf),

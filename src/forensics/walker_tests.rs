@@ -19,6 +19,8 @@ use crate::diagnostic::Diagnostic;
 use crate::diagnostic::Severity;
 use crate::layout::Layout;
 use crate::layout::facts::TupleIndex;
+use crate::layout::offsets::Field;
+use crate::layout::spec::InterpFields;
 use crate::memory::ProcessMemory;
 
 const BASE: u64 = 0x10_0000;
@@ -358,13 +360,13 @@ fn a_healthy_tuple_free_list_is_walked_without_findings() {
     let (walk, findings, diagnostics) = walk_free_lists(&heap);
     assert!(findings.is_empty(), "{findings:?}");
     assert!(diagnostics.is_empty(), "{diagnostics:?}");
-    let slot = walk.slots.iter().find(|s| s.size == 3).unwrap();
+    let slot = walk.slots.iter().find(|s| s.size == Some(3)).unwrap();
     assert_eq!(slot.members, members);
     assert_eq!((slot.walked, slot.counter), (4, Some(4)));
     assert!(
         walk.slots
             .iter()
-            .filter(|s| s.size != 3)
+            .filter(|s| s.size != Some(3))
             .all(|s| s.walked == 0)
     );
 }
@@ -391,7 +393,7 @@ fn a_counter_that_disagrees_with_the_chain_is_a_mismatch() {
     heap.free_list(5, members[0], 3);
     let (walk, findings, _) = walk_free_lists(&heap);
     assert_eq!(kinds(&findings), [FindingKind::FreeListCountMismatch]);
-    let slot = walk.slots.iter().find(|s| s.size == 5).unwrap();
+    let slot = walk.slots.iter().find(|s| s.size == Some(5)).unwrap();
     assert_eq!((slot.walked, slot.counter), (2, Some(3)));
 }
 
@@ -488,4 +490,215 @@ fn a_verdict_restricted_to_the_parts_that_ran_is_clean_again() {
     verdict.restrict(|u| u.check != CheckName::GcLists);
     assert_eq!(verdict.status, VerdictStatus::Clean);
     assert!(verdict.unchecked.is_empty());
+}
+
+/// `&PyFloat_Type` and `&PyList_Type`, with their `tp_name`s.
+const FLOAT_TYPE: u64 = BASE + 0x1800;
+const LIST_TYPE: u64 = BASE + 0x1a00;
+const NAMES: u64 = BASE + 0x1c00;
+
+impl Heap {
+    /// Type objects named `float` and `list` (the list's with a GC header).
+    fn named_types(&mut self) {
+        let o = self.layout.offsets().type_object;
+        let (name, flags) = (o.tp_name.get().unwrap(), o.tp_flags.get().unwrap());
+        for (i, (ty, text)) in [(FLOAT_TYPE, b"float\0\0\0"), (LIST_TYPE, b"list\0\0\0\0")]
+            .into_iter()
+            .enumerate()
+        {
+            let at = NAMES + 16 * i as u64;
+            self.put(at, u64::from_le_bytes(*text));
+            self.put(ty + name, at);
+        }
+        self.put(LIST_TYPE + flags, TPFLAGS_HAVE_GC);
+    }
+
+    /// Where the interpreter's field `pick` is (3.12).
+    fn interp_field(&self, pick: impl Fn(&InterpFields) -> Field) -> u64 {
+        self.interpreter() + pick(&self.layout.offsets().interp).get().unwrap()
+    }
+
+    /// `n` freed floats chained through `ob_type` (refcount 0), as the
+    /// float free list with counter `counter`.
+    fn float_chain(&mut self, n: u64, counter: i32) -> Vec<u64> {
+        let ty = self.layout.offsets().object.ob_type.get().unwrap();
+        let members: Vec<u64> = (0..n).map(|i| OBJECTS + 0x1000 + i * 0x20).collect();
+        for (i, &m) in members.iter().enumerate() {
+            self.put(m + ty, members.get(i + 1).copied().unwrap_or(0));
+        }
+        let (head, numfree) = (
+            self.interp_field(|o| o.float_free_list),
+            self.interp_field(|o| o.float_numfree),
+        );
+        self.put(head, members[0]);
+        self.put_i32(numfree, counter);
+        members
+    }
+
+    /// `n` freed lists (refcount 0, untracked) in the list free list's
+    /// array, its counter `counter`.
+    fn list_array(&mut self, n: u64, counter: i32) -> Vec<u64> {
+        let ty = self.layout.offsets().object.ob_type.get().unwrap();
+        let members: Vec<u64> = (0..n)
+            .map(|i| self.object(OBJECTS + 0x2000 + i * 0x40))
+            .collect();
+        let array = self.interp_field(|o| o.list_free_list);
+        for (i, &m) in members.iter().enumerate() {
+            self.put(m + ty, LIST_TYPE);
+            self.put(array + 8 * i as u64, m);
+        }
+        self.put_i32(self.interp_field(|o| o.list_numfree), counter);
+        members
+    }
+}
+
+fn slot<'w>(walk: &'w freelists::FreeLists, list: &str) -> &'w freelists::FreeListSlot {
+    walk.slots.iter().find(|s| s.list == list).unwrap()
+}
+
+#[test]
+fn a_healthy_float_free_list_is_walked_through_ob_type() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.float_chain(3, 3);
+    let (walk, findings, diagnostics) = walk_free_lists(&heap);
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let float = slot(&walk, "float");
+    assert_eq!(
+        (float.link, float.walked, float.counter),
+        ("ob_type", 3, Some(3))
+    );
+    assert_eq!(float.members, members);
+    // Its members are what the GC walk and the reference count look for.
+    assert!(members.iter().all(|m| walk.members.contains(m)));
+}
+
+#[test]
+fn a_float_chain_that_links_back_is_a_cycle() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.float_chain(3, 3);
+    let ty = heap.layout.offsets().object.ob_type.get().unwrap();
+    heap.put(members[2] + ty, members[0]);
+    let (walk, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListCycle]);
+    assert_eq!(findings[0].address, members[0]);
+    let list = format!("float free list of interpreter {:#x}", heap.interpreter());
+    assert_eq!(findings[0].list.as_deref(), Some(list.as_str()));
+    assert_eq!(slot(&walk, "float").walked, 3);
+}
+
+#[test]
+fn a_float_counter_that_disagrees_is_a_mismatch() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    heap.float_chain(2, 5);
+    let (_, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListCountMismatch]);
+}
+
+#[test]
+fn a_float_handed_out_again_looks_alive() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.float_chain(3, 3);
+    let o = heap.layout.offsets();
+    let (rc, ty) = (
+        o.object.ob_refcnt.get().unwrap(),
+        o.object.ob_type.get().unwrap(),
+    );
+    // The middle member was initialised again: a refcount and its type.
+    heap.put(members[1] + rc, 1);
+    heap.put(members[1] + ty, FLOAT_TYPE);
+    let (walk, findings, _) = walk_free_lists(&heap);
+    assert_eq!(
+        kinds(&findings),
+        [
+            FindingKind::FreeListMemberNotFreed,
+            FindingKind::FreeListCountMismatch
+        ]
+    );
+    assert_eq!(findings[0].address, members[1]);
+    assert_eq!(slot(&walk, "float").members, [members[0]]);
+}
+
+#[test]
+fn a_healthy_list_free_list_array_is_walked_up_to_its_counter() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.list_array(4, 3);
+    let (walk, findings, diagnostics) = walk_free_lists(&heap);
+    assert!(findings.is_empty(), "{findings:?}");
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let list = slot(&walk, "list");
+    assert_eq!(
+        (list.link, list.walked, list.counter),
+        ("array", 3, Some(3))
+    );
+    // The entry past the counter is stale: it was handed out again.
+    assert_eq!(list.members, members[..3]);
+    assert!(!walk.members.contains(&members[3]));
+    assert!(members[..3].iter().all(|m| walk.members.contains(m)));
+}
+
+#[test]
+fn a_list_array_holding_one_list_twice_is_a_cycle() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.list_array(3, 3);
+    heap.put(heap.interp_field(|o| o.list_free_list) + 16, members[0]);
+    let (_, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListCycle]);
+    assert_eq!(findings[0].address, members[0]);
+}
+
+#[test]
+fn a_list_counter_beyond_its_array_is_a_mismatch() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    heap.list_array(2, 81);
+    let (_, findings, _) = walk_free_lists(&heap);
+    assert!(
+        kinds(&findings).contains(&FindingKind::FreeListCountMismatch),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn a_list_on_its_free_list_with_a_refcount_or_tracked_looks_alive() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.list_array(2, 2);
+    let rc = heap.layout.offsets().object.ob_refcnt.get().unwrap();
+    heap.put(members[0] + rc, 2);
+    let node = members[1] - heap.layout.offsets().gc_head.sizeof.get().unwrap();
+    heap.put(
+        node + heap.layout.offsets().gc_head.gc_next.get().unwrap(),
+        node,
+    );
+    let (_, findings, _) = walk_free_lists(&heap);
+    assert_eq!(
+        kinds(&findings),
+        [
+            FindingKind::FreeListMemberNotFreed,
+            FindingKind::FreeListMemberTracked
+        ]
+    );
+    assert_eq!(
+        (findings[0].address, findings[1].address),
+        (members[0], members[1])
+    );
+}
+
+#[test]
+fn a_list_array_entry_of_another_type_is_not_a_member() {
+    let mut heap = Heap::new();
+    heap.named_types();
+    let members = heap.list_array(2, 2);
+    let ty = heap.layout.offsets().object.ob_type.get().unwrap();
+    heap.put(members[1] + ty, FLOAT_TYPE);
+    let (walk, findings, _) = walk_free_lists(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::FreeListMemberInvalid]);
+    assert!(!walk.members.contains(&members[1]));
 }

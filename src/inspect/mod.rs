@@ -209,19 +209,19 @@ impl Python {
         Object::new(self.clone(), address)
     }
 
-    /// Every tuple free list, walked, with the contradictions found inside them.
+    /// Every free list, walked, with the contradictions found inside them.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let sample = pymortem::doc_support::sample("pyenv-2.7.18-double_free")?;
     /// let python = pymortem::Python::of(&pymortem::Process::open(&sample.core, &sample.options)?)?;
     /// for slot in python.free_lists().slots.iter().filter(|s| s.walked > 0) {
-    ///     println!("{}-tuples: {} free, counter {:?}", slot.size, slot.walked, slot.counter);
+    ///     println!("{}: {} free, counter {:?}", slot.list, slot.walked, slot.counter);
     /// }
     /// // The victim was pushed twice: its slot's chain loops back to it.
     /// # let index = sample.truth["objects"]["freelist_index"].as_u64().unwrap() as usize;
     /// let walk = python.free_lists();
-    /// let slot = walk.slots.iter().find(|s| s.index == index).unwrap();
+    /// let slot = walk.slots.iter().find(|s| s.list == format!("tuple[{index}]")).unwrap();
     /// assert_eq!(slot.counter, Some(2));
     /// assert_eq!(slot.members, [sample.truth["objects"]["victim_tuple"].as_u64().unwrap()]);
     /// # Ok(()) }

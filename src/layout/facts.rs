@@ -61,8 +61,207 @@ pub enum TupleIndex {
 pub enum FreeListLink {
     /// `ob_item[0]` (up to 3.13).
     ObItem0,
-    /// The object's first word, over the refcount (3.14).
+    /// The object's first word, over the refcount (3.14; 2.7's unicode).
     FirstWord,
+    /// `ob_type` (floats, up to 3.13).
+    ObType,
+}
+
+/// Where the free lists other than the tuples' live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FreeListHome {
+    /// 2.7–3.9: statics of each type's C file.
+    #[default]
+    Statics,
+    /// 3.10–3.13: fields of the interpreter state (`PyInterpreterState`'s
+    /// `float_free_list` … of the layout).
+    Interpreter,
+    /// 3.14+: every member of `_Py_freelists` (the layout's `Freelists`,
+    /// read whole) is a `_Py_freelist` {head, size} or an array of them,
+    /// chained through each member's first word.
+    Unified,
+}
+
+/// How a free list keeps its members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeListShape {
+    /// A chain from a head through one word of each member.
+    Chain(FreeListLink),
+    /// An array of pointers, the first `counter` of them in use; the rest
+    /// are stale.
+    Array,
+}
+
+/// What a free list keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeListMembers {
+    /// Objects of this exact type (by `tp_name`), `None` when any;
+    /// `gc` when the type has a GC header, which must say untracked.
+    Objects {
+        /// The type's `tp_name`, when the list keeps one type.
+        type_name: Option<&'static str>,
+        /// The type has a GC header.
+        gc: bool,
+    },
+    /// Blocks that are not objects (dict keys, stack chunks).
+    NotObjects,
+}
+
+/// Which list of the interpreter state (3.10–3.13) or which statics
+/// (2.7–3.9) a free list is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeListKind {
+    /// Floats.
+    Float,
+    /// Lists.
+    List,
+    /// Dicts.
+    Dict,
+    /// Dict keys objects (3.6+).
+    DictKeys,
+    /// 2.7's unicode objects.
+    Unicode,
+    /// The values an async generator yields, wrapped (3.6+).
+    AsyncGenValue,
+    /// Async generators' `asend` awaitables (3.6+).
+    AsyncGenAsend,
+}
+
+/// One free list besides the tuples' (cpython-internals.md §4), as the
+/// C sources of each version keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeListFact {
+    /// The list, in findings: `float`, `dict`, `dictkeys`.
+    pub name: &'static str,
+    /// Which fields or statics hold it.
+    pub kind: FreeListKind,
+    /// Chain or array.
+    pub shape: FreeListShape,
+    /// What it keeps.
+    pub members: FreeListMembers,
+    /// The C file whose statics hold it (2.7–3.9): `(unit, head, counter)`.
+    pub statics: (&'static str, &'static str, &'static str),
+    /// Most members kept (the array's length).
+    pub max: u32,
+    /// Members were never objects before their first use (2.7 allocates
+    /// floats in blocks): the refcount of a member says nothing.
+    pub refcount_meaningful: bool,
+}
+
+const fn objects(type_name: &'static str, gc: bool) -> FreeListMembers {
+    FreeListMembers::Objects {
+        type_name: Some(type_name),
+        gc,
+    }
+}
+
+/// 3.x up to 3.13: floats chained through `ob_type` (100 kept), lists and
+/// dicts in arrays of 80, dict keys, async generators' wrapped values and
+/// `asend`s in arrays of 80 from 3.6.
+const FREE_LISTS_3: &[FreeListFact] = &[
+    FreeListFact {
+        name: "float",
+        kind: FreeListKind::Float,
+        shape: FreeListShape::Chain(FreeListLink::ObType),
+        members: objects("float", false),
+        statics: ("floatobject.c", "free_list", "numfree"),
+        max: 100,
+        refcount_meaningful: true,
+    },
+    FreeListFact {
+        name: "list",
+        kind: FreeListKind::List,
+        shape: FreeListShape::Array,
+        members: objects("list", true),
+        statics: ("listobject.c", "free_list", "numfree"),
+        max: 80,
+        refcount_meaningful: true,
+    },
+    FreeListFact {
+        name: "dict",
+        kind: FreeListKind::Dict,
+        shape: FreeListShape::Array,
+        members: objects("dict", true),
+        statics: ("dictobject.c", "free_list", "numfree"),
+        max: 80,
+        refcount_meaningful: true,
+    },
+    FreeListFact {
+        name: "dictkeys",
+        kind: FreeListKind::DictKeys,
+        shape: FreeListShape::Array,
+        members: FreeListMembers::NotObjects,
+        statics: ("dictobject.c", "keys_free_list", "numfreekeys"),
+        max: 80,
+        refcount_meaningful: false,
+    },
+    FreeListFact {
+        name: "async_gen_value",
+        kind: FreeListKind::AsyncGenValue,
+        shape: FreeListShape::Array,
+        members: objects("async_generator_wrapped_value", false),
+        statics: ("genobject.c", "ag_value_freelist", "ag_value_freelist_free"),
+        max: 80,
+        refcount_meaningful: true,
+    },
+    FreeListFact {
+        name: "async_gen_asend",
+        kind: FreeListKind::AsyncGenAsend,
+        shape: FreeListShape::Array,
+        members: objects("async_generator_asend", false),
+        statics: ("genobject.c", "ag_asend_freelist", "ag_asend_freelist_free"),
+        max: 80,
+        refcount_meaningful: true,
+    },
+];
+
+/// 2.7: lists and dicts as in 3.x; unicode chained through the first word
+/// (1024 kept). Its int and float blocks' free lists have no counter and
+/// hold every never-used slot of every block: not walked.
+const FREE_LISTS_2_7: &[FreeListFact] = &[
+    FREE_LISTS_3[1],
+    FREE_LISTS_3[2],
+    FreeListFact {
+        name: "unicode",
+        kind: FreeListKind::Unicode,
+        shape: FreeListShape::Chain(FreeListLink::FirstWord),
+        members: objects("unicode", false),
+        statics: ("unicodeobject.c", "free_list", "numfree"),
+        max: 1024,
+        refcount_meaningful: false,
+    },
+];
+
+impl VersionRules {
+    /// The free lists besides the tuples' that `free_lists` says where to
+    /// find (3.14+ names them in its layout instead).
+    pub fn free_list_facts(&self) -> &'static [FreeListFact] {
+        match (self.free_lists, self.separate_short_int) {
+            (FreeListHome::Unified, _) => &[],
+            (_, true) => FREE_LISTS_2_7,
+            _ => FREE_LISTS_3,
+        }
+    }
+
+    /// What a member of 3.14+'s `_Py_freelists` keeps, by its C name: the
+    /// objects whose type is known, and the lists of blocks that are not
+    /// objects; any other list keeps objects of a type not checked.
+    pub fn unified_free_list_members(&self, name: &str) -> FreeListMembers {
+        match name {
+            "floats" => objects("float", false),
+            "ints" => objects("int", false),
+            "tuples" => objects("tuple", true),
+            "lists" => objects("list", true),
+            "dicts" => objects("dict", true),
+            "dictkeys" | "object_stack_chunks" | "unicode_writers" | "bytes_writers" => {
+                FreeListMembers::NotObjects
+            }
+            _ => FreeListMembers::Objects {
+                type_name: None,
+                gc: false,
+            },
+        }
+    }
 }
 
 /// Where the GC generations live.
@@ -198,6 +397,8 @@ pub struct VersionRules {
     pub pool_size: u64,
     /// pymalloc's `ARENA_SIZE`: 1 MiB from 3.10 (64-bit), 256 KiB before.
     pub arena_size: u64,
+    /// Where the free lists besides the tuples' live.
+    pub free_lists: FreeListHome,
 }
 
 /// Where pymalloc's arena table (`arenas`, `maxarenas`) lives.
@@ -250,6 +451,13 @@ impl VersionRules {
             },
             pool_size: if v >= (3, 10) { 16 << 10 } else { 4 << 10 },
             arena_size: if v >= (3, 10) { 1 << 20 } else { 256 << 10 },
+            free_lists: if v <= (3, 9) {
+                FreeListHome::Statics
+            } else if v <= (3, 13) {
+                FreeListHome::Interpreter
+            } else {
+                FreeListHome::Unified
+            },
         }
     }
 }

@@ -160,6 +160,11 @@ pub fn from_dwarf(
         types: spec::STRUCTS
             .iter()
             .flat_map(|s| s.c_names.iter().map(|n| n.to_string()))
+            .chain(
+                spec::WHOLE_STRUCTS
+                    .iter()
+                    .flat_map(|(_, names)| names.iter().map(|n| n.to_string())),
+            )
             .collect(),
         variables: spec::VARIABLES.iter().map(|(_, n)| n.to_string()).collect(),
         preferred_units: spec::PREFERRED_UNITS
@@ -195,6 +200,35 @@ pub fn from_dwarf(
         }
         structs.insert(
             s.name.to_string(),
+            StructLayout {
+                c_name: ty.name.clone(),
+                size: ty.size,
+                fields,
+            },
+        );
+    }
+    for (name, c_names) in spec::WHOLE_STRUCTS {
+        let Some(ty) = c_names.iter().find_map(|n| found.types.get(*n)) else {
+            continue;
+        };
+        // Top-level members only: nested ones are dotted paths.
+        let fields = ty
+            .fields
+            .iter()
+            .filter(|(path, _)| !path.contains('.'))
+            .map(|(path, f)| {
+                let field = FieldLayout {
+                    c_path: path.clone(),
+                    offset: f.offset,
+                    size: f.size,
+                    bit_offset: f.bit_offset,
+                    bit_size: f.bit_size,
+                };
+                (path.clone(), field)
+            })
+            .collect();
+        structs.insert(
+            name.to_string(),
             StructLayout {
                 c_name: ty.name.clone(),
                 size: ty.size,

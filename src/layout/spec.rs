@@ -237,6 +237,22 @@ layout_structs! {
         tuple_numfree: "tuple_numfree" ["tuple.numfree", "object_state.freelists.tuples.numfree"],
         // 3.12: the allocator's state inline; 3.13+: a pointer to it.
         obmalloc: "obmalloc" ["obmalloc"],
+        // The other free lists, 3.10–3.12 in per-type states, 3.13 in
+        // `_Py_object_freelists`; 3.14+ keeps them all in `_Py_freelists`
+        // (`Freelists`, read whole).
+        float_free_list: "float_free_list" ["float_state.free_list", "object_state.freelists.floats.items"],
+        float_numfree: "float_numfree" ["float_state.numfree", "object_state.freelists.floats.numfree"],
+        list_free_list: "list_free_list" ["list.free_list", "object_state.freelists.lists.items"],
+        list_numfree: "list_numfree" ["list.numfree", "object_state.freelists.lists.numfree"],
+        dict_free_list: "dict_free_list" ["dict_state.free_list", "object_state.freelists.dicts.items"],
+        dict_numfree: "dict_numfree" ["dict_state.numfree", "object_state.freelists.dicts.numfree"],
+        dictkeys_free_list: "dictkeys_free_list" ["dict_state.keys_free_list", "object_state.freelists.dictkeys.items"],
+        dictkeys_numfree: "dictkeys_numfree" ["dict_state.keys_numfree", "object_state.freelists.dictkeys.numfree"],
+        async_gen_value_free_list: "async_gen_value_free_list" ["async_gen.value_freelist", "object_state.freelists.async_gens.items"],
+        async_gen_value_numfree: "async_gen_value_numfree" ["async_gen.value_numfree", "object_state.freelists.async_gens.numfree"],
+        async_gen_asend_free_list: "async_gen_asend_free_list" ["async_gen.asend_freelist", "object_state.freelists.async_gen_asends.items"],
+        async_gen_asend_numfree: "async_gen_asend_numfree" ["async_gen.asend_numfree", "object_state.freelists.async_gen_asends.numfree"],
+        freelists: "freelists" ["object_state.freelists"],
     }
     /// `PyThreadState`.
     tstate: TstateFields = "PyThreadState" ["PyThreadState", "_ts"] {
@@ -374,6 +390,20 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("", "_PyThreadState_Current"),
     ("tupleobject.c", "free_list"),
     ("tupleobject.c", "numfree"),
+    ("floatobject.c", "free_list"),
+    ("floatobject.c", "numfree"),
+    ("listobject.c", "free_list"),
+    ("listobject.c", "numfree"),
+    ("dictobject.c", "free_list"),
+    ("dictobject.c", "numfree"),
+    ("dictobject.c", "keys_free_list"),
+    ("dictobject.c", "numfreekeys"),
+    ("unicodeobject.c", "free_list"),
+    ("unicodeobject.c", "numfree"),
+    ("genobject.c", "ag_value_freelist"),
+    ("genobject.c", "ag_value_freelist_free"),
+    ("genobject.c", "ag_asend_freelist"),
+    ("genobject.c", "ag_asend_freelist_free"),
     ("gcmodule.c", "generations"),
     ("", "_PyGC_generation0"),
     ("ceval.c", "gil_last_holder"),
@@ -381,6 +411,11 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("obmalloc.c", "arenas"),
     ("obmalloc.c", "maxarenas"),
 ];
+
+/// Structures read whole: every top-level member under its C name, for
+/// code that iterates members whose set changes between versions (3.14's
+/// `_Py_freelists`), as (canonical name, C names).
+pub const WHOLE_STRUCTS: &[(&str, &[&str])] = &[("Freelists", &["_Py_freelists"])];
 
 /// Units that define what is asked for (each type is complete in one of
 /// them, in every version); scanned first, and usually alone.
@@ -434,6 +469,10 @@ pub fn fingerprint() -> u32 {
             feed(canonical);
             paths.iter().for_each(|p| feed(p));
         }
+    }
+    for (name, c_names) in WHOLE_STRUCTS {
+        feed(name);
+        c_names.iter().for_each(|n| feed(n));
     }
     for (unit, name) in VARIABLES {
         feed(unit);

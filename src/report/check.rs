@@ -19,7 +19,7 @@ use crate::stacks::MergedStack;
 pub enum CheckPart {
     /// Everything (`check`).
     All,
-    /// Tuple free lists (`freelists`).
+    /// Free lists (`freelists`).
     FreeLists,
     /// GC generations (`gc`).
     Gc,
@@ -42,7 +42,7 @@ pub struct CheckReport {
     pub verdict: Option<Verdict>,
     /// Findings, errors first.
     pub findings: Vec<Finding>,
-    /// Tuple free-list slots (all of them for `freelists`; the non-empty or anomalous ones for `check`).
+    /// Free lists (all of them for `freelists`; the non-empty or anomalous ones for `check`).
     pub free_lists: Vec<FreeListSlot>,
     /// GC generations.
     pub generations: Vec<GenerationSummary>,

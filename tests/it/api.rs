@@ -37,7 +37,7 @@ fn victim_and_holder(entry: &Value) -> Vec<String> {
     let free = python.free_lists();
     let slot = free.slots.iter().find(|s| s.members.contains(&victim));
     expect(
-        slot.is_some_and(|s| s.size == truth["objects"]["victim_size"].as_u64().unwrap()),
+        slot.is_some_and(|s| s.size == truth["objects"]["victim_size"].as_u64()),
         format!("no free-list slot of size 7 holds {victim:#x}"),
     );
 

@@ -20,6 +20,7 @@ mod debug_offsets_data;
 mod debuginfo;
 mod escapes;
 mod examples;
+mod free_lists_truth;
 mod free_threaded;
 mod fuzz_regressions;
 mod goblin_diff;

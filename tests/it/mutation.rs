@@ -73,7 +73,7 @@ fn targets(path: &str) -> Targets {
     let result = pymortem::forensics::check(&process, &state);
     // Free-list links, with another member's address as the new value.
     let link = layout.offset("PyTupleObject", "ob_item").unwrap_or(24);
-    for slot in &result.free_lists {
+    for slot in result.free_lists.iter().filter(|s| s.size.is_some()) {
         for (i, &m) in slot.members.iter().enumerate() {
             if let Some(at) = file_offset(m + link) {
                 links.push((at, slot.members[i / 2]));
