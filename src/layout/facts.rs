@@ -191,6 +191,10 @@ pub struct VersionRules {
     pub allocator_alignment: u64,
     /// 3.13+: `_PyRuntime` starts with `_Py_DebugOffsets`.
     pub runtime_starts_with_debug_offsets: bool,
+    /// 3.11+: the `gi_frame_state` values (inclusive) of a generator whose
+    /// frame is created or suspended, which owns its locals; `None` up to
+    /// 3.10, where the frame is a separate object.
+    pub generator_suspended_states: Option<(i8, i8)>,
 }
 
 impl VersionRules {
@@ -220,7 +224,25 @@ impl VersionRules {
             fatal_error_message_argument: if v >= (3, 9) { 3 } else { 1 },
             allocator_alignment: if v >= (3, 8) { 16 } else { 8 },
             runtime_starts_with_debug_offsets: v >= (3, 13),
+            // FRAME_CREATED to the last suspended state: -2..-1 in
+            // 3.11-3.12, -3..-1 in 3.13-3.14, 0..3 from 3.15.
+            generator_suspended_states: if v >= (3, 15) {
+                Some((0, 3))
+            } else if v >= (3, 11) {
+                Some((-3, -1))
+            } else {
+                None
+            },
         }
+    }
+}
+
+impl VersionRules {
+    /// Whether a generator whose `gi_frame_state` is `state` owns its
+    /// frame's locals (created or suspended, not running or finished).
+    pub fn generator_frame_suspended(&self, state: i8) -> bool {
+        self.generator_suspended_states
+            .is_some_and(|(low, high)| (low..=high).contains(&state))
     }
 }
 
