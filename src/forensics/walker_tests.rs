@@ -510,7 +510,10 @@ fn a_deques_items_are_read_across_its_blocks_and_its_length_bounds_the_walk() {
     let block_len = o.deque_block.data.size().unwrap() / 8;
     let deque = BASE + 0x10000;
     let (first, second) = (BASE + 0x11000, BASE + 0x12000);
-    heap.put(deque + o.var_object.ob_size.get().unwrap(), 70);
+    heap.put(
+        deque + o.var_object.ob_size.get().unwrap(),
+        4 + block_len + 2,
+    );
     heap.put(deque + o.deque.leftblock.get().unwrap(), first);
     heap.put(deque + o.deque.leftindex.get().unwrap(), block_len - 4);
     // The blocks link to each other both ways: only the length stops the walk.
@@ -522,13 +525,19 @@ fn a_deques_items_are_read_across_its_blocks_and_its_length_bounds_the_walk() {
         heap.put(at, 0x7000 + i);
         written.push((at, 0x7000 + i));
     }
-    for i in 0..66 {
+    for i in 0..block_len {
         let at = second + data + i * 8;
         heap.put(at, 0x8000 + i);
         written.push((at, 0x8000 + i));
     }
-    // Past the length: not an item.
-    heap.put(second + data + 66 * 8, 0x9999);
+    // The link leads back to the first block: its first two slots are
+    // items 68 and 69, the third is past the length.
+    for i in 0..2 {
+        let at = first + data + i * 8;
+        heap.put(at, 0x7100 + i);
+        written.push((at, 0x7100 + i));
+    }
+    heap.put(first + data + 2 * 8, 0x9999);
     let slots = owned_slots(&heap, deque, super::owners::Owner::Deque);
     let read: Vec<(u64, u64)> = slots.iter().map(|s| (s.at, s.target)).collect();
     assert_eq!(read, written);
