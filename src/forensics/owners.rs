@@ -20,6 +20,8 @@ use crate::python::attributes::AttributeStore;
 
 /// Slots read from one owner's table (a deque's blocks, a set's table), at most.
 const MAX_SLOTS: u64 = 1 << 20;
+/// Values of one instance, at most (a class's shared keys stop growing at 30).
+const MAX_VALUES: u64 = 1 << 10;
 /// Untracked containers read through their owners, at most.
 const MAX_DESCENDED: usize = 1 << 20;
 
@@ -72,6 +74,8 @@ pub struct OwnerLayout {
     /// Untracked containers already read (a defaults tuple shared by
     /// several functions is counted once).
     descended: FxHashSet<u64>,
+    /// `dk_nentries` of the shared keys met last: a class's instances share them.
+    last_keys: Option<(u64, u64)>,
     /// Generator frames read, so that the thread stacks skip them.
     pub(super) generator_frames: FxHashSet<u64>,
 }
@@ -186,6 +190,7 @@ impl OwnerLayout {
             ]),
             generator,
             descended: FxHashSet::default(),
+            last_keys: None,
             generator_frames: FxHashSet::default(),
         }
     }
@@ -476,6 +481,20 @@ impl OwnerLayout {
         visit_frame(heap, frame, obj, ContainerKind::GeneratorLocal, visit);
     }
 
+    /// How many entries the shared keys at `keys` have, cached for the last one.
+    fn shared_entries(&mut self, heap: &ReadContext, keys: u64) -> Option<u64> {
+        if let Some((last, n)) = self.last_keys
+            && last == keys
+        {
+            return Some(n);
+        }
+        let at = heap.layout.offsets().dict_keys.dk_nentries.get()?;
+        let n = heap.memory.read_i64(keys.wrapping_add(at)).ok()?;
+        let n = u64::try_from(n).ok()?.min(MAX_VALUES);
+        self.last_keys = Some((keys, n));
+        Some(n)
+    }
+
     fn instance<F: FnMut(Slot) + ?Sized>(&mut self, heap: &ReadContext, obj: u64, visit: &mut F) {
         match heap.objects.attribute_store(obj) {
             Ok(AttributeStore::Dict(dict)) => {
@@ -488,23 +507,27 @@ impl OwnerLayout {
                 });
                 self.untracked_container(heap, obj, dict, ContainerKind::InstanceAttribute, visit);
             }
+            // Shared keys only grow: each of their entries has a value
+            // slot, owned when not NULL; the keys themselves are not read.
             Ok(AttributeStore::Values { keys, values }) => {
-                let mut index = 0;
-                let _ = heap.objects.for_each_keys_entry(
-                    keys,
-                    Some(values),
-                    MAX_SLOTS as usize,
-                    &mut |e| {
+                let Some(n) = self.shared_entries(heap, keys) else {
+                    return;
+                };
+                let Ok(words) = heap.memory.read_bytes(values, n * 8, MAX_VALUES * 8) else {
+                    return;
+                };
+                for (i, word) in words.chunks_exact(8).enumerate() {
+                    let target = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+                    if target != 0 {
                         visit(Slot {
-                            at: e.value_at,
-                            target: e.value,
+                            at: values.wrapping_add(i as u64 * 8),
+                            target,
                             container: obj,
-                            index,
+                            index: i as u64,
                             kind: ContainerKind::InstanceAttribute,
                         });
-                        index += 1;
-                    },
-                );
+                    }
+                }
             }
             _ => {}
         }
