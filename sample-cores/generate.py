@@ -42,6 +42,10 @@ SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free
 SPOOL_BUGS = ["decref", "borrowed", "static"]
 SPOOL_PHASES = ["now", "later", "crash"]
 VICTIM_SCENARIOS = ["spool_%s_%s" % (b, p) for b in SPOOL_BUGS for p in SPOOL_PHASES]
+# Bug "owners": the extra Py_DECREF on victims held by owners other than a
+# list (a deque, a set, a function's defaults, a closure cell, a bound
+# method, a suspended generator, an instance's attributes).
+VICTIM_SCENARIOS += ["spool_owners_now", "spool_owners_later"]
 for _name in VICTIM_SCENARIOS:
     SCENARIO_IMPORTS[_name] = ["spoolext.c"]
 SPOOLEXT_SOURCE = "spoolext.c"

@@ -56,6 +56,10 @@ def score(entry, report):
                     holder_named = True
                 if holder.get("address") is not None and r.get("at") == holder["address"]:
                     holder_named = True
+                # Bug "owners": the owning object, and a referrer of its kind.
+                if (holder.get("object") is not None and r.get("container") == holder["object"]
+                        and r.get("kind") == holder.get("owner")):
+                    holder_named = True
         rows.append({
             "victim": kind,
             "type": victim["type"],
@@ -93,7 +97,7 @@ def main():
         return 0
     print("%-8s %-9s %8s %8s %10s" % ("phase", "bug", "named", "holder", "non-clean"))
     for phase in ("now", "later", "crash"):
-        for bug in ("decref", "borrowed", "static", "all"):
+        for bug in ("decref", "borrowed", "static", "owners", "all"):
             rs = [r for r in results if r["phase"] == phase and (bug == "all" or r["bug"] == bug)]
             vs = [v for r in rs for v in r.get("victims", [])]
             if not vs:

@@ -10,6 +10,11 @@
 #                    reference returned as a new one, then released
 #          static    spoolext.remember(slot, job); del job: a static kept after
 #                    the last reference
+#          owners    spoolext.release(victim) on victims held by other owners
+#                    than a list (OWNERS below: a deque, a set, a function's
+#                    defaults, a closure cell, a bound method's self, a
+#                    suspended generator's local, an instance's attribute);
+#                    phases now and later only
 #   PHASE  now       abort right after the bug (nothing allocated since)
 #          later     abort after 50 more requests' worth of work (the freed
 #                    memory is handed out again)
@@ -43,6 +48,95 @@ class Job(object):
         self.n = n
         self.name = "job-%d" % n
         self.args = None
+
+    def describe(self):
+        return self.name
+
+
+# Bug "owners": each holder kind, the victim it holds (a fresh object of
+# that type) and how it is made to hold it.
+OWNERS = ["deque_item", "set_entry", "function_default", "cell",
+          "bound_method", "generator_frame", "instance_attribute"]
+OWNER_VICTIMS = {"deque_item": "float", "set_entry": "str", "function_default": "int",
+                 "cell": "list", "bound_method": "instance",
+                 "generator_frame": "dict", "instance_attribute": "float"}
+
+
+def with_default(value):
+    def job(arg=value):
+        return arg
+    return job
+
+
+def with_cell(value):
+    def job():
+        return value
+    return job
+
+
+def suspended(value):
+    yield None
+    yield value
+
+
+def hold(owner, victim, n):
+    """An object of kind `owner` holding the only reference to `victim`."""
+    import collections
+    if owner == "deque_item":
+        return collections.deque([victim])
+    if owner == "set_entry":
+        return set([victim])
+    if owner == "function_default":
+        return with_default(victim)
+    if owner == "cell":
+        return with_cell(victim)
+    if owner == "bound_method":
+        return victim.describe
+    if owner == "generator_frame":
+        gen = suspended(victim)
+        next(gen)
+        return gen
+    if owner == "instance_attribute":
+        job = Job(n)
+        job.args = victim
+        return job
+    raise ValueError(owner)
+
+
+def owners_bug(phase):
+    """Bug "owners": truth first, then one extra DECREF per victim."""
+    base = os.getpid() % 1000 * 100
+    holders = {}
+    victims = {}
+    for slot, owner in enumerate(OWNERS):
+        victim = make(OWNER_VICTIMS[owner], base + slot)
+        holder = hold(owner, victim, base + slot)
+        # The object that owns the reference: a closure's cell, not its function.
+        owning = holder.__closure__[0] if owner == "cell" else holder
+        victims[owner] = {"address": id(victim), "type": type_name(victim), "slot": slot,
+                          "holder": {"owner": owner, "object": id(owning)}}
+        del owning
+        holders[owner] = (holder, victim)
+        del victim, holder
+    # Atomic tuples and dicts (the defaults tuple, instance dicts) are
+    # untracked by a collection, as they would be in a long-running process.
+    gc.collect()
+    objects = {"bug": "owners", "phase": phase, "victims": victims, "frees": 1,
+               "expectation": "each victim freed once while still referenced by its holder"}
+    _truth.write_truth("spool_owners_%s" % phase, objects=objects, expected_signal=6,
+                       crash_marker="CRASH")
+    # Made before the bug, so that it does not reuse a freed victim.
+    keep = []
+    for owner in OWNERS:
+        holder, victim = holders[owner]
+        holders[owner] = holder
+        spoolext.release(victim)
+        del victim
+    if phase == "later":
+        for n in range(50):
+            request(n, keep)
+    os.abort()  # CRASH
+    return holders, keep
 
 
 def make(kind, n):
@@ -90,6 +184,8 @@ def request(n, keep):
 def main():
     bug, phase = sys.argv[2], sys.argv[3]
     gc.disable()
+    if bug == "owners":
+        return owners_bug(phase)
     base = os.getpid() % 1000 * 100
     holders = {}
     victims = {}

@@ -413,7 +413,11 @@ fn held_only_by_changing_lists(
     mutators: &[Mutator],
     f: &Finding,
 ) -> Option<Explanation> {
-    if f.referrers.iter().any(|r| r.kind == ReferrerKind::Frame) {
+    // A frame or any owner but a container may not be a list being resized.
+    if f.referrers
+        .iter()
+        .any(|r| r.kind.is_owner() && r.kind != ReferrerKind::Object)
+    {
         return None;
     }
     let lists: Vec<(u64, (u64, u64))> = f

@@ -9,6 +9,7 @@ pub mod gc;
 pub mod inflight;
 mod items;
 pub mod pymalloc;
+mod owners;
 pub(crate) mod read_context;
 pub(crate) mod referrers;
 mod statics;
@@ -92,6 +93,24 @@ pub enum ReferrerKind {
     Stack,
     /// Any other memory (found by the conservative scan).
     Memory,
+    /// A `collections.deque`'s item.
+    DequeItem,
+    /// A set's or frozenset's entry.
+    SetEntry,
+    /// An item of a function's `__defaults__` or `__kwdefaults__`.
+    FunctionDefault,
+    /// A function's own field (`__code__`, `__closure__`, `__defaults__`…).
+    Function,
+    /// A cell's contents (a closure variable).
+    Cell,
+    /// A bound method's `__self__` or `__func__`.
+    BoundMethod,
+    /// A local of a suspended generator's, coroutine's or async generator's frame.
+    GeneratorFrame,
+    /// An instance's attribute value or its `__dict__`.
+    InstanceAttribute,
+    /// A `classmethod`'s, `staticmethod`'s or `property`'s field.
+    Descriptor,
 }
 
 impl ReferrerKind {
@@ -102,7 +121,39 @@ impl ReferrerKind {
             ReferrerKind::Frame => "frame",
             ReferrerKind::Stack => "stack",
             ReferrerKind::Memory => "memory",
+            ReferrerKind::DequeItem => "deque_item",
+            ReferrerKind::SetEntry => "set_entry",
+            ReferrerKind::FunctionDefault => "function_default",
+            ReferrerKind::Function => "function",
+            ReferrerKind::Cell => "cell",
+            ReferrerKind::BoundMethod => "bound_method",
+            ReferrerKind::GeneratorFrame => "generator_frame",
+            ReferrerKind::InstanceAttribute => "instance_attribute",
+            ReferrerKind::Descriptor => "descriptor",
         }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [ReferrerKind; 13] = [
+        ReferrerKind::Object,
+        ReferrerKind::Frame,
+        ReferrerKind::Stack,
+        ReferrerKind::Memory,
+        ReferrerKind::DequeItem,
+        ReferrerKind::SetEntry,
+        ReferrerKind::FunctionDefault,
+        ReferrerKind::Function,
+        ReferrerKind::Cell,
+        ReferrerKind::BoundMethod,
+        ReferrerKind::GeneratorFrame,
+        ReferrerKind::InstanceAttribute,
+        ReferrerKind::Descriptor,
+    ];
+
+    /// Whether it is a live owner's reference (a container's, a frame's,
+    /// an object field's), not a word found on a stack or in memory.
+    pub fn is_owner(self) -> bool {
+        !matches!(self, ReferrerKind::Stack | ReferrerKind::Memory)
     }
 }
 

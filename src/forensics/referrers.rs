@@ -10,6 +10,7 @@ use super::dense::{AddressIndex, Bits, Counts};
 use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::items::{DeadHeader, HeaderCheck};
+use super::owners::{FieldOwner, Owner, OwnerLayout};
 use super::read_context::ReadContext;
 use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::diagnostic::Severity;
@@ -29,20 +30,33 @@ const MAX_SUSPECTS: usize = 1 << 18;
 
 /// One owned reference held by a container or a frame.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    at: u64,
-    target: u64,
-    container: u64,
-    index: u64,
-    kind: ContainerKind,
+pub(super) struct Slot {
+    pub(super) at: u64,
+    pub(super) target: u64,
+    pub(super) container: u64,
+    pub(super) index: u64,
+    pub(super) kind: ContainerKind,
 }
 
+/// What holds a [`Slot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ContainerKind {
+pub(super) enum ContainerKind {
     Tuple,
     List,
     DictValue,
     Frame,
+    DequeItem,
+    SetEntry,
+    /// A pointer field of a function, cell, method or descriptor, by its Python name.
+    Field(FieldOwner, &'static str),
+    /// An item of an untracked defaults tuple or kwdefaults dict, held for a function.
+    FunctionDefault,
+    /// A local of a suspended generator's frame; the container is the generator.
+    GeneratorLocal,
+    /// An instance's `__dict__` pointer.
+    InstanceDict,
+    /// An attribute value: inline values, or an untracked `__dict__`'s.
+    InstanceAttribute,
 }
 
 /// Owned references found in live containers and frames.
@@ -214,6 +228,8 @@ pub enum Shape {
     List,
     /// A dict: its values.
     Dict,
+    /// One of the other owners (sets, deques, functions, generators, instances…).
+    Owner(Owner),
     /// Anything else: not read.
     Other,
 }
@@ -241,7 +257,7 @@ impl Shapes {
                 Some(BuiltinType::Tuple) => Shape::Tuple,
                 Some(BuiltinType::List) => Shape::List,
                 Some(BuiltinType::Dict) => Shape::Dict,
-                _ => Shape::Other,
+                _ => OwnerLayout::classify(heap, ty).map_or(Shape::Other, Shape::Owner),
             });
         self.last = Some((ty, shape));
         shape
@@ -254,6 +270,7 @@ impl Shapes {
 /// walked objects.
 pub struct Enumerator {
     shapes: Shapes,
+    owners: OwnerLayout,
     tuple_items: Option<u64>,
     list_items: Option<u64>,
     buf: Vec<u8>,
@@ -265,6 +282,7 @@ impl Enumerator {
         let offsets = heap.layout.offsets();
         Enumerator {
             shapes: Shapes::default(),
+            owners: OwnerLayout::new(heap),
             tuple_items: offsets.tuple.ob_item.get(),
             list_items: offsets.list.ob_item.get(),
             buf: Vec::new(),
@@ -338,6 +356,7 @@ impl Enumerator {
                         index += 1;
                     });
             }
+            Shape::Owner(owner) => self.owners.visit(heap, obj, owner, visit),
             Shape::Other => {}
         }
     }
@@ -364,7 +383,9 @@ fn enumerate(
         }
     }
     for &frame in frames.keys() {
-        visit_frame(heap, frame, visit);
+        if !enumerator.owners.generator_frames.contains(&frame) {
+            visit_frame(heap, frame, frame, ContainerKind::Frame, visit);
+        }
     }
 }
 
@@ -426,8 +447,12 @@ impl<'w> Collector<'w> {
             }
         }
         let tally = &mut self.tally;
-        for &frame in frames.keys() {
-            visit_frame(heap, frame, &mut |slot| tally.take(slot));
+        // A generator's frame on a thread's stack was counted with the generator.
+        let counted = &self.enumerator.owners.generator_frames;
+        for &frame in frames.keys().filter(|f| !counted.contains(f)) {
+            visit_frame(heap, frame, frame, ContainerKind::Frame, &mut |slot| {
+                tally.take(slot)
+            });
         }
         let stacks = state
             .threads
@@ -515,6 +540,61 @@ impl References {
                     s.index
                 ),
             ),
+            ContainerKind::DequeItem => (
+                ReferrerKind::DequeItem,
+                format!("deque {:#x} item {}", s.container, s.index),
+            ),
+            ContainerKind::SetEntry => (
+                ReferrerKind::SetEntry,
+                format!("{} {:#x} entry", type_name(s.container), s.container),
+            ),
+            ContainerKind::Field(owner, field) => {
+                let kind = match owner {
+                    FieldOwner::Function => ReferrerKind::Function,
+                    FieldOwner::Cell => ReferrerKind::Cell,
+                    FieldOwner::Method => ReferrerKind::BoundMethod,
+                    FieldOwner::Wrapper | FieldOwner::Property => ReferrerKind::Descriptor,
+                };
+                let what = match owner {
+                    FieldOwner::Function => {
+                        format!("function {}", function_name(heap, s.container))
+                    }
+                    FieldOwner::Method => "bound method".to_string(),
+                    _ => type_name(s.container),
+                };
+                (kind, format!("{what} {:#x} {field}", s.container))
+            }
+            ContainerKind::FunctionDefault => (
+                ReferrerKind::FunctionDefault,
+                format!(
+                    "function {} {:#x} default {}",
+                    function_name(heap, s.container),
+                    s.container,
+                    s.index
+                ),
+            ),
+            ContainerKind::GeneratorLocal => (
+                ReferrerKind::GeneratorFrame,
+                format!(
+                    "{} {:#x} frame local {}",
+                    type_name(s.container),
+                    s.container,
+                    s.index
+                ),
+            ),
+            ContainerKind::InstanceDict => (
+                ReferrerKind::InstanceAttribute,
+                format!("{} {:#x} __dict__", type_name(s.container), s.container),
+            ),
+            ContainerKind::InstanceAttribute => (
+                ReferrerKind::InstanceAttribute,
+                format!(
+                    "{} {:#x} attribute {}",
+                    type_name(s.container),
+                    s.container,
+                    s.index
+                ),
+            ),
             ContainerKind::Frame => {
                 let (function, lwp) = self.frames.get(&s.container).cloned().unwrap_or_default();
                 let thread = lwp.map(|l| format!(" (thread {l})")).unwrap_or_default();
@@ -531,6 +611,17 @@ impl References {
             description,
         }
     }
+}
+
+/// A function's `__qualname__` (2.7: `__name__`), or `?`.
+fn function_name(heap: &ReadContext, function: u64) -> String {
+    let f = &heap.layout.offsets().function;
+    f.qualname
+        .get()
+        .or(f.name.get())
+        .and_then(|at| heap.memory.read_ptr(function.wrapping_add(at)).ok())
+        .and_then(|name| heap.objects.raw_text(name, 80).ok())
+        .unwrap_or_else(|| "?".to_string())
 }
 
 fn visit_array<F: FnMut(Slot) + ?Sized>(
@@ -567,8 +658,15 @@ fn visit_array<F: FnMut(Slot) + ?Sized>(
     }
 }
 
-/// The owned references in a frame's locals, cells and free variables.
-fn visit_frame(heap: &ReadContext, frame: u64, visit: &mut dyn FnMut(Slot)) {
+/// The owned references in a frame's locals, cells and free variables,
+/// each a slot of `container` of `kind`.
+pub(super) fn visit_frame<F: FnMut(Slot) + ?Sized>(
+    heap: &ReadContext,
+    frame: u64,
+    container: u64,
+    kind: ContainerKind,
+    visit: &mut F,
+) {
     let offsets = heap.layout.offsets();
     let (base, count, tagged) = if let Some(plus) = offsets.interp_frame.localsplus.get() {
         let Some(code) = offsets
@@ -642,9 +740,9 @@ fn visit_frame(heap: &ReadContext, frame: u64, visit: &mut dyn FnMut(Slot)) {
         visit(Slot {
             at: base.wrapping_add(i as u64 * 8),
             target: raw,
-            container: frame,
+            container,
             index: i as u64,
-            kind: ContainerKind::Frame,
+            kind,
         });
     }
 }
@@ -744,10 +842,7 @@ pub fn attribute(
             };
             // Stale copies on stacks and in freed memory are normal; only live
             // owners make a use after free.
-            if !list
-                .iter()
-                .any(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
-            {
+            if !list.iter().any(|r| r.kind.is_owner()) {
                 continue;
             }
             let what = "still referenced by live objects or frames: a use after free";

@@ -123,7 +123,7 @@ fn holders(f: &Finding) -> String {
     let live: Vec<&str> = f
         .referrers
         .iter()
-        .filter(|r| matches!(r.kind, ReferrerKind::Object | ReferrerKind::Frame))
+        .filter(|r| r.kind.is_owner())
         .map(|r| r.description.as_str())
         .take(3)
         .collect();
@@ -496,12 +496,7 @@ mod tests {
         ] {
             same_name(v, v.as_str());
         }
-        for k in [
-            ReferrerKind::Object,
-            ReferrerKind::Frame,
-            ReferrerKind::Stack,
-            ReferrerKind::Memory,
-        ] {
+        for k in ReferrerKind::ALL {
             same_name(k, k.as_str());
         }
         for g in [GcState::Tracked, GcState::Untracked] {

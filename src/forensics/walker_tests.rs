@@ -702,3 +702,89 @@ fn a_list_array_entry_of_another_type_is_not_a_member() {
     assert_eq!(kinds(&findings), [FindingKind::FreeListMemberInvalid]);
     assert!(!walk.members.contains(&members[1]));
 }
+
+/// The slots an owner of kind `owner` at `obj` holds, as the counter reads them.
+fn owned_slots(heap: &Heap, obj: u64, owner: super::owners::Owner) -> Vec<super::referrers::Slot> {
+    let memory = ProcessMemory::new(Arc::new(heap.core()));
+    let context = ReadContext::over(&memory, &heap.layout);
+    let mut slots = Vec::new();
+    super::owners::OwnerLayout::new(&context).visit(&context, obj, owner, &mut |s| slots.push(s));
+    slots
+}
+
+#[test]
+fn a_deques_items_are_read_across_its_blocks_and_its_length_bounds_the_walk() {
+    let mut heap = Heap::new();
+    let o = heap.layout.offsets().clone();
+    let (data, rightlink) = (
+        o.deque_block.data.get().unwrap(),
+        o.deque_block.rightlink.get().unwrap(),
+    );
+    let block_len = o.deque_block.data.size().unwrap() / 8;
+    let deque = BASE + 0x10000;
+    let (first, second) = (BASE + 0x11000, BASE + 0x12000);
+    heap.put(
+        deque + o.var_object.ob_size.get().unwrap(),
+        4 + block_len + 2,
+    );
+    heap.put(deque + o.deque.leftblock.get().unwrap(), first);
+    heap.put(deque + o.deque.leftindex.get().unwrap(), block_len - 4);
+    // The blocks link to each other both ways: only the length stops the walk.
+    heap.put(first + rightlink, second);
+    heap.put(second + rightlink, first);
+    let mut written = Vec::new();
+    for i in 0..4 {
+        let at = first + data + (block_len - 4 + i) * 8;
+        heap.put(at, 0x7000 + i);
+        written.push((at, 0x7000 + i));
+    }
+    for i in 0..block_len {
+        let at = second + data + i * 8;
+        heap.put(at, 0x8000 + i);
+        written.push((at, 0x8000 + i));
+    }
+    // The link leads back to the first block: its first two slots are
+    // items 68 and 69, the third is past the length.
+    for i in 0..2 {
+        let at = first + data + i * 8;
+        heap.put(at, 0x7100 + i);
+        written.push((at, 0x7100 + i));
+    }
+    heap.put(first + data + 2 * 8, 0x9999);
+    let slots = owned_slots(&heap, deque, super::owners::Owner::Deque);
+    let read: Vec<(u64, u64)> = slots.iter().map(|s| (s.at, s.target)).collect();
+    assert_eq!(read, written);
+    assert!(
+        slots
+            .iter()
+            .enumerate()
+            .all(|(i, s)| s.index == i as u64 && s.container == deque)
+    );
+}
+
+#[test]
+fn a_sets_entries_skip_empty_and_dummy_slots() {
+    let mut heap = Heap::new();
+    let o = heap.layout.offsets().clone();
+    let (key, hash) = (
+        o.set_entry.key.get().unwrap(),
+        o.set_entry.hash.get().unwrap(),
+    );
+    let set = BASE + 0x10000;
+    let table = BASE + 0x11000;
+    heap.put(set + o.set.mask.get().unwrap(), 7);
+    heap.put(set + o.set.table.get().unwrap(), table);
+    // Entry 0 a key, 1 empty, 2 a removed key (the dummy, hash -1), 3 a key.
+    heap.put(table + key, 0x7100);
+    heap.put(table + hash, 5);
+    heap.put(table + 2 * 16 + key, 0x7200);
+    heap.put(table + 2 * 16 + hash, u64::MAX);
+    heap.put(table + 3 * 16 + key, 0x7300);
+    heap.put(table + 3 * 16 + hash, 7);
+    let slots = owned_slots(&heap, set, super::owners::Owner::Set);
+    let read: Vec<(u64, u64)> = slots.iter().map(|s| (s.at, s.target)).collect();
+    assert_eq!(
+        read,
+        vec![(table + key, 0x7100), (table + 3 * 16 + key, 0x7300)]
+    );
+}

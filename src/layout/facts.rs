@@ -399,6 +399,10 @@ pub struct VersionRules {
     pub arena_size: u64,
     /// Where the free lists besides the tuples' live.
     pub free_lists: FreeListHome,
+    /// 3.11+: the `gi_frame_state` values (inclusive) of a generator whose
+    /// frame is created or suspended, which owns its locals; `None` up to
+    /// 3.10, where the frame is a separate object.
+    pub generator_suspended_states: Option<(i8, i8)>,
 }
 
 /// Where pymalloc's arena table (`arenas`, `maxarenas`) lives.
@@ -458,7 +462,25 @@ impl VersionRules {
             } else {
                 FreeListHome::Unified
             },
+            // FRAME_CREATED to the last suspended state: -2..-1 in
+            // 3.11-3.12, -3..-1 in 3.13-3.14, 0..3 from 3.15.
+            generator_suspended_states: if v >= (3, 15) {
+                Some((0, 3))
+            } else if v >= (3, 11) {
+                Some((-3, -1))
+            } else {
+                None
+            },
         }
+    }
+}
+
+impl VersionRules {
+    /// Whether a generator whose `gi_frame_state` is `state` owns its
+    /// frame's locals (created or suspended, not running or finished).
+    pub fn generator_frame_suspended(&self, state: i8) -> bool {
+        self.generator_suspended_states
+            .is_some_and(|(low, high)| (low..=high).contains(&state))
     }
 }
 

@@ -376,6 +376,79 @@ layout_structs! {
         nextoffset: "nextoffset" ["nextoffset"],
         maxnextoffset: "maxnextoffset" ["maxnextoffset"],
     }
+    /// `PySetObject` (set and frozenset).
+    set: SetFields = "PySetObject" ["PySetObject", "_setobject"] {
+        mask: "mask" ["mask"],
+        table: "table" ["table"],
+    }
+    /// `setentry`: a set's hash-table slot.
+    set_entry: SetEntryFields = "setentry" ["setentry"] {
+        key: "key" ["key"],
+        hash: "hash" ["hash"],
+    }
+    /// `dequeobject` (collections.deque).
+    deque: DequeFields = "dequeobject" ["dequeobject"] {
+        leftblock: "leftblock" ["leftblock"],
+        leftindex: "leftindex" ["leftindex"],
+        // 2.7 keeps the length in `len`; 3.x in `ob_size`.
+        len: "len" ["len"],
+    }
+    /// A deque's `struct BLOCK`: `data[BLOCKLEN]` and its links.
+    deque_block: DequeBlockFields = "DequeBlock" ["BLOCK"] {
+        data: "data" ["data"],
+        rightlink: "rightlink" ["rightlink"],
+    }
+    /// `PyFunctionObject`: every object field it owns.
+    function: FunctionFields = "PyFunctionObject" ["PyFunctionObject"] {
+        code: "code" ["func_code"],
+        globals: "globals" ["func_globals"],
+        builtins: "builtins" ["func_builtins"],
+        name: "name" ["func_name"],
+        qualname: "qualname" ["func_qualname"],
+        defaults: "defaults" ["func_defaults"],
+        kwdefaults: "kwdefaults" ["func_kwdefaults"],
+        closure: "closure" ["func_closure"],
+        doc: "doc" ["func_doc"],
+        dict: "dict" ["func_dict"],
+        module: "module" ["func_module"],
+        annotations: "annotations" ["func_annotations"],
+        annotate: "annotate" ["func_annotate"],
+        typeparams: "typeparams" ["func_typeparams"],
+    }
+    /// `PyCellObject`.
+    cell: CellFields = "PyCellObject" ["PyCellObject"] {
+        ob_ref: "ob_ref" ["ob_ref"],
+    }
+    /// `PyMethodObject`: a bound method (2.7: `instancemethod`).
+    method: MethodFields = "PyMethodObject" ["PyMethodObject"] {
+        im_func: "im_func" ["im_func"],
+        im_self: "im_self" ["im_self"],
+        im_class: "im_class" ["im_class"],
+    }
+    /// `PyGenObject`; coroutines and async generators share its head.
+    generator: GeneratorFields = "PyGenObject" ["PyGenObject"] {
+        gi_frame: "gi_frame" ["gi_frame"],
+        gi_iframe: "gi_iframe" ["gi_iframe"],
+        gi_frame_state: "gi_frame_state" ["gi_frame_state"],
+    }
+    /// `classmethod`.
+    classmethod: ClassmethodFields = "classmethod" ["classmethod"] {
+        callable: "callable" ["cm_callable"],
+        dict: "dict" ["cm_dict"],
+    }
+    /// `staticmethod`.
+    staticmethod: StaticmethodFields = "staticmethod" ["staticmethod"] {
+        callable: "callable" ["sm_callable"],
+        dict: "dict" ["sm_dict"],
+    }
+    /// `propertyobject`.
+    property: PropertyFields = "propertyobject" ["propertyobject"] {
+        get: "get" ["prop_get"],
+        set: "set" ["prop_set"],
+        del: "del" ["prop_del"],
+        doc: "doc" ["prop_doc"],
+        name: "name" ["prop_name"],
+    }
     /// `FreeList`.
     freelist: FreelistFields = "FreeList" ["_Py_freelist"] {
         head: "head" ["freelist"],
@@ -438,6 +511,13 @@ pub const PREFERRED_UNITS: &[&str] = &[
     "dictobject.c",
     "object.c",
     "obmalloc.c",
+    "setobject.c",
+    "_collectionsmodule.c",
+    "funcobject.c",
+    "cellobject.c",
+    "classobject.c",
+    "genobject.c",
+    "descrobject.c",
 ];
 
 /// Structures without which the layout is useless; their absence from the

@@ -40,6 +40,33 @@ impl<M: Memory> Objects<'_, M> {
         self.memory.read_u64(ty.wrapping_add(at))
     }
 
+    /// Whether instances of type `ty` (with `tp_flags` `flags`) keep
+    /// attributes: a managed dict, or a `__dict__` slot at a positive offset.
+    pub fn keeps_attributes(&self, ty: u64, flags: u64) -> bool {
+        if self.rules().managed_dict != ManagedDict::None && flags & TPFLAGS_MANAGED_DICT != 0 {
+            return true;
+        }
+        self.layout
+            .offsets()
+            .type_object
+            .tp_dictoffset
+            .get()
+            .and_then(|at| self.memory.read_i64(ty.wrapping_add(at)).ok())
+            .is_some_and(|offset| offset > 0)
+    }
+
+    /// Where the object at `obj` keeps its `__dict__` pointer, when it has one.
+    pub fn dict_slot(&self, obj: u64) -> Option<u64> {
+        let ty = self.type_of(obj).ok()?;
+        let flags = self.type_flags(ty).ok()?;
+        if self.rules().managed_dict != ManagedDict::None && flags & TPFLAGS_MANAGED_DICT != 0 {
+            return Some(obj.wrapping_sub(MANAGED_DICT_WORDS * 8));
+        }
+        let at = self.layout.offsets().type_object.tp_dictoffset.get()?;
+        let offset = self.memory.read_i64(ty.wrapping_add(at)).ok()?;
+        (offset > 0).then(|| obj.wrapping_add(offset as u64))
+    }
+
     /// Where the object at `obj` keeps its attributes.
     pub fn attribute_store(&self, obj: u64) -> Result<AttributeStore, ReadError> {
         let ty = self.type_of(obj)?;

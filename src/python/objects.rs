@@ -96,16 +96,22 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// static types that neither anchors nor shape told, such as `cell`
     /// outside a frame. Heap types are never taken for built-ins.
     fn static_type_by_name(&self, ty: u64) -> Option<BuiltinType> {
-        let flags = self.type_flags(ty).ok()?;
-        if flags & crate::layout::tp_flags::HEAPTYPE != 0 {
-            return None;
-        }
-        match self.read_tp_name(ty).ok()?.as_str() {
+        match self.static_type_name(ty)?.as_str() {
             "NoneType" => Some(BuiltinType::None),
             "float" => Some(BuiltinType::Float),
             "cell" => Some(BuiltinType::Cell),
             _ => None,
         }
+    }
+
+    /// The `tp_name` of `ty` when it is a static type and the core has its
+    /// name; heap types (which any class can name) give `None`.
+    pub fn static_type_name(&self, ty: u64) -> Option<String> {
+        let flags = self.type_flags(ty).ok()?;
+        if flags & crate::layout::tp_flags::HEAPTYPE != 0 {
+            return None;
+        }
+        self.read_tp_name(ty).ok()
     }
 
     /// The built-in type of the object at `obj`, `None` for other types.
