@@ -20,6 +20,15 @@ pub enum CallValue {
     Address(u64),
     /// A constant.
     Constant(u64),
+    /// A register of the caller at the call plus an offset (`DW_OP_bregN`):
+    /// known when the caller's register is (a callee-saved one its callee's
+    /// CFI restores).
+    CallerRegister {
+        /// The caller's register, by DWARF number.
+        register: u16,
+        /// Added to its value.
+        offset: i64,
+    },
 }
 
 /// The argument values DWARF records for the call that returns to
@@ -135,8 +144,8 @@ fn parameter(
     };
     let mut ops = value.operations(unit.encoding());
     let first = ops.next()?;
-    // Only a value that is one operation is taken: anything longer depends
-    // on the caller's registers, which are gone.
+    // Only a value that is one operation is taken: anything longer (an
+    // entry value, arithmetic) depends on state that is gone.
     if ops.next()?.is_some() {
         return Ok(None);
     }
@@ -147,6 +156,12 @@ fn parameter(
         }
         Some(gimli::Operation::UnsignedConstant { value }) => CallValue::Constant(value),
         Some(gimli::Operation::SignedConstant { value }) => CallValue::Constant(value as u64),
+        Some(gimli::Operation::RegisterOffset {
+            register, offset, ..
+        }) => CallValue::CallerRegister {
+            register: register.0,
+            offset,
+        },
         _ => return Ok(None),
     };
     Ok(Some((register, value)))

@@ -3,6 +3,7 @@
 //! with the evidence that was read.
 
 pub mod coverage;
+mod crash_site;
 pub(crate) mod dense;
 pub mod freelists;
 pub mod gc;
@@ -65,6 +66,11 @@ pub enum FindingKind {
     /// A global of an extension module that points at an object whose
     /// header says freed: a static kept without a reference of its own.
     StaticPointsToFreed,
+    /// The object the crashing thread was working on when it died in a
+    /// dealloc, the GC, the allocator or an object method, recovered from
+    /// its registers or the caller's DWARF call-site values: an error when
+    /// its header says freed, a note otherwise.
+    CrashSiteObject,
 }
 
 /// What holds a pointer to an object.
@@ -194,9 +200,15 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut findings = Vec::new();
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    // The crashing thread's stack is unwound while the counter finishes.
-    let crashed_stack = || crate::stacks::crashed_stack(process, Some(state), None);
-    let (gc_walk, mut refs, crashed_thread_stack) = walk_and_count(
+    // The crashing thread's stack and its crash site are unwound while the
+    // counter finishes.
+    let crashed_stack = || {
+        (
+            crate::stacks::crashed_stack(process, Some(state), None),
+            crate::stacks::crash_site::candidates(process),
+        )
+    };
+    let (gc_walk, mut refs, (crashed_thread_stack, crash_site)) = walk_and_count(
         process,
         state,
         &heap,
@@ -210,6 +222,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let flagged = findings.iter().map(|f| f.address).collect();
     statics::scan(process, &heap, &flagged, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
+    findings.extend(crash_site::examine(process, &heap, &crash_site, &findings));
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

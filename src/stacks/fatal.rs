@@ -28,9 +28,9 @@ pub struct FatalError {
     pub message_source: String,
 }
 
-/// Why the message a fatal-error function was passed could not be read.
+/// Why the values passed at a call could not be looked up.
 #[derive(Debug, thiserror::Error)]
-enum MessageError {
+pub(crate) enum CallSiteError {
     #[error("the caller was interrupted, not calling")]
     Interrupted,
     #[error("{0:#x} is in no module")]
@@ -41,6 +41,13 @@ enum MessageError {
     NoDwarf(String),
     #[error(transparent)]
     Dwarf(#[from] DwarfError),
+}
+
+/// Why the message a fatal-error function was passed could not be read.
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error(transparent)]
+    CallSite(#[from] CallSiteError),
     #[error("no such argument register")]
     NoSuchArgument,
     #[error("DWARF records no value for the message argument at this call")]
@@ -112,41 +119,74 @@ pub fn fatal_error(process: &Process, stack: &NativeStack) -> Option<FatalError>
     })
 }
 
+/// The argument values DWARF records for one call, by DWARF register number.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallArguments {
+    values: Vec<(u16, CallValue)>,
+    /// The caller's module's load bias, to relocate `CallValue::Address`.
+    bias: u64,
+}
+
+impl CallArguments {
+    /// The value passed in `register`, when DWARF records one that can be
+    /// known now: a constant, an address in the image, or a caller's
+    /// register that `caller` (its registers at the call, as unwound) knows.
+    pub(crate) fn value(
+        &self,
+        register: u16,
+        caller: Option<&crate::arch::UnwindRegisters>,
+    ) -> Option<u64> {
+        let (_, value) = self.values.iter().find(|(r, _)| *r == register)?;
+        match *value {
+            CallValue::Address(a) => Some(a.wrapping_add(self.bias)),
+            CallValue::Constant(c) => Some(c),
+            CallValue::CallerRegister { register, offset } => {
+                caller?.get(register).map(|v| v.wrapping_add_signed(offset))
+            }
+        }
+    }
+}
+
+/// The argument values the call returning to `return_address` passed, as
+/// the caller's DWARF records them (`DW_TAG_call_site_parameter`).
+pub(crate) fn call_arguments(
+    process: &Process,
+    return_address: FrameAddress,
+) -> Result<CallArguments, CallSiteError> {
+    let FrameAddress::ReturnAddress(ra) = return_address else {
+        return Err(CallSiteError::Interrupted);
+    };
+    let module = process
+        .modules()
+        .by_address(ra)
+        .ok_or(CallSiteError::NoModule(ra))?;
+    let bias = module.load_bias.ok_or(CallSiteError::NoLoadBias)?;
+    let image = [module.debug_file(), module.file()]
+        .into_iter()
+        .flatten()
+        .find(|i| i.has_dwarf())
+        .ok_or_else(|| CallSiteError::NoDwarf(module.name().to_string()))?;
+    let values = call_site_values(image, ra.wrapping_sub(bias))?;
+    Ok(CallArguments { values, bias })
+}
+
 /// The string the call returning to `return_address` passed in argument `argument`.
 fn read_message(
     process: &Process,
     return_address: FrameAddress,
     argument: usize,
 ) -> Result<String, MessageError> {
-    let FrameAddress::ReturnAddress(ra) = return_address else {
-        return Err(MessageError::Interrupted);
-    };
-    let module = process
-        .modules()
-        .by_address(ra)
-        .ok_or(MessageError::NoModule(ra))?;
-    let bias = module.load_bias.ok_or(MessageError::NoLoadBias)?;
-    let image = [module.debug_file(), module.file()]
-        .into_iter()
-        .flatten()
-        .find(|i| i.has_dwarf())
-        .ok_or_else(|| MessageError::NoDwarf(module.name().to_string()))?;
-    let values = call_site_values(image, ra.wrapping_sub(bias))?;
+    let arguments = call_arguments(process, return_address)?;
     let register = process
         .core()
         .arch()
         .argument_registers()
         .get(argument)
         .ok_or(MessageError::NoSuchArgument)?;
-    let value = values
-        .iter()
-        .find(|(r, _)| r == register)
-        .map(|(_, v)| *v)
+    // A message is a literal: its value never depends on the caller's registers.
+    let address = arguments
+        .value(*register, None)
         .ok_or(MessageError::NoCallSiteValue)?;
-    let address = match value {
-        CallValue::Address(a) => a.wrapping_add(bias),
-        CallValue::Constant(c) => c,
-    };
     let bytes = process
         .memory()
         .read_cstr(address, MAX_MESSAGE)
