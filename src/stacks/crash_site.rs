@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use super::fatal::call_arguments;
+use super::fatal::{CallArguments, call_arguments_at};
 use crate::arch::UnwindRegisters;
 use crate::process::Process;
 use crate::unwind::{FrameAddress, NativeFrame, unwind_thread_with_registers};
@@ -230,8 +230,7 @@ fn frame_candidates(
     frames: &[NativeFrame],
     registers: &[UnwindRegisters],
 ) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    let mut lookups = 0;
+    let mut sites = Vec::new();
     for (index, frame) in frames.iter().enumerate().take(MAX_FRAMES) {
         let Some(function) = frame.function.as_deref() else {
             continue;
@@ -239,9 +238,30 @@ fn frame_candidates(
         if is_eval_loop(function) {
             break;
         }
-        let Some(role) = site_role(function) else {
-            continue;
-        };
+        if let Some(role) = site_role(function) {
+            sites.push((index, frame, function, role));
+        }
+    }
+    // The callers' records of what they passed hold even after the callee
+    // overwrote its argument registers; one DWARF read per module for all.
+    let asked: Vec<usize> = sites
+        .iter()
+        .map(|s| s.0 + 1)
+        .filter(|&caller| {
+            frames
+                .get(caller)
+                .is_some_and(|c| matches!(c.address, FrameAddress::ReturnAddress(_)))
+        })
+        .take(MAX_CALL_SITE_LOOKUPS)
+        .collect();
+    let addresses: Vec<FrameAddress> = asked.iter().map(|&c| frames[c].address).collect();
+    let mut passed: Vec<(usize, CallArguments)> = asked
+        .iter()
+        .zip(call_arguments_at(process, &addresses))
+        .filter_map(|(&caller, arguments)| Some((caller, arguments.ok()?)))
+        .collect();
+    let mut out = Vec::new();
+    for (index, frame, function, role) in sites {
         let candidate = |address: u64, recovered: Recovered| Candidate {
             address,
             frame: index,
@@ -249,14 +269,11 @@ fn frame_candidates(
             role,
             recovered,
         };
-        // The caller's record of what it passed holds even after the
-        // callee overwrote its argument registers.
         if let Some(caller) = frames.get(index + 1)
-            && lookups < MAX_CALL_SITE_LOOKUPS
-            && matches!(caller.address, FrameAddress::ReturnAddress(_))
+            && let Some(at) = passed.iter().position(|(c, _)| *c == index + 1)
         {
-            lookups += 1;
-            if let Ok(arguments) = call_arguments(process, caller.address) {
+            let (_, arguments) = passed.swap_remove(at);
+            {
                 let caller_registers = registers.get(index + 1);
                 let caller_name = caller
                     .function
@@ -344,5 +361,43 @@ mod tests {
         assert_eq!(site_role("_PyEval_EvalFrameDefault"), None);
         assert_eq!(site_role("abort"), None);
         assert_eq!(site_role("os_abort"), None);
+    }
+}
+
+#[cfg(test)]
+mod candidate_tests {
+    use super::{Candidate, Recovered, SiteRole};
+
+    fn candidate(role: SiteRole, recovered: Recovered) -> Candidate {
+        Candidate {
+            address: 0x1000,
+            frame: 0,
+            function: "f".into(),
+            role,
+            recovered,
+        }
+    }
+
+    #[test]
+    fn only_what_an_object_function_was_given_counts_as_its_argument() {
+        let call_site = Recovered::CallSite {
+            argument: 0,
+            caller: "g".into(),
+        };
+        let rdi = Recovered::Register {
+            name: "rdi",
+            argument: true,
+        };
+        let rbx = Recovered::Register {
+            name: "rbx",
+            argument: false,
+        };
+        assert!(candidate(SiteRole::Dealloc, call_site.clone()).is_argument());
+        assert!(candidate(SiteRole::Method, rdi.clone()).is_argument());
+        assert!(!candidate(SiteRole::Method, rbx).is_argument());
+        // The collector's passes take lists and the allocator takes sizes
+        // and contexts: their arguments are no objects.
+        assert!(!candidate(SiteRole::Collection, call_site).is_argument());
+        assert!(!candidate(SiteRole::Allocator, rdi).is_argument());
     }
 }

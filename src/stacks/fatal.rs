@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::dwarf::{CallValue, DwarfError, call_site_values};
+use crate::dwarf::{CallValue, DwarfError, call_site_values_at};
 use crate::layout::VersionRules;
 use crate::memory::MemoryExt;
 use crate::memory::ReadError;
@@ -29,7 +29,7 @@ pub struct FatalError {
 }
 
 /// Why the values passed at a call could not be looked up.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum CallSiteError {
     #[error("the caller was interrupted, not calling")]
     Interrupted,
@@ -153,6 +153,66 @@ pub(crate) fn call_arguments(
     process: &Process,
     return_address: FrameAddress,
 ) -> Result<CallArguments, CallSiteError> {
+    call_arguments_at(process, &[return_address])
+        .pop()
+        .unwrap_or(Err(CallSiteError::Interrupted))
+}
+
+/// [`call_arguments`] for several calls, in order: each module's DWARF is
+/// read once for all the calls in it.
+pub(crate) fn call_arguments_at(
+    process: &Process,
+    return_addresses: &[FrameAddress],
+) -> Vec<Result<CallArguments, CallSiteError>> {
+    let located: Vec<_> = return_addresses
+        .iter()
+        .map(|&address| caller_image(process, address))
+        .collect();
+    let mut out: Vec<Result<CallArguments, CallSiteError>> = located
+        .iter()
+        .map(|l| {
+            l.as_ref()
+                .map(|_| CallArguments::default())
+                .map_err(Clone::clone)
+        })
+        .collect();
+    let mut done = vec![false; located.len()];
+    for first in 0..located.len() {
+        let Ok((image, bias, _)) = &located[first] else {
+            continue;
+        };
+        if done[first] {
+            continue;
+        }
+        // Every call in the same image, looked up together.
+        let group: Vec<usize> = (first..located.len())
+            .filter(|&i| matches!(&located[i], Ok((other, _, _)) if std::ptr::eq(*other, *image)))
+            .collect();
+        let pcs: Vec<u64> = group
+            .iter()
+            .filter_map(|&i| located[i].as_ref().ok().map(|l| l.2.wrapping_sub(*bias)))
+            .collect();
+        let values = call_site_values_at(image, &pcs);
+        for (n, &i) in group.iter().enumerate() {
+            done[i] = true;
+            out[i] = match &values {
+                Ok(values) => Ok(CallArguments {
+                    values: values.get(n).cloned().unwrap_or_default(),
+                    bias: *bias,
+                }),
+                Err(e) => Err(CallSiteError::Dwarf(e.clone())),
+            };
+        }
+    }
+    out
+}
+
+/// The image with DWARF of the module holding a call's return address,
+/// its load bias and the return address.
+fn caller_image(
+    process: &Process,
+    return_address: FrameAddress,
+) -> Result<(&crate::elf::ElfImage, u64, u64), CallSiteError> {
     let FrameAddress::ReturnAddress(ra) = return_address else {
         return Err(CallSiteError::Interrupted);
     };
@@ -166,8 +226,7 @@ pub(crate) fn call_arguments(
         .flatten()
         .find(|i| i.has_dwarf())
         .ok_or_else(|| CallSiteError::NoDwarf(module.name().to_string()))?;
-    let values = call_site_values(image, ra.wrapping_sub(bias))?;
-    Ok(CallArguments { values, bias })
+    Ok((image, bias, ra))
 }
 
 /// The string the call returning to `return_address` passed in argument `argument`.
@@ -192,4 +251,38 @@ fn read_message(
         .read_cstr(address, MAX_MESSAGE)
         .map_err(|source| MessageError::Unreadable { address, source })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CallArguments, CallValue};
+    use crate::arch::{ArchId, UnwindRegisters};
+
+    #[test]
+    fn call_site_values_resolve_with_the_bias_and_the_callers_registers() {
+        let arguments = CallArguments {
+            values: vec![
+                (5, CallValue::Address(0x1000)),
+                (4, CallValue::Constant(7)),
+                (
+                    1,
+                    CallValue::CallerRegister {
+                        register: 3,
+                        offset: -16,
+                    },
+                ),
+            ],
+            bias: 0x7000_0000,
+        };
+        assert_eq!(arguments.value(5, None), Some(0x7000_1000));
+        assert_eq!(arguments.value(4, None), Some(7));
+        // A register value needs the caller's register, when the unwind knows it.
+        assert_eq!(arguments.value(1, None), None);
+        let mut caller = UnwindRegisters::new(ArchId::X86_64);
+        assert_eq!(arguments.value(1, Some(&caller)), None);
+        caller.set(3, Some(0x5000));
+        assert_eq!(arguments.value(1, Some(&caller)), Some(0x4ff0));
+        // No record for that register.
+        assert_eq!(arguments.value(2, Some(&caller)), None);
+    }
 }
