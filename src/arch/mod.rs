@@ -74,6 +74,14 @@ impl ArchId {
         }
     }
 
+    /// The DWARF numbers of the general-purpose registers that may hold a
+    /// pointer to data (not the stack pointer or the program counter).
+    pub fn general_registers(self) -> &'static [u16] {
+        match self {
+            ArchId::X86_64 => &x86_64::dwarf::GENERAL,
+        }
+    }
+
     /// The name of a DWARF register, for display.
     pub fn register_name(self, dwarf: u16) -> Option<&'static str> {
         match self {

@@ -19,6 +19,9 @@ pub mod dwarf {
     pub const ARGUMENTS: [u16; 6] = [5, 4, 1, 2, 8, 9];
     /// rax, rdx, rcx, rsi, rdi, r8–r11.
     pub const CALLER_SAVED: [u16; 9] = [0, 1, 2, 4, 5, 8, 9, 10, 11];
+    /// The general-purpose registers but rsp: rax, rdx, rcx, rbx, rsi,
+    /// rdi, rbp, r8–r15.
+    pub const GENERAL: [u16; 15] = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15];
 }
 
 /// The System V red zone: 128 bytes below rsp.

@@ -20,6 +20,15 @@ pub enum CallValue {
     Address(u64),
     /// A constant.
     Constant(u64),
+    /// A register of the caller at the call plus an offset (`DW_OP_bregN`):
+    /// known when the caller's register is (a callee-saved one its callee's
+    /// CFI restores).
+    CallerRegister {
+        /// The caller's register, by DWARF number.
+        register: u16,
+        /// Added to its value.
+        offset: i64,
+    },
 }
 
 /// The argument values DWARF records for the call that returns to
@@ -29,6 +38,22 @@ pub fn call_site_values(
     image: &ElfImage,
     return_pc: u64,
 ) -> Result<Vec<(u16, CallValue)>, DwarfError> {
+    Ok(call_site_values_at(image, &[return_pc])?
+        .pop()
+        .unwrap_or_default())
+}
+
+/// [`call_site_values`] for several calls of one image, in the order of
+/// `return_pcs`: the sections are read (and decompressed) once and the
+/// units walked once.
+pub fn call_site_values_at(
+    image: &ElfImage,
+    return_pcs: &[u64],
+) -> Result<Vec<Vec<(u16, CallValue)>>, DwarfError> {
+    let mut found: Vec<Vec<(u16, CallValue)>> = vec![Vec::new(); return_pcs.len()];
+    if return_pcs.is_empty() {
+        return Ok(found);
+    }
     let path = dwarf_path(image)?;
     let bad = bad_dwarf(&path);
     let sections = load_sections(
@@ -39,18 +64,19 @@ pub fn call_site_values(
     let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
     let mut headers = dwarf.units();
     while let Some(header) = headers.next().map_err(bad)? {
+        if found.iter().all(|f| !f.is_empty()) {
+            break;
+        }
         let Ok(unit) = dwarf.unit(header) else {
             continue;
         };
-        let holds = unit_contains(&dwarf, &unit, return_pc).map_err(bad)?;
-        if holds {
-            let values = values_in_unit(&dwarf, &unit, return_pc).map_err(bad)?;
-            if !values.is_empty() {
-                return Ok(values);
+        for (i, &pc) in return_pcs.iter().enumerate() {
+            if found[i].is_empty() && unit_contains(&dwarf, &unit, pc).map_err(bad)? {
+                found[i] = values_in_unit(&dwarf, &unit, pc).map_err(bad)?;
             }
         }
     }
-    Ok(Vec::new())
+    Ok(found)
 }
 
 /// Whether the unit's root DIE covers `pc`. (gimli's `unit_ranges` adds
@@ -135,8 +161,8 @@ fn parameter(
     };
     let mut ops = value.operations(unit.encoding());
     let first = ops.next()?;
-    // Only a value that is one operation is taken: anything longer depends
-    // on the caller's registers, which are gone.
+    // Only a value that is one operation is taken: anything longer (an
+    // entry value, arithmetic) depends on state that is gone.
     if ops.next()?.is_some() {
         return Ok(None);
     }
@@ -147,6 +173,12 @@ fn parameter(
         }
         Some(gimli::Operation::UnsignedConstant { value }) => CallValue::Constant(value),
         Some(gimli::Operation::SignedConstant { value }) => CallValue::Constant(value as u64),
+        Some(gimli::Operation::RegisterOffset {
+            register, offset, ..
+        }) => CallValue::CallerRegister {
+            register: register.0,
+            offset,
+        },
         _ => return Ok(None),
     };
     Ok(Some((register, value)))

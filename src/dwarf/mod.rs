@@ -21,7 +21,7 @@ mod dies;
 mod lines;
 mod tail_calls;
 
-pub use call_site::{CallValue, call_site_values};
+pub use call_site::{CallValue, call_site_values, call_site_values_at};
 pub use lines::{SourceFrame, SourceLines};
 pub use tail_calls::{CallSite, CallTarget};
 

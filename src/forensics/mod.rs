@@ -3,6 +3,7 @@
 //! with the evidence that was read.
 
 pub mod coverage;
+mod crash_site;
 pub(crate) mod dense;
 pub mod freelists;
 pub mod gc;
@@ -78,6 +79,11 @@ pub enum FindingKind {
     PymallocCountMismatch,
     /// An object linked into a GC generation list whose pymalloc block is free.
     FreeBlockInGcList,
+    /// The object the crashing thread was working on when it died in a
+    /// dealloc, the GC, the allocator or an object method, recovered from
+    /// its registers or the caller's DWARF call-site values: an error when
+    /// its header says freed, a note otherwise.
+    CrashSiteObject,
 }
 
 /// What holds a pointer to an object.
@@ -262,9 +268,15 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let heap = read_context::ReadContext::new(process, state).with_pymalloc(&allocator);
     // Each part keeps its results when another fails.
     let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    // The crashing thread's stack is unwound while the counter finishes.
-    let crashed_stack = || crate::stacks::crashed_stack(process, Some(state), None);
-    let (gc_walk, mut refs, crashed_thread_stack) = walk_and_count(
+    // The crashing thread's stack and its crash site are unwound while the
+    // counter finishes.
+    let crashed_stack = || {
+        (
+            crate::stacks::crashed_stack(process, Some(state), None),
+            crate::stacks::crash_site::candidates(process),
+        )
+    };
+    let (gc_walk, mut refs, (crashed_thread_stack, crash_site)) = walk_and_count(
         process,
         state,
         &heap,
@@ -287,6 +299,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     statics::scan(process, &heap, &flagged, &mut findings);
     pymalloc::annotate(&allocator, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
+    findings.extend(crash_site::examine(process, &heap, &crash_site, &findings));
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)

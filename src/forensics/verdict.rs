@@ -245,9 +245,11 @@ pub fn judge(
     fatal: Option<&FatalError>,
     unchecked: Vec<Unchecked>,
 ) -> Verdict {
+    // The crash site opens the story (below); the rest is told from the
+    // other findings.
     let errors: Vec<&Finding> = findings
         .iter()
-        .filter(|f| f.severity == Severity::Error)
+        .filter(|f| f.severity == Severity::Error && f.kind != FindingKind::CrashSiteObject)
         .collect();
     let warnings = findings.iter().any(|f| f.severity == Severity::Warning);
     let by_kind = |k: FindingKind| errors.iter().filter(move |f| f.kind == k);
@@ -328,6 +330,14 @@ pub fn judge(
     } else {
         CLEAN.to_string()
     };
+    if let Some(site) = findings
+        .iter()
+        .find(|f| f.kind == FindingKind::CrashSiteObject && f.severity == Severity::Error)
+    {
+        summary = crash_site_story(site, &summary, errors.is_empty());
+        victims.retain(|&v| v != site.address);
+        victims.insert(0, site.address);
+    }
     let fatal_error = fatal.map(|f| match &f.message {
         Some(m) => m.clone(),
         None => format!("{} (message not recovered: {})", f.path, f.message_source),
@@ -373,6 +383,48 @@ pub fn judge(
         threads: threads.into_iter().collect(),
         fatal_error,
         unchecked,
+    }
+}
+
+/// The story told from the object the crashing thread was working on:
+/// "the process died in list_repr on list 0x…, …", then `rest` (the story
+/// the other findings tell) unless they told none.
+fn crash_site_story(site: &Finding, rest: &str, alone: bool) -> String {
+    let text = |key: &str| site.evidence.get(key).and_then(|v| v.as_str());
+    let function = text("function").unwrap_or("a crash-site function");
+    let what = match (
+        site.evidence.get("bad_item").and_then(|v| v.as_u64()),
+        site.evidence.get("container").and_then(|v| v.as_u64()),
+    ) {
+        (Some(item), _) => format!(
+            "{} {:#x}, which held {item:#x} where an item belongs: freed earlier and its memory \
+             handed out again",
+            type_name(site),
+            site.address
+        ),
+        (None, Some(container)) => format!(
+            "{} {:#x} held by {container:#x}, freed earlier ({})",
+            type_name(site),
+            site.address,
+            super::items::DeadHeader::of_finding(site)
+                .map_or_else(|| "its header says freed".to_string(), |d| d.describe())
+        ),
+        (None, None) => format!(
+            "{} {:#x}, freed earlier ({})",
+            type_name(site),
+            site.address,
+            super::items::DeadHeader::of_finding(site)
+                .map_or_else(|| "its header says freed".to_string(), |d| d.describe())
+        ),
+    };
+    let held = holders(site);
+    if alone {
+        format!(
+            "the process died in {function} on {what}{held}: a use after free, from a missing \
+             Py_INCREF or an extra Py_DECREF in C code"
+        )
+    } else {
+        format!("the process died in {function} on {what}{held}; {rest}")
     }
 }
 

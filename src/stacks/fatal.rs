@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::dwarf::{CallValue, DwarfError, call_site_values};
+use crate::dwarf::{CallValue, DwarfError, call_site_values_at};
 use crate::layout::VersionRules;
 use crate::memory::MemoryExt;
 use crate::memory::ReadError;
@@ -28,9 +28,9 @@ pub struct FatalError {
     pub message_source: String,
 }
 
-/// Why the message a fatal-error function was passed could not be read.
-#[derive(Debug, thiserror::Error)]
-enum MessageError {
+/// Why the values passed at a call could not be looked up.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum CallSiteError {
     #[error("the caller was interrupted, not calling")]
     Interrupted,
     #[error("{0:#x} is in no module")]
@@ -41,6 +41,13 @@ enum MessageError {
     NoDwarf(String),
     #[error(transparent)]
     Dwarf(#[from] DwarfError),
+}
+
+/// Why the message a fatal-error function was passed could not be read.
+#[derive(Debug, thiserror::Error)]
+enum MessageError {
+    #[error(transparent)]
+    CallSite(#[from] CallSiteError),
     #[error("no such argument register")]
     NoSuchArgument,
     #[error("DWARF records no value for the message argument at this call")]
@@ -112,44 +119,170 @@ pub fn fatal_error(process: &Process, stack: &NativeStack) -> Option<FatalError>
     })
 }
 
+/// The argument values DWARF records for one call, by DWARF register number.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallArguments {
+    values: Vec<(u16, CallValue)>,
+    /// The caller's module's load bias, to relocate `CallValue::Address`.
+    bias: u64,
+}
+
+impl CallArguments {
+    /// The value passed in `register`, when DWARF records one that can be
+    /// known now: a constant, an address in the image, or a caller's
+    /// register that `caller` (its registers at the call, as unwound) knows.
+    pub(crate) fn value(
+        &self,
+        register: u16,
+        caller: Option<&crate::arch::UnwindRegisters>,
+    ) -> Option<u64> {
+        let (_, value) = self.values.iter().find(|(r, _)| *r == register)?;
+        match *value {
+            CallValue::Address(a) => Some(a.wrapping_add(self.bias)),
+            CallValue::Constant(c) => Some(c),
+            CallValue::CallerRegister { register, offset } => {
+                caller?.get(register).map(|v| v.wrapping_add_signed(offset))
+            }
+        }
+    }
+}
+
+/// The argument values the call returning to `return_address` passed, as
+/// the caller's DWARF records them (`DW_TAG_call_site_parameter`).
+pub(crate) fn call_arguments(
+    process: &Process,
+    return_address: FrameAddress,
+) -> Result<CallArguments, CallSiteError> {
+    call_arguments_at(process, &[return_address])
+        .pop()
+        .unwrap_or(Err(CallSiteError::Interrupted))
+}
+
+/// [`call_arguments`] for several calls, in order: each module's DWARF is
+/// read once for all the calls in it.
+pub(crate) fn call_arguments_at(
+    process: &Process,
+    return_addresses: &[FrameAddress],
+) -> Vec<Result<CallArguments, CallSiteError>> {
+    let located: Vec<_> = return_addresses
+        .iter()
+        .map(|&address| caller_image(process, address))
+        .collect();
+    let mut out: Vec<Result<CallArguments, CallSiteError>> = located
+        .iter()
+        .map(|l| {
+            l.as_ref()
+                .map(|_| CallArguments::default())
+                .map_err(Clone::clone)
+        })
+        .collect();
+    let mut done = vec![false; located.len()];
+    for first in 0..located.len() {
+        let Ok((image, bias, _)) = &located[first] else {
+            continue;
+        };
+        if done[first] {
+            continue;
+        }
+        // Every call in the same image, looked up together.
+        let group: Vec<usize> = (first..located.len())
+            .filter(|&i| matches!(&located[i], Ok((other, _, _)) if std::ptr::eq(*other, *image)))
+            .collect();
+        let pcs: Vec<u64> = group
+            .iter()
+            .filter_map(|&i| located[i].as_ref().ok().map(|l| l.2.wrapping_sub(*bias)))
+            .collect();
+        let values = call_site_values_at(image, &pcs);
+        for (n, &i) in group.iter().enumerate() {
+            done[i] = true;
+            out[i] = match &values {
+                Ok(values) => Ok(CallArguments {
+                    values: values.get(n).cloned().unwrap_or_default(),
+                    bias: *bias,
+                }),
+                Err(e) => Err(CallSiteError::Dwarf(e.clone())),
+            };
+        }
+    }
+    out
+}
+
+/// The image with DWARF of the module holding a call's return address,
+/// its load bias and the return address.
+fn caller_image(
+    process: &Process,
+    return_address: FrameAddress,
+) -> Result<(&crate::elf::ElfImage, u64, u64), CallSiteError> {
+    let FrameAddress::ReturnAddress(ra) = return_address else {
+        return Err(CallSiteError::Interrupted);
+    };
+    let module = process
+        .modules()
+        .by_address(ra)
+        .ok_or(CallSiteError::NoModule(ra))?;
+    let bias = module.load_bias.ok_or(CallSiteError::NoLoadBias)?;
+    let image = [module.debug_file(), module.file()]
+        .into_iter()
+        .flatten()
+        .find(|i| i.has_dwarf())
+        .ok_or_else(|| CallSiteError::NoDwarf(module.name().to_string()))?;
+    Ok((image, bias, ra))
+}
+
 /// The string the call returning to `return_address` passed in argument `argument`.
 fn read_message(
     process: &Process,
     return_address: FrameAddress,
     argument: usize,
 ) -> Result<String, MessageError> {
-    let FrameAddress::ReturnAddress(ra) = return_address else {
-        return Err(MessageError::Interrupted);
-    };
-    let module = process
-        .modules()
-        .by_address(ra)
-        .ok_or(MessageError::NoModule(ra))?;
-    let bias = module.load_bias.ok_or(MessageError::NoLoadBias)?;
-    let image = [module.debug_file(), module.file()]
-        .into_iter()
-        .flatten()
-        .find(|i| i.has_dwarf())
-        .ok_or_else(|| MessageError::NoDwarf(module.name().to_string()))?;
-    let values = call_site_values(image, ra.wrapping_sub(bias))?;
+    let arguments = call_arguments(process, return_address)?;
     let register = process
         .core()
         .arch()
         .argument_registers()
         .get(argument)
         .ok_or(MessageError::NoSuchArgument)?;
-    let value = values
-        .iter()
-        .find(|(r, _)| r == register)
-        .map(|(_, v)| *v)
+    // A message is a literal: its value never depends on the caller's registers.
+    let address = arguments
+        .value(*register, None)
         .ok_or(MessageError::NoCallSiteValue)?;
-    let address = match value {
-        CallValue::Address(a) => a.wrapping_add(bias),
-        CallValue::Constant(c) => c,
-    };
     let bytes = process
         .memory()
         .read_cstr(address, MAX_MESSAGE)
         .map_err(|source| MessageError::Unreadable { address, source })?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CallArguments, CallValue};
+    use crate::arch::{ArchId, UnwindRegisters};
+
+    #[test]
+    fn call_site_values_resolve_with_the_bias_and_the_callers_registers() {
+        let arguments = CallArguments {
+            values: vec![
+                (5, CallValue::Address(0x1000)),
+                (4, CallValue::Constant(7)),
+                (
+                    1,
+                    CallValue::CallerRegister {
+                        register: 3,
+                        offset: -16,
+                    },
+                ),
+            ],
+            bias: 0x7000_0000,
+        };
+        assert_eq!(arguments.value(5, None), Some(0x7000_1000));
+        assert_eq!(arguments.value(4, None), Some(7));
+        // A register value needs the caller's register, when the unwind knows it.
+        assert_eq!(arguments.value(1, None), None);
+        let mut caller = UnwindRegisters::new(ArchId::X86_64);
+        assert_eq!(arguments.value(1, Some(&caller)), None);
+        caller.set(3, Some(0x5000));
+        assert_eq!(arguments.value(1, Some(&caller)), Some(0x4ff0));
+        // No record for that register.
+        assert_eq!(arguments.value(2, Some(&caller)), None);
+    }
 }

@@ -2,6 +2,7 @@
 //! Python frames (from [`crate::python`]) interleaved at the eval-loop frames
 //! that run them, and the fatal error a thread died in.
 
+pub(crate) mod crash_site;
 mod fatal;
 mod tail_calls;
 

@@ -159,6 +159,30 @@ pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
 
 /// Unwind the thread with this LWP using only `methods`.
 pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Option<NativeStack> {
+    unwind(process, lwp, methods, &mut |_| {})
+}
+
+/// Unwind the thread with this LWP, with the registers each frame had as
+/// far as the unwind knows them (all in the innermost frame; the
+/// callee-saved ones that CFI restores in the outer frames), frame by frame.
+pub fn unwind_thread_with_registers(
+    process: &Process,
+    lwp: i32,
+) -> Option<(NativeStack, Vec<UnwindRegisters>)> {
+    let mut registers = Vec::new();
+    let stack = unwind(process, lwp, Methods::default(), &mut |r| {
+        registers.push(*r)
+    })?;
+    Some((stack, registers))
+}
+
+/// The unwind, handing `frame_registers` each frame's registers as the frame is kept.
+fn unwind(
+    process: &Process,
+    lwp: i32,
+    methods: Methods,
+    frame_registers: &mut dyn FnMut(&UnwindRegisters),
+) -> Option<NativeStack> {
     let thread = process.threads().iter().find(|t| t.lwp == lwp)?;
     let arch = thread.registers.arch();
     let mut regs = thread.registers.unwind_registers();
@@ -225,6 +249,7 @@ pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Opti
             Ok(s) => s,
             Err(reason) => {
                 frames.push(frame);
+                frame_registers(&regs);
                 break reason;
             }
         };
@@ -240,6 +265,7 @@ pub fn unwind_thread_with(process: &Process, lwp: i32, methods: Methods) -> Opti
         }
         frame.signal_frame = is_signal;
         frames.push(frame);
+        frame_registers(&regs);
         let Some(ra) = next.return_address() else {
             break StopReason::Outermost;
         };

@@ -320,3 +320,59 @@ fn victims_of_other_owners_are_named_with_their_owner() {
         misses.join("\n")
     );
 }
+
+/// The crash site: on a crash core that died of its bug, an error
+/// `crash_site_object` finding names a truth victim (the object the dying
+/// function was given, or the freed item of the container it was given),
+/// never an unrelated object, and the verdict starts with it. Where the
+/// holder list was read back (`decref`, `borrowed`: the crash comes from
+/// `repr(holder[0])` or the dealloc that follows), every core has one.
+#[test]
+fn crash_site_object_is_a_truth_victim() {
+    if support::matrix_missing() {
+        return;
+    }
+    let (mut held, mut named, mut wrong) = (0, 0, Vec::new());
+    for c in checked() {
+        let (bug, phase) = bug_and_phase(c);
+        if phase != "crash" || c.entry["died_of_bug"] != true {
+            continue;
+        }
+        let truth: Vec<u64> = c.truth["objects"]["victims"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v["address"].as_u64().unwrap())
+            .collect();
+        let site = c.report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["kind"] == "crash_site_object" && f["severity"] == "error");
+        if bug != "static" {
+            held += 1;
+        }
+        let Some(site) = site else {
+            if bug != "static" {
+                wrong.push(format!("{}: no crash-site error", support::label(&c.entry)));
+            }
+            continue;
+        };
+        let address = site["address"].as_u64().unwrap();
+        let first = c.report["verdict"]["victims"][0].as_u64();
+        if !truth.contains(&address) || first != Some(address) {
+            wrong.push(format!(
+                "{}: crash site {address:#x}, verdict victim {first:x?}, truth {truth:x?}",
+                support::label(&c.entry)
+            ));
+        } else if bug != "static" {
+            named += 1;
+        }
+    }
+    assert!(held > 0, "no decref or borrowed crash core died of its bug");
+    assert!(
+        wrong.is_empty(),
+        "{named} of {held} named:\n{}",
+        wrong.join("\n")
+    );
+}

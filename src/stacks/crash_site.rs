@@ -1,0 +1,403 @@
+//! The crash site: when the crashing thread died inside a function that
+//! works on one object (a dealloc, the GC, the allocator, an object or
+//! container method), the addresses that object may be at, each with how it
+//! was recovered. Nothing here judges a candidate: the forensics read their
+//! headers.
+
+use serde::Serialize;
+
+use super::fatal::{CallArguments, call_arguments_at};
+use crate::arch::UnwindRegisters;
+use crate::process::Process;
+use crate::unwind::{FrameAddress, NativeFrame, unwind_thread_with_registers};
+
+/// Frames looked at, innermost first: a crash site is near the top.
+const MAX_FRAMES: usize = 24;
+/// Crash-site frames whose caller's DWARF is asked for call-site values
+/// (each lookup walks a unit of the caller's DWARF).
+const MAX_CALL_SITE_LOOKUPS: usize = 4;
+/// Arguments taken as the object: every crash-site function takes it first
+/// (`list_dealloc(op)`, `visit_decref(op, arg)`) or second
+/// (`builtin_repr(module, obj)`, `_PyObject_Free(ctx, p)`).
+const MAX_ARGUMENTS: usize = 2;
+
+/// Signals a process dies of when code goes wrong (SIGILL, SIGTRAP,
+/// SIGABRT, SIGBUS, SIGFPE, SIGSEGV); a snapshot's SIGSTOP has no crash site.
+const FATAL_SIGNALS: [i32; 6] = [4, 5, 6, 7, 8, 11];
+
+/// What a crash-site function does to the object it works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteRole {
+    /// Frees it (`*_dealloc`, `_Py_Dealloc`, `PyObject_GC_UnTrack`,
+    /// `PyObject_ClearWeakRefs`): a refcount of 0 is expected there.
+    Dealloc,
+    /// Visits it or its items for the GC (`visit_decref`, `*_traverse`).
+    Traverse,
+    /// Passes over a whole generation (`gc_collect_main`,
+    /// `deduce_unreachable`): its arguments are lists, not objects; an
+    /// inlined visit leaves the object it crashed on in a register.
+    Collection,
+    /// Frees or hands out its block (`pymalloc_*`, `_PyObject_Free`, …).
+    Allocator,
+    /// Uses it (`PyObject_Repr`, a `list_*`/`dict_*`/`tuple*` method, …).
+    Method,
+}
+
+impl SiteRole {
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteRole::Dealloc => "dealloc",
+            SiteRole::Traverse => "traverse",
+            SiteRole::Collection => "collection",
+            SiteRole::Allocator => "allocator",
+            SiteRole::Method => "method",
+        }
+    }
+}
+
+/// What role `function` (a symbol, maybe with a `.lto_priv.0`, `.cold` or
+/// `.constprop.N` suffix) plays, if it is a crash-site function.
+pub fn site_role(function: &str) -> Option<SiteRole> {
+    let base = function.split('.').next().unwrap_or(function);
+    const DEALLOC: [&str; 6] = [
+        "_Py_Dealloc",
+        "PyObject_GC_UnTrack",
+        "_PyObject_GC_UNTRACK",
+        "_PyObject_GC_UnTrack",
+        "PyObject_GC_Del",
+        "PyObject_ClearWeakRefs",
+    ];
+    // The collector's passes over a generation, where an inlined visit
+    // of a freed item crashes.
+    const GC: [&str; 7] = [
+        "collect",
+        "gc_collect_main",
+        "deduce_unreachable",
+        "update_refs",
+        "subtract_refs",
+        "move_unreachable",
+        "gc_collect_region",
+    ];
+    const ALLOCATOR: [&str; 10] = [
+        "pymalloc_alloc",
+        "pymalloc_free",
+        "pymalloc_realloc",
+        "_PyObject_Malloc",
+        "_PyObject_Calloc",
+        "_PyObject_Free",
+        "_PyObject_Realloc",
+        "PyObject_Free",
+        "PyObject_Malloc",
+        "PyObject_Realloc",
+    ];
+    const METHOD: [&str; 14] = [
+        "PyObject_Repr",
+        "PyObject_Str",
+        "PyObject_RichCompare",
+        "PyObject_RichCompareBool",
+        "PyObject_Hash",
+        "PyObject_GetAttr",
+        "PyObject_SetAttr",
+        "PyObject_GetItem",
+        "PyObject_SetItem",
+        "PyObject_IsTrue",
+        "PyObject_GenericGetAttr",
+        "builtin_repr",
+        "_PyObject_AssertFailed",
+        "_PyObject_Dump",
+    ];
+    const CONTAINER_PREFIXES: [&str; 8] = [
+        "list",
+        "dict",
+        "tuple",
+        "set_",
+        "frozenset",
+        "PyList_",
+        "PyDict_",
+        "PyTuple_",
+    ];
+    if base.ends_with("dealloc") || DEALLOC.contains(&base) {
+        Some(SiteRole::Dealloc)
+    } else if base.starts_with("visit_") || base.ends_with("_traverse") {
+        Some(SiteRole::Traverse)
+    } else if GC.contains(&base) {
+        Some(SiteRole::Collection)
+    } else if ALLOCATOR.contains(&base) {
+        Some(SiteRole::Allocator)
+    } else if METHOD.contains(&base) || CONTAINER_PREFIXES.iter().any(|p| base.starts_with(p)) {
+        Some(SiteRole::Method)
+    } else {
+        None
+    }
+}
+
+/// Whether `function` runs Python code: the crash site is inner to it.
+fn is_eval_loop(function: &str) -> bool {
+    let base = function.split('.').next().unwrap_or(function);
+    base.starts_with("_PyEval_EvalFrame") || base == "PyEval_EvalFrameEx"
+}
+
+/// How a candidate address was recovered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The value DWARF records the caller passed in an argument register.
+    CallSite {
+        /// 0 for the first argument.
+        argument: usize,
+        /// The caller's function.
+        caller: String,
+    },
+    /// A register of the frame, as the unwind knows it.
+    Register {
+        /// Its name (`rdi`).
+        name: &'static str,
+        /// Whether it is an argument register of the innermost frame, so
+        /// likely still the argument.
+        argument: bool,
+    },
+}
+
+impl std::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Recovered::CallSite { argument, caller } => write!(
+                f,
+                "the DWARF call-site value of argument {} at the call from {caller}",
+                argument + 1
+            ),
+            Recovered::Register { name, .. } => write!(f, "register {name}"),
+        }
+    }
+}
+
+/// One address the crash-site object may be at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The address.
+    pub address: u64,
+    /// The crash-site function's frame, 0 innermost.
+    pub frame: usize,
+    /// Its function.
+    pub function: String,
+    /// What it does to its object.
+    pub role: SiteRole,
+    /// How the address was recovered.
+    pub recovered: Recovered,
+}
+
+impl Candidate {
+    /// Whether it was recovered as an argument of the crash-site function
+    /// (a call-site value, or an argument register at the crash) that takes
+    /// an object: the object the function was given, not one it merely
+    /// reached.
+    pub fn is_argument(&self) -> bool {
+        if matches!(self.role, SiteRole::Collection | SiteRole::Allocator) {
+            return false;
+        }
+        match self.recovered {
+            Recovered::CallSite { .. } => true,
+            Recovered::Register { argument, .. } => argument,
+        }
+    }
+}
+
+/// The candidates of the crashing thread, innermost crash-site frame first
+/// and, within a frame, arguments first; empty when the process did not die
+/// of a fatal signal or no crash-site function is near the top of its stack.
+pub fn candidates(process: &Process) -> Vec<Candidate> {
+    let Some(thread) = process.crashed_thread() else {
+        return Vec::new();
+    };
+    let signal = thread
+        .siginfo
+        .or_else(|| process.core().siginfo().copied())
+        .map(|s| s.signo)
+        .filter(|&s| s != 0)
+        .unwrap_or(i32::from(thread.cursig));
+    if !FATAL_SIGNALS.contains(&signal) {
+        return Vec::new();
+    }
+    let Some((stack, registers)) = unwind_thread_with_registers(process, thread.lwp) else {
+        return Vec::new();
+    };
+    frame_candidates(process, &stack.frames, &registers)
+}
+
+fn frame_candidates(
+    process: &Process,
+    frames: &[NativeFrame],
+    registers: &[UnwindRegisters],
+) -> Vec<Candidate> {
+    let mut sites = Vec::new();
+    for (index, frame) in frames.iter().enumerate().take(MAX_FRAMES) {
+        let Some(function) = frame.function.as_deref() else {
+            continue;
+        };
+        if is_eval_loop(function) {
+            break;
+        }
+        if let Some(role) = site_role(function) {
+            sites.push((index, frame, function, role));
+        }
+    }
+    // The callers' records of what they passed hold even after the callee
+    // overwrote its argument registers; one DWARF read per module for all.
+    let asked: Vec<usize> = sites
+        .iter()
+        .map(|s| s.0 + 1)
+        .filter(|&caller| {
+            frames
+                .get(caller)
+                .is_some_and(|c| matches!(c.address, FrameAddress::ReturnAddress(_)))
+        })
+        .take(MAX_CALL_SITE_LOOKUPS)
+        .collect();
+    let addresses: Vec<FrameAddress> = asked.iter().map(|&c| frames[c].address).collect();
+    let mut passed: Vec<(usize, CallArguments)> = asked
+        .iter()
+        .zip(call_arguments_at(process, &addresses))
+        .filter_map(|(&caller, arguments)| Some((caller, arguments.ok()?)))
+        .collect();
+    let mut out = Vec::new();
+    for (index, frame, function, role) in sites {
+        let candidate = |address: u64, recovered: Recovered| Candidate {
+            address,
+            frame: index,
+            function: function.to_string(),
+            role,
+            recovered,
+        };
+        if let Some(caller) = frames.get(index + 1)
+            && let Some(at) = passed.iter().position(|(c, _)| *c == index + 1)
+        {
+            let (_, arguments) = passed.swap_remove(at);
+            {
+                let caller_registers = registers.get(index + 1);
+                let caller_name = caller
+                    .function
+                    .clone()
+                    .unwrap_or_else(|| format!("{:#x}", caller.address.address()));
+                for (argument, &register) in process
+                    .core()
+                    .arch()
+                    .argument_registers()
+                    .iter()
+                    .enumerate()
+                    .take(MAX_ARGUMENTS)
+                {
+                    if let Some(value) = arguments.value(register, caller_registers) {
+                        out.push(candidate(
+                            value,
+                            Recovered::CallSite {
+                                argument,
+                                caller: caller_name.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        let Some(own) = registers.get(index) else {
+            continue;
+        };
+        let arch = own.arch();
+        // At the innermost frame (or one a signal interrupted) every
+        // register is known; outer frames know the callee-saved ones.
+        let interrupted = matches!(frame.address, FrameAddress::InstructionPointer(_));
+        let arguments = arch.argument_registers();
+        let ordered = arguments.iter().take(MAX_ARGUMENTS).chain(
+            arch.general_registers()
+                .iter()
+                .filter(|r| !arguments.iter().take(MAX_ARGUMENTS).any(|a| a == *r)),
+        );
+        for &register in ordered {
+            let Some(value) = own.get(register) else {
+                continue;
+            };
+            let name = arch.register_name(register).unwrap_or("?");
+            let argument =
+                interrupted && arguments.iter().take(MAX_ARGUMENTS).any(|&a| a == register);
+            out.push(candidate(value, Recovered::Register { name, argument }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SiteRole, site_role};
+
+    #[test]
+    fn crash_site_functions_are_told_by_name_with_compiler_suffixes() {
+        assert_eq!(site_role("list_dealloc"), Some(SiteRole::Dealloc));
+        assert_eq!(site_role("tupledealloc"), Some(SiteRole::Dealloc));
+        assert_eq!(
+            site_role("subtype_dealloc.lto_priv.0"),
+            Some(SiteRole::Dealloc)
+        );
+        assert_eq!(site_role("_Py_Dealloc"), Some(SiteRole::Dealloc));
+        assert_eq!(site_role("PyObject_GC_UnTrack"), Some(SiteRole::Dealloc));
+        assert_eq!(site_role("visit_decref"), Some(SiteRole::Traverse));
+        assert_eq!(
+            site_role("deduce_unreachable.cold"),
+            Some(SiteRole::Collection)
+        );
+        assert_eq!(
+            site_role("list_traverse.lto_priv.0"),
+            Some(SiteRole::Traverse)
+        );
+        assert_eq!(
+            site_role("pymalloc_alloc.isra.0"),
+            Some(SiteRole::Allocator)
+        );
+        assert_eq!(site_role("_PyObject_Free"), Some(SiteRole::Allocator));
+        assert_eq!(site_role("PyObject_Repr"), Some(SiteRole::Method));
+        assert_eq!(site_role("list_repr.lto_priv.0"), Some(SiteRole::Method));
+        assert_eq!(site_role("dict_subscript"), Some(SiteRole::Method));
+        // Calls and the eval loop work on no one object.
+        assert_eq!(site_role("PyObject_Vectorcall"), None);
+        assert_eq!(site_role("_PyEval_EvalFrameDefault"), None);
+        assert_eq!(site_role("abort"), None);
+        assert_eq!(site_role("os_abort"), None);
+    }
+}
+
+#[cfg(test)]
+mod candidate_tests {
+    use super::{Candidate, Recovered, SiteRole};
+
+    fn candidate(role: SiteRole, recovered: Recovered) -> Candidate {
+        Candidate {
+            address: 0x1000,
+            frame: 0,
+            function: "f".into(),
+            role,
+            recovered,
+        }
+    }
+
+    #[test]
+    fn only_what_an_object_function_was_given_counts_as_its_argument() {
+        let call_site = Recovered::CallSite {
+            argument: 0,
+            caller: "g".into(),
+        };
+        let rdi = Recovered::Register {
+            name: "rdi",
+            argument: true,
+        };
+        let rbx = Recovered::Register {
+            name: "rbx",
+            argument: false,
+        };
+        assert!(candidate(SiteRole::Dealloc, call_site.clone()).is_argument());
+        assert!(candidate(SiteRole::Method, rdi.clone()).is_argument());
+        assert!(!candidate(SiteRole::Method, rbx).is_argument());
+        // The collector's passes take lists and the allocator takes sizes
+        // and contexts: their arguments are no objects.
+        assert!(!candidate(SiteRole::Collection, call_site).is_argument());
+        assert!(!candidate(SiteRole::Allocator, rdi).is_argument());
+    }
+}
