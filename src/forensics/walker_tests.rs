@@ -127,36 +127,7 @@ impl Heap {
 
     /// The bytes as an ELF core with one writable PT_LOAD segment.
     fn core(&self) -> CoreFile {
-        const DATA: usize = 0x1000;
-        let mut elf = vec![0u8; DATA];
-        elf[..16].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let header: [(usize, &[u8]); 7] = [
-            (16, &4u16.to_le_bytes()),  // ET_CORE
-            (18, &62u16.to_le_bytes()), // EM_X86_64
-            (20, &1u32.to_le_bytes()),
-            (32, &64u64.to_le_bytes()), // e_phoff
-            (52, &64u16.to_le_bytes()),
-            (54, &56u16.to_le_bytes()),
-            (56, &1u16.to_le_bytes()),
-        ];
-        for (at, field) in header {
-            elf[at..at + field.len()].copy_from_slice(field);
-        }
-        let phdr: [(usize, u64, usize); 8] = [
-            (0, 1, 4), // PT_LOAD
-            (4, 6, 4), // PF_R | PF_W
-            (8, DATA as u64, 8),
-            (16, BASE, 8),
-            (24, 0, 8),
-            (32, SIZE as u64, 8),
-            (40, SIZE as u64, 8),
-            (48, 0x1000, 8),
-        ];
-        for (at, value, len) in phdr {
-            elf[64 + at..64 + at + len].copy_from_slice(&value.to_le_bytes()[..len]);
-        }
-        elf.extend_from_slice(&self.bytes);
-        CoreFile::from_bytes(std::path::Path::new("hand-built"), elf).expect("a valid core")
+        one_segment_core(BASE, &self.bytes)
     }
 }
 
@@ -787,4 +758,40 @@ fn a_sets_entries_skip_empty_and_dummy_slots() {
         read,
         vec![(table + key, 0x7100), (table + 3 * 16 + key, 0x7300)]
     );
+}
+
+/// `bytes` at `base` as an ELF core with one writable PT_LOAD segment: the
+/// smallest core the walkers' read context accepts.
+pub(super) fn one_segment_core(base: u64, bytes: &[u8]) -> CoreFile {
+    const DATA: usize = 0x1000;
+    let mut elf = vec![0u8; DATA];
+    elf[..16].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let header: [(usize, &[u8]); 7] = [
+        (16, &4u16.to_le_bytes()),  // ET_CORE
+        (18, &62u16.to_le_bytes()), // EM_X86_64
+        (20, &1u32.to_le_bytes()),
+        (32, &64u64.to_le_bytes()), // e_phoff
+        (52, &64u16.to_le_bytes()),
+        (54, &56u16.to_le_bytes()),
+        (56, &1u16.to_le_bytes()),
+    ];
+    for (at, field) in header {
+        elf[at..at + field.len()].copy_from_slice(field);
+    }
+    let size = bytes.len() as u64;
+    let phdr: [(usize, u64, usize); 8] = [
+        (0, 1, 4), // PT_LOAD
+        (4, 6, 4), // PF_R | PF_W
+        (8, DATA as u64, 8),
+        (16, base, 8),
+        (24, 0, 8),
+        (32, size, 8),
+        (40, size, 8),
+        (48, 0x1000, 8),
+    ];
+    for (at, value, len) in phdr {
+        elf[64 + at..64 + at + len].copy_from_slice(&value.to_le_bytes()[..len]);
+    }
+    elf.extend_from_slice(bytes);
+    CoreFile::from_bytes(std::path::Path::new("hand-built"), elf).expect("a valid core")
 }
