@@ -1,6 +1,6 @@
-//! The free lists (cpython-internals.md §4): the tuples' slots and every
+//! The free lists: the tuples' slots and every
 //! other list each version keeps (floats, lists, dicts, dict keys, 2.7's
-//! unicode, all of 3.14+'s `_Py_freelists`). Each is one [`Place`], walked
+//! unicode, all of 3.14+'s `_Py_freelists`). Each is one `Place`, walked
 //! by one walker whatever links it: a chain through `ob_item[0]`, the first
 //! word or `ob_type`, or an array of pointers with a counter.
 

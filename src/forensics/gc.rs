@@ -1,4 +1,4 @@
-//! The GC generation lists (cpython-internals.md §2, §3).
+//! The GC generation lists.
 
 use std::collections::HashMap;
 

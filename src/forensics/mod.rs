@@ -296,7 +296,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     pymalloc::cross_check(&heap, &allocator, &mut findings);
     referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
     let flagged = findings.iter().map(|f| f.address).collect();
-    statics::scan(process, &heap, &flagged, &mut findings);
+    statics::scan(process, &heap, &free, &flagged, &mut findings);
     pymalloc::annotate(&allocator, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
     findings.extend(crash_site::examine(process, &heap, &crash_site, &findings));

@@ -8,6 +8,7 @@
 
 use rustc_hash::FxHashSet;
 
+use super::freelists::FreeLists;
 use super::items::{DeadHeader, HeaderCheck};
 use super::read_context::ReadContext;
 use super::{Finding, FindingKind};
@@ -45,6 +46,7 @@ fn is_extension(module: &Module) -> bool {
 pub(crate) fn scan(
     process: &Process,
     heap: &ReadContext,
+    free: &FreeLists,
     flagged: &FxHashSet<u64>,
     findings: &mut Vec<Finding>,
 ) {
@@ -93,11 +95,26 @@ pub(crate) fn scan(
                 let Some(why) = headers.dead(heap, target) else {
                     continue;
                 };
-                if matches!(why, DeadHeader::NotAType(_)) || !headers.was_object(heap, target) {
+                // A free-list member is a freed object whatever its link
+                // overwrote (a float's `ob_type`); elsewhere a pointer whose
+                // `ob_type` is no type is more likely not an object at all.
+                let list = free
+                    .slots
+                    .iter()
+                    .find(|s| free.members.contains(&target) && s.members.contains(&target));
+                if list.is_none()
+                    && (matches!(why, DeadHeader::NotAType(_)) || !headers.was_object(heap, target))
+                {
                     continue;
                 }
                 let at = start + 8 * i as u64;
-                findings.push(static_finding(module, at, target, why, heap, flagged));
+                let mut f = static_finding(module, at, target, why, heap, flagged);
+                if let Some(slot) = list {
+                    f.message
+                        .push_str(&format!(" (it is on the {} free list)", slot.list));
+                    f.list = Some(slot.list.clone());
+                }
+                findings.push(f);
                 found += 1;
                 if found == MAX_FINDINGS {
                     return;

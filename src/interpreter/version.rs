@@ -1,4 +1,4 @@
-//! Which CPython the process ran (cpython-internals.md §11).
+//! Which CPython the process ran.
 //!
 //! Strategies, in order: the exported `Py_Version` constant (3.11+), the
 //! `_Py_DebugOffsets` header at the start of `_PyRuntime` (3.13+), the

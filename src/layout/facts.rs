@@ -1,6 +1,6 @@
 //! Facts about a CPython version that DWARF cannot give: how fields are
-//! encoded and which conventions the free lists follow
-//! (cpython-internals.md §1–§4, §7–§9), and the [`VersionRules`] of the
+//! encoded and which conventions the free lists follow, and the
+//! [`VersionRules`] of the
 //! object model, the one place that decides what each version does.
 
 use serde::{Deserialize, Serialize};
@@ -127,7 +127,7 @@ pub enum FreeListKind {
     AsyncGenAsend,
 }
 
-/// One free list besides the tuples' (cpython-internals.md §4), as the
+/// One free list besides the tuples', as the
 /// C sources of each version keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FreeListFact {

@@ -1,4 +1,4 @@
-//! Code objects and their line tables (cpython-internals.md §8).
+//! Code objects and their line tables.
 
 use crate::layout::facts::LineTable;
 use crate::memory::ReadError;

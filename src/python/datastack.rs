@@ -1,5 +1,5 @@
 //! Recovering a 3.11+ thread's outer Python frames from its data stack when
-//! the frame chain breaks (cpython-internals.md §7.2).
+//! the frame chain breaks.
 //!
 //! From 3.11 the chain of `_PyInterpreterFrame`s passes through entry frames
 //! that live on the C stack. A core that lacks C-stack memory (gdb's gcore

@@ -1,5 +1,5 @@
 //! Walking a thread's Python frames: `PyFrameObject` chains up to 3.10,
-//! `_PyInterpreterFrame` chains from 3.11 (cpython-internals.md §7).
+//! `_PyInterpreterFrame` chains from 3.11.
 
 use std::collections::HashSet;
 

@@ -1,5 +1,5 @@
 //! Every interpreter's thread states, matched to the core's threads, with
-//! their Python frames and who held the GIL (cpython-internals.md §6).
+//! their Python frames and who held the GIL.
 
 use std::collections::HashSet;
 
