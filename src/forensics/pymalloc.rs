@@ -673,8 +673,9 @@ impl Walker<'_, '_> {
     ) {
         let heap = self.heap;
         let (Ok(address), Ok(pool_address)) = (
-            heap.memory.read_u64(entry + self.o.address),
-            heap.memory.read_u64(entry + self.o.pool_address),
+            heap.memory.read_u64(entry.wrapping_add(self.o.address)),
+            heap.memory
+                .read_u64(entry.wrapping_add(self.o.pool_address)),
         ) else {
             diagnostics.push(Diagnostic::warning(
                 DiagnosticSource::Forensics,
@@ -687,8 +688,12 @@ impl Walker<'_, '_> {
             return;
         }
         let end = address.saturating_add(self.arena_size);
-        let first_pool = address.next_multiple_of(self.pool_size);
+        // A hostile core's address may sit at the top of the address space.
+        let first_pool = address
+            .checked_next_multiple_of(self.pool_size)
+            .unwrap_or(u64::MAX);
         if pool_address < first_pool
+            || first_pool == u64::MAX
             || pool_address > end
             || !pool_address.is_multiple_of(self.pool_size)
         {
@@ -705,7 +710,10 @@ impl Walker<'_, '_> {
         while pool < pool_address {
             let p = self.pool(map, pool, index);
             map.pools.push(p);
-            pool += self.pool_size;
+            let Some(next) = pool.checked_add(self.pool_size) else {
+                break;
+            };
+            pool = next;
         }
         map.pools_walked += map.pools.len() - start;
         map.arenas.push(Arena {
