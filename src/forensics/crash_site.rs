@@ -46,6 +46,7 @@ fn state(
     if address < 4096
         || !address.is_multiple_of(8)
         || process.modules().by_address(address).is_some()
+        || on_a_thread_stack(process, address)
     {
         return None;
     }
@@ -263,4 +264,17 @@ fn name_of(heap: &ReadContext, obj: u64, why: DeadHeader) -> String {
             .type_name(obj)
             .unwrap_or_else(|_| "object".into()),
     }
+}
+
+/// Whether `address` lies in the mapping of a thread's stack: a register
+/// pointing there holds a local buffer or a saved frame, never a heap object
+/// (objects on a C stack are static-lifetime fakes no dealloc frees).
+fn on_a_thread_stack(process: &Process, address: u64) -> bool {
+    let core = process.core();
+    let Some(segment) = core.segment_index(address) else {
+        return false;
+    };
+    core.threads()
+        .iter()
+        .any(|t| core.segment_index(t.registers.sp()) == Some(segment))
 }
