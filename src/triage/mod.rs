@@ -322,6 +322,9 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
                 .findings
                 .iter()
                 .filter(|f| f.severity >= Severity::Warning)
+                // Only a core written by the fatal signal has a crash site:
+                // a gcore of the same crash must group with it.
+                .filter(|f| f.kind != crate::forensics::FindingKind::CrashSiteObject)
                 .map(|f| {
                     serde_json::to_value(f.kind)
                         .ok()
