@@ -767,6 +767,15 @@ fn check_member(
             why,
         )
     };
+    let not_freed = |why: String| {
+        Finding::new(
+            FindingKind::FreeListMemberNotFreed,
+            Severity::Error,
+            node,
+            Some(list.to_string()),
+            why,
+        )
+    };
     if !node.is_multiple_of(8) {
         out.push(
             invalid(format!("{node:#x} on {list} is not aligned: not an object"))
@@ -803,13 +812,7 @@ fn check_member(
             && heap.objects.type_name_of_type(ty).ok().as_deref() == Some(expected)
         {
             out.push(
-                Finding::new(
-                    FindingKind::FreeListMemberNotFreed,
-                    Severity::Error,
-                    node,
-                    Some(list.to_string()),
-                    format!("{node:#x} is on {list} but its ob_type is {expected} again, not a link: it is in use"),
-                )
+                not_freed(format!("{node:#x} is on {list} but its ob_type is {expected} again, not a link: it is in use"))
                 .with("type", ty),
             );
             return (out, false);
@@ -853,13 +856,7 @@ fn check_member(
             && (word >> 48 != 0 || word % 8 != 0)
         {
             out.push(
-                Finding::new(
-                    FindingKind::FreeListMemberNotFreed,
-                    Severity::Error,
-                    node,
-                    Some(list.to_string()),
-                    format!("{node:#x} is on {list} but its first word {word:#x} is not a link: its refcount was changed after it was freed"),
-                )
+                not_freed(format!("{node:#x} is on {list} but its first word {word:#x} is not a link: its refcount was changed after it was freed"))
                 .with("first_word", word),
             );
         }
@@ -879,13 +876,9 @@ fn check_member(
             );
         } else if rc != 0 {
             out.push(
-                Finding::new(
-                    FindingKind::FreeListMemberNotFreed,
-                    Severity::Error,
-                    node,
-                    Some(list.to_string()),
-                    format!("{node:#x} is on {list} but its refcount is {rc}, not 0: it is in use"),
-                )
+                not_freed(format!(
+                    "{node:#x} is on {list} but its refcount is {rc}, not 0: it is in use"
+                ))
                 .with("refcount", rc),
             );
         }
