@@ -99,9 +99,10 @@ pub(crate) fn scan(
                 // overwrote (a float's `ob_type`); elsewhere a pointer whose
                 // `ob_type` is no type is more likely not an object at all.
                 let list = free
-                    .slots
-                    .iter()
-                    .find(|s| free.members.contains(&target) && s.members.contains(&target));
+                    .members
+                    .contains(&target)
+                    .then(|| free.slots.iter().find(|s| s.members.contains(&target)))
+                    .flatten();
                 if list.is_none()
                     && (matches!(why, DeadHeader::NotAType(_)) || !headers.was_object(heap, target))
                 {
