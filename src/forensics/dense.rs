@@ -157,8 +157,13 @@ impl ZeroedBytes {
         if len >= HUGE
             && let Ok(map) = memmap2::MmapMut::map_anon(len)
         {
-            // Only a hint: without it the map is still zeroed memory.
+            // Only hints: without them the map is still zeroed memory.
             let _ = map.advise(memmap2::Advice::HugePage);
+            // Counters are read before they are written: page by page, each
+            // page would fault twice (the shared zero page, then a copy, with
+            // a TLB flush on every CPU the threads ran on). One call maps
+            // them all, before the threads start.
+            let _ = map.advise(memmap2::Advice::PopulateWrite);
             return ZeroedBytes::Mapped(map);
         }
         ZeroedBytes::ReadContext(vec![0; len])

@@ -8,6 +8,7 @@ use super::dense::{AddressIndex, Bits};
 
 use serde::Serialize;
 
+use super::items::HeaderCheck;
 use super::read_context::{Node, ReadContext, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
 use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
@@ -61,6 +62,10 @@ pub struct GcWalk {
     pub collecting: bool,
     /// Why the generations could not be located, when they could not.
     pub unlocated: Option<String>,
+    /// The walked objects whose header [`HeaderCheck::alive`] accepted, as
+    /// bits over the core's dense address index (the reference counter's):
+    /// the header pass need not read them again.
+    pub alive_headers: Option<std::sync::Arc<Bits>>,
 }
 
 impl GcWalk {
@@ -95,6 +100,7 @@ struct Seen<'w> {
     watched: &'w FxHashSet<u64>,
     // Objects outside the indexed memory, and every object without an index.
     other: FxHashMap<u64, usize>,
+    alive: Option<Bits>,
 }
 
 impl<'w> Seen<'w> {
@@ -102,12 +108,23 @@ impl<'w> Seen<'w> {
         let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
         let bits = index.as_ref().map(|i| Bits::new(i.len()));
         let watched_bits = index.as_ref().map(|i| i.marks(watched));
+        let alive = index.as_ref().map(|i| Bits::new(i.len()));
         Seen {
+            alive,
             index,
             bits,
             watched_bits,
             watched,
             other: FxHashMap::default(),
+        }
+    }
+
+    /// Mark `obj`'s header alive (outside the index, nothing is kept).
+    fn alive(&mut self, obj: u64) {
+        if let (Some(index), Some(alive)) = (&self.index, &mut self.alive)
+            && let Some(slot) = index.slot(obj)
+        {
+            alive.test_and_set(slot);
         }
     }
 
@@ -258,6 +275,7 @@ pub fn walk(
         .objects
         .try_reserve((writable / 32).min(MAX_OBJECTS as u64) as usize);
     let mut seen = Seen::new(heap, watch);
+    let mut headers = HeaderCheck::new();
     let (heads, collecting) = match heads(heap) {
         Ok(found) => found,
         Err(reason) => {
@@ -410,6 +428,11 @@ pub fn walk(
             if let Some(ty) =
                 check_object(heap, obj, &words, &name, &mut |f| raise(&mut summary, f))
             {
+                if let Some(word) = words.refcount_word
+                    && headers.alive(heap, word, ty)
+                {
+                    seen.alive(obj);
+                }
                 visit(obj, ty);
             }
             prev = node;
@@ -433,6 +456,7 @@ pub fn walk(
         out.generations.push(summary);
         out.ends.push(out.objects.len());
     }
+    out.alive_headers = seen.alive.map(std::sync::Arc::new);
     out
 }
 

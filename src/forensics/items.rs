@@ -100,18 +100,25 @@ impl HeaderCheck {
     pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
         let (word, ty) = heap.object_header(obj)?;
         let header = self.judge(heap, word, ty);
+        if header.is_none() && word >> 32 == 0 {
+            return None;
+        }
         // A freed block's header nearly always says so (pymalloc's link
         // lands on the refcount word, a GC object's refcount stays 0); a
         // refcount word of 2^32 or more that is no link (a Py_INCREF on a
         // freed block shifts its link) is the other case. Asking pymalloc
         // only then keeps the lookup off the million live objects.
-        if header.is_none() && word >> 32 == 0 {
-            return None;
-        }
         match heap.pymalloc.and_then(|map| map.free_block(obj)) {
             Some(block) => Some(DeadHeader::FreeBlock(block)),
             None => header,
         }
+    }
+
+    /// Whether a header of refcount word `word` and type `ty` is a live
+    /// object's beyond doubt: [`HeaderCheck::dead`] finds nothing wrong
+    /// with it without asking the allocator.
+    pub(crate) fn alive(&mut self, heap: &ReadContext, word: u64, ty: u64) -> bool {
+        word >> 32 == 0 && self.judge(heap, word, ty).is_none()
     }
 
     /// Why a header of refcount word `word` and type `ty` cannot be a live

@@ -117,6 +117,8 @@ pub enum ReferrerKind {
     InstanceAttribute,
     /// A `classmethod`'s, `staticmethod`'s or `property`'s field.
     Descriptor,
+    /// A global of an extension module (in its `.data` or `.bss`).
+    Static,
 }
 
 impl ReferrerKind {
@@ -136,11 +138,12 @@ impl ReferrerKind {
             ReferrerKind::GeneratorFrame => "generator_frame",
             ReferrerKind::InstanceAttribute => "instance_attribute",
             ReferrerKind::Descriptor => "descriptor",
+            ReferrerKind::Static => "static",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ReferrerKind; 13] = [
+    pub const ALL: [ReferrerKind; 14] = [
         ReferrerKind::Object,
         ReferrerKind::Frame,
         ReferrerKind::Stack,
@@ -154,6 +157,7 @@ impl ReferrerKind {
         ReferrerKind::GeneratorFrame,
         ReferrerKind::InstanceAttribute,
         ReferrerKind::Descriptor,
+        ReferrerKind::Static,
     ];
 
     /// Whether it is a live owner's reference (a container's, a frame's,
@@ -260,43 +264,64 @@ pub struct CheckResult {
 pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     let mut diagnostics = Vec::new();
     let mut findings = Vec::new();
-    let allocator = pymalloc::walk(
-        &read_context::ReadContext::new(process, state),
-        &mut findings,
-        &mut diagnostics,
-    );
-    let heap = read_context::ReadContext::new(process, state).with_pymalloc(&allocator);
-    // Each part keeps its results when another fails.
-    let free = freelists::walk(&heap, &mut findings, &mut diagnostics);
-    // The crashing thread's stack and its crash site are unwound while the
-    // counter finishes.
-    let crashed_stack = || {
+    // Each part keeps its results when another fails. The free lists need
+    // no allocator map; the GC walk and the counter need neither.
+    let plain = read_context::ReadContext::new(process, state);
+    let free = freelists::walk(&plain, &mut findings, &mut diagnostics);
+    // The allocator's arenas are walked, and the crashing thread's stack and
+    // its crash site unwound, while the GC walk and the counter run.
+    let meanwhile = || {
+        let memory = process.memory().with_own_cursor();
+        let mut walked = PymallocWalk::default();
+        walked.allocator = pymalloc::walk(
+            &read_context::ReadContext::with_memory(process, state, &memory),
+            &mut walked.findings,
+            &mut walked.diagnostics,
+        );
         (
+            walked,
             crate::stacks::crashed_stack(process, Some(state), None),
             crate::stacks::crash_site::candidates(process),
         )
     };
-    let (gc_walk, mut refs, (crashed_thread_stack, crash_site)) = walk_and_count(
+    let (gc_walk, mut refs, (walked, crashed_thread_stack, crash_site)) = walk_and_count(
         process,
         state,
-        &heap,
+        &plain,
         &free,
         &mut findings,
         &mut diagnostics,
-        crashed_stack,
+        meanwhile,
     );
-    refs.judge_owned_headers(&heap, &free.members, |judge| {
-        let memory = process.memory().with_own_cursor();
-        judge(
-            &read_context::ReadContext::with_memory(process, state, &memory)
-                .with_pymalloc(&allocator),
-        );
-    });
+    // The allocator's diagnostics come first, as its walk did.
+    diagnostics.splice(0..0, walked.diagnostics);
+    findings.extend(walked.findings);
+    let allocator = walked.allocator;
+    let heap = read_context::ReadContext::new(process, state).with_pymalloc(&allocator);
+    refs.judge_owned_headers(
+        &heap,
+        &free.members,
+        gc_walk.alive_headers.as_deref(),
+        |judge| {
+            let memory = process.memory().with_own_cursor();
+            judge(
+                &read_context::ReadContext::with_memory(process, state, &memory)
+                    .with_pymalloc(&allocator),
+            );
+        },
+    );
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     pymalloc::cross_check(&heap, &allocator, &mut findings);
-    referrers::attribute(&heap, &free, &gc_walk, &mut refs, &mut findings);
-    let flagged = findings.iter().map(|f| f.address).collect();
-    statics::scan(process, &heap, &free, &flagged, &mut findings);
+    let statics = statics::survey(process, &heap, &free);
+    referrers::attribute(
+        &heap,
+        &free,
+        &gc_walk,
+        &mut refs,
+        &statics.live,
+        &mut findings,
+    );
+    statics::report(statics, &mut findings);
     pymalloc::annotate(&allocator, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);
     findings.extend(crash_site::examine(process, &heap, &crash_site, &findings));
@@ -321,6 +346,14 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         verdict,
         diagnostics,
     }
+}
+
+/// pymalloc's map with what its walk found, from the thread that walked it.
+#[derive(Default)]
+struct PymallocWalk {
+    allocator: pymalloc::Pymalloc,
+    findings: Vec<Finding>,
+    diagnostics: Vec<Diagnostic>,
 }
 
 /// The tuple free lists alone, with what their walk found.

@@ -63,6 +63,9 @@ pub struct Node {
     pub refcount: Option<(i64, bool)>,
     /// `ob_type`.
     pub ty: Option<u64>,
+    /// The raw refcount word, when read in one piece with the links (what
+    /// [`ReadContext::object_header`] would read).
+    pub refcount_word: Option<u64>,
 }
 
 /// The GC state of an object's header.
@@ -197,6 +200,7 @@ impl<'p> ReadContext<'p> {
             prev: self.gc_prev(node),
             refcount: self.refcount(obj),
             ty: self.objects.type_of(obj).ok(),
+            refcount_word: None,
         }
     }
 
@@ -217,6 +221,7 @@ impl<'p> ReadContext<'p> {
             prev: Some(self.mask(word(prev_at))),
             refcount: Some((rc, self.facts.is_immortal(rc))),
             ty: Some(word(ty_at)),
+            refcount_word: Some(word(rc_at)),
         })
     }
 

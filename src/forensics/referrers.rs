@@ -123,13 +123,14 @@ impl Counter {
     }
 
     /// What the header pass reads of the counts: a view other threads can share.
-    fn owned(&self) -> Owned<'_> {
+    fn owned<'c>(&'c self, alive: Option<&'c Bits>) -> Owned<'c> {
         match self {
             Counter::Dense(index, counts, marks) => Owned::Dense {
                 ranges: index.ranges(),
                 granule: index.granule(),
                 counts,
                 marks,
+                alive,
             },
             Counter::Sparse(map) => Owned::Sparse(map),
         }
@@ -161,6 +162,9 @@ enum Owned<'c> {
         granule: u64,
         counts: &'c Counts,
         marks: &'c Bits,
+        // Objects whose header the GC walk already found alive, over the
+        // same index (both are built from the core by `AddressIndex::new`).
+        alive: Option<&'c Bits>,
     },
     Sparse(&'c FxHashMap<u64, u32>),
 }
@@ -190,6 +194,7 @@ impl Owned<'_> {
                 granule,
                 counts,
                 marks,
+                alive,
             } => {
                 let total: usize = ranges.iter().map(|r| r.2).sum();
                 let (low, high) = (total * part / parts, total * (part + 1) / parts);
@@ -199,7 +204,7 @@ impl Owned<'_> {
                         continue;
                     }
                     for slot in counts.counted_in(from..to) {
-                        if !marks.get(slot) {
+                        if !marks.get(slot) && !alive.is_some_and(|a| a.get(slot)) {
                             judge(start + (slot - first) as u64 * granule);
                         }
                     }
@@ -483,9 +488,10 @@ impl References {
         &mut self,
         heap: &ReadContext,
         wanted: &FxHashSet<u64>,
+        alive: Option<&Bits>,
         other: impl FnOnce(&mut dyn FnMut(&ReadContext)) + Send,
     ) {
-        let owned = self.counts.owned();
+        let owned = self.counts.owned(alive);
         let owned = &owned;
         self.dead = std::thread::scope(|scope| {
             let helper = std::thread::Builder::new()
@@ -764,12 +770,14 @@ pub fn attribute(
     free: &FreeLists,
     gc: &GcWalk,
     refs: &mut References,
+    statics: &FxHashMap<u64, Vec<Referrer>>,
     findings: &mut Vec<Finding>,
 ) {
     // Suspects: free-list members, and objects with more owned references
-    // from live containers and frames than their refcount.
+    // from live containers, frames and extension statics than their
+    // refcount.
     let mut suspects: Vec<u64> = free.members.iter().copied().collect();
-    let mut below: Vec<(u64, i64, u32)> = Vec::new();
+    let mut below: Vec<Below> = Vec::new();
     // Objects owned by something but whose header says freed: free-list
     // members are judged by the free-list checks, objects other findings
     // are about (a tracked object's refcount) keep those findings.
@@ -786,18 +794,34 @@ pub fn attribute(
     }
     let dead_set: FxHashSet<u64> = refs.dead.iter().map(|d| d.0).collect();
     // An object with one owner is "below" only when its header says freed,
-    // judged above: start at two.
-    for (target, count) in refs.counts.at_least(2) {
+    // judged above: start at two. Statics add to what their objects'
+    // containers and frames hold (an object only a static points at has an
+    // owner nothing counted).
+    let counted = refs.counts.at_least(2);
+    // Those counted fewer than two times are not in `counted` yet (255 is
+    // "at least 255", never compared with a refcount).
+    let static_only = statics.keys().filter_map(|&t| {
+        let count = refs.counts.get(t);
+        (count < 2).then_some((t, count))
+    });
+    for (target, count) in counted.iter().copied().chain(static_only) {
         if free.members.contains(&target) || target % 8 != 0 || dead_set.contains(&target) {
             continue;
         }
+        let from_statics = statics.get(&target).map_or(0, |s| s.len() as u32);
+        let total = count + from_statics;
         if let Some((rc, immortal)) = heap.refcount(target)
             && !immortal
             && rc >= 0
-            && i64::from(count) > rc
-            && i64::from(count) > rc + interned_slack(heap, target)
+            && i64::from(total) > rc
+            && i64::from(total) > rc + interned_slack(heap, target)
         {
-            below.push((target, rc, count));
+            below.push(Below {
+                target,
+                refcount: rc,
+                references: total,
+                statics_only: i64::from(count) <= rc + interned_slack(heap, target),
+            });
             suspects.push(target);
         }
     }
@@ -830,7 +854,7 @@ pub fn attribute(
     let must_scan: FxHashSet<u64> = findings
         .iter()
         .map(|f| f.address)
-        .chain(below.iter().map(|b| b.0))
+        .chain(below.iter().map(|b| b.target))
         .chain(dead.iter().map(|d| d.0))
         .collect();
     let referrers = referrers_of(heap, free, refs, &suspect_set, &must_scan);
@@ -864,22 +888,48 @@ pub fn attribute(
             findings.push(f);
         }
     }
-    for (target, rc, count) in below {
-        let list = referrers.get(&target).cloned().unwrap_or_default();
+    for b in below {
+        let target = b.target;
+        let mut list = referrers.get(&target).cloned().unwrap_or_default();
+        if let Some(own) = statics.get(&target) {
+            // The memory scan met the statics' words too: name them once.
+            list.retain(|r| !own.iter().any(|s| s.at == r.at));
+            list.extend(own.iter().cloned());
+        }
         let type_name = heap
             .objects
             .type_name(target)
             .unwrap_or_else(|_| "object".into());
+        let (rc, count) = (b.refcount, b.references);
+        let mut message = format!(
+            "{type_name} {target:#x} has refcount {rc} but {count} owned references were found: {}",
+            summary(&list)
+        );
+        // The other owners account for the whole refcount: the static holds
+        // none. A pointer kept after the last reference (the object it meant
+        // was freed and this one took its memory), or a borrowed one: not
+        // yet a corruption, a warning.
+        let severity = if b.statics_only {
+            message.push_str(
+                ": the static holds no reference of its own (kept after the object it pointed at was freed, and this one now lives there; or borrowed)",
+            );
+            Severity::Warning
+        } else {
+            Severity::Error
+        };
         let mut f = Finding::new(
             FindingKind::RefcountBelowReferences,
-            Severity::Error,
+            severity,
             target,
             gc.generation_name(target).map(|g| format!("GC {g}")),
-            format!("{type_name} {target:#x} has refcount {rc} but {count} owned references were found: {}", summary(&list)),
+            message,
         )
         .with("refcount", rc)
         .with("references", count)
         .with("type_name", type_name);
+        if b.statics_only {
+            f = f.with("statics_only", true);
+        }
         f.referrers = list;
         findings.push(f);
     }
@@ -917,6 +967,15 @@ pub fn attribute(
             f.referrers = list.clone();
         }
     }
+}
+
+/// An object with more owned references than its refcount.
+struct Below {
+    target: u64,
+    refcount: i64,
+    references: u32,
+    /// Only the extension statics pointing at it make the difference.
+    statics_only: bool,
 }
 
 /// Every referrer of each target: precise slots first, then memory hits.

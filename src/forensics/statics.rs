@@ -1,12 +1,14 @@
-//! Statics of extension modules that point at freed objects. A C binding
-//! that keeps an object in a global without a reference of its own leaves
-//! that global pointing into freed memory once the last real reference
-//! goes; the next use hands the block out again. Only extension modules are
+//! Statics of extension modules that point at objects, freed or alive. A C
+//! binding that keeps an object in a global without a reference of its own
+//! leaves that global pointing into freed memory once the last real
+//! reference goes; the next use hands the block out again. Once the memory
+//! holds a new object, the static is a reference its refcount does not
+//! count, which the reference counter finds. Only extension modules are
 //! scanned (a `PyInit_<name>` or 2.7 `init<name>` symbol says so): the
 //! interpreter's own statics point at freed blocks on purpose (free-list
 //! heads, allocator state).
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::freelists::FreeLists;
 use super::items::{DeadHeader, HeaderCheck};
@@ -23,6 +25,8 @@ const MAX_BYTES_PER_MODULE: u64 = 4 << 20;
 const MAX_BYTES: u64 = 64 << 20;
 /// Findings kept per core: one static is the story, a thousand is noise.
 const MAX_FINDINGS: usize = 256;
+/// Statics pointing at live objects kept per core, for the reference counter.
+const MAX_LIVE: usize = 100_000;
 
 /// Whether `module` is a Python extension module: it defines its init function.
 fn is_extension(module: &Module) -> bool {
@@ -40,19 +44,27 @@ fn is_extension(module: &Module) -> bool {
         .is_some()
 }
 
-/// Flag every word in an extension module's writable data that points at
-/// an object whose header says freed (and whose stale `ob_type` is still a
-/// type, so the block was an object).
-pub(crate) fn scan(
-    process: &Process,
-    heap: &ReadContext,
-    free: &FreeLists,
-    flagged: &FxHashSet<u64>,
-    findings: &mut Vec<Finding>,
-) {
+/// The words in extension modules' writable data that point at objects.
+#[derive(Default)]
+pub(crate) struct StaticPointers {
+    /// At blocks whose header says freed: a finding each, once the other
+    /// checks have run.
+    dead: Vec<Finding>,
+    /// At objects whose header says alive: each with the statics pointing
+    /// at it, as referrers. A static that owns a reference is counted in
+    /// the refcount like any owner; one that does not is a borrowed or
+    /// stale pointer, which the reference counter can tell.
+    pub(crate) live: FxHashMap<u64, Vec<super::Referrer>>,
+}
+
+/// Every word in an extension module's writable data that points at an
+/// object: alive, or freed (and whose stale `ob_type` is still a type, so
+/// the block was an object).
+pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) -> StaticPointers {
+    let mut out = StaticPointers::default();
     let mut headers = HeaderCheck::new();
     let mut budget = MAX_BYTES;
-    let mut found = 0;
+    let mut live = 0;
     for module in process.modules().modules() {
         if !is_extension(module) {
             continue;
@@ -92,9 +104,24 @@ pub(crate) fn scan(
                 {
                     continue;
                 }
+                let at = start + 8 * i as u64;
                 let Some(why) = headers.dead(heap, target) else {
+                    // Alive, if it is an object at all: its type a type.
+                    if live < MAX_LIVE
+                        && heap.object_header(target).is_some()
+                        && headers.was_object(heap, target)
+                    {
+                        live += 1;
+                        out.live
+                            .entry(target)
+                            .or_default()
+                            .push(static_referrer(module, at));
+                    }
                     continue;
                 };
+                if out.dead.len() == MAX_FINDINGS {
+                    continue;
+                }
                 // A free-list member is a freed object whatever its link
                 // overwrote (a float's `ob_type`); elsewhere a pointer whose
                 // `ob_type` is no type is more likely not an object at all.
@@ -108,32 +135,35 @@ pub(crate) fn scan(
                 {
                     continue;
                 }
-                let at = start + 8 * i as u64;
-                let mut f = static_finding(module, at, target, why, heap, flagged);
+                let mut f = static_finding(module, at, target, why, heap);
                 if let Some(slot) = list {
                     f.message
                         .push_str(&format!(" (it is on the {} free list)", slot.list));
                     f.list = Some(slot.list.clone());
                 }
-                findings.push(f);
-                found += 1;
-                if found == MAX_FINDINGS {
-                    return;
-                }
+                out.dead.push(f);
             }
         }
     }
+    out
 }
 
-fn static_finding(
-    module: &Module,
-    at: u64,
-    target: u64,
-    why: DeadHeader,
-    heap: &ReadContext,
-    flagged: &FxHashSet<u64>,
-) -> Finding {
-    let static_name = module
+/// The findings about statics that point at freed objects, each saying
+/// whether other findings are about the same object.
+pub(crate) fn report(statics: StaticPointers, findings: &mut Vec<Finding>) {
+    let flagged: FxHashSet<u64> = findings.iter().map(|f| f.address).collect();
+    for mut f in statics.dead {
+        // Its other findings tell the story; this one names the static.
+        if flagged.contains(&f.address) {
+            f.message.push_str(" (see its other findings)");
+        }
+        findings.push(f);
+    }
+}
+
+/// "static `name`+0x8" for the word at `at` of `module`, from its symbols.
+fn static_name(module: &Module, at: u64) -> String {
+    module
         .load_bias
         .and_then(|bias| {
             let link_time = at.wrapping_sub(bias);
@@ -148,24 +178,37 @@ fn static_finding(
                 format!("static `{name}`+{offset:#x}")
             }
         })
-        .unwrap_or_else(|| format!("the static at {at:#x}"));
+        .unwrap_or_else(|| format!("the static at {at:#x}"))
+}
+
+fn static_referrer(module: &Module, at: u64) -> super::Referrer {
+    super::Referrer {
+        at,
+        kind: super::ReferrerKind::Static,
+        container: None,
+        description: format!("{} in {}", static_name(module, at), module.name()),
+    }
+}
+
+fn static_finding(
+    module: &Module,
+    at: u64,
+    target: u64,
+    why: DeadHeader,
+    heap: &ReadContext,
+) -> Finding {
     let type_name = heap
         .objects
         .type_name(target)
         .unwrap_or_else(|_| "object".into());
-    // Its other findings tell the story; this one names the static.
-    let also = if flagged.contains(&target) {
-        " (see its other findings)"
-    } else {
-        ""
-    };
     let mut f = Finding::new(
         FindingKind::StaticPointsToFreed,
         Severity::Warning,
         target,
         None,
         format!(
-            "{static_name} in {} points to {type_name} {target:#x}, but {}: a global kept without a reference of its own{also}",
+            "{} in {} points to {type_name} {target:#x}, but {}: a global kept without a reference of its own",
+            static_name(module, at),
             module.name(),
             why.describe()
         ),
@@ -173,11 +216,6 @@ fn static_finding(
     .with("static_address", at)
     .with("type_name", type_name);
     f = why.record(f);
-    f.referrers = vec![super::Referrer {
-        at,
-        kind: super::ReferrerKind::Memory,
-        container: None,
-        description: format!("{static_name} in {}", module.name()),
-    }];
+    f.referrers = vec![static_referrer(module, at)];
     f
 }
