@@ -154,7 +154,7 @@ impl HeaderCheck {
     }
 
     /// Whether `ty` is a type object: its own type is `type` or a metatype.
-    fn is_type(&mut self, heap: &ReadContext, ty: u64) -> bool {
+    pub(crate) fn is_type(&mut self, heap: &ReadContext, ty: u64) -> bool {
         // Neighbours in memory are often of one type: no hashing for them.
         if self.last_type.0 == ty {
             return self.last_type.1;

@@ -108,6 +108,7 @@ pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) ->
                 let Some(why) = headers.dead(heap, target) else {
                     // Alive, if it is an object at all: its type a type.
                     if live < MAX_LIVE
+                        && !in_static_type(module, at, heap, &mut headers)
                         && heap.object_header(target).is_some()
                         && headers.was_object(heap, target)
                     {
@@ -159,6 +160,18 @@ pub(crate) fn report(statics: StaticPointers, findings: &mut Vec<Finding>) {
         }
         findings.push(f);
     }
+}
+
+/// Whether the word at `at` lies in a type object the module defines
+/// statically: its fields (`tp_weaklist`, `tp_subclasses`, caches) point at
+/// objects without owning them.
+fn in_static_type(module: &Module, at: u64, heap: &ReadContext, headers: &mut HeaderCheck) -> bool {
+    let Some(bias) = module.load_bias else {
+        return false;
+    };
+    module
+        .symbol_at(at.wrapping_sub(bias))
+        .is_some_and(|(_, start)| headers.is_type(heap, start.wrapping_add(bias)))
 }
 
 /// "static `name`+0x8" for the word at `at` of `module`, from its symbols.
