@@ -99,10 +99,10 @@ impl HeaderCheck {
     /// when it looks alive or cannot be read (unread memory proves nothing).
     pub(crate) fn dead(&mut self, heap: &ReadContext, obj: u64) -> Option<DeadHeader> {
         let (word, ty) = heap.object_header(obj)?;
-        let header = self.judge(heap, word, ty);
-        if header.is_none() && word >> 32 == 0 {
+        if self.alive(heap, word, ty) {
             return None;
         }
+        let header = self.judge(heap, word, ty);
         // A freed block's header nearly always says so (pymalloc's link
         // lands on the refcount word, a GC object's refcount stays 0); a
         // refcount word of 2^32 or more that is no link (a Py_INCREF on a

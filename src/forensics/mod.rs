@@ -13,7 +13,7 @@ mod owners;
 pub mod pymalloc;
 pub(crate) mod read_context;
 pub(crate) mod referrers;
-mod statics;
+pub(crate) mod statics;
 mod verdict;
 #[cfg(test)]
 mod walker_tests;
@@ -313,14 +313,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     freelists::cross_check(&heap, &free, &gc_walk, &mut findings);
     pymalloc::cross_check(&heap, &allocator, &mut findings);
     let statics = statics::survey(process, &heap, &free);
-    referrers::attribute(
-        &heap,
-        &free,
-        &gc_walk,
-        &mut refs,
-        &statics.live,
-        &mut findings,
-    );
+    referrers::attribute(&heap, &free, &gc_walk, &mut refs, &statics, &mut findings);
     statics::report(statics, &mut findings);
     pymalloc::annotate(&allocator, &mut findings);
     inflight::explain(process, state, &heap, &mut findings, &mut diagnostics);

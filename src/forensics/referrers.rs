@@ -12,6 +12,7 @@ use super::gc::GcWalk;
 use super::items::{DeadHeader, HeaderCheck};
 use super::owners::{FieldOwner, Owner, OwnerLayout};
 use super::read_context::ReadContext;
+use super::statics::StaticPointers;
 use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::diagnostic::Severity;
 use crate::memory::{Memory, MemoryExt};
@@ -770,9 +771,10 @@ pub fn attribute(
     free: &FreeLists,
     gc: &GcWalk,
     refs: &mut References,
-    statics: &FxHashMap<u64, Vec<Referrer>>,
+    statics: &StaticPointers,
     findings: &mut Vec<Finding>,
 ) {
+    let owners = &statics.live;
     // Suspects: free-list members, and objects with more owned references
     // from live containers, frames and extension statics than their
     // refcount.
@@ -800,7 +802,7 @@ pub fn attribute(
     let counted = refs.counts.at_least(2);
     // Those counted fewer than two times are not in `counted` yet (255 is
     // "at least 255", never compared with a refcount).
-    let static_only = statics.keys().filter_map(|&t| {
+    let static_only = owners.keys().filter_map(|&t| {
         let count = refs.counts.get(t);
         (count < 2).then_some((t, count))
     });
@@ -808,19 +810,20 @@ pub fn attribute(
         if free.members.contains(&target) || target % 8 != 0 || dead_set.contains(&target) {
             continue;
         }
-        let from_statics = statics.get(&target).map_or(0, |s| s.len() as u32);
+        let from_statics = owners.get(&target).map_or(0, |s| s.len() as u32);
         let total = count + from_statics;
         if let Some((rc, immortal)) = heap.refcount(target)
             && !immortal
             && rc >= 0
             && i64::from(total) > rc
-            && i64::from(total) > rc + interned_slack(heap, target)
+            && let allowed = rc + interned_slack(heap, target)
+            && i64::from(total) > allowed
         {
             below.push(Below {
                 target,
                 refcount: rc,
                 references: total,
-                statics_only: i64::from(count) <= rc + interned_slack(heap, target),
+                statics_only: i64::from(count) <= allowed,
             });
             suspects.push(target);
         }
@@ -891,10 +894,13 @@ pub fn attribute(
     for b in below {
         let target = b.target;
         let mut list = referrers.get(&target).cloned().unwrap_or_default();
-        if let Some(own) = statics.get(&target) {
+        if let Some(own) = owners.get(&target) {
             // The memory scan met the statics' words too: name them once.
             list.retain(|r| !own.iter().any(|s| s.at == r.at));
             list.extend(own.iter().cloned());
+        }
+        if b.statics_only && statics.borrowed_from_own_module(heap, target, &list) {
+            continue;
         }
         let type_name = heap
             .objects

@@ -55,6 +55,60 @@ pub(crate) struct StaticPointers {
     /// the refcount like any owner; one that does not is a borrowed or
     /// stale pointer, which the reference counter can tell.
     pub(crate) live: FxHashMap<u64, Vec<super::Referrer>>,
+    /// The file name of the extension each live static lies in, by the
+    /// static's address.
+    module_file: FxHashMap<u64, String>,
+}
+
+/// Entries read from a dict in search of `__file__`: a module's namespace
+/// is a few thousand names at most.
+const MAX_MODULE_DICT_ENTRIES: usize = 10_000;
+
+impl StaticPointers {
+    /// Whether every static pointing at `target` lies in an extension whose
+    /// own module namespace holds `target` too (`referrers` are its
+    /// referrers). `PyModule_AddObject` steals the reference it is given: an
+    /// extension that also keeps the object in a global holds it borrowed,
+    /// by design, and its module keeps the object alive.
+    pub(crate) fn borrowed_from_own_module(
+        &self,
+        heap: &ReadContext,
+        target: u64,
+        referrers: &[super::Referrer],
+    ) -> bool {
+        let Some(own) = self.live.get(&target) else {
+            return false;
+        };
+        let namespaces: Vec<String> = referrers
+            .iter()
+            .filter(|r| r.kind == super::ReferrerKind::Object)
+            .filter_map(|r| r.container)
+            .filter_map(|dict| module_file_name(heap, dict))
+            .collect();
+        own.iter().all(|s| {
+            self.module_file
+                .get(&s.at)
+                .is_some_and(|file| namespaces.iter().any(|n| n == file))
+        })
+    }
+}
+
+/// The file name in a module namespace's `__file__` (`_ctypes.so` for
+/// `/usr/lib/python2.7/lib-dynload/_ctypes.so`), when `dict` is a dict that
+/// has one.
+fn module_file_name(heap: &ReadContext, dict: u64) -> Option<String> {
+    let objects = &heap.objects;
+    if objects.type_name(dict).ok()? != "dict" {
+        return None;
+    }
+    let mut file = None;
+    let _ = objects.for_each_dict_entry(dict, MAX_MODULE_DICT_ENTRIES, &mut |e| {
+        if file.is_none() && objects.string(e.key, 16).is_ok_and(|k| k == "__file__") {
+            file = Some(e.value);
+        }
+    });
+    let path = objects.string(file?, 4096).ok()?;
+    Some(path.rsplit('/').next().unwrap_or(&path).to_string())
 }
 
 /// Every word in an extension module's writable data that points at an
@@ -108,15 +162,26 @@ pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) ->
                 let Some(why) = headers.dead(heap, target) else {
                     // Alive, if it is an object at all: its type a type.
                     if live < MAX_LIVE
-                        && !in_static_type(module, at, heap, &mut headers)
                         && heap.object_header(target).is_some()
                         && headers.was_object(heap, target)
                     {
+                        let symbol = StaticSymbol::of(module, at);
+                        if symbol
+                            .as_ref()
+                            .is_some_and(|s| is_type_object(heap, &mut headers, s.runtime_start))
+                        {
+                            // A field of a type object the module defines
+                            // statically (`tp_weaklist`, `tp_subclasses`,
+                            // caches) points at objects without owning them.
+                            continue;
+                        }
                         live += 1;
-                        out.live
-                            .entry(target)
-                            .or_default()
-                            .push(static_referrer(module, at));
+                        out.module_file.insert(at, module.name().to_string());
+                        out.live.entry(target).or_default().push(static_referrer(
+                            module,
+                            at,
+                            symbol.as_ref(),
+                        ));
                     }
                     continue;
                 };
@@ -162,44 +227,60 @@ pub(crate) fn report(statics: StaticPointers, findings: &mut Vec<Finding>) {
     }
 }
 
-/// Whether the word at `at` lies in a type object the module defines
-/// statically: its fields (`tp_weaklist`, `tp_subclasses`, caches) point at
-/// objects without owning them.
-fn in_static_type(module: &Module, at: u64, heap: &ReadContext, headers: &mut HeaderCheck) -> bool {
-    let Some(bias) = module.load_bias else {
-        return false;
-    };
-    module
-        .symbol_at(at.wrapping_sub(bias))
-        .is_some_and(|(_, start)| headers.is_type(heap, start.wrapping_add(bias)))
+/// Whether `at` starts a type object: its type is a type, and so is its
+/// type's type. One level is not enough for an array of object pointers,
+/// whose second word, read as `ob_type`, points at an object whose
+/// `tp_flags` word is whatever follows it (a heap pointer has the
+/// type-subclass bit).
+fn is_type_object(heap: &ReadContext, headers: &mut HeaderCheck, at: u64) -> bool {
+    headers.is_type(heap, at)
+        && heap
+            .objects
+            .type_of(at)
+            .is_ok_and(|meta| headers.is_type(heap, meta))
 }
 
-/// "static `name`+0x8" for the word at `at` of `module`, from its symbols.
-fn static_name(module: &Module, at: u64) -> String {
-    module
-        .load_bias
-        .and_then(|bias| {
-            let link_time = at.wrapping_sub(bias);
-            module
-                .symbol_at(link_time)
-                .map(|(name, start)| (name, link_time.wrapping_sub(start)))
-        })
-        .map(|(name, offset)| {
-            if offset == 0 {
-                format!("static `{name}`")
-            } else {
-                format!("static `{name}`+{offset:#x}")
-            }
-        })
-        .unwrap_or_else(|| format!("the static at {at:#x}"))
+/// The symbol a static word lies in.
+struct StaticSymbol {
+    name: String,
+    /// The word's offset in it.
+    offset: u64,
+    /// Where the symbol starts in the process.
+    runtime_start: u64,
 }
 
-fn static_referrer(module: &Module, at: u64) -> super::Referrer {
+impl StaticSymbol {
+    fn of(module: &Module, at: u64) -> Option<StaticSymbol> {
+        let bias = module.load_bias?;
+        let link_time = at.wrapping_sub(bias);
+        let (name, start) = module.symbol_at(link_time)?;
+        Some(StaticSymbol {
+            name: name.to_string(),
+            offset: link_time.wrapping_sub(start),
+            runtime_start: start.wrapping_add(bias),
+        })
+    }
+
+    /// "static `name`+0x8", or the address when no symbol covers it.
+    fn describe(symbol: Option<&StaticSymbol>, at: u64) -> String {
+        match symbol {
+            Some(s) if s.offset == 0 => format!("static `{}`", s.name),
+            Some(s) => format!("static `{}`+{:#x}", s.name, s.offset),
+            None => format!("the static at {at:#x}"),
+        }
+    }
+}
+
+fn static_referrer(module: &Module, at: u64, symbol: Option<&StaticSymbol>) -> super::Referrer {
     super::Referrer {
         at,
         kind: super::ReferrerKind::Static,
         container: None,
-        description: format!("{} in {}", static_name(module, at), module.name()),
+        description: format!(
+            "{} in {}",
+            StaticSymbol::describe(symbol, at),
+            module.name()
+        ),
     }
 }
 
@@ -210,6 +291,7 @@ fn static_finding(
     why: DeadHeader,
     heap: &ReadContext,
 ) -> Finding {
+    let symbol = StaticSymbol::of(module, at);
     let type_name = heap
         .objects
         .type_name(target)
@@ -221,7 +303,7 @@ fn static_finding(
         None,
         format!(
             "{} in {} points to {type_name} {target:#x}, but {}: a global kept without a reference of its own",
-            static_name(module, at),
+            StaticSymbol::describe(symbol.as_ref(), at),
             module.name(),
             why.describe()
         ),
@@ -229,6 +311,6 @@ fn static_finding(
     .with("static_address", at)
     .with("type_name", type_name);
     f = why.record(f);
-    f.referrers = vec![static_referrer(module, at)];
+    f.referrers = vec![static_referrer(module, at, symbol.as_ref())];
     f
 }
