@@ -62,7 +62,7 @@ pub struct GcWalk {
     pub collecting: bool,
     /// Why the generations could not be located, when they could not.
     pub unlocated: Option<String>,
-    /// The walked objects whose header [`HeaderCheck::alive`] accepted, as
+    /// The walked objects whose header `HeaderCheck::alive` accepted, as
     /// bits over the core's dense address index (the reference counter's):
     /// the header pass need not read them again.
     pub alive_headers: Option<std::sync::Arc<Bits>>,
