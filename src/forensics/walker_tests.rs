@@ -185,6 +185,43 @@ fn a_healthy_generation_list_is_walked_whole_without_findings() {
     );
 }
 
+/// The walk goes forwards while a chase comes from the tail: wherever they
+/// meet, every object is taken once, in list order.
+#[test]
+fn lists_of_every_length_are_walked_whole_in_list_order() {
+    for n in [1, 2, 3, 4, 5, 50, 51] {
+        let (heap, nodes) = live_generation(n, n as i32);
+        let (walk, findings, _) = walk_gc(&heap);
+        assert!(findings.is_empty(), "{n}: {findings:?}");
+        let objects: Vec<u64> = nodes.iter().map(|&node| heap.object(node)).collect();
+        assert_eq!(walk.generation_objects(0), objects, "{n} objects");
+        assert!(walk.generations[0].complete, "{n} objects");
+        assert_eq!(walk.generations[0].walked, n as usize);
+    }
+}
+
+/// A link broken in the half the tail chase covers is found as the forward
+/// walk alone would find it: the chase gives up there.
+#[test]
+fn a_link_broken_near_the_tail_is_found_once_where_it_is() {
+    let (mut heap, nodes) = live_generation(50, 50);
+    let prev = heap.layout.offsets().gc_head.gc_prev.get().unwrap();
+    heap.put(nodes[45] + prev, nodes[40]);
+    let (walk, findings, _) = walk_gc(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::GcListBrokenLink]);
+    assert_eq!(findings[0].address, heap.object(nodes[45]));
+    assert!(walk.generations[0].complete);
+    assert_eq!(walk.generations[0].walked, 50);
+
+    let (mut heap, nodes) = live_generation(50, 50);
+    let next = heap.layout.offsets().gc_head.gc_next.get().unwrap();
+    heap.put(nodes[40] + next, 0);
+    let (walk, findings, _) = walk_gc(&heap);
+    assert_eq!(kinds(&findings), [FindingKind::GcListBrokenLink]);
+    assert!(!walk.generations[0].complete);
+    assert_eq!(walk.generations[0].walked, 41);
+}
+
 #[test]
 fn a_broken_prev_link_is_a_finding_at_the_object_that_follows() {
     let (mut heap, nodes) = live_generation(3, 3);
