@@ -303,7 +303,7 @@ fn fact_place(
     fact: &FreeListFact,
     interpreter: Option<u64>,
     head_at: u64,
-    counter_at: (u64, u64),
+    counter_at: Option<(u64, u64)>,
     array_len: u64,
 ) -> Place {
     Place {
@@ -312,7 +312,7 @@ fn fact_place(
         index: 0,
         tuple_size: None,
         head_at,
-        counter_at: Some(counter_at),
+        counter_at,
         shape: fact.shape,
         array_len,
         members: fact.members,
@@ -341,7 +341,11 @@ fn locate_statics(
                     .map(|a| a.wrapping_add(bias))
             })
         };
-        let (Some(head_at), Some(counter_at)) = (find(head), find(counter)) else {
+        // A list without a counter (the slice cache) needs none found.
+        let counter_at = (!counter.is_empty()).then(|| find(counter));
+        let (Some(head_at), Some(counter_at)) =
+            (find(head), counter_at.map_or(Some(None), |c| c.map(Some)))
+        else {
             out.unlocated(
                 format!(
                     "the {} free list is a static of {unit} and neither the interpreter's \
@@ -355,11 +359,19 @@ fn locate_statics(
         let array_len = u64::from(fact.max);
         let head_bytes = match fact.shape {
             FreeListShape::Array => array_len * 8,
-            FreeListShape::Chain(_) => 8,
+            _ => 8,
         };
         out.arrays.push((head_at, head_at + head_bytes));
-        out.arrays.push((counter_at, counter_at + 4));
-        places.push(fact_place(fact, None, head_at, (counter_at, 4), array_len));
+        if let Some(at) = counter_at {
+            out.arrays.push((at, at + 4));
+        }
+        places.push(fact_place(
+            fact,
+            None,
+            head_at,
+            counter_at.map(|at| (at, 4)),
+            array_len,
+        ));
     }
 }
 
@@ -386,7 +398,15 @@ fn locate_interpreter_fields(
             FreeListKind::DictKeys => (o.dictkeys_free_list, o.dictkeys_numfree),
             FreeListKind::AsyncGenValue => (o.async_gen_value_free_list, o.async_gen_value_numfree),
             FreeListKind::AsyncGenAsend => (o.async_gen_asend_free_list, o.async_gen_asend_numfree),
-            FreeListKind::Unicode => continue,
+            // 2.7's lists, and those 3.10+ keeps in the interpreter state
+            // under names the layout does not carry yet.
+            FreeListKind::Unicode
+            | FreeListKind::Frame
+            | FreeListKind::Method
+            | FreeListKind::CFunction
+            | FreeListKind::Context
+            | FreeListKind::Set
+            | FreeListKind::Slice => continue,
         };
         let (Some(head_offset), Some(head_size), Some(counter_offset), Some(counter_size)) =
             (head.get(), head.size(), counter.get(), counter.size())
@@ -399,7 +419,7 @@ fn locate_interpreter_fields(
         };
         let array_len = match fact.shape {
             FreeListShape::Array => head_size / 8,
-            FreeListShape::Chain(_) => 0,
+            _ => 0,
         };
         for &i in interps {
             let head_at = i.wrapping_add(head_offset);
@@ -410,7 +430,7 @@ fn locate_interpreter_fields(
                 fact,
                 Some(i),
                 head_at,
-                (counter_at, counter_size),
+                Some((counter_at, counter_size)),
                 array_len,
             ));
         }
@@ -491,6 +511,8 @@ fn link_name(shape: FreeListShape) -> &'static str {
         FreeListShape::Chain(FreeListLink::FirstWord) => "first_word",
         FreeListShape::Chain(FreeListLink::ObType) => "ob_type",
         FreeListShape::Array => "array",
+        FreeListShape::ChainThrough { field, .. } => field,
+        FreeListShape::Single => "single",
     }
 }
 
@@ -561,7 +583,9 @@ fn walk_place(heap: &ReadContext, place: &Place, findings: &mut Vec<Finding>) ->
         findings.push(f);
     };
     match place.shape {
-        FreeListShape::Chain(link) => walk_chain(heap, place, link, &list, &mut slot, &mut raise),
+        FreeListShape::Chain(_) | FreeListShape::ChainThrough { .. } | FreeListShape::Single => {
+            walk_chain(heap, place, &list, &mut slot, &mut raise)
+        }
         FreeListShape::Array => walk_array(heap, place, &list, &mut slot, &mut raise),
     }
     let cycle = slot.anomalies.contains(&FindingKind::FreeListCycle);
@@ -618,7 +642,6 @@ fn cycle_finding(list: &str, node: u64, slot: &FreeListSlot, counter: Option<i64
 fn walk_chain(
     heap: &ReadContext,
     place: &Place,
-    link: FreeListLink,
     list: &str,
     slot: &mut FreeListSlot,
     raise: &mut impl FnMut(&mut FreeListSlot, Finding),
@@ -663,16 +686,20 @@ fn walk_chain(
             break;
         }
         slot.members.push(node);
-        let next = match link {
-            FreeListLink::ObItem0 => heap
+        let next = match place.shape {
+            FreeListShape::Chain(FreeListLink::ObItem0) => heap
                 .layout
                 .offsets()
                 .tuple
                 .ob_item
                 .get()
                 .and_then(|o| heap.memory.read_ptr(node.wrapping_add(o)).ok()),
-            FreeListLink::FirstWord => heap.memory.read_u64(node).ok(),
-            FreeListLink::ObType => heap.objects.type_of(node).ok(),
+            FreeListShape::Chain(FreeListLink::FirstWord) => heap.memory.read_u64(node).ok(),
+            FreeListShape::Chain(FreeListLink::ObType) => heap.objects.type_of(node).ok(),
+            FreeListShape::ChainThrough { offset, .. } => {
+                heap.memory.read_ptr(node.wrapping_add(offset)).ok()
+            }
+            FreeListShape::Single | FreeListShape::Array => None,
         };
         match next {
             Some(n) => node = n,
@@ -684,7 +711,7 @@ fn walk_chain(
 fn link_of(place: &Place) -> Option<FreeListLink> {
     match place.shape {
         FreeListShape::Chain(link) => Some(link),
-        FreeListShape::Array => None,
+        _ => None,
     }
 }
 

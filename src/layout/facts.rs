@@ -90,6 +90,16 @@ pub enum FreeListShape {
     /// An array of pointers, the first `counter` of them in use; the rest
     /// are stale.
     Array,
+    /// A chain through the pointer field `field`, `offset` bytes into each
+    /// member (a frame's `f_back`, a bound method's `im_self`).
+    ChainThrough {
+        /// The field's C name.
+        field: &'static str,
+        /// Its offset in the member.
+        offset: u64,
+    },
+    /// One pointer: the one member kept, or null (3.x's slice cache).
+    Single,
 }
 
 /// What a free list keeps.
@@ -125,6 +135,18 @@ pub enum FreeListKind {
     AsyncGenValue,
     /// Async generators' `asend` awaitables (3.6+).
     AsyncGenAsend,
+    /// Frame objects (up to 3.10).
+    Frame,
+    /// Bound methods (up to 3.8).
+    Method,
+    /// Built-in functions and methods (up to 3.8).
+    CFunction,
+    /// `contextvars.Context` objects (3.7+).
+    Context,
+    /// 2.7's sets and frozensets.
+    Set,
+    /// The one slice object kept (3.6+).
+    Slice,
 }
 
 /// One free list besides the tuples', as the
@@ -139,7 +161,8 @@ pub struct FreeListFact {
     pub shape: FreeListShape,
     /// What it keeps.
     pub members: FreeListMembers,
-    /// The C file whose statics hold it (2.7–3.9): `(unit, head, counter)`.
+    /// The C file whose statics hold it (2.7–3.9): `(unit, head, counter)`;
+    /// an empty counter when the list keeps none.
     pub statics: (&'static str, &'static str, &'static str),
     /// Most members kept (the array's length).
     pub max: u32,
@@ -232,15 +255,136 @@ const FREE_LISTS_2_7: &[FreeListFact] = &[
     },
 ];
 
+/// A pointer field of an object, after `PyObject_HEAD` (16 bytes) and
+/// `n` more words.
+const fn field_after_head(field: &'static str, words: u64) -> FreeListShape {
+    FreeListShape::ChainThrough {
+        field,
+        offset: 16 + 8 * words,
+    }
+}
+
+/// The free lists of objects besides numbers and containers, with the
+/// versions (major, minor) that keep them as statics: frames chained
+/// through `f_back` (200 kept), bound methods through `im_self` and
+/// built-in functions through `m_self` (256 each, until 3.8), contexts
+/// through `ctx_weakreflist` (255, from 3.7), 2.7's sets and frozensets
+/// in an array of 80, and the one slice object 3.x keeps.
+/// (major, minor) of the first and the last version that keeps a list.
+type Versions = ((u8, u8), (u8, u8));
+
+const STATIC_FREE_LISTS: &[(Versions, FreeListFact)] = &[
+    (
+        ((2, 7), (3, 9)),
+        FreeListFact {
+            name: "frame",
+            kind: FreeListKind::Frame,
+            // `PyObject_VAR_HEAD`, then `f_back`.
+            shape: field_after_head("f_back", 1),
+            members: objects("frame", true),
+            statics: ("frameobject.c", "free_list", "numfree"),
+            max: 200,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((2, 7), (2, 7)),
+        FreeListFact {
+            name: "method",
+            kind: FreeListKind::Method,
+            // `im_func`, then `im_self`.
+            shape: field_after_head("im_self", 1),
+            members: objects("instancemethod", true),
+            statics: ("classobject.c", "free_list", "numfree"),
+            max: 256,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((3, 0), (3, 8)),
+        FreeListFact {
+            name: "method",
+            kind: FreeListKind::Method,
+            shape: field_after_head("im_self", 1),
+            members: objects("method", true),
+            statics: ("classobject.c", "free_list", "numfree"),
+            max: 256,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((2, 7), (3, 8)),
+        FreeListFact {
+            name: "cfunction",
+            kind: FreeListKind::CFunction,
+            // `m_ml`, then `m_self`.
+            shape: field_after_head("m_self", 1),
+            members: objects("builtin_function_or_method", true),
+            statics: ("methodobject.c", "free_list", "numfree"),
+            max: 256,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((3, 7), (3, 9)),
+        FreeListFact {
+            name: "context",
+            kind: FreeListKind::Context,
+            // `ctx_prev`, `ctx_vars`, then `ctx_weakreflist`.
+            shape: field_after_head("ctx_weakreflist", 2),
+            members: objects("Context", true),
+            statics: ("context.c", "ctx_freelist", "ctx_freelist_len"),
+            max: 255,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((2, 7), (2, 7)),
+        FreeListFact {
+            name: "set",
+            kind: FreeListKind::Set,
+            shape: FreeListShape::Array,
+            members: FreeListMembers::Objects {
+                type_name: None,
+                gc: true,
+            },
+            statics: ("setobject.c", "free_list", "numfree"),
+            max: 80,
+            refcount_meaningful: true,
+        },
+    ),
+    (
+        ((3, 6), (3, 9)),
+        FreeListFact {
+            name: "slice",
+            kind: FreeListKind::Slice,
+            shape: FreeListShape::Single,
+            // Slices have a GC header from 3.8 only: not asked.
+            members: objects("slice", false),
+            statics: ("sliceobject.c", "slice_cache", ""),
+            max: 1,
+            refcount_meaningful: true,
+        },
+    ),
+];
+
 impl VersionRules {
     /// The free lists besides the tuples' that `free_lists` says where to
     /// find (3.14+ names them in its layout instead).
-    pub fn free_list_facts(&self) -> &'static [FreeListFact] {
-        match (self.free_lists, self.separate_short_int) {
+    pub fn free_list_facts(&self) -> impl Iterator<Item = &'static FreeListFact> + use<> {
+        let base: &'static [FreeListFact] = match (self.free_lists, self.separate_short_int) {
             (FreeListHome::Unified, _) => &[],
             (_, true) => FREE_LISTS_2_7,
             _ => FREE_LISTS_3,
-        }
+        };
+        let version = self.version;
+        let statics = self.free_lists == FreeListHome::Statics;
+        base.iter().chain(
+            STATIC_FREE_LISTS
+                .iter()
+                .filter(move |((since, until), _)| statics && (*since..=*until).contains(&version))
+                .map(|(_, fact)| fact),
+        )
     }
 
     /// What a member of 3.14+'s `_Py_freelists` keeps, by its C name: the
@@ -399,6 +543,8 @@ pub struct VersionRules {
     pub arena_size: u64,
     /// Where the free lists besides the tuples' live.
     pub free_lists: FreeListHome,
+    /// (major, minor): which of the free lists of statics the version keeps.
+    version: (u8, u8),
     /// 3.11+: the `gi_frame_state` values (inclusive) of a generator whose
     /// frame is created or suspended, which owns its locals; `None` up to
     /// 3.10, where the frame is a separate object.
@@ -455,6 +601,7 @@ impl VersionRules {
             },
             pool_size: if v >= (3, 10) { 16 << 10 } else { 4 << 10 },
             arena_size: if v >= (3, 10) { 1 << 20 } else { 256 << 10 },
+            version: v,
             free_lists: if v <= (3, 9) {
                 FreeListHome::Statics
             } else if v <= (3, 13) {
