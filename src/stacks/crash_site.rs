@@ -260,6 +260,13 @@ fn frame_candidates(
         .zip(call_arguments_at(process, &addresses))
         .filter_map(|(&caller, arguments)| Some((caller, arguments.ok()?)))
         .collect();
+    // A call through a corrupt function pointer (a freed object's type's
+    // slot) dies at once at an address in no module: the frame that made
+    // the call has not run since, so its argument registers still hold
+    // what it passed, as at an interruption.
+    let called_into_nothing = frames.first().is_some_and(|f| {
+        f.function.is_none() && process.modules().by_address(f.address.address()).is_none()
+    });
     let mut out = Vec::new();
     for (index, frame, function, role) in sites {
         let candidate = |address: u64, recovered: Recovered| Candidate {
@@ -299,13 +306,22 @@ fn frame_candidates(
                 }
             }
         }
-        let Some(own) = registers.get(index) else {
+        // After a call into nothing, the frame that made the call holds
+        // every register the innermost frame does (its unwound set keeps
+        // only the callee-saved ones).
+        let own_index = if index == 1 && called_into_nothing {
+            0
+        } else {
+            index
+        };
+        let Some(own) = registers.get(own_index) else {
             continue;
         };
         let arch = own.arch();
         // At the innermost frame (or one a signal interrupted) every
         // register is known; outer frames know the callee-saved ones.
-        let interrupted = matches!(frame.address, FrameAddress::InstructionPointer(_));
+        let interrupted = matches!(frame.address, FrameAddress::InstructionPointer(_))
+            || (index == 1 && called_into_nothing);
         let arguments = arch.argument_registers();
         let ordered = arguments.iter().take(MAX_ARGUMENTS).chain(
             arch.general_registers()
