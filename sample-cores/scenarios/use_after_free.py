@@ -6,7 +6,9 @@
 # room): a float (3.x: float_dealloc pushes an exact float while fewer than
 # 100 are kept; 2.7 keeps floats in blocks instead), a list and a
 # dict (list_dealloc / dict_dealloc push exact lists and dicts while fewer
-# than 80 are kept).  They are the heads of those lists in the core.
+# than 80 are kept).  They are the heads of those lists in the core.  So are
+# a bound method and a built-in method (their own free lists up to 3.8, and
+# from 3.14) and a context (3.7+), released the same way.
 import gc
 import os
 import sys
@@ -17,6 +19,14 @@ SIZE = 5
 # The spares live here, not in main's locals: writing the truth reads the
 # frames' f_locals, which (up to 3.12) caches them in a dict on the frame.
 SPARES = {}
+# What the spare methods are bound to: alive after the spares go.
+class Holder(object):
+    def method(self):
+        return self
+
+
+HOLDER = Holder()
+HELD_LIST = []
 
 
 def main():
@@ -44,6 +54,11 @@ def main():
     SPARES["float"] = float(len(items)) + 0.25
     SPARES["list"] = [len(items)]
     SPARES["dict"] = {"spare": len(items)}
+    SPARES["method"] = HOLDER.method
+    SPARES["cfunction"] = HELD_LIST.append
+    if sys.version_info[:2] >= (3, 7):
+        import contextvars
+        SPARES["context"] = contextvars.copy_context()
     objects["freed_to_free_lists"] = dict((kind, id(o)) for kind, o in SPARES.items())
     _truth.write_truth("use_after_free", objects=objects, expected_signal=6,
                        crash_marker="CRASH")
@@ -57,6 +72,10 @@ def main():
     keep_lists = [[] for _ in range(100)]
     keep_dicts = [{} for _ in range(100)]
     keep_floats = [i + 0.5 for i in range(120)]
+    keep_methods = [HOLDER.method for _ in range(300)]
+    keep_cfunctions = [HELD_LIST.append for _ in range(300)]
+    if "context" in SPARES:
+        keep_contexts = [contextvars.copy_context() for _ in range(300)]
     SPARES.clear()
     os.abort()  # CRASH
     return keep_drained, items, keep_lists, keep_dicts, keep_floats

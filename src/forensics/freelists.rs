@@ -392,24 +392,31 @@ fn locate_interpreter_fields(
     for fact in heap.facts.rules.free_list_facts() {
         let o = &heap.layout.offsets().interp;
         let (head, counter) = match fact.kind {
-            FreeListKind::Float => (o.float_free_list, o.float_numfree),
-            FreeListKind::List => (o.list_free_list, o.list_numfree),
-            FreeListKind::Dict => (o.dict_free_list, o.dict_numfree),
-            FreeListKind::DictKeys => (o.dictkeys_free_list, o.dictkeys_numfree),
-            FreeListKind::AsyncGenValue => (o.async_gen_value_free_list, o.async_gen_value_numfree),
-            FreeListKind::AsyncGenAsend => (o.async_gen_asend_free_list, o.async_gen_asend_numfree),
-            // 2.7's lists, and those 3.10+ keeps in the interpreter state
-            // under names the layout does not carry yet.
+            FreeListKind::Float => (o.float_free_list, Some(o.float_numfree)),
+            FreeListKind::List => (o.list_free_list, Some(o.list_numfree)),
+            FreeListKind::Dict => (o.dict_free_list, Some(o.dict_numfree)),
+            FreeListKind::DictKeys => (o.dictkeys_free_list, Some(o.dictkeys_numfree)),
+            FreeListKind::AsyncGenValue => {
+                (o.async_gen_value_free_list, Some(o.async_gen_value_numfree))
+            }
+            FreeListKind::AsyncGenAsend => {
+                (o.async_gen_asend_free_list, Some(o.async_gen_asend_numfree))
+            }
+            FreeListKind::Frame => (o.frame_free_list, Some(o.frame_numfree)),
+            FreeListKind::Context => (o.context_free_list, Some(o.context_numfree)),
+            FreeListKind::Slice => (o.slice_cache, None),
+            // Lists no version with these fields keeps.
             FreeListKind::Unicode
-            | FreeListKind::Frame
             | FreeListKind::Method
             | FreeListKind::CFunction
-            | FreeListKind::Context
-            | FreeListKind::Set
-            | FreeListKind::Slice => continue,
+            | FreeListKind::Set => continue,
         };
-        let (Some(head_offset), Some(head_size), Some(counter_offset), Some(counter_size)) =
-            (head.get(), head.size(), counter.get(), counter.size())
+        let counter = match counter {
+            Some(c) => c.get().zip(c.size()).map(Some),
+            None => Some(None),
+        };
+        let (Some(head_offset), Some(head_size), Some(counter)) =
+            (head.get(), head.size(), counter)
         else {
             out.unlocated(
                 format!("the layout lacks the interpreter's {} free list", fact.name),
@@ -423,16 +430,12 @@ fn locate_interpreter_fields(
         };
         for &i in interps {
             let head_at = i.wrapping_add(head_offset);
-            let counter_at = i.wrapping_add(counter_offset);
             out.arrays.push((head_at, head_at + head_size.max(8)));
-            out.arrays.push((counter_at, counter_at + counter_size));
-            places.push(fact_place(
-                fact,
-                Some(i),
-                head_at,
-                Some((counter_at, counter_size)),
-                array_len,
-            ));
+            let counter_at = counter.map(|(offset, size)| (i.wrapping_add(offset), size));
+            if let Some((at, size)) = counter_at {
+                out.arrays.push((at, at + size));
+            }
+            places.push(fact_place(fact, Some(i), head_at, counter_at, array_len));
         }
     }
 }

@@ -265,17 +265,18 @@ const fn field_after_head(field: &'static str, words: u64) -> FreeListShape {
 }
 
 /// The free lists of objects besides numbers and containers, with the
-/// versions (major, minor) that keep them as statics: frames chained
-/// through `f_back` (200 kept), bound methods through `im_self` and
-/// built-in functions through `m_self` (256 each, until 3.8), contexts
-/// through `ctx_weakreflist` (255, from 3.7), 2.7's sets and frozensets
-/// in an array of 80, and the one slice object 3.x keeps.
+/// versions (major, minor) that keep them (statics up to 3.9, fields of
+/// the interpreter state in 3.10–3.13): frames chained through `f_back`
+/// (200 kept, until 3.10), bound methods through `im_self` and built-in
+/// functions through `m_self` (256 each, until 3.8), contexts through
+/// `ctx_weakreflist` (255, 3.7–3.13), 2.7's sets and frozensets in an
+/// array of 80, and the one slice object 3.6–3.13 keep.
 /// (major, minor) of the first and the last version that keeps a list.
 type Versions = ((u8, u8), (u8, u8));
 
-const STATIC_FREE_LISTS: &[(Versions, FreeListFact)] = &[
+const OTHER_FREE_LISTS: &[(Versions, FreeListFact)] = &[
     (
-        ((2, 7), (3, 9)),
+        ((2, 7), (3, 10)),
         FreeListFact {
             name: "frame",
             kind: FreeListKind::Frame,
@@ -339,6 +340,18 @@ const STATIC_FREE_LISTS: &[(Versions, FreeListFact)] = &[
         },
     ),
     (
+        ((3, 10), (3, 13)),
+        FreeListFact {
+            name: "context",
+            kind: FreeListKind::Context,
+            shape: field_after_head("ctx_weakreflist", 2),
+            members: objects("_contextvars.Context", true),
+            statics: ("context.c", "ctx_freelist", "ctx_freelist_len"),
+            max: 255,
+            refcount_meaningful: true,
+        },
+    ),
+    (
         ((2, 7), (2, 7)),
         FreeListFact {
             name: "set",
@@ -354,7 +367,7 @@ const STATIC_FREE_LISTS: &[(Versions, FreeListFact)] = &[
         },
     ),
     (
-        ((3, 6), (3, 9)),
+        ((3, 6), (3, 13)),
         FreeListFact {
             name: "slice",
             kind: FreeListKind::Slice,
@@ -378,11 +391,10 @@ impl VersionRules {
             _ => FREE_LISTS_3,
         };
         let version = self.version;
-        let statics = self.free_lists == FreeListHome::Statics;
         base.iter().chain(
-            STATIC_FREE_LISTS
+            OTHER_FREE_LISTS
                 .iter()
-                .filter(move |((since, until), _)| statics && (*since..=*until).contains(&version))
+                .filter(move |((since, until), _)| (*since..=*until).contains(&version))
                 .map(|(_, fact)| fact),
         )
     }

@@ -252,6 +252,11 @@ layout_structs! {
         async_gen_value_numfree: "async_gen_value_numfree" ["async_gen.value_numfree", "object_state.freelists.async_gens.numfree"],
         async_gen_asend_free_list: "async_gen_asend_free_list" ["async_gen.asend_freelist", "object_state.freelists.async_gen_asends.items"],
         async_gen_asend_numfree: "async_gen_asend_numfree" ["async_gen.asend_numfree", "object_state.freelists.async_gen_asends.numfree"],
+        frame_free_list: "frame_free_list" ["frame.free_list"],
+        frame_numfree: "frame_numfree" ["frame.numfree"],
+        context_free_list: "context_free_list" ["context.freelist", "object_state.freelists.contexts.items"],
+        context_numfree: "context_numfree" ["context.numfree", "object_state.freelists.contexts.numfree"],
+        slice_cache: "slice_cache" ["slice_cache", "object_state.freelists.slices.slice_cache"],
         freelists: "freelists" ["object_state.freelists"],
     }
     /// `PyThreadState`.

@@ -1,7 +1,8 @@
 //! `pymortem freelists` against the truth of the use-after-free scenario,
-//! which releases a float, a list and a dict onto their types' free lists
-//! just before it aborts and records their addresses: each is a member of
-//! its type's list, and of no other.
+//! which releases a float, a list, a dict, a bound method, a built-in
+//! method and a context onto their types' free lists just before it aborts
+//! and records their addresses: each is a member of its type's list, and
+//! of no other.
 
 use crate::support;
 
@@ -15,7 +16,8 @@ fn version(e: &Value) -> (u32, u32) {
 
 /// The list a released object of `kind` goes to, as `free_lists[].list`
 /// names it: 3.14+ names the members of `_Py_freelists`; 2.7 keeps its
-/// floats in blocks, not on a list pymortem walks.
+/// floats in blocks, not on a list pymortem walks; 3.9–3.13 keep no free
+/// list of methods.
 fn expected_list(v: (u32, u32), kind: &str) -> Option<&'static str> {
     match (kind, v >= (3, 14)) {
         ("float", _) if v.0 == 2 => None,
@@ -25,6 +27,12 @@ fn expected_list(v: (u32, u32), kind: &str) -> Option<&'static str> {
         ("list", true) => Some("lists"),
         ("dict", false) => Some("dict"),
         ("dict", true) => Some("dicts"),
+        ("method", false) if v.0 == 2 || v <= (3, 8) => Some("method"),
+        ("method", true) => Some("pymethodobjects"),
+        ("cfunction", false) if v.0 == 2 || v <= (3, 8) => Some("cfunction"),
+        ("cfunction", true) => Some("pycfunctionobject"),
+        ("context", false) => Some("context"),
+        ("context", true) => Some("contexts"),
         _ => None,
     }
 }
@@ -71,7 +79,7 @@ fn check(e: &Value) -> Vec<String> {
 }
 
 #[test]
-fn released_floats_lists_and_dicts_are_members_of_their_free_lists() {
+fn released_floats_lists_dicts_methods_and_contexts_are_members_of_their_free_lists() {
     if support::matrix_missing() {
         return;
     }
