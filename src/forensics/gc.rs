@@ -9,7 +9,7 @@ use super::dense::{AddressIndex, Bits};
 use serde::Serialize;
 
 use super::items::HeaderCheck;
-use super::read_context::{Node, ReadContext, SegmentCursor, TPFLAGS_HAVE_GC};
+use super::read_context::{Node, ReadContext, TPFLAGS_HAVE_GC};
 use super::{Finding, FindingKind};
 use crate::diagnostic::{Diagnostic, DiagnosticSource, Severity};
 use crate::layout::facts::GcListLocation;
@@ -275,7 +275,6 @@ pub fn walk(
         .objects
         .try_reserve((writable / 32).min(MAX_OBJECTS as u64) as usize);
     let mut seen = Seen::new(heap, watch);
-    let visit = &mut *visit;
     let mut headers = HeaderCheck::new();
     let (heads, collecting) = match heads(heap) {
         Ok(found) => found,
@@ -351,35 +350,7 @@ pub fn walk(
             }
             _ => heap.gc_next(head).unwrap_or(0),
         };
-        let generation_index = out.generations.len();
-        let mut walker = Walker {
-            heap,
-            name: &name,
-            generation: generation_index,
-            out: &mut out,
-            seen: &mut seen,
-            headers: &mut headers,
-            diagnostics,
-            visit,
-        };
-        // The tail end is chased from the head's prev link at the same time:
-        // two independent chains of memory reads overlap their latency.
-        let mut tail_end = TailChase::new(heap, head, collecting);
-        let mut met = false;
         loop {
-            if tail_end.meets(prev, node) {
-                met = true;
-                break;
-            }
-            tail_end.step(
-                heap,
-                prev,
-                MAX_OBJECTS.saturating_sub(walker.out.objects.len()),
-            );
-            if tail_end.meets(prev, node) {
-                met = true;
-                break;
-            }
             if node == head {
                 summary.complete = true;
                 break;
@@ -397,25 +368,75 @@ pub fn walk(
                 raise(&mut summary, f);
                 break;
             }
-            let words = heap.node(node);
-            if !walker.take(node, &words, Some(prev), &mut summary, &mut raise) {
+            let obj = node.wrapping_add(heap.gc_head_size);
+            let (seen_before, watched) = seen.mark(obj, out.generations.len());
+            if let Some(first) = seen_before {
+                let first = match first {
+                    Some(g) => out
+                        .generations
+                        .get(g)
+                        .map_or(name.clone(), |g| g.name.clone()),
+                    None => out.generation_name(obj).unwrap_or(&name).to_string(),
+                };
+                let f = Finding::new(
+                    FindingKind::GcListCycle,
+                    link_severity,
+                    obj,
+                    Some(format!("GC {name}")),
+                    format!("GC {name} reaches {obj:#x} a second time (first seen in {first}) without passing its head"),
+                )
+                .with("first_seen_in", first);
+                raise(&mut summary, f);
                 break;
+            }
+            if out.objects.len() >= MAX_OBJECTS {
+                diagnostics.push(Diagnostic::warning(
+                    DiagnosticSource::Forensics,
+                    format!("more than {MAX_OBJECTS} tracked objects; the GC walk stopped"),
+                ));
+                break;
+            }
+            out.objects.push(obj);
+            if watched {
+                out.watched.push((obj, out.generations.len()));
+            }
+            summary.walked += 1;
+            let words = heap.node(node);
+            match words.prev {
+                Some(p) if p == prev => {}
+                p => {
+                    let f = Finding::new(
+                        FindingKind::GcListBrokenLink,
+                        link_severity,
+                        obj,
+                        Some(format!("GC {name}")),
+                        format!(
+                            "GC {name}: {obj:#x} follows {:#x} but its prev link points to {}",
+                            prev.wrapping_add(heap.gc_head_size),
+                            p.map_or("an unreadable address".to_string(), |p| format!(
+                                "{:#x}",
+                                p.wrapping_add(heap.gc_head_size)
+                            ))
+                        ),
+                    )
+                    .with("node", node)
+                    .with("expected_prev", prev)
+                    .with("actual_prev", p);
+                    raise(&mut summary, f);
+                }
+            }
+            if let Some(ty) =
+                check_object(heap, obj, &words, &name, &mut |f| raise(&mut summary, f))
+            {
+                if let Some(word) = words.refcount_word
+                    && headers.alive(heap, word, ty)
+                {
+                    seen.alive(obj);
+                }
+                visit(obj, ty);
             }
             prev = node;
             node = words.next.unwrap_or(0);
-        }
-        if met {
-            // The tail end was chased up to where the walk stands, every link
-            // checked both ways: take its objects in list order.
-            summary.complete = true;
-            for &n in tail_end.nodes.iter().rev() {
-                let words = heap.node(n);
-                if !walker.take(n, &words, None, &mut summary, &mut raise) {
-                    summary.complete = false;
-                    break;
-                }
-            }
-            prev = tail_end.nodes.first().copied().unwrap_or(prev);
         }
         if summary.complete && heap.gc_prev(head) != Some(prev) {
             let f = Finding::new(
@@ -437,187 +458,6 @@ pub fn walk(
     }
     out.alive_headers = seen.alive.map(std::sync::Arc::new);
     out
-}
-
-/// What the walk of one generation writes to.
-struct Walker<'a, 'w, 'h> {
-    heap: &'a ReadContext<'h>,
-    name: &'a str,
-    generation: usize,
-    out: &'a mut GcWalk,
-    seen: &'a mut Seen<'w>,
-    headers: &'a mut HeaderCheck,
-    diagnostics: &'a mut Vec<Diagnostic>,
-    visit: &'a mut dyn FnMut(u64, u64),
-}
-
-impl Walker<'_, '_, '_> {
-    /// Take the object behind GC header `node` (its header words `words`):
-    /// record it, check its prev link against `expected_prev` when the
-    /// walk has not checked it already, check its refcount and type, and
-    /// show it to `visit`. False when the walk must stop: the object was
-    /// reached before (a cycle), or too many objects were walked.
-    fn take(
-        &mut self,
-        node: u64,
-        words: &Node,
-        expected_prev: Option<u64>,
-        summary: &mut GenerationSummary,
-        raise: &mut dyn FnMut(&mut GenerationSummary, Finding),
-    ) -> bool {
-        let (heap, name) = (self.heap, self.name);
-        let link_severity = if self.out.collecting {
-            Severity::Note
-        } else {
-            Severity::Error
-        };
-        let obj = node.wrapping_add(heap.gc_head_size);
-        let (seen_before, watched) = self.seen.mark(obj, self.generation);
-        if let Some(first) = seen_before {
-            let first = match first {
-                Some(g) => self
-                    .out
-                    .generations
-                    .get(g)
-                    .map_or(name.to_string(), |g| g.name.clone()),
-                None => self.out.generation_name(obj).unwrap_or(name).to_string(),
-            };
-            let f = Finding::new(
-                FindingKind::GcListCycle,
-                link_severity,
-                obj,
-                Some(format!("GC {name}")),
-                format!("GC {name} reaches {obj:#x} a second time (first seen in {first}) without passing its head"),
-            )
-            .with("first_seen_in", first);
-            raise(summary, f);
-            return false;
-        }
-        if self.out.objects.len() >= MAX_OBJECTS {
-            self.diagnostics.push(Diagnostic::warning(
-                DiagnosticSource::Forensics,
-                format!("more than {MAX_OBJECTS} tracked objects; the GC walk stopped"),
-            ));
-            return false;
-        }
-        self.out.objects.push(obj);
-        if watched {
-            self.out.watched.push((obj, self.generation));
-        }
-        summary.walked += 1;
-        if let Some(prev) = expected_prev
-            && words.prev != Some(prev)
-        {
-            let p = words.prev;
-            let f = Finding::new(
-                FindingKind::GcListBrokenLink,
-                link_severity,
-                obj,
-                Some(format!("GC {name}")),
-                format!(
-                    "GC {name}: {obj:#x} follows {:#x} but its prev link points to {}",
-                    prev.wrapping_add(heap.gc_head_size),
-                    p.map_or("an unreadable address".to_string(), |p| format!(
-                        "{:#x}",
-                        p.wrapping_add(heap.gc_head_size)
-                    ))
-                ),
-            )
-            .with("node", node)
-            .with("expected_prev", prev)
-            .with("actual_prev", p);
-            raise(summary, f);
-        }
-        if let Some(ty) = check_object(heap, obj, words, name, &mut |f| raise(summary, f)) {
-            if let Some(word) = words.refcount_word
-                && self.headers.alive(heap, word, ty)
-            {
-                self.seen.alive(obj);
-            }
-            (self.visit)(obj, ty);
-        }
-        true
-    }
-}
-
-/// The chase of a generation's list from its tail, backwards through the
-/// prev links, while the walk goes forwards. It only reads links, each
-/// checked against its neighbour's; it gives up at the first that does not
-/// hold (the forward walk then goes on alone and reports it) and its nodes
-/// count once the two ends meet.
-struct TailChase<'p> {
-    head: u64,
-    /// Its own segment cursor: the walk reads elsewhere.
-    cursor: SegmentCursor<'p>,
-    /// Chased nodes, from the tail.
-    nodes: Vec<u64>,
-    /// The last node chased (the head before the first).
-    last: u64,
-    /// The last node's prev link: the next to chase.
-    candidate: Option<u64>,
-    active: bool,
-}
-
-impl<'p> TailChase<'p> {
-    fn new(heap: &ReadContext<'p>, head: u64, collecting: bool) -> TailChase<'p> {
-        // A running collection rewrites prev links: no use chasing them.
-        let candidate = heap.gc_prev(head);
-        TailChase {
-            head,
-            cursor: SegmentCursor::default(),
-            nodes: Vec::new(),
-            last: head,
-            candidate,
-            active: !collecting && candidate.is_some(),
-        }
-    }
-
-    /// Whether the walk, which took `walked_last` last and goes to
-    /// `walk_next` now, stands right before the chase: each link between
-    /// them checked both ways. A chase the walk stepped into without
-    /// meeting it is given up.
-    fn meets(&mut self, walked_last: u64, walk_next: u64) -> bool {
-        if !self.active || self.last == self.head {
-            return false;
-        }
-        if walk_next == self.last && self.candidate == Some(walked_last) {
-            return true;
-        }
-        if walk_next == self.last || self.candidate == Some(walked_last) {
-            self.active = false;
-        }
-        false
-    }
-
-    /// Chase one more node, unless it is the one the walk took last
-    /// (`walked_last`, without meeting: a broken list) or the chase would
-    /// pass `room` nodes.
-    fn step(&mut self, heap: &ReadContext<'p>, walked_last: u64, room: usize) {
-        if !self.active {
-            return;
-        }
-        let Some(node) = self.candidate else {
-            self.active = false;
-            return;
-        };
-        if node == walked_last
-            || node == self.head
-            || node == 0
-            || !node.is_multiple_of(8)
-            || self.nodes.len() >= room
-        {
-            self.active = false;
-            return;
-        }
-        let words = heap.node_via(&self.cursor, node);
-        if words.next != Some(self.last) {
-            self.active = false;
-            return;
-        }
-        self.nodes.push(node);
-        self.last = node;
-        self.candidate = words.prev;
-    }
 }
 
 /// Refcount and type checks on one tracked object.

@@ -49,20 +49,7 @@ pub struct ReadContext<'p> {
     // (ob_refcnt, ob_type) offsets.
     object_head: Option<(u64, u64)>,
     // The segment of the last node read: its address and dumped bytes.
-    cursor: SegmentCursor<'p>,
-}
-
-/// The core segment a chain of reads was last in: its start and bytes.
-#[derive(Default)]
-pub struct SegmentCursor<'p>(Cell<(u64, &'p [u8])>);
-
-impl<'p> SegmentCursor<'p> {
-    fn get(&self) -> (u64, &'p [u8]) {
-        self.0.get()
-    }
-    fn set(&self, segment: (u64, &'p [u8])) {
-        self.0.set(segment);
-    }
+    cursor: Cell<(u64, &'p [u8])>,
 }
 
 /// What the walks read of each tracked object; `None` where unreadable.
@@ -138,7 +125,7 @@ impl<'p> ReadContext<'p> {
                 .ob_refcnt
                 .get()
                 .zip(offsets.object.ob_type.get()),
-            cursor: SegmentCursor::default(),
+            cursor: Cell::new((0, &[])),
         }
     }
 
@@ -204,14 +191,8 @@ impl<'p> ReadContext<'p> {
     /// The GC links, refcount and type of the object behind GC header
     /// `node`, in one look at the core when it holds them in one piece.
     pub fn node(&self, node: u64) -> Node {
-        self.node_via(&self.cursor, node)
-    }
-
-    /// [`ReadContext::node`] through `cursor`: a second chain of reads in
-    /// other segments keeps its own, or each would move the other's.
-    pub fn node_via(&self, cursor: &SegmentCursor<'p>, node: u64) -> Node {
         let obj = node.wrapping_add(self.gc_head_size);
-        if let Some(fast) = self.node_in_one_piece(cursor, node) {
+        if let Some(fast) = self.node_in_one_piece(node) {
             return fast;
         }
         Node {
@@ -223,13 +204,13 @@ impl<'p> ReadContext<'p> {
         }
     }
 
-    fn node_in_one_piece(&self, cursor: &SegmentCursor<'p>, node: u64) -> Option<Node> {
+    fn node_in_one_piece(&self, node: u64) -> Option<Node> {
         let (next_at, prev_at) = (self.gc_next_at?, self.gc_prev_at?);
         let (rc_at, ty_at) = self.object_head?;
         let rc_at = self.gc_head_size + rc_at;
         let ty_at = self.gc_head_size + ty_at;
         let len = next_at.max(prev_at).max(rc_at).max(ty_at) + 8;
-        let bytes = self.bytes_via(cursor, node, len as usize)?;
+        let bytes = self.bytes_at(node, len as usize)?;
         let word = |at: u64| {
             let at = at as usize;
             u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]))
@@ -269,11 +250,7 @@ impl<'p> ReadContext<'p> {
     /// The core's bytes at `addr`, through this heap's own segment cursor
     /// (one per thread: no shared state on the walk's hottest path).
     fn bytes_at(&self, addr: u64, len: usize) -> Option<&'p [u8]> {
-        self.bytes_via(&self.cursor, addr, len)
-    }
-
-    fn bytes_via(&self, cursor: &SegmentCursor<'p>, addr: u64, len: usize) -> Option<&'p [u8]> {
-        let (start, bytes) = cursor.get();
+        let (start, bytes) = self.cursor.get();
         let at = |start: u64, bytes: &'p [u8]| {
             let offset = usize::try_from(addr.checked_sub(start)?).ok()?;
             bytes.get(offset..offset.checked_add(len)?)
@@ -282,7 +259,7 @@ impl<'p> ReadContext<'p> {
             return Some(found);
         }
         let (start, bytes) = self.memory.segment_bytes(addr)?;
-        cursor.set((start, bytes));
+        self.cursor.set((start, bytes));
         at(start, bytes)
     }
 
