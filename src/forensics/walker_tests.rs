@@ -185,8 +185,8 @@ fn a_healthy_generation_list_is_walked_whole_without_findings() {
     );
 }
 
-/// The walk goes forwards while a chase comes from the tail: wherever they
-/// meet, every object is taken once, in list order.
+/// Lists of every length, odd and even: every object taken once, in list
+/// order.
 #[test]
 fn lists_of_every_length_are_walked_whole_in_list_order() {
     for n in [1, 2, 3, 4, 5, 50, 51] {
@@ -200,8 +200,9 @@ fn lists_of_every_length_are_walked_whole_in_list_order() {
     }
 }
 
-/// A link broken in the half the tail chase covers is found as the forward
-/// walk alone would find it: the chase gives up there.
+/// A link broken near the tail of a long list is found once, where it is:
+/// a prev link that skips back (the walk goes on), a null next link (the
+/// walk stops there).
 #[test]
 fn a_link_broken_near_the_tail_is_found_once_where_it_is() {
     let (mut heap, nodes) = live_generation(50, 50);

@@ -271,6 +271,34 @@ const fn field_after_head(field: &'static str, words: u64) -> FreeListShape {
 /// functions through `m_self` (256 each, until 3.8), contexts through
 /// `ctx_weakreflist` (255, 3.7–3.13), 2.7's sets and frozensets in an
 /// array of 80, and the one slice object 3.6–3.13 keep.
+/// Bound methods, chained through `im_self` (after `im_func`), 256 kept:
+/// 2.7 names their type `instancemethod`.
+const fn method_fact(type_name: &'static str) -> FreeListFact {
+    FreeListFact {
+        name: "method",
+        kind: FreeListKind::Method,
+        shape: field_after_head("im_self", 1),
+        members: objects(type_name, true),
+        statics: ("classobject.c", "free_list", "numfree"),
+        max: 256,
+        refcount_meaningful: true,
+    }
+}
+
+/// Contexts, chained through `ctx_weakreflist` (after `ctx_prev` and
+/// `ctx_vars`), 255 kept: 3.10 renamed their type `_contextvars.Context`.
+const fn context_fact(type_name: &'static str) -> FreeListFact {
+    FreeListFact {
+        name: "context",
+        kind: FreeListKind::Context,
+        shape: field_after_head("ctx_weakreflist", 2),
+        members: objects(type_name, true),
+        statics: ("context.c", "ctx_freelist", "ctx_freelist_len"),
+        max: 255,
+        refcount_meaningful: true,
+    }
+}
+
 /// (major, minor) of the first and the last version that keeps a list.
 type Versions = ((u8, u8), (u8, u8));
 
@@ -288,31 +316,8 @@ const OTHER_FREE_LISTS: &[(Versions, FreeListFact)] = &[
             refcount_meaningful: true,
         },
     ),
-    (
-        ((2, 7), (2, 7)),
-        FreeListFact {
-            name: "method",
-            kind: FreeListKind::Method,
-            // `im_func`, then `im_self`.
-            shape: field_after_head("im_self", 1),
-            members: objects("instancemethod", true),
-            statics: ("classobject.c", "free_list", "numfree"),
-            max: 256,
-            refcount_meaningful: true,
-        },
-    ),
-    (
-        ((3, 0), (3, 8)),
-        FreeListFact {
-            name: "method",
-            kind: FreeListKind::Method,
-            shape: field_after_head("im_self", 1),
-            members: objects("method", true),
-            statics: ("classobject.c", "free_list", "numfree"),
-            max: 256,
-            refcount_meaningful: true,
-        },
-    ),
+    (((2, 7), (2, 7)), method_fact("instancemethod")),
+    (((3, 0), (3, 8)), method_fact("method")),
     (
         ((2, 7), (3, 8)),
         FreeListFact {
@@ -326,31 +331,8 @@ const OTHER_FREE_LISTS: &[(Versions, FreeListFact)] = &[
             refcount_meaningful: true,
         },
     ),
-    (
-        ((3, 7), (3, 9)),
-        FreeListFact {
-            name: "context",
-            kind: FreeListKind::Context,
-            // `ctx_prev`, `ctx_vars`, then `ctx_weakreflist`.
-            shape: field_after_head("ctx_weakreflist", 2),
-            members: objects("Context", true),
-            statics: ("context.c", "ctx_freelist", "ctx_freelist_len"),
-            max: 255,
-            refcount_meaningful: true,
-        },
-    ),
-    (
-        ((3, 10), (3, 13)),
-        FreeListFact {
-            name: "context",
-            kind: FreeListKind::Context,
-            shape: field_after_head("ctx_weakreflist", 2),
-            members: objects("_contextvars.Context", true),
-            statics: ("context.c", "ctx_freelist", "ctx_freelist_len"),
-            max: 255,
-            refcount_meaningful: true,
-        },
-    ),
+    (((3, 7), (3, 9)), context_fact("Context")),
+    (((3, 10), (3, 13)), context_fact("_contextvars.Context")),
     (
         ((2, 7), (2, 7)),
         FreeListFact {
