@@ -19,7 +19,7 @@ use crate::layout::facts::{
     TupleFreeListStorage, TupleIndex,
 };
 use crate::memory::MemoryExt;
-use crate::memory::ReadError;
+use crate::memory::{ReadError, ReadFailure};
 
 /// Members followed per slot beyond its counter, at most (a chain can be cut
 /// loose from its counter by corruption).
@@ -410,7 +410,8 @@ fn locate_interpreter_fields(
             FreeListKind::Unicode
             | FreeListKind::Method
             | FreeListKind::CFunction
-            | FreeListKind::Set => continue,
+            | FreeListKind::Set
+            | FreeListKind::Int => continue,
         };
         let counter = match counter {
             Some(c) => c.get().zip(c.size()).map(Some),
@@ -651,13 +652,29 @@ fn walk_chain(
     raise: &mut impl FnMut(&mut FreeListSlot, Finding),
 ) {
     let counter = slot.counter;
-    let cap = counter.unwrap_or(0).clamp(0, place.max) as usize + SLACK;
+    let cap = match counter {
+        Some(c) => c.clamp(0, place.max) as usize + SLACK,
+        None => place.max.max(0) as usize,
+    };
     let mut seen = HashSet::new();
     let mut node = slot.head;
     while node != 0 {
         if !seen.insert(node) {
             let f = cycle_finding(list, node, slot, counter);
             raise(slot, f);
+            break;
+        }
+        if slot.walked >= cap && counter.is_none() {
+            // Nothing to hold a list without a counter to: one longer than
+            // its bound is left part-walked, and says so.
+            slot.unreadable = Some(ReadError::new(
+                node,
+                8,
+                ReadFailure::TooLarge {
+                    len: 8 * (slot.walked as u64 + 1),
+                    limit: 8 * cap as u64,
+                },
+            ));
             break;
         }
         if slot.walked >= cap {

@@ -147,6 +147,8 @@ pub enum FreeListKind {
     Set,
     /// The one slice object kept (3.6+).
     Slice,
+    /// 2.7's ints, kept in blocks.
+    Int,
 }
 
 /// One free list besides the tuples', as the
@@ -239,8 +241,7 @@ const FREE_LISTS_3: &[FreeListFact] = &[
 ];
 
 /// 2.7: lists and dicts as in 3.x; unicode chained through the first word
-/// (1024 kept). Its int and float blocks' free lists have no counter and
-/// hold every never-used slot of every block: not walked.
+/// (1024 kept). Its int and float lists are in `OTHER_FREE_LISTS`.
 const FREE_LISTS_2_7: &[FreeListFact] = &[
     FREE_LISTS_3[1],
     FREE_LISTS_3[2],
@@ -302,7 +303,38 @@ const fn context_fact(type_name: &'static str) -> FreeListFact {
 /// (major, minor) of the first and the last version that keeps a list.
 type Versions = ((u8, u8), (u8, u8));
 
+/// 2.7's ints and floats: allocated in blocks whose every unused slot is
+/// on the list from the start, chained through `ob_type`, with no counter
+/// and no bound; the walk stops at this many.
+const BLOCK_LIST_BOUND: u32 = 2_000_000;
+
+/// A 2.7 list of ints or floats.
+const fn block_list_fact(
+    name: &'static str,
+    kind: FreeListKind,
+    unit: &'static str,
+) -> FreeListFact {
+    FreeListFact {
+        name,
+        kind,
+        shape: FreeListShape::Chain(FreeListLink::ObType),
+        members: objects(name, false),
+        statics: (unit, "free_list", ""),
+        max: BLOCK_LIST_BOUND,
+        // A slot never handed out has never had a refcount.
+        refcount_meaningful: false,
+    }
+}
+
 const OTHER_FREE_LISTS: &[(Versions, FreeListFact)] = &[
+    (
+        ((2, 7), (2, 7)),
+        block_list_fact("int", FreeListKind::Int, "intobject.c"),
+    ),
+    (
+        ((2, 7), (2, 7)),
+        block_list_fact("float", FreeListKind::Float, "floatobject.c"),
+    ),
     (
         ((2, 7), (3, 10)),
         FreeListFact {

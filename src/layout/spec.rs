@@ -470,6 +470,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("tupleobject.c", "numfree"),
     ("floatobject.c", "free_list"),
     ("floatobject.c", "numfree"),
+    ("intobject.c", "free_list"),
     ("listobject.c", "free_list"),
     ("listobject.c", "numfree"),
     ("dictobject.c", "free_list"),

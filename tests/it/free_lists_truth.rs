@@ -15,12 +15,10 @@ fn version(e: &Value) -> (u32, u32) {
 }
 
 /// The list a released object of `kind` goes to, as `free_lists[].list`
-/// names it: 3.14+ names the members of `_Py_freelists`; 2.7 keeps its
-/// floats in blocks, not on a list pymortem walks; 3.9–3.13 keep no free
-/// list of methods.
+/// names it: 3.14+ names the members of `_Py_freelists`; 3.9–3.13 keep
+/// no free list of methods.
 fn expected_list(v: (u32, u32), kind: &str) -> Option<&'static str> {
     match (kind, v >= (3, 14)) {
-        ("float", _) if v.0 == 2 => None,
         ("float", false) => Some("float"),
         ("float", true) => Some("floats"),
         ("list", false) => Some("list"),
