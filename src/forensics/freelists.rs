@@ -664,20 +664,20 @@ fn walk_chain(
             raise(slot, f);
             break;
         }
-        if slot.walked >= cap && counter.is_none() {
-            // Nothing to hold a list without a counter to: one longer than
-            // its bound is left part-walked, and says so.
-            slot.unreadable = Some(ReadError::new(
-                node,
-                8,
-                ReadFailure::TooLarge {
-                    len: 8 * (slot.walked as u64 + 1),
-                    limit: 8 * cap as u64,
-                },
-            ));
-            break;
-        }
         if slot.walked >= cap {
+            if counter.is_none() {
+                // Nothing to hold a list without a counter to: one longer
+                // than its bound is left part-walked, and says so.
+                slot.unreadable = Some(ReadError::new(
+                    node,
+                    8,
+                    ReadFailure::TooLarge {
+                        len: 8 * (slot.walked as u64 + 1),
+                        limit: 8 * cap as u64,
+                    },
+                ));
+                break;
+            }
             let f = Finding::new(
                 FindingKind::FreeListCountMismatch,
                 Severity::Error,

@@ -771,7 +771,7 @@ pub fn attribute(
     free: &FreeLists,
     gc: &GcWalk,
     refs: &mut References,
-    statics: &StaticPointers,
+    statics: &StaticPointers<'_>,
     findings: &mut Vec<Finding>,
 ) {
     let owners = &statics.live;

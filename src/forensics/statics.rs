@@ -46,7 +46,7 @@ fn is_extension(module: &Module) -> bool {
 
 /// The words in extension modules' writable data that point at objects.
 #[derive(Default)]
-pub(crate) struct StaticPointers {
+pub(crate) struct StaticPointers<'p> {
     /// At blocks whose header says freed: a finding each, once the other
     /// checks have run.
     dead: Vec<Finding>,
@@ -57,14 +57,14 @@ pub(crate) struct StaticPointers {
     pub(crate) live: FxHashMap<u64, Vec<super::Referrer>>,
     /// The file name of the extension each live static lies in, by the
     /// static's address.
-    module_file: FxHashMap<u64, String>,
+    module_file: FxHashMap<u64, &'p str>,
 }
 
 /// Entries read from a dict in search of `__file__`: a module's namespace
 /// is a few thousand names at most.
 const MAX_MODULE_DICT_ENTRIES: usize = 10_000;
 
-impl StaticPointers {
+impl StaticPointers<'_> {
     /// Whether every static pointing at `target` lies in an extension whose
     /// own module namespace holds `target` too (`referrers` are its
     /// referrers). `PyModule_AddObject` steals the reference it is given: an
@@ -114,7 +114,11 @@ fn module_file_name(heap: &ReadContext, dict: u64) -> Option<String> {
 /// Every word in an extension module's writable data that points at an
 /// object: alive, or freed (and whose stale `ob_type` is still a type, so
 /// the block was an object).
-pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) -> StaticPointers {
+pub(crate) fn survey<'p>(
+    process: &'p Process,
+    heap: &ReadContext,
+    free: &FreeLists,
+) -> StaticPointers<'p> {
     let mut out = StaticPointers::default();
     let mut headers = HeaderCheck::new();
     let mut budget = MAX_BYTES;
@@ -176,7 +180,7 @@ pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) ->
                             continue;
                         }
                         live += 1;
-                        out.module_file.insert(at, module.name().to_string());
+                        out.module_file.insert(at, module.name());
                         out.live.entry(target).or_default().push(static_referrer(
                             module,
                             at,
@@ -216,7 +220,7 @@ pub(crate) fn survey(process: &Process, heap: &ReadContext, free: &FreeLists) ->
 
 /// The findings about statics that point at freed objects, each saying
 /// whether other findings are about the same object.
-pub(crate) fn report(statics: StaticPointers, findings: &mut Vec<Finding>) {
+pub(crate) fn report(statics: StaticPointers<'_>, findings: &mut Vec<Finding>) {
     let flagged: FxHashSet<u64> = findings.iter().map(|f| f.address).collect();
     for mut f in statics.dead {
         // Its other findings tell the story; this one names the static.

@@ -309,19 +309,16 @@ fn frame_candidates(
         // After a call into nothing, the frame that made the call holds
         // every register the innermost frame does (its unwound set keeps
         // only the callee-saved ones).
-        let own_index = if index == 1 && called_into_nothing {
-            0
-        } else {
-            index
-        };
+        let made_the_call = index == 1 && called_into_nothing;
+        let own_index = if made_the_call { 0 } else { index };
         let Some(own) = registers.get(own_index) else {
             continue;
         };
         let arch = own.arch();
         // At the innermost frame (or one a signal interrupted) every
         // register is known; outer frames know the callee-saved ones.
-        let interrupted = matches!(frame.address, FrameAddress::InstructionPointer(_))
-            || (index == 1 && called_into_nothing);
+        let interrupted =
+            matches!(frame.address, FrameAddress::InstructionPointer(_)) || made_the_call;
         let arguments = arch.argument_registers();
         let ordered = arguments.iter().take(MAX_ARGUMENTS).chain(
             arch.general_registers()

@@ -82,13 +82,12 @@ fn loud_findings(report: &Value, address: u64) -> Vec<&Value> {
         .collect()
 }
 
-/// Whether one of `findings` has a referrer in `container` that `also` accepts.
-fn names_container(findings: &[&Value], container: u64, also: impl Fn(&Value) -> bool) -> bool {
+/// Whether one of `findings` has a referrer that `wanted` accepts.
+fn names_referrer(findings: &[&Value], wanted: impl Fn(&Value) -> bool) -> bool {
     findings.iter().any(|f| {
-        f["referrers"].as_array().is_some_and(|rs| {
-            rs.iter()
-                .any(|r| r["container"].as_u64() == Some(container) && also(r))
-        })
+        f["referrers"]
+            .as_array()
+            .is_some_and(|rs| rs.iter().any(&wanted))
     })
 }
 
@@ -98,14 +97,10 @@ fn names_container(findings: &[&Value], container: u64, also: impl Fn(&Value) ->
 fn named(report: &Value, address: u64, holder: &Value) -> (bool, bool) {
     let loud = loud_findings(report, address);
     let holder_named = match (holder["list"].as_u64(), holder["static"].is_string()) {
-        (Some(list), _) => names_container(&loud, list, |_| true),
+        (Some(list), _) => names_referrer(&loud, |r| r["container"].as_u64() == Some(list)),
         (None, true) => {
             let slot = holder["address"].as_u64();
-            loud.iter().any(|f| {
-                f["referrers"]
-                    .as_array()
-                    .is_some_and(|rs| rs.iter().any(|r| r["at"].as_u64() == slot))
-            })
+            names_referrer(&loud, |r| r["at"].as_u64() == slot)
         }
         (None, false) => false,
     };
@@ -318,7 +313,9 @@ fn victims_of_other_owners_are_named_with_their_owner() {
             let address = victim["address"].as_u64().unwrap();
             let holder = victim["holder"]["object"].as_u64().unwrap();
             let loud = loud_findings(&c.report, address);
-            if !names_container(&loud, holder, |r| r["kind"] == owner.as_str()) {
+            if !names_referrer(&loud, |r| {
+                r["container"].as_u64() == Some(holder) && r["kind"] == owner.as_str()
+            }) {
                 misses.push(format!(
                     "{} {owner} {} {address:#x}",
                     support::label(&c.entry),
