@@ -31,11 +31,24 @@ enum HeaderState {
     Alive,
 }
 
+/// Whether a dead header that no longer has a type as `ob_type` says the
+/// argument `candidate` was an object whose block was freed (and maybe
+/// reused): its block is free, or it holds no type where the type was, or
+/// the call through its type's slot went astray. A refcount of 0 alone on
+/// other memory is no evidence (any argument register may have been
+/// overwritten with some buffer since).
+fn reused(candidate: &Candidate, dead: DeadHeader) -> bool {
+    matches!(dead, DeadHeader::NotAType(_) | DeadHeader::FreeBlock(_))
+        || candidate.role == SiteRole::SlotCall
+}
+
 /// What `candidate` points at, when it is or was an object: readable, on
 /// no module's image (static objects are not freed), and with a type
-/// object as `ob_type`. A dead header whose `ob_type` is no type is taken
-/// only from an argument of a function that works on objects: the block
-/// was handed over as one, even if what it holds now is not.
+/// object as `ob_type`. A dead header whose `ob_type` is no type (its
+/// block reused for other data) is taken only from an argument of a
+/// function that works on objects, with evidence of the reuse
+/// ([`reused`]): the block was handed over as one, even if what it holds
+/// now is not.
 fn state(
     process: &Process,
     heap: &ReadContext,
@@ -53,10 +66,9 @@ fn state(
     heap.object_header(address)?;
     let was_object = headers.was_object(heap, address);
     match headers.dead(heap, address) {
-        Some(dead @ DeadHeader::NotAType(_)) if candidate.is_argument() => {
+        Some(dead) if was_object || candidate.is_argument() && reused(candidate, dead) => {
             Some(HeaderState::Dead(dead))
         }
-        Some(dead) if was_object => Some(HeaderState::Dead(dead)),
         None if was_object => Some(HeaderState::Alive),
         _ => None,
     }

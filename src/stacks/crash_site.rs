@@ -42,6 +42,9 @@ pub enum SiteRole {
     Allocator,
     /// Uses it (`PyObject_Repr`, a `list_*`/`dict_*`/`tuple*` method, …).
     Method,
+    /// Called a function pointer that led to memory holding no code (a
+    /// freed object's type slot, most often), passing the object.
+    SlotCall,
 }
 
 impl SiteRole {
@@ -53,6 +56,7 @@ impl SiteRole {
             SiteRole::Collection => "collection",
             SiteRole::Allocator => "allocator",
             SiteRole::Method => "method",
+            SiteRole::SlotCall => "slot_call",
         }
     }
 }
@@ -137,6 +141,21 @@ pub fn site_role(function: &str) -> Option<SiteRole> {
 fn is_eval_loop(function: &str) -> bool {
     let base = function.split('.').next().unwrap_or(function);
     base.starts_with("_PyEval_EvalFrame") || base == "PyEval_EvalFrameEx"
+}
+
+/// Whether `address` is in executable memory: a segment of the core with
+/// execute permission (a kernel core lists every mapping, dumped or not).
+/// A core that lists no segment there (not every producer lists undumped
+/// text) defers to the modules.
+fn is_code(process: &Process, address: u64) -> bool {
+    let core = process.core();
+    match core
+        .segment_index(address)
+        .and_then(|i| core.segments().get(i))
+    {
+        Some(segment) => segment.perms.execute,
+        None => process.modules().by_address(address).is_some(),
+    }
 }
 
 /// How a candidate address was recovered.
@@ -230,15 +249,34 @@ fn frame_candidates(
     frames: &[NativeFrame],
     registers: &[UnwindRegisters],
 ) -> Vec<Candidate> {
+    // A call through a corrupt function pointer (a freed object's type's
+    // slot) dies at once at an address that is not code (in no mapping, or
+    // in data such as `_PyRuntime`): the frame that made the call has not
+    // run since, so its argument registers still hold what it passed, as
+    // at an interruption.
+    let called_into_nothing = frames
+        .first()
+        .is_some_and(|f| !is_code(process, f.address.address()));
     let mut sites = Vec::new();
+    let mut caller_of_nothing = None;
     for (index, frame) in frames.iter().enumerate().take(MAX_FRAMES) {
         let Some(function) = frame.function.as_deref() else {
             continue;
         };
+        let role = site_role(function);
+        // Whatever called into nothing (the eval loop calling a type's
+        // slot, most often) called it on the object it was using.
+        // What it was passed is not asked of DWARF: the eval loop's own
+        // arguments are a thread state and a frame, not objects.
+        if index == 1 && called_into_nothing && role.is_none() {
+            caller_of_nothing = Some(index);
+            sites.push((index, frame, function, SiteRole::SlotCall));
+            continue;
+        }
         if is_eval_loop(function) {
             break;
         }
-        if let Some(role) = site_role(function) {
+        if let Some(role) = role {
             sites.push((index, frame, function, role));
         }
     }
@@ -246,6 +284,7 @@ fn frame_candidates(
     // overwrote its argument registers; one DWARF read per module for all.
     let asked: Vec<usize> = sites
         .iter()
+        .filter(|s| Some(s.0) != caller_of_nothing)
         .map(|s| s.0 + 1)
         .filter(|&caller| {
             frames
@@ -260,13 +299,6 @@ fn frame_candidates(
         .zip(call_arguments_at(process, &addresses))
         .filter_map(|(&caller, arguments)| Some((caller, arguments.ok()?)))
         .collect();
-    // A call through a corrupt function pointer (a freed object's type's
-    // slot) dies at once at an address in no module: the frame that made
-    // the call has not run since, so its argument registers still hold
-    // what it passed, as at an interruption.
-    let called_into_nothing = frames.first().is_some_and(|f| {
-        f.function.is_none() && process.modules().by_address(f.address.address()).is_none()
-    });
     let mut out = Vec::new();
     for (index, frame, function, role) in sites {
         let candidate = |address: u64, recovered: Recovered| Candidate {
