@@ -18,7 +18,11 @@ In one run:
      Each process parks 3 threads in named functions (park_on_event, park_in_sleep ->
      sleep_inner, park_on_lock -> lock_level2) and aborts in abort_here().  The generator
      prints `gc.get_objects()`'s length just before the abort: the truth for `gc_objects`.
-  4. on each core: `pymortem check --json` twice (the first run fills the layout cache in
+  4. each core is dropped from the page cache (fsync + POSIX_FADV_DONTNEED) and read in again
+     by the first `pymortem check`, as a core on disk is read: its first reader decides how the cache holds
+     it (2 MiB pieces for pymortem, which asks for huge pages; 4 KiB pieces for a core the
+     generator has just written).  Both tools then read the same cached pages.
+  4b. on each core: `pymortem check --json` twice (the first run fills the layout cache in
      ~/.cache/pymortem, the second must say `"cached": true`), then the healthy-core check:
      exit 0, verdict clean, no error or warning finding.  Every finding is printed; on these
      clean processes any finding is a false positive.
@@ -322,6 +326,27 @@ def print_health(kind, h, truth):
         print("   note: " + w)
 
 
+def file_huge_kib():
+    for line in open("/proc/meminfo"):
+        if line.startswith("FileHugePages:"):
+            return int(line.split()[1])
+    return 0
+
+
+def evict(core):
+    """Drop the core from the page cache, so that it is read in as a core that was on disk is:
+    its first reader decides how the cache holds it (in 2 MiB pieces when the reader asks for
+    huge pages, as pymortem does; a core the generator just wrote is cached in 4 KiB pieces).
+    Both tools then read the same cached pages.  Returns the cache's 2 MiB pieces (KiB) after."""
+    fd = os.open(core, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return file_huge_kib()
+
+
 def timing(kind, core, exe, d, runs, warmup, rss_runs, hf):
     cmds = collections.OrderedDict([
         ("pymortem-check", [PYMORTEM, "check", core]),
@@ -488,7 +513,10 @@ def main():
         print("   %d bytes (%.1f MB, %.1f MiB apparent, %.1f MiB on disk), python %s, exe %s"
               % (size, size / 1e6, size / 1048576, os.stat(core).st_blocks / 2048, pyver, exe))
         print("   generator: %s" % gen_line)
+        huge_before = evict(core)
         h = health(kind, core, d)
+        print("   page cache: the core was evicted, then read in by `pymortem check`: %d MiB more of the"
+              " cache held in 2 MiB pieces" % ((file_huge_kib() - huge_before) // 1024))
         print_health(kind, h, truth)
         entry = {"core": core, "core_bytes": size, "core_disk_bytes": os.stat(core).st_blocks * 512,
                  "python_version": pyver, "exe": exe, "generator_line": gen_line,

@@ -143,9 +143,11 @@ impl AddressIndex {
     }
 }
 
-/// Zeroed bytes for a dense table. Large tables come from an anonymous map
-/// with huge pages asked for: a 20 MB table then costs ten page faults, not
-/// ten thousand (each one twice, since the first touch is a read).
+/// Zeroed bytes for a dense table. Tables of 64 KiB and more come from an
+/// anonymous map populated for writing at once (with huge pages asked for
+/// from 2 MiB): a 20 MB table then costs ten page faults, not ten thousand,
+/// and a 1 MB bitmap no copy-on-write fault (with a TLB flush on every CPU
+/// the threads run on) per page.
 enum ZeroedBytes {
     Mapped(memmap2::MmapMut),
     ReadContext(Vec<u8>),
@@ -154,11 +156,16 @@ enum ZeroedBytes {
 impl ZeroedBytes {
     fn new(len: usize) -> ZeroedBytes {
         const HUGE: usize = 2 << 20;
-        if len >= HUGE
+        // Below this, the allocator's own heap serves (and its pages are
+        // most likely written already).
+        const MAPPED: usize = 64 << 10;
+        if len >= MAPPED
             && let Ok(map) = memmap2::MmapMut::map_anon(len)
         {
             // Only hints: without them the map is still zeroed memory.
-            let _ = map.advise(memmap2::Advice::HugePage);
+            if len >= HUGE {
+                let _ = map.advise(memmap2::Advice::HugePage);
+            }
             // Counters are read before they are written: page by page, each
             // page would fault twice (the shared zero page, then a copy, with
             // a TLB flush on every CPU the threads ran on). One call maps
@@ -246,6 +253,13 @@ impl Counts {
         let first = *c == 0;
         *c = c.saturating_add(1);
         first
+    }
+
+    /// Add `other`'s counts (over the same slots), saturating.
+    pub fn add_all(&mut self, other: &Counts) {
+        for (mine, theirs) in self.counts.bytes_mut().iter_mut().zip(other.counts.bytes()) {
+            *mine = mine.saturating_add(*theirs);
+        }
     }
 
     /// The count of a slot.

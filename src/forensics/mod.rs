@@ -438,12 +438,17 @@ pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
 
 /// Objects handed from the GC walk to the reference counter at a time.
 const BATCH: usize = 4096;
+/// Batches the walk may run ahead of the counter before it counts some
+/// itself.
+const BATCHES_AHEAD: usize = 4;
 
 /// Walk the GC lists and count every owned reference the walked objects and
 /// the frames hold. The walk chases pointers and the counting reads
 /// containers: on two threads they overlap, the walk feeding the counter in
-/// batches, and `meanwhile` runs on a third. Without threads everything
-/// runs on this one.
+/// batches, and `meanwhile` runs on a third. The counting is the longer
+/// part: when the counter falls behind, the walk's thread counts the
+/// tuples, lists and dicts of a batch itself, and the two counts are
+/// merged. Without threads everything runs on this one.
 fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
@@ -457,9 +462,8 @@ where
     T: Default + Send,
 {
     let wanted = &free.members;
-    // The walk is the longer of the two threads: `meanwhile` gets a thread
-    // of its own, to run while the counter waits for batches; without one
-    // it runs here after the walk.
+    // `meanwhile` gets a thread of its own, short beside the other two;
+    // without one it runs here after the walk.
     let pending = std::sync::Mutex::new(Some(meanwhile));
     let take = || pending.lock().ok().and_then(|mut p| p.take());
     std::thread::scope(|scope| {
@@ -467,7 +471,8 @@ where
             .name("pymortem-stack".into())
             .spawn_scoped(scope, || take().map(|f| f()))
             .ok();
-        let (batches, received) = std::sync::mpsc::sync_channel::<Vec<(u64, referrers::Shape)>>(16);
+        type Batch = Vec<(u64, u64, referrers::Shape)>;
+        let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
         let counter = std::thread::Builder::new()
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
@@ -475,11 +480,11 @@ where
                 let heap = read_context::ReadContext::with_memory(process, state, &memory);
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
-                    for (obj, shape) in batch {
-                        collector.container(&heap, obj, shape);
+                    for (position, obj, shape) in batch {
+                        collector.container_at(&heap, position, obj, shape);
                     }
                 }
-                collector.finish(&heap, state)
+                collector
             });
         let Ok(counter) = counter else {
             let mut collector = referrers::Collector::new(heap, wanted);
@@ -492,27 +497,55 @@ where
         };
         // Only containers go to the counter, with their shape found here.
         let mut shapes = referrers::Shapes::default();
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch: Batch = Vec::with_capacity(BATCH);
+        let mut position = 0u64;
+        let mut helper: Option<referrers::Collector> = None;
         let gc_walk = gc::walk(heap, wanted, findings, diagnostics, &mut |obj, ty| {
             let shape = shapes.shape(heap, ty);
             if shape == referrers::Shape::Other {
                 return;
             }
-            batch.push((obj, shape));
-            if batch.len() == BATCH {
-                // A counter that is gone has panicked; join reports it below.
-                let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+            batch.push((position, obj, shape));
+            position += 1;
+            if batch.len() < BATCH {
+                return;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            // A counter that is gone has panicked; join reports it below.
+            if let Err(std::sync::mpsc::TrySendError::Full(full)) = batches.try_send(full) {
+                let helper = helper.get_or_insert_with(|| referrers::Collector::new(heap, wanted));
+                for (position, obj, shape) in full {
+                    if matches!(
+                        shape,
+                        referrers::Shape::Tuple | referrers::Shape::List | referrers::Shape::Dict
+                    ) {
+                        helper.container_at(heap, position, obj, shape);
+                    } else {
+                        batch.push((position, obj, shape));
+                    }
+                }
             }
         });
         let _ = batches.send(batch);
         drop(batches);
-        let refs = match counter.join() {
-            Ok(refs) => refs,
+        let collector = match counter.join() {
+            Ok(collector) => Some(collector),
             Err(_) => {
                 diagnostics.push(Diagnostic::error(
                     DiagnosticSource::Forensics,
                     "the reference counter failed; counting again on one thread",
                 ));
+                None
+            }
+        };
+        let refs = match collector {
+            Some(mut collector) => {
+                if let Some(helper) = helper {
+                    collector.merge(helper);
+                }
+                collector.finish(heap, state)
+            }
+            None => {
                 let mut collector = referrers::Collector::new(heap, wanted);
                 for &obj in &gc_walk.objects {
                     if let Ok(ty) = heap.objects.type_of(obj) {

@@ -405,6 +405,11 @@ pub struct Collector<'w> {
 struct Tally<'w> {
     counts: Counter,
     slots: Vec<Slot>,
+    // For each kept slot, the walk position of its container: collectors
+    // that shared the walk's containers merge their slots in walk order.
+    positions: Vec<u64>,
+    // The walk position of the container being read.
+    position: u64,
     wanted: &'w FxHashSet<u64>,
 }
 
@@ -413,6 +418,23 @@ impl Tally<'_> {
     fn take(&mut self, slot: Slot) {
         if self.counts.add(slot.target, self.wanted) {
             self.slots.push(slot);
+            self.positions.push(self.position);
+        }
+    }
+}
+
+impl Counter {
+    /// Add `other`'s counts (a counter over the same core).
+    fn add_all(&mut self, other: Counter) {
+        match (self, other) {
+            (Counter::Dense(_, mine, _), Counter::Dense(_, theirs, _)) => mine.add_all(&theirs),
+            (Counter::Sparse(mine), Counter::Sparse(theirs)) => {
+                for (addr, n) in theirs {
+                    *mine.entry(addr).or_default() += n;
+                }
+            }
+            // Both are built from one core by `Counter::new`: never mixed.
+            _ => {}
         }
     }
 }
@@ -425,6 +447,8 @@ impl<'w> Collector<'w> {
             tally: Tally {
                 counts: Counter::new(heap, wanted),
                 slots: Vec::new(),
+                positions: Vec::new(),
+                position: 0,
                 wanted,
             },
         }
@@ -442,6 +466,33 @@ impl<'w> Collector<'w> {
         let tally = &mut self.tally;
         self.enumerator
             .container(heap, obj, shape, &mut |slot| tally.take(slot));
+    }
+
+    /// One tracked object whose shape the caller already knows, at position
+    /// `position` of the walk: for collectors that share the walk's objects
+    /// and are then merged ([`Collector::merge`]).
+    pub fn container_at(&mut self, heap: &ReadContext, position: u64, obj: u64, shape: Shape) {
+        self.tally.position = position;
+        self.container(heap, obj, shape);
+    }
+
+    /// Take in what `other` counted of other containers of the same walk.
+    /// Only tuples, lists and dicts may have gone to `other`: the owners'
+    /// reads keep state (containers read once, generator frames) that is
+    /// not merged.
+    pub fn merge(&mut self, other: Collector) {
+        let mine = &mut self.tally;
+        let theirs = other.tally;
+        mine.counts.add_all(theirs.counts);
+        let mut kept: Vec<(u64, Slot)> = mine
+            .positions
+            .drain(..)
+            .zip(mine.slots.drain(..))
+            .chain(theirs.positions.into_iter().zip(theirs.slots))
+            .collect();
+        // Stable: slots of one container keep their order.
+        kept.sort_by_key(|&(position, _)| position);
+        (mine.positions, mine.slots) = kept.into_iter().unzip();
     }
 
     /// Add the frames' references and finish.
