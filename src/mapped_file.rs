@@ -230,6 +230,26 @@ impl MessageBuffer {
     }
 }
 
+/// Ask the kernel to back the unused capacity of `vec` with huge pages
+/// where it can: a list of millions then costs a few page faults, not
+/// thousands. A hint only; nothing in the vector changes.
+pub fn advise_huge_pages<T>(vec: &mut Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    let spare = vec.spare_capacity_mut();
+    let (start, len) = (spare.as_mut_ptr() as usize, std::mem::size_of_val(spare));
+    // Whole huge pages inside the capacity only.
+    let first = start.next_multiple_of(HUGE);
+    let end = (start + len) / HUGE * HUGE;
+    if end > first {
+        // SAFETY: the range lies inside memory this vector owns and does
+        // not use yet; MADV_HUGEPAGE changes how the kernel backs it, never
+        // its contents or its mapping.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

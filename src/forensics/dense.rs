@@ -231,6 +231,62 @@ impl Bits {
     }
 }
 
+/// Three bits per slot, the three words of 64 slots side by side: a
+/// walk that asks all three of one slot at random reads one cache line, not
+/// three.
+#[derive(Debug)]
+pub struct BitTriples {
+    bytes: ZeroedBytes,
+}
+
+impl BitTriples {
+    /// All clear, for `len` slots.
+    pub fn new(len: usize) -> BitTriples {
+        BitTriples {
+            bytes: ZeroedBytes::new(len.div_ceil(64) * 24),
+        }
+    }
+
+    /// The byte holding bit `which` of a slot, and the bit in it.
+    #[inline]
+    fn byte(slot: usize, which: usize) -> (usize, u8) {
+        ((slot / 64 * 3 + which) * 8 + slot % 64 / 8, 1 << (slot % 8))
+    }
+
+    /// Whether bit `which` (0, 1 or 2) of a slot is set.
+    #[inline]
+    pub fn get(&self, which: usize, slot: usize) -> bool {
+        let (at, bit) = Self::byte(slot, which);
+        self.bytes.bytes().get(at).is_some_and(|b| b & bit != 0)
+    }
+
+    /// Set bit `which` of a slot; return whether it was already set.
+    #[inline]
+    pub fn test_and_set(&mut self, which: usize, slot: usize) -> bool {
+        let (at, bit) = Self::byte(slot, which);
+        let Some(byte) = self.bytes.bytes_mut().get_mut(at) else {
+            return false;
+        };
+        let was = *byte & bit != 0;
+        *byte |= bit;
+        was
+    }
+
+    /// Bit `which` of every slot, as a bitmap of its own.
+    pub fn extract(&self, which: usize, len: usize) -> Bits {
+        let mut bits = Bits::new(len);
+        let out = bits.bytes.bytes_mut();
+        for (i, triple) in self.bytes.bytes().chunks_exact(24).enumerate() {
+            let word = &triple[which * 8..which * 8 + 8];
+            if let Some(dst) = out.get_mut(i * 8..) {
+                let n = dst.len().min(8);
+                dst[..n].copy_from_slice(&word[..n]);
+            }
+        }
+        bits
+    }
+}
+
 /// A saturating byte counter per slot.
 #[derive(Debug)]
 pub struct Counts {
@@ -320,6 +376,19 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bit_triples_keep_their_three_bits_apart_and_extract_one() {
+        let mut t = BitTriples::new(200);
+        assert!(!t.test_and_set(1, 130));
+        assert!(t.test_and_set(1, 130));
+        assert!(!t.get(0, 130) && !t.get(2, 130));
+        t.test_and_set(2, 7);
+        t.test_and_set(2, 199);
+        let bits = t.extract(2, 200);
+        assert!(bits.get(7) && bits.get(199) && !bits.get(130));
+        assert!(t.extract(1, 200).get(130));
+    }
 
     #[test]
     fn bits_and_counts() {

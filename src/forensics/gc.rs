@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::dense::{AddressIndex, Bits};
+use super::dense::{AddressIndex, BitTriples, Bits};
 
 use serde::Serialize;
 
@@ -90,58 +90,73 @@ impl GcWalk {
     }
 }
 
-/// Which objects were seen: a bit per slot of writable memory, or a hash set
-/// when the core is too large for the bitmap.
+/// Which objects were seen: bits per slot of writable memory (seen, watched,
+/// header alive, side by side so that one object costs one cache line), or
+/// a hash set when the core is too large for the bitmap.
 struct Seen<'w> {
     index: Option<AddressIndex>,
-    bits: Option<Bits>,
-    // The watched objects as bits over the same slots: one lookup answers both.
-    watched_bits: Option<Bits>,
+    flags: Option<BitTriples>,
     watched: &'w FxHashSet<u64>,
     // Objects outside the indexed memory, and every object without an index.
     other: FxHashMap<u64, usize>,
-    alive: Option<Bits>,
 }
+
+/// The bits of [`Seen::flags`].
+const SEEN: usize = 0;
+const WATCHED: usize = 1;
+const ALIVE: usize = 2;
 
 impl<'w> Seen<'w> {
     fn new(heap: &ReadContext, watched: &'w FxHashSet<u64>) -> Seen<'w> {
         let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
-        let bits = index.as_ref().map(|i| Bits::new(i.len()));
-        let watched_bits = index.as_ref().map(|i| i.marks(watched));
-        let alive = index.as_ref().map(|i| Bits::new(i.len()));
+        let flags = index.as_ref().map(|i| {
+            let mut flags = BitTriples::new(i.len());
+            for slot in watched.iter().filter_map(|&a| i.slot(a)) {
+                flags.test_and_set(WATCHED, slot);
+            }
+            flags
+        });
         Seen {
-            alive,
             index,
-            bits,
-            watched_bits,
+            flags,
             watched,
             other: FxHashMap::default(),
         }
     }
 
-    /// Mark `obj`'s header alive (outside the index, nothing is kept).
-    fn alive(&mut self, obj: u64) {
-        if let (Some(index), Some(alive)) = (&self.index, &mut self.alive)
-            && let Some(slot) = index.slot(obj)
-        {
-            alive.test_and_set(slot);
-        }
-    }
-
     /// Mark `obj` seen in generation `generation`. Returns whether it was
-    /// seen before (and in which generation when that is known), and
-    /// whether it is watched.
-    fn mark(&mut self, obj: u64, generation: usize) -> (Option<Option<usize>>, bool) {
-        if let (Some(index), Some(bits), Some(watched)) =
-            (&self.index, &mut self.bits, &self.watched_bits)
+    /// seen before (and in which generation when that is known), whether
+    /// it is watched, and its slot (for [`Seen::alive`]).
+    fn mark(
+        &mut self,
+        obj: u64,
+        generation: usize,
+    ) -> (Option<Option<usize>>, bool, Option<usize>) {
+        if let (Some(index), Some(flags)) = (&self.index, &mut self.flags)
             && let Some(slot) = index.slot(obj)
         {
-            return (bits.test_and_set(slot).then_some(None), watched.get(slot));
+            let before = flags.test_and_set(SEEN, slot);
+            return (before.then_some(None), flags.get(WATCHED, slot), Some(slot));
         }
         (
             self.other.insert(obj, generation).map(Some),
             self.watched.contains(&obj),
+            None,
         )
+    }
+
+    /// Mark the object at `slot` (from [`Seen::mark`]) as having a live
+    /// header (outside the index, nothing is kept).
+    fn alive(&mut self, slot: Option<usize>) {
+        if let (Some(flags), Some(slot)) = (&mut self.flags, slot) {
+            flags.test_and_set(ALIVE, slot);
+        }
+    }
+
+    /// The objects with a live header, as bits over the index.
+    fn alive_bits(&self) -> Option<Bits> {
+        let (index, flags) = (self.index.as_ref()?, self.flags.as_ref()?);
+        Some(flags.extract(ALIVE, index.len()))
     }
 }
 
@@ -274,6 +289,7 @@ pub fn walk(
     let _ = out
         .objects
         .try_reserve((writable / 32).min(MAX_OBJECTS as u64) as usize);
+    crate::mapped_file::advise_huge_pages(&mut out.objects);
     let mut seen = Seen::new(heap, watch);
     let mut headers = HeaderCheck::new();
     let (heads, collecting) = match heads(heap) {
@@ -369,7 +385,7 @@ pub fn walk(
                 break;
             }
             let obj = node.wrapping_add(heap.gc_head_size);
-            let (seen_before, watched) = seen.mark(obj, out.generations.len());
+            let (seen_before, watched, slot) = seen.mark(obj, out.generations.len());
             if let Some(first) = seen_before {
                 let first = match first {
                     Some(g) => out
@@ -431,7 +447,7 @@ pub fn walk(
                 if let Some(word) = words.refcount_word
                     && headers.alive(heap, word, ty)
                 {
-                    seen.alive(obj);
+                    seen.alive(slot);
                 }
                 visit(obj, ty);
             }
@@ -456,7 +472,7 @@ pub fn walk(
         out.generations.push(summary);
         out.ends.push(out.objects.len());
     }
-    out.alive_headers = seen.alive.map(std::sync::Arc::new);
+    out.alive_headers = seen.alive_bits().map(std::sync::Arc::new);
     out
 }
 
