@@ -79,8 +79,33 @@ pub struct References {
 /// memory when that fits, a hash map otherwise. The dense form also marks
 /// the wanted objects, so that one slot lookup serves both questions.
 enum Counter {
-    Dense(AddressIndex, Counts, Bits),
+    Dense(AddressIndex, Counts, WantedMarks),
     Sparse(FxHashMap<u64, u32>),
+}
+
+/// The wanted objects over the dense slots, with a bit per 64 slots in
+/// front: a few thousand wanted objects among millions counted, so nearly
+/// every lookup ends in the small map (18 KB for a 150 MB core, cached)
+/// without reading the big one.
+struct WantedMarks {
+    coarse: Bits,
+    marks: Bits,
+}
+
+impl WantedMarks {
+    fn new(index: &AddressIndex, wanted: &FxHashSet<u64>) -> WantedMarks {
+        let marks = index.marks(wanted);
+        let mut coarse = Bits::new(index.len().div_ceil(64));
+        for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
+            coarse.test_and_set(slot / 64);
+        }
+        WantedMarks { coarse, marks }
+    }
+
+    #[inline(always)]
+    fn get(&self, slot: usize) -> bool {
+        self.coarse.get(slot / 64) && self.marks.get(slot)
+    }
 }
 
 impl Counter {
@@ -88,7 +113,7 @@ impl Counter {
         match AddressIndex::new(heap.memory.core(), heap.object_granule()) {
             Some(index) => {
                 let counts = Counts::new(index.len());
-                let marks = index.marks(wanted);
+                let marks = WantedMarks::new(&index, wanted);
                 Counter::Dense(index, counts, marks)
             }
             None => Counter::Sparse(FxHashMap::default()),
@@ -126,7 +151,7 @@ impl Counter {
     /// What the header pass reads of the counts: a view other threads can share.
     fn owned<'c>(&'c self, alive: Option<&'c Bits>) -> Owned<'c> {
         match self {
-            Counter::Dense(index, counts, marks) => Owned::Dense {
+            Counter::Dense(index, counts, WantedMarks { marks, .. }) => Owned::Dense {
                 ranges: index.ranges(),
                 granule: index.granule(),
                 counts,

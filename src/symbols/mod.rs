@@ -215,12 +215,16 @@ pub fn find_in_images(images: &[&ElfImage], name: &str, file: Option<&str>) -> O
         for table in tables.into_iter().flatten() {
             let mut current_file: Option<&str> = None;
             for sym in table.symbols().take(MAX_SYMBOLS) {
-                let Ok(sym_name) = sym.name() else { continue };
+                // Bytes compared as they are: decoding every name of a
+                // table of thousands to compare one was most of the cost.
+                let Ok(sym_name) = sym.name_bytes() else {
+                    continue;
+                };
                 if sym.kind() == SymbolKind::File {
-                    current_file = Some(sym_name);
+                    current_file = std::str::from_utf8(sym_name).ok();
                     continue;
                 }
-                if sym_name != name || sym.is_undefined() {
+                if sym_name != name.as_bytes() || sym.is_undefined() {
                     continue;
                 }
                 let file_ok = match wanted_file {
