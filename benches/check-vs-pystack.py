@@ -22,7 +22,7 @@ In one run:
      by the first `pymortem check`, as a core on disk is read: its first reader decides how the cache holds
      it (2 MiB pieces for pymortem, which asks for huge pages; 4 KiB pieces for a core the
      generator has just written).  Both tools then read the same cached pages.
-  4b. on each core: `pymortem check --json` twice (the first run fills the layout cache in
+     On each core: `pymortem check --json` twice (the first run fills the layout cache in
      ~/.cache/pymortem, the second must say `"cached": true`), then the healthy-core check:
      exit 0, verdict clean, no error or warning finding.  Every finding is printed; on these
      clean processes any finding is a false positive.
