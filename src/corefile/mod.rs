@@ -464,25 +464,25 @@ impl CoreFile {
 
     /// Index of the segment that contains `addr`.
     pub fn segment_index(&self, addr: u64) -> Option<usize> {
-        // Branch-free: the heap pointers searched for are in random order,
-        // and a branch on each comparison would mispredict half the time.
-        let starts = &self.segment_starts;
-        let (mut base, mut len) = (0, starts.len());
-        if len == 0 {
-            return None;
-        }
-        while len > 1 {
-            let half = len / 2;
-            base = if starts[base + half] <= addr {
-                base + half
-            } else {
-                base
-            };
-            len -= half;
-        }
-        let segment = self.segments.get(base)?;
-        (segment.vaddr <= addr && segment.contains(addr)).then_some(base)
+        let index = last_at_or_below(&self.segment_starts, addr);
+        self.segments.get(index)?.contains(addr).then_some(index)
     }
+}
+
+/// The index of the last of the ascending `starts` that is at or below
+/// `value` (0 when none is, or when `starts` is empty). Branch-free: the
+/// addresses searched for (heap pointers) come in random order, and a
+/// branch on each comparison would mispredict half the time.
+pub fn last_at_or_below(starts: &[u64], value: u64) -> usize {
+    let (mut base, mut len) = (0, starts.len());
+    while len > 1 {
+        let half = len / 2;
+        if starts[base + half] <= value {
+            base += half;
+        }
+        len -= half;
+    }
+    base
 }
 
 struct Parsed {

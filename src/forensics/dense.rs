@@ -89,30 +89,9 @@ impl AddressIndex {
         Some((first + (addr - start) / self.granule) as usize)
     }
 
-    /// The last range starting at or below `addr` (or 0): a branch-free
-    /// binary search, since the branch on a random heap pointer mispredicts.
+    /// The last range starting at or below `addr` (or 0).
     fn range_of(&self, addr: u64) -> usize {
-        let mut base = 0;
-        let mut len = self.starts.len();
-        while len > 1 {
-            let half = len / 2;
-            base = if self.starts[base + half] <= addr {
-                base + half
-            } else {
-                base
-            };
-            len -= half;
-        }
-        base
-    }
-
-    /// A bitmap over these slots with the given addresses set (those without a slot are left out).
-    pub fn marks<'a>(&self, addresses: impl IntoIterator<Item = &'a u64>) -> Bits {
-        let mut bits = Bits::new(self.len());
-        for slot in addresses.into_iter().filter_map(|&a| self.slot(a)) {
-            bits.test_and_set(slot);
-        }
-        bits
+        crate::corefile::last_at_or_below(&self.starts, addr)
     }
 
     /// The ranges of slots, as (first address, first slot, slots), in

@@ -528,24 +528,18 @@ where
         });
         let _ = batches.send(batch);
         drop(batches);
-        let collector = match counter.join() {
-            Ok(collector) => Some(collector),
-            Err(_) => {
-                diagnostics.push(Diagnostic::error(
-                    DiagnosticSource::Forensics,
-                    "the reference counter failed; counting again on one thread",
-                ));
-                None
-            }
-        };
-        let refs = match collector {
-            Some(mut collector) => {
+        let refs = match counter.join() {
+            Ok(mut collector) => {
                 if let Some(helper) = helper {
                     collector.merge(helper);
                 }
                 collector.finish(heap, state)
             }
-            None => {
+            Err(_) => {
+                diagnostics.push(Diagnostic::error(
+                    DiagnosticSource::Forensics,
+                    "the reference counter failed; counting again on one thread",
+                ));
                 let mut collector = referrers::Collector::new(heap, wanted);
                 for &obj in &gc_walk.objects {
                     if let Ok(ty) = heap.objects.type_of(obj) {

@@ -94,9 +94,10 @@ struct WantedMarks {
 
 impl WantedMarks {
     fn new(index: &AddressIndex, wanted: &FxHashSet<u64>) -> WantedMarks {
-        let marks = index.marks(wanted);
+        let mut marks = Bits::new(index.len());
         let mut coarse = Bits::new(index.len().div_ceil(64));
         for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
+            marks.test_and_set(slot);
             coarse.test_and_set(slot / 64);
         }
         WantedMarks { coarse, marks }
@@ -145,6 +146,20 @@ impl Counter {
                 index.slot(addr).map_or(0, |s| u32::from(counts.get(s)))
             }
             Counter::Sparse(map) => map.get(&addr).copied().unwrap_or(0),
+        }
+    }
+
+    /// Add `other`'s counts (a counter over the same core).
+    fn add_all(&mut self, other: Counter) {
+        match (self, other) {
+            (Counter::Dense(_, mine, _), Counter::Dense(_, theirs, _)) => mine.add_all(&theirs),
+            (Counter::Sparse(mine), Counter::Sparse(theirs)) => {
+                for (addr, n) in theirs {
+                    *mine.entry(addr).or_default() += n;
+                }
+            }
+            // Both are built from one core by `Counter::new`: never mixed.
+            _ => {}
         }
     }
 
@@ -444,22 +459,6 @@ impl Tally<'_> {
         if self.counts.add(slot.target, self.wanted) {
             self.slots.push(slot);
             self.positions.push(self.position);
-        }
-    }
-}
-
-impl Counter {
-    /// Add `other`'s counts (a counter over the same core).
-    fn add_all(&mut self, other: Counter) {
-        match (self, other) {
-            (Counter::Dense(_, mine, _), Counter::Dense(_, theirs, _)) => mine.add_all(&theirs),
-            (Counter::Sparse(mine), Counter::Sparse(theirs)) => {
-                for (addr, n) in theirs {
-                    *mine.entry(addr).or_default() += n;
-                }
-            }
-            // Both are built from one core by `Counter::new`: never mixed.
-            _ => {}
         }
     }
 }

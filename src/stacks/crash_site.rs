@@ -258,7 +258,6 @@ fn frame_candidates(
         .first()
         .is_some_and(|f| !is_code(process, f.address.address()));
     let mut sites = Vec::new();
-    let mut caller_of_nothing = None;
     for (index, frame) in frames.iter().enumerate().take(MAX_FRAMES) {
         let Some(function) = frame.function.as_deref() else {
             continue;
@@ -269,7 +268,6 @@ fn frame_candidates(
         // What it was passed is not asked of DWARF: the eval loop's own
         // arguments are a thread state and a frame, not objects.
         if index == 1 && called_into_nothing && role.is_none() {
-            caller_of_nothing = Some(index);
             sites.push((index, frame, function, SiteRole::SlotCall));
             continue;
         }
@@ -284,7 +282,7 @@ fn frame_candidates(
     // overwrote its argument registers; one DWARF read per module for all.
     let asked: Vec<usize> = sites
         .iter()
-        .filter(|s| Some(s.0) != caller_of_nothing)
+        .filter(|s| s.3 != SiteRole::SlotCall)
         .map(|s| s.0 + 1)
         .filter(|&caller| {
             frames
