@@ -18,8 +18,9 @@ pub struct AddressIndex {
     ends: Vec<u64>,
     first_slots: Vec<u64>,
     slots: u64,
-    // Bytes per slot: 8, or 16 where every object is 16-aligned.
-    granule: u64,
+    // Bytes per slot: 8, or 16 where every object is 16-aligned, as a
+    // shift: a division per lookup was a third of the counter's time.
+    granule_shift: u32,
     // (start, end, first slot) of the last range found: consecutive
     // lookups often fall in one arena.
     last: Cell<(u64, u64, u64)>,
@@ -55,7 +56,7 @@ impl AddressIndex {
             ends,
             first_slots,
             slots,
-            granule,
+            granule_shift: granule.trailing_zeros(),
             last: Cell::new((0, 0, 0)),
         })
     }
@@ -68,12 +69,12 @@ impl AddressIndex {
     /// The slot of a granule-aligned address in a dumped writable segment.
     #[inline]
     pub fn slot(&self, addr: u64) -> Option<usize> {
-        if !addr.is_multiple_of(self.granule) {
+        if addr & (self.granule() - 1) != 0 {
             return None;
         }
         let (start, end, first) = self.last.get();
         if addr >= start && addr < end {
-            return Some((first + (addr - start) / self.granule) as usize);
+            return Some((first + ((addr - start) >> self.granule_shift)) as usize);
         }
         self.slot_searched(addr)
     }
@@ -86,7 +87,7 @@ impl AddressIndex {
             return None;
         }
         self.last.set((start, end, first));
-        Some((first + (addr - start) / self.granule) as usize)
+        Some((first + ((addr - start) >> self.granule_shift)) as usize)
     }
 
     /// The last range starting at or below `addr` (or 0).
@@ -107,8 +108,9 @@ impl AddressIndex {
     }
 
     /// Bytes per slot.
+    #[inline]
     pub fn granule(&self) -> u64 {
-        self.granule
+        1 << self.granule_shift
     }
 
     /// The address of a slot.
@@ -118,7 +120,7 @@ impl AddressIndex {
             .first_slots
             .partition_point(|&f| f <= slot)
             .checked_sub(1)?;
-        Some(self.starts[i] + (slot - self.first_slots[i]) * self.granule)
+        Some(self.starts[i] + ((slot - self.first_slots[i]) << self.granule_shift))
     }
 }
 
@@ -288,13 +290,6 @@ impl Counts {
         let first = *c == 0;
         *c = c.saturating_add(1);
         first
-    }
-
-    /// Add `other`'s counts (over the same slots), saturating.
-    pub fn add_all(&mut self, other: &Counts) {
-        for (mine, theirs) in self.counts.bytes_mut().iter_mut().zip(other.counts.bytes()) {
-            *mine = mine.saturating_add(*theirs);
-        }
     }
 
     /// The count of a slot.

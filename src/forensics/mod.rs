@@ -438,7 +438,7 @@ pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
 
 /// Objects handed from the GC walk to the reference counter at a time.
 const BATCH: usize = 4096;
-/// Batches the walk may run ahead of the counter before it counts some
+/// Batches the walk may run ahead of the counter before it reads some
 /// itself.
 const BATCHES_AHEAD: usize = 4;
 
@@ -446,9 +446,10 @@ const BATCHES_AHEAD: usize = 4;
 /// the frames hold. The walk chases pointers and the counting reads
 /// containers: on two threads they overlap, the walk feeding the counter in
 /// batches, and `meanwhile` runs on a third. The counting is the longer
-/// part: when the counter falls behind, the walk's thread counts the
-/// tuples, lists and dicts of a batch itself, and the two counts are
-/// merged. Without threads everything runs on this one.
+/// part: when the counter falls behind, the walk's thread reads the tuples,
+/// lists and dicts of a batch itself and hands the counter their targets,
+/// which it counts with hardly a wait for memory. Without threads
+/// everything runs on this one.
 fn walk_and_count<T>(
     process: &Process,
     state: &PythonState,
@@ -473,6 +474,8 @@ where
             .ok();
         type Batch = Vec<(u64, u64, referrers::Shape)>;
         let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
+        // Containers the walk's thread read itself, for the counter to count.
+        let (read_here, read_there) = std::sync::mpsc::channel::<referrers::ReadContainers>();
         let counter = std::thread::Builder::new()
             .name("pymortem-count".into())
             .spawn_scoped(scope, move || {
@@ -480,9 +483,14 @@ where
                 let heap = read_context::ReadContext::with_memory(process, state, &memory);
                 let mut collector = referrers::Collector::new(&heap, wanted);
                 for batch in received {
-                    for (position, obj, shape) in batch {
-                        collector.container_at(&heap, position, obj, shape);
+                    while let Ok(read) = read_there.try_recv() {
+                        collector.take_read(read);
                     }
+                    collector.containers(&heap, &batch);
+                }
+                // The walk is over: its thread sends nothing more.
+                for read in read_there {
+                    collector.take_read(read);
                 }
                 collector
             });
@@ -499,7 +507,7 @@ where
         let mut shapes = referrers::Shapes::default();
         let mut batch: Batch = Vec::with_capacity(BATCH);
         let mut position = 0u64;
-        let mut helper: Option<referrers::Collector> = None;
+        let mut reader: Option<referrers::ContainerReader> = None;
         let gc_walk = gc::walk(heap, wanted, findings, diagnostics, &mut |obj, ty| {
             let shape = shapes.shape(heap, ty);
             if shape == referrers::Shape::Other {
@@ -513,28 +521,24 @@ where
             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
             // A counter that is gone has panicked; join reports it below.
             if let Err(std::sync::mpsc::TrySendError::Full(full)) = batches.try_send(full) {
-                let helper = helper.get_or_insert_with(|| referrers::Collector::new(heap, wanted));
-                for (position, obj, shape) in full {
-                    if matches!(
-                        shape,
+                let reader =
+                    reader.get_or_insert_with(|| referrers::ContainerReader::new(heap, wanted));
+                // Owners stay with the counter: their reads keep state.
+                let (plain, owners): (Batch, Batch) = full.into_iter().partition(|c| {
+                    matches!(
+                        c.2,
                         referrers::Shape::Tuple | referrers::Shape::List | referrers::Shape::Dict
-                    ) {
-                        helper.container_at(heap, position, obj, shape);
-                    } else {
-                        batch.push((position, obj, shape));
-                    }
-                }
+                    )
+                });
+                batch.extend(owners);
+                let _ = read_here.send(reader.read(heap, plain.into_iter()));
             }
         });
         let _ = batches.send(batch);
         drop(batches);
+        drop(read_here);
         let refs = match counter.join() {
-            Ok(mut collector) => {
-                if let Some(helper) = helper {
-                    collector.merge(helper);
-                }
-                collector.finish(heap, state)
-            }
+            Ok(collector) => collector.finish(heap, state),
             Err(_) => {
                 diagnostics.push(Diagnostic::error(
                     DiagnosticSource::Forensics,

@@ -236,6 +236,32 @@ impl<'p> ReadContext<'p> {
         Some((word(rc_at), word(ty_at)))
     }
 
+    /// Start loading the cache line at `addr`, for a pass that will read it
+    /// a few steps later ([`HeaderLookahead`]).
+    #[inline]
+    pub fn prefetch(&self, addr: u64) {
+        if let Some(bytes) = self.bytes_at(addr, 1) {
+            crate::mapped_file::prefetch(bytes);
+        }
+    }
+
+    /// The 8-byte word at `addr`: through this heap's cursor, or from the
+    /// process's memory (files included) when the core lacks it.
+    #[inline]
+    pub fn word(&self, addr: u64) -> Option<u64> {
+        match self.bytes_at(addr, 8) {
+            Some(bytes) => Some(u64::from_le_bytes(bytes.try_into().ok()?)),
+            None => self.memory.read_u64(addr).ok(),
+        }
+    }
+
+    /// The core's `len` bytes at `addr` without a copy, through this heap's
+    /// cursor; `None` when they are not in one dumped segment.
+    #[inline]
+    pub fn slice(&self, addr: u64, len: usize) -> Option<&'p [u8]> {
+        self.bytes_at(addr, len)
+    }
+
     /// The alignment every heap object has: 16 where pymalloc aligns blocks
     /// to 16 (3.8+) and the GC header is 16 bytes, else 8. Dense tables need
     /// a slot per granule only.
@@ -249,6 +275,7 @@ impl<'p> ReadContext<'p> {
 
     /// The core's bytes at `addr`, through this heap's own segment cursor
     /// (one per thread: no shared state on the walk's hottest path).
+    #[inline]
     fn bytes_at(&self, addr: u64, len: usize) -> Option<&'p [u8]> {
         let (start, bytes) = self.cursor.get();
         let at = |start: u64, bytes: &'p [u8]| {
@@ -355,5 +382,44 @@ impl<'p> ReadContext<'p> {
             size = size.saturating_add(n.saturating_mul(item.unsigned_abs()));
         }
         (size <= 1 << 30).then_some(size)
+    }
+}
+
+/// Objects to read in address order, handed out a fixed distance behind
+/// the one last pushed, whose header was asked for meanwhile: a pass over a
+/// million scattered headers then overlaps its cache misses.
+pub struct HeaderLookahead {
+    ring: [u64; HeaderLookahead::DISTANCE],
+    pushed: usize,
+}
+
+impl Default for HeaderLookahead {
+    fn default() -> HeaderLookahead {
+        HeaderLookahead {
+            ring: [0; HeaderLookahead::DISTANCE],
+            pushed: 0,
+        }
+    }
+}
+
+impl HeaderLookahead {
+    const DISTANCE: usize = 16;
+
+    /// Queue `obj` (its header is prefetched); return the object queued
+    /// `DISTANCE` pushes ago, if any.
+    #[inline]
+    pub fn push(&mut self, heap: &ReadContext, obj: u64) -> Option<u64> {
+        heap.prefetch(obj);
+        let at = self.pushed % Self::DISTANCE;
+        let behind = std::mem::replace(&mut self.ring[at], obj);
+        self.pushed += 1;
+        (self.pushed > Self::DISTANCE).then_some(behind)
+    }
+
+    /// The objects still queued, oldest first.
+    pub fn drain(self) -> impl Iterator<Item = u64> {
+        let queued = self.pushed.min(Self::DISTANCE);
+        let first = self.pushed - queued;
+        (first..self.pushed).map(move |i| self.ring[i % Self::DISTANCE])
     }
 }

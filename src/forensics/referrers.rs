@@ -11,7 +11,7 @@ use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::items::{DeadHeader, HeaderCheck};
 use super::owners::{FieldOwner, Owner, OwnerLayout};
-use super::read_context::ReadContext;
+use super::read_context::{HeaderLookahead, ReadContext};
 use super::statics::StaticPointers;
 use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::diagnostic::Severity;
@@ -149,20 +149,6 @@ impl Counter {
         }
     }
 
-    /// Add `other`'s counts (a counter over the same core).
-    fn add_all(&mut self, other: Counter) {
-        match (self, other) {
-            (Counter::Dense(_, mine, _), Counter::Dense(_, theirs, _)) => mine.add_all(&theirs),
-            (Counter::Sparse(mine), Counter::Sparse(theirs)) => {
-                for (addr, n) in theirs {
-                    *mine.entry(addr).or_default() += n;
-                }
-            }
-            // Both are built from one core by `Counter::new`: never mixed.
-            _ => {}
-        }
-    }
-
     /// What the header pass reads of the counts: a view other threads can share.
     fn owned<'c>(&'c self, alive: Option<&'c Bits>) -> Owned<'c> {
         match self {
@@ -237,19 +223,25 @@ impl Owned<'_> {
                 marks,
                 alive,
             } => {
-                let total: usize = ranges.iter().map(|r| r.2).sum();
-                let (low, high) = (total * part / parts, total * (part + 1) / parts);
+                let mut ahead = HeaderLookahead::default();
                 for &(start, first, len) in ranges {
-                    let (from, to) = (first.max(low), (first + len).min(high));
-                    if from >= to {
-                        continue;
-                    }
-                    for slot in counts.counted_in(from..to) {
-                        if !marks.get(slot) && !alive.is_some_and(|a| a.get(slot)) {
-                            judge(start + (slot - first) as u64 * granule);
+                    // Parts take turns by chunk: objects crowd in some
+                    // parts of the heap, and halves would not share evenly.
+                    let chunks = (first / PART_CHUNK)..(first + len).div_ceil(PART_CHUNK);
+                    for chunk in chunks.filter(|c| c % parts == part) {
+                        let from = (chunk * PART_CHUNK).max(first);
+                        let to = ((chunk + 1) * PART_CHUNK).min(first + len);
+                        for slot in counts.counted_in(from..to) {
+                            if !marks.get(slot) && !alive.is_some_and(|a| a.get(slot)) {
+                                let obj = start + (slot - first) as u64 * granule;
+                                if let Some(due) = ahead.push(heap, obj) {
+                                    judge(due);
+                                }
+                            }
                         }
                     }
                 }
+                std::mem::take(&mut ahead).drain().for_each(&mut judge);
             }
             Owned::Sparse(map) => {
                 for (_, &addr) in map
@@ -264,6 +256,9 @@ impl Owned<'_> {
         dead
     }
 }
+
+/// Slots per turn of a header-pass part: 256 KiB of heap at 16 bytes a slot.
+const PART_CHUNK: usize = 1 << 14;
 
 /// What [`Enumerator`] reads of an object: the containers whose references it counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,6 +314,7 @@ pub struct Enumerator {
     owners: OwnerLayout,
     tuple_items: Option<u64>,
     list_items: Option<u64>,
+    ob_size: Option<u64>,
     buf: Vec<u8>,
 }
 
@@ -331,6 +327,7 @@ impl Enumerator {
             owners: OwnerLayout::new(heap),
             tuple_items: offsets.tuple.ob_item.get(),
             list_items: offsets.list.ob_item.get(),
+            ob_size: offsets.var_object.ob_size.get(),
             buf: Vec::new(),
         }
     }
@@ -346,6 +343,38 @@ impl Enumerator {
         self.container(heap, obj, shape, visit);
     }
 
+    /// A tuple's or list's `ob_size`.
+    #[inline]
+    fn var_size(&self, heap: &ReadContext, obj: u64) -> Option<i64> {
+        Some(heap.word(obj.wrapping_add(self.ob_size?))? as i64)
+    }
+
+    /// Start loading what reading container `obj` needs besides its own
+    /// header, which an earlier prefetch has brought in by now: a list's
+    /// item array, a dict's keys and split values.
+    #[inline]
+    fn prefetch_contents(&self, heap: &ReadContext, obj: u64, shape: Shape) {
+        match shape {
+            Shape::List => {
+                if let Some(array) = self
+                    .list_items
+                    .and_then(|at| heap.word(obj.wrapping_add(at)))
+                {
+                    heap.prefetch(array);
+                }
+            }
+            Shape::Dict => {
+                if let Ok((keys, values)) = heap.objects.dict_tables(obj) {
+                    heap.prefetch(keys);
+                    if values != 0 {
+                        heap.prefetch(values);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     // Generic so that the per-reference callback inlines: it runs millions of times.
     fn container<F: FnMut(Slot) + ?Sized>(
         &mut self,
@@ -356,7 +385,7 @@ impl Enumerator {
     ) {
         match shape {
             Shape::Tuple => {
-                let (Some(items), Ok(n)) = (self.tuple_items, heap.objects.var_size(obj)) else {
+                let (Some(items), Some(n)) = (self.tuple_items, self.var_size(heap, obj)) else {
                     return;
                 };
                 visit_array(
@@ -370,10 +399,10 @@ impl Enumerator {
                 );
             }
             Shape::List => {
-                let (Some(items), Ok(n)) = (self.list_items, heap.objects.var_size(obj)) else {
+                let (Some(items), Some(n)) = (self.list_items, self.var_size(heap, obj)) else {
                     return;
                 };
-                let Ok(array) = heap.memory.read_ptr(obj.wrapping_add(items)) else {
+                let Some(array) = heap.word(obj.wrapping_add(items)) else {
                     return;
                 };
                 visit_array(
@@ -441,6 +470,75 @@ pub struct Collector<'w> {
     tally: Tally<'w>,
 }
 
+/// What a [`ContainerReader`] read of some containers: every target to
+/// count, and the slots pointing at wanted objects with their container's
+/// walk position.
+#[derive(Default)]
+pub struct ReadContainers {
+    targets: Vec<u64>,
+    kept: Vec<(u64, Slot)>,
+}
+
+/// Reads containers for a [`Collector`] on another thread, which then only
+/// counts what was read ([`Collector::take_read`]): reading a container
+/// waits for memory, counting its targets hardly does. It keeps no counts
+/// of its own, so lending a hand costs no second table.
+pub struct ContainerReader<'w> {
+    enumerator: Enumerator,
+    index: Option<AddressIndex>,
+    // A bit per 64 slots with a wanted object in them: the set is asked
+    // only there.
+    near_wanted: Option<Bits>,
+    wanted: &'w FxHashSet<u64>,
+}
+
+impl<'w> ContainerReader<'w> {
+    /// A reader for `heap` that keeps the slots pointing at `wanted`.
+    pub fn new(heap: &ReadContext, wanted: &'w FxHashSet<u64>) -> ContainerReader<'w> {
+        let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
+        let near_wanted = index.as_ref().map(|index| {
+            let mut near = Bits::new(index.len().div_ceil(64));
+            for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
+                near.test_and_set(slot / 64);
+            }
+            near
+        });
+        ContainerReader {
+            enumerator: Enumerator::new(heap),
+            index,
+            near_wanted,
+            wanted,
+        }
+    }
+
+    /// Read the containers of `batch`, (walk position, object, shape) each.
+    pub fn read(
+        &mut self,
+        heap: &ReadContext,
+        batch: impl Iterator<Item = (u64, u64, Shape)>,
+    ) -> ReadContainers {
+        let mut read = ReadContainers::default();
+        let (index, near, wanted) = (&self.index, &self.near_wanted, self.wanted);
+        for (position, obj, shape) in batch {
+            self.enumerator
+                .container(heap, obj, shape, &mut |slot: Slot| {
+                    read.targets.push(slot.target);
+                    let maybe_wanted = match (index, near) {
+                        (Some(index), Some(near)) => match index.slot(slot.target) {
+                            Some(at) => near.get(at / 64),
+                            None => true,
+                        },
+                        _ => true,
+                    };
+                    if maybe_wanted && wanted.contains(&slot.target) {
+                        read.kept.push((position, slot));
+                    }
+                });
+        }
+        read
+    }
+}
+
 /// What the collector keeps of each slot it is shown.
 struct Tally<'w> {
     counts: Counter,
@@ -450,6 +548,8 @@ struct Tally<'w> {
     positions: Vec<u64>,
     // The walk position of the container being read.
     position: u64,
+    // Slots from a reader were added out of walk order.
+    unordered: bool,
     wanted: &'w FxHashSet<u64>,
 }
 
@@ -473,6 +573,7 @@ impl<'w> Collector<'w> {
                 slots: Vec::new(),
                 positions: Vec::new(),
                 position: 0,
+                unordered: false,
                 wanted,
             },
         }
@@ -500,27 +601,52 @@ impl<'w> Collector<'w> {
         self.container(heap, obj, shape);
     }
 
-    /// Take in what `other` counted of other containers of the same walk.
-    /// Only tuples, lists and dicts may have gone to `other`: the owners'
-    /// reads keep state (containers read once, generator frames) that is
-    /// not merged.
-    pub fn merge(&mut self, other: Collector) {
-        let mine = &mut self.tally;
-        let theirs = other.tally;
-        mine.counts.add_all(theirs.counts);
-        let mut kept: Vec<(u64, Slot)> = mine
-            .positions
-            .drain(..)
-            .zip(mine.slots.drain(..))
-            .chain(theirs.positions.into_iter().zip(theirs.slots))
-            .collect();
-        // Stable: slots of one container keep their order.
-        kept.sort_by_key(|&(position, _)| position);
-        (mine.positions, mine.slots) = kept.into_iter().unzip();
+    /// Count the containers of `batch`, (walk position, object, shape)
+    /// each, reading ahead: each container's header is asked for
+    /// `HEADER_AHEAD` containers before it is read, and its contents
+    /// `CONTENTS_AHEAD` before.
+    pub fn containers(&mut self, heap: &ReadContext, batch: &[(u64, u64, Shape)]) {
+        const HEADER_AHEAD: usize = 16;
+        const CONTENTS_AHEAD: usize = 8;
+        for (i, &(position, obj, shape)) in batch.iter().enumerate() {
+            if let Some(&(_, ahead, _)) = batch.get(i + HEADER_AHEAD) {
+                heap.prefetch(ahead);
+            }
+            if let Some(&(_, ahead, shape)) = batch.get(i + CONTENTS_AHEAD) {
+                self.enumerator.prefetch_contents(heap, ahead, shape);
+            }
+            self.container_at(heap, position, obj, shape);
+        }
+    }
+
+    /// Count what a [`ContainerReader`] read of some containers of the
+    /// same walk.
+    pub fn take_read(&mut self, read: ReadContainers) {
+        let tally = &mut self.tally;
+        for target in read.targets {
+            tally.counts.add(target, tally.wanted);
+        }
+        for (position, slot) in read.kept {
+            tally.slots.push(slot);
+            tally.positions.push(position);
+            tally.unordered = true;
+        }
     }
 
     /// Add the frames' references and finish.
     pub fn finish(mut self, heap: &ReadContext, state: &PythonState) -> References {
+        if self.tally.unordered {
+            // Slots a reader kept come after the counter's: back into walk
+            // order (stable: a container's slots keep theirs).
+            let tally = &mut self.tally;
+            let mut kept: Vec<(u64, Slot)> = tally
+                .positions
+                .drain(..)
+                .zip(tally.slots.drain(..))
+                .collect();
+            kept.sort_by_key(|&(position, _)| position);
+            (tally.positions, tally.slots) = kept.into_iter().unzip();
+        }
         let mut frames = FxHashMap::default();
         for t in &state.threads {
             for f in &t.stack.frames {
@@ -583,6 +709,7 @@ impl References {
                 Some(second) => dead.extend(second),
                 None => dead.extend(owned.dead(heap, wanted, 1, 2)),
             }
+            dead.sort_unstable_by_key(|&(addr, _)| addr);
             dead
         });
     }
@@ -716,7 +843,7 @@ fn visit_array<F: FnMut(Slot) + ?Sized>(
     visit: &mut F,
 ) {
     let len = u64::try_from(n).unwrap_or(0).min(MAX_ITEMS) as usize * 8;
-    let words = match heap.memory.slice_at(array, len) {
+    let words = match heap.slice(array, len) {
         Some(words) => words,
         None => {
             buf.resize(len, 0);

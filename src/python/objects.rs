@@ -443,6 +443,19 @@ impl<'a, M: Memory> Objects<'a, M> {
         Ok(used)
     }
 
+    /// Where a dict's entries live: its keys object (its table on 2.7) and
+    /// its split values (0 when combined).
+    pub fn dict_tables(&self, obj: u64) -> Result<(u64, u64), ReadError> {
+        let d = self.dict_offsets()?;
+        if let DictTable::Open { ma_table, .. } = d.table {
+            return Ok((self.memory.read_ptr(obj.wrapping_add(ma_table))?, 0));
+        }
+        Ok((
+            self.memory.read_ptr(obj.wrapping_add(d.ma_keys))?,
+            self.memory.read_ptr(obj.wrapping_add(d.ma_values))?,
+        ))
+    }
+
     /// Call `visit` for each live entry of the keys object `keys` (3.x), at
     /// most `max`; values come from `split_values` (the first value slot of a
     /// split table) when given, else from the entries.
