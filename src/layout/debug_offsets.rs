@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use super::{FieldLayout, Layout, LayoutSource};
 use crate::interpreter::version::{DEBUG_OFFSETS_COOKIE, PythonVersion};
-use crate::memory::{Memory, MemoryExt};
+use crate::memory::{BufferMemory, Memory, MemoryExt};
+use crate::modules::Module;
 
 /// What a table entry describes.
 #[derive(Debug, PartialEq, Eq)]
@@ -192,8 +193,8 @@ const MEMBERS: &[(&str, Entry)] = &[
 const POSITIONS_TOML: &str = include_str!("../../layouts/debug-offsets.toml");
 
 /// What the reader of one version's table needs: (position, entry), in
-/// position order.
-type Positions = Vec<(u64, &'static Entry)>;
+/// position order, with their C paths.
+type Positions = Vec<(u64, &'static str, &'static Entry)>;
 
 /// The entries of `major.minor`'s table, parsed once per process; `None`
 /// when the data has no such version.
@@ -215,9 +216,9 @@ fn parse_positions(text: &str) -> BTreeMap<String, Positions> {
         .map(|(version, members)| {
             let mut entries: Positions = MEMBERS
                 .iter()
-                .filter_map(|(path, entry)| Some((*members.get(*path)?, entry)))
+                .filter_map(|(path, entry)| Some((*members.get(*path)?, *path, entry)))
                 .collect();
-            entries.sort_by_key(|(position, _)| *position);
+            entries.sort_by_key(|(position, ..)| *position);
             (version, entries)
         })
         .collect()
@@ -252,7 +253,7 @@ pub fn apply(
         _ => String::new(),
     };
     let mut changed = Vec::new();
-    for (pos, entry) in entries {
+    for (pos, _, entry) in entries {
         let Ok(value) = memory.read_u64(address.wrapping_add(*pos)) else {
             continue;
         };
@@ -301,6 +302,65 @@ pub fn apply(
     Some((base, version, changed))
 }
 
+/// Bytes of the `_Py_DebugOffsets` header: cookie, version, free-threaded flag.
+const HEADER: u64 = 24;
+
+/// `_Py_DebugOffsets` as compiled into `module`'s file, whose `_PyRuntime`
+/// is at `runtime` in the process: its initial value in the `.PyRuntime`
+/// data, which the process never changes. Served at `runtime`, so that
+/// [`apply`] reads it as it reads the process's copy.
+pub fn file_copy(module: &Module, runtime: u64) -> Option<BufferMemory> {
+    let image = module.file()?;
+    let at = runtime.checked_sub(module.load_bias?)?;
+    let header = image.read_at_address(at, HEADER)?;
+    if &header[..8] != DEBUG_OFFSETS_COOKIE {
+        return None;
+    }
+    let version = PythonVersion::from_hex(u64::from_le_bytes(header[8..16].try_into().ok()?))?;
+    let len = positions(version.major, version.minor)?
+        .last()
+        .map_or(HEADER, |(position, ..)| position + 8);
+    Some(BufferMemory {
+        base: runtime,
+        bytes: image.read_at_address(at, len)?,
+    })
+}
+
+/// Where two copies of `_Py_DebugOffsets` at `address` differ, among its
+/// header and the members pymortem uses (placed as in `reference`'s
+/// version): C paths, `header` for the cookie, version or build flag.
+pub fn differences(
+    reference: &impl Memory,
+    other: &impl Memory,
+    address: u64,
+) -> Vec<&'static str> {
+    let mut header = ([0u8; HEADER as usize], [0u8; HEADER as usize]);
+    if reference.read_exact_at(address, &mut header.0).is_err() {
+        return Vec::new();
+    }
+    let mut differ = Vec::new();
+    if other.read_exact_at(address, &mut header.1).is_err() || header.0 != header.1 {
+        differ.push("header");
+    }
+    let Some(version) = header.0[8..16]
+        .try_into()
+        .ok()
+        .and_then(|w| PythonVersion::from_hex(u64::from_le_bytes(w)))
+    else {
+        return differ;
+    };
+    for (position, path, _) in positions(version.major, version.minor)
+        .into_iter()
+        .flatten()
+    {
+        let at = address.wrapping_add(*position);
+        if reference.read_u64(at).ok() != other.read_u64(at).ok() {
+            differ.push(path);
+        }
+    }
+    differ
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,11 +401,11 @@ mod tests {
             ] {
                 let entry = &MEMBERS.iter().find(|(p, _)| *p == needed).unwrap().1;
                 assert!(
-                    entries.iter().any(|(_, e)| *e == entry),
+                    entries.iter().any(|(_, _, e)| *e == entry),
                     "3.{minor}: {needed} is not placed"
                 );
             }
-            let positions: Vec<u64> = entries.iter().map(|(p, _)| *p).collect();
+            let positions: Vec<u64> = entries.iter().map(|(p, ..)| *p).collect();
             assert!(
                 positions.windows(2).all(|w| w[0] < w[1]),
                 "3.{minor}: positions are distinct and in order"

@@ -69,6 +69,10 @@ pub struct Attempt {
     /// as opposed to used or absent.
     #[serde(skip)]
     pub unusable: bool,
+    /// The source was damaged in the core and another copy of it was used
+    /// (`_Py_DebugOffsets` from the interpreter's file): a warning.
+    #[serde(skip)]
+    pub damaged: bool,
 }
 
 impl Attempt {
@@ -78,6 +82,7 @@ impl Attempt {
             source,
             outcome,
             unusable: false,
+            damaged: false,
         }
     }
 }
@@ -105,6 +110,82 @@ impl LayoutChoice {
             "the interpreter's DWARF could not be used ({}); the layout comes from {used} instead",
             failed.outcome
         ))
+    }
+}
+
+impl LayoutChoice {
+    /// When the core's `_Py_DebugOffsets` was damaged and the copy in the
+    /// interpreter's file was used instead: what differed.
+    pub fn debug_offsets_damaged(&self) -> Option<&str> {
+        self.attempts
+            .iter()
+            .find(|a| a.source == AttemptSource::DebugOffsets && a.damaged)
+            .map(|a| a.outcome.as_str())
+    }
+}
+
+/// `_Py_DebugOffsets` as the core holds it and as the interpreter's file
+/// was built with it. The process never writes the table, so the two are
+/// equal unless the core's copy was damaged (a stray write, a bad dump).
+struct DebugOffsetsCopies {
+    address: u64,
+    in_core: Option<(Layout, Vec<String>)>,
+    in_file: Option<(Layout, Vec<String>)>,
+    file_name: String,
+    // Members whose values differ, when both copies were read.
+    differ: Vec<&'static str>,
+}
+
+impl DebugOffsetsCopies {
+    fn read(
+        memory: &ProcessMemory,
+        module: Option<&Module>,
+        address: u64,
+        base: &Layout,
+    ) -> DebugOffsetsCopies {
+        let in_core = debug_offsets::apply(memory, address, base.clone()).map(|(l, _, c)| (l, c));
+        let file = module.and_then(|m| debug_offsets::file_copy(m, address));
+        let in_file = file
+            .as_ref()
+            .and_then(|f| debug_offsets::apply(f, address, base.clone()))
+            .map(|(l, _, c)| (l, c));
+        let differ = match (&file, &in_file) {
+            (Some(f), Some(_)) => debug_offsets::differences(f, memory, address),
+            _ => Vec::new(),
+        };
+        DebugOffsetsCopies {
+            address,
+            in_core,
+            in_file,
+            file_name: module.map_or_else(String::new, |m| m.name().to_string()),
+            differ,
+        }
+    }
+
+    /// The layout to use, what differs from the table, and, when the core's
+    /// copy was damaged, how.
+    fn choose(self) -> Option<(Layout, Vec<String>, Option<String>)> {
+        let address = self.address;
+        match (self.in_core, self.in_file) {
+            (Some((layout, changed)), _) if self.differ.is_empty() => Some((layout, changed, None)),
+            (core, Some((layout, changed))) => {
+                let what = if core.is_none() {
+                    "is not a valid table".to_string()
+                } else {
+                    format!("differs from the file's in {}", self.differ.join(", "))
+                };
+                Some((
+                    layout,
+                    changed,
+                    Some(format!(
+                        "the core's _Py_DebugOffsets at {address:#x} {what}: damaged; \
+                         the copy in {}'s .PyRuntime section is used",
+                        self.file_name
+                    )),
+                ))
+            }
+            (core, None) => core.map(|(layout, changed)| (layout, changed, None)),
+        }
     }
 }
 
@@ -208,6 +289,7 @@ pub fn select(
                 outcome: reason.to_string(),
                 // No DWARF at all is no failure; DWARF that cannot be read is.
                 unusable: matches!(reason, DwarfLayoutError::Dwarf(_)),
+                damaged: false,
             }),
         }
     }
@@ -220,17 +302,31 @@ pub fn select(
             .and_then(|m| runtime_address::find(memory.core(), memory, m));
         match (found, &table) {
             (Some((addr, _)), Some(t)) => {
-                match debug_offsets::apply(memory, addr, t.layout_for(&micro)) {
-                    Some((layout, _, changed)) => {
+                let base = t.layout_for(&micro);
+                let copies = DebugOffsetsCopies::read(memory, module.as_deref(), addr, &base);
+                match copies.choose() {
+                    Some((layout, changed, damage)) => {
                         let detail = if changed.is_empty() {
                             "used; agrees with the table".to_string()
                         } else {
                             format!("used; differs from the table in {}", changed.join(", "))
                         };
-                        note!(
-                            AttemptSource::DebugOffsets,
-                            format!("{detail} (at {addr:#x})")
-                        );
+                        let completed = match &layout.source {
+                            LayoutSource::DebugOffsets { table, .. } => {
+                                format!("; the members it lacks come from the table {table}")
+                            }
+                            _ => String::new(),
+                        };
+                        let damaged = damage.is_some();
+                        attempts.push(Attempt {
+                            source: AttemptSource::DebugOffsets,
+                            outcome: match damage {
+                                Some(why) => format!("{why}; {detail}{completed}"),
+                                None => format!("{detail} (at {addr:#x}){completed}"),
+                            },
+                            unusable: false,
+                            damaged,
+                        });
                         return Ok(LayoutChoice { layout, attempts });
                     }
                     None => note!(

@@ -151,6 +151,9 @@ pub fn python_state(
     if let Some(w) = choice.dwarf_passed_over() {
         diagnostics.push(Diagnostic::warning(DiagnosticSource::Python, w));
     }
+    if let Some(w) = choice.debug_offsets_damaged() {
+        diagnostics.push(Diagnostic::warning(DiagnosticSource::Layout, w.to_string()));
+    }
     if let Some(w) = &runtime.warning {
         diagnostics.push(Diagnostic::warning(DiagnosticSource::Python, w.clone()));
     }

@@ -16,6 +16,7 @@ mod cli;
 mod cli_text;
 mod compressed_debug_bombs;
 mod datastack_recovery;
+mod debug_offsets_damage;
 mod debug_offsets_data;
 mod debuginfo;
 mod escapes;

@@ -43,7 +43,7 @@ fn threads_json(entry: &Value, search: &[String]) -> Result<Value, String> {
 }
 
 /// Every way the report's stacks and locals differ from the truth.
-fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
+pub(crate) fn disagreements(entry: &Value, report: &Value, label: &str) -> Vec<String> {
     let truth = support::truth(entry);
     let lost = support::gdb_lost_memory(entry);
     let by_lwp = support::threads_by_lwp(report);
