@@ -101,7 +101,20 @@ def _simple_locals(frame):
     return out
 
 
-def _frame_list(frame):
+def _position(frame):
+    """[line, end_line, column, end_column] of the frame's instruction (3.11+
+    location tables; None where the table has none), or None before 3.11."""
+    code = frame.f_code
+    if not hasattr(code, "co_positions") or frame.f_lasti < 0:
+        return None
+    # One position per 2-byte code unit, cache entries included.
+    for i, position in enumerate(code.co_positions()):
+        if i == frame.f_lasti // 2:
+            return list(position)
+    return None
+
+
+def _frame_list(frame, positions=False):
     out = []
     while frame is not None:
         code = frame.f_code
@@ -110,6 +123,10 @@ def _frame_list(frame):
             "file": code.co_filename,
             "line": frame.f_lineno,
         }
+        if positions:
+            position = _position(frame)
+            if position is not None:
+                entry["position"] = position
         simple = _simple_locals(frame)
         if simple is not None:
             entry["locals"] = simple
@@ -125,10 +142,11 @@ def _is_helper(fr):
     return os.path.basename(fn) == "_truth.py"
 
 
-def snapshot_stacks():
-    """{ident: [frames innermost first]} for every thread."""
+def snapshot_stacks(positions=False):
+    """{ident: [frames innermost first]} for every thread; with `positions`,
+    each 3.11+ frame's source position too."""
     frames = sys._current_frames()
-    return dict((ident, _frame_list(f)) for ident, f in frames.items())
+    return dict((ident, _frame_list(f, positions)) for ident, f in frames.items())
 
 
 def wait_until_parked(idents, timeout=20.0, must_contain=None):
@@ -190,7 +208,7 @@ def write_truth(scenario, objects=None, expected_signal=6, expected_fatal_error=
     """
     caller = sys._getframe(1)
     writer = get_ident()
-    stacks = snapshot_stacks()
+    stacks = snapshot_stacks(positions=True)
     names = _thread_names()
     if crash_thread_ident is None:
         crash_thread_ident = writer
@@ -211,8 +229,11 @@ def write_truth(scenario, objects=None, expected_signal=6, expected_fatal_error=
                 st = st[1:]
                 skipped += 1
             entry["helper_frames_skipped"] = skipped
-            if crash_marker and st:
+            if st:
+                # The writer dies at another instruction than the snapshot's.
                 st[0] = dict(st[0])
+                st[0].pop("position", None)
+            if crash_marker and st:
                 st[0]["line"] = marker_line(crash_marker, caller.f_code.co_filename)
         if final_lines and ident in final_lines:
             fn, marker = final_lines[ident]
@@ -220,6 +241,7 @@ def write_truth(scenario, objects=None, expected_signal=6, expected_fatal_error=
             for fr in st:
                 if fr["function"] == fn:
                     fr["line"] = marker_line(marker, caller.f_code.co_filename)
+                    fr.pop("position", None)
                     break
             entry["line_patched"] = fn
         entry["stack"] = st

@@ -176,6 +176,9 @@ struct ThreadsArgs {
     /// Unwind every thread's native stack too and interleave the Python frames with it.
     #[arg(long)]
     native: bool,
+    /// Do not show each frame's source line (read from the sysroot, or the host) in text output.
+    #[arg(long)]
+    no_source: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -218,7 +221,11 @@ fn threads(args: &ThreadsArgs) -> i32 {
     if args.native {
         report.add_native_stacks(&process, state.as_ref().ok());
     }
-    let code = print_report(args.core.json, &report, render::threads);
+    let mut sources = (!args.no_source)
+        .then(|| pymortem::python::source::SourceFiles::new(args.core.search.sysroot.as_deref()));
+    let code = print_report(args.core.json, &report, |r| {
+        render::threads(r, sources.as_mut())
+    });
     if code != EXIT_OK {
         return code;
     }

@@ -8,6 +8,7 @@ use super::escape::{esc, esc_path};
 use super::width::{output_width, short_build_id};
 
 use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
+use pymortem::python::source::{SourceFiles, traceback_lines};
 use pymortem::report::InfoReport;
 
 fn table(header: &[&str]) -> Table {
@@ -233,8 +234,13 @@ pub fn info(r: &InfoReport) -> String {
     s
 }
 
-/// The `threads` report as Python-style tracebacks, most recent call last.
-pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
+/// The `threads` report as Python-style tracebacks, most recent call last;
+/// with `sources`, each frame's source line under it and the executing part
+/// of it marked beneath (3.11+).
+pub fn threads(
+    r: &pymortem::report::ThreadsReport,
+    mut sources: Option<&mut SourceFiles>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", python_header(r));
     if r.interpreters.len() > 1 {
@@ -302,7 +308,12 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
                     state.thread_state
                 );
             }
-            traceback(&mut s, &state.frames, state.frames_error.as_deref());
+            traceback(
+                &mut s,
+                &state.frames,
+                state.frames_error.as_deref(),
+                sources.as_deref_mut(),
+            );
         }
     }
     diagnostics_lines(&mut s, &r.diagnostics);
@@ -310,7 +321,12 @@ pub fn threads(r: &pymortem::report::ThreadsReport) -> String {
 }
 
 /// Python frames as a traceback, most recent call last.
-fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option<&str>) {
+fn traceback(
+    s: &mut String,
+    frames: &[pymortem::python::PyFrame],
+    error: Option<&str>,
+    mut sources: Option<&mut SourceFiles>,
+) {
     if frames.is_empty() {
         let _ = writeln!(s, "  (no Python frames)");
     } else {
@@ -333,6 +349,16 @@ fn traceback(s: &mut String, frames: &[pymortem::python::PyFrame], error: Option
             "    File \"{}\", line {line}, in {name}{recovered}",
             esc(&f.file)
         );
+        if let (Some(files), Some(number)) = (sources.as_deref_mut(), f.line)
+            && let Some(text) = files.line(&f.file, number)
+        {
+            let ends_here = f.end_line.is_none_or(|end| end == number);
+            let (shown, marker) = traceback_lines(text, f.column, f.end_column, ends_here);
+            let _ = writeln!(s, "      {}", esc(&shown));
+            if let Some(marker) = marker {
+                let _ = writeln!(s, "      {marker}");
+            }
+        }
         for l in f.locals.iter().flatten() {
             let kind = if l.argument { "arg" } else { "local" };
             let _ = writeln!(s, "        {kind} {} = {}", esc(&l.name), esc(&l.repr));

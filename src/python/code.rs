@@ -1,5 +1,7 @@
 //! Code objects and their line tables.
 
+use serde::Serialize;
+
 use crate::layout::facts::LineTable;
 use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
@@ -154,6 +156,26 @@ fn svarint(table: &[u8], pos: &mut usize) -> Option<i64> {
 }
 
 fn locations_311(table: &[u8], first_line: i64, unit: i64) -> Option<i64> {
+    position_311(table, first_line, unit)?.line
+}
+
+/// Where in its source an instruction is: lines and 0-based columns, each
+/// `None` where the location table has none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Position {
+    /// The first line.
+    pub line: Option<i64>,
+    /// The last line.
+    pub end_line: Option<i64>,
+    /// The first column (UTF-8 bytes from the line's start).
+    pub column: Option<i64>,
+    /// The column just past the end, on `end_line`.
+    pub end_column: Option<i64>,
+}
+
+/// The position of code unit `unit` in a 3.11+ location table; `None` when
+/// the table does not reach the unit or is damaged.
+pub fn position_311(table: &[u8], first_line: i64, unit: i64) -> Option<Position> {
     let mut line = first_line;
     let mut addr: i64 = 0;
     let mut pos = 0;
@@ -166,31 +188,59 @@ fn locations_311(table: &[u8], first_line: i64, unit: i64) -> Option<i64> {
         }
         let code = (first >> 3) & 15;
         let length = i64::from(first & 7) + 1;
-        let has_line = match code {
+        let column = |value: u64| i64::try_from(value).ok();
+        let position = match code {
+            // Short form: the line is unchanged, columns in the code and one byte.
+            // (A table cut short keeps its line; the columns it lacks are none.)
             0..=9 => {
+                let second = table.get(pos).copied();
                 pos += 1;
-                true
+                let start = second.map(|b| i64::from(code) << 3 | i64::from(b >> 4));
+                Position {
+                    line: Some(line),
+                    end_line: Some(line),
+                    column: start,
+                    end_column: start.zip(second).map(|(s, b)| s + i64::from(b & 15)),
+                }
             }
+            // One-line forms: a line step of 0 to 2, then two column bytes.
             10..=12 => {
                 line = line.wrapping_add(i64::from(code) - 10);
+                let (start, end) = (table.get(pos), table.get(pos + 1));
                 pos += 2;
-                true
+                Position {
+                    line: Some(line),
+                    end_line: Some(line),
+                    column: start.map(|&b| i64::from(b)),
+                    end_column: end.map(|&b| i64::from(b)),
+                }
             }
+            // A line step, no columns.
             13 => {
                 line = line.wrapping_add(svarint(table, &mut pos)?);
-                true
+                Position {
+                    line: Some(line),
+                    end_line: Some(line),
+                    ..Position::default()
+                }
             }
+            // Long form: line step, end-line step, then columns stored plus one (0 is none).
             14 => {
                 line = line.wrapping_add(svarint(table, &mut pos)?);
-                varint(table, &mut pos)?;
-                varint(table, &mut pos)?;
-                varint(table, &mut pos)?;
-                true
+                let end_line = line.wrapping_add(i64::try_from(varint(table, &mut pos)?).ok()?);
+                let start = varint(table, &mut pos)?;
+                let end = varint(table, &mut pos)?;
+                Position {
+                    line: Some(line),
+                    end_line: Some(end_line),
+                    column: start.checked_sub(1).and_then(column),
+                    end_column: end.checked_sub(1).and_then(column),
+                }
             }
-            _ => false,
+            _ => Position::default(),
         };
         if addr <= unit && unit < addr + length {
-            return has_line.then_some(line);
+            return Some(position);
         }
         addr += length;
     }
@@ -249,5 +299,33 @@ mod tests {
         assert_eq!(locations_311(&table, 100, 3), None);
         assert_eq!(locations_311(&table, 100, 4), Some(101));
         assert_eq!(locations_311(&table, 100, 5), None);
+        let at = |unit| position_311(&table, 100, unit).unwrap();
+        assert_eq!(
+            at(0),
+            Position {
+                line: Some(102),
+                end_line: Some(102),
+                column: None,
+                end_column: None
+            }
+        );
+        assert_eq!((at(2).column, at(2).end_column), (Some(1), Some(2)));
+        assert_eq!(at(3), Position::default());
+        // Long form: end line +0, columns stored plus one: 1 -> 0, 2 -> 1.
+        assert_eq!(
+            at(4),
+            Position {
+                line: Some(101),
+                end_line: Some(101),
+                column: Some(0),
+                end_column: Some(1)
+            }
+        );
+        // Short form code 2, second byte 0x35: column 2*8+3 = 19, end 19+5.
+        let short = [0x80 | (2 << 3), 0x35];
+        assert_eq!(
+            position_311(&short, 7, 0).map(|p| (p.line, p.column, p.end_column)),
+            Some((Some(7), Some(19), Some(24)))
+        );
     }
 }

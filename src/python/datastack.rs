@@ -11,11 +11,10 @@
 
 use std::collections::HashSet;
 
-use super::code::line_for;
+use super::code::position_311;
 use super::frames::{PyFrame, interpreter_frame_locals};
 use super::objects::Objects;
 use crate::layout::MissingField;
-use crate::layout::facts::LineTable;
 use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
 
@@ -417,12 +416,7 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
                 return None;
             }
         }
-        let line = line_for(
-            LineTable::Locations311,
-            &info.line_table,
-            info.first_line,
-            unit,
-        );
+        let position = position_311(&info.line_table, info.first_line, unit).unwrap_or_default();
         let entry = match o.is_entry {
             Some(off) => self
                 .mem()
@@ -439,7 +433,10 @@ impl<M: Memory> ChunkWalker<'_, '_, M> {
             function: info.name,
             qualname: info.qualname,
             file: info.filename,
-            line,
+            line: position.line,
+            end_line: position.end_line,
+            column: position.column,
+            end_column: position.end_column,
             first_line: info.first_line,
             code: f.code,
             frame: f.address,

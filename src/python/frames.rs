@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::code::{CodeInfo, line_for};
+use super::code::{CodeInfo, Position, line_for, position_311};
 use super::objects::Objects;
 use super::types::BuiltinType;
 use crate::layout::MissingField;
@@ -48,6 +48,12 @@ pub struct PyFrame {
     pub file: String,
     /// The current line; null when the instruction has no line.
     pub line: Option<i64>,
+    /// The last line of the current instruction's source (3.11+).
+    pub end_line: Option<i64>,
+    /// The instruction's first column, 0-based, in UTF-8 bytes (3.11+).
+    pub column: Option<i64>,
+    /// The column just past the instruction's source, on `end_line` (3.11+).
+    pub end_column: Option<i64>,
     /// `co_firstlineno`.
     pub first_line: i64,
     /// Address of the code object.
@@ -76,6 +82,9 @@ impl PyFrame {
             qualname: None,
             file: String::new(),
             line: None,
+            end_line: None,
+            column: None,
+            end_column: None,
             first_line: 0,
             code,
             frame,
@@ -299,8 +308,12 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             let locals = self
                 .with_locals
                 .then(|| self.frame_object_locals(frame, code));
+            let position = Position {
+                line,
+                ..Position::default()
+            };
             walk.frames
-                .push(frame_from(info, code, frame, line, false, locals));
+                .push(frame_from(info, code, frame, position, false, locals));
             frame = self.mem().read_ptr(frame.wrapping_add(f_back))?;
         }
         Ok(())
@@ -387,12 +400,8 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             }
-            let line = line_for(
-                LineTable::Locations311,
-                &info.line_table,
-                info.first_line,
-                unit,
-            );
+            let position =
+                position_311(&info.line_table, info.first_line, unit).unwrap_or_default();
             let is_entry = match is_entry_at {
                 Some(off) => self.mem().read_u8(frame.wrapping_add(off))? != 0,
                 None => false,
@@ -401,7 +410,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .with_locals
                 .then(|| self.interpreter_frame_locals(frame, code));
             walk.frames
-                .push(frame_from(info, code, frame, line, is_entry, locals));
+                .push(frame_from(info, code, frame, position, is_entry, locals));
             frame = next;
         }
         Ok(())
@@ -553,7 +562,7 @@ fn frame_from(
     info: CodeInfo,
     code: u64,
     frame: u64,
-    line: Option<i64>,
+    position: Position,
     entry: bool,
     locals: Option<Vec<Local>>,
 ) -> PyFrame {
@@ -561,7 +570,10 @@ fn frame_from(
         function: info.name,
         qualname: info.qualname,
         file: info.filename,
-        line,
+        line: position.line,
+        end_line: position.end_line,
+        column: position.column,
+        end_column: position.end_column,
         first_line: info.first_line,
         code,
         frame,

@@ -7,6 +7,7 @@ pub mod frames;
 pub mod nesting;
 pub(crate) mod objects;
 pub mod runtime;
+pub mod source;
 pub mod threads;
 pub mod types;
 

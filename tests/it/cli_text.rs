@@ -602,3 +602,57 @@ fn csv_and_json_are_never_wrapped() {
     let (_, json, _) = run_with(&["info", "--json", core.to_str().unwrap()], &env, &[]);
     serde_json::from_str::<Value>(&json).expect("info --json is JSON");
 }
+
+/// `threads` shows each frame's source line under it, as Python's tracebacks
+/// do, with the executing part marked from the 3.11+ position; `--no-source`
+/// leaves the lines out. The line and columns come from the scenario's
+/// truth (`co_positions()`), the text from the scenario's own file.
+#[test]
+fn tracebacks_show_the_source_line_and_mark_the_position() {
+    if support::matrix_missing() {
+        return;
+    }
+    let entry = support::manifest()
+        .into_iter()
+        .find(|e| {
+            e["interp"] == "pyenv-3.12.1" && e["scenario"] == "threads" && e["kind"] == "kernel"
+        })
+        .expect("the pyenv-3.12.1 threads core");
+    let truth = support::truth(&entry);
+    // A parked worker's frame in the scenario file, with its position.
+    let (file, position) = truth["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["stack"].as_array().unwrap())
+        .find_map(|f| {
+            let file = f["file"].as_str()?;
+            (file.ends_with("/threads.py") && f["position"].is_array())
+                .then(|| (file.to_string(), f["position"].clone()))
+        })
+        .expect("a recorded position in threads.py");
+    let at = |i: usize| position[i].as_u64().unwrap() as usize;
+    let (line, column, end_column) = (at(0), at(2), at(3));
+    let source = std::fs::read_to_string(&file).unwrap();
+    let text = source.lines().nth(line - 1).unwrap();
+    let indent = text.len() - text.trim_start().len();
+    let marker = format!(
+        "{}{}",
+        " ".repeat(column - indent),
+        "^".repeat(end_column - column)
+    );
+
+    let core = entry["core"].as_str().unwrap();
+    let (code, stdout, stderr) = support::pymortem(&["threads", core]);
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let shown = lines
+        .iter()
+        .position(|l| l.trim() == text.trim() && l.starts_with("      "))
+        .unwrap_or_else(|| panic!("no source line {:?} in\n{stdout}", text.trim()));
+    assert_eq!(lines[shown + 1], format!("      {marker}"), "{stdout}");
+
+    let (code, stdout, _) = support::pymortem(&["threads", "--no-source", core]);
+    assert_eq!(code, 0);
+    assert!(!stdout.contains(text.trim()), "{stdout}");
+}

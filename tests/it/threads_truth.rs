@@ -1,5 +1,6 @@
 //! `pymortem threads --json` on every sample core: each thread's Python stack
-//! (function, file, line) equals the stack its scenario recorded.
+//! (function, file, line) equals the stack its scenario recorded, and from
+//! 3.11 each frame's position (lines and columns) equals `co_positions()`.
 
 use crate::support;
 
@@ -74,6 +75,7 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
     }
     let by_lwp = support::threads_by_lwp(&report);
     let mut problems = Vec::new();
+    let mut positions_compared = 0;
     for t in truth["threads"].as_array().unwrap() {
         let lwp = t["native_id"].as_i64().unwrap();
         let Some(got) = by_lwp.get(&lwp) else {
@@ -123,6 +125,27 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
                 want.get(first_diff)
             ));
         }
+        // Source positions (3.11+), where the scenario recorded them: every
+        // frame but the writer's innermost, which moves on after the snapshot.
+        if have == want {
+            for (i, tf) in t["stack"].as_array().unwrap().iter().enumerate() {
+                let Some(position) = tf["position"].as_array() else {
+                    continue;
+                };
+                let frame = &got["frames"][i];
+                let have_position: Vec<&Value> = ["line", "end_line", "column", "end_column"]
+                    .iter()
+                    .map(|k| &frame[*k])
+                    .collect();
+                if have_position != position.iter().collect::<Vec<_>>() {
+                    problems.push(format!(
+                        "{label}: thread {lwp} frame {i} ({}): position {position:?} but pymortem has {have_position:?}",
+                        tf["function"]
+                    ));
+                }
+                positions_compared += 1;
+            }
+        }
         // Locals the scenario recorded (simple values, parked threads only: the
         // writer's locals move on after the snapshot).
         if t["writer"] != true {
@@ -162,6 +185,21 @@ fn check(entry: &Value, with_debug: bool) -> Vec<String> {
                 got["pthread_id"], t["ident"]
             ));
         }
+    }
+    // 3.11+ location tables give every parked frame a position: a core whose
+    // truth or report has none compared nothing. (The subinterpreter
+    // scenarios record their stacks another way, without positions.)
+    let records_positions = !entry["scenario"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("subinterp"));
+    let version: Vec<u32> = entry["python_version"]
+        .as_str()
+        .unwrap_or("")
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    if records_positions && version >= vec![3, 11] && positions_compared == 0 {
+        problems.push(format!("{label}: no frame position compared"));
     }
     problems
 }
