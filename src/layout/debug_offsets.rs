@@ -83,6 +83,10 @@ const MEMBERS: &[(&str, Entry)] = &[
         Field("PyThreadState", "current_frame"),
     ),
     (
+        "thread_state.base_frame",
+        Field("PyThreadState", "base_frame"),
+    ),
+    (
         "thread_state.thread_id",
         Field("PyThreadState", "thread_id"),
     ),

@@ -267,6 +267,7 @@ layout_structs! {
         frame: "frame" ["frame"],
         cframe: "cframe" ["cframe"],
         current_frame: "current_frame" ["current_frame"],
+        base_frame: "base_frame" ["base_frame"],
         thread_id: "thread_id" ["thread_id"],
         native_thread_id: "native_thread_id" ["native_thread_id"],
         id: "id" ["id"],

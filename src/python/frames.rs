@@ -132,6 +132,12 @@ enum WalkError {
         code: ReadError,
         back: ReadError,
     },
+    /// 3.15+: every chain ends on the thread state's base frame.
+    #[error(
+        "the frame chain ends at {last:#x}, not at the thread's base frame {base:#x}: a \
+         `previous` link was cut, and the frames beyond it are missing"
+    )]
+    EndedBeforeBase { last: u64, base: u64 },
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -148,7 +154,10 @@ impl WalkError {
             WalkError::CodeAndBackUnreadable { code, back, .. } => {
                 Some(more_telling(&code.reason, &back.reason).clone())
             }
-            WalkError::Loop(_) | WalkError::TooManyFrames | WalkError::MissingField(_) => None,
+            WalkError::Loop(_)
+            | WalkError::TooManyFrames
+            | WalkError::EndedBeforeBase { .. }
+            | WalkError::MissingField(_) => None,
         }
     }
 }
@@ -344,11 +353,17 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         let first_traceable = offsets.code.co_firsttraceable.get();
         let tagged = layout.facts.rules.frames_tag_references;
         let shims = layout.facts.rules.frame_owner_shims;
+        let base = match offsets.tstate.base_frame.get() {
+            Some(off) => self.mem().read_ptr(tstate.wrapping_add(off))?,
+            None => 0,
+        };
+        let mut last = 0;
         let mut seen = HashSet::new();
         while frame != 0 {
             if !seen.insert(frame) {
                 return Err(WalkError::Loop(frame));
             }
+            last = frame;
             if walk.frames.len() + walk.skipped >= MAX_FRAMES {
                 return Err(WalkError::TooManyFrames);
             }
@@ -412,6 +427,9 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             walk.frames
                 .push(frame_from(info, code, frame, position, is_entry, locals));
             frame = next;
+        }
+        if base != 0 && last != 0 && last != base {
+            return Err(WalkError::EndedBeforeBase { last, base });
         }
         Ok(())
     }

@@ -164,3 +164,67 @@ fn a_thousand_frames_deep_recursion_is_shown_in_full() {
         .unwrap();
     assert_eq!(longest, deepest);
 }
+
+/// 3.15: every frame chain ends on its thread state's base frame. Cut the
+/// `previous` link of the second frame of the deepest thread: the walk
+/// ends early on a NULL, which before 3.15 looked like the end of the stack;
+/// now the thread's stack says it is cut, and the frames past the cut come
+/// back from the data stack.
+#[test]
+fn a_frame_chain_that_misses_its_base_frame_is_cut() {
+    if support::matrix_missing() {
+        return;
+    }
+    let e = entry("debian-3.15", "threads");
+    let path = e["core"].as_str().unwrap();
+    let process = support::open(&e);
+    let state = python_state(&process, &ThreadOptions::default()).unwrap();
+    let victim = state
+        .threads
+        .iter()
+        .max_by_key(|t| t.stack.frames.len())
+        .unwrap();
+    let second = victim.stack.frames[1].frame;
+    let link = state
+        .layout
+        .layout
+        .offset("_PyInterpreterFrame", "previous")
+        .unwrap();
+    let at = file_offset(&process, second + link).expect("the frame is in the core");
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = support::write_temp(dir.path(), "cut.core", &bytes);
+    let mut args = vec!["threads".to_string(), "--json".into(), "--no-cache".into()];
+    args.extend(support::search_args(&e));
+    args.push(damaged.to_str().unwrap().into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = support::pymortem(&args);
+    assert_eq!(code, 3, "incomplete: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let thread = report["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["thread_state"] == victim.tstate)
+        .unwrap();
+    assert!(
+        thread["frames_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("base frame")),
+        "{}",
+        thread["frames_error"]
+    );
+    let frames = thread["frames"].as_array().unwrap();
+    let addresses: Vec<u64> = frames
+        .iter()
+        .map(|f| f["frame"].as_u64().unwrap())
+        .collect();
+    let original: Vec<u64> = victim.stack.frames.iter().map(|f| f.frame).collect();
+    assert_eq!(addresses, original, "every frame, in order");
+    let recovered: Vec<bool> = frames.iter().map(|f| f["recovered"] == true).collect();
+    assert!(
+        !recovered[0] && !recovered[1] && recovered[2..].iter().all(|&r| r),
+        "the frames past the cut are the recovered ones: {recovered:?}"
+    );
+}
