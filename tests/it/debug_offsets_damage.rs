@@ -68,6 +68,16 @@ fn read_damaged(entry: &Value, at: u64, bytes: &[u8]) -> (Value, Vec<String>) {
     (report, problems)
 }
 
+/// Debian 3.14's threads core (kernel).
+fn debian_314_threads() -> Value {
+    support::manifest()
+        .into_iter()
+        .find(|e| {
+            e["interp"] == "debian-3.14" && e["scenario"] == "threads" && e["kind"] == "kernel"
+        })
+        .expect("the debian-3.14 threads core")
+}
+
 /// The warning that names the damage, if any.
 fn damage_warning(report: &Value) -> Option<String> {
     report["diagnostics"]
@@ -84,12 +94,7 @@ fn a_damaged_member_is_read_from_the_file() {
     if support::matrix_missing() {
         return;
     }
-    let entry = support::manifest()
-        .into_iter()
-        .find(|e| {
-            e["interp"] == "debian-3.14" && e["scenario"] == "threads" && e["kind"] == "kernel"
-        })
-        .expect("the debian-3.14 threads core");
+    let entry = debian_314_threads();
     // A plausible but wrong offset for each interpreter's thread list: read
     // from the core's copy, no thread would be found.
     let at = position("interpreter_state.threads_head");
@@ -107,12 +112,7 @@ fn a_damaged_cookie_is_read_from_the_file() {
     if support::matrix_missing() {
         return;
     }
-    let entry = support::manifest()
-        .into_iter()
-        .find(|e| {
-            e["interp"] == "debian-3.14" && e["scenario"] == "threads" && e["kind"] == "kernel"
-        })
-        .expect("the debian-3.14 threads core");
+    let entry = debian_314_threads();
     // The cookie and the version word: the core's copy is no table at all.
     let (report, problems) = read_damaged(&entry, 0, &[0xa5; 16]);
     let warning = damage_warning(&report).expect("a warning names the damage");

@@ -25,6 +25,15 @@ fn file_offset(process: &Process, addr: u64) -> Option<usize> {
     Some((seg.file_offset + (addr - seg.vaddr)) as usize)
 }
 
+/// The thread state with the most frames.
+fn deepest(state: &pymortem::python::PythonState) -> &pymortem::python::PyThread {
+    state
+        .threads
+        .iter()
+        .max_by_key(|t| t.stack.frames.len())
+        .expect("a thread state")
+}
+
 /// Make the second frame of the thread with the most frames point back at the
 /// first, then run `threads` on the damaged copy.
 fn loop_a_frame_chain(interp: &str) {
@@ -32,11 +41,7 @@ fn loop_a_frame_chain(interp: &str) {
     let path = e["core"].as_str().unwrap();
     let process = Process::open(path, &Options::default()).unwrap();
     let state = python_state(&process, &ThreadOptions::default()).unwrap();
-    let victim = state
-        .threads
-        .iter()
-        .max_by_key(|t| t.stack.frames.len())
-        .unwrap();
+    let victim = deepest(&state);
     let (first, second) = (victim.stack.frames[0].frame, victim.stack.frames[1].frame);
     let layout = &state.layout.layout;
     let link = match layout.facts.frames {
@@ -62,10 +67,7 @@ fn loop_a_frame_chain(interp: &str) {
     assert!(started.elapsed().as_secs() < 30, "{interp}: no hang");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     let threads = report["threads"].as_array().unwrap();
-    let damaged_thread = threads
-        .iter()
-        .find(|t| t["thread_state"] == victim.tstate)
-        .unwrap();
+    let damaged_thread = support::thread_of(&report, victim.tstate);
     assert!(
         damaged_thread["frames_error"]
             .as_str()
@@ -179,11 +181,7 @@ fn a_frame_chain_that_misses_its_base_frame_is_cut() {
     let path = e["core"].as_str().unwrap();
     let process = support::open(&e);
     let state = python_state(&process, &ThreadOptions::default()).unwrap();
-    let victim = state
-        .threads
-        .iter()
-        .max_by_key(|t| t.stack.frames.len())
-        .unwrap();
+    let victim = deepest(&state);
     let second = victim.stack.frames[1].frame;
     let link = state
         .layout
@@ -195,19 +193,9 @@ fn a_frame_chain_that_misses_its_base_frame_is_cut() {
     bytes[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
     let damaged = support::write_temp(dir.path(), "cut.core", &bytes);
-    let mut args = vec!["threads".to_string(), "--json".into(), "--no-cache".into()];
-    args.extend(support::search_args(&e));
-    args.push(damaged.to_str().unwrap().into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = support::pymortem(&args);
+    let (code, report, stderr) = support::threads_report(&e, &damaged);
     assert_eq!(code, 3, "incomplete: {stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
-    let thread = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["thread_state"] == victim.tstate)
-        .unwrap();
+    let thread = support::thread_of(&report, victim.tstate);
     assert!(
         thread["frames_error"]
             .as_str()

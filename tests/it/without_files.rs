@@ -414,21 +414,9 @@ fn a_frame_with_a_bad_code_object(interp: &str) {
     bytes[at..at + 8].copy_from_slice(&a_str.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
     let damaged = support::write_temp(dir.path(), "bad-code.core", &bytes);
-    let mut args = ["threads", "--json", "--no-cache"]
-        .map(String::from)
-        .to_vec();
-    args.extend(support::search_args(entry));
-    args.push(damaged.display().to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = support::pymortem(&args);
+    let (code, report, stderr) = support::threads_report(entry, &damaged);
     assert_eq!(code, 0, "{interp}: {stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
-    let thread = report["threads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["thread_state"] == victim.tstate)
-        .unwrap();
+    let thread = support::thread_of(&report, victim.tstate);
     let got = thread["frames"].as_array().unwrap();
     assert_eq!(got.len(), original.len(), "{interp}: no frame is dropped");
     for (i, (g, o)) in got.iter().zip(&original).enumerate() {

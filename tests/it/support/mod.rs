@@ -487,3 +487,31 @@ pub fn gdb_lost_memory(entry: &Value) -> bool {
                 && !l.contains("0xffffffffff600000")
         })
 }
+
+/// `pymortem threads --json --no-cache` on `core` (a damaged copy of
+/// `entry`'s, say) with `entry`'s search arguments: exit code, report (null
+/// when stdout is no JSON) and stderr.
+pub fn threads_report(entry: &Value, core: &Path) -> (i32, Value, String) {
+    let mut args = ["threads", "--json", "--no-cache"]
+        .map(String::from)
+        .to_vec();
+    args.extend(search_args(entry));
+    args.push(core.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = pymortem(&args);
+    (
+        code,
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
+}
+
+/// The thread of a `threads` report whose thread state is `tstate`.
+pub fn thread_of(report: &Value, tstate: u64) -> &Value {
+    report["threads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["thread_state"] == tstate)
+        .unwrap_or_else(|| panic!("no thread state {tstate:#x} in the report"))
+}
