@@ -92,15 +92,25 @@ struct WantedMarks {
     marks: Bits,
 }
 
+/// A bit per 64 slots of `index`, set where a `wanted` object has a slot.
+fn near_wanted(index: &AddressIndex, wanted: &FxHashSet<u64>) -> Bits {
+    let mut near = Bits::new(index.len().div_ceil(64));
+    for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
+        near.test_and_set(slot / 64);
+    }
+    near
+}
+
 impl WantedMarks {
     fn new(index: &AddressIndex, wanted: &FxHashSet<u64>) -> WantedMarks {
         let mut marks = Bits::new(index.len());
-        let mut coarse = Bits::new(index.len().div_ceil(64));
         for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
             marks.test_and_set(slot);
-            coarse.test_and_set(slot / 64);
         }
-        WantedMarks { coarse, marks }
+        WantedMarks {
+            coarse: near_wanted(index, wanted),
+            marks,
+        }
     }
 
     #[inline(always)]
@@ -485,27 +495,22 @@ pub struct ReadContainers {
 /// of its own, so lending a hand costs no second table.
 pub struct ContainerReader<'w> {
     enumerator: Enumerator,
-    index: Option<AddressIndex>,
-    // A bit per 64 slots with a wanted object in them: the set is asked
-    // only there.
-    near_wanted: Option<Bits>,
+    // The dense index with a bit per 64 slots with a wanted object in
+    // them: the set is asked only there.
+    near_wanted: Option<(AddressIndex, Bits)>,
     wanted: &'w FxHashSet<u64>,
 }
 
 impl<'w> ContainerReader<'w> {
     /// A reader for `heap` that keeps the slots pointing at `wanted`.
     pub fn new(heap: &ReadContext, wanted: &'w FxHashSet<u64>) -> ContainerReader<'w> {
-        let index = AddressIndex::new(heap.memory.core(), heap.object_granule());
-        let near_wanted = index.as_ref().map(|index| {
-            let mut near = Bits::new(index.len().div_ceil(64));
-            for slot in wanted.iter().filter_map(|&a| index.slot(a)) {
-                near.test_and_set(slot / 64);
-            }
-            near
-        });
+        let near_wanted =
+            AddressIndex::new(heap.memory.core(), heap.object_granule()).map(|index| {
+                let near = near_wanted(&index, wanted);
+                (index, near)
+            });
         ContainerReader {
             enumerator: Enumerator::new(heap),
-            index,
             near_wanted,
             wanted,
         }
@@ -518,18 +523,14 @@ impl<'w> ContainerReader<'w> {
         batch: impl Iterator<Item = (u64, u64, Shape)>,
     ) -> ReadContainers {
         let mut read = ReadContainers::default();
-        let (index, near, wanted) = (&self.index, &self.near_wanted, self.wanted);
+        let (near_wanted, wanted) = (&self.near_wanted, self.wanted);
         for (position, obj, shape) in batch {
             self.enumerator
                 .container(heap, obj, shape, &mut |slot: Slot| {
                     read.targets.push(slot.target);
-                    let maybe_wanted = match (index, near) {
-                        (Some(index), Some(near)) => match index.slot(slot.target) {
-                            Some(at) => near.get(at / 64),
-                            None => true,
-                        },
-                        _ => true,
-                    };
+                    let maybe_wanted = near_wanted.as_ref().is_none_or(|(index, near)| {
+                        index.slot(slot.target).is_none_or(|at| near.get(at / 64))
+                    });
                     if maybe_wanted && wanted.contains(&slot.target) {
                         read.kept.push((position, slot));
                     }

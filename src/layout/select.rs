@@ -111,9 +111,7 @@ impl LayoutChoice {
             failed.outcome
         ))
     }
-}
 
-impl LayoutChoice {
     /// When the core's `_Py_DebugOffsets` was damaged and the copy in the
     /// interpreter's file was used instead: what differed.
     pub fn debug_offsets_damaged(&self) -> Option<&str> {

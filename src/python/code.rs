@@ -1,7 +1,5 @@
 //! Code objects and their line tables.
 
-use serde::Serialize;
-
 use crate::layout::facts::LineTable;
 use crate::memory::ReadError;
 use crate::memory::{Memory, MemoryExt};
@@ -161,7 +159,7 @@ fn locations_311(table: &[u8], first_line: i64, unit: i64) -> Option<i64> {
 
 /// Where in its source an instruction is: lines and 0-based columns, each
 /// `None` where the location table has none.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Position {
     /// The first line.
     pub line: Option<i64>,

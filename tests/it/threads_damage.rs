@@ -25,6 +25,32 @@ fn file_offset(process: &Process, addr: u64) -> Option<usize> {
     Some((seg.file_offset + (addr - seg.vaddr)) as usize)
 }
 
+/// A copy of the core at `path`, in `dir`, with the word at `addr` set to `word`.
+fn patched_copy(
+    process: &Process,
+    path: &str,
+    addr: u64,
+    word: u64,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let at = file_offset(process, addr).expect("the core holds the word");
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at..at + 8].copy_from_slice(&word.to_le_bytes());
+    support::write_temp(dir, "damaged.core", &bytes)
+}
+
+/// A reported thread's frame addresses and whether each was recovered.
+fn frames_of(thread: &Value) -> (Vec<u64>, Vec<bool>) {
+    let frames = thread["frames"].as_array().unwrap();
+    (
+        frames
+            .iter()
+            .map(|f| f["frame"].as_u64().unwrap())
+            .collect(),
+        frames.iter().map(|f| f["recovered"] == true).collect(),
+    )
+}
+
 /// The thread state with the most frames.
 fn deepest(state: &pymortem::python::PythonState) -> &pymortem::python::PyThread {
     state
@@ -54,11 +80,8 @@ fn loop_a_frame_chain(interp: &str) {
         other => panic!("a frame model this test does not know: {other:?}"),
     }
     .unwrap();
-    let at = file_offset(&process, second + link).expect("the frame is in the core");
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at..at + 8].copy_from_slice(&first.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
-    let damaged = support::write_temp(dir.path(), "looped.core", &bytes);
+    let damaged = patched_copy(&process, path, second + link, first, dir.path());
     let started = std::time::Instant::now();
     let (code, stdout, stderr) =
         support::pymortem(&["threads", "--json", "--no-cache", damaged.to_str().unwrap()]);
@@ -78,12 +101,7 @@ fn loop_a_frame_chain(interp: &str) {
     );
     // The frames before the loop are kept; from 3.11 the older ones come
     // back from the data stack, marked recovered, in their order.
-    let frames = damaged_thread["frames"].as_array().unwrap();
-    let addresses: Vec<u64> = frames
-        .iter()
-        .map(|f| f["frame"].as_u64().unwrap())
-        .collect();
-    let recovered: Vec<bool> = frames.iter().map(|f| f["recovered"] == true).collect();
+    let (addresses, recovered) = frames_of(damaged_thread);
     let original: Vec<u64> = victim.stack.frames.iter().map(|f| f.frame).collect();
     if layout.facts.frames == pymortem::layout::facts::FrameModel::InterpreterFrame {
         assert_eq!(addresses, original, "{interp}: every frame, in order");
@@ -188,11 +206,8 @@ fn a_frame_chain_that_misses_its_base_frame_is_cut() {
         .layout
         .offset("_PyInterpreterFrame", "previous")
         .unwrap();
-    let at = file_offset(&process, second + link).expect("the frame is in the core");
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
     let dir = tempfile::tempdir().unwrap();
-    let damaged = support::write_temp(dir.path(), "cut.core", &bytes);
+    let damaged = patched_copy(&process, path, second + link, 0, dir.path());
     let (code, report, stderr) = support::threads_report(&e, &damaged);
     assert_eq!(code, 3, "incomplete: {stderr}");
     let thread = support::thread_of(&report, victim.tstate);
@@ -203,14 +218,9 @@ fn a_frame_chain_that_misses_its_base_frame_is_cut() {
         "{}",
         thread["frames_error"]
     );
-    let frames = thread["frames"].as_array().unwrap();
-    let addresses: Vec<u64> = frames
-        .iter()
-        .map(|f| f["frame"].as_u64().unwrap())
-        .collect();
+    let (addresses, recovered) = frames_of(thread);
     let original: Vec<u64> = victim.stack.frames.iter().map(|f| f.frame).collect();
     assert_eq!(addresses, original, "every frame, in order");
-    let recovered: Vec<bool> = frames.iter().map(|f| f["recovered"] == true).collect();
     assert!(
         !recovered[0] && !recovered[1] && recovered[2..].iter().all(|&r| r),
         "the frames past the cut are the recovered ones: {recovered:?}"
