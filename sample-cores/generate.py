@@ -34,7 +34,7 @@ SCENARIO_IMPORTS = {"segfault_faulthandler": ["segfault.py"],
                     "subinterp_chains": ["_subinterp.py"]}
 SCENARIOS = ["threads", "recursion", "generator", "double_free", "use_after_free",
              "gc_already_tracked", "segfault", "segfault_faulthandler", "busy_heap",
-             "subinterp_threads", "subinterp_nested", "subinterp_chains"]
+             "subinterp_threads", "subinterp_nested", "subinterp_chains", "asyncio_tasks"]
 # Scenarios of a C extension's reference-counting bugs (scenarios/spool.py with
 # scenarios/spoolext.c, compiled for each interpreter): bug x phase.  Their
 # truth lists victims, not stacks; they have their own manifest (victims.json)
@@ -66,7 +66,7 @@ def scenario_script(scenario):
 # subinterpreters with their own thread states per OS thread need
 # _xxsubinterpreters (3.12) or _interpreters (3.13+).
 SCENARIO_MIN_VERSION = {"subinterp_threads": (3, 12), "subinterp_nested": (3, 12),
-                        "subinterp_chains": (3, 12)}
+                        "subinterp_chains": (3, 12), "asyncio_tasks": (3, 8)}
 KINDS = ["kernel", "gcore"]
 # Scenarios that never die: generate.py snapshots the live process with gdb
 # several times at random moments (kind "snapshot"), then kills it.

@@ -100,6 +100,7 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod asyncio;
 pub mod bundle;
 pub mod bundler;
 pub mod corefile;

@@ -189,9 +189,23 @@ def _thread_names():
     return names
 
 
+def gc_stats_now():
+    """The collector's totals per generation as gc.get_stats() gives them
+    (3.4+; from 3.15 the newest record of each generation's ring), with the
+    monotonic clock's reading in nanoseconds (time.perf_counter_ns(), 3.7+:
+    the clock of 3.15's collection timestamps); None before 3.4."""
+    try:
+        import gc
+        stats = gc.get_stats()
+    except (AttributeError, ImportError):
+        return None
+    now = getattr(time, "perf_counter_ns", None)
+    return {"get_stats": stats, "perf_counter_ns": now() if now else None}
+
+
 def write_truth(scenario, objects=None, expected_signal=6, expected_fatal_error=None,
                 crash_marker=None, crash_thread_ident=None, notes=None, extra=None,
-                final_lines=None):
+                final_lines=None, gc_stats=True):
     """Snapshot all stacks and write the truth JSON atomically.
 
     The writer thread's stack is recorded WITHOUT the frames of this helper; its
@@ -268,9 +282,24 @@ def write_truth(scenario, objects=None, expected_signal=6, expected_fatal_error=
     }
     if extra:
         truth.update(extra)
+    # The collector's totals are read once the rest is encoded (encoding
+    # allocates enough containers to run a collection) and spliced into the
+    # text with few allocations: they are the ones the process dies with
+    # unless the scenario works on after writing its truth.
+    # gc_stats=False (the victim scenarios) allocates nothing more than the
+    # encoding: their freed victims' blocks must not be taken by the truth.
+    text = None
+    if gc_stats:
+        text = json.dumps(truth, indent=1, sort_keys=True)
+        truth["gc_stats"] = gc_stats_now()
+        text = (text[:text.rindex("}")].rstrip() + ',\n "gc_stats": '
+                + json.dumps(truth["gc_stats"]) + "\n}")
     tmp = TRUTH_PATH + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(truth, f, indent=1, sort_keys=True)
+        if text is None:
+            json.dump(truth, f, indent=1, sort_keys=True)
+        else:
+            f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.rename(tmp, TRUTH_PATH)

@@ -124,7 +124,7 @@ def owners_bug(phase):
     objects = {"bug": "owners", "phase": phase, "victims": victims, "frees": 1,
                "expectation": "each victim freed once while still referenced by its holder"}
     _truth.write_truth("spool_owners_%s" % phase, objects=objects, expected_signal=6,
-                       crash_marker="CRASH")
+                       crash_marker="CRASH", gc_stats=False)
     # Made before the bug, so that it does not reuse a freed victim.
     keep = []
     for owner in OWNERS:
@@ -218,7 +218,8 @@ def main():
     expected_signal = None if phase == "crash" else 6
     _truth.write_truth("spool_%s_%s" % (bug, phase), objects=objects,
                        expected_signal=expected_signal,
-                       crash_marker=None if phase == "crash" else "CRASH")
+                       crash_marker=None if phase == "crash" else "CRASH",
+                       gc_stats=False)
     # ---- the bug, once per victim ----
     for kind in KINDS:
         if bug == "decref":

@@ -49,6 +49,8 @@ enum Command {
     Layout(layout_cmd::LayoutArgs),
     /// Every thread's Python stack.
     Threads(ThreadsArgs),
+    /// Every asyncio task: its coroutines, state, what it awaits and who awaits it.
+    Tasks(TasksArgs),
     /// Walk the free lists and the GC lists and flag every contradiction, with a verdict.
     Check(CheckArgs),
     /// Every free list (each tuple slot apart): link, counter, walked length and anomalies.
@@ -179,6 +181,20 @@ struct ThreadsArgs {
     /// Do not show each frame's source line (read from the sysroot, or the host) in text output.
     #[arg(long)]
     no_source: bool,
+    /// Also show every asyncio task (as the `tasks` command does).
+    #[arg(long)]
+    tasks: bool,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(Debug, Args)]
+struct TasksArgs {
+    #[command(flatten)]
+    core: CoreArgs,
+    /// Do not show each frame's source line (read from the sysroot, or the host) in text output.
+    #[arg(long)]
+    no_source: bool,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -192,6 +208,16 @@ pub(crate) struct CacheArgs {
     /// The layout cache folder (default: $XDG_CACHE_HOME/pymortem or ~/.cache/pymortem).
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
+    /// Ignore the built-in tables and _Py_DebugOffsets positions of versions newer than X.Y (tests).
+    #[arg(long, value_name = "X.Y", hide = true, value_parser = parse_major_minor)]
+    pub(crate) newest_known: Option<(u8, u8)>,
+}
+
+/// `X.Y` as numbers.
+fn parse_major_minor(text: &str) -> Result<(u8, u8), String> {
+    text.split_once('.')
+        .and_then(|(major, minor)| Some((major.parse().ok()?, minor.parse().ok()?)))
+        .ok_or_else(|| format!("{text}: not X.Y"))
 }
 
 impl CacheArgs {
@@ -203,6 +229,7 @@ impl CacheArgs {
         pymortem::layout::LayoutOptions {
             no_cache: self.no_cache,
             cache_dir,
+            newest_known: self.newest_known,
         }
     }
 }
@@ -221,10 +248,22 @@ fn threads(args: &ThreadsArgs) -> i32 {
     if args.native {
         report.add_native_stacks(&process, state.as_ref().ok());
     }
+    let tasks = args
+        .tasks
+        .then(|| pymortem::report::TasksReport::build(&process, state.as_ref()));
+    if let Some(tasks) = &tasks {
+        report.tasks = Some(tasks.loops.clone());
+        report.tasks_incomplete.clone_from(&tasks.incomplete);
+    }
     let mut sources = (!args.no_source)
         .then(|| pymortem::python::source::SourceFiles::new(args.core.search.sysroot.as_deref()));
     let code = print_report(args.core.json, &report, |r| {
-        render::threads(r, sources.as_mut())
+        let mut text = render::threads(r, sources.as_mut());
+        if let Some(tasks) = &tasks {
+            text.push('\n');
+            text.push_str(&render::tasks(tasks, sources.as_mut()));
+        }
+        text
     });
     if code != EXIT_OK {
         return code;
@@ -242,7 +281,33 @@ fn threads(args: &ThreadsArgs) -> i32 {
             args.core.core.display()
         ));
     }
-    code
+    match tasks.map(|t| t.exit_code()) {
+        Some(EXIT_INCOMPLETE) if code == EXIT_OK => EXIT_INCOMPLETE,
+        _ => code,
+    }
+}
+
+fn tasks(args: &TasksArgs) -> i32 {
+    let (process, state) = match python_of(&args.core, &args.cache) {
+        Ok(v) => v,
+        Err(message) => return fail(&message),
+    };
+    let report = pymortem::report::TasksReport::build(&process, state.as_ref());
+    let mut sources = (!args.no_source)
+        .then(|| pymortem::python::source::SourceFiles::new(args.core.search.sysroot.as_deref()));
+    let code = print_report(args.core.json, &report, |r| {
+        render::tasks(r, sources.as_mut())
+    });
+    if code != EXIT_OK {
+        return code;
+    }
+    match report.exit_code() {
+        EXIT_ERROR => fail(&format!(
+            "{}: no CPython interpreter was found in the core: no asyncio tasks to show",
+            args.core.core.display()
+        )),
+        code => code,
+    }
 }
 
 #[derive(Debug, Args)]
@@ -360,6 +425,7 @@ pub fn run() -> i32 {
         Command::Info(args) => info(&args),
         Command::Layout(args) => layout_cmd::run(&args),
         Command::Threads(args) => threads(&args),
+        Command::Tasks(args) => tasks(&args),
         Command::Check(args) => check(&args, pymortem::report::CheckPart::All),
         Command::Freelists(args) => check(&args, pymortem::report::CheckPart::FreeLists),
         Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),

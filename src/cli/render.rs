@@ -325,13 +325,26 @@ fn traceback(
     s: &mut String,
     frames: &[pymortem::python::PyFrame],
     error: Option<&str>,
-    mut sources: Option<&mut SourceFiles>,
+    sources: Option<&mut SourceFiles>,
 ) {
     if frames.is_empty() {
         let _ = writeln!(s, "  (no Python frames)");
     } else {
         let _ = writeln!(s, "  Traceback (most recent call last):");
     }
+    frame_lines(s, frames, sources);
+    if let Some(e) = error {
+        let _ = writeln!(s, "  ! stack incomplete: {}", esc(e));
+    }
+}
+
+/// Python frames (innermost first) as traceback entries, outermost first,
+/// with their source lines and locals.
+fn frame_lines(
+    s: &mut String,
+    frames: &[pymortem::python::PyFrame],
+    mut sources: Option<&mut SourceFiles>,
+) {
     for f in frames.iter().rev() {
         if let Some(reason) = &f.unreadable {
             let _ = writeln!(s, "    <unreadable frame {:#x}: {}>", f.frame, esc(reason));
@@ -364,8 +377,125 @@ fn traceback(
             let _ = writeln!(s, "        {kind} {} = {}", esc(&l.name), esc(&l.repr));
         }
     }
-    if let Some(e) = error {
-        let _ = writeln!(s, "  ! stack incomplete: {}", esc(e));
+}
+
+/// The `tasks` report: each event loop, then each task with what it
+/// awaits, who awaits it and its coroutines.
+pub fn tasks(r: &pymortem::report::TasksReport, mut sources: Option<&mut SourceFiles>) -> String {
+    let mut s = String::new();
+    let count: usize = r.loops.iter().map(|l| l.tasks.len()).sum();
+    let _ = writeln!(
+        s,
+        "Python {}: {}, {}",
+        r.python_version.as_deref().unwrap_or("unknown"),
+        counted(r.loops.len(), "event loop", "event loops"),
+        counted(count, "asyncio task", "asyncio tasks")
+    );
+    if let Some(source) = &r.task_layout_source {
+        let _ = writeln!(s, "Task layout: {}", esc(source));
+    }
+    for l in &r.loops {
+        let _ = writeln!(
+            s,
+            "
+Event loop {:#x} ({}): {}",
+            l.address,
+            esc(&l.type_name),
+            counted(l.tasks.len(), "task", "tasks")
+        );
+        let names: std::collections::HashMap<u64, String> =
+            l.tasks.iter().map(|t| (t.address, task_label(t))).collect();
+        let label = |address: u64| {
+            names
+                .get(&address)
+                .cloned()
+                .unwrap_or_else(|| format!("task {address:#x}"))
+        };
+        for t in &l.tasks {
+            task_lines(&mut s, t, &label, sources.as_deref_mut());
+        }
+    }
+    if !r.incomplete.is_empty() {
+        let _ = writeln!(
+            s,
+            "
+Incomplete:"
+        );
+        for reason in &r.incomplete {
+            let _ = writeln!(s, "  {}", esc(reason));
+        }
+    }
+    diagnostics_lines(&mut s, &r.diagnostics);
+    s
+}
+
+/// A task as others name it: its name and address.
+fn task_label(t: &pymortem::asyncio::Task) -> String {
+    match &t.name {
+        Some(name) => format!("\"{name}\" ({:#x})", t.address),
+        None => format!("task {:#x}", t.address),
+    }
+}
+
+fn task_lines(
+    s: &mut String,
+    t: &pymortem::asyncio::Task,
+    label: &dyn Fn(u64) -> String,
+    sources: Option<&mut SourceFiles>,
+) {
+    let mut tags = vec![
+        t.state
+            .map_or("state unreadable", |st| st.name())
+            .to_string(),
+    ];
+    if t.cancel_requested {
+        tags.push("cancel requested".into());
+    }
+    if let Some(lwp) = t.running_on {
+        tags.push(format!("running on LWP {lwp}"));
+    }
+    let type_name = if t.type_name == "_asyncio.Task" {
+        String::new()
+    } else {
+        format!(" ({})", esc(&t.type_name))
+    };
+    let _ = writeln!(
+        s,
+        "
+Task {}{type_name} [{}]",
+        esc(&label(t.address)),
+        tags.join(", ")
+    );
+    if let Some(reason) = &t.unreadable {
+        let _ = writeln!(s, "  ! unreadable: {}", esc(reason));
+        return;
+    }
+    if let Some(a) = &t.awaits {
+        let of = if a.tasks.is_empty() || a.tasks == [a.address] {
+            String::new()
+        } else {
+            let names: Vec<String> = a.tasks.iter().map(|&t| label(t)).collect();
+            format!(" of {}", esc(&names.join(", ")))
+        };
+        let what = if a.tasks == [a.address] {
+            esc(&label(a.address)).to_string()
+        } else {
+            format!("{} {:#x}", esc(&a.type_name), a.address)
+        };
+        let _ = writeln!(s, "  awaits {what}{of}");
+    }
+    if !t.awaited_by.is_empty() {
+        let names: Vec<String> = t.awaited_by.iter().map(|&t| label(t)).collect();
+        let _ = writeln!(s, "  awaited by {}", esc(&names.join(", ")));
+    }
+    if t.coroutine.is_empty() {
+        let _ = writeln!(s, "  (no coroutine frame: the coroutine has finished)");
+    } else {
+        let _ = writeln!(s, "  Coroutines (outermost first):");
+        frame_lines(s, &t.coroutine, sources);
+    }
+    if let Some(e) = &t.coroutine_error {
+        let _ = writeln!(s, "  ! coroutine chain incomplete: {}", esc(e));
     }
 }
 
@@ -642,11 +772,142 @@ pub fn check(r: &pymortem::report::CheckReport) -> String {
         }
         let _ = writeln!(s, "{t}");
     }
+    if r.schema == "gc" {
+        if r.gc_stats.is_empty() && !r.generations.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nGC statistics: none (this version keeps none: gc.get_stats() is 3.4+)"
+            );
+        }
+        gc_stats_lines(&mut s, &r.gc_stats);
+    }
     let _ = writeln!(s, "\nFindings ({}):", r.findings.len());
     finding_lines(&mut s, &r.findings);
     crashed_stack(&mut s, None, r.crashed_thread_stack.as_ref());
     diagnostics_lines(&mut s, &r.diagnostics);
     s
+}
+
+/// The collector's statistics of each interpreter (the `gc` report): the
+/// totals per generation, and from 3.15 the last collections, newest first.
+fn gc_stats_lines(s: &mut String, stats: &[pymortem::forensics::gc_stats::GcStats]) {
+    let seconds = |d: Option<f64>| d.map_or_else(|| "unknown".to_string(), |d| format!("{d:.6} s"));
+    for g in stats {
+        let whose = match (g.interpreter, g.interpreter_id) {
+            (Some(a), Some(id)) => format!(" of interpreter {id} ({a:#x})"),
+            (Some(a), None) => format!(" of interpreter {a:#x}"),
+            _ => String::new(),
+        };
+        let at = match (g.address, g.pointer_at) {
+            (Some(a), Some(_)) => format!(", struct gc_stats at {a:#x}"),
+            (Some(a), None) => format!(", generation_stats at {a:#x}"),
+            (None, Some(p)) => format!(", pointer at {p:#x}"),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(s, "\nGC statistics{whose}{at}:");
+        if let Some(reason) = &g.unreadable {
+            let _ = writeln!(s, "  unreadable: {}", esc(reason));
+            continue;
+        }
+        let newer = g
+            .totals
+            .iter()
+            .any(|t| t.totals.candidates.is_some() || t.totals.duration.is_some());
+        let _ = writeln!(
+            s,
+            "  totals since the interpreter started, as gc.get_stats() gives them:"
+        );
+        let mut header = vec!["generation", "collections", "collected", "uncollectable"];
+        if newer {
+            header.extend(["candidates", "duration"]);
+        }
+        let mut t = table(&header);
+        for total in &g.totals {
+            let n = &total.totals;
+            let mut row = vec![
+                total.generation.to_string(),
+                opt(n.collections),
+                opt(n.collected),
+                opt(n.uncollectable),
+            ];
+            if newer {
+                row.extend([opt(n.candidates), seconds(n.duration)]);
+            }
+            t.add_row(row);
+        }
+        let _ = writeln!(s, "{t}");
+        if g.rings.is_empty() {
+            continue;
+        }
+        if g.writing() {
+            let _ = writeln!(
+                s,
+                "  a collection was writing its record when the process died (update_seq {} \
+                 is odd): the newest record of its generation may be partial",
+                opt(g.update_seq)
+            );
+        }
+        // Starts are told from the end of the newest collection.
+        let last = g
+            .rings
+            .iter()
+            .flat_map(|r| &r.records)
+            .filter_map(|c| c.ts_stop)
+            .max();
+        let _ = writeln!(
+            s,
+            "  last collections, newest first (start: how long before the newest one ended):"
+        );
+        for ring in &g.rings {
+            let slots = counted(ring.slots as usize, "slot", "slots");
+            if let Some(reason) = &ring.unreadable {
+                let _ = writeln!(
+                    s,
+                    "  {} ({slots} at {:#x}): unreadable: {}",
+                    ring.name,
+                    ring.address,
+                    esc(reason)
+                );
+                continue;
+            }
+            if ring.records.is_empty() {
+                let _ = writeln!(s, "  {} ({slots}): no collection yet", ring.name);
+                continue;
+            }
+            let _ = writeln!(s, "  {} ({slots}):", ring.name);
+            let mut t = table(&[
+                "number",
+                "start",
+                "duration",
+                "collected",
+                "uncollectable",
+                "candidates",
+                "heap size",
+            ]);
+            for c in &ring.records {
+                let start = c.ts_start.zip(last).map(|(a, b)| span(a.saturating_sub(b)));
+                t.add_row(vec![
+                    c.collections.to_string(),
+                    opt(start),
+                    opt(c.duration.map(|d| span((d * 1e9) as i64))),
+                    opt(c.collected),
+                    opt(c.uncollectable),
+                    opt(c.candidates),
+                    opt(c.heap_size),
+                ]);
+            }
+            let _ = writeln!(s, "{t}");
+        }
+    }
+}
+
+/// A span of nanoseconds in milliseconds, or seconds from one second.
+fn span(ns: i64) -> String {
+    if ns.unsigned_abs() >= 1_000_000_000 {
+        format!("{:.3} s", ns as f64 / 1e9)
+    } else {
+        format!("{:.3} ms", ns as f64 / 1e6)
+    }
 }
 
 /// The `object` report.
@@ -746,10 +1007,34 @@ pub(crate) fn layout_source_text(source: &pymortem::layout::LayoutSource) -> Str
             }
             text
         }
-        LayoutSource::DebugOffsets { address, table } => format!(
+        LayoutSource::DebugOffsets {
+            address,
+            table,
+            inferred: None,
+        } => format!(
             "_Py_DebugOffsets at {address:#x}, completed from the built-in {} table",
             esc(table)
         ),
+        LayoutSource::DebugOffsets {
+            address,
+            table,
+            inferred: Some(i),
+        } => {
+            let guessed: Vec<&str> = i.guessed.iter().map(|m| m.member.as_str()).collect();
+            let guessed = if guessed.is_empty() {
+                "none".to_string()
+            } else {
+                guessed.join(", ")
+            };
+            format!(
+                "_Py_DebugOffsets at {address:#x} (CPython {}, which has no table), read with the {} \
+                 positions and completed from the built-in {} table; guessed: {}",
+                esc(&i.version),
+                esc(&i.positions),
+                esc(table),
+                esc(&guessed)
+            )
+        }
         LayoutSource::Table {
             table,
             micro,

@@ -7,6 +7,7 @@ mod crash_site;
 pub(crate) mod dense;
 pub mod freelists;
 pub mod gc;
+pub mod gc_stats;
 pub mod inflight;
 mod items;
 mod owners;
@@ -250,6 +251,8 @@ pub struct CheckResult {
     pub generations: Vec<gc::GenerationSummary>,
     /// Tracked objects walked.
     pub gc_objects: usize,
+    /// The collector's statistics, per interpreter.
+    pub gc_stats: Vec<gc_stats::GcStats>,
     /// Every finding, errors first.
     pub findings: Vec<Finding>,
     /// The likely story.
@@ -268,6 +271,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
     // no allocator map; the GC walk and the counter need neither.
     let plain = read_context::ReadContext::new(process, state);
     let free = freelists::walk(&plain, &mut findings, &mut diagnostics);
+    let gc_stats = gc_stats::read(&plain);
     // The allocator's arenas are walked, and the crashing thread's stack and
     // its crash site unwound, while the GC walk and the counter run.
     let meanwhile = || {
@@ -335,6 +339,7 @@ pub fn check(process: &Process, state: &PythonState) -> CheckResult {
         free_lists: free.slots,
         generations: gc_walk.generations,
         gc_objects: gc_walk.objects.len(),
+        gc_stats,
         findings,
         verdict,
         diagnostics,
@@ -397,11 +402,49 @@ pub struct GcGenerations {
     pub findings: Vec<Finding>,
     /// A collection was running when the process died: links may be mid-update.
     pub collecting: bool,
+    /// The collector's statistics, per interpreter (none on 2.7).
+    pub stats: Vec<gc_stats::GcStats>,
     /// Parts that could not be walked, and why.
     pub diagnostics: Vec<Diagnostic>,
     /// The lists, when they could not all be walked: why, and what would
     /// let them be.
     pub unchecked: Option<Unchecked>,
+}
+
+/// The GC-tracked objects whose type `keep` accepts, in walk order.
+#[derive(Debug, Clone, Default)]
+pub struct TrackedObjects {
+    /// Their addresses.
+    pub objects: Vec<u64>,
+    /// The lists, when they could not all be walked: why, and what would
+    /// let them be.
+    pub unchecked: Option<Unchecked>,
+}
+
+/// Walk every GC generation list of `process` and keep the objects whose
+/// type (`ob_type`) `keep` accepts.
+pub fn tracked_objects(
+    process: &Process,
+    state: &PythonState,
+    keep: &mut dyn FnMut(u64) -> bool,
+) -> TrackedObjects {
+    let heap = read_context::ReadContext::new(process, state);
+    let mut kept = Vec::new();
+    let walk = gc::walk(
+        &heap,
+        &rustc_hash::FxHashSet::default(),
+        &mut Vec::new(),
+        &mut Vec::new(),
+        &mut |object, ty| {
+            if keep(ty) {
+                kept.push(object);
+            }
+        },
+    );
+    TrackedObjects {
+        objects: kept,
+        unchecked: coverage::gc_lists(process, &walk),
+    }
 }
 
 /// Walk every GC generation list of `process`.
@@ -432,6 +475,7 @@ pub fn gc_generations(process: &Process, state: &PythonState) -> GcGenerations {
         generations,
         findings,
         collecting: walk.collecting,
+        stats: gc_stats::read(&heap),
         diagnostics,
     }
 }

@@ -249,6 +249,12 @@ impl Python {
         forensics::gc_generations(self.process(), self.state())
     }
 
+    /// Every asyncio task (3.8+), by event loop: its state, name,
+    /// coroutine chain, the future it waits for and the tasks awaiting it.
+    pub fn tasks(&self) -> crate::asyncio::Tasks {
+        crate::asyncio::tasks(self.process(), self.state())
+    }
+
     /// Run every forensic check: free lists against GC lists, headers and
     /// references, with typed findings and a verdict.
     ///

@@ -13,7 +13,7 @@ use crate::modules::Module;
 
 /// What a table entry describes.
 #[derive(Debug, PartialEq, Eq)]
-enum Entry {
+pub(super) enum Entry {
     /// `sizeof` a structure.
     Size(&'static str),
     /// A field's offset.
@@ -25,7 +25,7 @@ use Entry::{Field, Size};
 /// Each `_Py_DebugOffsets` member pymortem uses, by its C path, and what it
 /// gives. The names are stable across versions; where each member sits in a
 /// version is data ([`positions`]).
-const MEMBERS: &[(&str, Entry)] = &[
+pub(super) const MEMBERS: &[(&str, Entry)] = &[
     ("runtime_state.size", Size("_PyRuntimeState")),
     (
         "runtime_state.finalizing",
@@ -189,6 +189,12 @@ const MEMBERS: &[(&str, Entry)] = &[
     ("unicode_object.asciiobject_size", Size("PyASCIIObject")),
     ("gc.size", Size("GCRuntimeState")),
     ("gc.collecting", Field("GCRuntimeState", "collecting")),
+    // 3.15+: the pointer to the collections' rings, and their `sizeof`.
+    (
+        "gc.generation_stats",
+        Field("GCRuntimeState", "generation_stats"),
+    ),
+    ("gc.generation_stats_size", Size("GCStatsRings")),
 ];
 
 /// `layouts/debug-offsets.toml`: the byte position of every member of
@@ -207,6 +213,52 @@ fn positions(major: u8, minor: u8) -> Option<&'static Positions> {
     PARSED
         .get_or_init(|| parse_positions(POSITIONS_TOML))
         .get(&format!("{major}.{minor}"))
+}
+
+/// Every member of a version's `_Py_DebugOffsets`, used or not, by C path.
+type AllMembers = BTreeMap<String, BTreeMap<String, u64>>;
+
+fn all_members() -> &'static AllMembers {
+    static PARSED: OnceLock<AllMembers> = OnceLock::new();
+    PARSED.get_or_init(|| toml::from_str(POSITIONS_TOML).unwrap_or_default())
+}
+
+/// Every member of `major.minor`'s `_Py_DebugOffsets` past the header, used
+/// by pymortem or not, as (position, C path) in position order: what an
+/// alignment onto another version's table needs.
+pub(super) fn all_positions(major: u8, minor: u8) -> Option<Vec<(u64, &'static str)>> {
+    let members = all_members().get(&format!("{major}.{minor}"))?;
+    let mut all: Vec<(u64, &'static str)> = members
+        .iter()
+        .filter(|(_, position)| **position >= HEADER)
+        .map(|(path, position)| (*position, path.as_str()))
+        .collect();
+    all.sort();
+    Some(all)
+}
+
+/// The versions whose member positions the data holds, newest first.
+pub(super) fn versions_with_positions() -> Vec<(u8, u8)> {
+    let mut versions: Vec<(u8, u8)> = all_members()
+        .keys()
+        .filter_map(|v| {
+            let (major, minor) = v.split_once('.')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .collect();
+    versions.sort_by(|a, b| b.cmp(a));
+    versions
+}
+
+/// The version and free-threaded flag of the `_Py_DebugOffsets` at `address`.
+pub(super) fn header(memory: &impl Memory, address: u64) -> Option<(PythonVersion, u64)> {
+    let mut header = [0u8; HEADER as usize];
+    memory.read_exact_at(address, &mut header).ok()?;
+    if &header[..8] != DEBUG_OFFSETS_COOKIE {
+        return None;
+    }
+    let version = PythonVersion::from_hex(u64::from_le_bytes(header[8..16].try_into().ok()?))?;
+    Some((version, u64::from_le_bytes(header[16..24].try_into().ok()?)))
 }
 
 fn parse_positions(text: &str) -> BTreeMap<String, Positions> {
@@ -229,7 +281,7 @@ fn parse_positions(text: &str) -> BTreeMap<String, Positions> {
 }
 
 /// A value in the table larger than this is not an offset or size.
-const MAX_PLAUSIBLE: u64 = 1 << 24;
+pub(super) const MAX_PLAUSIBLE: u64 = 1 << 24;
 
 /// Read `_Py_DebugOffsets` at `address` and lay its values over `base` (the
 /// table layout for the same version). Returns the layout and the fields
@@ -264,50 +316,66 @@ pub fn apply(
         if value > MAX_PLAUSIBLE {
             continue;
         }
-        match entry {
-            Size(name) => {
-                if let Some(s) = base.structs.get_mut(*name)
-                    && s.size != value
-                {
-                    changed.push(format!("sizeof {name}: {} → {value}", s.size));
-                    s.size = value;
-                }
-            }
-            Field(name, field) => {
-                let Some(s) = base.structs.get_mut(*name) else {
-                    continue;
-                };
-                match s.fields.get_mut(*field) {
-                    Some(f) if f.offset != value => {
-                        changed.push(format!("{name}.{field}: {} → {value}", f.offset));
-                        f.offset = value;
-                    }
-                    Some(_) => {}
-                    None => {
-                        s.fields.insert(
-                            field.to_string(),
-                            FieldLayout {
-                                c_path: field.to_string(),
-                                offset: value,
-                                size: 8,
-                                bit_offset: None,
-                                bit_size: None,
-                            },
-                        );
-                    }
-                }
-            }
-        }
+        set_entry(&mut base, entry, value, &mut changed, false);
     }
     base.source = LayoutSource::DebugOffsets {
         address,
         table: table_name,
+        inferred: None,
     };
     Some((base, version, changed))
 }
 
+/// Lay `value` over `layout`'s `entry`, noting in `changed` a value that
+/// differs from the layout's and, with `note_added`, a field it lacked.
+pub(super) fn set_entry(
+    layout: &mut Layout,
+    entry: &Entry,
+    value: u64,
+    changed: &mut Vec<String>,
+    note_added: bool,
+) {
+    match entry {
+        Size(name) => {
+            if let Some(s) = layout.structs.get_mut(*name)
+                && s.size != value
+            {
+                changed.push(format!("sizeof {name}: {} → {value}", s.size));
+                s.size = value;
+            }
+        }
+        Field(name, field) => {
+            let Some(s) = layout.structs.get_mut(*name) else {
+                return;
+            };
+            match s.fields.get_mut(*field) {
+                Some(f) if f.offset != value => {
+                    changed.push(format!("{name}.{field}: {} → {value}", f.offset));
+                    f.offset = value;
+                }
+                Some(_) => {}
+                None => {
+                    if note_added {
+                        changed.push(format!("{name}.{field}: none → {value}"));
+                    }
+                    s.fields.insert(
+                        field.to_string(),
+                        FieldLayout {
+                            c_path: field.to_string(),
+                            offset: value,
+                            size: 8,
+                            bit_offset: None,
+                            bit_size: None,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Bytes of the `_Py_DebugOffsets` header: cookie, version, free-threaded flag.
-const HEADER: u64 = 24;
+pub(super) const HEADER: u64 = 24;
 
 /// `_Py_DebugOffsets` as compiled into `module`'s file, whose `_PyRuntime`
 /// is at `runtime` in the process: its initial value in the `.PyRuntime`
@@ -327,6 +395,18 @@ pub fn file_copy(module: &Module, runtime: u64) -> Option<BufferMemory> {
     Some(BufferMemory {
         base: runtime,
         bytes: image.read_at_address(at, len)?,
+    })
+}
+
+/// The first `len` bytes of `_PyRuntime` as compiled into `module`'s file
+/// (see [`file_copy`]), for a version whose positions are not known.
+pub(super) fn file_bytes(module: &Module, runtime: u64, len: u64) -> Option<BufferMemory> {
+    let image = module.file()?;
+    let at = runtime.checked_sub(module.load_bias?)?;
+    let bytes = image.read_at_address(at, len)?;
+    (bytes.get(..8) == Some(DEBUG_OFFSETS_COOKIE.as_slice())).then_some(BufferMemory {
+        base: runtime,
+        bytes,
     })
 }
 

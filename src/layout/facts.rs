@@ -575,6 +575,24 @@ pub struct VersionRules {
     /// frame is created or suspended, which owns its locals; `None` up to
     /// 3.10, where the frame is a separate object.
     pub generator_suspended_states: Option<(i8, i8)>,
+    /// What pymortem can tell of asyncio tasks in this version.
+    pub asyncio_tasks: AsyncioTasks,
+    /// 3.14+: `_PyInterpreterFrame.stackpointer` points past the top of the
+    /// value stack; 3.11–3.13's `stacktop` counts the slots used from
+    /// `localsplus`.
+    pub frame_stack_pointer: bool,
+}
+
+/// Whether a version's asyncio tasks can be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AsyncioTasks {
+    /// Python 2: no asyncio.
+    #[default]
+    NoAsyncio,
+    /// 3.0–3.7: asyncio without task names; not read.
+    Unsupported,
+    /// 3.8+: the C `asyncio.Task` is read.
+    Readable,
 }
 
 /// Where pymalloc's arena table (`arenas`, `maxarenas`) lives.
@@ -637,6 +655,14 @@ impl VersionRules {
             },
             // FRAME_CREATED to the last suspended state: -2..-1 in
             // 3.11-3.12, -3..-1 in 3.13-3.14, 0..3 from 3.15.
+            asyncio_tasks: if py2 {
+                AsyncioTasks::NoAsyncio
+            } else if v >= (3, 8) {
+                AsyncioTasks::Readable
+            } else {
+                AsyncioTasks::Unsupported
+            },
+            frame_stack_pointer: v >= (3, 14),
             generator_suspended_states: if v >= (3, 15) {
                 Some((0, 3))
             } else if v >= (3, 11) {

@@ -8,7 +8,9 @@
 //! 1. DWARF of the module that defines the interpreter ([`from_dwarf`]),
 //!    cached on disk per build-id ([`cache`]);
 //! 2. `_Py_DebugOffsets` read from the core (3.13+, [`debug_offsets`]),
-//!    completed from the table;
+//!    completed from the table; for a version with no table, read with a
+//!    known version's member positions and completed from the nearest
+//!    older table, its unplaced members guessed ([`infer`]);
 //! 3. the built-in tables generated from DWARF into `layouts/` ([`tables`]).
 //!
 //! Whatever differs between versions beyond the layout is decided here too,
@@ -16,9 +18,11 @@
 //! a fact says, never which version it reads, so a new version is a table
 //! plus facts.
 
+pub mod asyncio_task;
 pub mod cache;
 pub mod debug_offsets;
 pub mod facts;
+pub mod infer;
 pub mod offsets;
 pub mod select;
 pub mod spec;
@@ -92,6 +96,11 @@ pub enum LayoutSource {
         address: u64,
         /// The table that supplied the rest.
         table: String,
+        /// When pymortem knows neither the member positions nor the table of
+        /// the core's version: how the members were placed, and which are
+        /// guessed ([`infer`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inferred: Option<infer::Inference>,
     },
     /// A built-in table.
     Table {

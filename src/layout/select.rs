@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, tables, validate};
+use super::{Layout, LayoutSource, cache, debug_offsets, from_dwarf, infer, tables, validate};
 use crate::dwarf::DwarfError;
-use crate::interpreter::VersionInfo;
 use crate::interpreter::runtime_address;
+use crate::interpreter::{PythonVersion, VersionInfo};
 use crate::memory::ProcessMemory;
 use crate::modules::Module;
 use crate::modules::ModuleSet;
@@ -20,6 +20,17 @@ pub struct LayoutOptions {
     pub no_cache: bool,
     /// The cache folder; the user's cache folder when `None`.
     pub cache_dir: Option<PathBuf>,
+    /// Ignore the built-in tables and `_Py_DebugOffsets` positions of every
+    /// minor version newer than this `(major, minor)`: how a version that
+    /// has none yet is read, tested on one that has them. `None`: use all.
+    pub newest_known: Option<(u8, u8)>,
+}
+
+impl LayoutOptions {
+    /// Whether the tables and positions of `major.minor` may be used.
+    fn knows(&self, major: u8, minor: u8) -> bool {
+        self.newest_known.is_none_or(|n| (major, minor) <= n)
+    }
 }
 
 /// Where a layout may come from.
@@ -109,6 +120,38 @@ impl LayoutChoice {
         Some(format!(
             "the interpreter's DWARF could not be used ({}); the layout comes from {used} instead",
             failed.outcome
+        ))
+    }
+
+    /// When the layout was inferred for a version pymortem has no table for
+    /// ([`infer`]): what was guessed, and that stacks and objects read with
+    /// it may be wrong, a warning.
+    pub fn inferred(&self) -> Option<String> {
+        let LayoutSource::DebugOffsets {
+            table,
+            inferred: Some(i),
+            ..
+        } = &self.layout.source
+        else {
+            return None;
+        };
+        let guessed: Vec<&str> = i.guessed.iter().map(|m| m.member.as_str()).collect();
+        let guessed = if guessed.is_empty() {
+            "no member it describes is guessed".to_string()
+        } else {
+            format!(
+                "{} of its members could not be placed and are guessed from that table ({})",
+                guessed.len(),
+                guessed.join(", ")
+            )
+        };
+        Some(format!(
+            "pymortem has no layout for CPython {}: it was inferred from the core's \
+             _Py_DebugOffsets, read with the {} member positions and completed from the {table} \
+             table; {guessed}, and every field _Py_DebugOffsets does not describe is taken from \
+             that table (moved as the placed field before it moved): Python stacks and objects \
+             may be wrong",
+            i.version, i.positions
         ))
     }
 
@@ -292,7 +335,7 @@ pub fn select(
         }
     }
 
-    let table = tables::builtin(v.major, v.minor);
+    let table = tables::builtin(v.major, v.minor).filter(|_| options.knows(v.major, v.minor));
     let micro = v.to_string();
     if (v.major, v.minor) >= (3, 13) {
         let found = module
@@ -334,10 +377,13 @@ pub fn select(
                 }
             }
             (None, _) => note!(AttemptSource::DebugOffsets, "_PyRuntime not found".into()),
-            (_, None) => note!(
-                AttemptSource::DebugOffsets,
-                format!("no table for {}.{} to complete it", v.major, v.minor),
-            ),
+            (Some((addr, _)), None) => {
+                if let Some(layout) =
+                    inferred_layout(memory, module.as_deref(), addr, v, options, &mut attempts)
+                {
+                    return Ok(LayoutChoice { layout, attempts });
+                }
+            }
         }
     }
     match table {
@@ -364,6 +410,189 @@ pub fn select(
             Err(NoLayout { attempts }.into())
         }
     }
+}
+
+/// The nearest table older than `v` that `options` allow.
+fn nearest_older_table(
+    v: PythonVersion,
+    options: &LayoutOptions,
+) -> Option<&'static tables::TableFile> {
+    tables::TABLES
+        .iter()
+        .filter_map(|(name, _)| {
+            let (major, minor) = name.split_once('.')?;
+            Some((major.parse::<u8>().ok()?, minor.parse::<u8>().ok()?))
+        })
+        .filter(|&(major, minor)| {
+            (major, minor) < (v.major, v.minor) && options.knows(major, minor)
+        })
+        .max()
+        .and_then(|(major, minor)| tables::builtin(major, minor))
+        .filter(|t| !t.structs.is_empty())
+}
+
+/// A layout for a version with no table (3.16 the day it ships): the core's
+/// `_Py_DebugOffsets` aligned with the positions of each known version,
+/// newest first, over the nearest older table, until one passes the checks
+/// against the core ([`infer`]). Every candidate is reported.
+fn inferred_layout(
+    memory: &ProcessMemory,
+    module: Option<&Module>,
+    address: u64,
+    v: PythonVersion,
+    options: &LayoutOptions,
+    attempts: &mut Vec<Attempt>,
+) -> Option<Layout> {
+    let name = format!("{}.{}", v.major, v.minor);
+    let pretending = match options.newest_known {
+        Some((major, minor)) if !options.knows(v.major, v.minor) => {
+            format!(" (tables and positions newer than {major}.{minor} are ignored)")
+        }
+        _ => String::new(),
+    };
+    let mut note = |outcome: String, damaged: bool| {
+        attempts.push(Attempt {
+            source: AttemptSource::DebugOffsets,
+            outcome,
+            unusable: false,
+            damaged,
+        })
+    };
+    let (Some(module), Some(table)) = (module, nearest_older_table(v, options)) else {
+        note(
+            format!("no table for {name}{pretending}, and none older to complete it"),
+            false,
+        );
+        return None;
+    };
+    let base = table.layout_for(&v.to_string());
+    let base_name = match &base.source {
+        LayoutSource::Table { table, micro, .. } => format!("{table} ({micro})"),
+        _ => table.version.clone(),
+    };
+    let candidates: Vec<(u8, u8)> = debug_offsets::versions_with_positions()
+        .into_iter()
+        .filter(|&(major, minor)| {
+            (major, minor) <= (v.major, v.minor) && options.knows(major, minor)
+        })
+        .collect();
+    let predicted = infer::type_object_predictions(memory, module, &base);
+    let threads: Vec<(i32, u64)> = memory
+        .core()
+        .threads()
+        .iter()
+        .map(|t| (t.lwp, t.pthread_id()))
+        .collect();
+    let mut refusals = Vec::new();
+    for known in candidates {
+        let positions = format!("{}.{}", known.0, known.1);
+        // The process never writes the table: when the file's copy reads
+        // otherwise than the core's, the core's is damaged and the file's is
+        // used. (The words that follow the table are the runtime's, which
+        // the process does write, so the copies are compared by what they
+        // give, not word by word.)
+        let in_core = infer::read_with_positions(memory, address, known, base.clone(), &predicted);
+        let in_file = debug_offsets::file_bytes(module, address, infer::MAX_EXTENT)
+            .map(|f| infer::read_with_positions(&f, address, known, base.clone(), &predicted));
+        let (read, damaged) = match (in_core, in_file) {
+            (Ok(core), Some(Ok(file))) if core.layout != file.layout => (Ok(file), true),
+            (Err(_), Some(Ok(file))) => (Ok(file), true),
+            (core, _) => (core, false),
+        };
+        let checked = read.and_then(|read| {
+            let layout = &read.layout;
+            // Against the core: the static types, the interpreter list and
+            // the thread states' ids. A core without the interpreter's file
+            // has no symbols for the first two; the thread ids still hold.
+            let held = match validate::check(layout, memory, module) {
+                Ok(n) => n,
+                Err(validate::InvariantError::NothingChecked) => 0,
+                Err(why) => return Err(infer::Refused(why.to_string())),
+            };
+            let threads = validate::check_thread_ids(layout, memory, address, &threads)
+                .map_err(|why| infer::Refused(why.to_string()))?;
+            Ok((read, held + threads))
+        });
+        match checked {
+            Ok((
+                infer::Inferred {
+                    layout,
+                    changed,
+                    moved,
+                },
+                held,
+            )) => {
+                let (placed, guessed) = match &layout.source {
+                    LayoutSource::DebugOffsets {
+                        inferred: Some(i), ..
+                    } => (
+                        i.placed.len(),
+                        i.guessed
+                            .iter()
+                            .map(|m| m.member.as_str())
+                            .collect::<Vec<_>>(),
+                    ),
+                    _ => (0, Vec::new()),
+                };
+                let guessed = if guessed.is_empty() {
+                    "none guessed".to_string()
+                } else {
+                    format!("{} guessed: {}", guessed.len(), guessed.join(", "))
+                };
+                let differs = if changed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; differs from the table in {}", changed.join(", "))
+                };
+                let moved = if moved.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", those after a placed field that moved moved with it ({})",
+                        moved.join(", ")
+                    )
+                };
+                let copy = if damaged {
+                    format!(
+                        "the core's copy differs from the one in {}'s .PyRuntime section: damaged; \
+                         the file's is read; ",
+                        module.name()
+                    )
+                } else {
+                    String::new()
+                };
+                let refused = if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (refused first: {})", refusals.join("; "))
+                };
+                note(
+                    format!(
+                        "used, inferred: no positions or table for {name}{pretending}; {copy}read \
+                         at {address:#x} with the {positions} positions aligned onto it{refused}: \
+                         {placed} members placed, {guessed}; {held} checks against the core held{differs}; \
+                         the members and fields it lacks come from the table {base_name}{moved}: a guess"
+                    ),
+                    damaged,
+                );
+                return Some(layout);
+            }
+            Err(why) => refusals.push(format!("with the {positions} positions: {why}")),
+        }
+    }
+    note(
+        format!(
+            "no table for {name}{pretending}, and no known version's positions read its \
+             _Py_DebugOffsets at {address:#x} consistently{}",
+            if refusals.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", refusals.join("; "))
+            }
+        ),
+        false,
+    );
+    None
 }
 
 /// Why the module's DWARF gave no layout.

@@ -301,6 +301,11 @@ layout_structs! {
         f_localsplus: "f_localsplus" ["f_localsplus"],
         f_frame: "f_frame" ["f_frame"],
         f_gen: "f_gen" ["f_gen"],
+        // A suspended frame's value stack: its top is what a coroutine awaits.
+        f_valuestack: "f_valuestack" ["f_valuestack"],
+        f_stacktop: "f_stacktop" ["f_stacktop"],
+        f_stackdepth: "f_stackdepth" ["f_stackdepth"],
+        f_state: "f_state" ["f_state"],
     }
     /// `_PyInterpreterFrame`.
     interp_frame: InterpFrameFields = "_PyInterpreterFrame" ["_PyInterpreterFrame", "_PyInterpreterFrame"] {
@@ -348,12 +353,42 @@ layout_structs! {
         permanent_generation: "permanent_generation" ["permanent_generation"],
         generation0: "generation0" ["generation0"],
         collecting: "collecting" ["collecting"],
+        // 3.7–3.14: `struct gc_generation_stats generation_stats[3]`, the
+        // totals per generation; 3.15+: a pointer to the `struct gc_stats`
+        // rings (`GCStatsRings`).
+        generation_stats: "generation_stats" ["generation_stats"],
     }
     /// `GCGeneration`.
     gc_generation: GcGenerationFields = "GCGeneration" ["gc_generation"] {
         head: "head" ["head"],
         threshold: "threshold" ["threshold"],
         count: "count" ["count"],
+    }
+    /// `struct gc_generation_stats`: up to 3.14 one generation's totals
+    /// since the interpreter started; from 3.15 one collection's record in
+    /// a ring, its totals up to and including it.
+    gc_generation_stats: GcGenerationStatsFields = "GCGenerationStats" ["gc_generation_stats"] {
+        ts_start: "ts_start" ["ts_start"],
+        ts_stop: "ts_stop" ["ts_stop"],
+        collections: "collections" ["collections"],
+        collected: "collected" ["collected"],
+        uncollectable: "uncollectable" ["uncollectable"],
+        candidates: "candidates" ["candidates"],
+        duration: "duration" ["duration"],
+        heap_size: "heap_size" ["heap_size"],
+    }
+    /// `struct gc_stats` (3.15+): rings of the last collections' records,
+    /// one for the young generation and one per old generation.
+    gc_stats: GcStatsRingsFields = "GCStatsRings" ["gc_stats"] {
+        young_items: "young_items" ["young.items"],
+        young_index: "young_index" ["young.index"],
+        old: "old" ["old"],
+        update_seq: "update_seq" ["update_seq"],
+    }
+    /// `struct gc_old_stats_buffer` (3.15+): the ring of an old generation.
+    gc_old_stats_buffer: GcOldStatsBufferFields = "GCOldStatsBuffer" ["gc_old_stats_buffer"] {
+        items: "items" ["items"],
+        index: "index" ["index"],
     }
     /// `GilRuntimeState`.
     gil_runtime: GilRuntimeFields = "GilRuntimeState" ["_gil_runtime_state", "gil_runtime_state"] {
@@ -496,6 +531,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("setobject.c", "numfree"),
     ("sliceobject.c", "slice_cache"),
     ("gcmodule.c", "generations"),
+    ("gcmodule.c", "generation_stats"),
     ("", "_PyGC_generation0"),
     ("ceval.c", "gil_last_holder"),
     ("ceval.c", "gil_locked"),

@@ -109,6 +109,19 @@ pub enum InvariantError {
         /// The interpreter that lists it.
         interp: u64,
     },
+    /// Too few of the interpreter's thread states name a thread of the core.
+    #[error(
+        "{matched} of the {total} thread states of the interpreter at {interp:#x} name a thread \
+         of the core by native_thread_id and thread_id"
+    )]
+    ThreadIds {
+        /// The interpreter.
+        interp: u64,
+        /// Thread states whose ids are those of a thread of the core.
+        matched: usize,
+        /// Thread states with a native thread id.
+        total: usize,
+    },
 }
 
 /// `Ok(n)` with the number of invariants that held, or the first that failed.
@@ -272,4 +285,69 @@ fn check_interpreters<M: Memory>(
         });
     }
     Ok(1)
+}
+
+/// The most thread states [`check_thread_ids`] reads.
+const MAX_THREAD_STATES: usize = 256;
+
+/// The first interpreter's thread states name the core's threads: at
+/// least one, and at least half of those with a native thread id, hold the
+/// LWP of a thread of the core in `native_thread_id` and its `pthread_t` in
+/// `thread_id`. `runtime` is `_PyRuntime`; `threads` the core's threads as
+/// (LWP, `pthread_t`). For layouts whose thread-state offsets are not read
+/// from DWARF: a wrong offset reads words that are no thread ids.
+pub fn check_thread_ids<M: Memory>(
+    layout: &Layout,
+    memory: &M,
+    runtime: u64,
+    threads: &[(i32, u64)],
+) -> Result<usize, InvariantError> {
+    let head = offset(layout, "_PyRuntimeState", "interpreters_head")?;
+    let threads_head = offset(layout, "PyInterpreterState", "threads_head")?;
+    let next = offset(layout, "PyThreadState", "next")?;
+    let native = offset(layout, "PyThreadState", "native_thread_id")?;
+    let thread_id = offset(layout, "PyThreadState", "thread_id")?;
+    let interp = memory
+        .read_ptr(runtime.wrapping_add(head))
+        .map_err(|source| InvariantError::InterpreterUnreadable {
+            interp: runtime.wrapping_add(head),
+            source,
+        })?;
+    if interp == 0 {
+        return Err(InvariantError::NothingChecked);
+    }
+    let mut tstate = memory
+        .read_ptr(interp.wrapping_add(threads_head))
+        .map_err(|source| InvariantError::InterpreterUnreadable { interp, source })?;
+    let (mut matched, mut total) = (0, 0);
+    for _ in 0..MAX_THREAD_STATES {
+        if tstate == 0 {
+            break;
+        }
+        let word = |at: u64| {
+            memory
+                .read_u64(tstate.wrapping_add(at))
+                .map_err(|source| InvariantError::ThreadStateUnreadable { tstate, source })
+        };
+        let lwp = word(native)?;
+        if lwp != 0 {
+            total += 1;
+            let pthread = word(thread_id)?;
+            if threads
+                .iter()
+                .any(|(l, p)| u64::try_from(*l).ok() == Some(lwp) && *p == pthread)
+            {
+                matched += 1;
+            }
+        }
+        tstate = word(next)?;
+    }
+    if matched == 0 || matched * 2 < total {
+        return Err(InvariantError::ThreadIds {
+            interp,
+            matched,
+            total,
+        });
+    }
+    Ok(matched)
 }

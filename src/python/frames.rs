@@ -236,6 +236,30 @@ fn add_recovered_frames<M: Memory>(
     }
 }
 
+/// The frame at `frame` read on its own, as a suspended generator's or
+/// coroutine's frame is (no thread's chain leads to it): a
+/// `_PyInterpreterFrame` from 3.11, a `PyFrameObject` before.
+pub fn frame_at<M: Memory>(
+    objects: &Objects<'_, M>,
+    frame: u64,
+    with_locals: bool,
+) -> Result<PyFrame, FrameError> {
+    let ctx = FrameCtx {
+        objects,
+        with_locals,
+    };
+    let read = match objects.layout.facts.frames {
+        FrameModel::FrameObject => ctx.frame_object(frame),
+        FrameModel::InterpreterFrame => ctx.interpreter_frame(frame),
+    };
+    read.map_err(FrameError)
+}
+
+/// Why a frame read on its own ([`frame_at`]) could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(transparent)]
+pub struct FrameError(WalkError);
+
 /// The arguments and locals of the `_PyInterpreterFrame` at `frame`.
 pub(super) fn interpreter_frame_locals<M: Memory>(
     objects: &Objects<'_, M>,
@@ -264,12 +288,6 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             .mem()
             .read_ptr(tstate.wrapping_add(offsets.tstate.frame.require()?))?;
         let mut seen = HashSet::new();
-        // 3.10 counts f_lasti in code units, earlier versions in bytes.
-        let lasti_scale = if layout.facts.line_table == LineTable::Linetable310 {
-            2
-        } else {
-            1
-        };
         while frame != 0 {
             if !seen.insert(frame) {
                 return Err(WalkError::Loop(frame));
@@ -297,23 +315,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             };
-            let line = if lasti < 0 {
-                Some(info.first_line)
-            } else if layout.facts.line_table == LineTable::Lnotab {
-                Some(super::code::lnotab(
-                    &info.line_table,
-                    info.first_line,
-                    lasti,
-                    layout.facts.rules.lnotab_signed_lines,
-                ))
-            } else {
-                line_for(
-                    layout.facts.line_table,
-                    &info.line_table,
-                    info.first_line,
-                    lasti * lasti_scale,
-                )
-            };
+            let line = self.frame_object_line(&info, lasti);
             let locals = self
                 .with_locals
                 .then(|| self.frame_object_locals(frame, code));
@@ -432,6 +434,82 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             return Err(WalkError::EndedBeforeBase { last, base });
         }
         Ok(())
+    }
+
+    /// One `PyFrameObject` and its current line.
+    fn frame_object(&self, frame: u64) -> Result<PyFrame, WalkError> {
+        let offsets = self.objects.layout.offsets();
+        let code = self
+            .mem()
+            .read_ptr(frame.wrapping_add(offsets.frame_object.f_code.require()?))?;
+        let lasti = i64::from(
+            self.mem()
+                .read_i32(frame.wrapping_add(offsets.frame_object.f_lasti.require()?))?,
+        );
+        let info = self.objects.code(code)?;
+        let position = Position {
+            line: self.frame_object_line(&info, lasti),
+            ..Position::default()
+        };
+        let locals = self
+            .with_locals
+            .then(|| self.frame_object_locals(frame, code));
+        Ok(frame_from(info, code, frame, position, false, locals))
+    }
+
+    /// The line of a `PyFrameObject` whose last instruction is `lasti`.
+    fn frame_object_line(&self, info: &CodeInfo, lasti: i64) -> Option<i64> {
+        let layout = self.objects.layout;
+        // 3.10 counts f_lasti in code units, earlier versions in bytes.
+        let lasti_scale = if layout.facts.line_table == LineTable::Linetable310 {
+            2
+        } else {
+            1
+        };
+        if lasti < 0 {
+            Some(info.first_line)
+        } else if layout.facts.line_table == LineTable::Lnotab {
+            Some(super::code::lnotab(
+                &info.line_table,
+                info.first_line,
+                lasti,
+                layout.facts.rules.lnotab_signed_lines,
+            ))
+        } else {
+            line_for(
+                layout.facts.line_table,
+                &info.line_table,
+                info.first_line,
+                lasti * lasti_scale,
+            )
+        }
+    }
+
+    /// One `_PyInterpreterFrame` and its current position.
+    fn interpreter_frame(&self, frame: u64) -> Result<PyFrame, WalkError> {
+        let layout = self.objects.layout;
+        let offsets = layout.offsets();
+        let mut code = self
+            .mem()
+            .read_ptr(frame.wrapping_add(offsets.interp_frame.code.require()?))?;
+        if layout.facts.rules.frames_tag_references {
+            code &= !3;
+        }
+        if code == 0 {
+            return Err(WalkError::NullCode(frame));
+        }
+        let info = self.objects.code(code)?;
+        let instr = self
+            .mem()
+            .read_ptr(frame.wrapping_add(offsets.interp_frame.instr_ptr.require()?))?;
+        let unit = (instr.wrapping_sub(code.wrapping_add(offsets.code.co_code_adaptive.require()?))
+            as i64)
+            / 2;
+        let position = position_311(&info.line_table, info.first_line, unit).unwrap_or_default();
+        let locals = self
+            .with_locals
+            .then(|| self.interpreter_frame_locals(frame, code));
+        Ok(frame_from(info, code, frame, position, false, locals))
     }
 
     fn name_list(&self, tuple: u64) -> Vec<String> {

@@ -154,6 +154,9 @@ pub fn python_state(
     if let Some(w) = choice.debug_offsets_damaged() {
         diagnostics.push(Diagnostic::warning(DiagnosticSource::Layout, w.to_string()));
     }
+    if let Some(w) = choice.inferred() {
+        diagnostics.push(Diagnostic::warning(DiagnosticSource::Layout, w));
+    }
     if let Some(w) = &runtime.warning {
         diagnostics.push(Diagnostic::warning(DiagnosticSource::Python, w.clone()));
     }

@@ -7,6 +7,7 @@ use crate::error::{Diagnostic, DiagnosticSource, Severity};
 use crate::forensics::coverage::interpreter_files_remedy;
 use crate::forensics::freelists::FreeListSlot;
 use crate::forensics::gc::GenerationSummary;
+use crate::forensics::gc_stats::GcStats;
 use crate::forensics::{CheckName, CheckResult, Finding, ObjectInfo, Unchecked, Verdict};
 use crate::layout::LayoutSource;
 use crate::process::Process;
@@ -48,6 +49,8 @@ pub struct CheckReport {
     pub generations: Vec<GenerationSummary>,
     /// Tracked objects walked.
     pub gc_objects: usize,
+    /// The collector's statistics, per interpreter (empty for `freelists`).
+    pub gc_stats: Vec<GcStats>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
     /// `check` only: the crashing thread's native and Python frames, innermost first.
@@ -88,6 +91,7 @@ impl CheckReport {
             free_lists: Vec::new(),
             generations: Vec::new(),
             gc_objects: 0,
+            gc_stats: Vec::new(),
             diagnostics,
             crashed_thread_stack: None,
         };
@@ -136,6 +140,7 @@ impl CheckReport {
         if part != CheckPart::FreeLists {
             report.generations = result.generations;
             report.gc_objects = result.gc_objects;
+            report.gc_stats = result.gc_stats;
         }
         let mut verdict = result.verdict;
         verdict.restrict(|u| match part {

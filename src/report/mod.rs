@@ -5,11 +5,13 @@
 mod check;
 mod info;
 mod layout;
+mod tasks;
 mod threads;
 
 pub use check::{CheckPart, CheckReport, ObjectReport};
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
 pub use layout::LayoutReport;
+pub use tasks::TasksReport;
 pub use threads::{InterpreterReport, ThreadEntry, ThreadStateEntry, ThreadsReport};
 
 /// Version of the JSON schema family. Bumped on any incompatible change.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::SCHEMA_VERSION;
+use crate::asyncio::EventLoop;
 use crate::error::{Diagnostic, DiagnosticSource};
 use crate::interpreter::runtime_address::RuntimeStrategy;
 use crate::layout::LayoutSource;
@@ -35,6 +36,12 @@ pub struct ThreadsReport {
     pub threads: Vec<ThreadEntry>,
     /// Problems that did not stop the analysis.
     pub diagnostics: Vec<Diagnostic>,
+    /// With `--tasks`: every asyncio task, by event loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<Vec<EventLoop>>,
+    /// With `--tasks`: why tasks or facts about them may be missing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks_incomplete: Vec<String>,
 }
 
 /// One interpreter.
@@ -205,6 +212,8 @@ impl ThreadsReport {
             interpreters,
             threads,
             diagnostics,
+            tasks: None,
+            tasks_incomplete: Vec::new(),
         }
     }
 }

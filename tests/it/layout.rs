@@ -183,6 +183,7 @@ fn thread_ids(process: &Process) -> (String, BTreeSet<u64>) {
         &LayoutOptions {
             no_cache: true,
             cache_dir: None,
+            newest_known: None,
         },
     )
     .expect("a layout");
@@ -362,6 +363,7 @@ fn runtime_is_found_by_its_section_when_the_symbol_is_gone() {
         &LayoutOptions {
             no_cache: true,
             cache_dir: None,
+            newest_known: None,
         },
     )
     .unwrap();

@@ -92,6 +92,31 @@ fn targets(path: &str) -> Targets {
             }
         }
     }
+    // asyncio tasks: their coroutine, waited future and name pointing at
+    // another task, and coroutine frames' value stacks at their own task.
+    let version = process.python().unwrap().version;
+    if let Some(task) = pymortem::layout::asyncio_task::table(version.major, version.minor) {
+        let python = pymortem::Python::of(&process).unwrap();
+        let tasks: Vec<u64> = python
+            .tasks()
+            .loops
+            .iter()
+            .flat_map(|l| l.tasks.iter().map(|t| t.address))
+            .collect();
+        for (i, &t) in tasks.iter().enumerate() {
+            let other = tasks[(i + 1) % tasks.len()];
+            for field in [
+                task.task_coro,
+                task.task_fut_waiter,
+                task.task_name,
+                task.task_loop,
+            ] {
+                if let Some(at) = file_offset(t + field) {
+                    links.push((at, other));
+                }
+            }
+        }
+    }
     // GC links of the first objects of each generation, pointing backwards.
     let next = layout.offset("PyGC_Head", "gc_next").unwrap_or(0);
     let head_size = layout.size("PyGC_Head").unwrap_or(16);
@@ -206,6 +231,7 @@ fn analyse(bytes: Vec<u8>) {
         },
     );
     let _ = ThreadsReport::build(&process, state.as_ref());
+    let _ = pymortem::report::TasksReport::build(&process, state.as_ref());
     if let Ok(state) = &state {
         let result = pymortem::forensics::check(&process, state);
         let _ = CheckReport::build(&process, Ok(state), Some(result), CheckPart::All);
@@ -233,6 +259,7 @@ fn thousands_of_damaged_cores_never_panic_or_hang() {
         ("pyenv-2.7.18", "use_after_free"),
         ("pyenv-3.8.18", "gc_already_tracked"),
         ("pyenv-3.12.1", "generator"),
+        ("pyenv-3.9.18", "asyncio_tasks"),
     ];
     let started = Instant::now();
     let mut failures = Vec::new();

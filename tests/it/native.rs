@@ -62,6 +62,7 @@ fn state_of(process: &Process) -> PythonState {
         layout: LayoutOptions {
             no_cache: true,
             cache_dir: None,
+            newest_known: None,
         },
     };
     python_state(process, &options).unwrap()
