@@ -203,9 +203,19 @@ pub fn info(r: &InfoReport) -> String {
                 paths.push(format!("  {name}: debug file {}", esc_path(path)));
                 format!("{via}{packed}")
             }
-            DebugStatus::Missing { .. } => "none".to_string(),
+            DebugStatus::Missing { .. } => match m.mini_debuginfo.as_deref() {
+                Some("used") => "MiniDebugInfo".to_string(),
+                _ => "none".to_string(),
+            },
             _ => "unknown".to_string(),
         };
+        if let Some(why) = m
+            .mini_debuginfo
+            .as_deref()
+            .and_then(|state| state.strip_prefix("unusable: "))
+        {
+            paths.push(format!("  {name}: MiniDebugInfo unusable: {}", esc(why)));
+        }
         t.add_row(vec![
             name.clone(),
             format!("{:#x}", m.base),

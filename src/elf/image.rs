@@ -208,6 +208,12 @@ impl ElfImage {
         }
     }
 
+    /// Whether the image has a section called `name`.
+    pub fn has_section(&self, name: &str) -> bool {
+        self.parse()
+            .is_some_and(|f| f.section_by_name(name).is_some())
+    }
+
     /// A section's contents, decompressed within bounds if needed; `Ok(None)`
     /// when the image has no such section.
     pub fn section_data(

@@ -3,7 +3,9 @@
 //! reads of its sections. Below both the module set and the symbol tables.
 
 mod image;
+mod mini_debuginfo;
 pub(crate) mod section_data;
 
 pub use image::{ElfImage, ImageBytes, SectionCompression};
+pub use mini_debuginfo::{MAX_MINI_DEBUGINFO, MiniDebugInfoError};
 pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};

@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use serde::Serialize;
 
 pub use crate::elf::{
-    ElfImage, ImageBytes, MAX_EXPANSION, MAX_SECTION_SIZE, SectionCompression, SectionError,
+    ElfImage, ImageBytes, MAX_EXPANSION, MAX_SECTION_SIZE, MiniDebugInfoError, SectionCompression,
+    SectionError,
 };
 pub use locate::{
     DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
@@ -122,6 +123,9 @@ pub struct Module {
     pub debug_status: DebugStatus,
     file: Option<ElfImage>,
     debug_file: Option<ElfImage>,
+    /// The MiniDebugInfo of the module file (`.gnu_debugdata`), read on
+    /// first use when no file has a `.symtab`.
+    mini_debuginfo: OnceLock<Result<Option<ElfImage>, MiniDebugInfoError>>,
     symbols: OnceLock<Arc<SymbolTable>>,
 }
 
@@ -196,9 +200,28 @@ impl Module {
         Some((id, self.file.is_some(), debug))
     }
 
-    /// The module's file and its debug file, those that were found.
+    /// The module's file and its debug file, those that were found, and
+    /// when neither has a `.symtab`, the file's MiniDebugInfo.
     fn images(&self) -> Vec<&ElfImage> {
-        self.file.iter().chain(self.debug_file.iter()).collect()
+        let mut images: Vec<&ElfImage> = self.file.iter().chain(self.debug_file.iter()).collect();
+        if !images.iter().any(|i| i.has_symtab())
+            && let Ok(Some(mini)) = self.mini_debuginfo()
+        {
+            images.push(mini);
+        }
+        images
+    }
+
+    /// The ELF image in the module file's `.gnu_debugdata` (MiniDebugInfo),
+    /// decompressed once; `Ok(None)` without a file or the section.
+    pub fn mini_debuginfo(&self) -> Result<Option<&ElfImage>, &MiniDebugInfoError> {
+        self.mini_debuginfo
+            .get_or_init(|| match &self.file {
+                Some(file) => file.mini_debuginfo(),
+                None => Ok(None),
+            })
+            .as_ref()
+            .map(Option::as_ref)
     }
 
     /// The symbol containing the link-time `address`: its name and start.
@@ -595,6 +618,7 @@ fn locate_module(
         debug_status,
         file,
         debug_file,
+        mini_debuginfo: OnceLock::new(),
         symbols: OnceLock::new(),
     })
 }
@@ -780,6 +804,7 @@ fn load_vdso(memory: &ProcessMemory, base: u64) -> Option<Module> {
         },
         file: image,
         debug_file: None,
+        mini_debuginfo: OnceLock::new(),
         symbols: OnceLock::new(),
     })
 }

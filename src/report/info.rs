@@ -125,6 +125,25 @@ pub struct ModuleReport {
     pub file: FileStatus,
     /// Where its debug information is.
     pub debug: DebugStatus,
+    /// The file's MiniDebugInfo (`.gnu_debugdata`): `used` (its symbols
+    /// name the frames), `not_needed` (a `.symtab` exists), or why it is
+    /// unusable; null when the file has none.
+    pub mini_debuginfo: Option<String>,
+}
+
+/// What became of a module file's MiniDebugInfo, as [`ModuleReport::mini_debuginfo`] says.
+fn mini_debuginfo_state(m: &crate::modules::Module) -> Option<String> {
+    let file = m.file()?;
+    if !file.has_section(".gnu_debugdata") {
+        return None;
+    }
+    if file.has_symtab() || m.debug_file().is_some_and(|d| d.has_symtab()) {
+        return Some("not_needed".into());
+    }
+    Some(match m.mini_debuginfo() {
+        Ok(_) => "used".into(),
+        Err(e) => format!("unusable: {e}"),
+    })
 }
 
 /// The Python interpreter.
@@ -189,6 +208,7 @@ impl InfoReport {
                 deleted: m.deleted,
                 file: m.file_status.clone(),
                 debug: m.debug_status.clone(),
+                mini_debuginfo: mini_debuginfo_state(m),
             })
             .collect();
         let python = process.python().map(|p| PythonReport {

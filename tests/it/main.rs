@@ -35,6 +35,7 @@ mod layout;
 mod layout_cache;
 mod layout_gdb;
 mod layout_inferred;
+mod minidebuginfo;
 mod mutation;
 mod native;
 mod native_gdb;
