@@ -121,19 +121,10 @@ fn locate_tuples(heap: &ReadContext) -> Result<Vec<SlotArrays>, Unlocated> {
     match heap.facts.tuple_free_list {
         TupleFreeListStorage::Static => {
             let statics = heap.module.and_then(|m| {
-                let bias = m.load_bias?;
-                let from_dwarf = |name: &str| {
-                    heap.layout
-                        .globals
-                        .get(&format!("tupleobject.c:{name}"))
-                        .map(|a| a.wrapping_add(bias))
-                };
-                let heads = m
-                    .symbol_address("free_list", Some("tupleobject.c"))
-                    .or_else(|| from_dwarf("free_list"))?;
-                let counters = m
-                    .symbol_address("numfree", Some("tupleobject.c"))
-                    .or_else(|| from_dwarf("numfree"))?;
+                let heads = heap
+                    .layout
+                    .static_address(m, "tupleobject.c", "free_list")?;
+                let counters = heap.layout.static_address(m, "tupleobject.c", "numfree")?;
                 Some((heads, counters))
             });
             match statics {
@@ -332,16 +323,7 @@ fn locate_statics(
 ) {
     for fact in heap.facts.rules.free_list_facts() {
         let (unit, head, counter) = fact.statics;
-        let find = |name: &str| {
-            let m = heap.module?;
-            let bias = m.load_bias?;
-            m.symbol_address(name, Some(unit)).or_else(|| {
-                heap.layout
-                    .globals
-                    .get(&format!("{unit}:{name}"))
-                    .map(|a| a.wrapping_add(bias))
-            })
-        };
+        let find = |name: &str| heap.layout.static_address(heap.module?, unit, name);
         // A list without a counter (the slice cache) needs none found.
         let counter_at = (!counter.is_empty()).then(|| find(counter));
         let (Some(head_at), Some(counter_at)) =

@@ -186,14 +186,8 @@ fn heads(heap: &ReadContext) -> Result<(Vec<(String, u64)>, bool), Unlocated> {
     let bases: Vec<(Option<u64>, u64)> = match heap.facts.gc_lists {
         GcListLocation::Static => {
             let generation0 = heap.module.and_then(|m| {
-                m.symbol_address("generations", Some("gcmodule.c"))
-                    .or_else(|| {
-                        heap.layout
-                            .globals
-                            .get("gcmodule.c:generations")
-                            .zip(m.load_bias)
-                            .map(|(a, b)| a.wrapping_add(b))
-                    })
+                heap.layout
+                    .static_address(m, "gcmodule.c", "generations")
                     // `_PyGC_generation0` is exported and points at generations[0].
                     .or_else(|| {
                         m.symbol_address("_PyGC_generation0", None)

@@ -185,14 +185,8 @@ pub fn read(heap: &ReadContext) -> Vec<GcStats> {
     match heap.facts.gc_lists {
         GcListLocation::Static => {
             let found = heap.module.and_then(|m| {
-                m.symbol_address("generation_stats", Some("gcmodule.c"))
-                    .or_else(|| {
-                        heap.layout
-                            .globals
-                            .get("gcmodule.c:generation_stats")
-                            .zip(m.load_bias)
-                            .map(|(a, b)| a.wrapping_add(b))
-                    })
+                heap.layout
+                    .static_address(m, "gcmodule.c", "generation_stats")
             });
             match found {
                 Some(address) => {

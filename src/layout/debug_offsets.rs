@@ -291,14 +291,7 @@ pub fn apply(
     address: u64,
     mut base: Layout,
 ) -> Option<(Layout, PythonVersion, Vec<String>)> {
-    let mut header = [0u8; 24];
-    memory.read_exact_at(address, &mut header).ok()?;
-    if &header[..8] != DEBUG_OFFSETS_COOKIE {
-        return None;
-    }
-    let hex = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    let version = PythonVersion::from_hex(hex)?;
-    let free_threaded = u64::from_le_bytes(header[16..24].try_into().ok()?);
+    let (version, free_threaded) = header(memory, address)?;
     if free_threaded != 0 {
         // Free-threaded builds have other object headers; the tables do not cover them.
         return None;
@@ -382,20 +375,11 @@ pub(super) const HEADER: u64 = 24;
 /// data, which the process never changes. Served at `runtime`, so that
 /// [`apply`] reads it as it reads the process's copy.
 pub fn file_copy(module: &Module, runtime: u64) -> Option<BufferMemory> {
-    let image = module.file()?;
-    let at = runtime.checked_sub(module.load_bias?)?;
-    let header = image.read_at_address(at, HEADER)?;
-    if &header[..8] != DEBUG_OFFSETS_COOKIE {
-        return None;
-    }
-    let version = PythonVersion::from_hex(u64::from_le_bytes(header[8..16].try_into().ok()?))?;
+    let (version, _) = header(&file_bytes(module, runtime, HEADER)?, runtime)?;
     let len = positions(version.major, version.minor)?
         .last()
         .map_or(HEADER, |(position, ..)| position + 8);
-    Some(BufferMemory {
-        base: runtime,
-        bytes: image.read_at_address(at, len)?,
-    })
+    file_bytes(module, runtime, len)
 }
 
 /// The first `len` bytes of `_PyRuntime` as compiled into `module`'s file
@@ -426,11 +410,7 @@ pub fn differences(
     if other.read_exact_at(address, &mut header.1).is_err() || header.0 != header.1 {
         differ.push("header");
     }
-    let Some(version) = header.0[8..16]
-        .try_into()
-        .ok()
-        .and_then(|w| PythonVersion::from_hex(u64::from_le_bytes(w)))
-    else {
+    let Some((version, _)) = self::header(reference, address) else {
         return differ;
     };
     for (position, path, _) in positions(version.major, version.minor)

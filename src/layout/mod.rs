@@ -155,6 +155,23 @@ impl Layout {
     pub fn offset(&self, struct_name: &str, field: &str) -> Option<u64> {
         self.field(struct_name, field).map(|f| f.offset)
     }
+
+    /// Runtime address of the static `name` of the C file `unit` (such as
+    /// `gcmodule.c`) in `module`: by its symbol, else by the DWARF variable
+    /// the layout recorded as `unit:name`.
+    pub fn static_address(
+        &self,
+        module: &crate::modules::Module,
+        unit: &str,
+        name: &str,
+    ) -> Option<u64> {
+        module.symbol_address(name, Some(unit)).or_else(|| {
+            let bias = module.load_bias?;
+            self.globals
+                .get(&format!("{unit}:{name}"))
+                .map(|a| a.wrapping_add(bias))
+        })
+    }
 }
 
 /// Extract every structure in [`spec::STRUCTS`] from the DWARF in `image`.

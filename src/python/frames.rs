@@ -315,16 +315,8 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             };
-            let line = self.frame_object_line(&info, lasti);
-            let locals = self
-                .with_locals
-                .then(|| self.frame_object_locals(frame, code));
-            let position = Position {
-                line,
-                ..Position::default()
-            };
             walk.frames
-                .push(frame_from(info, code, frame, position, false, locals));
+                .push(self.frame_object_from(info, code, frame, lasti));
             frame = self.mem().read_ptr(frame.wrapping_add(f_back))?;
         }
         Ok(())
@@ -347,13 +339,13 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
             }
         };
         let previous = offsets.interp_frame.previous.require()?;
-        let code_at = offsets.interp_frame.code.require()?;
+        // Every field a frame needs, before the first frame is read.
+        offsets.interp_frame.code.require()?;
         let owner_at = offsets.interp_frame.owner.require()?;
-        let instr_at = offsets.interp_frame.instr_ptr.require()?;
+        offsets.interp_frame.instr_ptr.require()?;
         let is_entry_at = offsets.interp_frame.is_entry.get();
-        let code_base = offsets.code.co_code_adaptive.require()?;
+        offsets.code.co_code_adaptive.require()?;
         let first_traceable = offsets.code.co_firsttraceable.get();
-        let tagged = layout.facts.rules.frames_tag_references;
         let shims = layout.facts.rules.frame_owner_shims;
         let base = match offsets.tstate.base_frame.get() {
             Some(off) => self.mem().read_ptr(tstate.wrapping_add(off))?,
@@ -377,14 +369,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 frame = next;
                 continue;
             }
-            let mut code = self.mem().read_ptr(frame.wrapping_add(code_at))?;
-            if tagged {
-                // 3.14 `_PyStackRef`: the low two bits are tags.
-                code &= !3;
-            }
-            if code == 0 {
-                return Err(WalkError::NullCode(frame));
-            }
+            let code = self.interpreter_frame_code(frame)?;
             let info = match self.objects.code(code) {
                 Ok(info) => info,
                 // 3.13's entry frames hold None instead of a code object.
@@ -406,8 +391,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             };
-            let instr = self.mem().read_ptr(frame.wrapping_add(instr_at))?;
-            let unit = (instr.wrapping_sub(code.wrapping_add(code_base)) as i64) / 2;
+            let unit = self.instruction_unit(frame, code)?;
             if let Some(ft) = first_traceable {
                 let first = i64::from(self.mem().read_i32(code.wrapping_add(ft))?);
                 if owner != OWNER_GENERATOR && unit < first {
@@ -417,17 +401,12 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                     continue;
                 }
             }
-            let position =
-                position_311(&info.line_table, info.first_line, unit).unwrap_or_default();
             let is_entry = match is_entry_at {
                 Some(off) => self.mem().read_u8(frame.wrapping_add(off))? != 0,
                 None => false,
             };
-            let locals = self
-                .with_locals
-                .then(|| self.interpreter_frame_locals(frame, code));
             walk.frames
-                .push(frame_from(info, code, frame, position, is_entry, locals));
+                .push(self.interpreter_frame_from(info, code, frame, unit, is_entry));
             frame = next;
         }
         if base != 0 && last != 0 && last != base {
@@ -447,18 +426,12 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 .read_i32(frame.wrapping_add(offsets.frame_object.f_lasti.require()?))?,
         );
         let info = self.objects.code(code)?;
-        let position = Position {
-            line: self.frame_object_line(&info, lasti),
-            ..Position::default()
-        };
-        let locals = self
-            .with_locals
-            .then(|| self.frame_object_locals(frame, code));
-        Ok(frame_from(info, code, frame, position, false, locals))
+        Ok(self.frame_object_from(info, code, frame, lasti))
     }
 
-    /// The line of a `PyFrameObject` whose last instruction is `lasti`.
-    fn frame_object_line(&self, info: &CodeInfo, lasti: i64) -> Option<i64> {
+    /// The frame object at `frame`, whose code `info` is at `code` and
+    /// whose last instruction is `lasti`.
+    fn frame_object_from(&self, info: CodeInfo, code: u64, frame: u64, lasti: i64) -> PyFrame {
         let layout = self.objects.layout;
         // 3.10 counts f_lasti in code units, earlier versions in bytes.
         let lasti_scale = if layout.facts.line_table == LineTable::Linetable310 {
@@ -466,7 +439,7 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
         } else {
             1
         };
-        if lasti < 0 {
+        let line = if lasti < 0 {
             Some(info.first_line)
         } else if layout.facts.line_table == LineTable::Lnotab {
             Some(super::code::lnotab(
@@ -482,34 +455,66 @@ impl<M: Memory> FrameCtx<'_, '_, M> {
                 info.first_line,
                 lasti * lasti_scale,
             )
-        }
+        };
+        let position = Position {
+            line,
+            ..Position::default()
+        };
+        let locals = self
+            .with_locals
+            .then(|| self.frame_object_locals(frame, code));
+        frame_from(info, code, frame, position, false, locals)
     }
 
     /// One `_PyInterpreterFrame` and its current position.
     fn interpreter_frame(&self, frame: u64) -> Result<PyFrame, WalkError> {
+        let code = self.interpreter_frame_code(frame)?;
+        let info = self.objects.code(code)?;
+        let unit = self.instruction_unit(frame, code)?;
+        Ok(self.interpreter_frame_from(info, code, frame, unit, false))
+    }
+
+    /// The code object of the `_PyInterpreterFrame` at `frame`; never NULL.
+    fn interpreter_frame_code(&self, frame: u64) -> Result<u64, WalkError> {
         let layout = self.objects.layout;
-        let offsets = layout.offsets();
         let mut code = self
             .mem()
-            .read_ptr(frame.wrapping_add(offsets.interp_frame.code.require()?))?;
+            .read_ptr(frame.wrapping_add(layout.offsets().interp_frame.code.require()?))?;
         if layout.facts.rules.frames_tag_references {
+            // 3.14 `_PyStackRef`: the low two bits are tags.
             code &= !3;
         }
         if code == 0 {
             return Err(WalkError::NullCode(frame));
         }
-        let info = self.objects.code(code)?;
+        Ok(code)
+    }
+
+    /// The code unit the `_PyInterpreterFrame` at `frame`, running `code`, is at.
+    fn instruction_unit(&self, frame: u64, code: u64) -> Result<i64, WalkError> {
+        let offsets = self.objects.layout.offsets();
         let instr = self
             .mem()
             .read_ptr(frame.wrapping_add(offsets.interp_frame.instr_ptr.require()?))?;
-        let unit = (instr.wrapping_sub(code.wrapping_add(offsets.code.co_code_adaptive.require()?))
-            as i64)
-            / 2;
+        let code_base = offsets.code.co_code_adaptive.require()?;
+        Ok((instr.wrapping_sub(code.wrapping_add(code_base)) as i64) / 2)
+    }
+
+    /// The interpreter frame at `frame`, whose code `info` is at `code`, at
+    /// code unit `unit`.
+    fn interpreter_frame_from(
+        &self,
+        info: CodeInfo,
+        code: u64,
+        frame: u64,
+        unit: i64,
+        is_entry: bool,
+    ) -> PyFrame {
         let position = position_311(&info.line_table, info.first_line, unit).unwrap_or_default();
         let locals = self
             .with_locals
             .then(|| self.interpreter_frame_locals(frame, code));
-        Ok(frame_from(info, code, frame, position, false, locals))
+        frame_from(info, code, frame, position, is_entry, locals)
     }
 
     fn name_list(&self, tuple: u64) -> Vec<String> {

@@ -118,15 +118,7 @@ fn by_symbols(
         return Some((runtime.wrapping_add(head_offset), Some(runtime), strategy));
     }
     // 2.7 and 3.6: the static `interp_head` in pystate.c.
-    let bias = module.load_bias?;
-    let head = module
-        .symbol_address("interp_head", Some("pystate.c"))
-        .or_else(|| {
-            layout
-                .globals
-                .get("pystate.c:interp_head")
-                .map(|a| a.wrapping_add(bias))
-        })?;
+    let head = layout.static_address(module, "pystate.c", "interp_head")?;
     Some((head, None, RuntimeStrategy::InterpHeadSymbol))
 }
 

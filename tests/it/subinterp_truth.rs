@@ -49,14 +49,6 @@ fn entries() -> Vec<Value> {
     entries
 }
 
-/// Where `doc` breaks docs/schema/pymortem-v1.schema.json.
-fn schema_violations(label: &str, doc: &Value) -> Vec<String> {
-    support::schema_validator()
-        .iter_errors(doc)
-        .map(|e| format!("{label}: schema: at '{}': {e}", e.instance_path().as_str()))
-        .collect()
-}
-
 /// Run pymortem with `--json`; the output must be valid by the schema. It
 /// exits 0, or 3 (incomplete) where gdb lost stack memory the frames need.
 fn run(e: &Value, command: &[&str]) -> Result<Value, String> {
@@ -75,7 +67,11 @@ fn run(e: &Value, command: &[&str]) -> Result<Value, String> {
         return Err(format!("exit {code}: {stderr}"));
     }
     let doc: Value = serde_json::from_str(&stdout).map_err(|e| e.to_string())?;
-    let violations = schema_violations(&command.join(" "), &doc);
+    let label = command.join(" ");
+    let violations: Vec<String> = support::schema_violations(&doc)
+        .into_iter()
+        .map(|v| format!("{label}: {v}"))
+        .collect();
     if !violations.is_empty() {
         return Err(violations.join("\n"));
     }

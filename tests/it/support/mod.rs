@@ -225,6 +225,14 @@ pub fn schema_validator() -> &'static jsonschema::Validator {
     })
 }
 
+/// Where `doc` breaks the schema, each as `schema: at 'PATH': MESSAGE`.
+pub fn schema_violations(doc: &Value) -> Vec<String> {
+    schema_validator()
+        .iter_errors(doc)
+        .map(|e| format!("schema: at '{}': {e}", e.instance_path().as_str()))
+        .collect()
+}
+
 static TEST_CACHE_HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// A layout cache private to this test binary: layouts cached by an older
