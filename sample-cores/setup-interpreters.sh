@@ -80,6 +80,8 @@ need_tool gzip gzip
 need_tool dpkg-deb dpkg
 need_tool chroot coreutils
 need_tool gcc gcc
+need_tool debuginfod debuginfod
+need_tool dwz dwz
 [ -r "$KEYRING" ] || need_tool /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
 
 # ---------------------------------------------------------------- core pattern

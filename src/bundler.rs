@@ -17,7 +17,7 @@ use crate::bundle::{
     debug_member, file_member,
 };
 use crate::error::Error;
-use crate::modules::{DebugStatus, DebugVia, FileStatus, ModuleKind};
+use crate::modules::{DebugStatus, DebugVia, FileStatus, ModuleKind, SupplementaryStatus};
 use crate::process::Process;
 
 /// How to write a bundle.
@@ -180,6 +180,28 @@ fn collect<'p>(process: &'p Process, options: &BundleOptions) -> (Vec<Part<'p>>,
                 }
             }
             _ => {}
+        }
+        // The supplementary file (dwz) its DWARF refers to, once for all
+        // the debug files that share it, stored under its own build-id.
+        if options.debug_files
+            && let Some(sup) = module.debug_file().and_then(|d| d.supplementary())
+            && let Some(SupplementaryStatus::Found { build_id, .. }) = &module.supplementary
+        {
+            let member = debug_member(build_id);
+            if !parts.iter().any(|p| p.entry.member == member) {
+                parts.push(Part {
+                    entry: FileEntry {
+                        member,
+                        role: Role::DebugFile,
+                        path: path.clone(),
+                        found_at: sup.path().display().to_string(),
+                        build_id: build_id.clone(),
+                        size: sup.bytes().len() as u64,
+                        sha256: sha256(sup.bytes()),
+                    },
+                    bytes: sup.bytes(),
+                });
+            }
         }
     }
     (parts, omitted)

@@ -69,6 +69,17 @@ pub fn dwarf_layout(data: &[u8]) {
             let _ = lines.frames(word(data, 7));
             let _ = lines.call_sites(word(data, 7));
         }
+        // dwz links, and the image as its own supplementary file: the alt
+        // and sup forms then lead into the same hostile DWARF.
+        let _ = image.supplementary_link();
+        let _ = image.supplementary_ids();
+        let linked = image.clone().with_supplementary(image);
+        let _ = crate::layout::from_dwarf(&linked, None, (3, 11, Some(7)));
+        let _ = crate::dwarf::call_site_values(&linked, word(data, 5));
+        if let Some(lines) = crate::dwarf::SourceLines::new(&linked) {
+            let _ = lines.frames(word(data, 7));
+            let _ = lines.call_sites(word(data, 7));
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub mod asyncio;
 pub mod bundle;
 pub mod bundler;
 pub mod corefile;
+pub mod debuginfod;
 pub mod diagnostic;
 #[cfg(feature = "test-support")]
 #[doc(hidden)]

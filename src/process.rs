@@ -42,6 +42,14 @@ impl Options {
         self.search.search_paths.push(dir.into());
         self
     }
+    /// Ask `client`'s debuginfod servers for files found nowhere else
+    /// (`Debuginfod::from_env()` reads `DEBUGINFOD_URLS` as the command
+    /// does). Share one client between the cores of a batch: each build-id
+    /// is then fetched once.
+    pub fn debuginfod(mut self, client: std::sync::Arc<crate::debuginfod::Debuginfod>) -> Self {
+        self.search.debuginfod = Some(client);
+        self
+    }
     /// Do not look in `/usr/lib/debug`, on the host or under the sysroot.
     pub fn no_default_debug_dir(mut self) -> Self {
         self.search.no_default_debug_dir = true;

@@ -97,10 +97,10 @@ fn binary_layout(
     let image = ElfImage::open(path)
         .ok_or_else(|| format!("{}: not a readable ELF file", path.display()))?;
     let build_id = image.build_id();
+    let search = args.search.options().search;
     let (debug, how) = if image.has_dwarf() {
         (image.clone(), format!("DWARF in {}", path.display()))
     } else {
-        let search = args.search.options().search;
         let (found, via) = find_debug_file(
             &search,
             build_id.as_deref(),
@@ -117,6 +117,9 @@ fn binary_layout(
         let how = format!("DWARF in {} (found by {via})", found.path().display());
         (found, how)
     };
+    // A dwz supplementary file, which its DWARF may refer to; without it
+    // from_dwarf says the DWARF is incomplete.
+    let (debug, _, _) = pymortem::modules::with_supplementary_file(&search, debug);
     let version = match version {
         Some(text) => PythonVersion::parse(text)
             .ok_or_else(|| format!("--python-version {text}: not X.Y.Z"))?,

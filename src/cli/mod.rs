@@ -4,6 +4,7 @@
 //! 2 error (bad arguments, unreadable or invalid input).
 
 mod bundle_cmd;
+mod download_progress;
 mod escape;
 mod inputs;
 mod layout_cmd;
@@ -95,6 +96,9 @@ pub(crate) struct SearchArgs {
     /// A folder tree searched by build-id for module and debug files not where the core says. Repeatable.
     #[arg(long = "search-path", value_name = "DIR")]
     search_paths: Vec<PathBuf>,
+    /// Do not ask debuginfod servers for missing files, even when DEBUGINFOD_URLS is set.
+    #[arg(long)]
+    no_debuginfod: bool,
     /// Where compressed cores and bundles are decompressed (default: the system temp dir).
     #[arg(long, value_name = "DIR")]
     temp_dir: Option<PathBuf>,
@@ -144,8 +148,22 @@ impl SearchArgs {
                 debug_dirs: self.debug_dirs.clone(),
                 no_default_debug_dir: self.no_default_debug_dir,
                 search_paths: self.search_paths.clone(),
+                debuginfod: self.debuginfod(),
             },
         }
+    }
+
+    /// The client, when DEBUGINFOD_URLS names servers and it is not turned off.
+    fn debuginfod(&self) -> Option<std::sync::Arc<pymortem::debuginfod::Debuginfod>> {
+        if self.no_debuginfod {
+            return None;
+        }
+        let mut client = pymortem::debuginfod::Debuginfod::from_env()?;
+        let all = client.config().progress;
+        if let Some(bars) = download_progress::DownloadBars::for_stderr(all) {
+            client = client.with_progress(std::sync::Arc::new(bars));
+        }
+        Some(std::sync::Arc::new(client))
     }
 }
 

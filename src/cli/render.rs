@@ -7,7 +7,7 @@ use comfy_table::{ContentArrangement, Table, presets};
 use super::escape::{esc, esc_path};
 use super::width::{output_width, short_build_id};
 
-use pymortem::modules::{DebugStatus, DebugVia, FileStatus, SectionCompression};
+use pymortem::modules::{DebugStatus, DebugVia, FileStatus, ModuleSource, SectionCompression};
 use pymortem::python::source::{SourceFiles, traceback_lines};
 use pymortem::report::InfoReport;
 
@@ -151,6 +151,21 @@ pub fn info(r: &InfoReport) -> String {
     }
     let _ = writeln!(s, "{t}");
     let _ = writeln!(s, "\nModules ({}):", r.modules.len());
+    match r.module_source {
+        ModuleSource::NtFile => {}
+        ModuleSource::LinkMap => {
+            let _ = writeln!(
+                s,
+                "  (no NT_FILE note: recovered from the dynamic linker's link_map list)"
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                s,
+                "  (no NT_FILE note and no link_map list: the executable alone, if found)"
+            );
+        }
+    }
     // The table says how each file was found; the paths that are not the
     // recorded one follow it, one per line, so the table stays narrow.
     let mut paths: Vec<String> = Vec::new();
@@ -190,10 +205,10 @@ pub fn info(r: &InfoReport) -> String {
                 via,
                 compression,
             } => {
-                let via = if *via == DebugVia::BuildId {
-                    "build-id"
-                } else {
-                    "debuglink"
+                let via = match via {
+                    DebugVia::BuildId => "build-id",
+                    DebugVia::Debuginfod => "debuginfod",
+                    _ => "debuglink",
                 };
                 let packed = if *compression == SectionCompression::None {
                     ""
@@ -208,6 +223,26 @@ pub fn info(r: &InfoReport) -> String {
                 _ => "none".to_string(),
             },
             _ => "unknown".to_string(),
+        };
+        // A dwz supplementary file: where it is, or that the DWARF is incomplete.
+        let debug = match &m.supplementary {
+            Some(pymortem::modules::SupplementaryStatus::Found { path, .. }) => {
+                paths.push(format!("  {name}: supplementary file {}", esc_path(path)));
+                format!("{debug} + dwz")
+            }
+            Some(pymortem::modules::SupplementaryStatus::Missing {
+                name: link,
+                build_id,
+                ..
+            }) => {
+                paths.push(format!(
+                    "  {name}: supplementary file {} (build-id {}) MISSING: its DWARF is incomplete",
+                    esc(link.as_deref().unwrap_or("(unreadable link)")),
+                    esc(build_id.as_deref().unwrap_or("?"))
+                ));
+                format!("{debug}, INCOMPLETE")
+            }
+            _ => debug,
         };
         if let Some(why) = m
             .mini_debuginfo

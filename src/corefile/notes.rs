@@ -138,6 +138,10 @@ pub struct Auxv {
     pub execfn: Option<u64>,
     /// `AT_PHDR`: address of the executable's program headers.
     pub phdr: Option<u64>,
+    /// `AT_PHENT`: size of one of those program headers.
+    pub phent: Option<u64>,
+    /// `AT_PHNUM`: how many there are.
+    pub phnum: Option<u64>,
     /// `AT_ENTRY`: the executable's entry point.
     pub entry: Option<u64>,
     /// `AT_BASE`: base address of the dynamic loader.
@@ -156,6 +160,8 @@ pub fn parse_auxv(desc: &[u8]) -> Auxv {
         match key {
             0 => break,
             3 => auxv.phdr = Some(value),
+            4 => auxv.phent = Some(value),
+            5 => auxv.phnum = Some(value),
             6 => auxv.page_size = Some(value),
             7 => auxv.base = Some(value),
             9 => auxv.entry = Some(value),

@@ -61,7 +61,7 @@ pub fn call_site_values_at(
         &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],
     )?;
     let loaded = borrow_sections(&sections);
-    let dwarf: Dwarf<'_> = loaded.borrow(|s| EndianSlice::new(s, LittleEndian));
+    let dwarf: Dwarf<'_> = loaded.dwarf();
     let mut headers = dwarf.units();
     while let Some(header) = headers.next().map_err(bad)? {
         if found.iter().all(|f| !f.is_empty()) {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use gimli::{EndianReader, LittleEndian};
 use serde::Serialize;
 
-use super::load_sections;
+use super::{Sections, load_sections};
 use crate::elf::{ElfImage, ImageBytes};
 
 /// Frames reported for one address, at most (inlining is rarely deeper).
@@ -60,6 +60,33 @@ pub struct SourceFrame {
     pub line: Option<u32>,
 }
 
+/// `image`'s DWARF over `sections` (loaded from it), copying no section
+/// stored as is.
+fn dwarf_of(image: &ElfImage, sections: &Sections<'_>) -> gimli::Dwarf<Reader> {
+    let whole: &[u8] = image.bytes();
+    let mut dwarf = gimli::Dwarf::load(|id| {
+        let bytes = match sections.get(id.name()) {
+            // A section stored as is lies inside the map: keep its range, copy nothing.
+            Some(Cow::Borrowed(slice)) => {
+                let start = (slice.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
+                match whole.get(start..start.wrapping_add(slice.len())) {
+                    Some(_) => {
+                        SectionBytes::InImage(image.bytes().clone(), start..start + slice.len())
+                    }
+                    None => SectionBytes::Decompressed(Arc::from(*slice)),
+                }
+            }
+            Some(Cow::Owned(data)) => SectionBytes::Decompressed(Arc::from(&data[..])),
+            None => SectionBytes::Decompressed(Arc::from(&[][..])),
+        };
+        Ok::<_, std::convert::Infallible>(EndianReader::new(bytes, LittleEndian))
+    })
+    .unwrap_or_else(|never| match never {});
+    // dwz's units share abbreviation tables: each is parsed once.
+    dwarf.populate_abbreviations_cache(gimli::AbbreviationsCacheStrategy::Duplicates);
+    dwarf
+}
+
 /// Line tables and inline trees of one image.
 pub struct SourceLines {
     context: addr2line::Context<Reader>,
@@ -76,25 +103,12 @@ impl SourceLines {
             &[".debug_ranges", ".debug_rnglists", ".debug_aranges"],
         )
         .ok()?;
-        let whole: &[u8] = image.bytes();
-        let dwarf = gimli::Dwarf::load(|id| {
-            let bytes = match sections.get(id.name()) {
-                // A section stored as is lies inside the map: keep its range, copy nothing.
-                Some(Cow::Borrowed(slice)) => {
-                    let start = (slice.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-                    match whole.get(start..start.wrapping_add(slice.len())) {
-                        Some(_) => {
-                            SectionBytes::InImage(image.bytes().clone(), start..start + slice.len())
-                        }
-                        None => SectionBytes::Decompressed(Arc::from(*slice)),
-                    }
-                }
-                Some(Cow::Owned(data)) => SectionBytes::Decompressed(Arc::from(&data[..])),
-                None => SectionBytes::Decompressed(Arc::from(&[][..])),
-            };
-            Ok::<_, std::convert::Infallible>(EndianReader::new(bytes, LittleEndian))
-        })
-        .unwrap_or_else(|never| match never {});
+        let mut dwarf = dwarf_of(image, &sections.main);
+        // References and strings into the supplementary file (dwz) resolve
+        // there: addr2line names inlined functions through it.
+        if let (Some(sup), Some(sup_sections)) = (image.supplementary(), &sections.sup) {
+            dwarf.set_sup(dwarf_of(sup, sup_sections));
+        }
         let context = addr2line::Context::from_dwarf(dwarf).ok()?;
         Some(SourceLines { context })
     }

@@ -4,7 +4,7 @@
 
 use gimli::{AttributeValue, Reader, UnitRef};
 
-use super::dies::{call_site_pc, is_call_site, visit_subtree};
+use super::dies::{call_site_pc, follow, is_call_site, is_reference, visit_subtree};
 
 /// Ranges looked at for one subprogram, at most.
 const MAX_RANGES: usize = 65_536;
@@ -96,7 +96,7 @@ fn call_site<R: Reader>(
         .attr_value(gimli::DW_AT_call_origin)
         .or_else(|| die.attr_value(gimli::DW_AT_abstract_origin))
     {
-        Some(AttributeValue::UnitRef(offset)) => callee(unit, offset)?,
+        Some(origin) if is_reference(&origin) => callee(unit, origin)?,
         _ => constant_target(unit, die)?,
     };
     Ok(Some(CallSite {
@@ -106,16 +106,30 @@ fn call_site<R: Reader>(
     }))
 }
 
-/// The callee DIE at `offset`: its entry address when it has code here,
-/// else its name.
+/// The callee DIE `origin` refers to (in this unit, another, or the
+/// supplementary file): its entry address when it has code here, else its
+/// name.
 fn callee<R: Reader>(
     unit: UnitRef<'_, R>,
-    mut offset: gimli::UnitOffset<R::Offset>,
+    origin: AttributeValue<R>,
 ) -> gimli::Result<Option<CallTarget>> {
+    let mut dwarf = unit.dwarf;
+    // The unit holding the DIE, once it is not the call's.
+    let mut elsewhere: Option<gimli::Unit<R>> = None;
+    let mut value = origin;
     for _ in 0..MAX_ORIGIN_HOPS {
-        let die = unit.entry(offset)?;
+        let here = elsewhere.as_ref().unwrap_or(unit.unit);
+        let Some((file, other, offset)) = follow(dwarf, here, value)? else {
+            return Ok(None);
+        };
+        dwarf = file;
+        if other.is_some() {
+            elsewhere = other;
+        }
+        let current = UnitRef::new(dwarf, elsewhere.as_ref().unwrap_or(unit.unit));
+        let die = current.entry(offset)?;
         if let Some(low) = die.attr_value(gimli::DW_AT_low_pc)
-            && let Some(address) = unit.attr_address(low)?
+            && let Some(address) = current.attr_address(low)?
         {
             return Ok(Some(CallTarget::Address(address)));
         }
@@ -125,16 +139,19 @@ fn callee<R: Reader>(
             gimli::DW_AT_name,
         ] {
             if let Some(value) = die.attr_value(name) {
-                let text = unit.attr_string(value)?;
-                return Ok(Some(CallTarget::Name(text.to_string_lossy()?.into_owned())));
+                // A name that cannot be read leaves this callee unnamed,
+                // not the function's other calls unread.
+                let text = current.attr_string(value).ok();
+                let text = text.and_then(|t| Some(t.to_string_lossy().ok()?.into_owned()));
+                return Ok(text.map(CallTarget::Name));
             }
         }
         match die
             .attr_value(gimli::DW_AT_specification)
             .or_else(|| die.attr_value(gimli::DW_AT_abstract_origin))
         {
-            Some(AttributeValue::UnitRef(next)) => offset = next,
-            _ => return Ok(None),
+            Some(next) => value = next,
+            None => return Ok(None),
         }
     }
     Ok(None)

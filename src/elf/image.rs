@@ -55,6 +55,8 @@ pub enum SectionCompression {
 pub struct ElfImage {
     path: PathBuf,
     bytes: ImageBytes,
+    /// The supplementary file (dwz) its DWARF refers to, once found.
+    supplementary: Option<Arc<ElfImage>>,
 }
 
 impl ElfImage {
@@ -71,6 +73,7 @@ impl ElfImage {
         let image = ElfImage {
             path: path.to_path_buf(),
             bytes: ImageBytes::Mapped(Arc::new(map)),
+            supplementary: None,
         };
         if image.parse().is_some() {
             Some(image)
@@ -84,6 +87,7 @@ impl ElfImage {
         let image = ElfImage {
             path: PathBuf::from(label),
             bytes: ImageBytes::Owned(bytes.into()),
+            supplementary: None,
         };
         if image.parse().is_some() {
             Some(image)
@@ -102,6 +106,7 @@ impl ElfImage {
         let image = ElfImage {
             path: label.into(),
             bytes: ImageBytes::Shared(map, range),
+            supplementary: None,
         };
         image.parse().is_some().then_some(image)
     }
@@ -114,6 +119,19 @@ impl ElfImage {
     /// The raw bytes.
     pub fn bytes(&self) -> &ImageBytes {
         &self.bytes
+    }
+
+    /// This (debug) file with the supplementary file its DWARF refers to
+    /// (see [`ElfImage::supplementary_link`]): every DWARF reader then
+    /// follows references and reads strings into it.
+    pub fn with_supplementary(mut self, supplementary: ElfImage) -> ElfImage {
+        self.supplementary = Some(Arc::new(supplementary));
+        self
+    }
+
+    /// The supplementary file attached with [`ElfImage::with_supplementary`].
+    pub fn supplementary(&self) -> Option<&ElfImage> {
+        self.supplementary.as_deref()
     }
 
     /// Whether the image is a file's bytes (mapped, or a member of a

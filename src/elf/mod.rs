@@ -5,7 +5,12 @@
 mod image;
 mod mini_debuginfo;
 pub(crate) mod section_data;
+mod supplementary;
 
 pub use image::{ElfImage, ImageBytes, SectionCompression};
 pub use mini_debuginfo::{MAX_MINI_DEBUGINFO, MiniDebugInfoError};
 pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};
+pub use supplementary::{
+    MAX_SUPPLEMENTARY_ID, MAX_SUPPLEMENTARY_NAME, SupplementaryLink, SupplementaryLinkError,
+    SupplementaryLinkKind,
+};

@@ -6,7 +6,7 @@
 
 mod view;
 
-pub use view::{FileBacking, MappingState, ProcessMemory, Provenance};
+pub use view::{FileBacking, FileRange, MappingState, ProcessMemory, Provenance};
 
 pub use crate::read_error::{ReadError, ReadFailure};
 

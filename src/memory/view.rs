@@ -56,6 +56,21 @@ pub enum Provenance {
     Unavailable(ReadFailure),
 }
 
+/// A file's bytes at an address range: see [`ProcessMemory::add_file_ranges`].
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    /// The module's path as recorded (the name reads report).
+    pub recorded_path: String,
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Offset in the file of the byte at `start`.
+    pub file_offset: u64,
+    /// Whether the file can supply the bytes.
+    pub state: MappingState,
+}
+
 #[derive(Debug, Clone)]
 struct Mapping {
     start: u64,
@@ -117,6 +132,42 @@ impl ProcessMemory {
         for m in self.mappings.iter_mut().filter(|m| m.path == recorded_path) {
             m.state = state.clone();
         }
+    }
+
+    /// Attach files to the address ranges they back, for modules known
+    /// without an `NT_FILE` note (recovered from the dynamic linker's list),
+    /// whose ranges come from their read-only program headers instead: a
+    /// kernel core leaves those pages out, and only the file can supply them.
+    ///
+    /// Empty ranges, and ranges that overlap one already known or one given
+    /// before them, are left out: the first word on an address stands. One
+    /// sort, however many ranges a (hostile) core yields.
+    pub fn add_file_ranges(&mut self, ranges: impl IntoIterator<Item = FileRange>) {
+        let mut new: Vec<FileRange> = ranges.into_iter().filter(|r| r.start < r.end).collect();
+        new.sort_by_key(|r| r.start);
+        let known = &self.mappings;
+        // The known mappings are sorted by start and, from a sane NT_FILE,
+        // disjoint: the last that starts before a range ends is the one
+        // that can reach into it.
+        let overlaps_known = |r: &FileRange| {
+            let after = known.partition_point(|m| m.start < r.end);
+            known[..after].last().is_some_and(|m| m.end > r.start)
+        };
+        let mut accepted: Vec<Mapping> = Vec::new();
+        for r in new {
+            let after_last = accepted.last().is_none_or(|m| m.end <= r.start);
+            if after_last && !overlaps_known(&r) {
+                accepted.push(Mapping {
+                    start: r.start,
+                    end: r.end,
+                    file_offset: r.file_offset,
+                    path: r.recorded_path,
+                    state: r.state,
+                });
+            }
+        }
+        self.mappings.extend(accepted);
+        self.mappings.sort_by_key(|m| m.start);
     }
 
     /// A view of only the bytes stored in the core, with no file fallback.

@@ -30,6 +30,9 @@ pub struct SearchPaths {
     /// Folder trees searched by build-id for module files and debug files
     /// not found where the core says.
     pub search_paths: Vec<PathBuf>,
+    /// Servers asked by build-id for files found nowhere else; shared by
+    /// every core of a batch, so each build-id is fetched once.
+    pub debuginfod: Option<std::sync::Arc<crate::debuginfod::Debuginfod>>,
 }
 
 impl SearchPaths {
@@ -122,6 +125,8 @@ pub enum DebugVia {
     BuildId,
     /// `.gnu_debuglink`, CRC checked.
     Debuglink,
+    /// Fetched by build-id from a debuginfod server (or its cache).
+    Debuginfod,
 }
 
 /// Look for a separate debug file by build-id, then by `.gnu_debuglink`.

@@ -1,8 +1,11 @@
 //! Modules (the executable, shared libraries, the vDSO), their files on disk,
 //! their debug information and their symbols.
 
+mod fetch;
+mod link_map;
 mod locate;
 mod search_path;
+mod supplementary;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +21,9 @@ pub use locate::{
     DebugVia, SearchPaths, find_debug_file, find_debug_file_noting_skips, hex, resolve_in_root,
 };
 pub use search_path::BuildIdIndex;
+pub use supplementary::{
+    SupplementaryError, SupplementaryStatus, SupplementaryVia, with_supplementary_file,
+};
 
 use crate::corefile::CoreFile;
 use crate::diagnostic::{Diagnostic, DiagnosticSource};
@@ -121,6 +127,9 @@ pub struct Module {
     pub file_status: FileStatus,
     /// Its debug information.
     pub debug_status: DebugStatus,
+    /// The supplementary file (dwz) its debug file refers to; `None` when
+    /// it refers to none.
+    pub supplementary: Option<SupplementaryStatus>,
     file: Option<ElfImage>,
     debug_file: Option<ElfImage>,
     /// The MiniDebugInfo of the module file (`.gnu_debugdata`), read on
@@ -253,6 +262,35 @@ impl Module {
     }
 }
 
+/// Where the list of modules came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ModuleSource {
+    /// The core's `NT_FILE` note: the kernel's list of mapped files.
+    NtFile,
+    /// No `NT_FILE` note: the dynamic linker's `r_debug`/`link_map` list
+    /// in the process's memory.
+    LinkMap,
+    /// No `NT_FILE` note and no readable `link_map` list: the executable
+    /// alone, found through the auxiliary vector (`AT_PHDR`).
+    Auxv,
+    /// Neither: no module but perhaps the vDSO.
+    None,
+}
+
+impl ModuleSource {
+    /// Its name, as in JSON: `nt_file`, `link_map`, `auxv`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModuleSource::NtFile => "nt_file",
+            ModuleSource::LinkMap => "link_map",
+            ModuleSource::Auxv => "auxv",
+            ModuleSource::None => "none",
+        }
+    }
+}
+
 /// All modules of a process plus the memory view they back.
 #[derive(Debug)]
 pub struct ModuleSet {
@@ -260,6 +298,7 @@ pub struct ModuleSet {
     /// Mappings that are not ELF files (locale archives, data files).
     pub data_mappings: Vec<String>,
     diagnostics: Vec<Diagnostic>,
+    source: ModuleSource,
 }
 
 impl ModuleSet {
@@ -277,6 +316,9 @@ impl ModuleSet {
         }
         let index = LazyIndex::new(&paths.search_paths);
         let mut set = Self::load_from(core, memory, &Files::Host(&paths, &index));
+        if let Some(client) = &paths.debuginfod {
+            fetch::fetch_missing(client, memory, &paths, &index, &mut set);
+        }
         if let Some(reason) = index.get().and_then(|i| i.truncated.clone()) {
             set.diagnostics
                 .push(Diagnostic::warning(DiagnosticSource::Modules, reason));
@@ -296,6 +338,10 @@ impl ModuleSet {
     }
 
     fn load_from(core: &CoreFile, memory: &mut ProcessMemory, files: &Files) -> ModuleSet {
+        if core.file_mappings().is_empty() {
+            // No NT_FILE note: the dynamic linker's own list stands in.
+            return link_map::load(core, memory, files);
+        }
         let mut groups: BTreeMap<&str, Vec<&crate::corefile::FileMapping>> = BTreeMap::new();
         for m in core.file_mappings() {
             groups.entry(m.path.as_str()).or_default().push(m);
@@ -316,27 +362,31 @@ impl ModuleSet {
             let module = locate_module(memory, files, path, base, end, is_exe, &mut diagnostics);
             match module {
                 Some(module) => {
-                    let state = match &module.file_status {
-                        FileStatus::Verified { .. } => {
-                            match module.file.as_ref().filter(|f| f.is_file()) {
-                                Some(file) => MappingState::Backed(FileBacking {
-                                    path: file.path().to_path_buf(),
-                                    map: file.bytes().clone(),
-                                }),
-                                None => MappingState::Unverified,
-                            }
-                        }
-                        FileStatus::Unverified { .. } => MappingState::Unverified,
-                        FileStatus::Mismatch { .. } => MappingState::BuildIdMismatch,
-                        FileStatus::Missing { .. } => MappingState::Missing,
-                        FileStatus::InCore => MappingState::Unresolved,
-                    };
-                    memory.set_file_state(path, &state);
+                    memory.set_file_state(path, &mapping_state(&module));
                     modules.push(Arc::new(module));
                 }
                 None => data_mappings.push(path.to_string()),
             }
         }
+        ModuleSet::assemble(
+            core,
+            memory,
+            modules,
+            data_mappings,
+            diagnostics,
+            ModuleSource::NtFile,
+        )
+    }
+
+    /// The set of `modules` plus the vDSO, sorted by base address.
+    fn assemble(
+        core: &CoreFile,
+        memory: &ProcessMemory,
+        mut modules: Vec<Arc<Module>>,
+        data_mappings: Vec<String>,
+        diagnostics: Vec<Diagnostic>,
+        source: ModuleSource,
+    ) -> ModuleSet {
         if let Some(vdso) = core
             .auxv()
             .sysinfo_ehdr
@@ -349,7 +399,13 @@ impl ModuleSet {
             modules,
             data_mappings,
             diagnostics,
+            source,
         }
+    }
+
+    /// Where the list of modules came from.
+    pub fn source(&self) -> ModuleSource {
+        self.source
     }
 
     /// Every module, sorted by base address.
@@ -380,10 +436,39 @@ impl ModuleSet {
     }
 }
 
+/// Whether a module's file can supply its mapped pages.
+fn mapping_state(module: &Module) -> MappingState {
+    match &module.file_status {
+        FileStatus::Verified { .. } => match module.file.as_ref().filter(|f| f.is_file()) {
+            Some(file) => MappingState::Backed(FileBacking {
+                path: file.path().to_path_buf(),
+                map: file.bytes().clone(),
+            }),
+            None => MappingState::Unverified,
+        },
+        FileStatus::Unverified { .. } => MappingState::Unverified,
+        FileStatus::Mismatch { .. } => MappingState::BuildIdMismatch,
+        FileStatus::Missing { .. } => MappingState::Missing,
+        FileStatus::InCore => MappingState::Unresolved,
+    }
+}
+
+/// A `PT_LOAD` program header.
+#[derive(Debug, Clone, Copy)]
+struct LoadHeader {
+    vaddr: u64,
+    offset: u64,
+    filesz: u64,
+    memsz: u64,
+    writable: bool,
+}
+
 /// What the module's first page in the core says about it.
 struct CoreElfInfo {
     build_id: Option<Vec<u8>>,
     first_load_vaddr: Option<u64>,
+    // Its PT_LOAD headers.
+    loads: Vec<LoadHeader>,
     // Bytes the loadable segments span.
     extent: u64,
     // Bytes to the end of the section headers too.
@@ -404,6 +489,7 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
         return Some(CoreElfInfo {
             build_id: None,
             first_load_vaddr: None,
+            loads: Vec::new(),
             extent: 0,
             image_extent: 0,
         });
@@ -422,16 +508,16 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
         let vaddr = u64::from_le_bytes(ph[16..24].try_into().ok()?);
         let memsz = u64::from_le_bytes(ph[40..48].try_into().ok()?);
         match p_type {
-            1 => loads.push((vaddr, memsz)),
+            1 => loads.push((vaddr, memsz, load_header(&ph))),
             4 => notes.push((vaddr, memsz)),
             _ => {}
         }
     }
-    let first_load_vaddr = loads.iter().map(|&(v, _)| v & !0xfff).min();
+    let first_load_vaddr = loads.iter().map(|&(v, _, _)| v & !0xfff).min();
     let bias = base.wrapping_sub(first_load_vaddr.unwrap_or(0));
     let loaded = loads
         .iter()
-        .map(|&(v, m)| v.saturating_add(m))
+        .map(|&(v, m, _)| v.saturating_add(m))
         .max()
         .unwrap_or(0)
         .saturating_sub(first_load_vaddr.unwrap_or(0));
@@ -449,9 +535,26 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
     Some(CoreElfInfo {
         build_id,
         first_load_vaddr,
+        loads: loads.into_iter().map(|(_, _, h)| h).collect(),
         extent: loaded,
         image_extent,
     })
+}
+
+/// The `PT_LOAD` fields of a 64-bit program header.
+fn load_header(ph: &[u8; 56]) -> LoadHeader {
+    let word = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&ph[at..at + 8]);
+        u64::from_le_bytes(bytes)
+    };
+    LoadHeader {
+        vaddr: word(16),
+        offset: word(8),
+        filesz: word(32),
+        memsz: word(40),
+        writable: ph[4] & 2 != 0,
+    }
 }
 
 /// Find an `NT_GNU_BUILD_ID` in raw note bytes.
@@ -602,6 +705,7 @@ fn locate_module(
             .into_iter()
             .map(|reason| Diagnostic::warning(DiagnosticSource::Modules, reason)),
     );
+    let (debug_file, supplementary) = supplementary::attach(files, debug_file, diagnostics);
     Some(Module {
         kind: if is_exe {
             ModuleKind::Executable
@@ -616,6 +720,7 @@ fn locate_module(
         build_id: core_build_id,
         file_status,
         debug_status,
+        supplementary,
         file,
         debug_file,
         mini_debuginfo: OnceLock::new(),
@@ -670,7 +775,10 @@ fn host_file(
         .is_some_and(|i| core_build_id.is_none() || i.build_id().as_deref() == core_build_id);
     if !found_here
         && let Some(id) = core_build_id
-        && let Some(found) = index.get().and_then(|i| i.module_file(id))
+        && let Some(found) = index.get().and_then(|i| i.module_file(id)).or_else(|| {
+            let client = paths.debuginfod.as_ref()?;
+            client.cached(id, crate::debuginfod::ArtifactKind::Executable)
+        })
     {
         image = Some(found);
     }
@@ -747,6 +855,12 @@ fn locate_debug(
             let id = id.as_deref()?;
             let image = index.get()?.debug_file(id)?;
             Some((image, DebugVia::BuildId))
+        })
+        .or_else(|| {
+            let id = id.as_deref()?;
+            let client = paths.debuginfod.as_ref()?;
+            let image = client.cached(id, crate::debuginfod::ArtifactKind::Debuginfo)?;
+            Some((image, DebugVia::Debuginfod))
         });
     match found {
         Some((image, via)) if image.has_dwarf() => {
@@ -802,6 +916,7 @@ fn load_vdso(memory: &ProcessMemory, base: u64) -> Option<Module> {
         debug_status: DebugStatus::Missing {
             reason: "the vDSO carries no DWARF".into(),
         },
+        supplementary: None,
         file: image,
         debug_file: None,
         mini_debuginfo: OnceLock::new(),

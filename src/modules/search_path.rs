@@ -68,8 +68,11 @@ impl BuildIdIndex {
                 pending.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
             } else if kind.is_file() && is_elf(&path) {
                 elf_files += 1;
-                if let Some(id) = ElfImage::open(&path).and_then(|i| i.build_id()) {
-                    index.by_id.entry(id).or_default().push(path);
+                // A DWARF 5 supplementary file (dwz -5) is known by its
+                // `.debug_sup` checksum: it has no build-id note.
+                let ids = ElfImage::open(&path).map(|i| i.supplementary_ids());
+                for id in ids.into_iter().flatten() {
+                    index.by_id.entry(id).or_default().push(path.clone());
                 }
             }
         }

@@ -10,7 +10,7 @@ use super::SCHEMA_VERSION;
 use crate::corefile::signals::{code_name, signal_name};
 use crate::corefile::{Producer, Truncation};
 use crate::error::Diagnostic;
-use crate::modules::{DebugStatus, FileStatus, ModuleKind};
+use crate::modules::{DebugStatus, FileStatus, ModuleKind, ModuleSource};
 use crate::process::Process;
 use crate::python::VersionSource;
 
@@ -43,6 +43,10 @@ pub struct InfoReport {
     pub threads: Vec<ThreadReport>,
     /// Every module.
     pub modules: Vec<ModuleReport>,
+    /// Where the module list came from: the core's `NT_FILE` note, or,
+    /// without one, the dynamic linker's `link_map` list (or the
+    /// executable alone, through the auxiliary vector).
+    pub module_source: ModuleSource,
     /// The Python interpreter.
     pub python: Option<PythonReport>,
     /// Problems that did not stop the analysis.
@@ -125,6 +129,10 @@ pub struct ModuleReport {
     pub file: FileStatus,
     /// Where its debug information is.
     pub debug: DebugStatus,
+    /// The supplementary file (dwz) its debug file refers to: where it was
+    /// found, or why not (the DWARF is then incomplete); null when it
+    /// refers to none.
+    pub supplementary: Option<crate::modules::SupplementaryStatus>,
     /// The file's MiniDebugInfo (`.gnu_debugdata`): `used` (its symbols
     /// name the frames), `not_needed` (a `.symtab` exists), or why it is
     /// unusable; null when the file has none.
@@ -208,6 +216,7 @@ impl InfoReport {
                 deleted: m.deleted,
                 file: m.file_status.clone(),
                 debug: m.debug_status.clone(),
+                supplementary: m.supplementary.clone(),
                 mini_debuginfo: mini_debuginfo_state(m),
             })
             .collect();
@@ -251,6 +260,7 @@ impl InfoReport {
             crashed_lwp: crashed,
             threads,
             modules,
+            module_source: process.modules().source(),
             python,
             diagnostics: process.diagnostics().to_vec(),
             crashed_thread_stack: None,

@@ -258,6 +258,24 @@ extern "C" fn remove_test_cache_home() {
     }
 }
 
+/// The manifest entry of `interp`'s `scenario` core of `kind` (`kernel`, `gcore`).
+pub fn entry<'a>(manifest: &'a [Value], interp: &str, scenario: &str, kind: &str) -> &'a Value {
+    manifest
+        .iter()
+        .find(|e| e["interp"] == interp && e["scenario"] == scenario && e["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {interp} {scenario} {kind} core in the manifest"))
+}
+
+/// The messages of a report's diagnostics.
+pub fn diagnostic_messages(report: &Value) -> Vec<String> {
+    report["diagnostics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["message"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Run the pymortem binary and return (exit code, stdout, stderr).
 pub fn pymortem(args: &[&str]) -> (i32, String, String) {
     run_program(Path::new(env!("CARGO_BIN_EXE_pymortem")), args)
@@ -273,6 +291,7 @@ pub fn pymortem_with_peak_rss(args: &[&str]) -> (i32, String, String, i64) {
     use std::process::Stdio;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pymortem"))
         .env("XDG_CACHE_HOME", test_cache_home())
+        .env_remove("DEBUGINFOD_URLS")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -309,8 +328,25 @@ pub fn pymortem_with_peak_rss(args: &[&str]) -> (i32, String, String, i64) {
 /// Run `program` with the tests' private layout cache and return (exit
 /// code, stdout, stderr).
 fn run_program(program: &Path, args: &[&str]) -> (i32, String, String) {
+    run_program_with_env(program, args, &[])
+}
+
+/// Run the pymortem binary with extra environment variables.
+pub fn pymortem_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    run_program_with_env(Path::new(env!("CARGO_BIN_EXE_pymortem")), args, env)
+}
+
+/// [`run_program`] with extra environment variables. The host's
+/// debuginfod servers are never asked: a test names its own.
+fn run_program_with_env(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let out = std::process::Command::new(program)
         .env("XDG_CACHE_HOME", test_cache_home())
+        .env_remove("DEBUGINFOD_URLS")
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
