@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::{ArtifactKind, Failure};
-use crate::elf::ElfImage;
+use crate::elf::{ElfImage, hex};
 use crate::regular_file::open_regular;
 
 /// How long a recorded "not found" holds when the cache does not say
@@ -128,11 +128,6 @@ pub fn record_miss(root: &Path, build_id_hex: &str, kind: ArtifactKind) -> io::R
     }
     let file = File::create(&target)?;
     file.set_permissions(std::fs::Permissions::from_mode(0o000))
-}
-
-/// Lower-case hex, as in cache paths and URLs.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

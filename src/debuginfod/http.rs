@@ -26,14 +26,15 @@ pub fn agent(config: &Config) -> ureq::Agent {
         .new_agent()
 }
 
-/// GET `url` into `pending`; the byte count on success.
+/// GET `url` into a cache entry made by `start` once the server has
+/// answered 200, so that a refusal leaves nothing on disk.
 pub fn download(
     agent: &ureq::Agent,
     url: &str,
     config: &Config,
-    pending: &mut Pending,
+    start: impl FnOnce() -> Result<Pending, Failure>,
     progress: Option<(&dyn DownloadProgress, &str)>,
-) -> Result<u64, Failure> {
+) -> Result<Pending, Failure> {
     let mut response = agent
         .get(url)
         .header("X-DEBUGINFOD-MAXSIZE", config.max_size.to_string())
@@ -57,6 +58,7 @@ pub fn download(
         // One byte over the limit tells "too large" from "exactly the limit".
         .limit(config.max_size.saturating_add(1))
         .reader();
+    let mut pending = start()?;
     let mut buf = vec![0u8; CHUNK];
     let mut received: u64 = 0;
     loop {
@@ -84,7 +86,7 @@ pub fn download(
     if let Some(expected) = announced.filter(|&n| n != received) {
         return Err(Failure::Truncated { expected, received });
     }
-    Ok(received)
+    Ok(pending)
 }
 
 /// What a failed request says, in the user's terms.

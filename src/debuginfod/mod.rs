@@ -18,10 +18,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
-pub use cache::hex;
 pub use config::Config;
 
-use crate::elf::ElfImage;
+use crate::elf::{ElfImage, hex};
 
 /// Downloads run at once for one batch of requests, at most.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -396,21 +395,23 @@ impl Debuginfod {
         request: &Request,
     ) -> Result<PathBuf, Failure> {
         let url = format!("{server}buildid/{id_hex}/{}", request.kind.as_str());
-        let mut pending = cache::Pending::create(&self.config.cache_dir, id_hex, request.kind)
-            .map_err(|e| Failure::Cache(format!("{}: {e}", self.config.cache_dir.display())))?;
+        let cache_failure =
+            |e: std::io::Error| Failure::Cache(format!("{}: {e}", self.config.cache_dir.display()));
+        let start = || {
+            cache::Pending::create(&self.config.cache_dir, id_hex, request.kind)
+                .map_err(cache_failure)
+        };
         let agent = self.agent.get_or_init(|| http::agent(&self.config));
         self.requests.fetch_add(1, Ordering::Relaxed);
         let label = format!("{} ({})", request.label, request.kind.as_str());
         let progress = self.progress.as_deref().map(|p| (p, label.as_str()));
-        let result = http::download(agent, &url, &self.config, &mut pending, progress);
+        let result = http::download(agent, &url, &self.config, start, progress);
         if let Some((sink, label)) = progress {
             sink.finished(label);
         }
-        result?;
+        let pending = result?;
         cache::validated(pending.path(), &request.build_id)?;
-        pending
-            .commit()
-            .map_err(|e| Failure::Cache(format!("{}: {e}", self.config.cache_dir.display())))
+        pending.commit().map_err(cache_failure)
     }
 
     fn is_down(&self, server: &str) -> bool {

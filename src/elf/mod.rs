@@ -14,3 +14,8 @@ pub use supplementary::{
     MAX_SUPPLEMENTARY_ID, MAX_SUPPLEMENTARY_NAME, SupplementaryLink, SupplementaryLinkError,
     SupplementaryLinkKind,
 };
+
+/// Lower-case hex of a byte string (build-ids in paths, URLs and messages).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

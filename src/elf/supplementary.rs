@@ -50,7 +50,7 @@ impl SupplementaryLink {
 
     /// The build-id as lower-case hex.
     pub fn build_id_hex(&self) -> String {
-        self.build_id.iter().map(|b| format!("{b:02x}")).collect()
+        super::hex(&self.build_id)
     }
 }
 

@@ -266,10 +266,7 @@ fn implausible_debug_size(size: u64, blocks: u64, module_size: u64) -> Option<St
     None
 }
 
-/// Lower-case hex of a byte string.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::elf::hex;
 
 #[cfg(test)]
 mod tests {

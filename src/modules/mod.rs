@@ -505,19 +505,18 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
             break;
         }
         let p_type = u32::from_le_bytes(ph[0..4].try_into().ok()?);
-        let vaddr = u64::from_le_bytes(ph[16..24].try_into().ok()?);
-        let memsz = u64::from_le_bytes(ph[40..48].try_into().ok()?);
+        let header = load_header(&ph);
         match p_type {
-            1 => loads.push((vaddr, memsz, load_header(&ph))),
-            4 => notes.push((vaddr, memsz)),
+            1 => loads.push(header),
+            4 => notes.push((header.vaddr, header.memsz)),
             _ => {}
         }
     }
-    let first_load_vaddr = loads.iter().map(|&(v, _, _)| v & !0xfff).min();
+    let first_load_vaddr = loads.iter().map(|l| l.vaddr & !0xfff).min();
     let bias = base.wrapping_sub(first_load_vaddr.unwrap_or(0));
     let loaded = loads
         .iter()
-        .map(|&(v, m, _)| v.saturating_add(m))
+        .map(|l| l.vaddr.saturating_add(l.memsz))
         .max()
         .unwrap_or(0)
         .saturating_sub(first_load_vaddr.unwrap_or(0));
@@ -535,13 +534,13 @@ fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
     Some(CoreElfInfo {
         build_id,
         first_load_vaddr,
-        loads: loads.into_iter().map(|(_, _, h)| h).collect(),
+        loads,
         extent: loaded,
         image_extent,
     })
 }
 
-/// The `PT_LOAD` fields of a 64-bit program header.
+/// The fields of a 64-bit program header that `PT_LOAD` and `PT_NOTE` use.
 fn load_header(ph: &[u8; 56]) -> LoadHeader {
     let word = |at: usize| {
         let mut bytes = [0u8; 8];

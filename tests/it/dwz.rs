@@ -585,6 +585,22 @@ fn info_and_layout(
     (statuses, info, problems)
 }
 
+/// Problems unless, with the debug folders `dirs` (and `more` arguments),
+/// the layout equals the original's and the supplementary file is found at
+/// `at`, `(via, link)`.
+fn found_at(
+    p: &Prepared,
+    dirs: &[&Path],
+    more: &[String],
+    at: &Path,
+    (via, link): (&str, &str),
+    label: &str,
+) -> Vec<String> {
+    let (statuses, _, mut problems) = info_and_layout(p, dirs, more, &[], label);
+    problems.extend(check_found(&statuses, (at, None), via, link, label));
+    problems
+}
+
 /// A debug folder with hard links to the dwz'd debug files of `from`, and
 /// no supplementary file.
 fn debug_files_only(p: &Prepared, from: &Path, to: &Path) {
@@ -604,13 +620,12 @@ fn supplementary_files_are_found_by_build_id_in_dwz_folders_and_search_paths() {
     let sup_id = ElfImage::open(&p.gnu_sup()).unwrap().build_id().unwrap();
     let at = by_id.join(build_id_path(&sup_id));
     link(&p.gnu_sup(), &at);
-    let (statuses, _, found) = info_and_layout(p, &[&by_id], &[], &[], "build-id");
-    problems.extend(found);
-    problems.extend(check_found(
-        &statuses,
-        (&at, None),
-        "build_id",
-        "gnu_debugaltlink",
+    problems.extend(found_at(
+        p,
+        &[&by_id],
+        &[],
+        &at,
+        ("build_id", "gnu_debugaltlink"),
         "build-id",
     ));
     // In the .dwz folder of another debug folder.
@@ -619,13 +634,12 @@ fn supplementary_files_are_found_by_build_id_in_dwz_folders_and_search_paths() {
     let other = dir.path().join("other");
     let at = other.join(".dwz").join(DWZ_NAME);
     link(&p.gnu_sup(), &at);
-    let (statuses, _, found) = info_and_layout(p, &[&files, &other], &[], &[], ".dwz");
-    problems.extend(found);
-    problems.extend(check_found(
-        &statuses,
-        (&at, None),
-        "dwz_dir",
-        "gnu_debugaltlink",
+    problems.extend(found_at(
+        p,
+        &[&files, &other],
+        &[],
+        &at,
+        ("dwz_dir", "gnu_debugaltlink"),
         ".dwz",
     ));
     // In a --search-path tree, under another name: DWARF 5's file has no
@@ -636,13 +650,12 @@ fn supplementary_files_are_found_by_build_id_in_dwz_folders_and_search_paths() {
     let at = tree.join("somewhere/common-dwarf");
     link(&p.sup5_sup(), &at);
     let more = ["--search-path".to_string(), tree.display().to_string()];
-    let (statuses, _, found) = info_and_layout(p, &[&files5], &more, &[], "search path");
-    problems.extend(found);
-    problems.extend(check_found(
-        &statuses,
-        (&at, None),
-        "search_path",
-        "debug_sup",
+    problems.extend(found_at(
+        p,
+        &[&files5],
+        &more,
+        &at,
+        ("search_path", "debug_sup"),
         "search path",
     ));
     support::assert_no_problems(&problems);
