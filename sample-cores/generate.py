@@ -2,7 +2,7 @@
 """Generate sample core dumps of crashed CPython processes for pymortem's tests.
 
     generate.py [--out DIR] [--interp NAME ...] [--scenario NAME ...]
-                [--kind kernel|gcore|snapshot ...] [--jobs N] [--force] [--no-verify]
+                [--kind kernel|gcore|snapshot|qemu|qemu_pac ...] [--jobs N] [--force] [--no-verify]
 
 Run sample-cores/setup-interpreters.sh first (it prepares the Debian
 interpreters and their debug files in the cache dir).  See README.md.
@@ -84,7 +84,28 @@ DEBIAN_CHROOT_INTERPS = [
     "debian-3.14",
     "debian-3.15",
 ]
-INTERPS = ["pyenv-" + v for v in PYENV_VERSIONS] + ["debian-3.11"] + DEBIAN_CHROOT_INTERPS
+# Debian's arm64 (aarch64) interpreters: a chroot of their suite, run under QEMU's
+# user-mode emulator (ROOT/usr/bin/qemu-aarch64-static; set up by setup-interpreters.sh).
+ARM64_INTERPS = [
+    "debian-3.11-arm64",
+    "debian-3.13-arm64",
+    "debian-3.14-arm64",
+    "debian-3.15-arm64",
+]
+INTERPS = ["pyenv-" + v for v in PYENV_VERSIONS] + ["debian-3.11"] + DEBIAN_CHROOT_INTERPS + ARM64_INTERPS
+QEMU_EMULATOR = "/usr/bin/qemu-aarch64-static"
+# The kinds of the arm64 interpreters: QEMU writes the core of the guest itself
+# (qemu_<exe>_<date>-<time>_<pid>.core in the guest's cwd; notes NT_PRSTATUS per thread,
+# NT_PRPSINFO, NT_AUXV only), with the CPU model QEMU emulates:
+#   qemu      cortex-a72 (ARMv8.0): no pointer authentication, 2-5x faster than "max"
+#   qemu_pac  "max" (QEMU's default): saved return addresses carry pointer-authentication
+#             bits and the auxv advertises PACA, but the core has no NT_ARM_PAC_MASK
+QEMU_KINDS = {"qemu": "cortex-a72", "qemu_pac": "max"}
+# qemu_pac is made only for these (interp, scenario): the unwinder's PAC-stripping case.
+QEMU_PAC_JOBS = [("debian-3.14-arm64", "threads")]
+# Scenarios that do not run on the arm64 interpreters: the C extension's (spool_*,
+# below) would need an aarch64 C compiler and the arm64 headers.
+ARM64_EXCLUDED = {"victims": "the C extension needs an aarch64 cross-compiler"}
 JOB_TIMEOUT = 180
 CHROOT_SCEN = "/tmp/pymortem-scenarios"
 CHROOT_WORK = "/tmp/pymortem-work"
@@ -94,6 +115,13 @@ SCENARIO_ENV = {"MALLOC_ARENA_MAX": "1", "PYTHONDONTWRITEBYTECODE": "1"}
 
 NT_PRSTATUS = 1
 NT_PRPSINFO = 3
+NT_AUXV = 6
+NT_ARM_PAC_MASK = 0x406
+AT_HWCAP = 16
+HWCAP_PACA = 1 << 30  # aarch64
+EM_X86_64 = 62
+EM_AARCH64 = 183
+ARCH_MACHINE = {"x86_64": EM_X86_64, "aarch64": EM_AARCH64}
 NT_SIGINFO = 0x53494749
 NT_FILE = 0x46494c45
 
@@ -132,6 +160,9 @@ class Interp(object):
         self.stripped = False
         self.libpython = None
         self.spoolext_dir = None
+        self.arch = "x86_64"
+        # the user-mode emulator the interpreter runs under (a path inside sysroot), or None
+        self.emulator = None
         cache = cache_dir()
         if name.startswith("pyenv-"):
             ver = name[len("pyenv-"):]
@@ -177,21 +208,47 @@ class Interp(object):
             self.stripped = True
             self.version = None
             self.identity = [file_identity(self.exe), open(ready).read().strip()]
+        elif name in ARM64_INTERPS:
+            mm = name[len("debian-"):-len("-arm64")]
+            base = os.path.join(cache, name)
+            self.sysroot = os.path.join(base, "root")
+            self.exe = os.path.join(self.sysroot, "usr", "bin", "python" + mm)
+            self.run_exe = "/usr/bin/python" + mm
+            self.arch = "aarch64"
+            self.emulator = QEMU_EMULATOR
+            ready = os.path.join(base, ".ready")
+            dbg = os.path.join(base, "dbg", "usr", "lib", "debug")
+            qemu = self.host_path(QEMU_EMULATOR)
+            if not all(map(os.path.exists, (self.exe, ready, dbg, qemu))):
+                raise SetupError("%s: not set up (%s / %s / %s missing): run sample-cores/setup-interpreters.sh"
+                                 % (name, self.exe, ready, qemu))
+            self.debug_dirs = [dbg]
+            self.stripped = True
+            self.version = None
+            # QEMU writes the cores: a new build of it remakes them
+            self.identity = [file_identity(self.exe), open(ready).read().strip(),
+                             "qemu=" + sha256_file(qemu)]
         else:
             raise SetupError("unknown interpreter %r (known: %s)" % (name, ", ".join(INTERPS)))
 
+    def command(self, *args):
+        """The argv that runs the interpreter with `args` (chroot and emulator included)."""
+        prefix = ["chroot", self.sysroot] if self.sysroot else []
+        if self.emulator:
+            prefix.append(self.emulator)
+        return prefix + [self.run_exe] + list(args)
+
     def argv(self, script, truth):
-        if self.sysroot:
-            return ["chroot", self.sysroot, self.run_exe, script, truth]
-        return [self.run_exe, script, truth]
+        return self.command(script, truth)
 
     def probe(self):
         """Run the interpreter once; returns its version string."""
         code = "import platform, ctypes, threading, json; print(platform.python_version())"
-        argv = (["chroot", self.sysroot] if self.sysroot else []) + [self.run_exe, "-c", code]
+        argv = self.command("-c", code)
+        env = dict(os.environ, QEMU_CPU=QEMU_KINDS["qemu"]) if self.emulator else None
         try:
             out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 timeout=60, check=True).stdout.decode().strip()
+                                 timeout=60, check=True, env=env).stdout.decode().strip()
         except Exception as e:
             raise SetupError("%s: cannot run %s: %s" % (self.name, " ".join(argv), e))
         if self.version and out != self.version:
@@ -203,7 +260,7 @@ class Interp(object):
         """The interpreter's header folders (Python.h, pyconfig.h), as host paths."""
         code = ("import sysconfig; p = sysconfig.get_paths(); "
                 "print(p['include']); print(p.get('platinclude') or p['include'])")
-        argv = (["chroot", self.sysroot] if self.sysroot else []) + [self.run_exe, "-c", code]
+        argv = self.command("-c", code)
         try:
             out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  timeout=60, check=True).stdout.decode().split()
@@ -229,19 +286,22 @@ class Interp(object):
 
 # --------------------------------------------------------------------------- ELF core notes
 def read_core_notes(path):
-    """Return dict with pid (PRPSINFO), threads [(lwp, cursig)], siginfo signo list, nt_file count."""
+    """Return dict with machine (e_machine), pid (PRPSINFO), threads [(lwp, cursig)] in note
+    order, siginfo signo list, nt_file count, hwcap (NT_AUXV's AT_HWCAP) and pac_mask (whether
+    there is an NT_ARM_PAC_MASK note)."""
     with open(path, "rb") as f:
         ehdr = f.read(64)
         if ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
             raise ValueError("not an ELF64 file")
-        e_type = struct.unpack_from("<H", ehdr, 16)[0]
+        e_type, e_machine = struct.unpack_from("<HH", ehdr, 16)
         if e_type != 4:
             raise ValueError("not a core file (e_type %d)" % e_type)
         e_phoff, = struct.unpack_from("<Q", ehdr, 32)
         e_phentsize, e_phnum = struct.unpack_from("<HH", ehdr, 54)
         f.seek(e_phoff)
         phdrs = f.read(e_phentsize * e_phnum)
-        res = {"pid": None, "threads": [], "siginfo": [], "nt_file": 0, "load_segments": 0}
+        res = {"machine": e_machine, "pid": None, "threads": [], "siginfo": [], "nt_file": 0,
+               "load_segments": 0, "hwcap": None, "pac_mask": False}
         for i in range(e_phnum):
             p_type, p_flags, p_offset, p_vaddr, p_paddr, p_filesz = struct.unpack_from(
                 "<IIQQQQ", phdrs, i * e_phentsize)
@@ -259,6 +319,8 @@ def read_core_notes(path):
                 off += (namesz + 3) & ~3
                 desc = data[off:off + descsz]
                 off += (descsz + 3) & ~3
+                if ntype == NT_ARM_PAC_MASK and name.rstrip(b"\0") == b"LINUX":
+                    res["pac_mask"] = True
                 if name.rstrip(b"\0") != b"CORE":
                     continue
                 if ntype == NT_PRSTATUS:
@@ -271,13 +333,20 @@ def read_core_notes(path):
                     res["siginfo"].append(struct.unpack_from("<i", desc, 0)[0])
                 elif ntype == NT_FILE:
                     res["nt_file"] += 1
+                elif ntype == NT_AUXV:
+                    for i in range(0, len(desc) - 15, 16):
+                        a_type, a_val = struct.unpack_from("<QQ", desc, i)
+                        if a_type == AT_HWCAP:
+                            res["hwcap"] = a_val
         return res
 
 
-def verify(core, truth, kind, stderr_text):
+def verify(core, truth, kind, stderr_text, arch="x86_64"):
     """Check the core against its truth; returns a list of problems (empty = ok)."""
     problems = []
     notes = read_core_notes(core)
+    if notes["machine"] != ARCH_MACHINE[arch]:
+        problems.append("e_machine %s, not %s's %s" % (notes["machine"], arch, ARCH_MACHINE[arch]))
     if notes["pid"] != truth["pid"]:
         problems.append("PRPSINFO pid %s != truth pid %s" % (notes["pid"], truth["pid"]))
     lwps = [t[0] for t in notes["threads"]]
@@ -288,13 +357,30 @@ def verify(core, truth, kind, stderr_text):
     if truth["pid"] not in lwps:
         problems.append("main LWP %s not in the core" % truth["pid"])
     sig = truth["expected_signal"]
-    if sig is None and notes["siginfo"]:
-        # A scenario that dies of its own bug: whatever signal that was.
-        sig = notes["siginfo"][0]
-    if not notes["siginfo"]:
-        problems.append("no NT_SIGINFO note")
-    elif notes["siginfo"][0] != sig:
-        problems.append("NT_SIGINFO signo %s != expected %s" % (notes["siginfo"][0], sig))
+    if kind in QEMU_KINDS:
+        # QEMU's core has no NT_SIGINFO (nor NT_FILE): the signal is the pr_cursig of the
+        # first NT_PRSTATUS, the crashing thread's (the others have 0).
+        cursig = notes["threads"][0][1] if notes["threads"] else None
+        if sig is None:
+            sig = cursig
+        if cursig != sig:
+            problems.append("first NT_PRSTATUS pr_cursig %s != expected %s" % (cursig, sig))
+        if notes["siginfo"] and notes["siginfo"][0] != sig:
+            problems.append("NT_SIGINFO signo %s != expected %s" % (notes["siginfo"][0], sig))
+        # the CPU model shows in the auxv: PACA with "max" (qemu_pac), not with cortex-a72
+        paca = bool((notes["hwcap"] or 0) & HWCAP_PACA)
+        if notes["hwcap"] is None:
+            problems.append("no AT_HWCAP in NT_AUXV")
+        elif paca != (kind == "qemu_pac"):
+            problems.append("AT_HWCAP %#x: PACA %s for kind %s" % (notes["hwcap"], "set" if paca else "clear", kind))
+    else:
+        if sig is None and notes["siginfo"]:
+            # A scenario that dies of its own bug: whatever signal that was.
+            sig = notes["siginfo"][0]
+        if not notes["siginfo"]:
+            problems.append("no NT_SIGINFO note")
+        elif notes["siginfo"][0] != sig:
+            problems.append("NT_SIGINFO signo %s != expected %s" % (notes["siginfo"][0], sig))
     crash = [t for t in truth["threads"] if t["ident"] == truth["crash_thread_ident"]]
     if crash and notes["threads"]:
         first_lwp, cursig = notes["threads"][0]
@@ -315,6 +401,27 @@ def set_core_limit(unlimited):
         resource.setrlimit(resource.RLIMIT_CORE, (lim, lim))
         os.setsid()
     return fn
+
+
+def qemu_preexec():
+    """For a process that execs QEMU: QEMU writes the guest's core only when RLIMIT_CORE
+    allows it; QEMU 7.2 then also lets the kernel dump QEMU itself (an x86-64 `core`,
+    about 160 MB): coredump_filter 0 (inherited through exec) leaves that one a few KB,
+    and the job deletes it."""
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    os.setsid()
+    try:
+        with open("/proc/self/coredump_filter", "w") as f:
+            f.write("0")
+    except (IOError, OSError):
+        pass
+
+
+def job_env(kind):
+    """The environment variables a job sets for its process (recorded in the manifest)."""
+    if kind in QEMU_KINDS:
+        return dict(SCENARIO_ENV, QEMU_CPU=QEMU_KINDS[kind])
+    return SCENARIO_ENV
 
 
 def job_key(interp, scenario, kind):
@@ -380,7 +487,7 @@ class Job(object):
             try:
                 truth = json.load(open(self.truth))
                 stderr_text = open(self.stderr, errors="replace").read() if os.path.exists(self.stderr) else ""
-                self.problems, self.notes = verify(self.core, truth, self.kind, stderr_text)
+                self.problems, self.notes = verify(self.core, truth, self.kind, stderr_text, self.interp.arch)
             except Exception as e:
                 self.problems = ["verify: %s" % e]
         self.status = "FAIL" if self.problems else "ok"
@@ -405,7 +512,7 @@ class Job(object):
         truth_in = work_in + "/truth.json"
         argv = ip.argv(script_in, truth_in) + scenario_script(self.scenario)[1]
         env = dict(os.environ)
-        env.update(SCENARIO_ENV)
+        env.update(job_env(self.kind))
         if self.scenario in VICTIM_SCENARIOS:
             env["PYMORTEM_SPOOLEXT_DIR"] = ip.spoolext_dir
         errf = open(self.stderr, "wb")
@@ -422,6 +529,37 @@ class Job(object):
                     return "process exited with %d instead of dying from a signal" % rc
                 if core_src is None:
                     return "killed by signal %d but no core in %s (core_pattern?)" % (-rc, work)
+            elif self.kind in QEMU_KINDS:
+                proc = subprocess.Popen(argv, cwd=work, stdin=subprocess.DEVNULL, stdout=errf, stderr=errf,
+                                        env=env, preexec_fn=qemu_preexec)
+                try:
+                    rc = proc.wait(timeout=JOB_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    raise
+                # chroot(8) execs QEMU, so the guest's pid is proc.pid. QEMU writes the
+                # guest's core into the guest's cwd (the work dir, where _truth.py
+                # chdir()s; "/" of the root before that); the kernel's core of QEMU
+                # itself lands in the same cwd: never take that one.
+                core_src = None
+                guest_core = re.compile(r"^qemu_.*_%d\.core$" % proc.pid)
+                for folder in (work, ip.sysroot):
+                    for cand in sorted(os.listdir(folder)):
+                        path = os.path.join(folder, cand)
+                        if guest_core.match(cand) and core_src is None:
+                            core_src = path
+                        elif guest_core.match(cand) or cand == "core" or re.match(r"^core\.%d$" % proc.pid, cand):
+                            os.unlink(path)
+                if rc >= 0:
+                    if core_src:
+                        os.unlink(core_src)
+                    return "process exited with %d instead of dying from a signal" % rc
+                if core_src is None:
+                    return "killed by signal %d but QEMU wrote no qemu_*_%d.core in %s" % (-rc, proc.pid, work)
+                if shutil.which("fallocate"):
+                    # QEMU writes every page of every dumped mapping (8 MiB stacks); punch holes
+                    subprocess.run(["fallocate", "--dig-holes", core_src], check=False)
             else:
                 core_tmp = os.path.join(work, "gcore.core")
                 gdb = ["gdb", "-batch", "-nx",
@@ -475,7 +613,8 @@ class Job(object):
             "sysroot": self.interp.sysroot,
             "debug_dirs": self.interp.debug_dirs,
             "stripped": self.interp.stripped,
-            "env": SCENARIO_ENV,
+            "env": job_env(self.kind),
+            "arch": self.interp.arch,
             "size": st.st_size if st else None,
             "disk_bytes": st.st_blocks * 512 if st else None,
             "ok": self.status == "ok",
@@ -678,6 +817,7 @@ class SnapshotJob(object):
                 "debug_dirs": self.interp.debug_dirs,
                 "stripped": self.interp.stripped,
                 "env": SCENARIO_ENV,
+                "arch": self.interp.arch,
                 "size": st.st_size if st else None,
                 "disk_bytes": st.st_blocks * 512 if st else None,
                 "ok": self.status == "ok",
@@ -729,12 +869,29 @@ def prepare_chroot(interp):
     os.makedirs(interp.host_path(CHROOT_WORK), exist_ok=True)
 
 
-def applies(interp, scenario):
-    """Whether `scenario` runs on `interp` (its version is at least the scenario's minimum)."""
+def not_run_reason(interp, scenario):
+    """Why `scenario` does not run on `interp` (its version is below the scenario's
+    minimum; a C extension scenario on arm64), or None when it runs."""
+    if interp.arch == "aarch64" and scenario in VICTIM_SCENARIOS:
+        return ARM64_EXCLUDED["victims"]
     minimum = SCENARIO_MIN_VERSION.get(scenario)
-    if minimum is None:
-        return True
-    return tuple(int(x) for x in interp.version.split(".")[:2]) >= minimum
+    if minimum is not None and tuple(int(x) for x in interp.version.split(".")[:2]) < minimum:
+        return "needs Python %s+, this is %s" % (".".join(map(str, minimum)), interp.version)
+    return None
+
+
+def applies(interp, scenario):
+    """Whether `scenario` runs on `interp`."""
+    return not_run_reason(interp, scenario) is None
+
+
+def kinds_for(interp, scenario, kinds):
+    """The kinds of core made of `scenario` on `interp`, out of `kinds`: kernel and gcore
+    natively, qemu (and qemu_pac for QEMU_PAC_JOBS) under the emulator."""
+    if interp.emulator:
+        return [k for k in kinds if k == "qemu"
+                or (k == "qemu_pac" and (interp.name, scenario) in QEMU_PAC_JOBS)]
+    return [k for k in kinds if k in KINDS]
 
 
 def check_core_pattern(kinds):
@@ -763,6 +920,8 @@ def merge_manifest(path, fresh, key, order, only_if_any=False):
         try:
             for e in json.load(open(path)):
                 if os.path.exists(e.get("core", "")):
+                    # entries from before the arm64 interpreters are all x86-64
+                    e.setdefault("arch", "x86_64")
                     entries[key(e)] = e
         except Exception:
             pass
@@ -784,7 +943,7 @@ def main():
                     choices=SCENARIOS + SNAPSHOT_SCENARIOS + VICTIM_SCENARIOS)
     ap.add_argument("--victims", action="store_true",
                     help="also run the C extension's reference-counting bug scenarios (spool_*)")
-    ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS + [SNAPSHOT_KIND])
+    ap.add_argument("--kind", nargs="+", action="extend", choices=KINDS + list(QEMU_KINDS) + [SNAPSHOT_KIND])
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--force", action="store_true", help="ignore the cache stamps")
     ap.add_argument("--no-verify", action="store_true")
@@ -793,42 +952,57 @@ def main():
     chosen = args.scenario or SCENARIOS + SNAPSHOT_SCENARIOS
     if args.victims:
         chosen = chosen + [s for s in VICTIM_SCENARIOS if s not in chosen]
-    kinds = args.kind or KINDS + [SNAPSHOT_KIND]
+    kinds = args.kind or KINDS + list(QEMU_KINDS) + [SNAPSHOT_KIND]
     scenarios = [s for s in chosen if s in SCENARIOS or s in VICTIM_SCENARIOS]
     snapshot_scenarios = [s for s in chosen if s in SNAPSHOT_SCENARIOS] if SNAPSHOT_KIND in kinds else []
-    kinds = [k for k in kinds if k in KINDS] if scenarios else []
+    kinds = [k for k in kinds if k in KINDS or k in QEMU_KINDS] if scenarios else []
     out = os.path.abspath(args.out)
     t0 = time.time()
 
     try:
-        check_core_pattern(kinds)
+        if any(name not in ARM64_INTERPS for name in interps):
+            check_core_pattern(kinds)
         if ("gcore" in kinds or snapshot_scenarios) and not shutil.which("gdb"):
             raise SetupError("gdb not found (apt-get install gdb, or run setup-interpreters.sh)")
-        ips = []
-        for name in interps:
+        def set_up(name):
             ip = Interp(name)
             ip.probe()
             if ip.sysroot:
                 prepare_chroot(ip)
-            if any(s in VICTIM_SCENARIOS for s in scenarios):
+            if any(s in VICTIM_SCENARIOS and applies(ip, s) for s in scenarios):
                 ip.spoolext_dir = build_spoolext(ip, os.path.abspath(args.out))
-            ips.append(ip)
+            return ip
+
+        # in parallel: a probe under QEMU takes about 2 s
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
+            ips = list(ex.map(set_up, interps))
     except SetupError as e:
         sys.stderr.write("generate.py: ERROR: %s\n" % e)
         return 2
 
     os.makedirs(out, exist_ok=True)
-    jobs = [Job(ip, s, k, out) for ip in ips for s in scenarios for k in kinds
-            if applies(ip, s)]
+    jobs = [Job(ip, s, k, out) for ip in ips for s in scenarios if applies(ip, s)
+            for k in kinds_for(ip, s, kinds)]
     for ip in ips:
+        reasons = {}
         for s in scenarios:
-            if not applies(ip, s):
-                sys.stderr.write("%s/%s: not run (needs Python %s+, this is %s)\n" % (
-                    ip.name, s, ".".join(map(str, SCENARIO_MIN_VERSION[s])), ip.version))
-    snapshot_jobs = [SnapshotJob(ip, s, out) for ip in ips for s in snapshot_scenarios]
+            reason = not_run_reason(ip, s)
+            if reason:
+                reasons.setdefault(reason, []).append(s)
+        for reason, names in reasons.items():
+            if len(names) > 3:
+                names = ["%s (%d scenarios)" % (os.path.commonprefix(names) + "*", len(names))]
+            sys.stderr.write("%s/%s: not run (%s)\n" % (ip.name, " ".join(names), reason))
+    # A snapshot attaches gdb to the live process: under QEMU that is the emulator's.
+    snapshot_jobs = [SnapshotJob(ip, s, out) for ip in ips for s in snapshot_scenarios if not ip.emulator]
+    for ip in ips:
+        if ip.emulator and snapshot_scenarios:
+            sys.stderr.write("%s/%s: not run (a snapshot would be QEMU's own process)\n"
+                             % (ip.name, " ".join(snapshot_scenarios)))
     # big/slow ones first for better packing
     order = {"busy_snapshot": -1, "busy_heap": 0, "recursion": 1}
-    jobs_sorted = sorted(jobs + snapshot_jobs, key=lambda j: (order.get(j.scenario, 5), j.kind != "gcore"))
+    jobs_sorted = sorted(jobs + snapshot_jobs, key=lambda j: (j.kind not in QEMU_KINDS, order.get(j.scenario, 5),
+                                                              j.kind != "gcore"))
     lock = threading.Lock()
     done = [0]
 
@@ -871,31 +1045,39 @@ def main():
 
     # summary table
     print()
-    hdr = "%-14s" % "interp" + "".join("%-20s" % s[:19] for s in scenarios + snapshot_scenarios)
+    hdr = "%-18s" % "interp" + "".join("%-20s" % s[:19] for s in scenarios + snapshot_scenarios)
     print(hdr)
     total = disk = 0
     failures = []
+    letter = {"kernel": "k", "gcore": "g", "qemu": "q", "qemu_pac": "p"}
     for ip in ips:
-        row = "%-14s" % ip.name
+        row = "%-18s" % ip.name
         for s in scenarios:
             cells = []
             for k in kinds:
+                if (k in QEMU_KINDS) != bool(ip.emulator):
+                    continue
                 found = [x for x in jobs if x.interp is ip and x.scenario == s and x.kind == k]
                 if not found:
-                    cells.append("%s-" % k[0])
+                    if k != "qemu_pac":  # made for a few scenarios only
+                        cells.append("%s-" % letter[k])
                     continue
                 j = found[0]
                 if j.status == "ok":
                     st = os.stat(j.core)
                     total += st.st_size
                     disk += st.st_blocks * 512
-                    cells.append("%s%.0fM" % (k[0], st.st_size / 1048576.0))
+                    cells.append("%s%.0fM" % (letter[k], st.st_size / 1048576.0))
                 else:
-                    cells.append("%s:FAIL" % k[0])
+                    cells.append("%s:FAIL" % letter[k])
                     failures.append(j)
             row += "%-20s" % " ".join(cells)
         for s in snapshot_scenarios:
-            j = [x for x in snapshot_jobs if x.interp is ip and x.scenario == s][0]
+            found = [x for x in snapshot_jobs if x.interp is ip and x.scenario == s]
+            if not found:
+                row += "%-20s" % "s-"
+                continue
+            j = found[0]
             if j.status == "ok":
                 sizes = [os.stat(j.core(i)) for i in range(1, SNAPSHOTS_PER_RUN + 1)]
                 total += sum(st.st_size for st in sizes)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up every interpreter that sample-cores/generate.py needs, and the Debian
 # packages that it and the tests use (gdb, binutils, zstd, xz-utils, lz4, gzip,
-# dpkg, coreutils' chroot, gcc, the archive keyring; installed only when missing),
+# dpkg, coreutils' chroot, gcc, the archive keyring, qemu-user-static,
+# gdb-multiarch; installed only when missing),
 # and each interpreter's C headers (for the scenarios' C extension).
 #
 #   pyenv-2.7.18 ... pyenv-3.13.0   $PYENV_ROOT/versions/X.Y.Z; a missing one is built with
@@ -18,11 +19,17 @@
 #   debian-3.15 (sid)               python3.X-dbg package unpacked into $CACHE/debian-3.X/dbg
 #                                   (NOT into ROOT, so a core can be read "without debug files"
 #                                   by simply not passing the debug dir).
+#   debian-3.11-arm64 (bookworm)    the same for Debian's arm64 packages (private apt with
+#   debian-3.13-arm64 (trixie)      APT::Architecture=arm64), in $CACHE/debian-3.X-arm64/{root,dbg};
+#   debian-3.14-arm64 (sid)         run with `chroot ROOT /usr/bin/qemu-aarch64-static
+#   debian-3.15-arm64 (sid)         /usr/bin/python3.X` (the host's qemu-user-static is copied
+#                                   into ROOT/usr/bin; QEMU_CPU=cortex-a72 for the checks)
 #
 # Idempotent: each interpreter writes a stamp ($CACHE/<name>/.ready) after it verified the
-# set-up; a later run re-verifies cheaply and does nothing else (about 2 s).
+# set-up; a later run re-verifies cheaply and does nothing else.
 # The cache is per user, so every clone shares one set-up (from scratch: 740 MB, mostly
-# downloads, 109-346 s measured on the 2-core machine).
+# downloads, 109-346 s measured on the 2-core machine; the arm64 interpreters add 930 MB and
+# about 62 s, and a cached run takes about 8 s: each arm64 check runs Python under QEMU).
 # Any interpreter that cannot be set up is a hard failure (exit 1), never skipped.
 #
 # Env: PYMORTEM_CORE_CACHE  cache dir (default: ${XDG_CACHE_HOME:-~/.cache}/pymortem-tests/interpreters;
@@ -82,6 +89,10 @@ need_tool chroot coreutils
 need_tool gcc gcc
 need_tool debuginfod debuginfod
 need_tool dwz dwz
+# the arm64 interpreters run under QEMU's user-mode emulator (which also writes their cores);
+# gdb-multiarch reads those cores (the native-stack comparison)
+need_tool qemu-aarch64-static qemu-user-static
+need_tool gdb-multiarch gdb-multiarch
 [ -r "$KEYRING" ] || need_tool /usr/share/keyrings/debian-archive-keyring.gpg debian-archive-keyring
 
 # ---------------------------------------------------------------- core pattern
@@ -212,59 +223,95 @@ setup_headers_311() {
 }
 setup_headers_311 || fail "debian-3.11 headers"
 
-# ---------------------------------------------------------------- private apt (3.13 / 3.14 / 3.15)
-# papt SUITE apt-get|apt-cache ARGS...
+# ---------------------------------------------------------------- private apt (3.13 / 3.14 / 3.15, arm64)
+# papt ARCH SUITE apt-get|apt-cache ARGS...
+# A private apt state per suite and architecture ($CACHE/apt/<suite> for amd64,
+# $CACHE/apt/<suite>-<arch> for the others: the package lists are per architecture);
+# the system's apt configuration is never touched.
 papt() {
-    local suite="$1" tool="$2"; shift 2
+    local arch="$1" suite="$2" tool="$3"; shift 3
     local a="$CACHE/apt/$suite"
+    [ "$arch" = amd64 ] || a="$CACHE/apt/$suite-$arch"
     mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/state" "$a/empty.d"
     [ -f "$a/state/status" ] || : > "$a/state/status"
-    echo "deb [signed-by=$KEYRING] http://deb.debian.org/debian $suite main" > "$a/sources.list"
+    echo "deb [arch=$arch signed-by=$KEYRING] http://deb.debian.org/debian $suite main" > "$a/sources.list"
     "$tool" -o Dir::Etc::SourceList="$a/sources.list" -o Dir::Etc::SourceParts="$a/empty.d" \
         -o Dir::State::Lists="$a/lists" -o Dir::Cache="$a/cache" -o Dir::State="$a/state" \
         -o Dir::State::status="$a/state/status" -o Dir::Etc::Preferences="$a/empty.d/none" \
-        -o Dir::Etc::PreferencesParts="$a/empty.d" -o APT::Architectures::=amd64 \
-        -o APT::Architecture=amd64 -o APT::Install-Recommends=false -o Debug::NoLocking=1 "$@"
+        -o Dir::Etc::PreferencesParts="$a/empty.d" -o APT::Architectures::="$arch" \
+        -o APT::Architecture="$arch" -o APT::Install-Recommends=false -o Debug::NoLocking=1 "$@"
 }
 
+# The CPU QEMU emulates for the arm64 checks (generate.py sets it per core kind):
+# cortex-a72 (ARMv8.0: no pointer authentication, SVE or MTE) runs 2-5x faster than "max".
+QEMU_CHECK_CPU=cortex-a72
+
+# in_root ARCH ROOT CMD...: run CMD (a path inside ROOT) in the chroot, under QEMU for arm64
+in_root() {
+    local arch="$1" root="$2"; shift 2
+    if [ "$arch" = amd64 ]; then
+        chroot "$root" "$@"
+    else
+        QEMU_CPU="$QEMU_CHECK_CPU" chroot "$root" /usr/bin/qemu-aarch64-static "$@"
+    fi
+}
+
+# gettid's syscall number, for the ctypes check
+sys_gettid() { case "$1" in arm64) echo 178;; *) echo 186;; esac; }
+
+# setup_debian_chroot VER SUITE [ARCH]: Debian's pythonVER of SUITE for ARCH (default amd64),
+# its runtime closure unpacked into $CACHE/debian-VER[-ARCH]/root, python VER-dbg into .../dbg.
 setup_debian_chroot() {
-    local ver="$1" suite="$2" name="debian-$1"
+    local ver="$1" suite="$2" arch="${3:-amd64}" name="debian-$1"
+    [ "$arch" = amd64 ] || name="debian-$ver-$arch"
     local d="$CACHE/$name" root="$CACHE/$name/root" dbg="$CACHE/$name/dbg"
     local exe="$root/usr/bin/python$ver" bid
+    local check="import ctypes, threading, json; ctypes.CDLL(None).syscall($(sys_gettid "$arch"))"
+    if [ "$arch" = arm64 ]; then
+        # QEMU runs inside the chroot (guest paths everywhere, as on an arm64 machine);
+        # the copy follows the host's package
+        local qemu
+        qemu="$(command -v qemu-aarch64-static)" || { echo "[setup] ERROR: no qemu-aarch64-static" >&2; return 1; }
+        if [ -d "$root/usr/bin" ] && ! cmp -s "$qemu" "$root/usr/bin/qemu-aarch64-static"; then
+            cp -p "$qemu" "$root/usr/bin/qemu-aarch64-static"
+        fi
+    fi
     if [ -f "$d/.ready" ] && [ -x "$exe" ]; then
         bid="$(build_id "$exe")"
         if [ -f "$dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ] \
-            && chroot "$root" "/usr/bin/python$ver" -c 'import ctypes, threading, json; ctypes.CDLL(None).syscall(186)' >/dev/null 2>&1; then
+            && in_root "$arch" "$root" "/usr/bin/python$ver" -c "$check" >/dev/null 2>&1; then
             log "$name ok (cached, $(cat "$d/.ready"))"; return 0
         fi
     fi
-    log "$name: apt update ($suite)"
-    papt "$suite" apt-get -qq update >&2 || { echo "[setup] ERROR: private apt-get update for $suite failed" >&2; return 1; }
+    log "$name: apt update ($suite, $arch)"
+    papt "$arch" "$suite" apt-get -qq update >&2 || { echo "[setup] ERROR: private apt-get update for $suite ($arch) failed" >&2; return 1; }
     local pyver
-    pyver="$(papt "$suite" apt-cache policy "python$ver" | awk '/Candidate:/ {print $2}')"
+    # anchored: apt-cache takes the name as a regex (python3.15 would match
+    # postgresql-plpython3-15 on bookworm)
+    pyver="$(papt "$arch" "$suite" apt-cache policy "^python${ver//./\\.}\$" | awk '/Candidate:/ {print $2; exit}')"
     if [ -z "$pyver" ] || [ "$pyver" = "(none)" ]; then
-        echo "[setup] ERROR: suite $suite has no python$ver" >&2; return 1
+        echo "[setup] ERROR: suite $suite has no python$ver for $arch" >&2; return 1
     fi
     log "$name: python$ver $pyver from $suite; downloading runtime closure"
     # an archive dir per interpreter: 3.14 and 3.15 both come from sid, and a shared one
     # would unpack one interpreter's packages into the other's root
-    local arch="$d/debs"
-    mkdir -p "$arch/partial"
+    local debs="$d/debs"
+    mkdir -p "$debs/partial"
     # full dependency closure of the release interpreter (status file is empty, so
     # apt resolves everything, libc6 included)
-    papt "$suite" apt-get -qq -y -d -o Dir::Cache::archives="$arch/" install \
+    papt "$arch" "$suite" apt-get -qq -y -d -o Dir::Cache::archives="$debs/" install \
         "python$ver=$pyver" "python$ver-minimal=$pyver" \
         "libpython$ver-minimal=$pyver" "libpython$ver-stdlib=$pyver" libffi8 >&2 \
         || { echo "[setup] ERROR: download of python$ver closure failed" >&2; return 1; }
     # the split debug files of /usr/bin/python3.X live in python3.X-dbg (no deps needed)
     mkdir -p "$d/dbgdebs"
-    local dbgdeb="python$ver-dbg_${pyver//:/%3a}_amd64.deb"
-    (cd "$d/dbgdebs" && { [ -f "$dbgdeb" ] || papt "$suite" apt-get -qq download "python$ver-dbg=$pyver" >&2; }) \
+    local dbgdeb="python$ver-dbg_${pyver//:/%3a}_$arch.deb"
+    (cd "$d/dbgdebs" && { [ -f "$dbgdeb" ] || papt "$arch" "$suite" apt-get -qq download "python$ver-dbg=$pyver" >&2; }) \
         || { echo "[setup] ERROR: download of python$ver-dbg failed" >&2; return 1; }
     rm -rf "$root" "$dbg"; mkdir -p "$root" "$dbg"
     # unpack only the newest version of each package present in the archive cache
     local f pkg
-    for f in $(ls -t "$arch"/*.deb); do
+    for f in $(ls -t "$debs"/*.deb); do
         pkg="$(dpkg-deb -f "$f" Package)"
         [ -e "$d/.unpacked.$pkg" ] && continue
         dpkg -x "$f" "$root"; : > "$d/.unpacked.$pkg"
@@ -274,34 +321,50 @@ setup_debian_chroot() {
     # the -dbg package also ships python3.Xd; drop it, only the debug files matter
     rm -rf "$dbg/usr/bin" "$dbg/usr/share"
     # merged-/usr: the /lib64 -> usr/lib64 etc. links come from base-files, not from the
-    # packages we unpack; create them so the ELF interpreter path resolves.
+    # packages we unpack; create them so the ELF interpreter path resolves (bookworm is
+    # not merged: its libc6 ships /lib itself).
     for f in bin sbin lib lib64; do
         [ -e "$root/$f" ] || [ ! -d "$root/usr/$f" ] || ln -s "usr/$f" "$root/$f"
     done
     mkdir -p "$root/tmp" "$root/proc" "$root/dev"
     chmod 1777 "$root/tmp"
     [ -e "$root/dev/null" ] || mknod -m 666 "$root/dev/null" c 1 3 || true
+    [ "$arch" = amd64 ] || cp -p "$(command -v qemu-aarch64-static)" "$root/usr/bin/qemu-aarch64-static"
     bid="$(build_id "$exe")"
     if [ -z "$bid" ] || [ ! -f "$dbg/usr/lib/debug/.build-id/${bid:0:2}/${bid:2}.debug" ]; then
         echo "[setup] ERROR: build-id $bid of $exe has no file under $dbg/usr/lib/debug/.build-id" >&2
         return 1
     fi
-    if ! chroot "$root" "/usr/bin/python$ver" -c 'import ctypes, threading, json; ctypes.CDLL(None).syscall(186)' >&2; then
-        echo "[setup] ERROR: chroot $root /usr/bin/python$ver cannot run ctypes" >&2; return 1
+    if ! in_root "$arch" "$root" "/usr/bin/python$ver" -c "$check" >&2; then
+        echo "[setup] ERROR: chroot $root /usr/bin/python$ver ($arch) cannot run ctypes" >&2; return 1
     fi
     # the interpreter reports the package's upstream version (3.15.0~rc1-1 -> 3.15.0rc1)
     local upstream got
     upstream="${pyver#*:}"; upstream="${upstream%%-*}"; upstream="${upstream//\~/}"
-    got="$(chroot "$root" "/usr/bin/python$ver" -c 'import platform; print(platform.python_version())')"
+    got="$(in_root "$arch" "$root" "/usr/bin/python$ver" -c 'import platform; print(platform.python_version())')"
     if [ "$got" != "$upstream" ]; then
-        echo "[setup] ERROR: chroot $root /usr/bin/python$ver reports $got, package is $pyver" >&2; return 1
+        echo "[setup] ERROR: chroot $root /usr/bin/python$ver ($arch) reports $got, package is $pyver" >&2; return 1
     fi
-    echo "version=$pyver suite=$suite build_id=$bid" > "$d/.ready"
+    if [ "$arch" = amd64 ]; then
+        echo "version=$pyver suite=$suite build_id=$bid" > "$d/.ready"
+    else
+        local machine
+        machine="$(in_root "$arch" "$root" "/usr/bin/python$ver" -c 'import platform; print(platform.machine())')"
+        if [ "$machine" != aarch64 ]; then
+            echo "[setup] ERROR: chroot $root /usr/bin/python$ver runs as '$machine', not aarch64" >&2; return 1
+        fi
+        echo "version=$pyver suite=$suite arch=$arch build_id=$bid" > "$d/.ready"
+    fi
     log "$name ok ($pyver from $suite, build-id $bid)"
 }
 setup_debian_chroot 3.13 trixie || fail "debian-3.13"
 setup_debian_chroot 3.14 "$SID_SUITE" || fail "debian-3.14"
 setup_debian_chroot 3.15 "$SUITE_315" || fail "debian-3.15"
+# arm64: 3.11 from bookworm (the host's suite), the others from the amd64 ones' suites
+setup_debian_chroot 3.11 bookworm arm64 || fail "debian-3.11-arm64"
+setup_debian_chroot 3.13 trixie arm64 || fail "debian-3.13-arm64"
+setup_debian_chroot 3.14 "$SID_SUITE" arm64 || fail "debian-3.14-arm64"
+setup_debian_chroot 3.15 "$SUITE_315" arm64 || fail "debian-3.15-arm64"
 
 # The C headers of a chroot's interpreter (libpython3.X-dev at the interpreter's
 # version), unpacked into its root: the scenarios' C extension is compiled
@@ -316,7 +379,7 @@ setup_chroot_headers() {
     mkdir -p "$d/devdebs"
     local deb="libpython$ver-dev_${pyver//:/%3a}_amd64.deb"
     log "$name: headers (libpython$ver-dev $pyver)"
-    (cd "$d/devdebs" && { [ -f "$deb" ] || papt "$suite" apt-get -qq download "libpython$ver-dev=$pyver" >&2; }) \
+    (cd "$d/devdebs" && { [ -f "$deb" ] || papt amd64 "$suite" apt-get -qq download "libpython$ver-dev=$pyver" >&2; }) \
         || { echo "[setup] ERROR: download of libpython$ver-dev failed" >&2; return 1; }
     dpkg -x "$d/devdebs/$deb" "$root"
     [ -f "$root/usr/include/python$ver/Python.h" ] \

@@ -19,7 +19,11 @@ fn word(data: &[u8], i: usize) -> u64 {
 
 /// Core headers and notes, and every note decoder on the raw bytes.
 pub fn core_notes(data: &[u8]) {
-    let _ = notes::parse_prstatus(crate::arch::ArchId::X86_64, data);
+    for arch in [crate::arch::ArchId::X86_64, crate::arch::ArchId::Aarch64] {
+        let _ = notes::parse_prstatus(arch, data);
+    }
+    let _ = crate::arch::aarch64::thread_pointer_note(data);
+    let _ = crate::arch::aarch64::pac_mask_note(data);
     let _ = notes::parse_prpsinfo(data);
     let _ = notes::parse_siginfo(data);
     let _ = notes::parse_auxv(data);
@@ -27,6 +31,9 @@ pub fn core_notes(data: &[u8]) {
     if let Ok(core) = CoreFile::from_bytes(Path::new("fuzz"), data.to_vec()) {
         let _ = core.crashed_thread();
         let process = crate::Process::from_core(Arc::new(core), &crate::Options::default());
+        for thread in process.threads() {
+            let _ = crate::memory::threads::is_pthread_of(process.memory(), thread, word(data, 3));
+        }
         let _ = crate::report::InfoReport::build(&process);
     }
 }
@@ -91,7 +98,11 @@ pub fn cfi_step(data: &[u8]) {
         return;
     }
     let (head, sections) = data.split_at(160);
-    let arch = crate::arch::ArchId::X86_64;
+    let arch = if head[0] & 2 == 0 {
+        crate::arch::ArchId::X86_64
+    } else {
+        crate::arch::ArchId::Aarch64
+    };
     let mut regs = crate::arch::UnwindRegisters::new(arch);
     for n in 0..arch.dwarf_register_count() {
         regs.set(n, Some(word(head, usize::from(n) % 20)));
@@ -105,12 +116,31 @@ pub fn cfi_step(data: &[u8]) {
     let split = (word(head, 18) as usize) % (sections.len() + 1);
     let (eh_frame, debug_frame) = sections.split_at(split);
     let debug_frame = (head[0] & 1 == 1).then_some(debug_frame);
-    let cfi =
-        crate::unwind::cfi::ModuleCfi::with_debug_frame(eh_frame, 0x1000, None, debug_frame, 0);
+    let cfi = crate::unwind::cfi::ModuleCfi::with_debug_frame(
+        arch,
+        eh_frame,
+        0x1000,
+        None,
+        debug_frame,
+        0,
+    );
     let _ = cfi.step(&memory, word(head, 17) % 0x10000, &regs);
-    // The stack scan's test for a return address: a call just before it.
+    // The rules that need no CFI: frame records, signal frames, and the
+    // instruction decoders of the stack scan and the tail-call search.
+    let read = |a: u64| memory.read_u64(a).ok();
+    let _ = arch.frame_pointer_step(read, &regs, Some(word(head, 19)));
+    let _ = arch.signal_frame_registers(read, word(head, 2));
+    let _ = arch.signal_frame_registers_at(read, word(head, 9), word(head, 2));
+    let _ = arch.pthread_from_thread_pointer(read, word(head, 3), word(head, 4) as i32);
+    let _ = arch.code_address(word(head, 5), (head[0] & 4 == 4).then(|| word(head, 6)));
     for before in sections.windows(arch.call_lookback()).take(256) {
         let _ = arch.follows_call(before);
+    }
+    for call in sections.windows(arch.direct_call_length()).take(64) {
+        let _ = arch.direct_call_target(word(head, 7), call);
+    }
+    for stub in sections.windows(arch.plt_stub_length()).take(64) {
+        let _ = arch.plt_slot(word(head, 8), stub);
     }
 }
 

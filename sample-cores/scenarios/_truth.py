@@ -32,7 +32,9 @@ os.chdir(os.path.dirname(TRUTH_PATH))
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-SYS_gettid = 186  # x86-64
+# gettid: 186 on x86-64, 178 on aarch64 (the arm64 interpreters run under QEMU's
+# user-mode emulator, which reports the guest's machine)
+SYS_gettid = 178 if platform.machine() == "aarch64" else 186
 
 # Py_IncRef / Py_DecRef taking raw addresses, so no temporary reference is added.
 pyapi = ctypes.pythonapi

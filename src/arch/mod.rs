@@ -8,33 +8,129 @@
 //! the rest: the return-address rule, the argument registers of a call, the
 //! call-instruction decoder of the stack scan, the red zone and the signal
 //! frame. This is the lowest layer: it reads memory only through the word
-//! reader its caller passes. x86-64 is the only architecture today; another is one more variant
-//! here and one more module beside [`x86_64`], with no caller changed.
+//! reader its caller passes. Each architecture is one variant here and one
+//! module beside [`x86_64`] and [`aarch64`].
 
+pub mod aarch64;
 pub mod x86_64;
 
 /// The DWARF register numbers an [`UnwindRegisters`] can hold, at most:
 /// the largest count over the architectures.
-pub const MAX_DWARF_REGISTERS: usize = x86_64::DWARF_REGISTER_COUNT;
+pub const MAX_DWARF_REGISTERS: usize =
+    if x86_64::DWARF_REGISTER_COUNT > aarch64::DWARF_REGISTER_COUNT {
+        x86_64::DWARF_REGISTER_COUNT
+    } else {
+        aarch64::DWARF_REGISTER_COUNT
+    };
 
 /// A processor architecture pymortem reads cores of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ArchId {
     /// x86-64 (AMD64), little-endian, System V ABI.
     X86_64,
+    /// AArch64 (ARM64), little-endian, AAPCS64.
+    Aarch64,
 }
 
 impl ArchId {
     /// The architecture of an ELF file with this `e_machine`, if supported.
     pub fn from_elf_machine(e_machine: u16) -> Option<ArchId> {
-        (e_machine == object::elf::EM_X86_64.0).then_some(ArchId::X86_64)
+        match e_machine {
+            m if m == object::elf::EM_X86_64.0 => Some(ArchId::X86_64),
+            m if m == object::elf::EM_AARCH64.0 => Some(ArchId::Aarch64),
+            _ => None,
+        }
+    }
+
+    /// The ELF `e_machine` of the architecture.
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            ArchId::X86_64 => object::elf::EM_X86_64.0,
+            ArchId::Aarch64 => object::elf::EM_AARCH64.0,
+        }
+    }
+
+    /// The name pymortem shows (as in the JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchId::X86_64 => "x86_64",
+            ArchId::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The DWARF number of the register that holds where a frame a signal
+    /// interrupted resumes; the return-address column on x86-64, the pc
+    /// column on AArch64 (where the return-address column is x30).
+    pub fn resume_address_register(self) -> u16 {
+        match self {
+            ArchId::X86_64 => x86_64::dwarf::RETURN_ADDRESS,
+            ArchId::Aarch64 => aarch64::dwarf::PC,
+        }
+    }
+
+    /// Whether the return-address column is a real register (AArch64's
+    /// link register), whose value in a function that has not saved it is
+    /// the return address; on x86-64 the column is a fiction of the CFI.
+    pub fn return_address_in_register(self) -> bool {
+        match self {
+            ArchId::X86_64 => false,
+            ArchId::Aarch64 => true,
+        }
+    }
+
+    /// A code address read from a register or the stack without the pointer
+    /// authentication code a signed return address carries; `pac_mask` is
+    /// the core's instruction mask (`NT_ARM_PAC_MASK`) when it has one.
+    pub fn code_address(self, value: u64, pac_mask: Option<u64>) -> u64 {
+        match self {
+            ArchId::X86_64 => value,
+            ArchId::Aarch64 => aarch64::strip_code_address(value, pac_mask),
+        }
+    }
+
+    /// Whether a signal frame is read from the kernel's frame layout rather
+    /// than the trampoline's CFI. AArch64's vDSO trampoline CFI only follows
+    /// the frame record, which skips the interrupted frame; QEMU's
+    /// trampoline is in no file at all.
+    pub fn reads_signal_frames(self) -> bool {
+        match self {
+            ArchId::X86_64 => false,
+            ArchId::Aarch64 => true,
+        }
+    }
+
+    /// The thread's `pthread_t` from its thread pointer and LWP, reading
+    /// memory with `read_word` where the relation depends on the C library.
+    pub fn pthread_from_thread_pointer(
+        self,
+        read_word: impl Fn(u64) -> Option<u64>,
+        thread_pointer: u64,
+        lwp: i32,
+    ) -> Option<u64> {
+        match self {
+            // glibc's TCB is `struct pthread` itself, and fs points at it.
+            ArchId::X86_64 => Some(thread_pointer),
+            ArchId::Aarch64 => aarch64::pthread_from_thread_pointer(read_word, thread_pointer, lwp),
+        }
+    }
+
+    /// Offset of the kernel thread id in glibc's `struct pthread`, where
+    /// pymortem needs it to tell a `pthread_t` by its thread without the
+    /// thread pointer (cores without `NT_ARM_TLS`).
+    pub fn pthread_tid_offset(self) -> Option<u64> {
+        match self {
+            ArchId::X86_64 => None,
+            ArchId::Aarch64 => Some(aarch64::PTHREAD_TID_OFFSET),
+        }
     }
 
     /// How many DWARF register numbers (from 0) the unwinder tracks.
     pub fn dwarf_register_count(self) -> u16 {
         match self {
             ArchId::X86_64 => x86_64::DWARF_REGISTER_COUNT as u16,
+            ArchId::Aarch64 => aarch64::DWARF_REGISTER_COUNT as u16,
         }
     }
 
@@ -42,6 +138,7 @@ impl ArchId {
     pub fn stack_pointer_register(self) -> u16 {
         match self {
             ArchId::X86_64 => x86_64::dwarf::SP,
+            ArchId::Aarch64 => aarch64::dwarf::SP,
         }
     }
 
@@ -49,6 +146,7 @@ impl ArchId {
     pub fn frame_pointer_register(self) -> u16 {
         match self {
             ArchId::X86_64 => x86_64::dwarf::FP,
+            ArchId::Aarch64 => aarch64::dwarf::FP,
         }
     }
 
@@ -57,6 +155,7 @@ impl ArchId {
     pub fn return_address_register(self) -> u16 {
         match self {
             ArchId::X86_64 => x86_64::dwarf::RETURN_ADDRESS,
+            ArchId::Aarch64 => aarch64::dwarf::RETURN_ADDRESS,
         }
     }
 
@@ -64,6 +163,7 @@ impl ArchId {
     pub fn caller_saved_registers(self) -> &'static [u16] {
         match self {
             ArchId::X86_64 => &x86_64::dwarf::CALLER_SAVED,
+            ArchId::Aarch64 => &aarch64::dwarf::CALLER_SAVED,
         }
     }
 
@@ -71,6 +171,7 @@ impl ArchId {
     pub fn argument_registers(self) -> &'static [u16] {
         match self {
             ArchId::X86_64 => &x86_64::dwarf::ARGUMENTS,
+            ArchId::Aarch64 => &aarch64::dwarf::ARGUMENTS,
         }
     }
 
@@ -79,6 +180,7 @@ impl ArchId {
     pub fn general_registers(self) -> &'static [u16] {
         match self {
             ArchId::X86_64 => &x86_64::dwarf::GENERAL,
+            ArchId::Aarch64 => &aarch64::dwarf::GENERAL,
         }
     }
 
@@ -86,6 +188,7 @@ impl ArchId {
     pub fn register_name(self, dwarf: u16) -> Option<&'static str> {
         match self {
             ArchId::X86_64 => x86_64::dwarf_register_name(dwarf),
+            ArchId::Aarch64 => aarch64::dwarf_register_name(dwarf),
         }
     }
 
@@ -94,6 +197,7 @@ impl ArchId {
     pub fn red_zone(self) -> u64 {
         match self {
             ArchId::X86_64 => x86_64::RED_ZONE,
+            ArchId::Aarch64 => aarch64::RED_ZONE,
         }
     }
 
@@ -105,29 +209,38 @@ impl ArchId {
         self,
         read_word: impl Fn(u64) -> Option<u64>,
         regs: &UnwindRegisters,
+        pac_mask: Option<u64>,
     ) -> Option<UnwindRegisters> {
         match self {
             ArchId::X86_64 => x86_64::frame_pointer_step(read_word, regs),
+            ArchId::Aarch64 => aarch64::frame_pointer_step(read_word, regs, pac_mask),
         }
     }
 
     /// The registers known in the caller when a stack scan found its return
-    /// address `return_address` in the word at `slot`.
+    /// address `return_address` in the word at `slot`. On both architectures
+    /// the caller's stack pointer is just above that word (pushed by `call`,
+    /// or stored by a prologue in a frame record or spill slot); callee-saved
+    /// registers may have been spilled anywhere, so only the frame pointer
+    /// is kept, for a frame-pointer chain to pick up from.
     pub fn scanned_caller(
         self,
         regs: &UnwindRegisters,
         slot: u64,
         return_address: u64,
     ) -> UnwindRegisters {
-        match self {
-            ArchId::X86_64 => x86_64::scanned_caller(regs, slot, return_address),
-        }
+        let mut next = UnwindRegisters::new(self);
+        next.set_fp(regs.fp());
+        next.set_sp(Some(slot.wrapping_add(8)));
+        next.set_return_address(Some(return_address));
+        next
     }
 
     /// How many bytes before a return address [`ArchId::follows_call`] needs.
     pub fn call_lookback(self) -> usize {
         match self {
             ArchId::X86_64 => x86_64::CALL_LOOKBACK,
+            ArchId::Aarch64 => aarch64::CALL_LOOKBACK,
         }
     }
 
@@ -137,6 +250,7 @@ impl ArchId {
     pub fn follows_call(self, before: &[u8]) -> bool {
         match self {
             ArchId::X86_64 => x86_64::follows_call(before),
+            ArchId::Aarch64 => aarch64::follows_call(before),
         }
     }
 
@@ -144,6 +258,7 @@ impl ArchId {
     pub fn direct_call_length(self) -> usize {
         match self {
             ArchId::X86_64 => x86_64::DIRECT_CALL_LENGTH,
+            ArchId::Aarch64 => aarch64::DIRECT_CALL_LENGTH,
         }
     }
 
@@ -152,6 +267,7 @@ impl ArchId {
     pub fn direct_call_target(self, return_address: u64, call: &[u8]) -> Option<u64> {
         match self {
             ArchId::X86_64 => x86_64::direct_call_target(return_address, call),
+            ArchId::Aarch64 => aarch64::direct_call_target(return_address, call),
         }
     }
 
@@ -159,6 +275,7 @@ impl ArchId {
     pub fn plt_stub_length(self) -> usize {
         match self {
             ArchId::X86_64 => x86_64::PLT_STUB_LENGTH,
+            ArchId::Aarch64 => aarch64::PLT_STUB_LENGTH,
         }
     }
 
@@ -167,6 +284,7 @@ impl ArchId {
     pub fn plt_slot(self, stub: u64, code: &[u8]) -> Option<u64> {
         match self {
             ArchId::X86_64 => x86_64::plt_slot(stub, code),
+            ArchId::Aarch64 => aarch64::plt_slot(stub, code),
         }
     }
 
@@ -175,6 +293,7 @@ impl ArchId {
     pub fn signal_trampoline(self) -> &'static str {
         match self {
             ArchId::X86_64 => x86_64::SIGNAL_TRAMPOLINE,
+            ArchId::Aarch64 => aarch64::SIGNAL_TRAMPOLINE,
         }
     }
 
@@ -189,6 +308,24 @@ impl ArchId {
     ) -> Option<UnwindRegisters> {
         match self {
             ArchId::X86_64 => x86_64::signal_frame_registers(read_word, trampoline_sp),
+            ArchId::Aarch64 => aarch64::signal_frame_registers(read_word, trampoline_sp),
+        }
+    }
+
+    /// As [`ArchId::signal_frame_registers`], for the trampoline at
+    /// `trampoline_pc`, whose code may vouch for the frame where the saved
+    /// `siginfo` cannot (AArch64 under QEMU).
+    pub fn signal_frame_registers_at(
+        self,
+        read_word: impl Fn(u64) -> Option<u64>,
+        trampoline_pc: u64,
+        trampoline_sp: u64,
+    ) -> Option<UnwindRegisters> {
+        match self {
+            ArchId::X86_64 => x86_64::signal_frame_registers(read_word, trampoline_sp),
+            ArchId::Aarch64 => {
+                aarch64::signal_frame_registers_at(read_word, trampoline_pc, trampoline_sp)
+            }
         }
     }
 
@@ -196,6 +333,7 @@ impl ArchId {
     pub fn prstatus_size(self) -> usize {
         match self {
             ArchId::X86_64 => x86_64::PRSTATUS_SIZE,
+            ArchId::Aarch64 => aarch64::PRSTATUS_SIZE,
         }
     }
 
@@ -204,6 +342,9 @@ impl ArchId {
     pub fn prstatus_registers(self, desc: &[u8]) -> Option<Registers> {
         match self {
             ArchId::X86_64 => x86_64::GeneralRegisters::from_prstatus(desc).map(Registers::X86_64),
+            ArchId::Aarch64 => {
+                aarch64::GeneralRegisters::from_prstatus(desc).map(Registers::Aarch64)
+            }
         }
     }
 }
@@ -214,6 +355,8 @@ impl ArchId {
 pub enum Registers {
     /// x86-64's `user_regs_struct`.
     X86_64(x86_64::GeneralRegisters),
+    /// AArch64's `user_pt_regs`, with `TPIDR_EL0` when the core saved it.
+    Aarch64(aarch64::GeneralRegisters),
 }
 
 impl Registers {
@@ -221,48 +364,64 @@ impl Registers {
     pub fn arch(&self) -> ArchId {
         match self {
             Registers::X86_64(_) => ArchId::X86_64,
+            Registers::Aarch64(_) => ArchId::Aarch64,
         }
     }
     /// The program counter (instruction pointer).
     pub fn pc(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.pc(),
+            Registers::Aarch64(r) => r.pc(),
         }
     }
     /// The stack pointer.
     pub fn sp(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.sp(),
+            Registers::Aarch64(r) => r.sp(),
         }
     }
     /// The frame pointer.
     pub fn fp(&self) -> u64 {
         match self {
             Registers::X86_64(r) => r.fp(),
+            Registers::Aarch64(r) => r.fp(),
         }
     }
-    /// The thread pointer: on glibc, the thread's `pthread_t`.
-    pub fn thread_pointer(&self) -> u64 {
+    /// The thread pointer, when the core saved it (always on x86-64, where
+    /// it is glibc's `pthread_t`; from `NT_ARM_TLS` on AArch64).
+    pub fn thread_pointer(&self) -> Option<u64> {
         match self {
-            Registers::X86_64(r) => r.thread_pointer(),
+            Registers::X86_64(r) => Some(r.thread_pointer()),
+            Registers::Aarch64(r) => r.tpidr,
+        }
+    }
+    /// Record the thread pointer from a note of its own (`NT_ARM_TLS`).
+    pub fn set_thread_pointer(&mut self, value: u64) {
+        match self {
+            Registers::X86_64(_) => {}
+            Registers::Aarch64(r) => r.tpidr = Some(value),
         }
     }
     /// A register by DWARF number, if it is one the core saved.
     pub fn by_dwarf(&self, dwarf: u16) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.by_dwarf(dwarf),
+            Registers::Aarch64(r) => r.by_dwarf(dwarf),
         }
     }
     /// A register by the name the kernel's register structure gives it.
     pub fn by_name(&self, name: &str) -> Option<u64> {
         match self {
             Registers::X86_64(r) => r.by_name(name),
+            Registers::Aarch64(r) => r.by_name(name),
         }
     }
     /// Every saved register with its name, in the kernel's order.
     pub fn named(&self) -> Vec<(&'static str, u64)> {
         match self {
             Registers::X86_64(r) => r.named(),
+            Registers::Aarch64(r) => r.named(),
         }
     }
     /// The values of the registers the unwinder tracks, in DWARF order.

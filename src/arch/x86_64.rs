@@ -135,17 +135,6 @@ pub fn frame_pointer_step(
     Some(next)
 }
 
-/// `call` pushed the return address: the caller's rsp is just above it.
-/// Callee-saved registers may have been spilled anywhere: only rbp is kept,
-/// for a frame-pointer chain to pick up from.
-pub fn scanned_caller(regs: &UnwindRegisters, slot: u64, return_address: u64) -> UnwindRegisters {
-    let mut next = UnwindRegisters::new(regs.arch());
-    next.set_fp(regs.fp());
-    next.set_sp(Some(slot.wrapping_add(8)));
-    next.set_return_address(Some(return_address));
-    next
-}
-
 /// The longest call form [`follows_call`] recognises.
 pub const CALL_LOOKBACK: usize = 7;
 
@@ -267,7 +256,7 @@ mod tests {
         assert_eq!(regs.pc(), 0x1000 + 16, "rip is user_regs_struct[16]");
         assert_eq!(regs.sp(), 0x1000 + 19, "rsp is user_regs_struct[19]");
         assert_eq!(regs.fp(), 0x1000 + 4, "rbp is user_regs_struct[4]");
-        assert_eq!(regs.thread_pointer(), 0x1000 + 21, "fs_base is [21]");
+        assert_eq!(regs.thread_pointer(), Some(0x1000 + 21), "fs_base is [21]");
         assert_eq!(regs.by_name("no such register"), None);
         assert!(
             ArchId::X86_64
@@ -357,13 +346,17 @@ mod tests {
         let mut regs = UnwindRegisters::new(ArchId::X86_64);
         regs.set_sp(Some(sp));
         regs.set_fp(Some(sp + 16));
-        let next = ArchId::X86_64.frame_pointer_step(&memory, &regs).unwrap();
+        let next = ArchId::X86_64
+            .frame_pointer_step(&memory, &regs, None)
+            .unwrap();
         assert_eq!(next.fp(), Some(sp + 48));
         assert_eq!(next.return_address(), Some(0x40_1234));
         assert_eq!(next.sp(), Some(sp + 32));
         regs.set_fp(Some(sp - 8));
         assert!(
-            ArchId::X86_64.frame_pointer_step(&memory, &regs).is_none(),
+            ArchId::X86_64
+                .frame_pointer_step(&memory, &regs, None)
+                .is_none(),
             "a frame pointer below the stack pointer"
         );
         let scanned = ArchId::X86_64.scanned_caller(&regs, sp + 24, 0x40_1234);
@@ -377,7 +370,7 @@ mod tests {
         top.set_sp(Some(u64::MAX - 15));
         top.set_fp(Some(u64::MAX - 7));
         let next = ArchId::X86_64
-            .frame_pointer_step(|_| Some(0), &top)
+            .frame_pointer_step(|_| Some(0), &top, None)
             .unwrap();
         assert_eq!(next.sp(), Some(8));
     }

@@ -58,12 +58,13 @@ pub fn info(r: &InfoReport) -> String {
     let c = &r.core;
     let _ = writeln!(
         s,
-        "Core:       {} ({} bytes{}, written by {}, {}, {})",
+        "Core:       {} ({} bytes{}, {}, written by {}, {}, {})",
         esc_path(&c.path),
         c.size,
         c.compression
             .map(|f| format!(", {f}-compressed"))
             .unwrap_or_default(),
+        c.arch.name(),
         producer_text(c.producer),
         counted(c.segments, "segment", "segments"),
         counted(c.notes, "note", "notes")
@@ -92,13 +93,20 @@ pub fn info(r: &InfoReport) -> String {
     let _ = writeln!(s, "Executable: {}", opt(r.executable.as_deref().map(esc)));
     match &r.signal {
         Some(sig) => {
-            let mut line = format!(
-                "{} ({}), code {} ({})",
-                opt(sig.name),
-                sig.number,
-                opt(sig.code_name),
-                sig.code
-            );
+            let mut line = match sig.code {
+                Some(code) => format!(
+                    "{} ({}), code {} ({code})",
+                    opt(sig.name),
+                    sig.number,
+                    opt(sig.code_name),
+                ),
+                // No NT_SIGINFO: the number is the thread's pr_cursig.
+                None => format!(
+                    "{} ({}), no signal details in the core",
+                    opt(sig.name),
+                    sig.number
+                ),
+            };
             if let Some(addr) = sig.fault_address {
                 let _ = write!(line, ", fault address {addr:#x}");
             }
@@ -127,6 +135,13 @@ pub fn info(r: &InfoReport) -> String {
                 );
             }
         }
+        // Without a single module nothing was looked at: no verdict.
+        None if r.modules.is_empty() => {
+            let _ = writeln!(
+                s,
+                "Python:     unknown: no module was found to look in (see the warnings below)"
+            );
+        }
         None => {
             let _ = writeln!(
                 s,
@@ -144,7 +159,7 @@ pub fn info(r: &InfoReport) -> String {
                 String::new()
             },
             th.lwp.to_string(),
-            format!("{:#x}", th.pthread_id),
+            th.pthread_id.map_or("-".to_string(), |p| format!("{p:#x}")),
             format!("{:#x}", th.pc),
             format!("{:#x}", th.sp),
         ]);
@@ -313,7 +328,10 @@ pub fn threads(
             format!(" [{}]", tags.join(", "))
         };
         let lwp = t.lwp.map_or("no LWP".to_string(), |l| format!("LWP {l}"));
-        let _ = writeln!(s, "\nThread {lwp} (pthread {:#x}){tags}", t.pthread_id);
+        let pthread = t
+            .pthread_id
+            .map_or(String::new(), |p| format!(" (pthread {p:#x})"));
+        let _ = writeln!(s, "\nThread {lwp}{pthread}{tags}");
         if let Some(stack) = &t.stack {
             merged_stack(&mut s, stack);
             if let Some(e) = &t.frames_error {
@@ -1116,6 +1134,7 @@ fn producer_text(producer: pymortem::corefile::Producer) -> &'static str {
     match producer {
         pymortem::corefile::Producer::Kernel => "the kernel",
         pymortem::corefile::Producer::Gdb => "gdb",
+        pymortem::corefile::Producer::Other => "neither the kernel nor gdb (QEMU, say)",
         _ => "unknown",
     }
 }

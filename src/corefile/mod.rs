@@ -191,6 +191,10 @@ pub enum Producer {
     Kernel,
     /// gdb's `gcore` / `generate-core-file`.
     Gdb,
+    /// A writer that is neither: no `NT_SIGINFO` and no `NT_FILE`, which
+    /// every kernel since 3.7 writes. QEMU's user-mode emulator writes such
+    /// cores of its guests (`qemu_<prog>_<date>_<pid>.core`).
+    Other,
 }
 
 /// One thread of the core, from its `NT_PRSTATUS` note.
@@ -209,9 +213,14 @@ pub struct CoreThread {
 }
 
 impl CoreThread {
-    /// The thread's `pthread_t`, which on glibc is its thread pointer.
-    pub fn pthread_id(&self) -> u64 {
-        self.registers.thread_pointer()
+    /// The thread's `pthread_t` when the registers alone give it: on x86-64
+    /// glibc it is the thread pointer. Elsewhere it takes memory: see
+    /// `memory::threads`.
+    pub fn pthread_id(&self) -> Option<u64> {
+        match self.registers.arch() {
+            ArchId::X86_64 => self.registers.thread_pointer(),
+            _ => None,
+        }
     }
 }
 
@@ -242,6 +251,7 @@ pub struct CoreFile {
     siginfo: Option<SigInfo>,
     auxv: Auxv,
     files: Vec<FileMapping>,
+    pac_mask: Option<u64>,
     producer: Producer,
     truncation: Option<Truncation>,
     note_count: usize,
@@ -343,6 +353,7 @@ impl CoreFile {
             siginfo: parsed.siginfo,
             auxv: parsed.auxv,
             files: parsed.files,
+            pac_mask: parsed.pac_mask,
             producer: parsed.producer,
             truncation: parsed.truncation,
             note_count: parsed.note_count,
@@ -393,6 +404,16 @@ impl CoreFile {
     /// File mappings from `NT_FILE`.
     pub fn file_mappings(&self) -> &[FileMapping] {
         &self.files
+    }
+    /// The pointer-authentication instruction mask (`NT_ARM_PAC_MASK`):
+    /// the bits of a signed code address that are not the address.
+    pub fn pac_mask(&self) -> Option<u64> {
+        self.pac_mask
+    }
+    /// A code address read from the process (a saved return address) with
+    /// any pointer-authentication code removed.
+    pub fn code_address(&self, value: u64) -> u64 {
+        self.arch.code_address(value, self.pac_mask)
     }
     /// Who wrote the core.
     pub fn producer(&self) -> Producer {
@@ -494,6 +515,7 @@ struct Parsed {
     siginfo: Option<SigInfo>,
     auxv: Auxv,
     files: Vec<FileMapping>,
+    pac_mask: Option<u64>,
     producer: Producer,
     truncation: Option<Truncation>,
     note_count: usize,
@@ -537,7 +559,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
         return Err(OpenError::Unsupported {
             path: path.into(),
             reason: format!(
-                "machine {} (only x86-64 is supported)",
+                "machine {} (pymortem reads x86-64 and AArch64 little-endian cores)",
                 header.e_machine(endian).0
             ),
         });
@@ -623,6 +645,8 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
     }
     let producer = if notes.saw_gdb_tdesc || notes.siginfo_count > 1 {
         Producer::Gdb
+    } else if notes.siginfo_count == 0 && notes.files.is_empty() && !notes.threads.is_empty() {
+        Producer::Other
     } else {
         Producer::Kernel
     };
@@ -634,6 +658,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
         siginfo: notes.siginfo,
         auxv: notes.auxv,
         files: notes.files,
+        pac_mask: notes.pac_mask,
         producer,
         truncation,
         note_count: notes.count,
@@ -654,6 +679,7 @@ struct NoteState {
     files: Vec<FileMapping>,
     siginfo_count: usize,
     saw_gdb_tdesc: bool,
+    pac_mask: Option<u64>,
     count: usize,
     /// The note cap was reported: once per core, not once per note segment.
     cap_reported: bool,
@@ -761,9 +787,29 @@ impl NoteState {
                 Some(files) => self.files = files,
                 None => bad("NT_FILE", diagnostics),
             },
+            // NT_ARM_TLS, after its thread's NT_PRSTATUS.
+            (true, 0x401) => match crate::arch::aarch64::thread_pointer_note(desc) {
+                Some(tp) => {
+                    if let Some(thread) = self.threads.last_mut() {
+                        thread.registers.set_thread_pointer(tp);
+                    }
+                }
+                None => bad("NT_ARM_TLS", diagnostics),
+            },
+            // NT_ARM_PAC_MASK: the same for every thread.
+            (true, 0x406) => match crate::arch::aarch64::pac_mask_note(desc) {
+                Some(mask) => self.pac_mask = Some(mask),
+                None => bad("NT_ARM_PAC_MASK", diagnostics),
+            },
             (_, NT_GDB_TDESC) => self.saw_gdb_tdesc = true,
-            // FPREGSET, XSTATE and friends: known, not needed yet.
-            (true, 2) | (true, 0x202) | (true, 0x205) => {}
+            // FPREGSET, XSTATE, AArch64's SVE, debug registers, tagged-address
+            // control and enabled PAC keys: known, not needed.
+            (true, 2)
+            | (true, 0x202)
+            | (true, 0x205)
+            | (true, 0x402..=0x405)
+            | (true, 0x409)
+            | (true, 0x40a) => {}
             _ => {
                 let name = String::from_utf8_lossy(name).into_owned();
                 if self.unknown.len() < 64

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use memmap2::Mmap;
-use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
+use object::read::elf::ElfFile64;
 use object::{Object, ObjectSection};
 use serde::Serialize;
 
+use super::headers::{FileHeader, ProgramHeaders};
 use crate::regular_file::open_regular;
 
 /// Bytes of an ELF image: a file map or an owned buffer.
@@ -157,31 +158,40 @@ impl ElfImage {
         Some((String::from_utf8_lossy(name).into_owned(), crc))
     }
 
+    /// The file header and program headers, parsed as a core's are
+    /// ([`super::headers`]), so that the two can be compared.
+    pub fn headers(&self) -> Option<(FileHeader, ProgramHeaders)> {
+        let header = FileHeader::parse(&self.bytes)?;
+        let table = header
+            .program_header_table()
+            .and_then(|(offset, len)| self.file_bytes(offset, len))
+            .map(ProgramHeaders::parse)
+            .unwrap_or_default();
+        Some((header, table))
+    }
+
+    /// The `len` bytes at file offset `offset`, when the file holds them.
+    pub fn file_bytes(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(usize::try_from(len).ok()?)?;
+        self.bytes.get(start..end)
+    }
+
     /// Lowest `PT_LOAD` virtual address, page-aligned down.
     pub fn first_load_vaddr(&self) -> Option<u64> {
-        let file = self.parse()?;
-        let endian = file.endian();
-        file.elf_program_headers()
-            .iter()
-            .filter(|ph| ph.p_type(endian) == object::elf::PT_LOAD)
-            .map(|ph| ph.p_vaddr(endian) & !0xfff)
-            .min()
+        self.headers()?.1.first_load_vaddr()
     }
 
     /// The writable `PT_LOAD` segments (data and bss), link-time
     /// `(start, size)`.
     pub fn writable_loads(&self) -> Vec<(u64, u64)> {
-        let Some(file) = self.parse() else {
+        let Some((_, phdrs)) = self.headers() else {
             return Vec::new();
         };
-        let endian = file.endian();
-        file.elf_program_headers()
-            .iter()
-            .filter(|ph| {
-                ph.p_type(endian) == object::elf::PT_LOAD
-                    && ph.p_flags(endian).0 & object::elf::PF_W.0 != 0
-            })
-            .map(|ph| (ph.p_vaddr(endian), ph.p_memsz(endian)))
+        phdrs
+            .loads()
+            .filter(|ph| ph.writable())
+            .map(|ph| (ph.vaddr, ph.memsz))
             .collect()
     }
 
@@ -269,7 +279,6 @@ impl ElfImage {
 
     /// The ELF type (`ET_EXEC`, `ET_DYN`, ...).
     pub fn elf_type(&self) -> Option<u16> {
-        let file = self.parse()?;
-        Some(file.elf_header().e_type(file.endian()).0)
+        Some(FileHeader::parse(&self.bytes)?.e_type)
     }
 }

@@ -2,11 +2,13 @@
 //! shared library, debug file, the vDSO copied out of the core) and bounded
 //! reads of its sections. Below both the module set and the symbol tables.
 
+pub mod headers;
 mod image;
 mod mini_debuginfo;
 pub(crate) mod section_data;
 mod supplementary;
 
+pub use headers::{FileHeader, ProgramHeader, ProgramHeaders};
 pub use image::{ElfImage, ImageBytes, SectionCompression};
 pub use mini_debuginfo::{MAX_MINI_DEBUGINFO, MiniDebugInfoError};
 pub use section_data::{MAX_EXPANSION, MAX_SECTION_SIZE, SectionError};

@@ -335,7 +335,9 @@ pub fn select(
         }
     }
 
-    let table = tables::builtin(v.major, v.minor).filter(|_| options.knows(v.major, v.minor));
+    let arch = memory.core().arch();
+    let table =
+        tables::builtin_for(arch, v.major, v.minor).filter(|_| options.knows(v.major, v.minor));
     let micro = v.to_string();
     if (v.major, v.minor) >= (3, 13) {
         let found = module
@@ -405,7 +407,12 @@ pub fn select(
         _ => {
             note!(
                 AttemptSource::Table,
-                format!("no built-in table for {}.{}", v.major, v.minor),
+                format!(
+                    "no built-in {} table for {}.{}",
+                    arch.name(),
+                    v.major,
+                    v.minor
+                ),
             );
             Err(NoLayout { attempts }.into())
         }
@@ -414,10 +421,11 @@ pub fn select(
 
 /// The nearest table older than `v` that `options` allow.
 fn nearest_older_table(
+    arch: crate::arch::ArchId,
     v: PythonVersion,
     options: &LayoutOptions,
 ) -> Option<&'static tables::TableFile> {
-    tables::TABLES
+    tables::tables_for(arch)
         .iter()
         .filter_map(|(name, _)| {
             let (major, minor) = name.split_once('.')?;
@@ -427,7 +435,7 @@ fn nearest_older_table(
             (major, minor) < (v.major, v.minor) && options.knows(major, minor)
         })
         .max()
-        .and_then(|(major, minor)| tables::builtin(major, minor))
+        .and_then(|(major, minor)| tables::builtin_for(arch, major, minor))
         .filter(|t| !t.structs.is_empty())
 }
 
@@ -458,7 +466,10 @@ fn inferred_layout(
             damaged,
         })
     };
-    let (Some(module), Some(table)) = (module, nearest_older_table(v, options)) else {
+    let (Some(module), Some(table)) = (
+        module,
+        nearest_older_table(memory.core().arch(), v, options),
+    ) else {
         note(
             format!("no table for {name}{pretending}, and none older to complete it"),
             false,
@@ -477,12 +488,7 @@ fn inferred_layout(
         })
         .collect();
     let predicted = infer::type_object_predictions(memory, module, &base);
-    let threads: Vec<(i32, u64)> = memory
-        .core()
-        .threads()
-        .iter()
-        .map(|t| (t.lwp, t.pthread_id()))
-        .collect();
+    let threads = memory.core().threads();
     let mut refusals = Vec::new();
     for known in candidates {
         let positions = format!("{}.{}", known.0, known.1);
@@ -509,7 +515,7 @@ fn inferred_layout(
                 Err(validate::InvariantError::NothingChecked) => 0,
                 Err(why) => return Err(infer::Refused(why.to_string())),
             };
-            let threads = validate::check_thread_ids(layout, memory, address, &threads)
+            let threads = validate::check_thread_ids(layout, memory, address, threads)
                 .map_err(|why| infer::Refused(why.to_string()))?;
             Ok((read, held + threads))
         });

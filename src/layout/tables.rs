@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::VersionRules;
 use super::{Facts, Layout, LayoutSource, StructLayout};
+use crate::arch::ArchId;
 
 /// The module a table was generated from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,24 +163,47 @@ fn micro_key(version: &str) -> Vec<u32> {
 }
 
 macro_rules! tables {
-    ($($v:literal),* $(,)?) => {
-        /// `(X.Y, TOML text)` of every built-in table.
-        pub const TABLES: &[(&str, &str)] = &[$(($v, include_str!(concat!("../../layouts/cpython-", $v, ".toml")))),*];
+    ($name:ident, $dir:literal, $($v:literal),* $(,)?) => {
+        /// `(X.Y, TOML text)` of every built-in table of one architecture.
+        pub const $name: &[(&str, &str)] = &[$(($v, include_str!(concat!("../../layouts/", $dir, "cpython-", $v, ".toml")))),*];
     };
 }
 
 tables![
-    "2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"
+    TABLES, "", "2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14", "3.15"
 ];
 
-/// The parsed built-in table for `X.Y`, parsed once per process.
+// AArch64 has its own tables where glibc's types differ in size
+// (`pthread_mutex_t` is 48 bytes, not 40): the versions the sample cores
+// cover. Other versions need DWARF or `_Py_DebugOffsets` there.
+tables![TABLES_AARCH64, "aarch64/", "3.11", "3.13", "3.14", "3.15"];
+
+/// The built-in tables of `arch`.
+pub fn tables_for(arch: ArchId) -> &'static [(&'static str, &'static str)] {
+    match arch {
+        ArchId::Aarch64 => TABLES_AARCH64,
+        _ => TABLES,
+    }
+}
+
+/// The parsed built-in x86-64 table for `X.Y`.
 pub fn builtin(major: u8, minor: u8) -> Option<&'static TableFile> {
-    static PARSED: std::sync::OnceLock<Vec<std::sync::OnceLock<Option<TableFile>>>> =
-        std::sync::OnceLock::new();
+    builtin_for(ArchId::X86_64, major, minor)
+}
+
+/// The parsed built-in table of `arch` for `X.Y`, parsed once per process.
+pub fn builtin_for(arch: ArchId, major: u8, minor: u8) -> Option<&'static TableFile> {
+    type Parsed = std::sync::OnceLock<Vec<std::sync::OnceLock<Option<TableFile>>>>;
+    static X86_64: Parsed = std::sync::OnceLock::new();
+    static AARCH64: Parsed = std::sync::OnceLock::new();
+    let (tables, parsed) = match arch {
+        ArchId::Aarch64 => (TABLES_AARCH64, &AARCH64),
+        _ => (TABLES, &X86_64),
+    };
     let key = format!("{major}.{minor}");
-    let index = TABLES.iter().position(|(v, _)| *v == key)?;
-    let cells = PARSED.get_or_init(|| TABLES.iter().map(|_| std::sync::OnceLock::new()).collect());
+    let index = tables.iter().position(|(v, _)| *v == key)?;
+    let cells = parsed.get_or_init(|| tables.iter().map(|_| std::sync::OnceLock::new()).collect());
     cells[index]
-        .get_or_init(|| toml::from_str(TABLES[index].1).ok())
+        .get_or_init(|| toml::from_str(tables[index].1).ok())
         .as_ref()
 }

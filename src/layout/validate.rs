@@ -8,6 +8,7 @@
 //! points back at its interpreter).
 
 use super::Layout;
+use crate::corefile::CoreThread;
 use crate::memory::{Memory, MemoryExt};
 use crate::modules::Module;
 
@@ -293,14 +294,14 @@ const MAX_THREAD_STATES: usize = 256;
 /// The first interpreter's thread states name the core's threads: at
 /// least one, and at least half of those with a native thread id, hold the
 /// LWP of a thread of the core in `native_thread_id` and its `pthread_t` in
-/// `thread_id`. `runtime` is `_PyRuntime`; `threads` the core's threads as
-/// (LWP, `pthread_t`). For layouts whose thread-state offsets are not read
-/// from DWARF: a wrong offset reads words that are no thread ids.
+/// `thread_id`. `runtime` is `_PyRuntime`; `threads` the core's threads.
+/// For layouts whose thread-state offsets are not read from DWARF: a wrong
+/// offset reads words that are no thread ids.
 pub fn check_thread_ids<M: Memory>(
     layout: &Layout,
     memory: &M,
     runtime: u64,
-    threads: &[(i32, u64)],
+    threads: &[CoreThread],
 ) -> Result<usize, InvariantError> {
     let head = offset(layout, "_PyRuntimeState", "interpreters_head")?;
     let threads_head = offset(layout, "PyInterpreterState", "threads_head")?;
@@ -333,10 +334,10 @@ pub fn check_thread_ids<M: Memory>(
         if lwp != 0 {
             total += 1;
             let pthread = word(thread_id)?;
-            if threads
-                .iter()
-                .any(|(l, p)| u64::try_from(*l).ok() == Some(lwp) && *p == pthread)
-            {
+            if threads.iter().any(|t| {
+                u64::try_from(t.lwp).ok() == Some(lwp)
+                    && crate::memory::threads::is_pthread_of(memory, t, pthread)
+            }) {
                 matched += 1;
             }
         }

@@ -4,6 +4,7 @@
 //! helpers on top of it. [`ProcessMemory`] implements it over a core plus the
 //! verified files the process had mapped.
 
+pub mod threads;
 mod view;
 
 pub use view::{FileBacking, FileRange, MappingState, ProcessMemory, Provenance};

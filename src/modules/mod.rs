@@ -27,12 +27,13 @@ pub use supplementary::{
 
 use crate::corefile::CoreFile;
 use crate::diagnostic::{Diagnostic, DiagnosticSource};
+use crate::elf::headers::{
+    FILE_HEADER_SIZE, FileHeader, MAX_PROGRAM_HEADERS, PROGRAM_HEADER_SIZE, PT_NOTE, ProgramHeaders,
+};
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
 use crate::symbols::SymbolTable;
 
-/// Program headers read from a module's first page are capped at this count.
-const MAX_PHDRS: u64 = 256;
 /// Build-id notes longer than this are not believed.
 const MAX_BUILD_ID: u32 = 64;
 /// A module spanning more than this is not believed.
@@ -58,13 +59,17 @@ pub enum ModuleKind {
 #[serde(tag = "state", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FileStatus {
-    /// Found, and its build-id equals the core's.
+    /// Found, and it is the build the process ran: its build-id equals the
+    /// core's or, when the core holds none of the module's headers (they
+    /// were read from this file), it fits the core's addresses and its
+    /// dynamic section equals the core's copy.
     Verified {
         /// Where it was found.
         path: PathBuf,
     },
-    /// Found, but the core holds no build-id to check it against; used for
-    /// symbols only, never for memory.
+    /// Found, but the core holds no build-id to check it against (nor,
+    /// when its headers came from the file, a dynamic section to compare);
+    /// used for symbols only, never for memory.
     Unverified {
         /// Where it was found.
         path: PathBuf,
@@ -121,7 +126,8 @@ pub struct Module {
     pub end: u64,
     /// Runtime address minus link-time address.
     pub load_bias: Option<u64>,
-    /// Build-id read from the module's first page in the core.
+    /// Build-id read from the module's first page in the core; when the
+    /// core holds none of its headers, its verified file's.
     pub build_id: Option<Vec<u8>>,
     /// The module's file.
     pub file_status: FileStatus,
@@ -453,107 +459,74 @@ fn mapping_state(module: &Module) -> MappingState {
     }
 }
 
-/// A `PT_LOAD` program header.
-#[derive(Debug, Clone, Copy)]
-struct LoadHeader {
-    vaddr: u64,
-    offset: u64,
-    filesz: u64,
-    memsz: u64,
-    writable: bool,
-}
-
-/// What the module's first page in the core says about it.
-struct CoreElfInfo {
+/// What a module's ELF header and program headers in the core (its first
+/// page) say about it.
+struct ElfInfo {
     build_id: Option<Vec<u8>>,
+    phdrs: ProgramHeaders,
     first_load_vaddr: Option<u64>,
-    // Its PT_LOAD headers.
-    loads: Vec<LoadHeader>,
     // Bytes the loadable segments span.
     extent: u64,
     // Bytes to the end of the section headers too.
     image_extent: u64,
 }
 
-/// Parse the ELF header and program headers at `base` from core memory.
-fn read_core_elf(mem: &impl Memory, base: u64) -> Option<CoreElfInfo> {
-    let mut ehdr = [0u8; 64];
-    mem.read_exact_at(base, &mut ehdr).ok()?;
-    if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
-        return None;
-    }
-    let phoff = u64::from_le_bytes(ehdr[32..40].try_into().ok()?);
-    let phentsize = u64::from(u16::from_le_bytes(ehdr[54..56].try_into().ok()?));
-    let phnum = u64::from(u16::from_le_bytes(ehdr[56..58].try_into().ok()?)).min(MAX_PHDRS);
-    if phentsize != 56 {
-        return Some(CoreElfInfo {
-            build_id: None,
-            first_load_vaddr: None,
-            loads: Vec::new(),
-            extent: 0,
-            image_extent: 0,
-        });
-    }
-    let mut loads = Vec::new();
-    let mut notes = Vec::new();
-    for i in 0..phnum {
-        let mut ph = [0u8; 56];
-        if mem
-            .read_exact_at(base.wrapping_add(phoff + i * 56), &mut ph)
-            .is_err()
-        {
-            break;
-        }
-        let p_type = u32::from_le_bytes(ph[0..4].try_into().ok()?);
-        let header = load_header(&ph);
-        match p_type {
-            1 => loads.push(header),
-            4 => notes.push((header.vaddr, header.memsz)),
-            _ => {}
+impl ElfInfo {
+    fn new(header: &FileHeader, phdrs: ProgramHeaders, build_id: Option<Vec<u8>>) -> ElfInfo {
+        let extent = phdrs.load_extent();
+        // The section headers usually follow the loaded bytes (the vDSO maps
+        // its whole file): without them the image has no sections, hence no CFI.
+        let image_extent = extent.max(header.section_headers_end());
+        ElfInfo {
+            build_id,
+            first_load_vaddr: phdrs.first_load_vaddr(),
+            phdrs,
+            extent,
+            image_extent,
         }
     }
-    let first_load_vaddr = loads.iter().map(|l| l.vaddr & !0xfff).min();
-    let bias = base.wrapping_sub(first_load_vaddr.unwrap_or(0));
-    let loaded = loads
-        .iter()
-        .map(|l| l.vaddr.saturating_add(l.memsz))
-        .max()
-        .unwrap_or(0)
-        .saturating_sub(first_load_vaddr.unwrap_or(0));
-    // The section headers usually follow the loaded bytes (the vDSO maps
-    // its whole file): without them the image has no sections, hence no CFI.
-    let shoff = u64::from_le_bytes(ehdr[40..48].try_into().ok()?);
-    let shentsize = u64::from(u16::from_le_bytes(ehdr[58..60].try_into().ok()?));
-    let shnum = u64::from(u16::from_le_bytes(ehdr[60..62].try_into().ok()?));
-    let section_headers_end = shoff.saturating_add(shentsize.saturating_mul(shnum));
-    let image_extent = loaded.max(section_headers_end);
-    let build_id = notes.iter().find_map(|&(vaddr, size)| {
-        let bytes = mem.read_bytes(bias.wrapping_add(vaddr), size, 4096).ok()?;
-        build_id_from_notes(&bytes)
-    });
-    Some(CoreElfInfo {
-        build_id,
-        first_load_vaddr,
-        loads,
-        extent: loaded,
-        image_extent,
-    })
 }
 
-/// The fields of a 64-bit program header that `PT_LOAD` and `PT_NOTE` use.
-fn load_header(ph: &[u8; 56]) -> LoadHeader {
-    let word = |at: usize| {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&ph[at..at + 8]);
-        u64::from_le_bytes(bytes)
-    };
-    LoadHeader {
-        vaddr: word(16),
-        offset: word(8),
-        filesz: word(32),
-        memsz: word(40),
-        writable: ph[4] & 2 != 0,
+/// Parse the ELF header and program headers at `base` from core memory.
+fn read_core_elf(mem: &impl Memory, base: u64) -> Option<ElfInfo> {
+    let header = FileHeader::parse(&mem.read_array::<FILE_HEADER_SIZE>(base).ok()?)?;
+    let phdrs = header
+        .program_header_table()
+        .map(|(offset, len)| read_program_headers(mem, base.wrapping_add(offset), len))
+        .unwrap_or_default();
+    let bias = base.wrapping_sub(phdrs.first_load_vaddr().unwrap_or(0));
+    let build_id = core_build_id(mem, &phdrs, bias);
+    Some(ElfInfo::new(&header, phdrs, build_id))
+}
+
+/// The `len`-byte program header table at `at`: as many whole entries as
+/// the memory holds, from the first.
+fn read_program_headers(mem: &impl Memory, at: u64, len: u64) -> ProgramHeaders {
+    let len = len.min(MAX_PROGRAM_HEADERS * PROGRAM_HEADER_SIZE);
+    if let Ok(table) = mem.read_bytes(at, len, len) {
+        return ProgramHeaders::parse(&table);
     }
+    let mut table = Vec::new();
+    for i in 0..len / PROGRAM_HEADER_SIZE {
+        match mem.read_array::<{ PROGRAM_HEADER_SIZE as usize }>(
+            at.wrapping_add(i * PROGRAM_HEADER_SIZE),
+        ) {
+            Ok(entry) => table.extend_from_slice(&entry),
+            Err(_) => break,
+        }
+    }
+    ProgramHeaders::parse(&table)
+}
+
+/// The build-id in the `PT_NOTE`s of the module with load bias `bias`, as
+/// `mem` holds them.
+fn core_build_id(mem: &impl Memory, phdrs: &ProgramHeaders, bias: u64) -> Option<Vec<u8>> {
+    phdrs.of_type(PT_NOTE).find_map(|note| {
+        let bytes = mem
+            .read_bytes(bias.wrapping_add(note.vaddr), note.memsz, 4096)
+            .ok()?;
+        build_id_from_notes(&bytes)
+    })
 }
 
 /// Find an `NT_GNU_BUILD_ID` in raw note bytes.
@@ -687,17 +660,63 @@ fn locate_module(
         .and_then(|i| i.first_load_vaddr)
         .or_else(|| file.as_ref()?.first_load_vaddr());
     let load_bias = first_vaddr.map(|v| base.wrapping_sub(v));
+    Some(complete_module(
+        files,
+        Identified {
+            recorded: clean.to_string(),
+            deleted,
+            is_exe,
+            base,
+            end,
+            load_bias,
+            build_id: core_build_id,
+            file_status,
+            file,
+        },
+        diagnostics,
+    ))
+}
+
+/// A module as far as its place and file are known, before its debug
+/// information is looked for.
+struct Identified {
+    /// The recorded path, without a ` (deleted)` suffix.
+    recorded: String,
+    deleted: bool,
+    is_exe: bool,
+    base: u64,
+    end: u64,
+    load_bias: Option<u64>,
+    build_id: Option<Vec<u8>>,
+    file_status: FileStatus,
+    /// The file, when it may be used.
+    file: Option<ElfImage>,
+}
+
+/// The module with its debug file (and that file's supplementary file).
+fn complete_module(files: &Files, module: Identified, diagnostics: &mut Vec<Diagnostic>) -> Module {
+    let Identified {
+        recorded,
+        deleted,
+        is_exe,
+        base,
+        end,
+        load_bias,
+        build_id,
+        file_status,
+        file,
+    } = module;
     let mut skipped = Vec::new();
     let (debug_file, debug_status) = match files {
         Files::Host(paths, index) => locate_debug(
             paths,
             index,
-            core_build_id.as_deref(),
+            build_id.as_deref(),
             file.as_ref(),
-            clean,
+            &recorded,
             &mut skipped,
         ),
-        Files::Bundle(bundle) => bundled_debug(bundle, core_build_id.as_deref(), file.as_ref()),
+        Files::Bundle(bundle) => bundled_debug(bundle, build_id.as_deref(), file.as_ref()),
     };
     diagnostics.extend(
         skipped
@@ -705,18 +724,18 @@ fn locate_module(
             .map(|reason| Diagnostic::warning(DiagnosticSource::Modules, reason)),
     );
     let (debug_file, supplementary) = supplementary::attach(files, debug_file, diagnostics);
-    Some(Module {
+    Module {
         kind: if is_exe {
             ModuleKind::Executable
         } else {
             ModuleKind::Library
         },
-        recorded_path: clean.to_string(),
+        recorded_path: recorded,
         deleted,
         base,
         end,
         load_bias,
-        build_id: core_build_id,
+        build_id,
         file_status,
         debug_status,
         supplementary,
@@ -724,7 +743,36 @@ fn locate_module(
         debug_file,
         mini_debuginfo: OnceLock::new(),
         symbols: OnceLock::new(),
-    })
+    }
+}
+
+/// The file of the module recorded as `recorded`, found by its path alone:
+/// for a module whose build-id the core does not hold (its headers are not
+/// in the core), which the caller must match to the core some other way.
+/// Returns it (if any) and where it was looked for.
+fn module_file_by_path(
+    files: &Files,
+    recorded: &str,
+    is_exe: bool,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Option<ElfImage>, Vec<PathBuf>) {
+    match files {
+        Files::Host(paths, index) => host_file(paths, index, recorded, is_exe, None, diagnostics),
+        // The manifest names the recorded path each stored file was
+        // bundled for.
+        Files::Bundle(bundle) => {
+            let image = bundle
+                .manifest()
+                .files
+                .iter()
+                .filter(|f| f.path == recorded && f.role != crate::bundle::Role::DebugFile)
+                .find_map(|f| match crate::bundle::parse_member_name(&f.member)? {
+                    crate::bundle::MemberName::File(id) => bundle.module_file(&id),
+                    _ => None,
+                });
+            (image, vec![bundle.label("files/")])
+        }
+    }
 }
 
 /// The module's file on the host: `--exe`, the recorded path under the

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::corefile::CoreThread;
 use crate::interpreter::runtime_address::{self, RuntimeStrategy};
 use crate::layout::Layout;
 use crate::memory::{Memory, MemoryExt};
@@ -133,7 +134,7 @@ fn plausible_interpreter(
     memory: &impl Memory,
     interp: u64,
     offsets: &Offsets,
-    pthread_ids: &[u64],
+    threads: &[CoreThread],
 ) -> bool {
     if interp == 0 || !interp.is_multiple_of(8) {
         return false;
@@ -157,7 +158,11 @@ fn plausible_interpreter(
         }
         owns_core_thread |= memory
             .read_u64(tstate.wrapping_add(offsets.tstate_thread_id))
-            .is_ok_and(|id| pthread_ids.contains(&id));
+            .is_ok_and(|id| {
+                threads
+                    .iter()
+                    .any(|t| crate::memory::threads::is_pthread_of(memory, t, id))
+            });
         let Ok(next) = memory.read_ptr(tstate.wrapping_add(offsets.tstate_next)) else {
             return false;
         };
@@ -171,7 +176,6 @@ fn plausible_interpreter(
 fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, Option<u64>)> {
     let core = process.core();
     let memory = process.memory();
-    let pthread_ids: Vec<u64> = core.threads().iter().map(|t| t.pthread_id()).collect();
     for (vaddr, bytes) in core.writable_bytes_in(module.base, module.end, MAX_SCAN_BYTES) {
         for (i, word) in bytes.chunks_exact(8).enumerate() {
             let value = u64::from_le_bytes(word.try_into().ok()?);
@@ -179,7 +183,7 @@ fn scan(process: &Process, module: &Module, offsets: &Offsets) -> Option<(u64, O
             if value < 0x1000 || value % 8 != 0 || core.segment_index(value).is_none() {
                 continue;
             }
-            if plausible_interpreter(memory, value, offsets, &pthread_ids) {
+            if plausible_interpreter(memory, value, offsets, core.threads()) {
                 let head = vaddr + (i * 8) as u64;
                 let runtime = offsets.interpreters_head.map(|o| head.wrapping_sub(o));
                 // Other statics point at the interpreter too (faulthandler's

@@ -359,7 +359,7 @@ fn read_thread<M: Memory>(
         None => process
             .threads()
             .iter()
-            .find(|t| t.pthread_id() == thread_id),
+            .find(|t| crate::memory::threads::is_pthread_of(memory, t, thread_id)),
     };
     let lwp = core_thread.map(|t| t.lwp);
     let c_stack_anchor = core_thread

@@ -66,6 +66,8 @@ pub struct CoreSummary {
     pub compression: Option<&'static str>,
     /// `kernel` or `gdb`.
     pub producer: Producer,
+    /// The processor architecture: `x86_64` or `aarch64`.
+    pub arch: crate::arch::ArchId,
     /// Number of `PT_LOAD` segments.
     pub segments: usize,
     /// Number of notes decoded.
@@ -81,8 +83,9 @@ pub struct SignalReport {
     pub number: i32,
     /// `SIGSEGV`, `SIGABRT`, ...
     pub name: Option<&'static str>,
-    /// `si_code`.
-    pub code: i32,
+    /// `si_code`; null when the core has no `NT_SIGINFO` (QEMU's cores),
+    /// where the number comes from the crashed thread's `NT_PRSTATUS`.
+    pub code: Option<i32>,
     /// `SEGV_MAPERR`, `SI_TKILL`, ...
     pub code_name: Option<&'static str>,
     /// The faulting address, for faults.
@@ -96,8 +99,9 @@ pub struct SignalReport {
 pub struct ThreadReport {
     /// Kernel thread id.
     pub lwp: i32,
-    /// `pthread_t` (the thread's thread pointer), which equals Python's `threading.get_ident()`.
-    pub pthread_id: u64,
+    /// `pthread_t`, which equals Python's `threading.get_ident()`; null
+    /// when the core does not give it (AArch64 cores without `NT_ARM_TLS`).
+    pub pthread_id: Option<u64>,
     /// Whether this thread crashed.
     pub crashed: bool,
     /// Instruction pointer.
@@ -185,17 +189,28 @@ impl InfoReport {
             .map(|s| SignalReport {
                 number: s.signo,
                 name: signal_name(s.signo),
-                code: s.code,
+                code: Some(s.code),
                 code_name: code_name(s.signo, s.code),
                 fault_address: s.fault_address,
                 sender_pid: s.sender_pid,
+            })
+            .or_else(|| {
+                let cursig = i32::from(process.crashed_thread()?.cursig);
+                (cursig != 0).then(|| SignalReport {
+                    number: cursig,
+                    name: signal_name(cursig),
+                    code: None,
+                    code_name: None,
+                    fault_address: None,
+                    sender_pid: None,
+                })
             });
         let threads = process
             .threads()
             .iter()
             .map(|t| ThreadReport {
                 lwp: t.lwp,
-                pthread_id: t.pthread_id(),
+                pthread_id: crate::memory::threads::pthread_id(process.memory(), t),
                 crashed: Some(t.lwp) == crashed,
                 pc: t.registers.pc(),
                 sp: t.registers.sp(),
@@ -243,6 +258,7 @@ impl InfoReport {
                 size: core.bytes().len() as u64,
                 compression: core.compression(),
                 producer: core.producer(),
+                arch: core.arch(),
                 segments: core.segments().len(),
                 notes: core.note_count(),
                 truncated: core.truncation().cloned(),
@@ -267,8 +283,18 @@ impl InfoReport {
         }
     }
 
-    /// Add the crashing thread's merged stack; `python` adds its Python frames.
+    /// Add the crashing thread's merged stack; `python` adds its Python
+    /// frames, and the `pthread_t` of threads the core does not give it for
+    /// (from their thread states' `thread_id`).
     pub fn add_crashed_stack(&mut self, process: &Process, python: Option<&PythonState>) {
+        if let Some(python) = python {
+            for thread in self.threads.iter_mut().filter(|t| t.pthread_id.is_none()) {
+                thread.pthread_id = python
+                    .thread_states_of(thread.lwp)
+                    .first()
+                    .map(|s| s.thread_id);
+            }
+        }
         self.crashed_thread_stack = crashed_stack(process, python, None);
     }
 }

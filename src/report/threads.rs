@@ -94,8 +94,9 @@ impl ThreadStateEntry {
 pub struct ThreadEntry {
     /// Kernel thread id; null for a thread state that matches no thread of the core.
     pub lwp: Option<i32>,
-    /// `pthread_t` (the thread pointer for core threads, `thread_id` otherwise).
-    pub pthread_id: u64,
+    /// `pthread_t`: the core's (see [`crate::memory::threads`]), else the
+    /// thread state's `thread_id`; null when neither gives it.
+    pub pthread_id: Option<u64>,
     /// Whether it crashed.
     pub crashed: bool,
     /// Whether its current thread state held the GIL.
@@ -122,11 +123,17 @@ pub struct ThreadEntry {
 
 impl ThreadEntry {
     /// A thread with its thread states, outermost first.
-    fn new(lwp: Option<i32>, pthread_id: u64, crashed: bool, states: &[&PyThread]) -> ThreadEntry {
+    fn new(
+        lwp: Option<i32>,
+        pthread_id: Option<u64>,
+        crashed: bool,
+        states: &[&PyThread],
+    ) -> ThreadEntry {
         let current = states.last();
         ThreadEntry {
             lwp,
-            pthread_id,
+            // A thread state names its thread by `pthread_t` where the core does not.
+            pthread_id: pthread_id.or_else(|| states.first().map(|s| s.thread_id)),
             crashed,
             holds_gil: current.is_some_and(|s| s.holds_gil),
             thread_state: current.map(|s| s.tstate),
@@ -192,14 +199,14 @@ impl ThreadsReport {
             let states = state.map(|p| p.thread_states_of(t.lwp)).unwrap_or_default();
             threads.push(ThreadEntry::new(
                 Some(t.lwp),
-                t.pthread_id(),
+                crate::memory::threads::pthread_id(process.memory(), t),
                 Some(t.lwp) == crashed,
                 &states,
             ));
         }
         let unmatched = state.map_or(&[][..], |p| p.threads.as_slice());
         for s in unmatched.iter().filter(|s| s.lwp.is_none()) {
-            threads.push(ThreadEntry::new(None, s.thread_id, false, &[s]));
+            threads.push(ThreadEntry::new(None, Some(s.thread_id), false, &[s]));
         }
         ThreadsReport {
             schema: "threads",

@@ -346,9 +346,16 @@ fn frame_candidates(
         };
         let arch = own.arch();
         // At the innermost frame (or one a signal interrupted) every
-        // register is known; outer frames know the callee-saved ones.
+        // register is known. An outer frame's callee-saved registers are
+        // its values at the call, but which of them still hold a live
+        // variable only its DWARF locations say: a stale pointer to an
+        // object freed since is common in a healthy process (AArch64 keeps
+        // ten such registers), so they are no evidence.
         let interrupted =
             matches!(frame.address, FrameAddress::InstructionPointer(_)) || made_the_call;
+        if !interrupted {
+            continue;
+        }
         let arguments = arch.argument_registers();
         let ordered = arguments.iter().take(MAX_ARGUMENTS).chain(
             arch.general_registers()

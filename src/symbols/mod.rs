@@ -310,6 +310,9 @@ fn collect<'d, S: ObjectSymbol<'d>>(
         if name.is_empty() || sym.is_undefined() || sym.section_index().is_none() {
             continue;
         }
+        if sym.kind() == SymbolKind::Unknown && is_mapping_symbol(name) {
+            continue;
+        }
         let kind = match sym.kind() {
             SymbolKind::Text => SymbolType::Function,
             SymbolKind::Data | SymbolKind::Tls => SymbolType::Object,
@@ -336,6 +339,15 @@ fn alias_rank(name: &str) -> (usize, usize) {
 
 fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Arm's mapping symbols (`$x`, `$d`, `$x.42`) mark where code and data
+/// start inside a section; they name no function.
+fn is_mapping_symbol(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next() == Some('$')
+        && matches!(chars.next(), Some('x' | 'd' | 'a' | 't'))
+        && matches!(chars.next(), None | Some('.'))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use gimli::{
     BaseAddresses, CfaRule, DebugFrame, EhFrame, EhFrameHdr, EndianArcSlice, EndianSlice,
     Evaluation, EvaluationResult, FrameDescriptionEntry, LittleEndian, Location, ParsedEhFrameHdr,
-    Reader, Register, RegisterRule, UnwindContext, UnwindSection, Value,
+    Reader, Register, RegisterRule, UnwindContext, UnwindSection, Value, Vendor,
 };
 use object::{Object, ObjectSection};
 
@@ -40,12 +40,13 @@ pub struct ModuleCfi<'m> {
     bias: u64,
 }
 
-fn debug_frame_of(bytes: &[u8]) -> DebugFrame<EndianArcSlice<LittleEndian>> {
+fn debug_frame_of(bytes: &[u8], vendor: Vendor) -> DebugFrame<EndianArcSlice<LittleEndian>> {
     let mut frame = DebugFrame::from(EndianArcSlice::new(
         std::sync::Arc::from(bytes),
         LittleEndian,
     ));
     frame.set_address_size(8);
+    frame.set_vendor(vendor);
     frame
 }
 
@@ -55,6 +56,10 @@ impl<'m> ModuleCfi<'m> {
         let image = module.file()?;
         let bias = module.load_bias?;
         let file = image.parse()?;
+        let vendor = match file.architecture() {
+            object::Architecture::Aarch64 => Vendor::AArch64,
+            _ => Vendor::Default,
+        };
         let section = |name: &str| -> Option<(u64, &'m [u8])> {
             let s = file.section_by_name(name)?;
             let data = s.data().ok()?;
@@ -68,7 +73,7 @@ impl<'m> ModuleCfi<'m> {
             .flatten()
             .find_map(|i| i.section_data(".debug_frame").ok().flatten())
             .filter(|d| !d.is_empty())
-            .map(|d| debug_frame_of(&d));
+            .map(|d| debug_frame_of(&d, vendor));
         let (eh_addr, eh_data) = section(".eh_frame").unwrap_or((0, &[]));
         if eh_data.is_empty() && debug_frame.is_none() {
             return None;
@@ -79,6 +84,9 @@ impl<'m> ModuleCfi<'m> {
         }
         let mut eh_frame = EhFrame::new(eh_data, LittleEndian);
         eh_frame.set_address_size(8);
+        // DW_CFA_AARCH64_negate_ra_state shares its opcode with SPARC's
+        // DW_CFA_GNU_window_save: gimli reads it only when told the vendor.
+        eh_frame.set_vendor(vendor);
         let hdr = section(".eh_frame_hdr").and_then(|(addr, data)| {
             bases = bases.clone().set_eh_frame_hdr(addr);
             EhFrameHdr::new(data, LittleEndian).parse(&bases, 8).ok()
@@ -96,6 +104,7 @@ impl<'m> ModuleCfi<'m> {
     /// `.debug_frame` too (for fuzzing and tests).
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn with_debug_frame(
+        arch: crate::arch::ArchId,
         eh_frame: &'m [u8],
         eh_frame_address: u64,
         hdr: Option<(&'m [u8], u64)>,
@@ -103,8 +112,13 @@ impl<'m> ModuleCfi<'m> {
         bias: u64,
     ) -> ModuleCfi<'m> {
         let mut bases = BaseAddresses::default().set_eh_frame(eh_frame_address);
+        let vendor = match arch {
+            crate::arch::ArchId::Aarch64 => Vendor::AArch64,
+            _ => Vendor::Default,
+        };
         let mut frame = EhFrame::new(eh_frame, LittleEndian);
         frame.set_address_size(8);
+        frame.set_vendor(vendor);
         let hdr = hdr.and_then(|(data, addr)| {
             bases = bases.clone().set_eh_frame_hdr(addr);
             EhFrameHdr::new(data, LittleEndian).parse(&bases, 8).ok()
@@ -113,7 +127,7 @@ impl<'m> ModuleCfi<'m> {
             eh_frame: frame,
             hdr,
             bases,
-            debug_frame: debug_frame.map(debug_frame_of),
+            debug_frame: debug_frame.map(|d| debug_frame_of(d, vendor)),
             bias,
         }
     }
@@ -192,8 +206,12 @@ fn apply<R: Reader<Offset = usize>, S: UnwindSection<R>>(
     let mut next = *regs;
     next.forget_caller_saved();
     next.set_sp(Some(cfa));
-    next.set_return_address(None);
     let return_address = regs.arch().return_address_register();
+    // Where the return-address column is a real register (AArch64's x30),
+    // no rule means the function has not saved it: it still holds the
+    // return address (a leaf). Elsewhere the CFI always gives the rule.
+    let link_register = regs.arch().return_address_in_register();
+    next.set_return_address(link_register.then(|| regs.get(return_address)).flatten());
     for reg in 0..regs.arch().dwarf_register_count() {
         let Some(rule) = row.register(Register(reg)) else {
             continue;
@@ -309,7 +327,14 @@ mod tests {
     #[test]
     fn debug_frame_covers_code_without_eh_frame() {
         let sections = debug_frame(0x1000, 0x100);
-        let cfi = ModuleCfi::with_debug_frame(&[], 0, None, Some(&sections), 0x7f00_0000_0000);
+        let cfi = ModuleCfi::with_debug_frame(
+            crate::arch::ArchId::X86_64,
+            &[],
+            0,
+            None,
+            Some(&sections),
+            0x7f00_0000_0000,
+        );
         let sp = 0x7fff_0000_0000u64;
         let mut stack = vec![0u8; 64];
         stack[..8].copy_from_slice(&0x7f00_0000_2345u64.to_le_bytes());

@@ -215,24 +215,47 @@ fn unwind(
                 ))),
             }
         });
-        let step = match cfi_step {
-            Some(Ok((next, is_signal))) => Ok((next, is_signal, Trust::Cfi)),
-            Some(Err(cfi::StepError::Outermost)) => Err(StopReason::Outermost),
-            Some(Err(cfi::StepError::NoCfi(e) | cfi::StepError::Unreadable(e))) => {
-                Err(StopReason::NoUnwindInfo(e))
+        // AArch64 reads a signal frame from the kernel's layout: the
+        // trampoline's CFI (or, under QEMU, the trampoline's whole file) does
+        // not give the interrupted frame.
+        let signal_step = match address {
+            FrameAddress::ReturnAddress(pc)
+                if arch.reads_signal_frames()
+                    && (module.is_none()
+                        || frame.function.as_deref() == Some(arch.signal_trampoline())) =>
+            {
+                arch.signal_frame_registers_at(|a| memory.read_u64(a).ok(), pc, sp)
+                    .filter(|r| plausible_resume(process, arch, r))
             }
-            None if !methods.cfi => Err(StopReason::NoUnwindInfo("CFI not used".into())),
-            None => Err(StopReason::NoUnwindInfo(format!(
-                "{:#x} is in no module",
-                address.address()
-            ))),
+            _ => None,
+        };
+        let step = match (signal_step, cfi_step) {
+            (Some(next), _) => Ok((next, true, Trust::Cfi)),
+            (None, cfi_step) => match cfi_step {
+                Some(Ok((next, is_signal))) => Ok((next, is_signal, Trust::Cfi)),
+                Some(Err(cfi::StepError::Outermost)) => Err(StopReason::Outermost),
+                Some(Err(cfi::StepError::NoCfi(e) | cfi::StepError::Unreadable(e))) => {
+                    Err(StopReason::NoUnwindInfo(e))
+                }
+                None if !methods.cfi => Err(StopReason::NoUnwindInfo("CFI not used".into())),
+                None => Err(StopReason::NoUnwindInfo(format!(
+                    "{:#x} is in no module",
+                    address.address()
+                ))),
+            },
         };
         // Without CFI, the frame pointer may still lead on; failing that, a
         // scan of the stack for a return address.
         let step = match step {
             Err(StopReason::NoUnwindInfo(e)) => methods
                 .frame_pointer
-                .then(|| arch.frame_pointer_step(|a| memory.read_u64(a).ok(), &regs))
+                .then(|| {
+                    arch.frame_pointer_step(
+                        |a| memory.read_u64(a).ok(),
+                        &regs,
+                        process.core().pac_mask(),
+                    )
+                })
                 .flatten()
                 .map(|next| (next, false, Trust::FramePointer))
                 .or_else(|| {
@@ -266,14 +289,25 @@ fn unwind(
         frame.signal_frame = is_signal;
         frames.push(frame);
         frame_registers(&regs);
-        let Some(ra) = next.return_address() else {
+        // A signal frame resumes at the interrupted pc, which AArch64 keeps
+        // apart from the link register.
+        let resume = if is_signal {
+            next.get(arch.resume_address_register())
+        } else {
+            next.return_address()
+        };
+        let Some(ra) = resume.map(|a| process.core().code_address(a)) else {
             break StopReason::Outermost;
         };
         if ra == 0 {
             break StopReason::ReturnAddressZero;
         }
         let next_sp = next.sp().unwrap_or(0);
-        if next_sp <= sp && !is_signal && !interrupted {
+        // A leaf function on AArch64 returns through the link register
+        // without a frame: the innermost (or an interrupted) frame's caller
+        // may share its stack pointer.
+        let leaf = next_sp == sp && arch.return_address_in_register() && trust == Trust::Context;
+        if next_sp <= sp && !is_signal && !interrupted && !leaf {
             break StopReason::StackNotIncreasing;
         }
         if stack_segment.is_some() && process.core().segment_index(next_sp).is_none() {
@@ -290,6 +324,12 @@ fn unwind(
         interrupted = is_signal;
         trust = next_trust;
         regs = next;
+        if is_signal && arch.return_address_in_register() {
+            // The interrupted frame's registers were saved whole, its pc
+            // exact: it may be a leaf, like the innermost frame.
+            trust = Trust::Context;
+            regs.set(arch.resume_address_register(), Some(ra));
+        }
     };
     Some(NativeStack { frames, stop })
 }
@@ -340,11 +380,25 @@ fn scan_step(process: &Process, regs: &UnwindRegisters) -> Option<UnwindRegister
         let Ok(candidate) = memory.read_u64(slot) else {
             return None;
         };
+        let candidate = process.core().code_address(candidate);
         if is_return_address(process, regs.arch(), candidate) {
             return Some(regs.arch().scanned_caller(regs, slot, candidate));
         }
     }
     None
+}
+
+/// Whether a signal frame read from the stack resumes somewhere real: its
+/// pc in executable memory and its stack pointer in the dumped memory.
+fn plausible_resume(process: &Process, arch: ArchId, regs: &UnwindRegisters) -> bool {
+    let core = process.core();
+    let pc = regs
+        .get(arch.resume_address_register())
+        .map(|a| core.code_address(a));
+    let in_code = pc
+        .and_then(|pc| core.segment_index(pc))
+        .is_some_and(|i| core.segments()[i].perms.execute);
+    in_code && regs.sp().and_then(|sp| core.segment_index(sp)).is_some()
 }
 
 fn is_return_address(process: &Process, arch: ArchId, address: u64) -> bool {

@@ -106,9 +106,11 @@ fn snapshots_of_a_healthy_process_have_no_error_or_warning() {
         assert_eq!(e["scenario"], "busy_snapshot", "{}", label(e));
         *per_interp.entry(e["interp"].as_str().unwrap()).or_default() += 1;
     }
-    // Every interpreter of the crash scenarios' manifest has snapshots.
+    // Every interpreter of the crash scenarios' manifest has snapshots,
+    // but for arm64's: gdb would snapshot QEMU, not its guest.
     let interpreters: BTreeSet<String> = support::manifest()
         .iter()
+        .filter(|e| !support::written_by_qemu(e))
         .filter_map(|e| e["interp"].as_str().map(str::to_string))
         .collect();
     let snapshotted: BTreeSet<String> = per_interp.keys().map(|i| i.to_string()).collect();

@@ -159,8 +159,8 @@ fn corrupt_scenarios_flag_their_victims() {
         .collect();
     assert_eq!(
         entries.len(),
-        3 * support::INTERPRETERS.len() * 2,
-        "every corrupt scenario of every interpreter, kernel and gcore"
+        3 * support::CORES_PER_SCENARIO,
+        "every corrupt scenario of every interpreter, kernel and gcore (x86-64), qemu (arm64)"
     );
     let problems = support::parallel(&entries, check_corrupt);
     support::assert_no_problems(&problems);
@@ -175,9 +175,10 @@ fn healthy_scenarios_have_no_error_or_warning() {
         .into_iter()
         .filter(|e| HEALTHY.contains(&e["scenario"].as_str().unwrap()))
         .collect();
+    // And the threads core whose return addresses carry PAC bits.
     assert_eq!(
         entries.len(),
-        HEALTHY.len() * support::INTERPRETERS.len() * 2
+        HEALTHY.len() * support::CORES_PER_SCENARIO + 1
     );
     let problems = support::parallel(&entries, check_healthy);
     support::assert_no_problems(&problems);

@@ -170,11 +170,15 @@ fn every_command_validates_on_real_cores() {
         .collect();
     others.sort();
     others.dedup();
-    let cores = cores.into_iter().chain(
-        others
-            .into_iter()
-            .map(|interp| (interp, "double_free", "kernel")),
-    );
+    let cores = cores.into_iter().chain(others.into_iter().map(|interp| {
+        // The arm64 interpreters have QEMU's cores, with no kernel's.
+        let kind = if support::ARM64_INTERPRETERS.contains(&interp) {
+            "qemu"
+        } else {
+            "kernel"
+        };
+        (interp, "double_free", kind)
+    }));
     let mut runs = Vec::new();
     for (interp, scenario, kind) in cores {
         let e = entry(interp, scenario, kind);

@@ -5,6 +5,7 @@ mod architecture;
 mod support;
 
 mod api;
+mod arm64_kernel_shape;
 mod asyncio_tasks;
 mod batch_temp;
 mod bundle;

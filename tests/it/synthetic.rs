@@ -23,7 +23,7 @@ fn notes_decode_to_what_was_written() {
     let core = open_bytes(&synth::sample().build()).unwrap();
     let lwps: Vec<i32> = core.threads().iter().map(|t| t.lwp).collect();
     assert_eq!(lwps, [4242, 4243]);
-    assert_eq!(core.threads()[1].pthread_id(), 0x7f00_0000_2740);
+    assert_eq!(core.threads()[1].pthread_id(), Some(0x7f00_0000_2740));
     assert_eq!(core.threads()[0].registers.pc(), 0x401000);
     let ps = core.psinfo().unwrap();
     assert_eq!((ps.pid, ps.uid, ps.fname.as_str()), (4242, 1000, "python3"));

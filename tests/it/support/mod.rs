@@ -44,6 +44,28 @@ pub const INTERPRETERS: [&str; 13] = [
     "debian-3.15",
 ];
 
+/// The arm64 interpreters of the matrix: Debian's arm64 builds run under
+/// QEMU, which writes one core per scenario (kind `qemu`). No gcore and no
+/// snapshots: gdb would dump QEMU, not its guest.
+pub const ARM64_INTERPRETERS: [&str; 4] = [
+    "debian-3.11-arm64",
+    "debian-3.13-arm64",
+    "debian-3.14-arm64",
+    "debian-3.15-arm64",
+];
+
+/// Cores of one crash scenario that runs everywhere: kernel and gcore per
+/// x86-64 interpreter, one QEMU core per arm64 one.
+pub const CORES_PER_SCENARIO: usize = INTERPRETERS.len() * 2 + ARM64_INTERPRETERS.len();
+
+/// Whether QEMU wrote the core: no NT_FILE note and no page of any ELF
+/// file (not even its headers), so without the files no module is known.
+pub fn written_by_qemu(entry: &Value) -> bool {
+    entry["kind"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("qemu"))
+}
+
 /// The folder of the generated sample-core matrix: `$PYMORTEM_CORES`, else
 /// `sample-cores/generated`.
 pub fn cores_dir() -> PathBuf {
@@ -558,4 +580,39 @@ pub fn thread_of(report: &Value, tstate: u64) -> &Value {
         .flatten()
         .find(|t| t["thread_state"] == tstate)
         .unwrap_or_else(|| panic!("no thread state {tstate:#x} in the report"))
+}
+
+/// The differences of two JSON values, each as its path and both values
+/// (the first's, then the second's); at most a few, so that a failure
+/// stays readable.
+pub fn json_differences(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    if out.len() >= 8 || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for key in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let va = x.get(key).unwrap_or(&Value::Null);
+                let vb = y.get(key).unwrap_or(&Value::Null);
+                json_differences(&format!("{path}.{key}"), va, vb, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                json_differences(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        _ => out.push(format!("{path}: {a} vs {b}")),
+    }
+}
+
+/// A report without what names the core file and says how it was read
+/// (its diagnostics): what two shapes of one core must agree on.
+pub fn without_core(report: &Value) -> Value {
+    let mut report = report.clone();
+    if let Some(object) = report.as_object_mut() {
+        object.remove("core");
+        object.remove("diagnostics");
+    }
+    report
 }

@@ -8,6 +8,18 @@ pub const PF_X: u32 = 1;
 pub const PF_W: u32 = 2;
 pub const PF_R: u32 = 4;
 
+/// `e_machine` of an x86-64 core (the default).
+pub const EM_X86_64: u16 = 62;
+/// `e_machine` of an AArch64 core.
+pub const EM_AARCH64: u16 = 183;
+
+/// `si_code` of a signal sent by `tkill`/`tgkill` (`abort()` raises its
+/// SIGABRT so): the union then holds the sender's pid and uid.
+pub const SI_TKILL: i32 = -6;
+/// `si_code` of a SIGSEGV at an address with no mapping: the union then
+/// holds the fault address.
+pub const SEGV_MAPERR: i32 = 1;
+
 pub struct Segment {
     pub vaddr: u64,
     pub data: Vec<u8>,
@@ -25,6 +37,8 @@ pub struct Note {
 pub struct SynthCore {
     pub notes: Vec<Note>,
     pub segments: Vec<Segment>,
+    /// `e_machine`; `None` is [`EM_X86_64`].
+    pub machine: Option<u16>,
 }
 
 fn put(buf: &mut Vec<u8>, at: usize, bytes: &[u8]) {
@@ -84,6 +98,39 @@ impl SynthCore {
         self.note(b"CORE\0", 0x5349_4749, d)
     }
 
+    /// NT_SIGINFO of a signal a process sent (`si_code` [`SI_TKILL`],
+    /// `SI_USER`, ...): `si_pid` @16 and `si_uid` @20.
+    pub fn siginfo_sender(&mut self, signo: i32, code: i32, pid: i32, uid: u32) -> &mut Self {
+        let word = u64::from(pid as u32) | (u64::from(uid) << 32);
+        self.siginfo(signo, code, word)
+    }
+
+    /// The core's `e_machine` ([`EM_X86_64`] unless set).
+    pub fn machine(&mut self, e_machine: u16) -> &mut Self {
+        self.machine = Some(e_machine);
+        self
+    }
+
+    /// NT_ARM_TLS (0x401, owner `LINUX`), written after its thread's
+    /// NT_PRSTATUS: `TPIDR_EL0`, then `TPIDR2_EL0` when given (Linux 6.3+
+    /// writes both words, older kernels only the first).
+    pub fn arm_tls(&mut self, tpidr: u64, tpidr2: Option<u64>) -> &mut Self {
+        let mut d = tpidr.to_le_bytes().to_vec();
+        if let Some(tpidr2) = tpidr2 {
+            d.extend_from_slice(&tpidr2.to_le_bytes());
+        }
+        self.note(b"LINUX\0", 0x401, d)
+    }
+
+    /// NT_ARM_PAC_MASK (0x406, owner `LINUX`): `struct user_pac_mask
+    /// { data_mask, insn_mask }`, the bits of a data or code pointer that
+    /// hold its pointer-authentication code.
+    pub fn arm_pac_mask(&mut self, data_mask: u64, insn_mask: u64) -> &mut Self {
+        let mut d = data_mask.to_le_bytes().to_vec();
+        d.extend_from_slice(&insn_mask.to_le_bytes());
+        self.note(b"LINUX\0", 0x406, d)
+    }
+
     pub fn auxv(&mut self, pairs: &[(u64, u64)]) -> &mut Self {
         let mut d = Vec::new();
         for (k, v) in pairs.iter().chain([(0u64, 0u64)].iter()) {
@@ -131,7 +178,8 @@ impl SynthCore {
         out[5] = 1; // little endian
         out[6] = 1; // EV_CURRENT
         put(&mut out, 16, &4u16.to_le_bytes()); // ET_CORE
-        put(&mut out, 18, &62u16.to_le_bytes()); // EM_X86_64
+        let machine = self.machine.unwrap_or(EM_X86_64);
+        put(&mut out, 18, &machine.to_le_bytes());
         put(&mut out, 20, &1u32.to_le_bytes());
         put(&mut out, 32, &64u64.to_le_bytes()); // e_phoff
         put(&mut out, 52, &64u16.to_le_bytes()); // e_ehsize
