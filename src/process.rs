@@ -1,8 +1,10 @@
 //! [`Process`]: an opened core with its memory view and modules; the entry
 //! point of the library.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::corefile::OpenError;
 use crate::corefile::{CoreFile, CoreThread, OpenOptions};
@@ -85,9 +87,35 @@ struct Parts {
     python: Option<VersionInfo>,
     diagnostics: Vec<Diagnostic>,
     from_bundle: bool,
+    /// Values the layers above derive once per run (a thread's unwind),
+    /// by their type and a key, without this layer knowing the types.
+    memo: Mutex<HashMap<(TypeId, u64), Arc<dyn Any + Send + Sync>>>,
 }
 
 impl Process {
+    /// The value `derive` gives for `key`, derived once per process: every
+    /// later call with the same type and key shares it. What one command
+    /// needs several times (a thread's native stack: the findings, the
+    /// crash site and the in-flight objects each ask) is computed once.
+    pub fn memoized<T: Any + Send + Sync>(&self, key: u64, derive: impl FnOnce() -> T) -> Arc<T> {
+        let id = (TypeId::of::<T>(), key);
+        let known = self
+            .parts
+            .memo
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).cloned());
+        if let Some(value) = known.and_then(|v| v.downcast::<T>().ok()) {
+            return value;
+        }
+        // Derived outside the lock: a derivation may ask for another value.
+        let value = Arc::new(derive());
+        if let Ok(mut memo) = self.parts.memo.lock() {
+            memo.insert(id, Arc::clone(&value) as Arc<dyn Any + Send + Sync>);
+        }
+        value
+    }
+
     /// The symbol containing the runtime `address`, with the symbol's
     /// runtime start, from whichever module maps it.
     ///
@@ -210,6 +238,7 @@ impl Process {
                 python,
                 diagnostics,
                 from_bundle,
+                memo: Mutex::new(HashMap::new()),
             }),
         }
     }

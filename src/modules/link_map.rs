@@ -1061,10 +1061,20 @@ where
                 name.clone()
             }
         };
-        if let Some((base, info)) = module_header(self.mem, l_addr, l_ld, &mut self.probes) {
+        // The header where a library's usually is (at l_addr) is the cheap
+        // check; then its file, verified against the core; the page-by-page
+        // search of the core last: a core without headers (QEMU's) would
+        // pay it for every library.
+        if let Some(info) = header_at_load_address(self.mem, l_addr, l_ld) {
+            return Object::new(path(l_addr), &info.phdrs, l_addr, false, HeadersFrom::Core);
+        }
+        let in_file = self.library_in_file(&name, l_addr, l_ld);
+        if in_file.is_err()
+            && let Some((base, info)) = module_header(self.mem, l_addr, l_ld, &mut self.probes)
+        {
             return Object::new(path(base), &info.phdrs, l_addr, false, HeadersFrom::Core);
         }
-        let (phdrs, matched) = match self.library_in_file(&name, l_addr, l_ld) {
+        let (phdrs, matched) = match in_file {
             Ok(found) => found,
             Err(file) => {
                 let name = if name.is_empty() {
@@ -1246,6 +1256,23 @@ fn r_debug(mem: &impl Memory, dynamic: u64) -> Result<u64, ChainError> {
     }
 }
 
+/// Whether the headers read at `base` are those of the object loaded with
+/// bias `l_addr` whose dynamic section is at `l_ld`.
+fn fits(base: u64, info: &ElfInfo, l_addr: u64, l_ld: u64) -> bool {
+    info.first_load_vaddr
+        .is_some_and(|v| base.wrapping_sub(v) == l_addr)
+        && l_ld >= base
+        && l_ld - base < info.extent.max(PAGE)
+}
+
+/// The headers at the load address itself, where a shared library's are.
+fn header_at_load_address(mem: &impl Memory, l_addr: u64, l_ld: u64) -> Option<ElfInfo> {
+    if !l_addr.is_multiple_of(PAGE) {
+        return None;
+    }
+    read_core_elf(mem, l_addr).filter(|info| fits(l_addr, info, l_addr, l_ld))
+}
+
 /// The ELF header of the object with load bias `l_addr` and dynamic
 /// section `l_ld`, in the core: at the bias itself for an object linked
 /// at 0 (nearly all), else the nearest header below the dynamic section
@@ -1256,16 +1283,7 @@ fn module_header(
     l_ld: u64,
     probes: &mut u64,
 ) -> Option<(u64, ElfInfo)> {
-    let fits = |base: u64, info: &ElfInfo| {
-        info.first_load_vaddr
-            .is_some_and(|v| base.wrapping_sub(v) == l_addr)
-            && l_ld >= base
-            && l_ld - base < info.extent.max(PAGE)
-    };
-    if l_addr.is_multiple_of(PAGE)
-        && let Some(info) = read_core_elf(mem, l_addr)
-        && fits(l_addr, &info)
-    {
+    if let Some(info) = header_at_load_address(mem, l_addr, l_ld) {
         return Some((l_addr, info));
     }
     let top = l_ld & !(PAGE - 1);
@@ -1280,7 +1298,7 @@ fn module_header(
         }
         // The nearest header below is the object's, or the object has none.
         let info = read_core_elf(mem, base)?;
-        return fits(base, &info).then_some((base, info));
+        return fits(base, &info, l_addr, l_ld).then_some((base, info));
     }
     None
 }

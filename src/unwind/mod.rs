@@ -152,9 +152,9 @@ pub struct NativeStack {
     pub stop: StopReason,
 }
 
-/// Unwind the thread with this LWP.
+/// Unwind the thread with this LWP (once per process: later calls share it).
 pub fn unwind_thread(process: &Process, lwp: i32) -> Option<NativeStack> {
-    unwind_thread_with(process, lwp, Methods::default())
+    unwind_thread_with_registers(process, lwp).map(|(stack, _)| stack)
 }
 
 /// Unwind the thread with this LWP using only `methods`.
@@ -169,11 +169,17 @@ pub fn unwind_thread_with_registers(
     process: &Process,
     lwp: i32,
 ) -> Option<(NativeStack, Vec<UnwindRegisters>)> {
-    let mut registers = Vec::new();
-    let stack = unwind(process, lwp, Methods::default(), &mut |r| {
-        registers.push(*r)
-    })?;
-    Some((stack, registers))
+    /// One thread's unwind with every method, as [`Process::memoized`] keeps it.
+    struct Unwound(Option<(NativeStack, Vec<UnwindRegisters>)>);
+    let key = u64::from(lwp as u32);
+    let unwound = process.memoized(key, || {
+        let mut registers = Vec::new();
+        let stack = unwind(process, lwp, Methods::default(), &mut |r| {
+            registers.push(*r)
+        });
+        Unwound(stack.map(|s| (s, registers)))
+    });
+    unwound.0.clone()
 }
 
 /// The unwind, handing `frame_registers` each frame's registers as the frame is kept.
