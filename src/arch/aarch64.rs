@@ -346,12 +346,7 @@ mod tests {
     use super::*;
     use crate::arch::ArchId;
 
-    fn words(base: u64, bytes: Vec<u8>) -> impl Fn(u64) -> Option<u64> {
-        move |address| {
-            let at = usize::try_from(address.checked_sub(base)?).ok()?;
-            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-        }
-    }
+    use crate::arch::test_words as words;
 
     fn put(bytes: &mut [u8], at: u64, value: u64) {
         let at = at as usize;

@@ -501,3 +501,12 @@ impl UnwindRegisters {
         }
     }
 }
+
+/// A word reader over `bytes` at `base`, for the architectures' tests.
+#[cfg(test)]
+pub(crate) fn test_words(base: u64, bytes: Vec<u8>) -> impl Fn(u64) -> Option<u64> {
+    move |address| {
+        let at = usize::try_from(address.checked_sub(base)?).ok()?;
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    }
+}

@@ -231,13 +231,7 @@ mod tests {
     use super::*;
     use crate::arch::ArchId;
 
-    /// A word reader over `bytes` at `base`.
-    fn words(base: u64, bytes: Vec<u8>) -> impl Fn(u64) -> Option<u64> {
-        move |address| {
-            let at = usize::try_from(address.checked_sub(base)?).ok()?;
-            Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-        }
-    }
+    use crate::arch::test_words as words;
 
     #[test]
     fn prstatus_registers_round_trip() {

@@ -5,45 +5,55 @@
 
 use crate::support;
 
-#[test]
-fn function_names_agree_with_gdb() {
-    if support::matrix_missing() {
-        return;
-    }
+/// Run benches/native-vs-gdb.py with `args` (which cores); its output and
+/// its summary.json. A failed run fails the test.
+fn compare(args: &[&str]) -> (String, serde_json::Value) {
     let out_dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new("python3")
         .arg(support::repo().join("benches/native-vs-gdb.py"))
-        .args(["--quiet", "--kind", "kernel", "gcore"])
-        .args([
-            "--scenario",
-            "threads",
-            "segfault_faulthandler",
-            "gc_already_tracked",
-        ])
-        .args([
-            "--interp",
-            "pyenv-2.7.18",
-            "pyenv-3.7.16",
-            "pyenv-3.11.7",
-            "pyenv-3.13.0",
-        ])
-        .args(["debian-3.11", "debian-3.14", "debian-3.15"])
+        .arg("--quiet")
+        .args(args)
         .arg("--pymortem")
         .arg(env!("CARGO_BIN_EXE_pymortem"))
         .arg("--out")
         .arg(out_dir.path())
         .output()
         .expect("run python3 benches/native-vs-gdb.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let summary: serde_json::Value = serde_json::from_str(
+    let summary = serde_json::from_str(
         &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
     )
     .unwrap();
+    (stdout, summary)
+}
+
+#[test]
+fn function_names_agree_with_gdb() {
+    if support::matrix_missing() {
+        return;
+    }
+    let (stdout, summary) = compare(&[
+        "--kind",
+        "kernel",
+        "gcore",
+        "--scenario",
+        "threads",
+        "segfault_faulthandler",
+        "gc_already_tracked",
+        "--interp",
+        "pyenv-2.7.18",
+        "pyenv-3.7.16",
+        "pyenv-3.11.7",
+        "pyenv-3.13.0",
+        "debian-3.11",
+        "debian-3.14",
+        "debian-3.15",
+    ]);
     let totals = &summary["totals"];
     assert_eq!(totals["cores"], 42, "{stdout}");
     assert_eq!(totals["disagree"], 0, "{stdout}");
@@ -69,40 +79,20 @@ fn function_names_agree_with_gdb_multiarch_on_arm64() {
     if support::matrix_missing() {
         return;
     }
-    let out_dir = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new("python3")
-        .arg(support::repo().join("benches/native-vs-gdb.py"))
-        .args(["--quiet", "--kind", "qemu"])
-        .args([
-            "--scenario",
-            "threads",
-            "segfault_faulthandler",
-            "gc_already_tracked",
-            "segfault",
-        ])
-        .args([
-            "--interp",
-            "debian-3.11-arm64",
-            "debian-3.13-arm64",
-            "debian-3.14-arm64",
-            "debian-3.15-arm64",
-        ])
-        .arg("--pymortem")
-        .arg(env!("CARGO_BIN_EXE_pymortem"))
-        .arg("--out")
-        .arg(out_dir.path())
-        .output()
-        .expect("run python3 benches/native-vs-gdb.py");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out_dir.path().join("summary.json")).unwrap(),
-    )
-    .unwrap();
+    let (stdout, summary) = compare(&[
+        "--kind",
+        "qemu",
+        "--scenario",
+        "threads",
+        "segfault_faulthandler",
+        "gc_already_tracked",
+        "segfault",
+        "--interp",
+        "debian-3.11-arm64",
+        "debian-3.13-arm64",
+        "debian-3.14-arm64",
+        "debian-3.15-arm64",
+    ]);
     let totals = &summary["totals"];
     let count = |key: &str| totals[key].as_u64().unwrap();
     assert_eq!(count("cores"), 16, "{stdout}");
