@@ -1274,18 +1274,16 @@ fn header_at_load_address(mem: &impl Memory, l_addr: u64, l_ld: u64) -> Option<E
 }
 
 /// The ELF header of the object with load bias `l_addr` and dynamic
-/// section `l_ld`, in the core: at the bias itself for an object linked
-/// at 0 (nearly all), else the nearest header below the dynamic section
-/// whose first `PT_LOAD` gives that bias. `probes` bounds the pages looked at.
+/// section `l_ld`, searched for in the core when it is not at the bias
+/// itself ([`header_at_load_address`], which the caller tries first): the
+/// nearest header below the dynamic section, if its first `PT_LOAD` gives
+/// that bias. `probes` bounds the pages looked at.
 fn module_header(
     mem: &impl Memory,
     l_addr: u64,
     l_ld: u64,
     probes: &mut u64,
 ) -> Option<(u64, ElfInfo)> {
-    if let Some(info) = header_at_load_address(mem, l_addr, l_ld) {
-        return Some((l_addr, info));
-    }
     let top = l_ld & !(PAGE - 1);
     for k in 0..MAX_HEADER_DISTANCE / PAGE {
         if *probes >= MAX_HEADER_PROBES {

@@ -644,25 +644,6 @@ fn file_mapping_at_offset_0(file_map: &[FileMapping], module: &Module) -> u64 {
         .start
 }
 
-/// `pymortem COMMAND --json --no-cache` on `core` with `entry`'s search
-/// arguments: the exit code and the report.
-fn report(command: &[&str], entry: &Value, core: &Path) -> (i32, Value) {
-    let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
-    args.extend(["--json".into(), "--no-cache".into()]);
-    args.extend(support::search_args(entry));
-    args.push(core.display().to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = support::pymortem(&args);
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{} {command:?} on {}: exit {code}, no JSON ({e}): {stderr}",
-            support::label(entry),
-            core.display()
-        )
-    });
-    (code, report)
-}
-
 /// The named native functions of each thread of a `threads --native`
 /// report, by LWP.
 fn native_functions(report: &Value) -> BTreeMap<i64, Vec<String>> {
@@ -714,8 +695,8 @@ fn arm64_entry(manifest: &[Value], interp: &str, scenario: &str, kind: &str) -> 
 fn info_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<String> {
     let label = support::label(entry);
     let qemu_core = Path::new(entry["core"].as_str().unwrap());
-    let (_, qemu) = report(&["info"], entry, qemu_core);
-    let (_, kernel) = report(&["info"], entry, &written.path);
+    let (_, qemu) = support::json_report(&["info"], entry, qemu_core);
+    let (_, kernel) = support::json_report(&["info"], entry, &written.path);
     let mut problems =
         support::info_disagreements(&format!("{label} (kernel shape)"), &kernel, truth);
     problems.extend(support::schema_violations(&kernel));
@@ -883,8 +864,9 @@ fn library_problems(entry: &Value, written: &Written) -> Vec<String> {
 fn threads_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<String> {
     let label = support::label(entry);
     let qemu_core = Path::new(entry["core"].as_str().unwrap());
-    let (code_qemu, qemu) = report(&["threads", "--native"], entry, qemu_core);
-    let (code_kernel, kernel) = report(&["threads", "--native"], entry, &written.path);
+    let (code_qemu, qemu) = support::json_report(&["threads", "--native"], entry, qemu_core);
+    let (code_kernel, kernel) =
+        support::json_report(&["threads", "--native"], entry, &written.path);
     let mut problems = Vec::new();
     if code_kernel != code_qemu || code_kernel != 0 {
         problems.push(format!(
@@ -925,19 +907,24 @@ fn threads_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<Stri
             native_functions(&kernel)
         ));
     }
+    problems.extend(shape_differences(&label, "threads", &qemu, &kernel));
+    problems
+}
+
+/// Where the reports of the QEMU core and its kernel-shape copy differ,
+/// apart from what names the core and says how it was read.
+fn shape_differences(label: &str, what: &str, qemu: &Value, kernel: &Value) -> Vec<String> {
     let mut differences = Vec::new();
     support::json_differences(
-        "threads",
-        &support::without_core(&qemu),
-        &support::without_core(&kernel),
+        what,
+        &support::without_core(qemu),
+        &support::without_core(kernel),
         &mut differences,
     );
-    problems.extend(
-        differences
-            .iter()
-            .map(|d| format!("{label}: QEMU / kernel shape: {d}")),
-    );
-    problems
+    differences
+        .iter()
+        .map(|d| format!("{label}: QEMU / kernel shape: {d}"))
+        .collect()
 }
 
 /// How `check` on the kernel-shape core disagrees with the QEMU core and,
@@ -945,8 +932,8 @@ fn threads_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<Stri
 fn check_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<String> {
     let label = support::label(entry);
     let qemu_core = Path::new(entry["core"].as_str().unwrap());
-    let (code_qemu, qemu) = report(&["check"], entry, qemu_core);
-    let (code_kernel, kernel) = report(&["check"], entry, &written.path);
+    let (code_qemu, qemu) = support::json_report(&["check"], entry, qemu_core);
+    let (code_kernel, kernel) = support::json_report(&["check"], entry, &written.path);
     let mut problems = Vec::new();
     if code_kernel != code_qemu {
         problems.push(format!(
@@ -965,18 +952,7 @@ fn check_problems(entry: &Value, written: &Written, truth: &Value) -> Vec<String
             ));
         }
     }
-    let mut differences = Vec::new();
-    support::json_differences(
-        "check",
-        &support::without_core(&qemu),
-        &support::without_core(&kernel),
-        &mut differences,
-    );
-    problems.extend(
-        differences
-            .iter()
-            .map(|d| format!("{label}: QEMU / kernel shape: {d}")),
-    );
+    problems.extend(shape_differences(&label, "check", &qemu, &kernel));
     problems
 }
 
@@ -1075,8 +1051,8 @@ fn signed_return_addresses_unwind_as_unsigned_ones() {
     problems.extend(threads_problems(&pac, &with_mask, &truth));
 
     // The same native stacks with the kernel's mask as with none.
-    let (_, masked) = report(&["threads", "--native"], &pac, &with_mask.path);
-    let (_, unmasked) = report(&["threads", "--native"], &pac, &without_mask.path);
+    let (_, masked) = support::json_report(&["threads", "--native"], &pac, &with_mask.path);
+    let (_, unmasked) = support::json_report(&["threads", "--native"], &pac, &without_mask.path);
     let mut differences = Vec::new();
     support::json_differences(
         "threads",
@@ -1093,7 +1069,7 @@ fn signed_return_addresses_unwind_as_unsigned_ones() {
     // Each worker's native stack reaches as deep, through the same named
     // functions, as the same worker's in the core without signing (workers
     // paired by name).
-    let (_, reference) = report(
+    let (_, reference) = support::json_report(
         &["threads", "--native"],
         &plain,
         Path::new(plain["core"].as_str().unwrap()),

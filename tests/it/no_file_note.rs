@@ -231,25 +231,6 @@ fn copy_of(entry: &Value, dir: &Path, headerless: bool) -> PathBuf {
     path
 }
 
-/// `pymortem COMMAND --json --no-cache` on `core` with `entry`'s search
-/// arguments: the exit code and the report.
-fn report(command: &[&str], entry: &Value, core: &Path) -> (i32, Value) {
-    let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
-    args.extend(["--json".into(), "--no-cache".into()]);
-    args.extend(support::search_args(entry));
-    args.push(core.display().to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = support::pymortem(&args);
-    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "{} {command:?} on {}: exit {code}, no JSON ({e}): {stderr}",
-            support::label(entry),
-            core.display()
-        )
-    });
-    (code, report)
-}
-
 /// A module's recorded path as a host file: under the entry's sysroot,
 /// symlinks followed (the kernel records `/usr/lib/…/libc.so.6` where the
 /// dynamic linker says `/lib/…/libc.so.6`: one file).
@@ -438,8 +419,8 @@ fn compare_with_the_original(entry: &Value, cut: &Path, headerless: bool) -> Vec
     let full = PathBuf::from(entry["core"].as_str().unwrap());
     let mut problems = Vec::new();
 
-    let (_, info_full) = report(&["info"], entry, &full);
-    let (_, info_cut) = report(&["info"], entry, cut);
+    let (_, info_full) = support::json_report(&["info"], entry, &full);
+    let (_, info_cut) = support::json_report(&["info"], entry, cut);
     if info_full["module_source"] != "nt_file" {
         problems.push(format!(
             "{label}: the full core's source is {}",
@@ -506,8 +487,8 @@ fn compare_with_the_original(entry: &Value, cut: &Path, headerless: bool) -> Vec
         ));
     }
 
-    let (code_full, threads_full) = report(&["threads", "--native"], entry, &full);
-    let (code_cut, threads_cut) = report(&["threads", "--native"], entry, cut);
+    let (code_full, threads_full) = support::json_report(&["threads", "--native"], entry, &full);
+    let (code_cut, threads_cut) = support::json_report(&["threads", "--native"], entry, cut);
     if code_full != code_cut {
         problems.push(format!(
             "{label}: threads exit {code_cut}, with NT_FILE {code_full}"
@@ -541,8 +522,8 @@ fn compare_with_the_original(entry: &Value, cut: &Path, headerless: bool) -> Vec
         ));
     }
 
-    let (code_full, check_full) = report(&["check"], entry, &full);
-    let (code_cut, check_cut) = report(&["check"], entry, cut);
+    let (code_full, check_full) = support::json_report(&["check"], entry, &full);
+    let (code_cut, check_cut) = support::json_report(&["check"], entry, cut);
     if code_full != code_cut {
         problems.push(format!(
             "{label}: check exit {code_cut}, with NT_FILE {code_full}"

@@ -616,3 +616,22 @@ pub fn without_core(report: &Value) -> Value {
     }
     report
 }
+
+/// `pymortem COMMAND --json --no-cache` on `core` with `entry`'s search
+/// arguments: the exit code and the report (a run without JSON fails).
+pub fn json_report(command: &[&str], entry: &Value, core: &Path) -> (i32, Value) {
+    let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+    args.extend(["--json".into(), "--no-cache".into()]);
+    args.extend(search_args(entry));
+    args.push(core.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = pymortem(&args);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "{} {command:?} on {}: exit {code}, no JSON ({e}): {stderr}",
+            label(entry),
+            core.display()
+        )
+    });
+    (code, report)
+}
