@@ -9,7 +9,7 @@ use super::referrers::{Shapes, owned_targets};
 use super::{Finding, FindingKind, Referrer, ReferrerKind};
 use crate::diagnostic::Severity;
 use crate::process::Process;
-use crate::stacks::crash_site::{Candidate, SiteRole};
+use crate::stacks::crash_site::{Candidate, SiteRole, hands_out_blocks};
 
 /// What was found wrong with the crash-site object, if anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,8 @@ pub(crate) fn examine(
         candidates.iter().partition(|c| c.is_argument());
     for candidate in arguments.into_iter().chain(others) {
         match state(process, heap, &mut headers, candidate) {
+            Some(HeaderState::Dead(DeadHeader::FreeBlock(_)))
+                if hands_out_blocks(&candidate.function) => {}
             Some(HeaderState::Dead(dead)) => {
                 return Some(finding(heap, candidate, SiteState::Dead(dead), findings));
             }

@@ -10,10 +10,6 @@ use super::Finding;
 use super::pymalloc::Block;
 use super::read_context::ReadContext;
 
-/// `Py_TPFLAGS_TYPE_SUBCLASS`: set on `type` and every metatype, so an
-/// object's type's own type carries it.
-const TPFLAGS_TYPE_SUBCLASS: u64 = 1 << 31;
-
 /// What an object's header says when it cannot be alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DeadHeader {
@@ -163,14 +159,11 @@ impl HeaderCheck {
             self.last_type = (ty, known);
             return known;
         }
-        let known = ty != 0
-            && ty.is_multiple_of(8)
-            && heap
-                .objects
-                .type_of(ty)
-                .ok()
-                .and_then(|meta| heap.type_flags(meta))
-                .is_some_and(|flags| flags & TPFLAGS_TYPE_SUBCLASS != 0);
+        let known = crate::python::types::is_type_object(
+            ty,
+            |t| heap.objects.type_of(t).ok(),
+            |t| heap.type_flags(t),
+        );
         self.is_type.insert(ty, known);
         self.last_type = (ty, known);
         known

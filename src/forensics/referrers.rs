@@ -11,6 +11,7 @@ use super::freelists::FreeLists;
 use super::gc::GcWalk;
 use super::items::{DeadHeader, HeaderCheck};
 use super::owners::{FieldOwner, Owner, OwnerLayout};
+use super::pymalloc::{Allocation, BlockState};
 use super::read_context::{HeaderLookahead, ReadContext};
 use super::statics::StaticPointers;
 use super::{Finding, FindingKind, Referrer, ReferrerKind};
@@ -1167,6 +1168,17 @@ pub fn attribute(
         .with("references", count)
         .with("type_name", type_name);
         f = why.record(f);
+        if let Some(owner) = reused_by(heap, target) {
+            let owner_type = heap
+                .objects
+                .type_name(owner)
+                .unwrap_or_else(|_| "object".into());
+            f.message.push_str(&format!(
+                "; its block now holds {owner_type} {owner:#x}, {} bytes before it: the memory was reused",
+                target - owner
+            ));
+            f = f.with("reused_by", owner);
+        }
         f.referrers = list;
         findings.push(f);
     }
@@ -1177,6 +1189,31 @@ pub fn attribute(
         }
     }
 }
+
+/// The live object whose in-use pymalloc block `target` points inside,
+/// below `target`: a pointer kept after its object was freed, into memory
+/// another object took since.
+fn reused_by(heap: &ReadContext, target: u64) -> Option<u64> {
+    let Allocation::Block(block) = heap.pymalloc?.classify(target) else {
+        return None;
+    };
+    if block.state != BlockState::InUse || target <= block.start {
+        return None;
+    }
+    let mut headers = HeaderCheck::new();
+    // An object starts at its block, after its GC header, or after a
+    // pre-header too; all on 8-byte boundaries.
+    (block.start..target)
+        .step_by(8)
+        .take(REUSE_OFFSETS)
+        .find(|&start| {
+            heap.object_header(start)
+                .is_some_and(|(word, ty)| headers.alive(heap, word, ty))
+        })
+}
+
+/// Offsets from a block's start where [`reused_by`] looks for an object.
+const REUSE_OFFSETS: usize = 8;
 
 /// An object with more owned references than its refcount.
 struct Below {
@@ -1320,41 +1357,78 @@ fn scan_memory(
         let i = ranges.partition_point(|r| r.0 <= a);
         i > 0 && a < ranges[i - 1].1
     };
+    let span = hi.wrapping_sub(lo);
+    let mut note = |v: u64, at: u64| {
+        let b = slot(v);
+        if filter[(b / 64) as usize] & (1 << (b % 64)) == 0
+            || sorted.binary_search(&v).is_err()
+            || precise_at.contains(&at)
+            || in_ranges(&member_ranges, at)
+            || free.arrays.iter().any(|&(a, b)| at >= a && at < b)
+        {
+            return;
+        }
+        let (kind, description) = match refs.stacks.iter().find(|&&(a, b, _)| at >= a && at < b) {
+            Some(&(_, _, lwp)) => (
+                ReferrerKind::Stack,
+                format!("stack of thread {lwp} at {at:#x}"),
+            ),
+            None => (ReferrerKind::Memory, format!("memory at {at:#x}")),
+        };
+        let list = referrers.entry(v).or_default();
+        if list.len() < MAX_REFERRERS {
+            list.push(Referrer {
+                at,
+                kind,
+                container: None,
+                description,
+            });
+        }
+    };
     for (vaddr, bytes) in core.writable_bytes_in(0, u64::MAX, u64::MAX) {
-        for (i, word) in bytes.chunks_exact(8).enumerate() {
-            let v = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            let b = slot(v);
-            if v < lo
-                || v > hi
-                || filter[(b / 64) as usize] & (1 << (b % 64)) == 0
-                || sorted.binary_search(&v).is_err()
+        // Below a thread's stack pointer its stack holds nothing in use:
+        // often megabytes of untouched stack, which QEMU's cores dump whole.
+        let end = vaddr + bytes.len() as u64;
+        let live_from = refs
+            .stacks
+            .iter()
+            .map(|&(low, _, _)| low & !7)
+            .filter(|low| (vaddr..end).contains(low))
+            .min()
+            .unwrap_or(vaddr);
+        let (vaddr, bytes) = (live_from, &bytes[(live_from - vaddr) as usize..]);
+        let mut blocks = bytes.chunks_exact(SCAN_BLOCK);
+        for (n, block) in blocks.by_ref().enumerate() {
+            let words: [u64; SCAN_BLOCK / 8] = std::array::from_fn(|k| word(&block[k * 8..]));
+            // A block with no word in the suspects' range (zeroed stacks,
+            // small integers, code pointers) costs a few vector compares.
+            if !words
+                .iter()
+                .fold(false, |any, &v| any | (v.wrapping_sub(lo) <= span))
             {
                 continue;
             }
-            let at = vaddr + (i * 8) as u64;
-            if precise_at.contains(&at)
-                || in_ranges(&member_ranges, at)
-                || free.arrays.iter().any(|&(a, b)| at >= a && at < b)
-            {
-                continue;
+            let block_at = vaddr + (n * SCAN_BLOCK) as u64;
+            for (k, &v) in words.iter().enumerate() {
+                if v.wrapping_sub(lo) <= span {
+                    note(v, block_at + (k * 8) as u64);
+                }
             }
-            let (kind, description) = match refs.stacks.iter().find(|&&(a, b, _)| at >= a && at < b)
-            {
-                Some(&(_, _, lwp)) => (
-                    ReferrerKind::Stack,
-                    format!("stack of thread {lwp} at {at:#x}"),
-                ),
-                None => (ReferrerKind::Memory, format!("memory at {at:#x}")),
-            };
-            let list = referrers.entry(v).or_default();
-            if list.len() < MAX_REFERRERS {
-                list.push(Referrer {
-                    at,
-                    kind,
-                    container: None,
-                    description,
-                });
+        }
+        let rest_at = vaddr + (bytes.len() / SCAN_BLOCK * SCAN_BLOCK) as u64;
+        for (k, w) in blocks.remainder().chunks_exact(8).enumerate() {
+            let v = word(w);
+            if v.wrapping_sub(lo) <= span {
+                note(v, rest_at + (k * 8) as u64);
             }
         }
     }
+}
+
+/// Bytes per block of the memory scan's range pre-check: a cache line.
+const SCAN_BLOCK: usize = 64;
+
+/// The little-endian word at the start of `bytes` (8 bytes or more).
+fn word(bytes: &[u8]) -> u64 {
+    u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]))
 }

@@ -149,8 +149,41 @@ impl TypeAnchors {
     }
 }
 
-/// Whether `ty` looks like a static type object: its type is a type (its
-/// metatype has `Py_TPFLAGS_TYPE_SUBCLASS`) and it is not a heap type.
+/// Metatypes followed from an object's type up to `type`, at most: `type`
+/// itself, a metaclass, a metaclass's metaclass, with room to spare.
+const MAX_METATYPE_CHAIN: usize = 6;
+
+/// Whether `ty` is a type object, given how to read an object's type and a
+/// type's `tp_flags`. Its type must be a metatype (`Py_TPFLAGS_TYPE_SUBCLASS`)
+/// that is itself a type, up to `type`, which is its own type: one flag bit
+/// alone is met by chance in any word, a chain of them ending in a
+/// self-loop is not.
+pub fn is_type_object(
+    ty: u64,
+    mut type_of: impl FnMut(u64) -> Option<u64>,
+    mut flags: impl FnMut(u64) -> Option<u64>,
+) -> bool {
+    let mut t = ty;
+    for _ in 0..MAX_METATYPE_CHAIN {
+        if t == 0 || !t.is_multiple_of(8) {
+            return false;
+        }
+        let Some(meta) = type_of(t) else {
+            return false;
+        };
+        if flags(meta).is_none_or(|f| f & TYPE_SUBCLASS == 0) {
+            return false;
+        }
+        if meta == t {
+            return true;
+        }
+        t = meta;
+    }
+    false
+}
+
+/// Whether `ty` looks like a static type object: a type object
+/// ([`is_type_object`]) that is not a heap type.
 fn is_static_type<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
     let (Some(ob_type), Some(tp_flags)) = (
         layout.offsets().object.ob_type.get(),
@@ -158,12 +191,9 @@ fn is_static_type<M: Memory>(memory: &M, layout: &Layout, ty: u64) -> bool {
     ) else {
         return false;
     };
-    let flags = |t: u64| memory.read_u64(t.wrapping_add(tp_flags));
-    let Ok(meta) = memory.read_ptr(ty.wrapping_add(ob_type)) else {
-        return false;
-    };
-    matches!(flags(meta), Ok(f) if f & TYPE_SUBCLASS != 0)
-        && matches!(flags(ty), Ok(f) if f & HEAPTYPE == 0)
+    let flags = |t: u64| memory.read_u64(t.wrapping_add(tp_flags)).ok();
+    is_type_object(ty, |t| memory.read_ptr(t.wrapping_add(ob_type)).ok(), flags)
+        && flags(ty).is_some_and(|f| f & HEAPTYPE == 0)
 }
 
 /// The built-in type `ty` is, from its own fields; `None` for any other
@@ -347,6 +377,37 @@ mod tests {
         fn kind(&self, slot: u64) -> Option<BuiltinType> {
             by_shape(&self.memory, &self.layout, Types::at(slot))
         }
+    }
+
+    #[test]
+    fn a_type_is_a_chain_of_metatypes_up_to_type() {
+        let mut t = Types::new();
+        let is_type = |t: &Types, slot: u64| {
+            let offsets = t.layout.offsets();
+            let (ob_type, flags) = (
+                offsets.object.ob_type.get().unwrap(),
+                offsets.type_object.tp_flags.get().unwrap(),
+            );
+            is_type_object(
+                Types::at(slot),
+                |o| t.memory.read_ptr(o + ob_type).ok(),
+                |o| t.memory.read_u64(o + flags).ok(),
+            )
+        };
+        t.set(1, 0, 0, None); // NoneType
+        // None: an instance whose word where a type keeps tp_flags happens
+        // to have the metatype bit.
+        t.set(2, 1, TYPE_SUBCLASS, None);
+        // A list's item array: its second word (where ob_type is) is None.
+        t.set(3, 2, 0, None);
+        t.set(4, 0, TYPE_SUBCLASS | HEAPTYPE, 0); // class Meta(type)
+        t.set(5, 4, HEAPTYPE, None); // class C(metaclass=Meta)
+        assert!(is_type(&t, 0), "type");
+        assert!(is_type(&t, 1), "NoneType");
+        assert!(is_type(&t, 4), "a metaclass");
+        assert!(is_type(&t, 5), "a class with a metaclass");
+        assert!(!is_type(&t, 2), "None");
+        assert!(!is_type(&t, 3), "memory whose ob_type word is None");
     }
 
     #[test]

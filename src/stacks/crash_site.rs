@@ -137,6 +137,21 @@ pub fn site_role(function: &str) -> Option<SiteRole> {
     }
 }
 
+/// Whether `function` (a symbol, maybe suffixed as for [`site_role`]) hands
+/// out blocks: it walks free blocks by design, so a free block in its
+/// registers is no sign of a use after free (a block `_PyObject_Free` is
+/// given is: freed twice).
+pub fn hands_out_blocks(function: &str) -> bool {
+    const ALLOCATING: [&str; 5] = [
+        "pymalloc_alloc",
+        "_PyObject_Malloc",
+        "_PyObject_Calloc",
+        "PyObject_Malloc",
+        "PyObject_Calloc",
+    ];
+    ALLOCATING.contains(&function.split('.').next().unwrap_or(function))
+}
+
 /// Whether `function` runs Python code: the crash site is inner to it.
 fn is_eval_loop(function: &str) -> bool {
     let base = function.split('.').next().unwrap_or(function);
@@ -377,7 +392,7 @@ fn frame_candidates(
 
 #[cfg(test)]
 mod tests {
-    use super::{SiteRole, site_role};
+    use super::{SiteRole, hands_out_blocks, site_role};
 
     #[test]
     fn crash_site_functions_are_told_by_name_with_compiler_suffixes() {
@@ -403,6 +418,8 @@ mod tests {
             Some(SiteRole::Allocator)
         );
         assert_eq!(site_role("_PyObject_Free"), Some(SiteRole::Allocator));
+        assert!(hands_out_blocks("pymalloc_alloc.constprop.0"));
+        assert!(!hands_out_blocks("_PyObject_Free"));
         assert_eq!(site_role("PyObject_Repr"), Some(SiteRole::Method));
         assert_eq!(site_role("list_repr.lto_priv.0"), Some(SiteRole::Method));
         assert_eq!(site_role("dict_subscript"), Some(SiteRole::Method));
