@@ -32,7 +32,7 @@ use crate::elf::headers::{
 };
 use crate::memory::{FileBacking, MappingState, Memory, MemoryExt, ProcessMemory};
 use crate::regular_file::{is_not_regular, open_regular};
-use crate::symbols::SymbolTable;
+use crate::symbols::{SymbolAddressIndex, SymbolTable};
 
 /// Build-id notes longer than this are not believed.
 const MAX_BUILD_ID: u32 = 64;
@@ -142,6 +142,7 @@ pub struct Module {
     /// first use when no file has a `.symtab`.
     mini_debuginfo: OnceLock<Result<Option<ElfImage>, MiniDebugInfoError>>,
     symbols: OnceLock<Arc<SymbolTable>>,
+    symbol_index: OnceLock<SymbolAddressIndex>,
 }
 
 impl Module {
@@ -240,14 +241,17 @@ impl Module {
     }
 
     /// The symbol containing the link-time `address`: its name and start.
-    /// Uses the symbol table when this run has built it; otherwise scans the
-    /// ELF tables, which for a stack's few lookups is cheaper than building it.
+    /// Uses the symbol table when this run has built it; otherwise an index
+    /// of the ELF tables' addresses, which for a stack's lookups is much
+    /// cheaper to build.
     pub fn symbol_at(&self, address: u64) -> Option<(String, u64)> {
         match self.shared_symbols() {
             Some(table) => table.lookup(address).map(|s| (s.name.clone(), s.address)),
             None => {
                 let images = self.images();
-                crate::symbols::containing_in_images(&images, address)
+                self.symbol_index
+                    .get_or_init(|| SymbolAddressIndex::build(&images))
+                    .lookup(&images, address)
             }
         }
     }
@@ -743,6 +747,7 @@ fn complete_module(files: &Files, module: Identified, diagnostics: &mut Vec<Diag
         debug_file,
         mini_debuginfo: OnceLock::new(),
         symbols: OnceLock::new(),
+        symbol_index: OnceLock::new(),
     }
 }
 
@@ -968,6 +973,7 @@ fn load_vdso(memory: &ProcessMemory, base: u64) -> Option<Module> {
         debug_file: None,
         mini_debuginfo: OnceLock::new(),
         symbols: OnceLock::new(),
+        symbol_index: OnceLock::new(),
     })
 }
 

@@ -12,6 +12,9 @@ use serde::Serialize;
 
 use crate::elf::ElfImage;
 
+mod address_index;
+pub use address_index::SymbolAddressIndex;
+
 /// Which table a symbol came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -238,61 +241,6 @@ pub fn find_in_images(images: &[&ElfImage], name: &str, file: Option<&str>) -> O
         }
     }
     None
-}
-
-/// The symbol containing the link-time `address`, straight from the ELF
-/// tables without building a [`SymbolTable`]: for the few lookups of one
-/// stack. Same choice as [`SymbolTable::lookup`]: the closest start, at one
-/// start the smallest symbol that contains the address, and of aliases the
-/// `.dynsym` one (the public name: `raise`, not `__GI_raise`). Returns the
-/// name and start.
-pub fn containing_in_images(images: &[&ElfImage], address: u64) -> Option<(String, u64)> {
-    /// A containing symbol, ordered so that the better one is greater.
-    type Rank = (
-        u64,
-        std::cmp::Reverse<u64>,
-        bool,
-        std::cmp::Reverse<(usize, usize)>,
-    );
-    let mut best: Option<(Rank, String)> = None;
-    for image in images {
-        let Some(elf) = image.parse() else { continue };
-        let tables = [
-            (elf.symbol_table(), false),
-            (elf.dynamic_symbol_table(), true),
-        ];
-        for (table, dynamic) in tables.into_iter().filter_map(|(t, d)| Some((t?, d))) {
-            for sym in table.symbols().take(MAX_SYMBOLS) {
-                let (start, size) = (sym.address(), sym.size());
-                let contains = address == start || (address > start && address - start < size);
-                if !contains
-                    || sym.is_undefined()
-                    || sym.section_index().is_none()
-                    || matches!(
-                        sym.kind(),
-                        SymbolKind::File | SymbolKind::Section | SymbolKind::Label
-                    )
-                {
-                    continue;
-                }
-                let Ok(name) = sym.name() else { continue };
-                if name.is_empty() {
-                    continue;
-                }
-                // Closest start, then smallest, then .dynsym, then plainest alias.
-                let rank: Rank = (
-                    start,
-                    std::cmp::Reverse(size),
-                    dynamic,
-                    std::cmp::Reverse(alias_rank(name)),
-                );
-                if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                    best = Some((rank, name.to_string()));
-                }
-            }
-        }
-    }
-    best.map(|(rank, name)| (name, rank.0))
 }
 
 fn collect<'d, S: ObjectSymbol<'d>>(
