@@ -56,13 +56,7 @@ impl SymbolAddressIndex {
             ];
             for (table, dynamic) in tables.into_iter().filter_map(|(t, d)| Some((t?, d))) {
                 for sym in table.symbols().take(MAX_SYMBOLS) {
-                    if sym.is_undefined()
-                        || sym.section_index().is_none()
-                        || matches!(
-                            sym.kind(),
-                            SymbolKind::File | SymbolKind::Section | SymbolKind::Label
-                        )
-                    {
+                    if !has_address(&sym) {
                         continue;
                     }
                     let Ok(index) = u32::try_from(sym.index().0) else {
@@ -100,6 +94,7 @@ impl SymbolAddressIndex {
             std::cmp::Reverse<u64>,
             bool,
             std::cmp::Reverse<(usize, usize)>,
+            std::cmp::Reverse<(u16, u32)>,
         );
         let mut parsed: Vec<Option<ElfFile64<'_>>> = Vec::new();
         let mut best: Option<(u64, Rank, String)> = None;
@@ -126,6 +121,9 @@ impl SymbolAddressIndex {
                 std::cmp::Reverse(e.end - e.start),
                 e.dynamic,
                 std::cmp::Reverse(alias_rank(&name)),
+                // Equal in all else (compilers' anonymous constants): the
+                // first in the tables, so that the choice is stable.
+                std::cmp::Reverse((e.image, e.index)),
             );
             if best.as_ref().is_none_or(|(_, b, _)| rank > *b) {
                 best = Some((e.start, rank, name));
@@ -133,6 +131,18 @@ impl SymbolAddressIndex {
         }
         best.map(|(start, _, name)| (name, start))
     }
+}
+
+/// Whether `sym` names a place in the image: defined, in a section, and
+/// neither a file, a section nor a thread-local variable (whose value is an
+/// offset in each thread's TLS block, not an address).
+fn has_address<'d>(sym: &impl ObjectSymbol<'d>) -> bool {
+    !sym.is_undefined()
+        && sym.section_index().is_some()
+        && !matches!(
+            sym.kind(),
+            SymbolKind::File | SymbolKind::Section | SymbolKind::Label | SymbolKind::Tls
+        )
 }
 
 /// The name of `e`, parsing its image once per lookup.
@@ -170,9 +180,10 @@ mod tests {
             std::cmp::Reverse<u64>,
             bool,
             std::cmp::Reverse<(usize, usize)>,
+            std::cmp::Reverse<(usize, usize)>,
         );
         let mut best: Option<(Rank, String)> = None;
-        for image in images {
+        for (image_number, image) in images.iter().enumerate() {
             let elf = image.parse().unwrap();
             let tables = [
                 (elf.symbol_table(), false),
@@ -183,15 +194,7 @@ mod tests {
                     let (start, size) = (sym.address(), sym.size());
                     let contains = address == start || (address > start && address - start < size);
                     let name = sym.name().unwrap_or("");
-                    if !contains
-                        || sym.is_undefined()
-                        || sym.section_index().is_none()
-                        || matches!(
-                            sym.kind(),
-                            SymbolKind::File | SymbolKind::Section | SymbolKind::Label
-                        )
-                        || name.is_empty()
-                        || is_mapping_symbol(name)
+                    if !contains || !has_address(&sym) || name.is_empty() || is_mapping_symbol(name)
                     {
                         continue;
                     }
@@ -200,6 +203,7 @@ mod tests {
                         std::cmp::Reverse(size),
                         dynamic,
                         std::cmp::Reverse(alias_rank(name)),
+                        std::cmp::Reverse((image_number, sym.index().0)),
                     );
                     if best.as_ref().is_none_or(|(b, _)| rank > *b) {
                         best = Some((rank, name.to_string()));
@@ -230,7 +234,7 @@ mod tests {
             .flat_map(|e| [e.start.saturating_sub(1), e.start, e.start + 1, e.end])
             .collect();
         addresses.extend((0..400).map(|i| low + (high - low) / 400 * i + 3));
-        addresses.extend([0, low - 1, high, high + 4096, u64::MAX]);
+        addresses.extend([0, low.saturating_sub(1), high, high + 4096, u64::MAX]);
         let mut found = 0;
         for address in addresses {
             let expected = scanned(&images, address);
