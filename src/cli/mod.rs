@@ -435,7 +435,18 @@ struct InfoArgs {
 
 /// Run the command line and return the exit code.
 pub fn run() -> i32 {
-    let cli = Cli::parse();
+    run_from(std::env::args_os())
+}
+
+/// [`run`] with the arguments given (the first is the program name): the
+/// Python package's `pymortem` command (`python/src/lib.rs`), whose process
+/// arguments are the interpreter's, runs the command line through it.
+pub fn run_from<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     // A file truncated while it is mapped ends the run with a message that
     // names it (exit 2), not a silent SIGBUS.
     pymortem::mapped_file::report_bus_errors();
