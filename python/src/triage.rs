@@ -72,13 +72,14 @@ pub fn triage(
     let options = Arc::new(options);
     std::thread::spawn(move || {
         pool.install(|| {
-            cores.par_iter().for_each_with(sender, |sender, path| {
+            // Once the iterator is dropped, sends fail and the rest of the
+            // batch is not started.
+            let _ = cores.par_iter().try_for_each_with(sender, |sender, path| {
                 let result = match triage_core(path, &options) {
                     Ok(triaged) => to_json(&triaged),
                     Err(e) => json!({"path": path, "error": e.to_string()}),
                 };
-                // The iterator may have been dropped: the rest is not wanted.
-                let _ = sender.send(result);
+                sender.send(result)
             });
         });
     });

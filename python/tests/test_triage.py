@@ -65,3 +65,15 @@ def test_triage_of_a_folder(tmp_path):
     results = list(pymortem.triage([tmp_path], jobs=1, no_checks=True))
     assert len(results) == 2
     assert all(r.ok and r.verdict is None for r in results)
+
+
+def test_triage_iterator_dropped_early():
+    chosen = host_entries({"double_free", "threads"})
+    if chosen is None:
+        need_matrix(None)
+    results = pymortem.triage([e["core"] for e in chosen], jobs=1)
+    first = next(results)
+    assert first.ok
+    del results  # the workers stop starting cores; nothing hangs
+    again = list(pymortem.triage([chosen[0]["core"]], jobs=1))
+    assert [r.signature for r in again] and again[0].ok
