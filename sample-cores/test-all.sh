@@ -11,9 +11,13 @@
 #   3. cargo test --locked with PYMORTEM_REQUIRE_MATRIX=1, so a test that finds
 #      no generated core fails instead of returning early, and with a private
 #      TMPDIR that must be empty afterwards: the tests leave nothing behind.
+#   4. python/test-package.sh: the Python package built with `pip install .`
+#      in fresh venvs of CPython 3.13 and 3.9, and its pytest suite (same
+#      private TMPDIR). Only when no arguments are given.
 #
 # Idempotent: a second run re-verifies the interpreters and the cores and runs
-# the tests. Arguments go to `cargo test`, e.g. `sample-cores/test-all.sh -- layout::`.
+# the tests. Arguments go to `cargo test` (and skip step 4), e.g.
+# `sample-cores/test-all.sh -- layout::`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 start=$(date +%s)
@@ -35,11 +39,15 @@ status=0
 # PYMORTEM_BUNDLE_ALL: every scenario core is bundled and read back against
 # the core with its files (a plain `cargo test` samples 78 of them).
 TMPDIR="$tests_tmp" PYMORTEM_BUNDLE_ALL=1 PYMORTEM_REQUIRE_MATRIX=1 cargo test --locked --no-fail-fast "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+    step "the Python package (python/test-package.sh)"
+    TMPDIR="$tests_tmp" bash python/test-package.sh || status=$?
+fi
 leftovers="$(find "$tests_tmp" -mindepth 1 -maxdepth 1)"
 if [ -n "$leftovers" ]; then
     echo "test-all: the tests left files in the temp dir:" >&2
     echo "$leftovers" >&2
     [ "$status" != 0 ] || status=1
 fi
-step "done (cargo test exit $status)"
+step "done (exit $status)"
 exit "$status"

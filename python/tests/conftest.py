@@ -1,9 +1,10 @@
 """The sample-core matrix the tests read: `$PYMORTEM_CORES/manifest.json`
-(default /work/main/sample-cores/generated, or sample-cores/generated in
-the checkout), written by `python3 sample-cores/generate.py`.
+(default sample-cores/generated in the checkout), written by
+`python3 sample-cores/generate.py`, and the Rust builds the tests compare
+with (`$PYMORTEM_BIN`, `$PYMORTEM_EXAMPLES`, else the checkout's target/).
 
-Without it the tests that need it are skipped, unless
-PYMORTEM_REQUIRE_MATRIX=1, when they fail."""
+Without them the tests that need them are skipped, unless
+PYMORTEM_REQUIRE_MATRIX=1 (the README's test command), when they fail."""
 
 from __future__ import annotations
 
@@ -21,10 +22,7 @@ def cores_dir() -> Path:
     env = os.environ.get("PYMORTEM_CORES")
     if env:
         return Path(env)
-    local = ROOT / "sample-cores" / "generated"
-    if (local / "manifest.json").is_file():
-        return local
-    return Path("/work/main/sample-cores/generated")
+    return ROOT / "sample-cores" / "generated"
 
 
 def matrix_required() -> bool:
@@ -57,15 +55,36 @@ def label(entry: Optional[Dict[str, Any]]) -> str:
     return f"{entry['interp']}-{entry['scenario']}-{entry['kind']}"
 
 
+def need(available: bool, message: str) -> None:
+    """Skip the test when something it needs is missing, or fail it under
+    PYMORTEM_REQUIRE_MATRIX=1: in CI a skip is no pass."""
+    if available:
+        return
+    if matrix_required():
+        pytest.fail(message + " (PYMORTEM_REQUIRE_MATRIX=1)")
+    pytest.skip(message)
+
+
+def rust_build(name: str, env: str) -> Path:
+    """A Rust build to compare with: `$env` (a file for the binary, a folder
+    for the examples), else the checkout's release, then dev build."""
+    given = os.environ.get(env)
+    candidates = [Path(given)] if given else [ROOT / "target" / p for p in ("release", "debug")]
+    for folder in candidates:
+        path = folder if folder.is_file() else folder / name
+        if path.is_file():
+            return path
+    need(False, f"no Rust build of {name} to compare with (cargo build --release --examples, or set {env})")
+    raise AssertionError("unreachable")
+
+
 def need_matrix(entry: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     if entry is None:
         message = (
             f"{cores_dir() / 'manifest.json'} is missing: generate the sample cores "
             "(python3 sample-cores/generate.py) or set PYMORTEM_CORES"
         )
-        if matrix_required():
-            pytest.fail(message + " (PYMORTEM_REQUIRE_MATRIX=1)")
-        pytest.skip(message)
+        need(False, message)
     return entry
 
 

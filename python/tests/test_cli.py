@@ -5,15 +5,13 @@ codes 0 success, 1 findings, 2 error, 3 incomplete), through
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, entries, label, need_matrix, search_args, truth
+from conftest import entries, label, need_matrix, rust_build, search_args, truth
 
 
 def pymortem(*args: str, script: bool = False):
@@ -23,16 +21,6 @@ def pymortem(*args: str, script: bool = False):
     else:
         command = [sys.executable, "-m", "pymortem", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
-def rust_binary():
-    """The Rust binary to compare with: $PYMORTEM_BIN, else the worktree's
-    release build, if there is one."""
-    env = os.environ.get("PYMORTEM_BIN")
-    if env:
-        return env
-    built = ROOT / "target" / "release" / "pymortem"
-    return str(built) if built.is_file() else None
 
 
 def test_version_and_help():
@@ -88,9 +76,7 @@ def test_check_exits_1_on_findings(entry):
 )
 def test_same_output_and_exit_code_as_the_binary(entry, tmp_path):
     entry = need_matrix(entry)
-    binary = rust_binary()
-    if binary is None:
-        pytest.skip("no Rust binary to compare with (set PYMORTEM_BIN)")
+    binary = rust_build("pymortem", "PYMORTEM_BIN")
     garbage = tmp_path / "garbage.core"
     garbage.write_bytes(b"not a core")
     for args in (

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, entries, label, need_matrix, search_args, truth
+from conftest import ROOT, entries, label, need_matrix, rust_build, search_args, truth
 
 EXAMPLES = ROOT / "examples" / "python"
 
@@ -65,16 +65,6 @@ def test_distinct_stacks_groups_the_workers():
     assert f"{len(chosen)} cores read, 0 failed" in run.stdout
 
 
-def rust_example(name):
-    """The Rust twin's binary: $PYMORTEM_EXAMPLES (a folder), else the
-    worktree's release build, if there is one."""
-    import os
-
-    folder = os.environ.get("PYMORTEM_EXAMPLES") or str(ROOT / "target" / "release" / "examples")
-    path = os.path.join(folder, name)
-    return path if os.path.isfile(path) else None
-
-
 @pytest.mark.parametrize(
     "entry",
     entries(arch="x86_64", scenario="double_free", kind="gcore")[:3]
@@ -84,9 +74,7 @@ def rust_example(name):
 @pytest.mark.parametrize("name", ["freed_tuples", "largest_containers"])
 def test_same_output_as_the_rust_example(entry, name):
     entry = need_matrix(entry)
-    binary = rust_example(name)
-    if binary is None:
-        pytest.skip(f"no Rust {name} example to compare with (cargo build --release --examples)")
+    binary = rust_build(name, "PYMORTEM_EXAMPLES")
     args = [entry["core"], *files(entry)]
     ours = example(name, *args)
     theirs = subprocess.run([binary, *args], capture_output=True, text=True, timeout=600)
