@@ -24,22 +24,31 @@ import pymortem
 
 
 def references(container: pymortem.Object):
-    """(place, target) for every pointer `container` holds."""
+    """(place, detail, target) for every pointer `container` holds; `place`
+    says where (see `describe`), and nothing is formatted until a target
+    matches: a heap has millions of pointers and a handful of victims."""
     try:
         kind = container.kind
         if kind in ("list", "tuple"):
-            return [(f"item {i}", item) for i, item in enumerate(container)]
+            return [("item", i, item) for i, item in enumerate(container)]
         if kind == "dict":
             places = []
             for key, value in container.items():
-                places.append((f"key {key.repr()}", key))
-                places.append((f"value of key {key.repr()}", value))
+                places.append(("key", key, key))
+                places.append(("value of key", key, value))
             return places
         if kind == "other":
-            return [(f"attribute {name}", value) for name, value in container.attributes.items()]
+            return [("attribute", name, value) for name, value in container.attributes.items()]
     except pymortem.Error:
         pass
     return []
+
+
+def describe(place: str, detail) -> str:
+    """`item 3`, `key 'spool'`, `value of key 'spool'`, `attribute items`."""
+    if place in ("key", "value of key"):
+        return f"{place} {detail.repr()}"
+    return f"{place} {detail}"
 
 
 def run(args) -> int:
@@ -69,14 +78,14 @@ def run(args) -> int:
     for generation in gc.generations:
         for address in generation.objects:
             container = py.object(address)
-            for place, target in references(container):
+            for place, detail, target in references(container):
                 if target.address in freed:
                     try:
                         type_name = container.type_name
                     except pymortem.Error:
                         type_name = "?"
                     holders.setdefault(target.address, []).append(
-                        f"{type_name} {address:#x} {place} ({generation.name})"
+                        f"{type_name} {address:#x} {describe(place, detail)} ({generation.name})"
                     )
 
     # 3. The evidence for each.

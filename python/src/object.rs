@@ -14,6 +14,10 @@ use crate::handles::Runtime;
 /// the core only when asked. Two handles are equal when their addresses
 /// are.
 ///
+/// Reading one object is bounded (items, characters, attributes) and keeps
+/// the GIL: releasing it would cost more than the read. Long work (`inspect`,
+/// and the walks of `Python`) releases it.
+///
 /// Reads that fail raise `pymortem.ReadError` (with `.address`), or
 /// `pymortem.WrongType` when the object is not of the type an accessor
 /// reads. `repr()` never fails: damage shows in it.
@@ -56,9 +60,13 @@ impl Object {
     }
 
     /// The items of a tuple or list, or the keys of a dict.
-    fn members(&self, py: Python<'_>) -> PyResult<Vec<Object>> {
+    fn members(&self) -> PyResult<Vec<Object>> {
+        self.member_objects().py_err().map(Object::wrap)
+    }
+
+    fn member_objects(&self) -> Result<Vec<pymortem::Object>, pymortem::Error> {
         let object = &self.object;
-        py.allow_threads(|| match object.kind()? {
+        match object.kind()? {
             ObjectKind::Tuple => object.tuple_items(),
             ObjectKind::List => object.list_items(),
             ObjectKind::Dict => Ok(object
@@ -71,27 +79,17 @@ impl Object {
                 expected: "tuple, list or dict",
                 found: object.type_name().unwrap_or_else(|_| "?".into()),
             }),
-        })
-        .py_err()
-        .map(Object::wrap)
+        }
     }
 
-    fn entries(&self, py: Python<'_>) -> PyResult<Vec<(Object, Object)>> {
+    fn entries(&self) -> PyResult<Vec<(Object, Object)>> {
         let object = &self.object;
-        let entries = py.allow_threads(|| object.dict_entries()).py_err()?;
+        let entries = object.dict_entries().py_err()?;
         Ok(entries
             .into_iter()
             .map(|(k, v)| (Object::new(k), Object::new(v)))
             .collect())
     }
-}
-
-/// `kind` as its name: `tuple`, `list`, `dict`, `str`, …, `other`.
-fn kind_name(kind: ObjectKind) -> String {
-    crate::convert::json(&kind)
-        .as_str()
-        .unwrap_or("other")
-        .to_string()
 }
 
 #[pymethods]
@@ -146,15 +144,14 @@ impl Object {
     /// What it is, for typed access: `none`, `bool`, `int`, `float`, `str`,
     /// `bytes`, `tuple`, `list`, `dict`, `type` or `other`.
     #[getter]
-    fn kind(&self) -> PyResult<String> {
-        self.object.kind().py_err().map(kind_name)
+    fn kind(&self) -> PyResult<&'static str> {
+        self.object.kind().py_err().map(ObjectKind::name)
     }
 
     /// A short, bounded, Python-like repr of the object in the core; damage
     /// shows in it, it never fails.
-    fn repr(&self, py: Python<'_>) -> String {
-        let object = &self.object;
-        py.allow_threads(|| object.repr())
+    fn repr(&self) -> String {
+        self.object.repr()
     }
 
     /// The length it records: items of a tuple, list or dict, characters
@@ -165,16 +162,16 @@ impl Object {
     }
 
     /// The items of a tuple or list, the keys of a dict.
-    fn __iter__(&self, py: Python<'_>) -> PyResult<ObjectIterator> {
+    fn __iter__(&self) -> PyResult<ObjectIterator> {
         Ok(ObjectIterator {
-            items: self.members(py)?,
+            items: self.members()?,
             next: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
     /// Item `index` of a tuple or list (negative counts from the end).
-    fn __getitem__(&self, py: Python<'_>, index: isize) -> PyResult<Object> {
-        let items = self.members(py)?;
+    fn __getitem__(&self, index: isize) -> PyResult<Object> {
+        let items = self.members()?;
         let i = if index < 0 {
             index + items.len() as isize
         } else {
@@ -187,18 +184,18 @@ impl Object {
     }
 
     /// The (key, value) pairs of a dict, as `Object`s.
-    fn items(&self, py: Python<'_>) -> PyResult<Vec<(Object, Object)>> {
-        self.entries(py)
+    fn items(&self) -> PyResult<Vec<(Object, Object)>> {
+        self.entries()
     }
 
     /// The keys of a dict.
-    fn keys(&self, py: Python<'_>) -> PyResult<Vec<Object>> {
-        Ok(self.entries(py)?.into_iter().map(|(k, _)| k).collect())
+    fn keys(&self) -> PyResult<Vec<Object>> {
+        Ok(self.entries()?.into_iter().map(|(k, _)| k).collect())
     }
 
     /// The values of a dict.
-    fn values(&self, py: Python<'_>) -> PyResult<Vec<Object>> {
-        Ok(self.entries(py)?.into_iter().map(|(_, v)| v).collect())
+    fn values(&self) -> PyResult<Vec<Object>> {
+        Ok(self.entries()?.into_iter().map(|(_, v)| v).collect())
     }
 
     /// An instance's attributes (its `__dict__`, inline values or slots),
@@ -206,7 +203,7 @@ impl Object {
     #[getter]
     fn attributes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let object = &self.object;
-        let attributes = py.allow_threads(|| object.attributes()).py_err()?;
+        let attributes = object.attributes().py_err()?;
         let dict = PyDict::new(py);
         for a in attributes {
             dict.set_item(a.name, Object::new(a.value))?;
@@ -231,23 +228,23 @@ impl Object {
         match kind {
             ObjectKind::None => Ok(py.None()),
             ObjectKind::Bool => {
-                let v = py.allow_threads(|| object.int_value()).py_err()?;
+                let v = object.int_value().py_err()?;
                 (v != 0).into_py_any(py)
             }
             ObjectKind::Int => {
-                let v = py.allow_threads(|| object.int_value()).py_err()?;
+                let v = object.int_value().py_err()?;
                 v.into_py_any(py)
             }
             ObjectKind::Float => {
-                let v = py.allow_threads(|| object.float_value()).py_err()?;
+                let v = object.float_value().py_err()?;
                 v.into_py_any(py)
             }
             ObjectKind::Str => {
-                let v = py.allow_threads(|| object.str_value()).py_err()?;
+                let v = object.str_value().py_err()?;
                 v.into_py_any(py)
             }
             ObjectKind::Bytes => {
-                let v = py.allow_threads(|| object.bytes_value()).py_err()?;
+                let v = object.bytes_value().py_err()?;
                 Ok(PyBytes::new(py, &v).into_any().unbind())
             }
             _ => Err(crate::errors::to_py(pymortem::Error::WrongType {
@@ -266,8 +263,8 @@ impl Object {
         crate::convert::value_to_py(py, &info)
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
-        format!("<pymortem.Object {:#x} {}>", self.address, self.repr(py))
+    fn __repr__(&self) -> String {
+        format!("<pymortem.Object {:#x} {}>", self.address, self.repr())
     }
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import entries, label, need_matrix, rust_build, search_args, truth
+from conftest import ROOT, entries, label, need_matrix, rust_build, search_args, truth
 
 
 def pymortem(*args: str, script: bool = False):
@@ -31,6 +31,22 @@ def test_version_and_help():
     assert run.returncode == 0
     assert "Usage: pymortem" in run.stdout
     assert "triage" in run.stdout
+
+
+def test_one_version_everywhere():
+    """The command, the module, the package and the Rust crate say one version."""
+    import re
+
+    import pymortem as package
+
+    def cargo_version(path):
+        return re.search(r'^version = "([^"]+)"', path.read_text(), flags=re.M).group(1)
+
+    root = cargo_version(ROOT / "Cargo.toml")
+    assert cargo_version(ROOT / "python" / "Cargo.toml") == root
+    assert re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1) == root
+    assert package.__version__ == root
+    assert pymortem("--version").stdout.strip() == f"pymortem {root}"
 
 
 def test_bad_arguments_exit_2():

@@ -81,15 +81,41 @@ impl Python {
                 unicode_width: unicode_width(process),
                 version,
                 kinds: Default::default(),
+                type_names: Default::default(),
                 state,
             }),
         })
     }
 }
 
-/// Types whose kind a runtime remembers, at most (a damaged heap can point
-/// at any number of "types").
+/// Types whose kind or name a runtime remembers, at most (a damaged heap
+/// can point at any number of "types").
 const MAX_KNOWN_TYPES: usize = 1 << 16;
+
+/// What a runtime learned about the types at some addresses: the core does
+/// not change, so neither does the answer. Bounded by [`MAX_KNOWN_TYPES`].
+#[derive(Debug)]
+struct PerType<V>(std::sync::RwLock<rustc_hash::FxHashMap<u64, V>>);
+
+impl<V> Default for PerType<V> {
+    fn default() -> Self {
+        PerType(Default::default())
+    }
+}
+
+impl<V: Clone> PerType<V> {
+    fn get(&self, ty: u64) -> Option<V> {
+        self.0.read().ok()?.get(&ty).cloned()
+    }
+
+    fn remember(&self, ty: u64, value: V) {
+        if let Ok(mut known) = self.0.write()
+            && known.len() < MAX_KNOWN_TYPES
+        {
+            known.insert(ty, value);
+        }
+    }
+}
 
 /// A process's CPython runtime: a cheap, thread-safe handle.
 #[derive(Debug, Clone)]
@@ -103,7 +129,9 @@ struct PythonParts {
     version: PythonVersion,
     unicode_width: u64,
     state: PythonState,
-    kinds: std::sync::RwLock<rustc_hash::FxHashMap<u64, ObjectKind>>,
+    kinds: PerType<ObjectKind>,
+    /// Scripts ask every object its type's name: one read of `tp_name` per type.
+    type_names: PerType<Arc<str>>,
 }
 
 /// One core thread's merged stack, with its Python thread states.
@@ -294,16 +322,22 @@ impl Python {
 
     /// The kind of the objects of type `ty`, found before.
     pub(crate) fn known_kind(&self, ty: u64) -> Option<ObjectKind> {
-        self.parts.kinds.read().ok()?.get(&ty).copied()
+        self.parts.kinds.get(ty)
     }
 
     /// Remember the kind of the objects of type `ty`.
     pub(crate) fn remember_kind(&self, ty: u64, kind: ObjectKind) {
-        if let Ok(mut kinds) = self.parts.kinds.write()
-            && kinds.len() < MAX_KNOWN_TYPES
-        {
-            kinds.insert(ty, kind);
+        self.parts.kinds.remember(ty, kind);
+    }
+
+    /// The name of the type at `ty`, read once.
+    pub(crate) fn type_name_of_type(&self, ty: u64) -> Result<Arc<str>, crate::ReadError> {
+        if let Some(name) = self.parts.type_names.get(ty) {
+            return Ok(name);
         }
+        let name: Arc<str> = self.objects().type_name_of_type(ty)?.into();
+        self.parts.type_names.remember(ty, name.clone());
+        Ok(name)
     }
 }
 

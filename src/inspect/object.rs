@@ -51,6 +51,25 @@ pub enum ObjectKind {
     Other,
 }
 
+impl ObjectKind {
+    /// Its name, as in the JSON: `none`, `int`, `tuple`, …, `other`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjectKind::None => "none",
+            ObjectKind::Bool => "bool",
+            ObjectKind::Int => "int",
+            ObjectKind::Float => "float",
+            ObjectKind::Str => "str",
+            ObjectKind::Bytes => "bytes",
+            ObjectKind::Tuple => "tuple",
+            ObjectKind::List => "list",
+            ObjectKind::Dict => "dict",
+            ObjectKind::Type => "type",
+            ObjectKind::Other => "other",
+        }
+    }
+}
+
 /// A refcount word, and whether it marks the object immortal (3.12+).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Refcount {
@@ -138,7 +157,8 @@ impl Object {
 
     /// Its type's name (`tp_name`), e.g. `tuple`, `collections.OrderedDict`.
     pub fn type_name(&self) -> Result<String, Error> {
-        Ok(self.objects().type_name(self.address)?)
+        let ty = self.objects().type_of(self.address)?;
+        Ok(self.python.type_name_of_type(ty)?.to_string())
     }
 
     /// Its refcount word.
@@ -332,5 +352,20 @@ impl Object {
             .into_iter()
             .find(|a| a.name == name)
             .map(|a| a.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ObjectKind;
+
+    #[test]
+    fn kind_names_are_the_json_names() {
+        use ObjectKind::*;
+        for kind in [
+            None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Type, Other,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
+        }
     }
 }
