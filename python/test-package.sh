@@ -10,8 +10,8 @@
 #   3. pytest under both, with PYMORTEM_REQUIRE_MATRIX=1 (a skip fails) and
 #      the wheel for the Debian 3.13/3.14/3.15 import test
 #
-# Everything temporary (venvs, wheel, pytest's tmp_path) lives in one
-# folder that is removed at exit. Env: PYMORTEM_PYTHONS (default
+# Everything temporary (venvs, wheel, pip's and pytest's temp files) lives
+# in one folder that is removed at exit. Env: PYMORTEM_PYTHONS (default
 # "3.13.0 3.9.18", pyenv versions; the first builds the wheel).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,6 +21,10 @@ step() { echo "== [python $(($(date +%s) - start))s] $*" >&2; }
 read -r -a versions <<< "${PYMORTEM_PYTHONS:-3.13.0 3.9.18}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/pymortem-python.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+# pip, maturin and the tests all write temp files (pip leaves an extracted
+# cacert.pem behind): all of them under $work.
+export TMPDIR="$work/tmp"
+mkdir -p "$TMPDIR"
 
 venv() { # venv VERSION: a fresh venv of pyenv's VERSION in $work/venv-VERSION
     local python="$HOME/.pyenv/versions/$1/bin/python3"
@@ -48,8 +52,7 @@ done
 status=0
 for version in "${versions[@]}"; do
     step "pytest python/tests under $version"
-    mkdir -p "$work/tmp-$version"
-    TMPDIR="$work/tmp-$version" PYMORTEM_REQUIRE_MATRIX=1 PYMORTEM_WHEEL="$wheel" \
+    PYMORTEM_REQUIRE_MATRIX=1 PYMORTEM_WHEEL="$wheel" \
         PYMORTEM_BIN="${PYMORTEM_BIN:-$PWD/target/debug/pymortem}" \
         PYMORTEM_EXAMPLES="${PYMORTEM_EXAMPLES:-$PWD/target/debug/examples}" \
         "$work/venv-$version/bin/python" -m pytest -q -p no:cacheprovider python/tests || status=$?
