@@ -1358,6 +1358,7 @@ fn scan_memory(
         i > 0 && a < ranges[i - 1].1
     };
     let span = hi.wrapping_sub(lo);
+    let in_span = |v: u64| v.wrapping_sub(lo) <= span;
     let mut note = |v: u64, at: u64| {
         let b = slot(v);
         if filter[(b / 64) as usize] & (1 << (b % 64)) == 0
@@ -1402,15 +1403,12 @@ fn scan_memory(
             let words: [u64; SCAN_BLOCK / 8] = std::array::from_fn(|k| word(&block[k * 8..]));
             // A block with no word in the suspects' range (zeroed stacks,
             // small integers, code pointers) costs a few vector compares.
-            if !words
-                .iter()
-                .fold(false, |any, &v| any | (v.wrapping_sub(lo) <= span))
-            {
+            if !words.iter().fold(false, |any, &v| any | in_span(v)) {
                 continue;
             }
             let block_at = vaddr + (n * SCAN_BLOCK) as u64;
             for (k, &v) in words.iter().enumerate() {
-                if v.wrapping_sub(lo) <= span {
+                if in_span(v) {
                     note(v, block_at + (k * 8) as u64);
                 }
             }
@@ -1418,7 +1416,7 @@ fn scan_memory(
         let rest_at = vaddr + (bytes.len() / SCAN_BLOCK * SCAN_BLOCK) as u64;
         for (k, w) in blocks.remainder().chunks_exact(8).enumerate() {
             let v = word(w);
-            if v.wrapping_sub(lo) <= span {
+            if in_span(v) {
                 note(v, rest_at + (k * 8) as u64);
             }
         }

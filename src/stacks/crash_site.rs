@@ -64,7 +64,7 @@ impl SiteRole {
 /// What role `function` (a symbol, maybe with a `.lto_priv.0`, `.cold` or
 /// `.constprop.N` suffix) plays, if it is a crash-site function.
 pub fn site_role(function: &str) -> Option<SiteRole> {
-    let base = function.split('.').next().unwrap_or(function);
+    let base = super::base_name(function);
     const DEALLOC: [&str; 6] = [
         "_Py_Dealloc",
         "PyObject_GC_UnTrack",
@@ -149,12 +149,12 @@ pub fn hands_out_blocks(function: &str) -> bool {
         "PyObject_Malloc",
         "PyObject_Calloc",
     ];
-    ALLOCATING.contains(&function.split('.').next().unwrap_or(function))
+    ALLOCATING.contains(&super::base_name(function))
 }
 
 /// Whether `function` runs Python code: the crash site is inner to it.
 fn is_eval_loop(function: &str) -> bool {
-    let base = function.split('.').next().unwrap_or(function);
+    let base = super::base_name(function);
     base.starts_with("_PyEval_EvalFrame") || base == "PyEval_EvalFrameEx"
 }
 

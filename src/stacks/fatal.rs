@@ -63,7 +63,7 @@ enum MessageError {
 /// The fatal-error functions, with the argument that holds the message
 /// (`fatal_error`'s depends on the version: `rules`, when it is known).
 fn message_argument(function: &str, rules: Option<&VersionRules>) -> Option<usize> {
-    let base = function.split('.').next().unwrap_or(function);
+    let base = super::base_name(function);
     match base {
         "Py_FatalError" => Some(0),
         "_Py_FatalErrorFunc" | "_Py_FatalErrorFormat" => Some(1),

@@ -69,11 +69,18 @@ pub struct PythonSegment<'a> {
     pub anchor: Option<u64>,
 }
 
+/// A native function's name without the suffixes of GCC's clones and LTO's
+/// copies (`.cold`, `.lto_priv.0`, `.constprop.N`).
+pub(crate) fn base_name(function: &str) -> &str {
+    function.split('.').next().unwrap_or(function)
+}
+
 /// Whether a native function is CPython's eval loop.
 pub fn is_eval_frame(function: &str) -> bool {
-    // GCC clones and LTO copies carry suffixes: `.cold`, `.lto_priv.0`.
-    let base = function.split('.').next().unwrap_or(function);
-    matches!(base, "_PyEval_EvalFrameDefault" | "PyEval_EvalFrameEx")
+    matches!(
+        base_name(function),
+        "_PyEval_EvalFrameDefault" | "PyEval_EvalFrameEx"
+    )
 }
 
 /// Interleave `python` (innermost first) into `native`: each eval frame runs
