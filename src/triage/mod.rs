@@ -34,6 +34,18 @@ pub struct Skipped {
 /// a loop is reported rather than walked again. Each file is then
 /// [`classify`]d: cores are triaged, anything else is skipped with a reason.
 pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
+    let (files, mut skipped) = walk_inputs(paths);
+    let (cores, not_cores) = classify_inputs(files);
+    skipped.extend(not_cores);
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    (cores, skipped)
+}
+
+/// The first half of [`collect_inputs`]: the files found under `paths`
+/// (sorted, each once), none of them opened yet, and the paths passed over
+/// (loops, dangling links, devices). A caller that already knows some of
+/// the files (the crash database) drops them before [`classify_inputs`].
+pub fn walk_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     let mut walk = Walk::default();
     for p in paths {
         walk.visit(p, 0, false);
@@ -41,6 +53,14 @@ pub fn collect_inputs(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Skipped>) {
     let (mut files, mut skipped) = walk.linked_files_once();
     files.sort();
     files.dedup();
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    (files, skipped)
+}
+
+/// The second half of [`collect_inputs`]: each file [`classify`]d (its
+/// first bytes read) into the cores and the files skipped, with the reason.
+pub fn classify_inputs(files: Vec<PathBuf>) -> (Vec<PathBuf>, Vec<Skipped>) {
+    let mut skipped = Vec::new();
     let mut cores = Vec::new();
     for path in files {
         match classify(&path) {
@@ -369,23 +389,48 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
     })
 }
 
-/// A systemd-coredump name's timestamp
-/// (`core.<comm>.<uid>.<boot id>.<pid>.<microseconds>[.zst|.lz4|.xz]`), else the mtime.
-fn crash_time(path: &Path) -> Option<u64> {
+/// What a systemd-coredump file name tells:
+/// `core.<comm>.<uid>.<boot id>.<pid>.<microseconds>[.zst|.lz4|.xz]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoredumpName {
+    /// The boot id (32 hex digits): which boot of which machine wrote it.
+    pub boot_id: String,
+    /// The crashed process's pid.
+    pub pid: u32,
+    /// When it crashed, Unix seconds.
+    pub time: u64,
+}
+
+/// The fields of a systemd-coredump file name, or `None` for another name.
+pub fn coredump_name(path: &Path) -> Option<CoredumpName> {
     let name = path.file_name()?.to_string_lossy().into_owned();
     let stem = [".zst", ".lz4", ".xz", ".gz"]
         .iter()
         .find_map(|s| name.strip_suffix(s))
         .unwrap_or(&name);
-    if stem.starts_with("core.") {
-        let fields: Vec<&str> = stem.rsplitn(5, '.').collect();
-        if let [usec, pid, boot, _uid, _rest] = fields[..]
-            && boot.len() == 32
-            && pid.parse::<u32>().is_ok()
-            && let Ok(usec) = usec.parse::<u64>()
-        {
-            return Some(usec / 1_000_000);
-        }
+    if !stem.starts_with("core.") {
+        return None;
+    }
+    let fields: Vec<&str> = stem.rsplitn(5, '.').collect();
+    if let [usec, pid, boot, _uid, _rest] = fields[..]
+        && boot.len() == 32
+        && let Ok(pid) = pid.parse::<u32>()
+        && let Ok(usec) = usec.parse::<u64>()
+    {
+        return Some(CoredumpName {
+            boot_id: boot.to_string(),
+            pid,
+            time: usec / 1_000_000,
+        });
+    }
+    None
+}
+
+/// When a core's crash happened (Unix seconds): a systemd-coredump name's
+/// timestamp (see [`coredump_name`]), else the file's modification time.
+pub fn crash_time(path: &Path) -> Option<u64> {
+    if let Some(name) = coredump_name(path) {
+        return Some(name.time);
     }
     std::fs::metadata(path)
         .ok()?

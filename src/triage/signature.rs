@@ -119,6 +119,38 @@ pub fn signature(
     (text, id)
 }
 
+/// The parts of a crash a signature is computed from, as a crash database
+/// keeps them: with these, crashes recorded under an older algorithm are
+/// grouped again without reading their cores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignatureParts {
+    /// The fatal error's message (unmasked), if any.
+    pub fatal_error: Option<String>,
+    /// The signal's name, if any.
+    pub signal: Option<String>,
+    /// The top Python frames, as [`top_frames`] names them.
+    pub python_frames: Vec<String>,
+    /// The top native frames, as [`top_frames`] names them.
+    pub native_frames: Vec<String>,
+    /// The finding kinds, sorted.
+    pub finding_kinds: Vec<String>,
+}
+
+/// The current algorithm's (text, id) from stored parts, or `None` when it
+/// needs more than they hold (the core must then be read again). Version 1
+/// is computed from exactly these parts, so it is always `Some`; a later
+/// version that takes more frames, or other facts, returns `None` for parts
+/// stored by an older one that lack them.
+pub fn from_parts(parts: &SignatureParts) -> Option<(String, String)> {
+    let kind = crash_kind(parts.fatal_error.as_deref(), parts.signal.as_deref());
+    Some(signature(
+        &kind,
+        &parts.python_frames,
+        &parts.native_frames,
+        &parts.finding_kinds,
+    ))
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
