@@ -91,6 +91,9 @@
 //! 15. [`triage`] for folders of cores, [`report`]: serde report models
 //!     behind the CLI's tables and JSON, [`bundler`]: writing a bundle from
 //!     an opened [`Process`].
+//! 16. `crashdb` (feature `crashdb`, on with the command line's): the
+//!     crash database, triage's results recorded by content in SQLite
+//!     behind the `CrashStore` trait, migrated on open.
 //!
 //! Handles ([`Process`], [`Python`], [`Object`]) are owned, cheap to clone
 //! and `Send + Sync`. Errors are [`Error`] values that name the file or the
@@ -104,6 +107,8 @@ pub mod asyncio;
 pub mod bundle;
 pub mod bundler;
 pub mod corefile;
+#[cfg(feature = "crashdb")]
+pub mod crashdb;
 pub mod debuginfod;
 pub mod diagnostic;
 #[cfg(feature = "test-support")]

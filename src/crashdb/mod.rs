@@ -1,0 +1,374 @@
+//! The crash database: every core that `triage --db` reads, recorded once
+//! by the content of its file, so that a fleet's crashes are grouped over
+//! weeks of runs rather than one folder at a time.
+//!
+//! A crash is identified by the SHA-256 of its file's bytes (a core copied
+//! twice is one crash, reached by two paths). A path already recorded with
+//! the same size and modification time is not read again, not even hashed:
+//! a re-run over a thousand recorded cores and ten new ones reads the ten.
+//! A core that cannot be read is recorded too, with the error.
+//!
+//! The store is a trait, [`CrashStore`], so that a server database can take
+//! SQLite's place with the same schema; [`SqliteStore`] is the one there is.
+//! The schema is versioned ([`SCHEMA_VERSION`]) and migrated forward on
+//! open, one step at a time; a database written by a newer pymortem is
+//! refused ([`CrashDbError::NewerSchema`]), never rewritten.
+//!
+//! This layer sits above [`triage`](crate::triage), whose results it
+//! stores, and knows nothing of the command line.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+
+use crate::triage::CoreTriage;
+use crate::triage::signature::{SIGNATURE_VERSION, SignatureParts};
+
+/// The schema version this pymortem writes and reads. Older databases are
+/// migrated to it on open; newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The pymortem version recorded beside each crash.
+pub const PYMORTEM_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the crash database could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrashDbError {
+    /// The database engine failed (a locked, damaged or unwritable file).
+    #[error("{path}: {source}")]
+    Database {
+        /// The database.
+        path: PathBuf,
+        /// The engine's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database was written by a newer pymortem, with a schema this one
+    /// does not know: it is not touched.
+    #[error(
+        "{path}: the crash database has schema version {found}, newer than this pymortem \
+         knows ({known}): use a newer pymortem (or another database)"
+    )]
+    NewerSchema {
+        /// The database.
+        path: PathBuf,
+        /// Its schema version.
+        found: u32,
+        /// The newest this pymortem knows, [`SCHEMA_VERSION`].
+        known: u32,
+    },
+    /// The file is a database of something else.
+    #[error("{path}: not a pymortem crash database: {reason}")]
+    NotACrashDatabase {
+        /// The file.
+        path: PathBuf,
+        /// What shows it.
+        reason: String,
+    },
+    /// There is no database at the path (only recording creates one).
+    #[error("{path}: no crash database there (`pymortem triage --db` creates one)")]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A path was to be linked to a crash by content, but no crash has it.
+    #[error("{path}: no recorded crash has its content {content_hash}")]
+    UnknownContent {
+        /// The path.
+        path: PathBuf,
+        /// The content hash.
+        content_hash: String,
+    },
+}
+
+/// A file's size and modification time: a recorded path whose stamp is
+/// unchanged is taken as the same file and not read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+}
+
+/// The stamp of `path` (following symlinks, as the folder walk does).
+pub fn stamp(path: &Path) -> std::io::Result<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok(FileStamp {
+        size: meta.len(),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+    })
+}
+
+/// The SHA-256 of the file's bytes, in lower-case hex: what identifies a
+/// crash. Read in 1 MiB blocks (never the whole core in memory), from a
+/// regular file only (a FIFO would block). A compressed core is hashed as
+/// it is on disk.
+pub fn content_hash(path: &Path) -> std::io::Result<String> {
+    let mut file = crate::regular_file::open_regular(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buffer[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// What is recorded of one crash: triage's facts, or why its core could
+/// not be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrashFacts {
+    /// The machine, when the caller knows it (a core does not record its
+    /// host name).
+    pub host: Option<String>,
+    /// The boot id of a systemd-coredump file name.
+    pub boot_id: Option<String>,
+    /// When it crashed, Unix seconds.
+    pub time: Option<u64>,
+    /// CPython version.
+    pub python_version: Option<String>,
+    /// The signal's name.
+    pub signal: Option<String>,
+    /// The fatal error's message.
+    pub fatal_error: Option<String>,
+    /// The signature id (null for an unreadable core).
+    pub signature: Option<String>,
+    /// Its text.
+    pub signature_text: Option<String>,
+    /// The signature algorithm's version.
+    pub signature_version: Option<u32>,
+    /// Kinds of error and warning findings, sorted.
+    pub finding_kinds: Vec<String>,
+    /// The checks' verdict, as in JSON (`clean`, `suspicious`, …).
+    pub verdict: Option<String>,
+    /// The checks that could not run, as in JSON.
+    pub unchecked: Vec<String>,
+    /// Top Python frames, innermost first.
+    pub python_frames: Vec<String>,
+    /// Top native frames, innermost first.
+    pub native_frames: Vec<String>,
+    /// Why the core could not be read; the other facts are then empty.
+    pub error: Option<String>,
+}
+
+/// A serde enum's JSON name.
+fn json_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+impl CrashFacts {
+    /// The facts of a triaged core.
+    pub fn triaged(core: &CoreTriage, host: Option<&str>) -> CrashFacts {
+        CrashFacts {
+            host: host.map(String::from),
+            boot_id: crate::triage::coredump_name(&core.path).map(|n| n.boot_id),
+            time: core.time,
+            python_version: core.python_version.clone(),
+            signal: core.signal.clone(),
+            fatal_error: core.fatal_error.clone(),
+            signature: Some(core.signature.clone()),
+            signature_text: Some(core.signature_text.clone()),
+            signature_version: Some(SIGNATURE_VERSION),
+            finding_kinds: core.finding_kinds.clone(),
+            verdict: core.verdict.map(|v| v.as_str().to_string()),
+            unchecked: core.unchecked.iter().map(json_name).collect(),
+            python_frames: core.python_frames.clone(),
+            native_frames: core.native_frames.clone(),
+            error: None,
+        }
+    }
+
+    /// A core that could not be read, and why.
+    pub fn unreadable(path: &Path, error: &str, host: Option<&str>) -> CrashFacts {
+        CrashFacts {
+            host: host.map(String::from),
+            boot_id: crate::triage::coredump_name(path).map(|n| n.boot_id),
+            time: crate::triage::crash_time(path),
+            error: Some(error.to_string()),
+            ..CrashFacts::default()
+        }
+    }
+}
+
+/// One file to record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The file.
+    pub path: PathBuf,
+    /// Its stamp when it was read.
+    pub stamp: FileStamp,
+    /// Its content hash; `None` when the file could not even be read whole
+    /// (the path alone then identifies it).
+    pub content_hash: Option<String>,
+    /// The crash's facts; `None` for a new path of a crash already recorded
+    /// (by content), which is linked to it.
+    pub facts: Option<CrashFacts>,
+}
+
+/// What recording one file did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new crash.
+    NewCrash,
+    /// A new path (or a changed file) of a crash recorded before: a copy.
+    NewPath,
+    /// Nothing: the path was recorded meanwhile with the same stamp
+    /// (another process recording the same folder).
+    AlreadyRecorded,
+}
+
+/// A crash's id in its store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CrashId(
+    /// The store's own id of the row.
+    pub i64,
+);
+
+/// Which groups to list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupQuery {
+    /// Only crashes at or after this time (Unix seconds); crashes of
+    /// unknown time are then left out.
+    pub since: Option<u64>,
+    /// At most this many groups, largest first.
+    pub limit: Option<usize>,
+}
+
+/// A group of the stored crashes.
+#[derive(Debug, Clone)]
+pub struct StoredGroup {
+    /// The signature id.
+    pub signature: String,
+    /// Its text.
+    pub signature_text: String,
+    /// Crashes in it (distinct contents).
+    pub count: u64,
+    /// Earliest crash time.
+    pub first_seen: Option<u64>,
+    /// Latest crash time.
+    pub last_seen: Option<u64>,
+    /// CPython versions seen, sorted.
+    pub python_versions: Vec<String>,
+    /// Hosts seen, sorted.
+    pub hosts: Vec<String>,
+    /// Distinct boot ids seen (systemd-coredump names).
+    pub boots: u64,
+    /// A path of one of its crashes.
+    pub example: Option<PathBuf>,
+    /// The signature's parts, from that crash.
+    pub parts: SignatureParts,
+}
+
+/// The groups of a store, and what the listing covers.
+#[derive(Debug, Clone)]
+pub struct GroupList {
+    /// Crashes read (matching the query's time bound).
+    pub crashes: u64,
+    /// Cores recorded as unreadable (matching it).
+    pub unreadable: u64,
+    /// Groups in all, before the limit.
+    pub total_groups: u64,
+    /// The groups, largest first (ties by signature).
+    pub groups: Vec<StoredGroup>,
+}
+
+/// A crash stored under an older signature algorithm.
+#[derive(Debug, Clone)]
+pub struct StaleCrash {
+    /// Its id.
+    pub id: CrashId,
+    /// What its signature is made of.
+    pub parts: SignatureParts,
+}
+
+/// Where crashes are recorded: SQLite now ([`SqliteStore`]); a server
+/// database later, with the same schema.
+pub trait CrashStore {
+    /// The stamp a path was recorded with, if it was.
+    fn path_stamp(&self, path: &Path) -> Result<Option<FileStamp>, CrashDbError>;
+    /// Whether a crash with this content is recorded.
+    fn has_content(&self, content_hash: &str) -> Result<bool, CrashDbError>;
+    /// Record files, in one transaction; each says what it did. Safe
+    /// against other writers: a content or a path is never recorded twice.
+    fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError>;
+    /// The read crashes whose signature is of an older algorithm version
+    /// than `version`.
+    fn stale_signatures(&self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError>;
+    /// Set crashes' signatures (text, id) of algorithm `version`.
+    fn set_signatures(
+        &mut self,
+        version: u32,
+        signatures: &[(CrashId, String, String)],
+    ) -> Result<(), CrashDbError>;
+    /// The groups of the recorded crashes.
+    fn groups(&self, query: &GroupQuery) -> Result<GroupList, CrashDbError>;
+}
+
+/// What [`regroup`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Regrouped {
+    /// Crashes given the current algorithm's signature from their stored parts.
+    pub regrouped: usize,
+    /// Crashes whose stored parts do not suffice: they keep their old
+    /// signature until their cores are read again.
+    pub kept: usize,
+}
+
+/// Give every crash recorded under an older signature algorithm the
+/// current one, from its stored parts, without reading its core.
+pub fn regroup(store: &mut dyn CrashStore) -> Result<Regrouped, CrashDbError> {
+    let stale = store.stale_signatures(SIGNATURE_VERSION)?;
+    let mut updates = Vec::new();
+    let mut kept = 0;
+    for crash in &stale {
+        match crate::triage::signature::from_parts(&crash.parts) {
+            Some((text, id)) => updates.push((crash.id, text, id)),
+            None => kept += 1,
+        }
+    }
+    if !updates.is_empty() {
+        store.set_signatures(SIGNATURE_VERSION, &updates)?;
+    }
+    Ok(Regrouped {
+        regrouped: updates.len(),
+        kept,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_is_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            content_hash(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,762 @@
+//! The crash database in one SQLite file.
+//!
+//! Several `triage --db` processes may write one database at once: it is in
+//! WAL mode (readers never wait for the writer), each writer waits up to
+//! [`BUSY_TIMEOUT`] for the write lock, every write transaction takes that
+//! lock when it begins (`BEGIN IMMEDIATE`, so a check and the insert that
+//! follows it see the same rows), a content hash is `UNIQUE` and a path is
+//! the key of its row: a crash or a path is never recorded twice.
+//!
+//! Schema (version 2):
+//!
+//! - `crashes`: one row per content: `content_hash` (SHA-256 of the file,
+//!   hex; null for a file that could not be read whole), `size`,
+//!   `recorded_at` (Unix seconds), `pymortem_version`, `error` (why the core
+//!   could not be read; null otherwise), `crash_time`, `python_version`,
+//!   `signal`, `fatal_error`, `signature`, `signature_text`,
+//!   `signature_version`, `finding_kinds` (JSON array), `verdict`,
+//!   `top_frames` (JSON: `{"python": [...], "native": [...]}`), and since
+//!   version 2 `host`, `boot_id` and `unchecked` (JSON array).
+//! - `paths`: one row per file path (bytes, as the file system has them):
+//!   its `size` and `mtime_ns` when read, and its `crash_id`.
+//!
+//! `PRAGMA user_version` holds the schema version and `PRAGMA
+//! application_id` marks the file as a pymortem crash database.
+
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    CrashDbError, CrashFacts, CrashId, CrashStore, FileStamp, GroupList, GroupQuery,
+    PYMORTEM_VERSION, Record, Recorded, SCHEMA_VERSION, StaleCrash, StoredGroup,
+};
+use crate::triage::signature::SignatureParts;
+
+/// How long a writer waits for another's write lock.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `PRAGMA application_id` of a pymortem crash database: "pyMm".
+pub const APPLICATION_ID: i32 = 0x7079_4d6d;
+
+/// A crash database in a SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// One migration: the schema from version N to N+1, inside the
+/// transaction that sets `user_version` to N+1.
+type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
+/// `MIGRATIONS[n]` takes the schema from version n to n+1.
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [to_v1, to_v2];
+
+/// Version 1: crashes by content, paths to them.
+fn to_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID};
+         CREATE TABLE crashes (
+             id INTEGER PRIMARY KEY,
+             content_hash TEXT UNIQUE,
+             size INTEGER NOT NULL,
+             recorded_at INTEGER NOT NULL,
+             pymortem_version TEXT NOT NULL,
+             error TEXT,
+             crash_time INTEGER,
+             python_version TEXT,
+             signal TEXT,
+             fatal_error TEXT,
+             signature TEXT,
+             signature_text TEXT,
+             signature_version INTEGER,
+             finding_kinds TEXT NOT NULL DEFAULT '[]',
+             verdict TEXT,
+             top_frames TEXT NOT NULL DEFAULT '{{\"python\":[],\"native\":[]}}'
+         );
+         CREATE INDEX crashes_by_signature ON crashes(signature);
+         CREATE TABLE paths (
+             path BLOB PRIMARY KEY,
+             size INTEGER NOT NULL,
+             mtime_ns INTEGER NOT NULL,
+             crash_id INTEGER NOT NULL REFERENCES crashes(id)
+         );
+         CREATE INDEX paths_by_crash ON paths(crash_id);"
+    ))
+}
+
+/// Version 2: the host, the boot id and the checks that could not run; the
+/// boot id of crashes recorded before is taken from their paths' names.
+fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE crashes ADD COLUMN host TEXT;
+         ALTER TABLE crashes ADD COLUMN boot_id TEXT;
+         ALTER TABLE crashes ADD COLUMN unchecked TEXT NOT NULL DEFAULT '[]';
+         CREATE INDEX crashes_by_time ON crashes(crash_time);",
+    )?;
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut statement = tx.prepare("SELECT crash_id, path FROM paths ORDER BY path")?;
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut update =
+        tx.prepare("UPDATE crashes SET boot_id = ?2 WHERE id = ?1 AND boot_id IS NULL")?;
+    for (id, path) in rows {
+        let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+        if let Some(name) = crate::triage::coredump_name(&path) {
+            update.execute(params![id, name.boot_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// A value that does not fit SQLite's signed 64 bits is stored as the largest.
+fn i64_of(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+fn list_of_json(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The top frames as stored: `{"python": [...], "native": [...]}`.
+fn frames_json(python: &[String], native: &[String]) -> String {
+    serde_json::json!({"python": python, "native": native}).to_string()
+}
+
+fn frames_of_json(text: Option<String>) -> (Vec<String>, Vec<String>) {
+    let value: serde_json::Value = text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let list = |key: &str| -> Vec<String> {
+        serde_json::from_value(value[key].clone()).unwrap_or_default()
+    };
+    (list("python"), list("native"))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64_of(d.as_secs()))
+}
+
+impl SqliteStore {
+    /// Open the database at `path`, creating it when there is none, and
+    /// migrate it to [`SCHEMA_VERSION`].
+    pub fn open(path: &Path) -> Result<SqliteStore, CrashDbError> {
+        Self::open_with(path, true)
+    }
+
+    /// Open an existing database (an error when there is none), migrating it.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, CrashDbError> {
+        if !path.exists() {
+            return Err(CrashDbError::NotFound { path: path.into() });
+        }
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<SqliteStore, CrashDbError> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| db_error(path, e))?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.into(),
+        };
+        store
+            .conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| store.error(e))?;
+        // A newer or foreign database is refused before anything is
+        // written to it, the journal mode included.
+        store.precheck()?;
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: rusqlite::Error) -> CrashDbError {
+        db_error(&self.path, e)
+    }
+
+    /// Refuse a database of a newer schema, or of something else.
+    fn precheck(&self) -> Result<(), CrashDbError> {
+        let found = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
+        self.check_version(found)?;
+        if found == 0 {
+            self.check_empty()
+        } else {
+            self.check_application_id()
+        }
+    }
+
+    /// A database of no schema version must hold nothing: else it is
+    /// something else's.
+    fn check_empty(&self) -> Result<(), CrashDbError> {
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| self.error(e))?;
+        if tables > 0 {
+            return Err(CrashDbError::NotACrashDatabase {
+                path: self.path.clone(),
+                reason: format!(
+                    "it holds {tables} tables or indexes but no pymortem schema version"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// WAL and foreign keys.
+    fn configure(&mut self) -> Result<(), CrashDbError> {
+        // Turning WAL on takes a lock the busy handler may not wait for:
+        // retried while another process holds it. Where WAL cannot be had
+        // (a file system without shared memory) the rollback journal stays:
+        // slower for concurrent writers, as correct.
+        for attempt in 0.. {
+            let mode = self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0));
+            match mode {
+                Ok(mode) if mode.eq_ignore_ascii_case("wal") || attempt >= 50 => break,
+                Err(e) if !is_busy(&e) => return Err(self.error(e)),
+                Err(_) if attempt >= 600 => break,
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.error(e))
+    }
+
+    fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    }
+
+    /// Bring the schema to [`SCHEMA_VERSION`], one migration at a time, in
+    /// one transaction that holds the write lock (a concurrent opener waits,
+    /// then finds the work done); refuse a newer schema.
+    fn migrate(&mut self) -> Result<(), CrashDbError> {
+        let found = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
+        self.check_version(found)?;
+        if found == i64::from(SCHEMA_VERSION) {
+            return self.check_application_id();
+        }
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&path, e))?;
+        let found = Self::user_version(&tx).map_err(|e| db_error(&path, e))?;
+        let found_u32 = u32::try_from(found).unwrap_or(u32::MAX);
+        if found_u32 > SCHEMA_VERSION {
+            return Err(CrashDbError::NewerSchema {
+                path,
+                found: found_u32,
+                known: SCHEMA_VERSION,
+            });
+        }
+        if found == 0 {
+            // A new database has no tables; a database of something else does.
+            let tables: i64 = tx
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(|e| db_error(&path, e))?;
+            if tables > 0 {
+                return Err(CrashDbError::NotACrashDatabase {
+                    path,
+                    reason: format!(
+                        "it holds {tables} tables or indexes but no pymortem schema version"
+                    ),
+                });
+            }
+        }
+        for version in found_u32..SCHEMA_VERSION {
+            MIGRATIONS[version as usize](&tx).map_err(|e| db_error(&path, e))?;
+            tx.pragma_update(None, "user_version", version + 1)
+                .map_err(|e| db_error(&path, e))?;
+        }
+        tx.commit().map_err(|e| db_error(&path, e))?;
+        self.check_application_id()
+    }
+
+    fn check_version(&self, found: i64) -> Result<(), CrashDbError> {
+        match u32::try_from(found) {
+            Ok(v) if v <= SCHEMA_VERSION => Ok(()),
+            _ => Err(CrashDbError::NewerSchema {
+                path: self.path.clone(),
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                known: SCHEMA_VERSION,
+            }),
+        }
+    }
+
+    fn check_application_id(&self) -> Result<(), CrashDbError> {
+        let id: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| self.error(e))?;
+        if id == APPLICATION_ID {
+            Ok(())
+        } else {
+            Err(CrashDbError::NotACrashDatabase {
+                path: self.path.clone(),
+                reason: format!("its application id is {id:#x}, not pymortem's"),
+            })
+        }
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, CrashDbError> {
+        let v = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> CrashDbError {
+    CrashDbError::Database {
+        path: path.into(),
+        source: Box::new(e),
+    }
+}
+
+/// A group's aggregate row: signature, count, first and last time, Python
+/// versions and hosts (JSON arrays), distinct boots, an example crash's id.
+type GroupRow = (
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    i64,
+    i64,
+);
+
+fn insert_crash(
+    tx: &rusqlite::Transaction<'_>,
+    record: &Record,
+    facts: &CrashFacts,
+) -> rusqlite::Result<Option<i64>> {
+    let inserted = tx.execute(
+        "INSERT INTO crashes (content_hash, size, recorded_at, pymortem_version, error,
+             crash_time, python_version, signal, fatal_error, signature, signature_text,
+             signature_version, finding_kinds, verdict, top_frames, host, boot_id, unchecked)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+         ON CONFLICT(content_hash) DO NOTHING",
+        params![
+            record.content_hash,
+            i64_of(record.stamp.size),
+            now(),
+            PYMORTEM_VERSION,
+            facts.error,
+            facts.time.map(i64_of),
+            facts.python_version,
+            facts.signal,
+            facts.fatal_error,
+            facts.signature,
+            facts.signature_text,
+            facts.signature_version,
+            json_list(&facts.finding_kinds),
+            facts.verdict,
+            frames_json(&facts.python_frames, &facts.native_frames),
+            facts.host,
+            facts.boot_id,
+            json_list(&facts.unchecked),
+        ],
+    )?;
+    Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+}
+
+impl CrashStore for SqliteStore {
+    fn path_stamp(&self, path: &Path) -> Result<Option<FileStamp>, CrashDbError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT size, mtime_ns FROM paths WHERE path = ?1")
+            .map_err(|e| self.error(e))?;
+        statement
+            .query_row(params![path.as_os_str().as_bytes()], |r| {
+                Ok(FileStamp {
+                    size: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    mtime_ns: r.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    fn has_content(&self, content_hash: &str) -> Result<bool, CrashDbError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT 1 FROM crashes WHERE content_hash = ?1")
+            .map_err(|e| self.error(e))?;
+        statement
+            .exists(params![content_hash])
+            .map_err(|e| self.error(e))
+    }
+
+    fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError> {
+        let path = self.path.clone();
+        let err = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut outcomes = Vec::with_capacity(records.len());
+        for record in records {
+            let key = record.path.as_os_str().as_bytes();
+            let stamp: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT size, mtime_ns FROM paths WHERE path = ?1",
+                    params![key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(err)?;
+            if stamp == Some((i64_of(record.stamp.size), record.stamp.mtime_ns)) {
+                outcomes.push(Recorded::AlreadyRecorded);
+                continue;
+            }
+            let known: Option<i64> = match &record.content_hash {
+                Some(hash) => tx
+                    .query_row(
+                        "SELECT id FROM crashes WHERE content_hash = ?1",
+                        params![hash],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(err)?,
+                None => None,
+            };
+            let (crash_id, outcome) = match (known, &record.facts) {
+                (Some(id), _) => (id, Recorded::NewPath),
+                (None, Some(facts)) => match insert_crash(&tx, record, facts).map_err(err)? {
+                    Some(id) => (id, Recorded::NewCrash),
+                    None => {
+                        // Not reachable under the write lock; said rather than hidden.
+                        return Err(CrashDbError::UnknownContent {
+                            path: record.path.clone(),
+                            content_hash: record.content_hash.clone().unwrap_or_default(),
+                        });
+                    }
+                },
+                (None, None) => {
+                    return Err(CrashDbError::UnknownContent {
+                        path: record.path.clone(),
+                        content_hash: record.content_hash.clone().unwrap_or_default(),
+                    });
+                }
+            };
+            tx.execute(
+                "INSERT INTO paths (path, size, mtime_ns, crash_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(path) DO UPDATE SET size = excluded.size,
+                     mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id",
+                params![
+                    key,
+                    i64_of(record.stamp.size),
+                    record.stamp.mtime_ns,
+                    crash_id
+                ],
+            )
+            .map_err(err)?;
+            outcomes.push(outcome);
+        }
+        tx.commit().map_err(err)?;
+        Ok(outcomes)
+    }
+
+    fn stale_signatures(&self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, fatal_error, signal, top_frames, finding_kinds FROM crashes
+                 WHERE error IS NULL AND (signature_version IS NULL OR signature_version < ?1)
+                 ORDER BY id",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = statement
+            .query_map(params![version], |r| {
+                let (python_frames, native_frames) = frames_of_json(r.get(3)?);
+                Ok(StaleCrash {
+                    id: CrashId(r.get(0)?),
+                    parts: SignatureParts {
+                        fatal_error: r.get(1)?,
+                        signal: r.get(2)?,
+                        python_frames,
+                        native_frames,
+                        finding_kinds: list_of_json(r.get(4)?),
+                    },
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.error(e))
+    }
+
+    fn set_signatures(
+        &mut self,
+        version: u32,
+        signatures: &[(CrashId, String, String)],
+    ) -> Result<(), CrashDbError> {
+        let path = self.path.clone();
+        let err = |e| db_error(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        {
+            let mut update = tx
+                .prepare(
+                    "UPDATE crashes SET signature_text = ?2, signature = ?3, signature_version = ?4
+                     WHERE id = ?1 AND (signature_version IS NULL OR signature_version < ?4)",
+                )
+                .map_err(err)?;
+            for (id, text, signature) in signatures {
+                update
+                    .execute(params![id.0, text, signature, version])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn groups(&self, query: &GroupQuery) -> Result<GroupList, CrashDbError> {
+        let err = |e| self.error(e);
+        let since = query.since.map(i64_of);
+        let (crashes, unreadable): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COALESCE(SUM(error IS NULL), 0), COALESCE(SUM(error IS NOT NULL), 0)
+                 FROM crashes WHERE ?1 IS NULL OR crash_time >= ?1",
+                params![since],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        let total_groups: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(DISTINCT signature) FROM crashes
+                 WHERE error IS NULL AND (?1 IS NULL OR crash_time >= ?1)",
+                params![since],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(-1));
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT signature, COUNT(*), MIN(crash_time), MAX(crash_time),
+                     json_group_array(DISTINCT python_version), json_group_array(DISTINCT host),
+                     COUNT(DISTINCT boot_id), MIN(id)
+                 FROM crashes
+                 WHERE error IS NULL AND signature IS NOT NULL AND (?1 IS NULL OR crash_time >= ?1)
+                 GROUP BY signature
+                 ORDER BY COUNT(*) DESC, signature
+                 LIMIT ?2",
+            )
+            .map_err(err)?;
+        let strings = |text: String| -> Vec<String> {
+            let mut items: Vec<String> = serde_json::from_str::<Vec<Option<String>>>(&text)
+                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .collect();
+            items.sort();
+            items
+        };
+        let rows: Vec<GroupRow> = statement
+            .query_map(params![since, limit], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+        let mut groups = Vec::with_capacity(rows.len());
+        let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
+        for (signature, count, first, last, versions, hosts, boots, example_id) in rows {
+            let (signature_text, parts) = self
+                .conn
+                .query_row(
+                    "SELECT signature_text, fatal_error, signal, top_frames, finding_kinds
+                     FROM crashes WHERE id = ?1",
+                    params![example_id],
+                    |r| {
+                        let (python_frames, native_frames) = frames_of_json(r.get(3)?);
+                        Ok((
+                            r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                            SignatureParts {
+                                fatal_error: r.get(1)?,
+                                signal: r.get(2)?,
+                                python_frames,
+                                native_frames,
+                                finding_kinds: list_of_json(r.get(4)?),
+                            },
+                        ))
+                    },
+                )
+                .map_err(err)?;
+            let example: Option<Vec<u8>> = self
+                .conn
+                .query_row(
+                    "SELECT path FROM paths WHERE crash_id = ?1 ORDER BY path LIMIT 1",
+                    params![example_id],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            groups.push(StoredGroup {
+                signature,
+                signature_text,
+                count: to_u64(count),
+                first_seen: first.map(to_u64),
+                last_seen: last.map(to_u64),
+                python_versions: strings(versions),
+                hosts: strings(hosts),
+                boots: to_u64(boots),
+                example: example.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))),
+                parts,
+            });
+        }
+        Ok(GroupList {
+            crashes: to_u64(crashes),
+            unreadable: to_u64(unreadable),
+            total_groups: to_u64(total_groups),
+            groups,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(signal: &str) -> CrashFacts {
+        CrashFacts {
+            signal: Some(signal.into()),
+            signature: Some(format!("v1:{signal}")),
+            signature_text: Some(format!("signal: {signal}")),
+            signature_version: Some(1),
+            time: Some(100),
+            python_version: Some("3.11.7".into()),
+            ..CrashFacts::default()
+        }
+    }
+
+    fn record(path: &str, hash: &str, facts: Option<CrashFacts>) -> Record {
+        Record {
+            path: path.into(),
+            stamp: FileStamp {
+                size: 10,
+                mtime_ns: 5,
+            },
+            content_hash: Some(hash.into()),
+            facts,
+        }
+    }
+
+    #[test]
+    fn contents_and_paths_are_recorded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("crashes.db");
+        let mut store = SqliteStore::open(&db).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        let outcomes = store
+            .record(&[
+                record("/a", "h1", Some(facts("SIGSEGV"))),
+                record("/b", "h1", Some(facts("SIGSEGV"))),
+                record("/c", "h2", Some(facts("SIGABRT"))),
+                record("/a", "h1", Some(facts("SIGSEGV"))),
+            ])
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Recorded::NewCrash,
+                Recorded::NewPath,
+                Recorded::NewCrash,
+                Recorded::AlreadyRecorded
+            ]
+        );
+        assert!(store.has_content("h1").unwrap());
+        assert!(!store.has_content("h3").unwrap());
+        assert_eq!(
+            store.path_stamp(Path::new("/b")).unwrap(),
+            Some(FileStamp {
+                size: 10,
+                mtime_ns: 5
+            })
+        );
+        let list = store.groups(&GroupQuery::default()).unwrap();
+        assert_eq!((list.crashes, list.total_groups), (2, 2));
+        assert!(
+            store
+                .groups(&GroupQuery {
+                    since: Some(101),
+                    limit: None
+                })
+                .unwrap()
+                .groups
+                .is_empty()
+        );
+        drop(store);
+        // Opened again: nothing to migrate, nothing lost.
+        let store = SqliteStore::open_existing(&db).unwrap();
+        assert_eq!(store.groups(&GroupQuery::default()).unwrap().crashes, 2);
+    }
+
+    #[test]
+    fn another_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("other.db");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch("CREATE TABLE t (x)")
+            .unwrap();
+        let e = SqliteStore::open(&db).unwrap_err();
+        assert!(matches!(e, CrashDbError::NotACrashDatabase { .. }), "{e}");
+        let missing = dir.path().join("none.db");
+        assert!(matches!(
+            SqliteStore::open_existing(&missing).unwrap_err(),
+            CrashDbError::NotFound { .. }
+        ));
+    }
+}
