@@ -4,6 +4,7 @@
 //! 2 error (bad arguments, unreadable or invalid input).
 
 mod bundle_cmd;
+mod crashdb_cmd;
 mod download_progress;
 mod escape;
 mod inputs;
@@ -62,6 +63,8 @@ enum Command {
     Object(ObjectArgs),
     /// Many cores (files and folders) in parallel, grouped by crash signature.
     Triage(triage_cmd::TriageArgs),
+    /// The crash groups recorded in a crash database (`triage --db`), most frequent first.
+    Groups(crashdb_cmd::GroupsArgs),
     /// One archive holding the core and every file it needs (executable, libraries, debug files).
     Bundle(bundle_cmd::BundleArgs),
 }
@@ -460,6 +463,7 @@ where
         Command::Gc(args) => check(&args, pymortem::report::CheckPart::Gc),
         Command::Object(args) => object(&args),
         Command::Triage(args) => triage_cmd::run(&args),
+        Command::Groups(args) => crashdb_cmd::groups(&args),
         Command::Bundle(args) => bundle_cmd::run(&args),
     }
 }

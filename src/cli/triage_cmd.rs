@@ -14,8 +14,11 @@ use serde_json::json;
 use pymortem::corefile::TempBudget;
 use pymortem::report::SCHEMA_VERSION;
 use pymortem::triage::signature::{SIGNATURE_VERSION, crash_kind};
-use pymortem::triage::{CoreTriage, TriageOptions, collect_inputs, group, triage_core};
+use pymortem::triage::{
+    CoreTriage, TriageOptions, classify_inputs, group, triage_core, walk_inputs,
+};
 
+use super::crashdb_cmd::{Ingest, IngestSummary};
 use super::escape::{csv_field, esc, esc_path};
 use super::render::{counted, fit_table};
 use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
@@ -51,6 +54,13 @@ pub struct TriageArgs {
     /// core that does not fit is decompressed alone, when the others are done.
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     max_batch_temp: Option<u64>,
+    /// Record every core in this crash database (SQLite; created if missing).
+    /// Cores already recorded are not read again; the report covers the new ones.
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// The machine the cores come from, recorded with them (a core does not say).
+    #[arg(long, value_name = "NAME", requires = "db")]
+    host: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,16 +70,37 @@ enum FailOn {
     Incomplete,
 }
 
-type Outcome = (PathBuf, Result<CoreTriage, String>);
+pub(crate) type Outcome = (PathBuf, Result<CoreTriage, String>);
 
 pub fn run(args: &TriageArgs) -> i32 {
     if let Err(message) = super::inputs::check_search_paths(&args.search) {
         return fail(&message);
     }
-    let (cores, skipped) = collect_inputs(&args.paths);
-    if cores.is_empty() && skipped.is_empty() {
+    // The database first: a database this pymortem cannot use stops the
+    // run before any core is read.
+    let mut db = match &args.db {
+        Some(path) => match Ingest::open(path, args.host.clone()) {
+            Ok(db) => Some(db),
+            Err(message) => return fail(&message),
+        },
+        None => None,
+    };
+    let (files, mut skipped) = walk_inputs(&args.paths);
+    if files.is_empty() && skipped.is_empty() {
         return fail("no files found under the paths given");
     }
+    // Recorded files (same path, size and modification time) are dropped
+    // before anything opens them.
+    let files = match db.as_mut() {
+        Some(db) => match db.drop_recorded(files) {
+            Ok(files) => files,
+            Err(message) => return fail(&message),
+        },
+        None => files,
+    };
+    let (cores, not_cores) = classify_inputs(files);
+    skipped.extend(not_cores);
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let mut open = args.search.options();
     let batch_limit = args
         .max_batch_temp
@@ -88,17 +119,43 @@ pub fn run(args: &TriageArgs) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(&format!("cannot start worker threads: {e}")),
     };
+    // With a database, the cores whose content is recorded (copies) are
+    // linked, not read; copies within the batch are read once.
+    let cores = match db.as_mut() {
+        Some(db) => match pool.install(|| db.drop_recorded_contents(cores)) {
+            Ok(cores) => cores,
+            Err(message) => return fail(&message),
+        },
+        None => cores,
+    };
     let progress = Progress::new(cores.len());
-    let outcomes: Vec<Outcome> = pool.install(|| {
-        cores
-            .par_iter()
-            .map(|path| {
-                let outcome = triage_core(path, &options).map_err(|e| e.to_string());
-                progress.tick();
-                (path.clone(), outcome)
-            })
-            .collect()
-    });
+    let analyse = |path: &PathBuf| {
+        let outcome = triage_core(path, &options).map_err(|e| e.to_string());
+        progress.tick();
+        (path.clone(), outcome)
+    };
+    let outcomes: Vec<Outcome> = match db.as_mut() {
+        // In chunks, each recorded as soon as it is read: an interrupted
+        // run keeps what it did, and other writers get their turns.
+        Some(db) => {
+            let chunk = (pool.current_num_threads() * 8).max(16);
+            let mut outcomes = Vec::with_capacity(cores.len());
+            for paths in cores.chunks(chunk) {
+                let read: Vec<Outcome> = pool.install(|| paths.par_iter().map(&analyse).collect());
+                if let Err(message) = db.record(&read) {
+                    progress.finish();
+                    return fail(&message);
+                }
+                outcomes.extend(read);
+            }
+            if let Err(message) = db.finish() {
+                progress.finish();
+                return fail(&message);
+            }
+            outcomes
+        }
+        None => pool.install(|| cores.par_iter().map(&analyse).collect()),
+    };
     progress.finish();
     let triaged: Vec<CoreTriage> = outcomes
         .iter()
@@ -111,17 +168,38 @@ pub fn run(args: &TriageArgs) -> i32 {
             .position(|g| g.signature == signature)
             .map(|i| i + 1)
     };
+    let database = db.as_ref().map(Ingest::summary);
     let text = if args.json {
-        json_lines(&outcomes, &skipped, &groups, &group_of, &budget)
+        json_lines(
+            &outcomes,
+            &skipped,
+            &groups,
+            &group_of,
+            &budget,
+            database.as_ref(),
+        )
     } else if args.csv {
         csv(&outcomes, &skipped, &group_of)
     } else {
-        table(&outcomes, &skipped, &groups)
+        let mut text = database
+            .as_ref()
+            .map(IngestSummary::line)
+            .unwrap_or_default();
+        text.push_str(&table(&outcomes, &skipped, &groups));
+        text
     };
-    // CSV rows are data: escaped like text, never wrapped to a width.
+    // CSV rows are data: escaped like text, never wrapped to a width. The
+    // database's line goes to stderr there, where it breaks no row.
     let code = if args.json {
         emit(&text)
     } else if args.csv {
+        if let Some(database) = &database {
+            let line = database.line();
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                super::escape::terminal_text(&line).as_bytes(),
+            );
+        }
         emit(&super::escape::terminal_text(&text))
     } else {
         emit_text(&text)
@@ -190,6 +268,7 @@ fn json_lines(
     groups: &[pymortem::triage::Group],
     group_of: &dyn Fn(&str) -> Option<usize>,
     budget: &TempBudget,
+    database: Option<&IngestSummary>,
 ) -> String {
     let mut out = String::new();
     for (path, outcome) in outcomes {
@@ -206,7 +285,7 @@ fn json_lines(
     for s in skipped {
         let _ = writeln!(out, "{}", json!({"path": s.path, "skipped": s.reason}));
     }
-    let summary = json!({
+    let mut summary = json!({
         "schema": "triage",
         "schema_version": SCHEMA_VERSION,
         "signature_version": SIGNATURE_VERSION,
@@ -216,6 +295,9 @@ fn json_lines(
         "groups": groups,
         "temp": {"limit_bytes": budget.limit(), "peak_bytes": budget.peak()},
     });
+    if let Some(database) = database {
+        summary["database"] = database.json();
+    }
     let _ = writeln!(out, "{summary}");
     out
 }
@@ -378,6 +460,23 @@ fn signature_lines(group: &pymortem::triage::Group, outcomes: &[Outcome]) -> Vec
     let Some(core) = example else {
         return vec![esc(&group.signature_text).to_string()];
     };
+    signature_part_lines(
+        core.fatal_error.as_deref(),
+        core.signal.as_deref(),
+        &core.python_frames,
+        &core.native_frames,
+        &core.finding_kinds,
+    )
+}
+
+/// A signature's parts, one line each, each escaped on its own.
+pub(crate) fn signature_part_lines(
+    fatal_error: Option<&str>,
+    signal: Option<&str>,
+    python_frames: &[String],
+    native_frames: &[String],
+    finding_kinds: &[String],
+) -> Vec<String> {
     let listed = |items: &[String], separator: &str| {
         if items.is_empty() {
             "none".to_string()
@@ -386,19 +485,15 @@ fn signature_lines(group: &pymortem::triage::Group, outcomes: &[Outcome]) -> Vec
         }
     };
     vec![
-        esc(&crash_kind(
-            core.fatal_error.as_deref(),
-            core.signal.as_deref(),
-        ))
-        .to_string(),
-        format!("python: {}", listed(&core.python_frames, " < ")),
-        format!("native: {}", listed(&core.native_frames, " < ")),
-        format!("findings: {}", listed(&core.finding_kinds, ", ")),
+        esc(&crash_kind(fatal_error, signal)).to_string(),
+        format!("python: {}", listed(python_frames, " < ")),
+        format!("native: {}", listed(native_frames, " < ")),
+        format!("findings: {}", listed(finding_kinds, ", ")),
     ]
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
-fn utc(seconds: u64) -> String {
+pub(crate) fn utc(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
     let (h, m) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
