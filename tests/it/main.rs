@@ -17,6 +17,7 @@ mod check_without_files;
 mod cli;
 mod cli_text;
 mod compressed_debug_bombs;
+mod crashdb;
 mod datastack_recovery;
 mod debug_offsets_damage;
 mod debug_offsets_data;
