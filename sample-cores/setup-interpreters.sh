@@ -89,6 +89,10 @@ need_tool chroot coreutils
 need_tool gcc gcc
 need_tool debuginfod debuginfod
 need_tool dwz dwz
+# The crash database's server tests (a private PostgreSQL server per test)
+# and the HTML report's test in headless Chromium.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_tool /usr/lib/postgresql/initdb postgresql
+need_tool chromium chromium
 # the arm64 interpreters run under QEMU's user-mode emulator (which also writes their cores);
 # gdb-multiarch reads those cores (the native-stack comparison)
 need_tool qemu-aarch64-static qemu-user-static

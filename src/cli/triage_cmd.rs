@@ -18,7 +18,9 @@ use pymortem::triage::{
     CoreTriage, TriageOptions, classify_inputs, group, triage_core, walk_inputs,
 };
 
-use super::crashdb_cmd::{Ingest, IngestSummary};
+use pymortem::crashdb::{Ingest, IngestSummary, Outcome};
+
+use super::crashdb_cmd::{ingest_json, ingest_line};
 use super::escape::{csv_field, esc, esc_path};
 use super::render::{counted, fit_table};
 use super::{CacheArgs, EXIT_OK, SearchArgs, emit, emit_text, fail};
@@ -54,10 +56,11 @@ pub struct TriageArgs {
     /// core that does not fit is decompressed alone, when the others are done.
     #[arg(long, value_name = "SIZE", value_parser = super::parse_size)]
     max_batch_temp: Option<u64>,
-    /// Record every core in this crash database (SQLite; created if missing).
-    /// Cores already recorded are not read again; the report covers the new ones.
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// Record every core in this crash database: a SQLite file (created if
+    /// missing) or a postgresql://user@host/db URL. Cores already recorded are
+    /// not read again; the report covers the new ones.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
     /// The machine the cores come from, recorded with them (a core does not say).
     #[arg(long, value_name = "NAME", requires = "db")]
     host: Option<String>,
@@ -70,8 +73,6 @@ enum FailOn {
     Incomplete,
 }
 
-pub(crate) type Outcome = (PathBuf, Result<CoreTriage, String>);
-
 pub fn run(args: &TriageArgs) -> i32 {
     if let Err(message) = super::inputs::check_search_paths(&args.search) {
         return fail(&message);
@@ -79,9 +80,9 @@ pub fn run(args: &TriageArgs) -> i32 {
     // The database first: a database this pymortem cannot use stops the
     // run before any core is read.
     let mut db = match &args.db {
-        Some(path) => match Ingest::open(path, args.host.clone()) {
+        Some(url) => match Ingest::open(url, args.host.clone()) {
             Ok(db) => Some(db),
-            Err(message) => return fail(&message),
+            Err(e) => return fail(&e.to_string()),
         },
         None => None,
     };
@@ -94,7 +95,7 @@ pub fn run(args: &TriageArgs) -> i32 {
     let files = match db.as_mut() {
         Some(db) => match db.drop_recorded(files) {
             Ok(files) => files,
-            Err(message) => return fail(&message),
+            Err(e) => return fail(&e.to_string()),
         },
         None => files,
     };
@@ -124,7 +125,7 @@ pub fn run(args: &TriageArgs) -> i32 {
     let cores = match db.as_mut() {
         Some(db) => match pool.install(|| db.drop_recorded_contents(cores)) {
             Ok(cores) => cores,
-            Err(message) => return fail(&message),
+            Err(e) => return fail(&e.to_string()),
         },
         None => cores,
     };
@@ -142,15 +143,15 @@ pub fn run(args: &TriageArgs) -> i32 {
             let mut outcomes = Vec::with_capacity(cores.len());
             for paths in cores.chunks(chunk) {
                 let read: Vec<Outcome> = pool.install(|| paths.par_iter().map(&analyse).collect());
-                if let Err(message) = db.record(&read) {
+                if let Err(e) = db.record(&read) {
                     progress.finish();
-                    return fail(&message);
+                    return fail(&e.to_string());
                 }
                 outcomes.extend(read);
             }
-            if let Err(message) = db.finish() {
+            if let Err(e) = db.finish() {
                 progress.finish();
-                return fail(&message);
+                return fail(&e.to_string());
             }
             outcomes
         }
@@ -168,7 +169,7 @@ pub fn run(args: &TriageArgs) -> i32 {
             .position(|g| g.signature == signature)
             .map(|i| i + 1)
     };
-    let database = db.as_ref().map(Ingest::summary);
+    let database = db.as_ref().map(|db| db.summary().clone());
     let text = if args.json {
         json_lines(
             &outcomes,
@@ -181,10 +182,7 @@ pub fn run(args: &TriageArgs) -> i32 {
     } else if args.csv {
         csv(&outcomes, &skipped, &group_of)
     } else {
-        let mut text = database
-            .as_ref()
-            .map(IngestSummary::line)
-            .unwrap_or_default();
+        let mut text = database.as_ref().map(ingest_line).unwrap_or_default();
         text.push_str(&table(&outcomes, &skipped, &groups));
         text
     };
@@ -194,7 +192,7 @@ pub fn run(args: &TriageArgs) -> i32 {
         emit(&text)
     } else if args.csv {
         if let Some(database) = &database {
-            let line = database.line();
+            let line = ingest_line(database);
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 super::escape::terminal_text(&line).as_bytes(),
@@ -296,7 +294,7 @@ fn json_lines(
         "temp": {"limit_bytes": budget.limit(), "peak_bytes": budget.peak()},
     });
     if let Some(database) = database {
-        summary["database"] = database.json();
+        summary["database"] = ingest_json(database);
     }
     let _ = writeln!(out, "{summary}");
     out

@@ -17,8 +17,13 @@
 //! This layer sits above [`triage`](crate::triage), whose results it
 //! stores, and knows nothing of the command line.
 
+mod columns;
+mod ingest;
+mod postgres;
 mod sqlite;
 
+pub use ingest::{Ingest, IngestSummary, Outcome};
+pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
 
 use std::io::Read;
@@ -31,20 +36,22 @@ use crate::triage::signature::{SIGNATURE_VERSION, SignatureParts};
 
 /// The schema version this pymortem writes and reads. Older databases are
 /// migrated to it on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The pymortem version recorded beside each crash.
 pub const PYMORTEM_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Why the crash database could not be used.
+/// Why the crash database could not be used. `location` is the database's
+/// file, or its server URL without the password.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CrashDbError {
-    /// The database engine failed (a locked, damaged or unwritable file).
-    #[error("{path}: {source}")]
+    /// The database engine failed (a locked, damaged or unwritable file, a
+    /// server that cannot be reached or refuses the login).
+    #[error("{location}: {source}")]
     Database {
         /// The database.
-        path: PathBuf,
+        location: String,
         /// The engine's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -52,30 +59,38 @@ pub enum CrashDbError {
     /// The database was written by a newer pymortem, with a schema this one
     /// does not know: it is not touched.
     #[error(
-        "{path}: the crash database has schema version {found}, newer than this pymortem \
+        "{location}: the crash database has schema version {found}, newer than this pymortem \
          knows ({known}): use a newer pymortem (or another database)"
     )]
     NewerSchema {
         /// The database.
-        path: PathBuf,
+        location: String,
         /// Its schema version.
         found: u32,
         /// The newest this pymortem knows, [`SCHEMA_VERSION`].
         known: u32,
     },
-    /// The file is a database of something else.
-    #[error("{path}: not a pymortem crash database: {reason}")]
+    /// The database is one of something else.
+    #[error("{location}: not a pymortem crash database: {reason}")]
     NotACrashDatabase {
-        /// The file.
-        path: PathBuf,
+        /// The database.
+        location: String,
         /// What shows it.
         reason: String,
     },
     /// There is no database at the path (only recording creates one).
-    #[error("{path}: no crash database there (`pymortem triage --db` creates one)")]
+    #[error("{location}: no crash database there (`pymortem triage --db` creates one)")]
     NotFound {
         /// The path.
-        path: PathBuf,
+        location: String,
+    },
+    /// The URL is not one pymortem can open.
+    #[error("{location}: {reason}")]
+    BadUrl {
+        /// The URL, without its password.
+        location: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A path was to be linked to a crash by content, but no crash has it.
     #[error("{path}: no recorded crash has its content {content_hash}")]
@@ -166,6 +181,10 @@ pub struct CrashFacts {
     pub python_frames: Vec<String>,
     /// Top native frames, innermost first.
     pub native_frames: Vec<String>,
+    /// The crashing thread's stack, one line per frame, innermost first.
+    pub stack: Vec<String>,
+    /// The error and warning findings, one line each.
+    pub findings: Vec<String>,
     /// Why the core could not be read; the other facts are then empty.
     pub error: Option<String>,
 }
@@ -196,6 +215,8 @@ impl CrashFacts {
             unchecked: core.unchecked.iter().map(json_name).collect(),
             python_frames: core.python_frames.clone(),
             native_frames: core.native_frames.clone(),
+            stack: core.stack.clone(),
+            findings: core.findings.clone(),
             error: None,
         }
     }
@@ -277,6 +298,8 @@ pub struct StoredGroup {
     pub boots: u64,
     /// A path of one of its crashes.
     pub example: Option<PathBuf>,
+    /// That crash (the group's first recorded).
+    pub example_id: CrashId,
     /// The signature's parts, from that crash.
     pub parts: SignatureParts,
 }
@@ -303,19 +326,68 @@ pub struct StaleCrash {
     pub parts: SignatureParts,
 }
 
-/// Where crashes are recorded: SQLite now ([`SqliteStore`]); a server
-/// database later, with the same schema.
-pub trait CrashStore {
+/// One recorded crash, as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct StoredCrash {
+    /// Its id.
+    pub id: CrashId,
+    /// Its signature id (`None` for an unreadable core).
+    pub signature: Option<String>,
+    /// When it crashed, Unix seconds.
+    pub time: Option<u64>,
+    /// The machine.
+    pub host: Option<String>,
+    /// CPython version.
+    pub python_version: Option<String>,
+    /// The checks' verdict.
+    pub verdict: Option<String>,
+    /// Why its core could not be read.
+    pub error: Option<String>,
+    /// Its first path (by byte order).
+    pub path: Option<PathBuf>,
+}
+
+/// What is stored of one crash beyond its listing: its stack and findings.
+#[derive(Debug, Clone, Default)]
+pub struct CrashDetail {
+    /// The signal's name.
+    pub signal: Option<String>,
+    /// The fatal error's message.
+    pub fatal_error: Option<String>,
+    /// The checks' verdict.
+    pub verdict: Option<String>,
+    /// The checks that could not run.
+    pub unchecked: Vec<String>,
+    /// Kinds of error and warning findings.
+    pub finding_kinds: Vec<String>,
+    /// The crashing thread's stack, one line per frame (empty for crashes
+    /// recorded before schema version 3: their top frames are in `parts`).
+    pub stack: Vec<String>,
+    /// The error and warning findings, one line each.
+    pub findings: Vec<String>,
+    /// The signature's parts.
+    pub parts: SignatureParts,
+    /// Its paths, by byte order.
+    pub paths: Vec<PathBuf>,
+}
+
+/// Where crashes are recorded: a SQLite file ([`SqliteStore`]) or a
+/// PostgreSQL server ([`PostgresStore`]), with the same schema.
+pub trait CrashStore: Send {
+    /// The database's file, or its URL without the password.
+    fn location(&self) -> String;
+    /// The schema version of the open database.
+    fn schema_version(&mut self) -> Result<u32, CrashDbError>;
     /// The stamp a path was recorded with, if it was.
-    fn path_stamp(&self, path: &Path) -> Result<Option<FileStamp>, CrashDbError>;
+    fn path_stamp(&mut self, path: &Path) -> Result<Option<FileStamp>, CrashDbError>;
     /// Whether a crash with this content is recorded.
-    fn has_content(&self, content_hash: &str) -> Result<bool, CrashDbError>;
+    fn has_content(&mut self, content_hash: &str) -> Result<bool, CrashDbError>;
     /// Record files, in one transaction; each says what it did. Safe
     /// against other writers: a content or a path is never recorded twice.
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError>;
     /// The read crashes whose signature is of an older algorithm version
     /// than `version`.
-    fn stale_signatures(&self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError>;
+    fn stale_signatures(&mut self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError>;
     /// Set crashes' signatures (text, id) of algorithm `version`.
     fn set_signatures(
         &mut self,
@@ -323,7 +395,32 @@ pub trait CrashStore {
         signatures: &[(CrashId, String, String)],
     ) -> Result<(), CrashDbError>;
     /// The groups of the recorded crashes.
-    fn groups(&self, query: &GroupQuery) -> Result<GroupList, CrashDbError>;
+    fn groups(&mut self, query: &GroupQuery) -> Result<GroupList, CrashDbError>;
+    /// Every recorded crash matching the query's time bound (its limit is
+    /// not used), oldest first.
+    fn crashes(&mut self, query: &GroupQuery) -> Result<Vec<StoredCrash>, CrashDbError>;
+    /// A crash's stack, findings and paths.
+    fn crash_detail(&mut self, id: CrashId) -> Result<CrashDetail, CrashDbError>;
+}
+
+/// Whether `url` names a PostgreSQL server rather than a SQLite file.
+pub fn is_server_url(url: &str) -> bool {
+    url.starts_with("postgresql://") || url.starts_with("postgres://")
+}
+
+/// Open the crash database `url` names: a `postgresql://` URL, or the path
+/// of a SQLite file. With `create`, a missing SQLite file is created (and
+/// a server database given its tables); else it must exist.
+pub fn open_store(url: &str, create: bool) -> Result<Box<dyn CrashStore>, CrashDbError> {
+    if is_server_url(url) {
+        return Ok(Box::new(PostgresStore::connect(url)?));
+    }
+    let path = Path::new(url);
+    Ok(Box::new(if create {
+        SqliteStore::open(path)?
+    } else {
+        SqliteStore::open_existing(path)?
+    }))
 }
 
 /// What [`regroup`] did.

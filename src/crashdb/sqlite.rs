@@ -29,11 +29,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{
-    CrashDbError, CrashFacts, CrashId, CrashStore, FileStamp, GroupList, GroupQuery,
-    PYMORTEM_VERSION, Record, Recorded, SCHEMA_VERSION, StaleCrash, StoredGroup,
+use super::columns::{
+    CRASH_COLUMNS, CrashColumns, i64_of, list_of_json, signature_parts, sorted_strings, u64_of,
 };
-use crate::triage::signature::SignatureParts;
+use super::{
+    CrashDbError, CrashDetail, CrashFacts, CrashId, CrashStore, FileStamp, GroupList, GroupQuery,
+    Record, Recorded, SCHEMA_VERSION, StaleCrash, StoredCrash, StoredGroup,
+};
 
 /// How long a writer waits for another's write lock.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -58,7 +60,7 @@ impl std::fmt::Debug for SqliteStore {
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// `MIGRATIONS[n]` takes the schema from version n to n+1.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [to_v1, to_v2];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [to_v1, to_v2, to_v3];
 
 /// Version 1: crashes by content, paths to them.
 fn to_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
@@ -111,7 +113,7 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     let mut update =
         tx.prepare("UPDATE crashes SET boot_id = ?2 WHERE id = ?1 AND boot_id IS NULL")?;
     for (id, path) in rows {
-        let path = PathBuf::from(std::ffi::OsString::from_vec(path));
+        let path = path_of_bytes(path);
         if let Some(name) = crate::triage::coredump_name(&path) {
             update.execute(params![id, name.boot_id])?;
         }
@@ -119,39 +121,13 @@ fn to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// A value that does not fit SQLite's signed 64 bits is stored as the largest.
-fn i64_of(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn json_list(items: &[String]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
-}
-
-fn list_of_json(text: Option<String>) -> Vec<String> {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
-}
-
-/// The top frames as stored: `{"python": [...], "native": [...]}`.
-fn frames_json(python: &[String], native: &[String]) -> String {
-    serde_json::json!({"python": python, "native": native}).to_string()
-}
-
-fn frames_of_json(text: Option<String>) -> (Vec<String>, Vec<String>) {
-    let value: serde_json::Value = text
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let list = |key: &str| -> Vec<String> {
-        serde_json::from_value(value[key].clone()).unwrap_or_default()
-    };
-    (list("python"), list("native"))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64_of(d.as_secs()))
+/// Version 3: the crashing thread's stack and the findings, one line each
+/// (JSON arrays), for the report's representative crash of a group.
+fn to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE crashes ADD COLUMN stack TEXT NOT NULL DEFAULT '[]';
+         ALTER TABLE crashes ADD COLUMN findings TEXT NOT NULL DEFAULT '[]';",
+    )
 }
 
 impl SqliteStore {
@@ -164,7 +140,9 @@ impl SqliteStore {
     /// Open an existing database (an error when there is none), migrating it.
     pub fn open_existing(path: &Path) -> Result<SqliteStore, CrashDbError> {
         if !path.exists() {
-            return Err(CrashDbError::NotFound { path: path.into() });
+            return Err(CrashDbError::NotFound {
+                location: path.display().to_string(),
+            });
         }
         Self::open_with(path, false)
     }
@@ -196,6 +174,10 @@ impl SqliteStore {
         &self.path
     }
 
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn error(&self, e: rusqlite::Error) -> CrashDbError {
         db_error(&self.path, e)
     }
@@ -220,7 +202,7 @@ impl SqliteStore {
             .map_err(|e| self.error(e))?;
         if tables > 0 {
             return Err(CrashDbError::NotACrashDatabase {
-                path: self.path.clone(),
+                location: self.location(),
                 reason: format!(
                     "it holds {tables} tables or indexes but no pymortem schema version"
                 ),
@@ -273,7 +255,7 @@ impl SqliteStore {
         let found_u32 = u32::try_from(found).unwrap_or(u32::MAX);
         if found_u32 > SCHEMA_VERSION {
             return Err(CrashDbError::NewerSchema {
-                path,
+                location: path.display().to_string(),
                 found: found_u32,
                 known: SCHEMA_VERSION,
             });
@@ -285,7 +267,7 @@ impl SqliteStore {
                 .map_err(|e| db_error(&path, e))?;
             if tables > 0 {
                 return Err(CrashDbError::NotACrashDatabase {
-                    path,
+                    location: path.display().to_string(),
                     reason: format!(
                         "it holds {tables} tables or indexes but no pymortem schema version"
                     ),
@@ -305,7 +287,7 @@ impl SqliteStore {
         match u32::try_from(found) {
             Ok(v) if v <= SCHEMA_VERSION => Ok(()),
             _ => Err(CrashDbError::NewerSchema {
-                path: self.path.clone(),
+                location: self.location(),
                 found: u32::try_from(found).unwrap_or(u32::MAX),
                 known: SCHEMA_VERSION,
             }),
@@ -321,16 +303,10 @@ impl SqliteStore {
             Ok(())
         } else {
             Err(CrashDbError::NotACrashDatabase {
-                path: self.path.clone(),
+                location: self.location(),
                 reason: format!("its application id is {id:#x}, not pymortem's"),
             })
         }
-    }
-
-    /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<u32, CrashDbError> {
-        let v = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
-        Ok(u32::try_from(v).unwrap_or(u32::MAX))
     }
 }
 
@@ -343,7 +319,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 
 fn db_error(path: &Path, e: rusqlite::Error) -> CrashDbError {
     CrashDbError::Database {
-        path: path.into(),
+        location: path.display().to_string(),
         source: Box::new(e),
     }
 }
@@ -366,38 +342,51 @@ fn insert_crash(
     record: &Record,
     facts: &CrashFacts,
 ) -> rusqlite::Result<Option<i64>> {
+    let c = CrashColumns::of(record, facts);
     let inserted = tx.execute(
-        "INSERT INTO crashes (content_hash, size, recorded_at, pymortem_version, error,
-             crash_time, python_version, signal, fatal_error, signature, signature_text,
-             signature_version, finding_kinds, verdict, top_frames, host, boot_id, unchecked)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-         ON CONFLICT(content_hash) DO NOTHING",
+        &format!(
+            "INSERT INTO crashes ({CRASH_COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20)
+             ON CONFLICT(content_hash) DO NOTHING"
+        ),
         params![
-            record.content_hash,
-            i64_of(record.stamp.size),
-            now(),
-            PYMORTEM_VERSION,
-            facts.error,
-            facts.time.map(i64_of),
-            facts.python_version,
-            facts.signal,
-            facts.fatal_error,
-            facts.signature,
-            facts.signature_text,
-            facts.signature_version,
-            json_list(&facts.finding_kinds),
-            facts.verdict,
-            frames_json(&facts.python_frames, &facts.native_frames),
-            facts.host,
-            facts.boot_id,
-            json_list(&facts.unchecked),
+            c.content_hash,
+            c.size,
+            c.recorded_at,
+            c.pymortem_version,
+            c.error,
+            c.crash_time,
+            c.python_version,
+            c.signal,
+            c.fatal_error,
+            c.signature,
+            c.signature_text,
+            c.signature_version,
+            c.finding_kinds,
+            c.verdict,
+            c.top_frames,
+            c.host,
+            c.boot_id,
+            c.unchecked,
+            c.stack,
+            c.findings,
         ],
     )?;
     Ok((inserted == 1).then(|| tx.last_insert_rowid()))
 }
 
 impl CrashStore for SqliteStore {
-    fn path_stamp(&self, path: &Path) -> Result<Option<FileStamp>, CrashDbError> {
+    fn location(&self) -> String {
+        SqliteStore::location(self)
+    }
+
+    fn schema_version(&mut self) -> Result<u32, CrashDbError> {
+        let v = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
+        Ok(u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    fn path_stamp(&mut self, path: &Path) -> Result<Option<FileStamp>, CrashDbError> {
         let mut statement = self
             .conn
             .prepare_cached("SELECT size, mtime_ns FROM paths WHERE path = ?1")
@@ -413,7 +402,7 @@ impl CrashStore for SqliteStore {
             .map_err(|e| self.error(e))
     }
 
-    fn has_content(&self, content_hash: &str) -> Result<bool, CrashDbError> {
+    fn has_content(&mut self, content_hash: &str) -> Result<bool, CrashDbError> {
         let mut statement = self
             .conn
             .prepare_cached("SELECT 1 FROM crashes WHERE content_hash = ?1")
@@ -493,7 +482,7 @@ impl CrashStore for SqliteStore {
         Ok(outcomes)
     }
 
-    fn stale_signatures(&self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError> {
+    fn stale_signatures(&mut self, version: u32) -> Result<Vec<StaleCrash>, CrashDbError> {
         let mut statement = self
             .conn
             .prepare(
@@ -504,16 +493,9 @@ impl CrashStore for SqliteStore {
             .map_err(|e| self.error(e))?;
         let rows = statement
             .query_map(params![version], |r| {
-                let (python_frames, native_frames) = frames_of_json(r.get(3)?);
                 Ok(StaleCrash {
                     id: CrashId(r.get(0)?),
-                    parts: SignatureParts {
-                        fatal_error: r.get(1)?,
-                        signal: r.get(2)?,
-                        python_frames,
-                        native_frames,
-                        finding_kinds: list_of_json(r.get(4)?),
-                    },
+                    parts: signature_parts(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
                 })
             })
             .map_err(|e| self.error(e))?;
@@ -548,7 +530,7 @@ impl CrashStore for SqliteStore {
         tx.commit().map_err(err)
     }
 
-    fn groups(&self, query: &GroupQuery) -> Result<GroupList, CrashDbError> {
+    fn groups(&mut self, query: &GroupQuery) -> Result<GroupList, CrashDbError> {
         let err = |e| self.error(e);
         let since = query.since.map(i64_of);
         let (crashes, unreadable): (i64, i64) = self
@@ -583,15 +565,6 @@ impl CrashStore for SqliteStore {
                  LIMIT ?2",
             )
             .map_err(err)?;
-        let strings = |text: String| -> Vec<String> {
-            let mut items: Vec<String> = serde_json::from_str::<Vec<Option<String>>>(&text)
-                .unwrap_or_default()
-                .into_iter()
-                .flatten()
-                .collect();
-            items.sort();
-            items
-        };
         let rows: Vec<GroupRow> = statement
             .query_map(params![since, limit], |r| {
                 Ok((
@@ -609,7 +582,6 @@ impl CrashStore for SqliteStore {
             .collect::<rusqlite::Result<_>>()
             .map_err(err)?;
         let mut groups = Vec::with_capacity(rows.len());
-        let to_u64 = |v: i64| u64::try_from(v).unwrap_or(0);
         for (signature, count, first, last, versions, hosts, boots, example_id) in rows {
             let (signature_text, parts) = self
                 .conn
@@ -618,16 +590,9 @@ impl CrashStore for SqliteStore {
                      FROM crashes WHERE id = ?1",
                     params![example_id],
                     |r| {
-                        let (python_frames, native_frames) = frames_of_json(r.get(3)?);
                         Ok((
                             r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                            SignatureParts {
-                                fatal_error: r.get(1)?,
-                                signal: r.get(2)?,
-                                python_frames,
-                                native_frames,
-                                finding_kinds: list_of_json(r.get(4)?),
-                            },
+                            signature_parts(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
                         ))
                     },
                 )
@@ -644,23 +609,94 @@ impl CrashStore for SqliteStore {
             groups.push(StoredGroup {
                 signature,
                 signature_text,
-                count: to_u64(count),
-                first_seen: first.map(to_u64),
-                last_seen: last.map(to_u64),
-                python_versions: strings(versions),
-                hosts: strings(hosts),
-                boots: to_u64(boots),
-                example: example.map(|p| PathBuf::from(std::ffi::OsString::from_vec(p))),
+                count: u64_of(count),
+                first_seen: first.map(u64_of),
+                last_seen: last.map(u64_of),
+                python_versions: sorted_strings(&versions),
+                hosts: sorted_strings(&hosts),
+                boots: u64_of(boots),
+                example: example.map(path_of_bytes),
+                example_id: CrashId(example_id),
                 parts,
             });
         }
         Ok(GroupList {
-            crashes: to_u64(crashes),
-            unreadable: to_u64(unreadable),
-            total_groups: to_u64(total_groups),
+            crashes: u64_of(crashes),
+            unreadable: u64_of(unreadable),
+            total_groups: u64_of(total_groups),
             groups,
         })
     }
+
+    fn crashes(&mut self, query: &GroupQuery) -> Result<Vec<StoredCrash>, CrashDbError> {
+        let err = |e| self.error(e);
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT id, signature, crash_time, host, python_version, verdict, error,
+                     (SELECT MIN(path) FROM paths WHERE crash_id = crashes.id)
+                 FROM crashes WHERE ?1 IS NULL OR crash_time >= ?1
+                 ORDER BY crash_time, id",
+            )
+            .map_err(err)?;
+        statement
+            .query_map(params![query.since.map(i64_of)], |r| {
+                Ok(StoredCrash {
+                    id: CrashId(r.get(0)?),
+                    signature: r.get(1)?,
+                    time: r.get::<_, Option<i64>>(2)?.map(u64_of),
+                    host: r.get(3)?,
+                    python_version: r.get(4)?,
+                    verdict: r.get(5)?,
+                    error: r.get(6)?,
+                    path: r.get::<_, Option<Vec<u8>>>(7)?.map(path_of_bytes),
+                })
+            })
+            .map_err(err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)
+    }
+
+    fn crash_detail(&mut self, id: CrashId) -> Result<CrashDetail, CrashDbError> {
+        let err = |e| self.error(e);
+        let mut detail = self
+            .conn
+            .query_row(
+                "SELECT signal, fatal_error, verdict, unchecked, finding_kinds, stack, findings,
+                     top_frames
+                 FROM crashes WHERE id = ?1",
+                params![id.0],
+                |r| {
+                    Ok(CrashDetail {
+                        signal: r.get(0)?,
+                        fatal_error: r.get(1)?,
+                        verdict: r.get(2)?,
+                        unchecked: list_of_json(r.get(3)?),
+                        finding_kinds: list_of_json(r.get(4)?),
+                        stack: list_of_json(r.get(5)?),
+                        findings: list_of_json(r.get(6)?),
+                        parts: signature_parts(r.get(1)?, r.get(0)?, r.get(7)?, r.get(4)?),
+                        paths: Vec::new(),
+                    })
+                },
+            )
+            .map_err(err)?;
+        let mut statement = self
+            .conn
+            .prepare("SELECT path FROM paths WHERE crash_id = ?1 ORDER BY path")
+            .map_err(err)?;
+        detail.paths = statement
+            .query_map(params![id.0], |r| r.get::<_, Vec<u8>>(0))
+            .map_err(err)?
+            .map(|p| p.map(path_of_bytes))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(err)?;
+        Ok(detail)
+    }
+}
+
+fn path_of_bytes(bytes: Vec<u8>) -> PathBuf {
+    PathBuf::from(std::ffi::OsString::from_vec(bytes))
 }
 
 #[cfg(test)]
@@ -737,7 +773,7 @@ mod tests {
         );
         drop(store);
         // Opened again: nothing to migrate, nothing lost.
-        let store = SqliteStore::open_existing(&db).unwrap();
+        let mut store = SqliteStore::open_existing(&db).unwrap();
         assert_eq!(store.groups(&GroupQuery::default()).unwrap().crashes, 2);
     }
 

@@ -13,7 +13,7 @@ use crate::error::Severity;
 use crate::layout::LayoutOptions;
 use crate::process::{Options, Process};
 use crate::python::{ThreadOptions, python_state};
-use crate::stacks::crashed_stack;
+use crate::stacks::{StackFrame, crashed_stack};
 
 /// Files looked at below each folder, at most.
 const MAX_FILES: usize = 1_000_000;
@@ -299,6 +299,43 @@ pub struct CoreTriage {
     /// When the crash happened (Unix seconds): from a systemd-coredump file
     /// name, else the file's modification time.
     pub time: Option<u64>,
+    /// The crashing thread's merged stack, innermost first, one line per
+    /// frame (at most [`STACK_LINES`]): what a crash database shows as the
+    /// group's representative stack.
+    #[serde(skip)]
+    pub stack: Vec<String>,
+    /// The error and warning findings, one line each (at most
+    /// [`FINDING_LINES`]).
+    #[serde(skip)]
+    pub findings: Vec<String>,
+}
+
+/// The most stack lines kept of a core for the crash database.
+pub const STACK_LINES: usize = 64;
+/// The most finding lines kept of a core for the crash database.
+pub const FINDING_LINES: usize = 32;
+
+/// One frame of a merged stack as one line: `function (file:line)` for
+/// Python, `function (module+offset)` for native code.
+pub fn stack_line(frame: &StackFrame) -> String {
+    match frame {
+        StackFrame::Python(p) => match p.line {
+            Some(line) => format!("py  {} ({}:{line})", p.function, p.file),
+            None => format!("py  {} ({})", p.function, p.file),
+        },
+        StackFrame::Native(n) => {
+            let name = n.function.as_deref().unwrap_or("??");
+            let module = n
+                .module
+                .as_deref()
+                .map(|m| m.rsplit('/').next().unwrap_or(m));
+            match (module, n.module_offset) {
+                (Some(m), Some(o)) => format!("    {name} ({m}+{o:#x})"),
+                (Some(m), None) => format!("    {name} ({m})"),
+                _ => format!("    {name} ({:#x})", n.address.address()),
+            }
+        }
+    }
 }
 
 /// Triage options shared by the batch.
@@ -335,6 +372,7 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
         verdict = Some(VerdictStatus::Incomplete);
         unchecked.push(crate::forensics::CheckName::Layout);
     }
+    let mut finding_lines = Vec::new();
     let (stack, findings) = match (&state, options.no_checks) {
         (Some(state), false) => {
             let result = crate::forensics::check(&process, state);
@@ -352,6 +390,20 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
                         .unwrap_or_default()
                 })
                 .collect::<std::collections::BTreeSet<_>>();
+            finding_lines = result
+                .findings
+                .iter()
+                .filter(|f| f.severity >= Severity::Warning)
+                .take(FINDING_LINES)
+                .map(|f| {
+                    let severity = if f.severity >= Severity::Error {
+                        "error"
+                    } else {
+                        "warning"
+                    };
+                    format!("{severity} at {:#x}: {}", f.address, f.message)
+                })
+                .collect();
             verdict = Some(result.verdict.status);
             unchecked = result.verdict.unchecked.iter().map(|u| u.check).collect();
             (result.crashed_thread_stack, kinds.into_iter().collect())
@@ -370,6 +422,10 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
         .as_ref()
         .map(|s| signature::top_frames(&s.frames))
         .unwrap_or_default();
+    let stack_lines = stack
+        .as_ref()
+        .map(|s| s.frames.iter().take(STACK_LINES).map(stack_line).collect())
+        .unwrap_or_default();
     let kind = signature::crash_kind(fatal_error.as_deref(), signal.as_deref());
     let (signature_text, signature) =
         signature::signature(&kind, &python_frames, &native_frames, &findings);
@@ -386,6 +442,8 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
         verdict,
         unchecked,
         time: crash_time(path),
+        stack: stack_lines,
+        findings: finding_lines,
     })
 }
 

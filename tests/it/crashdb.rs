@@ -83,9 +83,93 @@ fn s(text: impl std::fmt::Display) -> String {
     text.to_string()
 }
 
+/// A crash database under test: a SQLite file, or a database on a private
+/// PostgreSQL server.
+enum TestDb {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl TestDb {
+    /// The `--db` argument.
+    fn arg(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => path.display().to_string(),
+            TestDb::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// The SQLite file.
+    fn path(&self) -> &Path {
+        match self {
+            TestDb::Sqlite(path) => path,
+            TestDb::Postgres(url) => panic!("{url} is not a SQLite file"),
+        }
+    }
+
+    fn sqlite(&self) -> Connection {
+        Connection::open(self.path()).unwrap()
+    }
+
+    /// Rows of text and bytes columns of a query on the crash tables
+    /// (`{t}` stands for the tables' schema prefix).
+    fn rows(&self, sql: &str) -> Vec<Vec<Option<Vec<u8>>>> {
+        match self {
+            TestDb::Sqlite(_) => {
+                let conn = self.sqlite();
+                let sql = sql.replace("{t}", "");
+                let mut statement = conn.prepare(&sql).unwrap();
+                let n = statement.column_count();
+                statement
+                    .query_map([], |r| {
+                        (0..n)
+                            .map(|i| {
+                                Ok(match r.get_ref(i)? {
+                                    rusqlite::types::ValueRef::Null => None,
+                                    rusqlite::types::ValueRef::Text(t)
+                                    | rusqlite::types::ValueRef::Blob(t) => Some(t.to_vec()),
+                                    other => panic!("{sql}: column {i} is {other:?}"),
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            TestDb::Postgres(url) => {
+                let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                let sql = sql.replace("{t}", "pymortem.");
+                client
+                    .query(&sql, &[])
+                    .unwrap()
+                    .iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| {
+                                if *row.columns()[i].type_() == postgres::types::Type::BYTEA {
+                                    row.get::<_, Option<Vec<u8>>>(i)
+                                } else {
+                                    row.get::<_, Option<String>>(i).map(String::into_bytes)
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+fn text(column: &Option<Vec<u8>>) -> Option<String> {
+    column
+        .as_ref()
+        .map(|b| String::from_utf8(b.clone()).unwrap())
+}
+
 /// `triage --db DB --json PATHS...`: exit code, the summary line, the core lines.
-fn triage_db(db: &Path, paths: &[&Path]) -> (Value, Vec<Value>) {
-    let mut args = vec![s("triage"), s("--db"), s(db.display()), s("--json")];
+fn triage_db(db: &TestDb, paths: &[&Path]) -> (Value, Vec<Value>) {
+    let mut args = vec![s("triage"), s("--db"), db.arg(), s("--json")];
     args.extend(paths.iter().map(|p| s(p.display())));
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{args:?}: {stderr}");
@@ -99,8 +183,8 @@ fn triage_db(db: &Path, paths: &[&Path]) -> (Value, Vec<Value>) {
 }
 
 /// `groups --db DB --json` and more arguments, validated against the schema.
-fn groups_json(db: &Path, more: &[&str]) -> Value {
-    let mut args = vec![s("groups"), s("--db"), s(db.display()), s("--json")];
+fn groups_json(db: &TestDb, more: &[&str]) -> Value {
+    let mut args = vec![s("groups"), s("--db"), db.arg(), s("--json")];
     args.extend(more.iter().map(s));
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{args:?}: {stderr}");
@@ -120,26 +204,22 @@ struct Row {
 }
 
 /// The crashes by content hash; fails on a content recorded twice.
-fn crashes(db: &Path) -> BTreeMap<String, Row> {
-    let conn = Connection::open(db).unwrap();
-    let mut statement = conn
-        .prepare("SELECT content_hash, error, python_version, signal, signature FROM crashes")
-        .unwrap();
-    let rows: Vec<(String, Row)> = statement
-        .query_map([], |r| {
-            Ok((
-                r.get(0)?,
+fn crashes(db: &TestDb) -> BTreeMap<String, Row> {
+    let rows: Vec<(String, Row)> = db
+        .rows("SELECT content_hash, error, python_version, signal, signature FROM {t}crashes")
+        .iter()
+        .map(|r| {
+            (
+                text(&r[0]).unwrap(),
                 Row {
-                    error: r.get(1)?,
-                    python_version: r.get(2)?,
-                    signal: r.get(3)?,
-                    signature: r.get(4)?,
+                    error: text(&r[1]),
+                    python_version: text(&r[2]),
+                    signal: text(&r[3]),
+                    signature: text(&r[4]),
                 },
-            ))
+            )
         })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+        .collect();
     let count = rows.len();
     let by_hash: BTreeMap<String, Row> = rows.into_iter().collect();
     assert_eq!(by_hash.len(), count, "a content recorded twice");
@@ -147,22 +227,17 @@ fn crashes(db: &Path) -> BTreeMap<String, Row> {
 }
 
 /// Every recorded path and its crash's content hash.
-fn paths(db: &Path) -> BTreeMap<PathBuf, String> {
+fn paths(db: &TestDb) -> BTreeMap<PathBuf, String> {
     use std::os::unix::ffi::OsStringExt;
-    let conn = Connection::open(db).unwrap();
-    let mut statement = conn
-        .prepare("SELECT p.path, c.content_hash FROM paths p JOIN crashes c ON c.id = p.crash_id")
-        .unwrap();
-    statement
-        .query_map([], |r| {
-            Ok((
-                PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(0)?)),
-                r.get::<_, String>(1)?,
-            ))
+    db.rows("SELECT p.path, c.content_hash FROM {t}paths p JOIN {t}crashes c ON c.id = p.crash_id")
+        .iter()
+        .map(|r| {
+            (
+                PathBuf::from(std::ffi::OsString::from_vec(r[0].clone().unwrap())),
+                text(&r[1]).unwrap(),
+            )
         })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .collect()
 }
 
 fn user_version(db: &Path) -> i64 {
@@ -175,9 +250,21 @@ fn user_version(db: &Path) -> i64 {
 #[test]
 fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     let dir = tempfile::tempdir().unwrap();
+    samples_recorded(&TestDb::Sqlite(dir.path().join("crashes.db")));
+}
+
+#[test]
+fn samples_are_recorded_once_on_a_postgresql_server() {
+    let Some(server) = support::pg::PgServer::start() else {
+        return;
+    };
+    samples_recorded(&TestDb::Postgres(server.new_database("samples")));
+}
+
+fn samples_recorded(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
-    let db = dir.path().join("crashes.db");
     for name in SAMPLES {
         std::fs::copy(
             bundles::sample(name),
@@ -195,19 +282,19 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     std::fs::write(&garbage, b"not a core at all".repeat(50)).unwrap();
     std::fs::write(input.join("notes.txt"), b"notes").unwrap();
 
-    let (summary, lines) = triage_db(&db, &[input.as_path()]);
+    let (summary, lines) = triage_db(db, &[input.as_path()]);
     let database = &summary["database"];
     assert_eq!(database["new_crashes"], 4, "{summary}");
     assert_eq!(database["unreadable"], 1, "{summary}");
     assert_eq!(database["new_paths"], 1, "{summary}");
     assert_eq!(database["already_recorded"], 0, "{summary}");
-    assert_eq!(database["schema_version"], 2, "{summary}");
+    assert_eq!(database["schema_version"], 3, "{summary}");
     // The copy is linked, not read; notes.txt is skipped.
     assert_eq!(summary["cores"], 4, "{summary}");
     assert_eq!(summary["skipped"], 1, "{summary}");
     assert_eq!(lines.len(), 5);
 
-    let recorded = crashes(&db);
+    let recorded = crashes(db);
     assert_eq!(recorded.len(), 4, "{recorded:?}");
     let mut truth_versions = BTreeSet::new();
     for name in SAMPLES {
@@ -232,7 +319,7 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
             && unreadable.signature.is_none(),
         "{unreadable:?}"
     );
-    let recorded_paths = paths(&db);
+    let recorded_paths = paths(db);
     assert_eq!(recorded_paths.len(), 5, "{recorded_paths:?}");
     assert_eq!(
         recorded_paths[&input.join("copy-of-2.7.pymortem")],
@@ -240,7 +327,7 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     );
 
     // The groups: every readable crash once, the truth's Python versions.
-    let doc = groups_json(&db, &[]);
+    let doc = groups_json(db, &[]);
     assert_eq!(doc["crashes"], 3, "{doc}");
     assert_eq!(doc["unreadable"], 1, "{doc}");
     let groups = doc["groups"].as_array().unwrap();
@@ -274,14 +361,14 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
         .unwrap()
         .set_modified(before)
         .unwrap();
-    let (summary, lines) = triage_db(&db, &[input.as_path()]);
+    let (summary, lines) = triage_db(db, &[input.as_path()]);
     let database = &summary["database"];
     assert_eq!(database["new_crashes"], 1, "{summary}");
     assert_eq!(database["already_recorded"], 5, "{summary}");
     assert_eq!(database["new_paths"], 0, "{summary}");
     assert_eq!(summary["cores"], 1, "only the new core is read: {summary}");
     assert_eq!(lines.len(), 2, "the new core, notes.txt: {lines:?}");
-    let recorded = crashes(&db);
+    let recorded = crashes(db);
     assert_eq!(recorded.len(), 5);
     assert_eq!(
         recorded[&sha256(&new_core)].signal.as_deref(),
@@ -289,7 +376,7 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     );
 
     // Nothing new: the text report's first line says so.
-    let (code, text, stderr) = run(&[s("triage"), s("--db"), s(db.display()), s(input.display())]);
+    let (code, text, stderr) = run(&[s("triage"), s("--db"), db.arg(), s(input.display())]);
     assert_eq!(code, 0, "{stderr}");
     let first = text.lines().next().unwrap();
     assert!(
@@ -299,18 +386,18 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     );
 
     // --limit, --since, and the JSON's keys are documented.
-    let doc = groups_json(&db, &[]);
+    let doc = groups_json(db, &[]);
     let all = doc["total_groups"].as_u64().unwrap();
     assert!(all >= 2, "{doc}");
-    let one = groups_json(&db, &["--limit", "1"]);
+    let one = groups_json(db, &["--limit", "1"]);
     assert_eq!(one["groups"].as_array().unwrap().len(), 1);
     assert_eq!(one["total_groups"], all);
     assert_eq!(one["groups"][0], doc["groups"][0]);
-    let future = groups_json(&db, &["--since", "2999-01-01"]);
+    let future = groups_json(db, &["--since", "2999-01-01"]);
     assert_eq!(future["crashes"], 0);
     assert!(future["groups"].as_array().unwrap().is_empty());
     assert_eq!(future["since"], 32_472_144_000u64);
-    let past = groups_json(&db, &["--since", "1970-01-02"]);
+    let past = groups_json(db, &["--since", "1970-01-02"]);
     assert_eq!(past["crashes"], doc["crashes"]);
     let reference = std::fs::read_to_string(support::repo().join("docs/json-schema.md")).unwrap();
     let mut keys = BTreeSet::new();
@@ -326,17 +413,14 @@ fn samples_are_recorded_once_and_a_rerun_reads_only_new_cores() {
     );
 
     // The text: every group's signature, lines that fit the width asked for.
-    let (code, text, stderr) =
-        support::pymortem_with_env(&["groups", "--db", db.to_str().unwrap()], &[]);
+    let (code, text, stderr) = support::pymortem_with_env(&["groups", "--db", &db.arg()], &[]);
     assert_eq!(code, 0, "{stderr}");
     for g in doc["groups"].as_array().unwrap() {
         assert!(text.contains(g["signature"].as_str().unwrap()), "{text}");
     }
     assert!(text.starts_with("crash database "), "{text}");
-    let (code, narrow, stderr) = support::pymortem_with_env(
-        &["groups", "--db", db.to_str().unwrap()],
-        &[("COLUMNS", "60")],
-    );
+    let (code, narrow, stderr) =
+        support::pymortem_with_env(&["groups", "--db", &db.arg()], &[("COLUMNS", "60")]);
     assert_eq!(code, 0, "{stderr}");
     for line in narrow.lines() {
         assert!(
@@ -395,10 +479,10 @@ PRAGMA user_version = 1;
 #[test]
 fn a_version_1_database_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
+    let db = TestDb::Sqlite(dir.path().join("old.db"));
     let boot = "0123456789abcdef0123456789abcdef";
     {
-        let conn = Connection::open(&db).unwrap();
+        let conn = db.sqlite();
         conn.execute_batch(SCHEMA_V1).unwrap();
         conn.execute(
             "INSERT INTO crashes (id, content_hash, size, recorded_at, pymortem_version,
@@ -420,15 +504,15 @@ fn a_version_1_database_is_migrated() {
     }
     let doc = groups_json(&db, &[]);
     assert_eq!(doc["crashes"], 1, "{doc}");
-    assert_eq!(doc["database"]["schema_version"], 2);
+    assert_eq!(doc["database"]["schema_version"], 3);
     let group = &doc["groups"][0];
     assert_eq!(group["count"], 1);
     assert_eq!(group["python_versions"], serde_json::json!(["3.11.7"]));
     assert_eq!(group["first_seen"], 1_790_000_000u64);
     // The migration took the boot id from the systemd-coredump name.
     assert_eq!(group["boots"], 1, "{doc}");
-    assert_eq!(user_version(&db), 2);
-    let conn = Connection::open(&db).unwrap();
+    assert_eq!(user_version(db.path()), 3);
+    let conn = db.sqlite();
     let (boot_id, host): (Option<String>, Option<String>) = conn
         .query_row("SELECT boot_id, host FROM crashes WHERE id = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -440,7 +524,7 @@ fn a_version_1_database_is_migrated() {
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("core.1"), synthetic(2, 6)).unwrap();
-    let mut args = vec![s("triage"), s("--db"), s(db.display()), s("--json")];
+    let mut args = vec![s("triage"), s("--db"), db.arg(), s("--json")];
     args.extend([s("--host"), s("web1"), s(input.display())]);
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{stderr}");
@@ -463,16 +547,15 @@ fn a_newer_or_foreign_database_is_refused() {
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("core.1"), synthetic(3, 11)).unwrap();
-    let db = dir.path().join("crashes.db");
+    let db = TestDb::Sqlite(dir.path().join("crashes.db"));
     let (summary, _) = triage_db(&db, &[input.as_path()]);
     assert_eq!(summary["database"]["new_crashes"], 1);
-    Connection::open(&db)
-        .unwrap()
+    db.sqlite()
         .execute_batch("PRAGMA user_version = 99")
         .unwrap();
     std::fs::write(input.join("core.2"), synthetic(4, 11)).unwrap();
     for command in ["triage", "groups"] {
-        let mut args = vec![s(command), s("--db"), s(db.display())];
+        let mut args = vec![s(command), s("--db"), db.arg()];
         if command == "triage" {
             args.push(s(input.display()));
         }
@@ -484,7 +567,7 @@ fn a_newer_or_foreign_database_is_refused() {
         );
     }
     // Untouched: no migration, no row.
-    assert_eq!(user_version(&db), 99);
+    assert_eq!(user_version(db.path()), 99);
     assert_eq!(crashes(&db).len(), 1);
 
     let foreign = dir.path().join("other.db");
@@ -514,14 +597,13 @@ fn an_older_signature_is_regrouped_from_the_stored_frames() {
         )
         .unwrap();
     }
-    let db = dir.path().join("crashes.db");
+    let db = TestDb::Sqlite(dir.path().join("crashes.db"));
     triage_db(&db, &[input.as_path()]);
     let before: BTreeMap<String, Option<String>> = crashes(&db)
         .into_iter()
         .map(|(h, r)| (h, r.signature))
         .collect();
-    Connection::open(&db)
-        .unwrap()
+    db.sqlite()
         .execute_batch(
             "UPDATE crashes SET signature = 'v0:' || substr(content_hash, 1, 16),
                  signature_text = 'old', signature_version = 0",
@@ -557,6 +639,19 @@ fn an_older_signature_is_regrouped_from_the_stored_frames() {
 #[test]
 fn concurrent_writers_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
+    concurrent_writers(&TestDb::Sqlite(dir.path().join("crashes.db")));
+}
+
+#[test]
+fn concurrent_writers_on_a_postgresql_server() {
+    let Some(server) = support::pg::PgServer::start() else {
+        return;
+    };
+    concurrent_writers(&TestDb::Postgres(server.new_database("writers")));
+}
+
+fn concurrent_writers(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir(&a).unwrap();
     std::fs::create_dir(&b).unwrap();
@@ -580,7 +675,6 @@ fn concurrent_writers_lose_and_duplicate_nothing() {
     }
     std::fs::write(a.join("garbage.core"), b"garbage").unwrap();
     files.push(a.join("garbage.core"));
-    let db = dir.path().join("crashes.db");
     let exe = env!("CARGO_BIN_EXE_pymortem");
     let runs: [&[&Path]; 4] = [
         &[a.as_path()],
@@ -594,7 +688,7 @@ fn concurrent_writers_lose_and_duplicate_nothing() {
             let mut command = std::process::Command::new(exe);
             command
                 .args(["triage", "--json", "--jobs", "1", "--no-cache", "--db"])
-                .arg(&db)
+                .arg(db.arg())
                 .args(paths.iter())
                 .env_remove("DEBUGINFOD_URLS")
                 .stdout(std::process::Stdio::piped())
@@ -621,12 +715,12 @@ fn concurrent_writers_lose_and_duplicate_nothing() {
     // 12 contents and the garbage; 16 core paths and the garbage's.
     assert_eq!(new_crashes, 13, "each crash counted by one process");
     assert_eq!(new_records, 17, "each path recorded by one process");
-    let recorded = crashes(&db);
+    let recorded = crashes(db);
     assert_eq!(recorded.len(), 13);
     for (hash, signal) in &signal_of {
         assert_eq!(recorded[hash].signal.as_deref(), Some(*signal), "{hash}");
     }
-    let recorded_paths = paths(&db);
+    let recorded_paths = paths(db);
     let expected: BTreeMap<PathBuf, String> =
         files.iter().map(|f| (f.clone(), sha256(f))).collect();
     assert_eq!(recorded_paths, expected);
@@ -665,7 +759,7 @@ fn matrix_cores_are_recorded_as_their_truth_says() {
     if std::fs::hard_link(&first, &link).is_err() {
         std::fs::copy(&first, &link).unwrap();
     }
-    let db = dir.path().join("crashes.db");
+    let db = TestDb::Sqlite(dir.path().join("crashes.db"));
     let cores: Vec<PathBuf> = chosen
         .iter()
         .map(|e| PathBuf::from(e["core"].as_str().unwrap()))
@@ -698,4 +792,60 @@ fn matrix_cores_are_recorded_as_their_truth_says() {
         }
     }
     support::assert_no_problems(&problems);
+}
+
+/// On a server: a database of a newer schema or of another program is
+/// refused untouched, an unreachable server's error names it without its
+/// password.
+#[test]
+fn a_newer_or_foreign_server_database_is_refused() {
+    let Some(server) = support::pg::PgServer::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("core.1"), synthetic(3, 11)).unwrap();
+    let db = TestDb::Postgres(server.new_database("newer"));
+    let (summary, _) = triage_db(&db, &[input.as_path()]);
+    assert_eq!(summary["database"]["new_crashes"], 1);
+    let mut client = postgres::Client::connect(&db.arg(), postgres::NoTls).unwrap();
+    client
+        .batch_execute("UPDATE pymortem.meta SET value = '99' WHERE key = 'schema_version'")
+        .unwrap();
+    std::fs::write(input.join("core.2"), synthetic(4, 11)).unwrap();
+    for command in ["triage", "groups"] {
+        let mut args = vec![s(command), s("--db"), db.arg()];
+        if command == "triage" {
+            args.push(s(input.display()));
+        }
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, 2, "{command}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("schema version 99") && stderr.contains("newer than this pymortem"),
+            "{command}: {stderr}"
+        );
+    }
+    assert_eq!(crashes(&db).len(), 1);
+
+    let foreign = server.new_database("other_app");
+    postgres::Client::connect(&foreign, postgres::NoTls)
+        .unwrap()
+        .batch_execute("CREATE SCHEMA pymortem; CREATE TABLE pymortem.accounts (name TEXT)")
+        .unwrap();
+    let (code, _, stderr) = run(&[s("groups"), s("--db"), s(&foreign)]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not a pymortem crash database"), "{stderr}");
+
+    // Nothing listens on port 1.
+    let (code, _, stderr) = run(&[
+        s("groups"),
+        s("--db"),
+        s("postgresql://crash:s3cret@127.0.0.1:1/crashes"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("postgresql://crash:***@127.0.0.1:1/crashes") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bundles;
+pub mod pg;
 pub mod synth;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,7 +107,7 @@ pub fn matrix_missing() -> bool {
 }
 
 /// Whether a missing matrix fails the tests (`PYMORTEM_REQUIRE_MATRIX=1`).
-fn matrix_required() -> bool {
+pub fn matrix_required() -> bool {
     std::env::var_os("PYMORTEM_REQUIRE_MATRIX").is_some_and(|v| v == "1")
 }
 
@@ -115,7 +116,7 @@ static SKIPPED_TESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::Atomic
 /// Count a test that did not run for want of the matrix; the first one
 /// arranges for the note at exit, so the run says it once, after the
 /// results, where it is seen (libtest hides a passing test's output).
-fn note_skipped_test() {
+pub fn note_skipped_test() {
     use std::sync::atomic::Ordering;
     if SKIPPED_TESTS.fetch_add(1, Ordering::SeqCst) == 0 {
         // SAFETY: registers a plain function, called once by libc's exit.
