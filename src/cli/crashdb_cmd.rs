@@ -206,6 +206,48 @@ pub fn groups(args: &GroupsArgs) -> i32 {
     emit_text(&s)
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The crash database (written by `triage --db`): a SQLite file or a
+    /// postgresql:// URL.
+    #[arg(long, value_name = "URL")]
+    db: String,
+    /// The folder to write index.html into (created if missing).
+    #[arg(short, long, value_name = "DIR")]
+    output: std::path::PathBuf,
+    /// Only crashes at or after DATE: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC), or Unix seconds.
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    since: Option<u64>,
+    /// At most N groups, the largest.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+}
+
+/// `pymortem report`.
+pub fn report(args: &ReportArgs) -> i32 {
+    let mut store = match open_store(&args.db, false) {
+        Ok(store) => store,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Err(e) = regroup(store.as_mut()) {
+        return fail(&e.to_string());
+    }
+    let query = GroupQuery {
+        since: args.since,
+        limit: args.limit,
+    };
+    match pymortem::report::html::write_html_report(store.as_mut(), &query, &args.output) {
+        Ok(summary) => emit_text(&format!(
+            "{}: {} in {}, {} unreadable\n",
+            esc_path(&summary.index),
+            counted(summary.crashes as usize, "crash", "crashes"),
+            counted(summary.groups, "group", "groups"),
+            summary.unreadable
+        )),
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
 /// `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]` (or with a space; UTC, a trailing
 /// `Z` allowed), or Unix seconds.
 pub(crate) fn parse_date(text: &str) -> Result<u64, String> {

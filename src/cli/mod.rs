@@ -65,6 +65,8 @@ enum Command {
     Triage(triage_cmd::TriageArgs),
     /// The crash groups recorded in a crash database (`triage --db`), most frequent first.
     Groups(crashdb_cmd::GroupsArgs),
+    /// A static HTML report of a crash database: groups, crashes per day, stacks, findings.
+    Report(crashdb_cmd::ReportArgs),
     /// One archive holding the core and every file it needs (executable, libraries, debug files).
     Bundle(bundle_cmd::BundleArgs),
 }
@@ -464,6 +466,7 @@ where
         Command::Object(args) => object(&args),
         Command::Triage(args) => triage_cmd::run(&args),
         Command::Groups(args) => crashdb_cmd::groups(&args),
+        Command::Report(args) => crashdb_cmd::report(&args),
         Command::Bundle(args) => bundle_cmd::run(&args),
     }
 }

@@ -136,25 +136,13 @@ pub fn run(args: &TriageArgs) -> i32 {
         (path.clone(), outcome)
     };
     let outcomes: Vec<Outcome> = match db.as_mut() {
-        // In chunks, each recorded as soon as it is read: an interrupted
-        // run keeps what it did, and other writers get their turns.
-        Some(db) => {
-            let chunk = (pool.current_num_threads() * 8).max(16);
-            let mut outcomes = Vec::with_capacity(cores.len());
-            for paths in cores.chunks(chunk) {
-                let read: Vec<Outcome> = pool.install(|| paths.par_iter().map(&analyse).collect());
-                if let Err(e) = db.record(&read) {
-                    progress.finish();
-                    return fail(&e.to_string());
-                }
-                outcomes.extend(read);
-            }
-            if let Err(e) = db.finish() {
+        Some(db) => match db.read_and_record(&pool, &cores, &analyse) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
                 progress.finish();
                 return fail(&e.to_string());
             }
-            outcomes
-        }
+        },
         None => pool.install(|| cores.par_iter().map(&analyse).collect()),
     };
     progress.finish();
@@ -492,19 +480,7 @@ pub(crate) fn signature_part_lines(
 
 /// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
 pub(crate) fn utc(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let (h, m) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}")
+    pymortem::triage::utc_text(seconds)
 }
 
 #[cfg(test)]

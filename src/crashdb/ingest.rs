@@ -14,6 +14,9 @@ use super::{
 };
 use crate::triage::CoreTriage;
 
+/// The most results recorded in one transaction.
+pub const RECORD_BATCH: usize = 64;
+
 /// One core read: its triage, or why it could not be read.
 pub type Outcome = (PathBuf, Result<CoreTriage, String>);
 
@@ -193,6 +196,72 @@ impl Ingest {
             })
             .collect();
         self.write(&records)
+    }
+
+    /// Read `cores` in `pool` with `analyse`, recording results as they
+    /// arrive (every [`RECORD_BATCH`] results, or when none came for a
+    /// quarter second): an interrupted run keeps what it read, other
+    /// writers get their turns, and no worker waits for a slow core of its
+    /// batch. Then link the batch's copies. The outcomes come back in the
+    /// order of `cores`. On a database error the reading still finishes
+    /// (the pool cannot be stopped midway), and the error is returned.
+    pub fn read_and_record<F>(
+        &mut self,
+        pool: &rayon::ThreadPool,
+        cores: &[PathBuf],
+        analyse: F,
+    ) -> Result<Vec<Outcome>, CrashDbError>
+    where
+        F: Fn(&PathBuf) -> Outcome + Sync,
+    {
+        use std::sync::mpsc::{RecvTimeoutError, channel};
+        let (sender, receiver) = channel::<(usize, Outcome)>();
+        let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(cores.len());
+        let mut failed = None;
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                pool.install(|| {
+                    cores
+                        .par_iter()
+                        .enumerate()
+                        .for_each_with(sender, |sender, (i, path)| {
+                            // The receiver outlives the senders: a send fails only
+                            // if this thread's scope is unwinding.
+                            let _ = sender.send((i, analyse(path)));
+                        });
+                });
+            });
+            let mut batch: Vec<(usize, Outcome)> = Vec::new();
+            loop {
+                let done = match receiver.recv_timeout(std::time::Duration::from_millis(250)) {
+                    Ok(outcome) => {
+                        batch.push(outcome);
+                        if batch.len() < RECORD_BATCH {
+                            continue;
+                        }
+                        false
+                    }
+                    Err(RecvTimeoutError::Timeout) => false,
+                    Err(RecvTimeoutError::Disconnected) => true,
+                };
+                if !batch.is_empty() && failed.is_none() {
+                    let read: Vec<Outcome> = batch.iter().map(|(_, o)| o.clone()).collect();
+                    if let Err(e) = self.record(&read) {
+                        failed = Some(e);
+                    }
+                }
+                outcomes.append(&mut batch);
+                if done {
+                    break;
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.finish()?;
+        outcomes.sort_by_key(|(i, _)| *i);
+        Ok(outcomes.into_iter().map(|(_, o)| o).collect())
     }
 
     /// Link the copies within the batch, now that their contents are recorded.

@@ -3,6 +3,8 @@
 //! `docs/json-schema.md`.
 
 mod check;
+#[cfg(feature = "crashdb")]
+pub mod html;
 mod info;
 mod layout;
 mod tasks;

@@ -447,6 +447,23 @@ pub fn triage_core(path: &Path, options: &TriageOptions) -> Result<CoreTriage, c
     })
 }
 
+/// Unix seconds as `YYYY-MM-DD HH:MM` UTC.
+pub fn utc_text(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let (h, m) = ((seconds % 86_400) / 3600, (seconds % 3600) / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02} {h:02}:{m:02}")
+}
+
 /// What a systemd-coredump file name tells:
 /// `core.<comm>.<uid>.<boot id>.<pid>.<microseconds>[.zst|.lz4|.xz]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

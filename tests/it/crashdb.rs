@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use serde_json::Value;
-use sha2::Digest;
 
 const SAMPLES: [&str; 3] = [
     "debian-3.11-threads",
@@ -35,12 +34,35 @@ fn signal_name(number: i64) -> &'static str {
     }
 }
 
-fn sha256(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap();
-    sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+/// A crash's content id, computed here from the whole file: BLAKE3 of its
+/// non-zero 4 KiB pages, BLAKE3 of its zero runs (offset, length), its size.
+fn content_id_of(bytes: &[u8]) -> String {
+    let (mut data, mut runs) = (blake3::Hasher::new(), blake3::Hasher::new());
+    let mut zero_runs: Vec<(u64, u64)> = Vec::new();
+    for (i, page) in bytes.chunks(4096).enumerate() {
+        if page.iter().any(|&b| b != 0) {
+            data.update(page);
+            continue;
+        }
+        let offset = (i * 4096) as u64;
+        match zero_runs.last_mut() {
+            Some((start, len)) if *start + *len == offset => *len += page.len() as u64,
+            _ => zero_runs.push((offset, page.len() as u64)),
+        }
+    }
+    for (start, len) in zero_runs {
+        runs.update(&start.to_le_bytes());
+        runs.update(&len.to_le_bytes());
+    }
+    let mut id = blake3::Hasher::new();
+    id.update(data.finalize().as_bytes());
+    id.update(runs.finalize().as_bytes());
+    id.update(&(bytes.len() as u64).to_le_bytes());
+    format!("b3z:{}", id.finalize().to_hex())
+}
+
+fn content_id(path: &Path) -> String {
+    content_id_of(&std::fs::read(path).unwrap())
 }
 
 /// A small core of a process killed by `signo`: its pid and a data page
@@ -299,7 +321,7 @@ fn samples_recorded(db: &TestDb) {
     let mut truth_versions = BTreeSet::new();
     for name in SAMPLES {
         let truth = bundles::sample_truth(name);
-        let row = &recorded[&sha256(&bundles::sample(name))];
+        let row = &recorded[&content_id(&bundles::sample(name))];
         let version = truth["python_version"].as_str().unwrap();
         truth_versions.insert(version.to_string());
         assert_eq!(row.python_version.as_deref(), Some(version), "{name}");
@@ -313,7 +335,7 @@ fn samples_recorded(db: &TestDb) {
             "{name}: {row:?}"
         );
     }
-    let unreadable = &recorded[&sha256(&garbage)];
+    let unreadable = &recorded[&content_id(&garbage)];
     assert!(
         unreadable.error.as_deref().is_some_and(|e| !e.is_empty())
             && unreadable.signature.is_none(),
@@ -323,7 +345,7 @@ fn samples_recorded(db: &TestDb) {
     assert_eq!(recorded_paths.len(), 5, "{recorded_paths:?}");
     assert_eq!(
         recorded_paths[&input.join("copy-of-2.7.pymortem")],
-        sha256(&bundles::sample("pyenv-2.7.18-double_free"))
+        content_id(&bundles::sample("pyenv-2.7.18-double_free"))
     );
 
     // The groups: every readable crash once, the truth's Python versions.
@@ -371,7 +393,7 @@ fn samples_recorded(db: &TestDb) {
     let recorded = crashes(db);
     assert_eq!(recorded.len(), 5);
     assert_eq!(
-        recorded[&sha256(&new_core)].signal.as_deref(),
+        recorded[&content_id(&new_core)].signal.as_deref(),
         Some("SIGSEGV")
     );
 
@@ -667,10 +689,7 @@ fn concurrent_writers(db: &TestDb) {
         if n >= 4 {
             files.push(support::write_temp(&b, &format!("core.{n}"), &bytes));
         }
-        let hash = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>();
+        let hash = content_id_of(&bytes);
         signal_of.insert(hash, signal_name(i64::from(signo)));
     }
     std::fs::write(a.join("garbage.core"), b"garbage").unwrap();
@@ -722,7 +741,7 @@ fn concurrent_writers(db: &TestDb) {
     }
     let recorded_paths = paths(db);
     let expected: BTreeMap<PathBuf, String> =
-        files.iter().map(|f| (f.clone(), sha256(f))).collect();
+        files.iter().map(|f| (f.clone(), content_id(f))).collect();
     assert_eq!(recorded_paths, expected);
 }
 
@@ -777,7 +796,7 @@ fn matrix_cores_are_recorded_as_their_truth_says() {
     let mut problems = Vec::new();
     for e in &chosen {
         let truth = support::truth(e);
-        let row = &recorded[&sha256(Path::new(e["core"].as_str().unwrap()))];
+        let row = &recorded[&content_id(Path::new(e["core"].as_str().unwrap()))];
         let want_version = truth["python_version"].as_str();
         let want_signal = signal_name(truth["expected_signal"].as_i64().unwrap());
         if row.python_version.as_deref() != want_version
