@@ -136,7 +136,7 @@ pub fn run(args: &TriageArgs) -> i32 {
         (path.clone(), outcome)
     };
     let outcomes: Vec<Outcome> = match db.as_mut() {
-        Some(db) => match db.read_and_record(&pool, &cores, &analyse) {
+        Some(db) => match db.read_and_record(&pool, &cores, analyse) {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 progress.finish();

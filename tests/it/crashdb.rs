@@ -67,7 +67,7 @@ fn content_id(path: &Path) -> String {
 
 /// A small core of a process killed by `signo`: its pid and a data page
 /// make each `n` a different content.
-fn synthetic(n: u32, signo: i32) -> Vec<u8> {
+pub(crate) fn synthetic(n: u32, signo: i32) -> Vec<u8> {
     let mut core = SynthCore::default();
     let pid = 5000 + n as i32;
     core.prstatus(

@@ -46,6 +46,7 @@ mod native_gdb;
 mod no_file_note;
 mod pymalloc;
 mod real_hostile;
+mod report_html;
 mod samples;
 mod subinterp_truth;
 mod symbols;

@@ -360,9 +360,12 @@ fn group_section(
         g.first_seen.map_or("-".into(), utc_text),
         g.last_seen.map_or("-".into(), utc_text),
     );
+    let verdict = detail.verdict.as_deref().unwrap_or("not checked");
     let _ = writeln!(
         html,
-        "<h3>Representative crash</h3><p>verdict: <span class=\"verdict-{v}\">{v}</span>{}</p>",
+        "<h3>Representative crash</h3><p>verdict: <span class=\"verdict-{}\">{}</span>{}</p>",
+        escape(&verdict.replace(' ', "-")),
+        escape(verdict),
         if detail.unchecked.is_empty() {
             String::new()
         } else {
@@ -371,7 +374,6 @@ fn group_section(
                 escape(&detail.unchecked.join(", "))
             )
         },
-        v = escape(detail.verdict.as_deref().unwrap_or("not-checked")),
     );
     if !detail.findings.is_empty() {
         let _ = writeln!(

@@ -71,7 +71,7 @@ impl Period {
 pub fn sparkline(counts: &[u64]) -> String {
     let (width, height) = (120.0, 22.0);
     let max = counts.iter().copied().max().unwrap_or(0).max(1) as f64;
-    let bar = width / counts.len().max(1) as f64;
+    let bar = (width / counts.len().max(1) as f64).min(12.0);
     let mut svg = format!(
         r#"<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="crashes per day">"#
     );
@@ -100,7 +100,8 @@ pub fn chart(period: &Period, counts: &[u64], label: &str) -> String {
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
     let max = counts.iter().copied().max().unwrap_or(0).max(1);
-    let bar = plot_w / counts.len().max(1) as f64;
+    // Bars of a short period stay bars, not one block.
+    let bar = (plot_w / counts.len().max(1) as f64).min(40.0);
     let unit = if period.bucket_days == 1 {
         "per day".to_string()
     } else {
