@@ -11,6 +11,7 @@ mod inputs;
 mod layout_cmd;
 mod render;
 mod triage_cmd;
+mod watch_cmd;
 mod width;
 
 use std::io::{self, Write};

@@ -64,6 +64,27 @@ pub struct TriageArgs {
     /// The machine the cores come from, recorded with them (a core does not say).
     #[arg(long, value_name = "NAME", requires = "db")]
     host: Option<String>,
+    /// Stay running: record the folder's cores, then each new core once it is
+    /// whole (closed or renamed into the folder, and unchanged for --settle).
+    /// Needs --db and one folder; prints one line per core recorded.
+    #[arg(long, requires = "db", conflicts_with_all = ["csv", "fail_on"])]
+    watch: bool,
+    /// With --watch: seconds a new core's size and time must hold still.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 2.0,
+        requires = "watch"
+    )]
+    settle: f64,
+    /// With --watch: seconds between walks of the folder (events can be missed).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60.0,
+        requires = "watch"
+    )]
+    rescan: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,6 +107,9 @@ pub fn run(args: &TriageArgs) -> i32 {
         },
         None => None,
     };
+    if args.watch {
+        return watch(args, db);
+    }
     let (files, mut skipped) = walk_inputs(&args.paths);
     if files.is_empty() && skipped.is_empty() {
         return fail("no files found under the paths given");
@@ -246,6 +270,46 @@ impl Progress {
     fn finish(&self) {
         self.bar.finish_and_clear();
     }
+}
+
+/// `triage --watch`.
+fn watch(args: &TriageArgs, db: Option<Ingest>) -> i32 {
+    let (Some(db), [dir]) = (db, args.paths.as_slice()) else {
+        return fail("--watch needs --db and exactly one folder");
+    };
+    let seconds = |s: f64, what: &str| {
+        if s.is_finite() && (0.0..=86_400.0).contains(&s) {
+            Ok(std::time::Duration::from_secs_f64(s))
+        } else {
+            Err(format!("--{what} {s}: seconds from 0 to 86400"))
+        }
+    };
+    let (settle, rescan) = match (
+        seconds(args.settle, "settle"),
+        seconds(args.rescan, "rescan"),
+    ) {
+        (Ok(a), Ok(b)) => (a, b.max(std::time::Duration::from_secs(1))),
+        (Err(e), _) | (_, Err(e)) => return fail(&e),
+    };
+    let mut open = args.search.options();
+    let budget = TempBudget::new(
+        args.max_batch_temp
+            .unwrap_or(open.open.max_decompressed_size),
+    );
+    open.open.temp_budget = Some(budget);
+    let options = TriageOptions {
+        open,
+        layout: args.cache.options(),
+        no_checks: args.no_checks,
+    };
+    let settings = super::watch_cmd::WatchSettings {
+        dir: dir.clone(),
+        settle,
+        rescan,
+        json: args.json,
+        jobs: args.jobs.unwrap_or(0),
+    };
+    super::watch_cmd::watch(&settings, db, &options)
 }
 
 fn json_lines(

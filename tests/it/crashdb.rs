@@ -61,7 +61,7 @@ fn content_id_of(bytes: &[u8]) -> String {
     format!("b3z:{}", id.finalize().to_hex())
 }
 
-fn content_id(path: &Path) -> String {
+pub(crate) fn content_id(path: &Path) -> String {
     content_id_of(&std::fs::read(path).unwrap())
 }
 

@@ -57,4 +57,5 @@ mod threads_damage;
 mod threads_truth;
 mod triage;
 mod victims;
+mod watch;
 mod without_files;
