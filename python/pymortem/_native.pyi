@@ -75,6 +75,30 @@ def triage(
 ) -> TriageIterator:
     """Triage cores and folders of cores in parallel."""
 
+def collect_cores(paths: Sequence[_Path]) -> Dict[str, Any]:
+    """The cores under `paths` and the files that are not cores."""
+
+def record(
+    db: str,
+    paths: Sequence[_Path],
+    *,
+    host: Optional[str] = None,
+    jobs: Optional[int] = 1,
+    sysroot: Optional[_Path] = None,
+    exe: Optional[_Path] = None,
+    debug_dirs: Sequence[_Path] = (),
+    search_path: Sequence[_Path] = (),
+    no_default_debug_dir: bool = False,
+    temp_dir: Optional[_Path] = None,
+    max_core_size: Optional[int] = None,
+    debuginfod: bool = False,
+    no_checks: bool = False,
+) -> Dict[str, Any]:
+    """Record cores into a crash database, as ``pymortem triage --db``."""
+
+def groups(db: str, *, since: Optional[int] = None, limit: Optional[int] = None) -> Dict[str, Any]:
+    """The groups of a crash database, as ``pymortem groups --json``."""
+
 def run_cli(argv: List[str]) -> int:
     """Run the ``pymortem`` command line; returns its exit code."""
 

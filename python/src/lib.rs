@@ -9,6 +9,7 @@
 //! dataclasses.
 
 mod convert;
+mod crashdb;
 mod errors;
 mod handles;
 mod object;
@@ -51,6 +52,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<triage::TriageIterator>()?;
     m.add_function(wrap_pyfunction!(handles::open, m)?)?;
     m.add_function(wrap_pyfunction!(triage::triage, m)?)?;
+    m.add_function(wrap_pyfunction!(crashdb::record, m)?)?;
+    m.add_function(wrap_pyfunction!(crashdb::groups, m)?)?;
+    m.add_function(wrap_pyfunction!(crashdb::collect_cores, m)?)?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("__all__", PyList::empty(py))?;

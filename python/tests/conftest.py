@@ -112,3 +112,47 @@ def search_args(entry: Dict[str, Any]) -> List[str]:
     for d in entry.get("debug_dirs") or []:
         args += ["--debug-dir", d]
     return args
+
+
+@pytest.fixture
+def postgres_url(tmp_path_factory):
+    """A private PostgreSQL server for one test: its own data folder under
+    /tmp (the server's user must reach it), its own port on 127.0.0.1,
+    trust authentication; stopped and removed after. As root, it runs as
+    the `postgres` user (the server refuses root)."""
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+    need(bool(found), "no PostgreSQL server under /usr/lib/postgresql (apt-get install postgresql)")
+    bin_dir = Path(found[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="pymortem-pg-", dir="/tmp"))
+    run_as: List[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+
+    def run(*args: str) -> None:
+        subprocess.run(run_as + list(args), check=True, cwd="/", env=env, capture_output=True)
+
+    db = data / "db"
+    try:
+        run(str(bin_dir / "initdb"), "-D", str(db), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
+        run(str(bin_dir / "pg_ctl"), "-D", str(db), "-o", options, "-l", str(data / "log"), "-w", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            run_as + [str(bin_dir / "pg_ctl"), "-D", str(db), "-m", "immediate", "-w", "stop"],
+            cwd="/",
+            env=env,
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)

@@ -5,10 +5,8 @@ use std::fmt::Write as _;
 
 use clap::Args;
 use comfy_table::{Table, presets};
-use serde_json::json;
 
 use pymortem::crashdb::{GroupQuery, IngestSummary, open_store, regroup};
-use pymortem::report::SCHEMA_VERSION as JSON_SCHEMA_VERSION;
 use pymortem::triage::signature::SIGNATURE_VERSION;
 
 use super::escape::{esc, esc_path};
@@ -50,15 +48,7 @@ pub(crate) fn ingest_line(summary: &IngestSummary) -> String {
 
 /// The `database` object of a `triage --db` run's JSON summary.
 pub(crate) fn ingest_json(summary: &IngestSummary) -> serde_json::Value {
-    json!({
-        "path": summary.location,
-        "schema_version": summary.schema_version,
-        "new_crashes": summary.new_crashes,
-        "unreadable": summary.unreadable,
-        "new_paths": summary.new_paths,
-        "already_recorded": summary.already_recorded,
-        "regrouped": summary.regrouped,
-    })
+    summary.to_json()
 }
 
 #[derive(Debug, Args)]
@@ -96,37 +86,7 @@ pub fn groups(args: &GroupsArgs) -> i32 {
         Err(e) => return fail(&e.to_string()),
     };
     if args.json {
-        let groups: Vec<serde_json::Value> = list
-            .groups
-            .iter()
-            .map(|g| {
-                json!({
-                    "signature": g.signature,
-                    "signature_text": g.signature_text,
-                    "count": g.count,
-                    "first_seen": g.first_seen,
-                    "last_seen": g.last_seen,
-                    "python_versions": g.python_versions,
-                    "hosts": g.hosts,
-                    "boots": g.boots,
-                    "example": g.example.as_ref().map(|p| p.to_string_lossy()),
-                })
-            })
-            .collect();
-        let report = json!({
-            "schema": "groups",
-            "schema_version": JSON_SCHEMA_VERSION,
-            "signature_version": SIGNATURE_VERSION,
-            "database": {
-                "path": store.location(),
-                "schema_version": store.schema_version().unwrap_or_default(),
-            },
-            "since": args.since,
-            "crashes": list.crashes,
-            "unreadable": list.unreadable,
-            "total_groups": list.total_groups,
-            "groups": groups,
-        });
+        let report = list.to_json(&store.location(), args.since);
         return print_report(true, &report, |_| String::new());
     }
     let mut s = format!(

@@ -41,6 +41,21 @@ pub struct IngestSummary {
     pub kept: usize,
 }
 
+impl IngestSummary {
+    /// The `database` object of a recording run's JSON summary.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "path": self.location,
+            "schema_version": self.schema_version,
+            "new_crashes": self.new_crashes,
+            "unreadable": self.unreadable,
+            "new_paths": self.new_paths,
+            "already_recorded": self.already_recorded,
+            "regrouped": self.regrouped,
+        })
+    }
+}
+
 /// A recording session on one database.
 pub struct Ingest {
     store: Box<dyn CrashStore>,
