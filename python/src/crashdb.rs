@@ -95,7 +95,7 @@ pub fn record(
             .read_and_record(&pool, &cores, |path: &PathBuf| {
                 (
                     path.clone(),
-                    triage_core(path, &options).map_err(|e| e.to_string()),
+                    triage_core(path, &options).map_err(pymortem::crashdb::UnreadableCore::from),
                 )
             })
             .map_err(|e| e.to_string())?;
@@ -129,7 +129,11 @@ pub fn groups(
         let list = store
             .groups(&GroupQuery { since, limit })
             .map_err(|e| e.to_string())?;
-        Ok(list.to_json(&store.location(), since))
+        Ok(pymortem::report::groups_json(
+            &list,
+            &store.location(),
+            since,
+        ))
     });
     let value = value.map_err(db_error)?;
     crate::convert::value_to_py(py, &value)

@@ -86,7 +86,7 @@ pub fn groups(args: &GroupsArgs) -> i32 {
         Err(e) => return fail(&e.to_string()),
     };
     if args.json {
-        let report = list.to_json(&store.location(), args.since);
+        let report = pymortem::report::groups_json(&list, &store.location(), args.since);
         return print_report(true, &report, |_| String::new());
     }
     let mut s = format!(

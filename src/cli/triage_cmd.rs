@@ -155,7 +155,7 @@ pub fn run(args: &TriageArgs) -> i32 {
     };
     let progress = Progress::new(cores.len());
     let analyse = |path: &PathBuf| {
-        let outcome = triage_core(path, &options).map_err(|e| e.to_string());
+        let outcome = triage_core(path, &options).map_err(pymortem::crashdb::UnreadableCore::from);
         progress.tick();
         (path.clone(), outcome)
     };
@@ -407,7 +407,7 @@ fn table(
     groups: &[pymortem::triage::Group],
 ) -> String {
     let mut s = String::new();
-    let errors: Vec<(&PathBuf, &String)> = outcomes
+    let errors: Vec<(&PathBuf, &pymortem::crashdb::UnreadableCore)> = outcomes
         .iter()
         .filter_map(|(p, o)| o.as_ref().err().map(|e| (p, e)))
         .collect();

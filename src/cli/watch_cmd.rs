@@ -244,7 +244,7 @@ fn record_batch(
     db.read_and_record(pool, &cores, |path: &PathBuf| {
         (
             path.clone(),
-            triage_core(path, options).map_err(|e| e.to_string()),
+            triage_core(path, options).map_err(pymortem::crashdb::UnreadableCore::from),
         )
     })
     .map_err(|e| e.to_string())

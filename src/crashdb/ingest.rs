@@ -17,8 +17,35 @@ use crate::triage::CoreTriage;
 /// The most results recorded in one transaction.
 pub const RECORD_BATCH: usize = 64;
 
+/// Why a core could not be read, as the error said it (the error itself
+/// is not kept: outcomes are cloned into the database's batches).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[serde(transparent)]
+#[error("{0}")]
+pub struct UnreadableCore(pub String);
+
+impl UnreadableCore {
+    /// The error's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for UnreadableCore {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<crate::Error> for UnreadableCore {
+    fn from(e: crate::Error) -> UnreadableCore {
+        UnreadableCore(e.to_string())
+    }
+}
+
 /// One core read: its triage, or why it could not be read.
-pub type Outcome = (PathBuf, Result<CoreTriage, String>);
+pub type Outcome = (PathBuf, Result<CoreTriage, UnreadableCore>);
 
 /// What recording did to the database.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,10 +152,13 @@ impl Ingest {
     }
 
     /// The files not recorded with their current size and modification
-    /// time; the others are counted, never opened.
+    /// time; the others are counted, never opened. Paths are made absolute
+    /// (not resolved: a symlink is its own path), so that runs from other
+    /// folders find them and the report links to them.
     pub fn drop_recorded(&mut self, files: Vec<PathBuf>) -> Result<Vec<PathBuf>, CrashDbError> {
         let mut pending = Vec::with_capacity(files.len());
         for path in files {
+            let path = std::path::absolute(&path).unwrap_or(path);
             // A file that cannot be looked at is read anyway: reading it says why.
             let Ok(now) = stamp(&path) else {
                 pending.push(path);

@@ -22,7 +22,7 @@ mod ingest;
 mod postgres;
 mod sqlite;
 
-pub use ingest::{Ingest, IngestSummary, Outcome};
+pub use ingest::{Ingest, IngestSummary, Outcome, UnreadableCore};
 pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
 
@@ -547,44 +547,6 @@ pub fn open_store(url: &str, create: bool) -> Result<Box<dyn CrashStore>, CrashD
     } else {
         SqliteStore::open_existing(path)?
     }))
-}
-
-impl GroupList {
-    /// The `groups` JSON document (docs/json-schema.md): what `pymortem
-    /// groups --json` prints and the Python package returns.
-    pub fn to_json(&self, location: &str, since: Option<u64>) -> serde_json::Value {
-        let groups: Vec<serde_json::Value> = self
-            .groups
-            .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "signature": g.signature,
-                    "signature_text": g.signature_text,
-                    "count": g.count,
-                    "first_seen": g.first_seen,
-                    "last_seen": g.last_seen,
-                    "python_versions": g.python_versions,
-                    "hosts": g.hosts,
-                    "boots": g.boots,
-                    "example": g.example.as_ref().map(|p| p.to_string_lossy()),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "schema": "groups",
-            "schema_version": crate::report::SCHEMA_VERSION,
-            "signature_version": SIGNATURE_VERSION,
-            "database": {
-                "path": location,
-                "schema_version": SCHEMA_VERSION,
-            },
-            "since": since,
-            "crashes": self.crashes,
-            "unreadable": self.unreadable,
-            "total_groups": self.total_groups,
-            "groups": groups,
-        })
-    }
 }
 
 /// What [`regroup`] did.

@@ -4,6 +4,8 @@
 
 mod check;
 #[cfg(feature = "crashdb")]
+mod groups;
+#[cfg(feature = "crashdb")]
 pub mod html;
 mod info;
 mod layout;
@@ -11,6 +13,8 @@ mod tasks;
 mod threads;
 
 pub use check::{CheckPart, CheckReport, ObjectReport};
+#[cfg(feature = "crashdb")]
+pub use groups::groups_json;
 pub use info::{CoreSummary, InfoReport, ModuleReport, PythonReport, SignalReport, ThreadReport};
 pub use layout::LayoutReport;
 pub use tasks::TasksReport;

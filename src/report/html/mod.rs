@@ -105,7 +105,7 @@ h1{font-size:1.5em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .4em;borde
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:3px 6px;vertical-align:top;border-bottom:1px solid #e4e4e4}
 th{background:#f3f3f3;position:sticky;top:0}td.n{text-align:right;font-variant-numeric:tabular-nums}
 code,pre{font:12px/1.35 ui-monospace,monospace}pre{background:#f7f7f7;padding:.6em;overflow-x:auto;margin:.3em 0}
-.bar{fill:#d9480f}.axis{stroke:#888;stroke-width:1}svg text{font:11px sans-serif;fill:#444}
+.bar{fill:#d9480f}.axis{stroke:#888;stroke-width:1;fill:none}svg text{font:11px sans-serif;fill:#444}
 .verdict-corrupt{color:#b00020;font-weight:600}.verdict-suspicious{color:#b35c00;font-weight:600}
 .verdict-incomplete{color:#555;font-style:italic}.verdict-clean{color:#2b7a0b}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:.4em 0}dt{color:#555}dd{margin:0}

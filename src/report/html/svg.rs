@@ -110,11 +110,12 @@ pub fn chart(period: &Period, counts: &[u64], label: &str) -> String {
     let mut svg = format!(
         r#"<svg class="chart" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{label}: crashes {unit}">"#
     );
+    // The axes: along the bottom, then up the left side.
     let _ = write!(
         svg,
-        r#"<line class="axis" x1="{left}" y1="{y}" x2="{x2}" y2="{y}"/><line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{y}"/>"#,
-        y = top + plot_h,
-        x2 = width - right
+        r#"<path class="axis" d="M{left} {bottom_y} H{end} M{left} {top} V{bottom_y}"/>"#,
+        bottom_y = top + plot_h,
+        end = width - right
     );
     let _ = write!(
         svg,
