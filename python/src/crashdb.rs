@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use serde_json::{Value, json};
 
-use pymortem::corefile::TempBudget;
 use pymortem::crashdb::{GroupQuery, Ingest, open_store, regroup};
-use pymortem::triage::{TriageOptions, classify_inputs, collect_inputs, triage_core};
+use pymortem::triage::{classify_inputs, collect_inputs, triage_core};
 
 use crate::convert::json as to_json;
 use crate::errors::Error;
@@ -62,23 +61,19 @@ pub fn record(
     debuginfod: bool,
     no_checks: bool,
 ) -> PyResult<PyObject> {
-    let mut open = Options {
-        sysroot,
-        exe,
-        debug_dirs,
-        search_path,
-        no_default_debug_dir,
-        temp_dir,
-        max_core_size,
-        debuginfod,
-    }
-    .build();
-    open.open.temp_budget = Some(TempBudget::new(open.open.max_decompressed_size));
-    let options = TriageOptions {
-        open,
+    let options = crate::triage::batch_options(
+        Options {
+            sysroot,
+            exe,
+            debug_dirs,
+            search_path,
+            no_default_debug_dir,
+            temp_dir,
+            max_core_size,
+            debuginfod,
+        },
         no_checks,
-        ..Default::default()
-    };
+    );
     let value = py.allow_threads(|| -> Result<Value, String> {
         let mut ingest = Ingest::open(&db, host).map_err(|e| e.to_string())?;
         let pool = rayon::ThreadPoolBuilder::new()

@@ -41,24 +41,19 @@ pub fn triage(
     debuginfod: bool,
     no_checks: bool,
 ) -> PyResult<TriageIterator> {
-    let mut open = Options {
-        sysroot,
-        exe,
-        debug_dirs,
-        search_path,
-        no_default_debug_dir,
-        temp_dir,
-        max_core_size,
-        debuginfod,
-    }
-    .build();
-    // The batch's decompressed cores share one temp budget, as in the CLI.
-    open.open.temp_budget = Some(TempBudget::new(open.open.max_decompressed_size));
-    let options = TriageOptions {
-        open,
+    let options = batch_options(
+        Options {
+            sysroot,
+            exe,
+            debug_dirs,
+            search_path,
+            no_default_debug_dir,
+            temp_dir,
+            max_core_size,
+            debuginfod,
+        },
         no_checks,
-        ..Default::default()
-    };
+    );
     let (cores, skipped) = py.allow_threads(|| collect_inputs(&paths));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs.unwrap_or(0))
@@ -87,6 +82,18 @@ pub fn triage(
         receiver: Mutex::new(receiver),
         total,
     })
+}
+
+/// A batch's triage options: the batch's decompressed cores share one
+/// temp budget, as in the CLI.
+pub fn batch_options(options: Options, no_checks: bool) -> TriageOptions {
+    let mut open = options.build();
+    open.open.temp_budget = Some(TempBudget::new(open.open.max_decompressed_size));
+    TriageOptions {
+        open,
+        no_checks,
+        ..Default::default()
+    }
 }
 
 /// The results of `pymortem.triage()`, as they finish.

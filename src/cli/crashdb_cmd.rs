@@ -51,8 +51,9 @@ pub(crate) fn ingest_json(summary: &IngestSummary) -> serde_json::Value {
     summary.to_json()
 }
 
+/// Which database and which of its crashes `groups` and `report` show.
 #[derive(Debug, Args)]
-pub struct GroupsArgs {
+pub struct DbQueryArgs {
     /// The crash database (written by `triage --db`): a SQLite file or a
     /// postgresql:// URL.
     #[arg(long, value_name = "URL")]
@@ -63,6 +64,28 @@ pub struct GroupsArgs {
     /// At most N groups, the largest.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+}
+
+impl DbQueryArgs {
+    fn query(&self) -> GroupQuery {
+        GroupQuery {
+            since: self.since,
+            limit: self.limit,
+        }
+    }
+
+    /// The database, opened (it must exist) and regrouped.
+    fn open(&self) -> Result<Box<dyn pymortem::crashdb::CrashStore>, String> {
+        let mut store = open_store(&self.db, false).map_err(|e| e.to_string())?;
+        regroup(store.as_mut()).map_err(|e| e.to_string())?;
+        Ok(store)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    query: DbQueryArgs,
     /// Print JSON (schema in docs/json-schema.md) instead of a table.
     #[arg(long)]
     json: bool,
@@ -70,23 +93,17 @@ pub struct GroupsArgs {
 
 /// `pymortem groups`.
 pub fn groups(args: &GroupsArgs) -> i32 {
-    let mut store = match open_store(&args.db, false) {
+    let mut store = match args.query.open() {
         Ok(store) => store,
-        Err(e) => return fail(&e.to_string()),
+        Err(message) => return fail(&message),
     };
-    if let Err(e) = regroup(store.as_mut()) {
-        return fail(&e.to_string());
-    }
-    let query = GroupQuery {
-        since: args.since,
-        limit: args.limit,
-    };
+    let query = args.query.query();
     let list = match store.groups(&query) {
         Ok(list) => list,
         Err(e) => return fail(&e.to_string()),
     };
     if args.json {
-        let report = pymortem::report::groups_json(&list, &store.location(), args.since);
+        let report = pymortem::report::groups_json(&list, &store.location(), args.query.since);
         return print_report(true, &report, |_| String::new());
     }
     let mut s = format!(
@@ -96,7 +113,7 @@ pub fn groups(args: &GroupsArgs) -> i32 {
         counted(list.total_groups as usize, "group", "groups"),
         list.unreadable
     );
-    if let Some(since) = args.since {
+    if let Some(since) = args.query.since {
         let _ = write!(s, ", since {}", utc(since));
     }
     if (list.groups.len() as u64) < list.total_groups {
@@ -168,34 +185,20 @@ pub fn groups(args: &GroupsArgs) -> i32 {
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
-    /// The crash database (written by `triage --db`): a SQLite file or a
-    /// postgresql:// URL.
-    #[arg(long, value_name = "URL")]
-    db: String,
+    #[command(flatten)]
+    query: DbQueryArgs,
     /// The folder to write index.html into (created if missing).
     #[arg(short, long, value_name = "DIR")]
     output: std::path::PathBuf,
-    /// Only crashes at or after DATE: YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (UTC), or Unix seconds.
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
-    since: Option<u64>,
-    /// At most N groups, the largest.
-    #[arg(long, value_name = "N")]
-    limit: Option<usize>,
 }
 
 /// `pymortem report`.
 pub fn report(args: &ReportArgs) -> i32 {
-    let mut store = match open_store(&args.db, false) {
+    let mut store = match args.query.open() {
         Ok(store) => store,
-        Err(e) => return fail(&e.to_string()),
+        Err(message) => return fail(&message),
     };
-    if let Err(e) = regroup(store.as_mut()) {
-        return fail(&e.to_string());
-    }
-    let query = GroupQuery {
-        since: args.since,
-        limit: args.limit,
-    };
+    let query = args.query.query();
     match pymortem::report::html::write_html_report(store.as_mut(), &query, &args.output) {
         Ok(summary) => emit_text(&format!(
             "{}: {} in {}, {} unreadable\n",

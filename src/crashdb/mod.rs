@@ -22,7 +22,7 @@ mod ingest;
 mod postgres;
 mod sqlite;
 
-pub use ingest::{Ingest, IngestSummary, Outcome, UnreadableCore};
+pub use ingest::{Ingest, IngestSummary, Outcome, RECORD_BATCH, UnreadableCore};
 pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
 

@@ -120,9 +120,7 @@ impl PostgresStore {
     fn migrate(&mut self) -> Result<(), CrashDbError> {
         let location = self.location.clone();
         let err = |e| db_error(&location, e);
-        let mut tx = self.client.transaction().map_err(err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(err)?;
+        let mut tx = begin_locked(&mut self.client, &location)?;
         let has_schema: bool = tx
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'pymortem')",
@@ -218,6 +216,18 @@ fn create_schema(tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
         &[&APPLICATION, &SCHEMA_VERSION.to_string()],
     )?;
     Ok(())
+}
+
+/// A transaction holding the write lock (a transaction-scoped advisory
+/// lock, released at commit or rollback).
+fn begin_locked<'c>(
+    client: &'c mut Client,
+    location: &str,
+) -> Result<Transaction<'c>, CrashDbError> {
+    let mut tx = client.transaction().map_err(|e| db_error(location, e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+        .map_err(|e| db_error(location, e))?;
+    Ok(tx)
 }
 
 fn db_error(location: &str, e: postgres::Error) -> CrashDbError {
@@ -334,9 +344,7 @@ impl CrashStore for PostgresStore {
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError> {
         let location = self.location.clone();
         let err = |e| db_error(&location, e);
-        let mut tx = self.client.transaction().map_err(err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(err)?;
+        let mut tx = begin_locked(&mut self.client, &location)?;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
             let key = record.path.as_os_str().as_bytes();
@@ -421,9 +429,7 @@ impl CrashStore for PostgresStore {
         let location = self.location.clone();
         let err = |e| db_error(&location, e);
         let version = i64::from(version);
-        let mut tx = self.client.transaction().map_err(err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(err)?;
+        let mut tx = begin_locked(&mut self.client, &location)?;
         let update = tx
             .prepare(
                 "UPDATE pymortem.crashes SET signature_text = $2, signature = $3,

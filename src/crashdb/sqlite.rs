@@ -310,6 +310,16 @@ impl SqliteStore {
     }
 }
 
+/// A write transaction holding the write lock from its start (`BEGIN
+/// IMMEDIATE`): what it reads stays true until it commits.
+fn begin_write<'c>(
+    conn: &'c mut Connection,
+    path: &Path,
+) -> Result<rusqlite::Transaction<'c>, CrashDbError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| db_error(path, e))
+}
+
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -415,10 +425,7 @@ impl CrashStore for SqliteStore {
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError> {
         let path = self.path.clone();
         let err = |e| db_error(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = begin_write(&mut self.conn, &path)?;
         let mut outcomes = Vec::with_capacity(records.len());
         for record in records {
             let key = record.path.as_os_str().as_bytes();
@@ -510,10 +517,7 @@ impl CrashStore for SqliteStore {
     ) -> Result<(), CrashDbError> {
         let path = self.path.clone();
         let err = |e| db_error(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = begin_write(&mut self.conn, &path)?;
         {
             let mut update = tx
                 .prepare(

@@ -116,7 +116,8 @@ impl PgServer {
         Some(server)
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// The server's `program`, run as the server's user.
+    fn command(&self, program: &str) -> Command {
         let exe = self.bin.join(program);
         let mut command = match &self.run_as {
             Some(user) => {
@@ -126,12 +127,12 @@ impl PgServer {
             }
             None => Command::new(&exe),
         };
-        let out = command
-            .args(args)
-            .current_dir("/")
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap();
+        command.current_dir("/").env("LC_ALL", "C.UTF-8");
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program).args(args).output().unwrap();
         let log = std::fs::read_to_string(self.data.join("log")).unwrap_or_default();
         assert!(
             out.status.success(),
@@ -165,16 +166,8 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let db = self.data.join("db");
-        let exe = self.bin.join("pg_ctl");
-        let mut command = match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        let _ = command
+        let _ = self
+            .command("pg_ctl")
             .args([
                 "-D",
                 db.to_str().unwrap_or(""),
@@ -183,7 +176,6 @@ impl Drop for PgServer {
                 "-w",
                 "stop",
             ])
-            .current_dir("/")
             .output();
         let _ = std::fs::remove_dir_all(&self.data);
     }
