@@ -67,6 +67,8 @@
 //!    decoding, the red zone and signal frames. Only it names a register.
 //! 1. [`mapped_file`], [`regular_file`]: opening and mapping files;
 //!    [`diagnostic`]: the problems every layer keeps beside its results.
+//!    [`live`]: a running process copied as an ELF core (threads stopped
+//!    with ptrace, memory read with `process_vm_readv`).
 //! 2. [`corefile`]: the ELF core file (segments, notes, compression, signal
 //!    names) and [`corefile::OpenError`].
 //! 3. [`elf`]: an ELF image (a module's file, a debug file, the vDSO) and
@@ -124,6 +126,7 @@ pub mod fuzzing;
 pub mod inspect;
 pub mod interpreter;
 pub mod layout;
+pub mod live;
 pub mod mapped_file;
 pub mod memory;
 pub mod modules;

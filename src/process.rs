@@ -174,6 +174,45 @@ impl Process {
         Ok(Process::from_core(core, options))
     }
 
+    /// Copy the running process `pid` (its threads stopped for the
+    /// shortest time, unless `live.block` is off: see [`crate::live`]) and
+    /// open the copy. The copy is an unnamed temporary file in the options'
+    /// temp dir: nothing is left behind. The process's files are read
+    /// through `/proc/PID/root` when it runs in another root (a container,
+    /// a chroot) and no sysroot is given.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let live = pymortem::live::SnapshotOptions::default();
+    /// let process = pymortem::Process::attach(1234, &pymortem::Options::default(), &live)?;
+    /// let copy = process.core().snapshot().unwrap();
+    /// println!("{}", copy.summary());
+    /// # Ok(()) }
+    /// ```
+    pub fn attach(
+        pid: i32,
+        options: &Options,
+        live: &crate::live::SnapshotOptions,
+    ) -> Result<Process, OpenError> {
+        let dir = options
+            .open
+            .temp_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let file = tempfile::tempfile_in(&dir).map_err(|e| OpenError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+        crate::live::write_snapshot(pid, live, &file)?;
+        let label = PathBuf::from(format!("process {pid}"));
+        let core = Arc::new(CoreFile::from_open_file(&label, &file)?);
+        let mut options = options.clone();
+        if options.search.sysroot.is_none() {
+            options.search.sysroot = crate::live::foreign_root(pid);
+        }
+        Ok(Process::from_core(core, &options))
+    }
+
     /// Build the process view over an opened core.
     pub fn from_core(core: Arc<CoreFile>, options: &Options) -> Process {
         let mut memory = ProcessMemory::new(core.clone());
@@ -213,6 +252,9 @@ impl Process {
         from_bundle: bool,
     ) -> Process {
         let mut diagnostics: Vec<Diagnostic> = core.diagnostics().to_vec();
+        if let Some(copy) = core.snapshot() {
+            diagnostics.extend(copy.diagnostics());
+        }
         diagnostics.extend(notes);
         diagnostics.extend_from_slice(modules.diagnostics());
         let python = version::detect(&core, &memory, &modules, &mut diagnostics);

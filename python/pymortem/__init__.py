@@ -52,6 +52,7 @@ from ._native import (
     ReadError,
     WrongType,
     __version__,
+    attach,
     open,
     triage,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "Verdict",
     "WrongType",
     "__version__",
+    "attach",
     "open",
     "triage",
 ]

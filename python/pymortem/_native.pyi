@@ -59,6 +59,21 @@ def open(
 ) -> Process:
     """Open a core (plain or compressed) or a bundle."""
 
+def attach(
+    pid: int,
+    *,
+    block: bool = True,
+    sysroot: Optional[_Path] = None,
+    exe: Optional[_Path] = None,
+    debug_dirs: Sequence[_Path] = (),
+    search_path: Sequence[_Path] = (),
+    no_default_debug_dir: bool = False,
+    temp_dir: Optional[_Path] = None,
+    debuginfod: bool = False,
+) -> Process:
+    """Copy a running process (its threads stopped for milliseconds unless
+    block=False) and open the copy as a core."""
+
 def triage(
     paths: Sequence[_Path],
     *,

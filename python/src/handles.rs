@@ -59,6 +59,45 @@ pub fn open(
     Ok(Process::new(process))
 }
 
+/// Copy the running process `pid` (its threads stopped for milliseconds,
+/// unless `block` is false) and open the copy, as `open` opens a core.
+#[pyfunction]
+#[pyo3(signature = (pid, *, block=true, sysroot=None, exe=None, debug_dirs=Vec::new(),
+    search_path=Vec::new(), no_default_debug_dir=false, temp_dir=None, debuginfod=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn attach(
+    py: Python<'_>,
+    pid: i32,
+    block: bool,
+    sysroot: Option<PathBuf>,
+    exe: Option<PathBuf>,
+    debug_dirs: Vec<PathBuf>,
+    search_path: Vec<PathBuf>,
+    no_default_debug_dir: bool,
+    temp_dir: Option<PathBuf>,
+    debuginfod: bool,
+) -> PyResult<Process> {
+    let options = Options {
+        sysroot,
+        exe,
+        debug_dirs,
+        search_path,
+        no_default_debug_dir,
+        temp_dir,
+        max_core_size: None,
+        debuginfod,
+    }
+    .build();
+    let live = pymortem::live::SnapshotOptions {
+        block,
+        ..pymortem::live::SnapshotOptions::default()
+    };
+    let process = py
+        .allow_threads(|| pymortem::Process::attach(pid, &options, &live))
+        .py_err()?;
+    Ok(Process::new(process))
+}
+
 /// `open`'s arguments.
 pub struct Options {
     pub sysroot: Option<PathBuf>,

@@ -51,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::GcObjects>()?;
     m.add_class::<triage::TriageIterator>()?;
     m.add_function(wrap_pyfunction!(handles::open, m)?)?;
+    m.add_function(wrap_pyfunction!(handles::attach, m)?)?;
     m.add_function(wrap_pyfunction!(triage::triage, m)?)?;
     m.add_function(wrap_pyfunction!(crashdb::record, m)?)?;
     m.add_function(wrap_pyfunction!(crashdb::groups, m)?)?;

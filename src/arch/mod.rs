@@ -329,6 +329,42 @@ impl ArchId {
         }
     }
 
+    /// The sizes of `user_regs_struct` and of the floating-point register
+    /// set as `PTRACE_GETREGSET` reads them, for the architectures whose
+    /// live processes pymortem can copy (x86-64 only, so far).
+    pub fn live_register_sizes(self) -> Option<(usize, usize)> {
+        match self {
+            ArchId::X86_64 => Some((x86_64::USER_REGS_SIZE, x86_64::FPREGSET_SIZE)),
+            ArchId::Aarch64 => None,
+        }
+    }
+
+    /// An `NT_PRSTATUS` descriptor of a thread no signal stopped, from its
+    /// register set as `PTRACE_GETREGSET` gave it.
+    pub fn prstatus_descriptor(self, lwp: i32, ppid: i32, user_regs: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            ArchId::X86_64 => Some(x86_64::prstatus_descriptor(lwp, ppid, user_regs)),
+            ArchId::Aarch64 => None,
+        }
+    }
+
+    /// A register set holding only a program counter and a stack pointer.
+    pub fn user_regs_from_pc_sp(self, pc: u64, sp: u64) -> Option<Vec<u8>> {
+        match self {
+            ArchId::X86_64 => Some(x86_64::user_regs_from_pc_sp(pc, sp)),
+            ArchId::Aarch64 => None,
+        }
+    }
+
+    /// The architecture of the machine pymortem runs on, if it reads its cores.
+    pub fn host() -> Option<ArchId> {
+        match std::env::consts::ARCH {
+            "x86_64" => Some(ArchId::X86_64),
+            "aarch64" => Some(ArchId::Aarch64),
+            _ => None,
+        }
+    }
+
     /// The size of an `NT_PRSTATUS` descriptor.
     pub fn prstatus_size(self) -> usize {
         match self {

@@ -54,6 +54,35 @@ pub const PRSTATUS_SIZE: usize = 336;
 /// Offset of `pr_reg` in `struct elf_prstatus`.
 const PRSTATUS_REGS_OFFSET: usize = 112;
 
+/// Size of `user_regs_struct`, as `PTRACE_GETREGSET` fills it.
+pub const USER_REGS_SIZE: usize = 27 * 8;
+/// Size of `user_fpregs_struct` (`NT_FPREGSET`).
+pub const FPREGSET_SIZE: usize = 512;
+
+/// An `NT_PRSTATUS` descriptor for a thread that no signal stopped:
+/// `pr_pid`, `pr_ppid` and `pr_reg` (a `user_regs_struct`, shorter input
+/// is zero-padded).
+pub fn prstatus_descriptor(lwp: i32, ppid: i32, user_regs: &[u8]) -> Vec<u8> {
+    let mut desc = vec![0u8; PRSTATUS_SIZE];
+    desc[32..36].copy_from_slice(&lwp.to_le_bytes());
+    desc[36..40].copy_from_slice(&ppid.to_le_bytes());
+    let regs = &user_regs[..user_regs.len().min(USER_REGS_SIZE)];
+    desc[PRSTATUS_REGS_OFFSET..PRSTATUS_REGS_OFFSET + regs.len()].copy_from_slice(regs);
+    // pr_fpvalid: the thread's NT_FPREGSET follows.
+    desc[PRSTATUS_REGS_OFFSET + USER_REGS_SIZE..PRSTATUS_REGS_OFFSET + USER_REGS_SIZE + 4]
+        .copy_from_slice(&1i32.to_le_bytes());
+    desc
+}
+
+/// A `user_regs_struct` holding only a program counter and a stack
+/// pointer (what `/proc/PID/task/TID/syscall` tells of a blocked thread).
+pub fn user_regs_from_pc_sp(pc: u64, sp: u64) -> Vec<u8> {
+    let mut regs = vec![0u8; USER_REGS_SIZE];
+    regs[USER_RIP * 8..USER_RIP * 8 + 8].copy_from_slice(&pc.to_le_bytes());
+    regs[USER_RSP * 8..USER_RSP * 8 + 8].copy_from_slice(&sp.to_le_bytes());
+    regs
+}
+
 /// The name of a DWARF register 0–16.
 pub fn dwarf_register_name(dwarf: u16) -> Option<&'static str> {
     DWARF_NAMES.get(usize::from(dwarf)).copied()

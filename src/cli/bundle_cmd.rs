@@ -26,6 +26,11 @@ pub(crate) struct BundleArgs {
 }
 
 pub(crate) fn run(args: &BundleArgs) -> i32 {
+    let Some(core) = &args.core.core else {
+        return fail(
+            "bundle takes a core file: for a running process, write one first with `pymortem snapshot PID -o FILE`",
+        );
+    };
     let process = match args.core.open() {
         Ok(p) => p,
         Err(message) => return fail(&message),
@@ -34,8 +39,7 @@ pub(crate) fn run(args: &BundleArgs) -> i32 {
         debug_files: !args.no_debug,
         level: args.level,
     };
-    let report = match pymortem::bundler::create(&process, &args.core.core, &args.output, &options)
-    {
+    let report = match pymortem::bundler::create(&process, core, &args.output, &options) {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot write the bundle: {e}")),
     };

@@ -9,6 +9,7 @@ mod download_progress;
 mod escape;
 mod inputs;
 mod layout_cmd;
+mod live_cmd;
 mod render;
 mod triage_cmd;
 mod watch_cmd;
@@ -70,13 +71,18 @@ enum Command {
     Report(crashdb_cmd::ReportArgs),
     /// One archive holding the core and every file it needs (executable, libraries, debug files).
     Bundle(bundle_cmd::BundleArgs),
+    /// Write an ELF core of a running process (like gcore), its threads stopped for milliseconds.
+    Snapshot(live_cmd::SnapshotArgs),
 }
 
 /// Options shared by every command that opens a core.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct CoreArgs {
     /// The core file (plain, or .zst, .lz4, .xz, .gz as systemd-coredump writes them), or a bundle.
-    core: PathBuf,
+    #[arg(required_unless_present_any = ["pid", "pgrep"])]
+    core: Option<PathBuf>,
+    #[command(flatten)]
+    live: live_cmd::LiveArgs,
     #[command(flatten)]
     search: SearchArgs,
     /// Print JSON (schema in docs/json-schema.md) instead of tables.
@@ -85,7 +91,7 @@ struct CoreArgs {
 }
 
 /// Where files named by a core are found.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct SearchArgs {
     /// Resolve every path from the core under DIR, like gdb's sysroot.
     #[arg(long, value_name = "DIR")]
@@ -175,7 +181,31 @@ impl SearchArgs {
 
 impl CoreArgs {
     fn open(&self) -> Result<Process, String> {
-        open_core(&self.core, &self.search)
+        if self.core.is_some() && (!self.live.pid.is_empty() || self.live.pgrep.is_some()) {
+            return Err("give a core file or --pid, not both".into());
+        }
+        match (&self.core, self.live.single_pid()?) {
+            (Some(core), _) => open_core(core, &self.search),
+            (None, Some(pid)) => live_cmd::attach(pid, &self.live, &self.search),
+            (None, None) => Err("give a core file or --pid PID".into()),
+        }
+    }
+
+    /// What the input is called in messages: the core's path, or the process.
+    fn label(&self) -> String {
+        match (&self.core, self.live.pid.first()) {
+            (Some(core), _) => core.display().to_string(),
+            (None, Some(pid)) => format!("process {pid}"),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// Where source files are read: the sysroot, or a live process's root.
+    fn source_root(&self) -> Option<PathBuf> {
+        self.search.sysroot.clone().or_else(|| {
+            let pid = *self.live.pid.first()?;
+            pymortem::live::foreign_root(pid)
+        })
     }
 }
 
@@ -280,7 +310,7 @@ fn threads(args: &ThreadsArgs) -> i32 {
         report.tasks_incomplete.clone_from(&tasks.incomplete);
     }
     let mut sources = (!args.no_source)
-        .then(|| pymortem::python::source::SourceFiles::new(args.core.search.sysroot.as_deref()));
+        .then(|| pymortem::python::source::SourceFiles::new(args.core.source_root().as_deref()));
     let code = print_report(args.core.json, &report, |r| {
         let mut text = render::threads(r, sources.as_mut());
         if let Some(tasks) = &tasks {
@@ -296,13 +326,13 @@ fn threads(args: &ThreadsArgs) -> i32 {
         && process.python().is_some_and(|p| p.free_threaded.is_some())
     {
         // Refused, not incomplete: no files would let it be read.
-        return fail(&format!("{}: {e}", args.core.core.display()));
+        return fail(&format!("{}: {e}", args.core.label()));
     }
     let code = report.exit_code();
     if code == EXIT_ERROR {
         return fail(&format!(
             "{}: no CPython interpreter was found in the core: no Python stacks to show",
-            args.core.core.display()
+            args.core.label()
         ));
     }
     match tasks.map(|t| t.exit_code()) {
@@ -318,7 +348,7 @@ fn tasks(args: &TasksArgs) -> i32 {
     };
     let report = pymortem::report::TasksReport::build(&process, state.as_ref());
     let mut sources = (!args.no_source)
-        .then(|| pymortem::python::source::SourceFiles::new(args.core.search.sysroot.as_deref()));
+        .then(|| pymortem::python::source::SourceFiles::new(args.core.source_root().as_deref()));
     let code = print_report(args.core.json, &report, |r| {
         render::tasks(r, sources.as_mut())
     });
@@ -328,7 +358,7 @@ fn tasks(args: &TasksArgs) -> i32 {
     match report.exit_code() {
         EXIT_ERROR => fail(&format!(
             "{}: no CPython interpreter was found in the core: no asyncio tasks to show",
-            args.core.core.display()
+            args.core.label()
         )),
         code => code,
     }
@@ -347,8 +377,8 @@ struct ObjectArgs {
     #[command(flatten)]
     core: CoreArgs,
     /// The object's address (0x… or decimal).
-    #[arg(value_parser = parse_address)]
-    address: u64,
+    #[arg(value_parser = parse_address, required_unless_present = "pid")]
+    address: Option<u64>,
     #[command(flatten)]
     cache: CacheArgs,
 }
@@ -382,6 +412,12 @@ fn python_of(
 }
 
 fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
+    if args.core.live.is_many() {
+        if args.core.core.is_some() {
+            return fail("give a core file or --pid, not both");
+        }
+        return live_cmd::check_many(args, part);
+    }
     let (process, state) = match python_of(&args.core, &args.cache) {
         Ok(v) => v,
         Err(message) => return fail(&message),
@@ -400,7 +436,23 @@ fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
 }
 
 fn object(args: &ObjectArgs) -> i32 {
-    let (process, state) = match python_of(&args.core, &args.cache) {
+    // `object --pid PID ADDRESS`: the one positional, parsed as the core
+    // (the first), is the address.
+    let address = match (args.address, &args.core.core) {
+        (Some(address), _) => address,
+        (None, Some(text)) if !args.core.live.pid.is_empty() => {
+            match parse_address(&text.to_string_lossy()) {
+                Ok(address) => address,
+                Err(message) => return fail(&message),
+            }
+        }
+        _ => return fail("give the object's address (0x… or decimal)"),
+    };
+    let core = CoreArgs {
+        core: args.address.and(args.core.core.clone()),
+        ..args.core.clone()
+    };
+    let (process, state) = match python_of(&core, &args.cache) {
         Ok(v) => v,
         Err(message) => return fail(&message),
     };
@@ -410,14 +462,14 @@ fn object(args: &ObjectArgs) -> i32 {
             let _ = writeln!(
                 io::stderr(),
                 "pymortem: incomplete: {}: the interpreter's structures could not be read: {e}; {}",
-                args.core.core.display(),
+                args.core.label(),
                 pymortem::forensics::coverage::interpreter_files_remedy(&process)
             );
             return EXIT_INCOMPLETE;
         }
-        Err(e) => return fail(&format!("{}: {e}", args.core.core.display())),
+        Err(e) => return fail(&format!("{}: {e}", args.core.label())),
     };
-    let info = pymortem::forensics::inspect(&process, &state, args.address);
+    let info = pymortem::forensics::inspect(&process, &state, address);
     let incomplete = !info.unchecked.is_empty();
     let code = print_report(
         args.core.json,
@@ -469,6 +521,7 @@ where
         Command::Groups(args) => crashdb_cmd::groups(&args),
         Command::Report(args) => crashdb_cmd::report(&args),
         Command::Bundle(args) => bundle_cmd::run(&args),
+        Command::Snapshot(args) => live_cmd::snapshot(&args),
     }
 }
 
@@ -551,4 +604,15 @@ pub(crate) fn fail(message: &str) -> i32 {
         escape::terminal_text(message)
     );
     EXIT_ERROR
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks the arguments' definitions only when a command is
+    /// parsed in a debug build: check them all at once.
+    #[test]
+    fn every_command_line_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

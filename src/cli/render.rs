@@ -1135,6 +1135,7 @@ fn producer_text(producer: pymortem::corefile::Producer) -> &'static str {
         pymortem::corefile::Producer::Kernel => "the kernel",
         pymortem::corefile::Producer::Gdb => "gdb",
         pymortem::corefile::Producer::Other => "neither the kernel nor gdb (QEMU, say)",
+        pymortem::corefile::Producer::Pymortem => "pymortem, from a live process",
         _ => "unknown",
     }
 }

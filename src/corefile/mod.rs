@@ -62,6 +62,9 @@ pub enum OpenError {
         /// The decoder's message.
         reason: String,
     },
+    /// A live process could not be copied.
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
     /// The file is a bundle that cannot be read.
     #[error("{path}: not a usable pymortem bundle: {reason}")]
     Bundle {
@@ -195,6 +198,9 @@ pub enum Producer {
     /// every kernel since 3.7 writes. QEMU's user-mode emulator writes such
     /// cores of its guests (`qemu_<prog>_<date>_<pid>.core`).
     Other,
+    /// pymortem's copy of a live process (`pymortem snapshot`, `--pid`):
+    /// no thread crashed.
+    Pymortem,
 }
 
 /// One thread of the core, from its `NT_PRSTATUS` note.
@@ -253,6 +259,7 @@ pub struct CoreFile {
     files: Vec<FileMapping>,
     pac_mask: Option<u64>,
     producer: Producer,
+    snapshot: Option<crate::live::SnapshotInfo>,
     truncation: Option<Truncation>,
     note_count: usize,
     unknown_notes: Vec<(String, u32)>,
@@ -296,6 +303,14 @@ impl CoreFile {
                 )
             }
         }
+    }
+
+    /// Map and parse an opened core file (a live process's copy in an
+    /// unnamed temporary file); `label` names it in messages.
+    pub fn from_open_file(label: &Path, file: &std::fs::File) -> Result<CoreFile, OpenError> {
+        let map =
+            crate::mapped_file::map_read_only(label, file).map_err(|e| OpenError::io(label, e))?;
+        Self::from_parts(label, CoreBytes::Mapped(map), None, Vec::new())
     }
 
     /// Parse a core held in memory (tests, fuzzing, mutation). `label` names
@@ -355,6 +370,7 @@ impl CoreFile {
             files: parsed.files,
             pac_mask: parsed.pac_mask,
             producer: parsed.producer,
+            snapshot: parsed.snapshot,
             truncation: parsed.truncation,
             note_count: parsed.note_count,
             unknown_notes: parsed.unknown_notes,
@@ -440,12 +456,21 @@ impl CoreFile {
         &self.diagnostics
     }
 
+    /// How pymortem copied the live process this core holds, if it did.
+    pub fn snapshot(&self) -> Option<&crate::live::SnapshotInfo> {
+        self.snapshot.as_ref()
+    }
+
     /// The thread that crashed or triggered the dump.
     ///
     /// The kernel writes the dumping thread's PRSTATUS first; gdb writes the
     /// signalled thread first and gives every thread its own SIGINFO. A thread
     /// whose own SIGINFO carries the signal wins over note order.
     pub fn crashed_thread(&self) -> Option<&CoreThread> {
+        // A live process's copy: its threads were stopped, none crashed.
+        if self.snapshot.is_some() {
+            return None;
+        }
         let signalled = self
             .siginfo
             .map(|s| s.signo)
@@ -517,6 +542,7 @@ struct Parsed {
     files: Vec<FileMapping>,
     pac_mask: Option<u64>,
     producer: Producer,
+    snapshot: Option<crate::live::SnapshotInfo>,
     truncation: Option<Truncation>,
     note_count: usize,
     unknown_notes: Vec<(String, u32)>,
@@ -643,7 +669,9 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
             "the core has no NT_PRSTATUS notes, so no threads",
         ));
     }
-    let producer = if notes.saw_gdb_tdesc || notes.siginfo_count > 1 {
+    let producer = if notes.snapshot.is_some() {
+        Producer::Pymortem
+    } else if notes.saw_gdb_tdesc || notes.siginfo_count > 1 {
         Producer::Gdb
     } else if notes.siginfo_count == 0 && notes.files.is_empty() && !notes.threads.is_empty() {
         Producer::Other
@@ -660,6 +688,7 @@ fn parse(path: &Path, data: &[u8]) -> Result<Parsed, OpenError> {
         files: notes.files,
         pac_mask: notes.pac_mask,
         producer,
+        snapshot: notes.snapshot,
         truncation,
         note_count: notes.count,
         unknown_notes: notes.unknown,
@@ -679,6 +708,7 @@ struct NoteState {
     files: Vec<FileMapping>,
     siginfo_count: usize,
     saw_gdb_tdesc: bool,
+    snapshot: Option<crate::live::SnapshotInfo>,
     pac_mask: Option<u64>,
     count: usize,
     /// The note cap was reported: once per core, not once per note segment.
@@ -802,6 +832,14 @@ impl NoteState {
                 None => bad("NT_ARM_PAC_MASK", diagnostics),
             },
             (_, NT_GDB_TDESC) => self.saw_gdb_tdesc = true,
+            _ if name == crate::live::SNAPSHOT_NOTE_NAME.as_bytes()
+                && n_type == crate::live::SNAPSHOT_NOTE_TYPE =>
+            {
+                match crate::live::SnapshotInfo::from_note(desc) {
+                    Some(info) => self.snapshot = Some(info),
+                    None => bad("pymortem's snapshot", diagnostics),
+                }
+            }
             // FPREGSET, XSTATE, AArch64's SVE, debug registers, tagged-address
             // control and enabled PAC keys: known, not needed.
             (true, 2)

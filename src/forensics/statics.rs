@@ -173,6 +173,15 @@ pub(crate) fn survey<'p>(
                         if symbol
                             .as_ref()
                             .is_some_and(|s| is_type_object(heap, &mut headers, s.runtime_start))
+                            // Modules keep borrowed pointers to types by
+                            // design: a C API capsule's struct copied into
+                            // another module (`_ssl`'s `PySocketModule`),
+                            // cached exception types.
+                            || is_type_object(heap, &mut headers, target)
+                            // A cache borrows what it points at, checked
+                            // before use (`_asyncio`'s `cached_running_holder`
+                            // with its thread id).
+                            || symbol.as_ref().is_some_and(|s| s.name.contains("cache"))
                         {
                             // A field of a type object the module defines
                             // statically (`tp_weaklist`, `tp_subclasses`,
@@ -189,7 +198,7 @@ pub(crate) fn survey<'p>(
                     }
                     continue;
                 };
-                if out.dead.len() == MAX_FINDINGS {
+                if out.dead.len() == MAX_FINDINGS || in_module_free_list(module, at) {
                     continue;
                 }
                 // A free-list member is a freed object whatever its link
@@ -229,6 +238,16 @@ pub(crate) fn report(statics: StaticPointers<'_>, findings: &mut Vec<Finding>) {
         }
         findings.push(f);
     }
+}
+
+/// Whether the static word at `at` heads a module's own free list
+/// (`_asyncio`'s `fi_freelist`, 2.7's `free_list`s): its objects are freed
+/// by design, waiting to be reused.
+fn in_module_free_list(module: &Module, at: u64) -> bool {
+    StaticSymbol::of(module, at).is_some_and(|s| {
+        let name = s.name.to_ascii_lowercase();
+        name.contains("freelist") || name.contains("free_list")
+    })
 }
 
 /// Whether `at` starts a type object: its type is a type, and so is its

@@ -39,6 +39,7 @@ mod layout;
 mod layout_cache;
 mod layout_gdb;
 mod layout_inferred;
+mod live;
 mod minidebuginfo;
 mod mutation;
 mod native;
