@@ -39,7 +39,9 @@ struct Waiting {
     helper: Child,
     pid: i32,
     truth: Value,
-    search: Vec<String>,
+    /// The chroot of a Debian chroot interpreter.
+    sysroot: Option<String>,
+    debug_dirs: Vec<String>,
 }
 
 impl Waiting {
@@ -70,19 +72,32 @@ impl Waiting {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
-        let mut search = Vec::new();
-        if let Some(root) = started["sysroot"].as_str() {
-            search.extend(["--sysroot".to_string(), root.to_string()]);
-        }
-        for dir in started["debug_dirs"].as_array().into_iter().flatten() {
-            search.extend(["--debug-dir".to_string(), dir.as_str().unwrap().to_string()]);
-        }
+        let sysroot = started["sysroot"].as_str().map(str::to_string);
+        let debug_dirs = started["debug_dirs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d.as_str().map(str::to_string))
+            .collect();
         Ok(Waiting {
             pid: started["pid"].as_i64().unwrap_or(0) as i32,
             helper,
             truth,
-            search,
+            sysroot,
+            debug_dirs,
         })
+    }
+
+    /// `--debug-dir`s, and `--sysroot` when `with_sysroot`.
+    fn search_args(&self, with_sysroot: bool) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(root) = self.sysroot.as_ref().filter(|_| with_sysroot) {
+            args.extend(["--sysroot".to_string(), root.clone()]);
+        }
+        for dir in &self.debug_dirs {
+            args.extend(["--debug-dir".to_string(), dir.clone()]);
+        }
+        args
     }
 }
 
@@ -162,7 +177,10 @@ fn compare_live_with_gcore(interp: &str, scenario: &str) -> Vec<String> {
         if name == "threads" {
             args.push("--locals".into());
         }
-        args.extend(waiting.search.iter().cloned());
+        // A live process in a chroot is read through /proc/PID/root, with
+        // no --sysroot; its core needs one.
+        let live = input.first().is_some_and(|a| a == "--pid");
+        args.extend(waiting.search_args(!live));
         args.extend(input.iter().cloned());
         args
     };
@@ -251,7 +269,7 @@ fn compare_live_with_gcore(interp: &str, scenario: &str) -> Vec<String> {
             "--json".to_string(),
             "--no-cache".to_string(),
         ];
-        args.extend(waiting.search.iter().cloned());
+        args.extend(waiting.search_args(false));
         args.extend(["--pid".to_string(), pid.clone(), format!("{address:#x}")]);
         match json_of(&args) {
             Ok((_, report, _)) if report["address"].as_u64() == Some(address) => {}
