@@ -15,20 +15,31 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 
 /// The scenarios that die by `os.abort()`, which live mode turns into a
-/// wait. Not `gc_already_tracked`: up to 3.7 the interpreter's own check
-/// aborts in C before the scenario's `os.abort()`; not the segfaults.
-const LIVE_SCENARIOS: [&str; 10] = [
+/// wait. Not the segfaults: they die by a fault, which no Python-level
+/// replacement can hold back without adding a frame.
+const LIVE_SCENARIOS: [&str; 11] = [
     "threads",
     "recursion",
     "generator",
     "double_free",
     "use_after_free",
+    "gc_already_tracked",
     "busy_heap",
     "asyncio_tasks",
     "subinterp_threads",
     "subinterp_nested",
     "subinterp_chains",
 ];
+
+/// Up to 3.7, `gc_already_tracked` dies inside the interpreter (its own
+/// check aborts in C) before the scenario's `os.abort()`: there is no point
+/// to wait at.
+fn dies_before_its_wait(interp: &str, scenario: &str) -> bool {
+    scenario == "gc_already_tracked"
+        && ["pyenv-2.7.", "pyenv-3.6.", "pyenv-3.7."]
+            .iter()
+            .any(|p| interp.starts_with(p))
+}
 
 /// The scenarios that seed a corruption (their truth names the victim);
 /// the others are healthy processes.
@@ -280,7 +291,16 @@ fn compare_live_with_gcore(interp: &str, scenario: &str) -> Vec<String> {
         Some(address) if !flagged(address) => problems.push(format!(
             "{label}: the victim {address:#x} is not flagged live: {live_findings:?}"
         )),
+        // Both allocations returned the victim: the lists contradict.
+        None if scenario == "gc_already_tracked"
+            && !live_findings.iter().any(|(_, s, _)| s == "error") =>
+        {
+            problems.push(format!(
+                "{label}: the corruption is not flagged live: {live_findings:?}"
+            ))
+        }
         None if !SEEDED.contains(&scenario)
+            && scenario != "gc_already_tracked"
             && live_findings
                 .iter()
                 .any(|(_, s, _)| s == "error" || s == "warning") =>
@@ -307,6 +327,7 @@ fn live_jobs() -> Vec<(String, String)> {
             )
         })
         .collect();
+    jobs.retain(|(interp, scenario)| !dies_before_its_wait(interp, scenario));
     jobs.sort();
     jobs.dedup();
     jobs
