@@ -631,12 +631,14 @@ fn errors_say_what_to_do() {
     if unsafe { libc::geteuid() } == 0 {
         let bin = tempfile::Builder::new()
             .prefix("pymortem-bin-")
-            .tempdir()
+            // Outside the tests' TMPDIR, which is private to root.
+            .tempdir_in("/tmp")
             .unwrap();
         let copy = bin.path().join("pymortem");
         std::fs::copy(env!("CARGO_BIN_EXE_pymortem"), &copy).unwrap();
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Its temp dir too, for the copy it would make.
+        std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let out = Command::new("setpriv")
             .args([
                 "--reuid=65534",
@@ -648,6 +650,7 @@ fn errors_say_what_to_do() {
             .arg(&copy)
             .args(["threads", "--pid", &sleeper.pid()])
             .env("HOME", "/nonexistent")
+            .env("TMPDIR", bin.path())
             .current_dir("/")
             .output()
             .unwrap();
