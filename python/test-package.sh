@@ -6,7 +6,7 @@
 #   1. a fresh virtual environment of CPython 3.13 (pyenv): `pip install .`
 #      builds the abi3 wheel with maturin and installs it; `pymortem
 #      --version` from the venv's bin
-#   2. the same wheel, built once, installed into a fresh 3.9 venv
+#   2. the same wheel, built once, installed (with its test extra) into a fresh 3.9 venv
 #   3. pytest under both, with PYMORTEM_REQUIRE_MATRIX=1 (a skip fails) and
 #      the wheel for the Debian 3.13/3.14/3.15 import test
 #
@@ -46,7 +46,8 @@ wheel="$(echo "$work"/dist/pymortem-*.whl)"
 echo "$(basename "$wheel") ($(du -h "$wheel" | cut -f1))" >&2
 for version in "${versions[@]:1}"; do
     venv "$version"
-    "$work/venv-$version/bin/pip" install -q "$wheel" pytest
+    # The test extra (pytest, distributed): the Dask tests run here too.
+    "$work/venv-$version/bin/pip" install -q "$wheel[test]"
 done
 
 status=0
