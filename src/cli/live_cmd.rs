@@ -132,16 +132,7 @@ fn check_one(
             );
         }
     };
-    let thread_options = pymortem::python::ThreadOptions {
-        locals: false,
-        layout: args.cache.options(),
-    };
-    let state = pymortem::python::python_state(&process, &thread_options);
-    let result = state
-        .as_ref()
-        .ok()
-        .map(|s| pymortem::forensics::check(&process, s));
-    let report = pymortem::report::CheckReport::build(&process, state.as_ref(), result, part);
+    let report = super::check_report(&process, &args.cache, part);
     let code = report.exit_code();
     let name = process
         .core()
@@ -162,10 +153,7 @@ fn check_one(
     let pause = process
         .core()
         .snapshot()
-        .map(|s| match s.pause() {
-            Some(p) if s.blocked => format!("paused {:.1} ms", p.as_secs_f64() * 1000.0),
-            _ => "not paused".into(),
-        })
+        .map(|s| s.pause_text())
         .unwrap_or_default();
     let line = format!(
         "{pid:>8}  {name:<15}  {status:<10}  {pause:<16}  {}",

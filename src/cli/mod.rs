@@ -392,6 +392,24 @@ fn parse_address(text: &str) -> Result<u64, String> {
     parsed.map_err(|_| format!("{text} is not an address (0x… or decimal)"))
 }
 
+/// The checks run on an opened process, as `check`, `freelists` and `gc` report them.
+pub(crate) fn check_report(
+    process: &Process,
+    cache: &CacheArgs,
+    part: pymortem::report::CheckPart,
+) -> pymortem::report::CheckReport {
+    let options = pymortem::python::ThreadOptions {
+        locals: false,
+        layout: cache.options(),
+    };
+    let state = pymortem::python::python_state(process, &options);
+    let result = state
+        .as_ref()
+        .ok()
+        .map(|s| pymortem::forensics::check(process, s));
+    pymortem::report::CheckReport::build(process, state.as_ref(), result, part)
+}
+
 fn python_of(
     core: &CoreArgs,
     cache: &CacheArgs,
@@ -418,15 +436,11 @@ fn check(args: &CheckArgs, part: pymortem::report::CheckPart) -> i32 {
         }
         return live_cmd::check_many(args, part);
     }
-    let (process, state) = match python_of(&args.core, &args.cache) {
-        Ok(v) => v,
+    let process = match args.core.open() {
+        Ok(p) => p,
         Err(message) => return fail(&message),
     };
-    let result = state
-        .as_ref()
-        .ok()
-        .map(|s| pymortem::forensics::check(&process, s));
-    let report = pymortem::report::CheckReport::build(&process, state.as_ref(), result, part);
+    let report = check_report(&process, &args.cache, part);
     let code = print_report(args.core.json, &report, render::check);
     if code == EXIT_OK {
         report.exit_code()

@@ -90,6 +90,14 @@ impl SnapshotInfo {
         self.pause_us.map(Duration::from_micros)
     }
 
+    /// `paused 9.0 ms`, or `not paused` for a copy taken without stopping.
+    pub fn pause_text(&self) -> String {
+        match self.pause_us {
+            Some(us) if self.blocked => format!("paused {}", milliseconds(us)),
+            _ => "not paused".into(),
+        }
+    }
+
     /// One line for a person: `12 threads stopped for 8 ms, 40.2 MiB copied`.
     pub fn summary(&self) -> String {
         let copied = format!(
@@ -97,11 +105,11 @@ impl SnapshotInfo {
             self.bytes_copied as f64 / (1 << 20) as f64
         );
         let mut text = match self.pause_us {
-            Some(us) if self.blocked => format!(
-                "{} thread{} stopped, paused {}, {copied}",
+            Some(_) if self.blocked => format!(
+                "{} thread{} stopped, {}, {copied}",
                 self.threads,
                 if self.threads == 1 { "" } else { "s" },
-                pause_text(us)
+                self.pause_text()
             ),
             _ => format!("read without stopping it ({copied}): the copy may be inconsistent"),
         };
@@ -151,7 +159,7 @@ impl SnapshotInfo {
     }
 }
 
-fn pause_text(us: u64) -> String {
+fn milliseconds(us: u64) -> String {
     if us < 10_000 {
         format!("{:.1} ms", us as f64 / 1000.0)
     } else {
@@ -227,7 +235,7 @@ pub fn write_snapshot(
     };
     let identity =
         proc_files::Identity::read(pid).map_err(|e| gone_or(pid, e, "/proc/PID/stat"))?;
-    if proc_files::has_exited(pid) {
+    if identity.has_exited() {
         return Err(LiveError::Exited { pid });
     }
     let started = Instant::now();

@@ -35,10 +35,7 @@ impl Identity {
         let ppid = after.next().and_then(|p| p.parse().ok()).unwrap_or(0);
         let status = std::fs::read_to_string(path(pid, "status")).unwrap_or_default();
         let first_id = |key: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|rest| rest.split_whitespace().next())
+            status_field(&status, key)
                 .and_then(|id| id.parse().ok())
                 .unwrap_or(0)
         };
@@ -59,10 +56,24 @@ impl Identity {
     }
 }
 
-/// Whether the process has exited (a zombie its parent has not reaped, or
-/// gone).
+/// The first word after `key` on its line of a `/proc/PID/status` text.
+fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
+impl Identity {
+    /// Whether the process has exited (a zombie its parent has not reaped).
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
+}
+
+/// Whether the process has exited, or is gone.
 pub fn has_exited(pid: i32) -> bool {
-    Identity::read(pid).is_ok_and(|i| matches!(i.state, 'Z' | 'X' | 'x'))
+    Identity::read(pid).is_ok_and(|i| i.has_exited())
 }
 
 /// The stack and program pointers of a thread blocked in a system call
@@ -173,13 +184,7 @@ impl PermissionCheck {
     /// Look at the target and at this process.
     pub fn of(pid: i32) -> PermissionCheck {
         let status = std::fs::read_to_string(path(pid, "status")).unwrap_or_default();
-        let field = |text: &str, key: &str| -> Option<String> {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|rest| rest.split_whitespace().next())
-                .map(str::to_string)
-        };
-        let tracer = field(&status, "TracerPid:")
+        let tracer = status_field(&status, "TracerPid:")
             .and_then(|t| t.parse::<i32>().ok())
             .filter(|&t| t != 0)
             .map(|t| {
@@ -188,7 +193,7 @@ impl PermissionCheck {
             });
         // SAFETY: getuid has no preconditions.
         let ours = unsafe { libc::getuid() };
-        let other_user = field(&status, "Uid:")
+        let other_user = status_field(&status, "Uid:")
             .and_then(|u| u.parse::<u32>().ok())
             .filter(|&u| u != ours)
             .map(|u| (u, ours));
@@ -197,8 +202,8 @@ impl PermissionCheck {
             .and_then(|s| s.trim().parse().ok())
             .filter(|&s| s > 0);
         let own = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let has_cap_sys_ptrace = field(&own, "CapEff:")
-            .and_then(|c| u64::from_str_radix(&c, 16).ok())
+        let has_cap_sys_ptrace = status_field(&own, "CapEff:")
+            .and_then(|c| u64::from_str_radix(c, 16).ok())
             .is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
         PermissionCheck {
             tracer,
