@@ -6,7 +6,7 @@ new cores. Each configuration runs --runs times on a fresh database; the
 median is reported. Also times `report` on the result and the page's load
 in headless Chromium against an empty page.
 
-    python3 benches/crashdb-ingest.py [--cores 200] [--runs 3] [--bin target/release/pymortem]
+    python3 benches/crashdb-ingest.py [--cores 200] [--runs 9] [--bin target/release/pymortem]
 
 Needs the generated matrix (sample-cores/generate.py), PostgreSQL's server
 (/usr/lib/postgresql/*/bin) and, for the load time, chromium and hyperfine.
@@ -18,6 +18,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -78,16 +79,27 @@ class Postgres:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+# The CPU seconds (user + system) of the last timed run: steadier than wall
+# time on a shared machine.
+LAST_CPU = [0.0]
+
+
 def timed(args: list[str]) -> float:
+    """Wall seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    LAST_CPU[0] = cpu
+    return wall
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", type=int, default=200)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--bin", default=str(ROOT / "target/release/pymortem"))
     args = parser.parse_args()
     binary = args.bin
@@ -105,13 +117,22 @@ def main() -> None:
         timed([binary, "triage", "--json", str(first), str(new)])
         results: dict[str, list[float]] = {"triage": [], "sqlite": [], "postgresql": [],
                                            "sqlite rerun +10": [], "postgresql rerun +10": []}
-        for _ in range(args.runs):
-            results["triage"].append(timed([binary, "triage", "--json", str(first)]))
-            for kind in ("sqlite", "postgresql"):
+        cpu: dict[str, list[float]] = {name: [] for name in results}
+        for run in range(args.runs):
+            # The order turns each run, so that no configuration always
+            # follows the same one (page cache, CPU frequency, the server).
+            kinds = ["triage", "sqlite", "postgresql"]
+            for kind in kinds[run % 3:] + kinds[:run % 3]:
+                if kind == "triage":
+                    results["triage"].append(timed([binary, "triage", "--json", str(first)]))
+                    cpu["triage"].append(LAST_CPU[0])
+                    continue
                 db = str(work / f"{time.monotonic_ns()}.sqlite") if kind == "sqlite" else pg.new_database()
                 results[kind].append(timed([binary, "triage", "--db", db, "--json", str(first)]))
+                cpu[kind].append(LAST_CPU[0])
                 results[f"{kind} rerun +10"].append(
                     timed([binary, "triage", "--db", db, "--json", str(first), str(new)]))
+                cpu[f"{kind} rerun +10"].append(LAST_CPU[0])
         print(f"{args.cores} distinct matrix cores (+10 new for the re-run), checks on, "
               f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, median of {args.runs}:")
         for name, times in results.items():
@@ -121,7 +142,14 @@ def main() -> None:
                 rate = f"{100 * m / first_run:5.1f}% of its first run"
             else:
                 rate = f"{args.cores / m:6.1f} cores/s"
-            print(f"  {name:24s} {m:6.2f} s  {rate}")
+            # pymortem's own CPU time (the PostgreSQL server's is not in it).
+            print(f"  {name:24s} {m:6.2f} s  {rate}   CPU {statistics.median(cpu[name]):5.2f} s")
+        # Each run's recording time over the same run's plain triage: the
+        # machine's speed drifts between runs more than recording costs.
+        for kind in ("sqlite", "postgresql"):
+            ratios = [r / t for r, t in zip(results[kind], results["triage"])]
+            print(f"  {kind} / triage, paired by run: median {statistics.median(ratios):.3f} "
+                  f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
         # The report of the last SQLite database, and its load in Chromium.
         db = str(work / "report.sqlite")
         timed([binary, "triage", "--db", db, str(first)])

@@ -8,7 +8,7 @@ use crate::triage::signature::SignatureParts;
 pub(crate) const CRASH_COLUMNS: &str = "content_hash, size, recorded_at, pymortem_version, error, \
      crash_time, python_version, signal, fatal_error, signature, signature_text, \
      signature_version, finding_kinds, verdict, top_frames, host, boot_id, unchecked, \
-     stack, findings";
+     stack, findings, fingerprint";
 
 /// One `crashes` row to insert.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub(crate) struct CrashColumns {
     pub unchecked: String,
     pub stack: String,
     pub findings: String,
+    pub fingerprint: Option<String>,
 }
 
 impl CrashColumns {
@@ -58,6 +59,7 @@ impl CrashColumns {
             unchecked: json_list(&facts.unchecked),
             stack: json_list(&facts.stack),
             findings: json_list(&facts.findings),
+            fingerprint: record.fingerprint.clone(),
         }
     }
 }

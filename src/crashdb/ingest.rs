@@ -3,19 +3,34 @@
 //! (in its own threads or on its own machines); this decides which need
 //! reading and records what was read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
 use super::{
-    CrashDbError, CrashFacts, CrashStore, FileStamp, Record, Recorded, content_hash, open_store,
-    regroup, stamp,
+    Candidate, CrashDbError, CrashFacts, CrashId, CrashStore, FileStamp, Fingerprint, Record,
+    Recorded, content_hash, fingerprint, open_store, regroup, stamp,
 };
 use crate::triage::CoreTriage;
 
 /// The most results recorded in one transaction.
 pub const RECORD_BATCH: usize = 64;
+
+/// How many times a record is compared again when other writers record
+/// crashes of its fingerprint meanwhile.
+const MAX_COMPARE_ROUNDS: usize = 8;
+
+/// What identifies a file of the batch.
+#[derive(Debug, Clone, Default)]
+struct Identity {
+    /// `None`: the file could not be read.
+    fingerprint: Option<Fingerprint>,
+    /// Its content id, when a candidate copy made it worth taking.
+    content_hash: Option<String>,
+    /// The candidates compared with it.
+    compared: Vec<CrashId>,
+}
 
 /// Why a core could not be read, as the error said it (the error itself
 /// is not kept: outcomes are cloned into the database's batches).
@@ -90,10 +105,14 @@ pub struct Ingest {
     summary: IngestSummary,
     /// Each file's stamp, taken before it was read.
     stamps: HashMap<PathBuf, FileStamp>,
-    /// Each core's content hash (`None`: it could not be read whole).
-    hashes: HashMap<PathBuf, Option<String>>,
+    /// Each core's fingerprint and what it was compared with.
+    identities: HashMap<PathBuf, Identity>,
     /// Copies of cores read in this batch: linked once those are recorded.
     copies: Vec<PathBuf>,
+    /// The facts recorded of each content id with copies in the batch: a
+    /// copy's record carries them, in case the core it copies was recorded
+    /// meanwhile by another writer, which took no content id.
+    facts_of_content: HashMap<String, CrashFacts>,
 }
 
 impl std::fmt::Debug for Ingest {
@@ -128,8 +147,9 @@ impl Ingest {
             store,
             host,
             stamps: HashMap::new(),
-            hashes: HashMap::new(),
+            identities: HashMap::new(),
             copies: Vec::new(),
+            facts_of_content: HashMap::new(),
         })
     }
 
@@ -143,12 +163,13 @@ impl Ingest {
         self.store.as_mut()
     }
 
-    /// Forget the batch's stamps and hashes (a long-running recorder calls
+    /// Forget the batch's stamps and identities (a long-running recorder calls
     /// it after each batch, to stay bounded in memory).
     pub fn clear_batch(&mut self) {
         self.stamps.clear();
-        self.hashes.clear();
+        self.identities.clear();
         self.copies.clear();
+        self.facts_of_content.clear();
     }
 
     /// The files not recorded with their current size and modification
@@ -156,15 +177,20 @@ impl Ingest {
     /// (not resolved: a symlink is its own path), so that runs from other
     /// folders find them and the report links to them.
     pub fn drop_recorded(&mut self, files: Vec<PathBuf>) -> Result<Vec<PathBuf>, CrashDbError> {
-        let mut pending = Vec::with_capacity(files.len());
+        let mut stamped = Vec::with_capacity(files.len());
+        let mut pending = Vec::new();
         for path in files {
             let path = std::path::absolute(&path).unwrap_or(path);
             // A file that cannot be looked at is read anyway: reading it says why.
-            let Ok(now) = stamp(&path) else {
-                pending.push(path);
-                continue;
-            };
-            if self.store.path_stamp(&path)? == Some(now) {
+            match stamp(&path) {
+                Ok(now) => stamped.push((path, now)),
+                Err(_) => pending.push(path),
+            }
+        }
+        let paths: Vec<PathBuf> = stamped.iter().map(|(p, _)| p.clone()).collect();
+        let recorded = self.store.path_stamps(&paths)?;
+        for ((path, now), recorded) in stamped.into_iter().zip(recorded) {
+            if recorded == Some(now) {
                 self.summary.already_recorded += 1;
             } else {
                 self.stamps.insert(path.clone(), now);
@@ -174,35 +200,106 @@ impl Ingest {
         Ok(pending)
     }
 
-    /// The cores to read: each one's content is hashed (in the current
-    /// rayon pool); a core whose content is recorded is linked to its crash
-    /// now, and a second copy within the batch once the first is recorded.
-    /// A core that cannot be hashed is read, to say why.
+    /// The cores to read. Each core is fingerprinted (in the current rayon
+    /// pool); where a recorded crash or another core of the batch has its
+    /// fingerprint, the content ids are compared (taken where missing, the
+    /// recorded crash's from a path of it that is unchanged). A core whose
+    /// content is recorded is linked to its crash now, a second copy within
+    /// the batch once the first is recorded. A core that cannot be
+    /// fingerprinted is read, to say why.
     pub fn drop_recorded_contents(
         &mut self,
         cores: Vec<PathBuf>,
     ) -> Result<Vec<PathBuf>, CrashDbError> {
-        let hashed: Vec<(PathBuf, Option<String>)> = cores
+        let printed: Vec<(PathBuf, Option<Fingerprint>)> = cores
             .into_par_iter()
             .map(|path| {
-                let hash = content_hash(&path).ok();
-                (path, hash)
+                let print = fingerprint(&path).ok();
+                (path, print)
             })
             .collect();
+        let mut in_batch: HashMap<&str, usize> = HashMap::new();
+        for (_, print) in &printed {
+            if let Some(print) = print {
+                *in_batch.entry(print.id.as_str()).or_default() += 1;
+            }
+        }
+        let prints: Vec<Fingerprint> = printed.iter().filter_map(|(_, p)| p.clone()).collect();
+        let mut found = self.store.candidates(&prints)?.into_iter();
+        let mut candidates: Vec<Vec<Candidate>> = printed
+            .iter()
+            .map(|(_, print)| match print {
+                Some(_) => found.next().unwrap_or_default(),
+                None => Vec::new(),
+            })
+            .collect();
+        // Content ids: of the cores that may be copies, and of the recorded
+        // crashes they may be copies of that have none yet.
+        let contents: Vec<Option<String>> = printed
+            .par_iter()
+            .zip(&candidates)
+            .map(|((path, print), candidates)| {
+                let print = print.as_ref()?;
+                let copy_possible = !candidates.is_empty()
+                    || in_batch.get(print.id.as_str()).is_some_and(|&n| n > 1);
+                copy_possible.then(|| content_hash(path).ok()).flatten()
+            })
+            .collect();
+        self.take_recorded_contents(candidates.iter_mut().flatten().collect())?;
         let mut to_read = Vec::new();
         let mut linked = Vec::new();
         let mut first_of: HashSet<String> = HashSet::new();
-        for (path, hash) in hashed {
-            match &hash {
-                Some(h) if self.store.has_content(h)? => linked.push(path.clone()),
+        for (((path, print), candidates), content) in
+            printed.into_iter().zip(candidates).zip(contents)
+        {
+            match &content {
+                Some(h)
+                    if candidates
+                        .iter()
+                        .any(|c| c.content_hash.as_ref() == Some(h)) =>
+                {
+                    linked.push(path.clone())
+                }
                 Some(h) if !first_of.insert(h.clone()) => self.copies.push(path.clone()),
                 _ => to_read.push(path.clone()),
             }
-            self.hashes.insert(path, hash);
+            let identity = Identity {
+                fingerprint: print,
+                content_hash: content,
+                compared: candidates.iter().map(|c| c.id).collect(),
+            };
+            self.identities.insert(path, identity);
         }
         let records: Vec<Record> = linked.iter().map(|p| self.link(p)).collect();
-        self.write(&records)?;
+        self.write(records)?;
         Ok(to_read)
+    }
+
+    /// Take and store the content ids the candidates lack (in the current
+    /// rayon pool), from an unchanged path of each; a candidate whose paths
+    /// all changed or went keeps none, and no copy of it is recognized.
+    fn take_recorded_contents(
+        &mut self,
+        candidates: Vec<&mut Candidate>,
+    ) -> Result<(), CrashDbError> {
+        let mut lacking: BTreeMap<CrashId, Vec<&mut Candidate>> = BTreeMap::new();
+        for candidate in candidates {
+            if candidate.content_hash.is_none() {
+                lacking.entry(candidate.id).or_default().push(candidate);
+            }
+        }
+        let taken: Vec<Option<String>> = lacking
+            .par_iter()
+            .map(|(_, same)| same.first().and_then(|c| content_of_recorded(&c.paths)))
+            .collect();
+        for ((id, same), content) in lacking.into_iter().zip(taken) {
+            let Some(content) = content else { continue };
+            self.store.set_content(id, &content)?;
+            for candidate in same {
+                candidate.content_hash = Some(content.clone());
+            }
+        }
+        Ok(())
     }
 
     fn file_stamp(&self, path: &Path) -> FileStamp {
@@ -216,31 +313,43 @@ impl Ingest {
             })
     }
 
-    /// A path of a content already recorded.
-    fn link(&self, path: &Path) -> Record {
+    /// A record of `path`, with `facts` or (`None`) as a path of a content
+    /// already recorded.
+    fn record_of(&self, path: &Path, facts: Option<CrashFacts>) -> Record {
+        let identity = self.identities.get(path).cloned().unwrap_or_default();
         Record {
             path: path.into(),
             stamp: self.file_stamp(path),
-            content_hash: self.hashes.get(path).cloned().flatten(),
-            facts: None,
+            fingerprint: identity.fingerprint.map(|f| f.id),
+            content_hash: identity.content_hash,
+            compared: identity.compared,
+            facts,
         }
+    }
+
+    /// A path of a content already recorded.
+    fn link(&self, path: &Path) -> Record {
+        self.record_of(path, None)
     }
 
     /// Record cores just read, with what was read or why it could not be.
     pub fn record(&mut self, outcomes: &[Outcome]) -> Result<(), CrashDbError> {
         let records: Vec<Record> = outcomes
             .iter()
-            .map(|(path, outcome)| Record {
-                path: path.clone(),
-                stamp: self.file_stamp(path),
-                content_hash: self.hashes.get(path).cloned().flatten(),
-                facts: Some(match outcome {
+            .map(|(path, outcome)| {
+                let facts = match outcome {
                     Ok(core) => CrashFacts::triaged(core, self.host.as_deref()),
                     Err(e) => CrashFacts::unreadable(path, e, self.host.as_deref()),
-                }),
+                };
+                self.record_of(path, Some(facts))
             })
             .collect();
-        self.write(&records)
+        for record in &records {
+            if let (Some(content), Some(facts)) = (&record.content_hash, &record.facts) {
+                self.facts_of_content.insert(content.clone(), facts.clone());
+            }
+        }
+        self.write(records)
     }
 
     /// Read `cores` in `pool` with `analyse`, recording results as they
@@ -309,30 +418,149 @@ impl Ingest {
         Ok(outcomes.into_iter().map(|(_, o)| o).collect())
     }
 
-    /// Link the copies within the batch, now that their contents are recorded.
+    /// Link the copies within the batch, now that their contents are
+    /// recorded. Each carries its content's facts: where the core it copies
+    /// was recorded by another writer without a content id, it is compared
+    /// with that crash (whose content id is then taken) and linked.
     pub fn finish(&mut self) -> Result<(), CrashDbError> {
         let copies = std::mem::take(&mut self.copies);
-        let records: Vec<Record> = copies.iter().map(|p| self.link(p)).collect();
-        self.write(&records)
+        let records: Vec<Record> = copies
+            .iter()
+            .map(|path| {
+                let content = self
+                    .identities
+                    .get(path)
+                    .and_then(|i| i.content_hash.as_ref());
+                let facts = content.and_then(|c| self.facts_of_content.get(c)).cloned();
+                self.record_of(path, facts)
+            })
+            .collect();
+        self.write(records)
     }
 
-    fn write(&mut self, records: &[Record]) -> Result<(), CrashDbError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let outcomes = self.store.record(records)?;
-        for (record, outcome) in records.iter().zip(outcomes) {
-            match outcome {
-                Recorded::NewCrash => {
-                    self.summary.new_crashes += 1;
-                    if record.facts.as_ref().is_some_and(|f| f.error.is_some()) {
-                        self.summary.unreadable += 1;
+    /// Record, comparing again the records that crashes of their
+    /// fingerprint recorded meanwhile left unresolved.
+    fn write(&mut self, records: Vec<Record>) -> Result<(), CrashDbError> {
+        let mut pending = records;
+        for _ in 0..MAX_COMPARE_ROUNDS {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let outcomes = self.store.record(&pending)?;
+            let mut unresolved = Vec::new();
+            for (record, outcome) in pending.into_iter().zip(outcomes) {
+                match outcome {
+                    Recorded::NewCrash => {
+                        self.summary.new_crashes += 1;
+                        if record.facts.as_ref().is_some_and(|f| f.error.is_some()) {
+                            self.summary.unreadable += 1;
+                        }
                     }
+                    Recorded::NewPath => self.summary.new_paths += 1,
+                    Recorded::AlreadyRecorded => self.summary.already_recorded += 1,
+                    Recorded::Unresolved => unresolved.push(record),
                 }
-                Recorded::NewPath => self.summary.new_paths += 1,
-                Recorded::AlreadyRecorded => self.summary.already_recorded += 1,
+            }
+            pending = Vec::with_capacity(unresolved.len());
+            for record in unresolved {
+                pending.push(self.compare_again(record)?);
             }
         }
-        Ok(())
+        match pending.first() {
+            Some(record) => Err(CrashDbError::Contended {
+                path: record.path.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Compare a record with every crash of its fingerprint recorded now.
+    fn compare_again(&mut self, mut record: Record) -> Result<Record, CrashDbError> {
+        let Some(print) = self
+            .identities
+            .get(&record.path)
+            .and_then(|i| i.fingerprint.clone())
+        else {
+            return Ok(record);
+        };
+        if record.content_hash.is_none() {
+            record.content_hash = content_hash(&record.path).ok();
+        }
+        let mut candidates: Vec<Candidate> = self
+            .store
+            .candidates(&[print])?
+            .into_iter()
+            .flatten()
+            .collect();
+        self.take_recorded_contents(candidates.iter_mut().collect())?;
+        record.compared = candidates.iter().map(|c| c.id).collect();
+        if let Some(identity) = self.identities.get_mut(&record.path) {
+            identity.content_hash = record.content_hash.clone();
+            identity.compared = record.compared.clone();
+        }
+        Ok(record)
+    }
+}
+
+/// The content id of a recorded crash, from the first of its paths whose
+/// file still has its recorded stamp.
+fn content_of_recorded(paths: &[(PathBuf, FileStamp)]) -> Option<String> {
+    paths
+        .iter()
+        .filter(|(path, recorded)| stamp(path).is_ok_and(|now| now == *recorded))
+        .find_map(|(path, _)| content_hash(path).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unreadable(path: &Path) -> Vec<Outcome> {
+        vec![(path.into(), Err(UnreadableCore("not a core".into())))]
+    }
+
+    /// Two writers read copies of one new core at once: the second to
+    /// record finds the first's crash of its fingerprint, compares content
+    /// ids (the first's taken from its path) and links its copy.
+    #[test]
+    fn a_copy_recorded_meanwhile_by_another_writer_is_linked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, &bytes).unwrap();
+        std::fs::write(&b, &bytes).unwrap();
+        let db = dir.path().join("crashes.db");
+        let url = db.to_str().unwrap();
+        let mut first = Ingest::open(url, None).unwrap();
+        let mut second = Ingest::open(url, None).unwrap();
+        let pending = first.drop_recorded(vec![a.clone()]).unwrap();
+        assert_eq!(
+            first.drop_recorded_contents(pending).unwrap(),
+            std::slice::from_ref(&a)
+        );
+        let pending = second.drop_recorded(vec![b.clone()]).unwrap();
+        assert_eq!(
+            second.drop_recorded_contents(pending).unwrap(),
+            std::slice::from_ref(&b)
+        );
+        first.record(&unreadable(&a)).unwrap();
+        second.record(&unreadable(&b)).unwrap();
+        assert_eq!(
+            (first.summary().new_crashes, first.summary().new_paths),
+            (1, 0)
+        );
+        assert_eq!(
+            (second.summary().new_crashes, second.summary().new_paths),
+            (0, 1)
+        );
+        let candidates = second
+            .store()
+            .candidates(&[fingerprint(&a).unwrap()])
+            .unwrap();
+        assert_eq!(candidates[0].len(), 1);
+        assert_eq!(
+            candidates[0][0].content_hash,
+            Some(content_hash(&a).unwrap())
+        );
     }
 }

@@ -2,26 +2,39 @@
 //! by the content of its file, so that a fleet's crashes are grouped over
 //! weeks of runs rather than one folder at a time.
 //!
-//! A crash is identified by the SHA-256 of its file's bytes (a core copied
-//! twice is one crash, reached by two paths). A path already recorded with
-//! the same size and modification time is not read again, not even hashed:
-//! a re-run over a thousand recorded cores and ten new ones reads the ten.
-//! A core that cannot be read is recorded too, with the error.
+//! A crash is identified by its content id ([`content_hash`]): a core
+//! copied twice is one crash, reached by two paths. Content ids cost as
+//! much as the analysis, so they are taken only where a copy is possible:
+//! each new core's [`fingerprint`] (a few of its pages) selects the
+//! recorded crashes of the same size and fingerprint, and only then are
+//! the content ids of both compared. A crash with no such candidate is
+//! recorded with its fingerprint alone; its content id is taken from its
+//! recorded path when a candidate copy turns up. Nothing is merged without
+//! equal content ids.
 //!
-//! The store is a trait, [`CrashStore`], so that a server database can take
-//! SQLite's place with the same schema; [`SqliteStore`] is the one there is.
-//! The schema is versioned ([`SCHEMA_VERSION`]) and migrated forward on
-//! open, one step at a time; a database written by a newer pymortem is
-//! refused ([`CrashDbError::NewerSchema`]), never rewritten.
+//! A path already recorded with the same size and modification time is not
+//! read again, not even fingerprinted: a re-run over a thousand recorded
+//! cores and ten new ones reads the ten. A core that cannot be read is
+//! recorded too, with the error.
+//!
+//! The store is a trait, [`CrashStore`], with a SQLite file
+//! ([`SqliteStore`]) and a PostgreSQL server ([`PostgresStore`]) behind it,
+//! which record with one algorithm (`recording`). The schema is versioned
+//! ([`SCHEMA_VERSION`]) and migrated forward on open, one step at a time;
+//! a database written by a newer pymortem is refused
+//! ([`CrashDbError::NewerSchema`]), never rewritten.
 //!
 //! This layer sits above [`triage`](crate::triage), whose results it
 //! stores, and knows nothing of the command line.
 
 mod columns;
+mod content;
 mod ingest;
 mod postgres;
+mod recording;
 mod sqlite;
 
+pub use content::{Fingerprint, content_hash, fingerprint};
 pub use ingest::{Ingest, IngestSummary, Outcome, RECORD_BATCH, UnreadableCore};
 pub use postgres::{PostgresStore, redact_url};
 pub use sqlite::SqliteStore;
@@ -33,7 +46,7 @@ use crate::triage::signature::{SIGNATURE_VERSION, SignatureParts};
 
 /// The schema version this pymortem writes and reads. Older databases are
 /// migrated to it on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The pymortem version recorded beside each crash.
 pub const PYMORTEM_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -89,6 +102,16 @@ pub enum CrashDbError {
         /// What is wrong.
         reason: String,
     },
+    /// Other writers kept recording crashes of a core's fingerprint while
+    /// this one compared content ids: nothing was recorded for it.
+    #[error(
+        "{path}: other writers kept recording crashes of its fingerprint meanwhile; \
+         run again to record it"
+    )]
+    Contended {
+        /// The core.
+        path: PathBuf,
+    },
     /// A path was to be linked to a crash by content, but no crash has it.
     #[error("{path}: no recorded crash has its content {content_hash}")]
     UnknownContent {
@@ -127,151 +150,6 @@ pub fn stamp(path: &Path) -> std::io::Result<FileStamp> {
             .saturating_mul(1_000_000_000)
             .saturating_add(meta.mtime_nsec()),
     })
-}
-
-/// Bytes per page of the content id's zero test.
-const PAGE: usize = 4096;
-
-/// What identifies a crash: a hash of the file's bytes, `b3z:` and 64 hex
-/// digits, the same however the file is stored (sparse or not, any copy).
-///
-/// A core is half zero pages (unused stack and heap), and a kernel-written
-/// core leaves them as holes. Hashing them costs as much as the analysis,
-/// so the id hashes what determines the bytes instead of the bytes
-/// themselves: BLAKE3 of the concatenated non-zero 4 KiB pages, BLAKE3 of
-/// the list of zero runs (offset, length), and the size. Two files with the
-/// same id have the same bytes (up to BLAKE3 collisions). Holes are skipped
-/// without reading (`SEEK_DATA`); the file is read in 1 MiB blocks, never
-/// whole, and only when it is a regular file (a FIFO would block). A
-/// compressed core is hashed as it is on disk.
-pub fn content_hash(path: &Path) -> std::io::Result<String> {
-    let file = crate::regular_file::open_regular(path)?;
-    let size = file.metadata()?.len();
-    let mut ids = ContentHasher::default();
-    if size == 0 {
-        return Ok(ids.finish(0));
-    }
-    // Mapped, not read: the page cache's pages are hashed where they are.
-    let map = crate::mapped_file::map_read_only(path, &file)?;
-    let _ = map.advise(memmap2::Advice::Sequential);
-    let size = size.min(map.len() as u64);
-    let page = PAGE as u64;
-    let mut offset = 0u64;
-    while offset < size {
-        // Page-aligned, so that the id's pages are the file's pages
-        // whatever block size the file system reports holes in.
-        let data = next_extent(&file, offset, size, libc::SEEK_DATA) / page * page;
-        if data > offset {
-            ids.zeros(offset, data - offset);
-            offset = data;
-            continue;
-        }
-        let hole = next_extent(&file, offset, size, libc::SEEK_HOLE)
-            .div_ceil(page)
-            .saturating_mul(page)
-            .max(offset + page)
-            .min(size);
-        while offset < hole {
-            let end = hole.min(offset + (1 << 20));
-            let window = map
-                .get(offset as usize..end as usize)
-                .ok_or_else(|| std::io::Error::other("the file shrank while it was hashed"))?;
-            ids.bytes(offset, window);
-            offset = end;
-        }
-    }
-    Ok(ids.finish(size))
-}
-
-/// The next offset at or after `offset` where `whence` (`SEEK_DATA` or
-/// `SEEK_HOLE`) begins: `size` when there is none, and for `SEEK_DATA`
-/// `offset` itself where the file system cannot say (all is then data).
-fn next_extent(file: &std::fs::File, offset: u64, size: u64, whence: libc::c_int) -> u64 {
-    use std::os::unix::io::AsRawFd;
-    let Ok(start) = libc::off_t::try_from(offset) else {
-        return offset;
-    };
-    // SAFETY: lseek on a descriptor this function borrows; it moves only the
-    // file offset, which nothing here reads through (the file is mapped).
-    let found = unsafe { libc::lseek(file.as_raw_fd(), start, whence) };
-    match u64::try_from(found) {
-        Ok(at) => at.clamp(offset, size),
-        // ENXIO: no data at or after `offset`, the rest is a hole.
-        Err(_) if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => size,
-        Err(_) if whence == libc::SEEK_HOLE => size,
-        Err(_) => offset,
-    }
-}
-
-/// The state of a content id: data pages and zero runs, each hashed as it
-/// comes.
-#[derive(Default)]
-struct ContentHasher {
-    data: blake3::Hasher,
-    runs: blake3::Hasher,
-    /// The zero run in progress: its offset and length.
-    run: Option<(u64, u64)>,
-}
-
-impl ContentHasher {
-    /// `length` zero bytes at `offset`.
-    fn zeros(&mut self, offset: u64, length: u64) {
-        match &mut self.run {
-            Some((start, len)) if *start + *len == offset => *len += length,
-            _ => {
-                self.end_run();
-                self.run = Some((offset, length));
-            }
-        }
-    }
-
-    fn end_run(&mut self) {
-        if let Some((start, len)) = self.run.take() {
-            self.runs.update(&start.to_le_bytes());
-            self.runs.update(&len.to_le_bytes());
-        }
-    }
-
-    /// Bytes read at `offset`: zero pages join the run, consecutive data
-    /// pages are hashed in one call (BLAKE3 is fastest on long inputs).
-    fn bytes(&mut self, offset: u64, bytes: &[u8]) {
-        let mut data_start: Option<usize> = None;
-        for (i, page) in bytes.chunks(PAGE).enumerate() {
-            let at = i * PAGE;
-            if is_zero(page) {
-                if let Some(start) = data_start.take() {
-                    self.data.update(&bytes[start..at]);
-                }
-                self.zeros(offset + at as u64, page.len() as u64);
-            } else {
-                if data_start.is_none() {
-                    self.end_run();
-                    data_start = Some(at);
-                }
-            }
-        }
-        if let Some(start) = data_start {
-            self.data.update(&bytes[start..]);
-        }
-    }
-
-    fn finish(mut self, size: u64) -> String {
-        self.end_run();
-        let mut id = blake3::Hasher::new();
-        id.update(self.data.finalize().as_bytes());
-        id.update(self.runs.finalize().as_bytes());
-        id.update(&size.to_le_bytes());
-        format!("b3z:{}", id.finalize().to_hex())
-    }
-}
-
-fn is_zero(page: &[u8]) -> bool {
-    // Word-wise OR: vectorized, several times faster than hashing the page.
-    let (words, tail) = page.split_at(page.len() / 8 * 8);
-    words.chunks_exact(8).fold(0u64, |acc, w| {
-        acc | u64::from_ne_bytes(w.try_into().unwrap_or_default())
-    }) == 0
-        && tail.iter().all(|&b| b == 0)
 }
 
 /// What is recorded of one crash: triage's facts, or why its core could
@@ -366,13 +244,44 @@ pub struct Record {
     pub path: PathBuf,
     /// Its stamp when it was read.
     pub stamp: FileStamp,
-    /// Its content hash; `None` when the file could not even be read whole
-    /// (the path alone then identifies it).
+    /// Its fingerprint; `None` when the file could not be read (the path
+    /// alone then identifies it).
+    pub fingerprint: Option<String>,
+    /// Its content id, when it was taken (a candidate copy was recorded).
     pub content_hash: Option<String>,
+    /// The recorded crashes of its size and fingerprint whose content ids
+    /// were compared with this file's (and differ): a crash of its
+    /// fingerprint recorded meanwhile by another writer, not among these,
+    /// makes the record [`Recorded::Unresolved`].
+    pub compared: Vec<CrashId>,
     /// The crash's facts; `None` for a new path of a crash already recorded
     /// (by content), which is linked to it.
     pub facts: Option<CrashFacts>,
 }
+
+/// A recorded crash that may have a file's content: the same size and
+/// fingerprint, or recorded before fingerprints were (schema 3 and older)
+/// with the same size and a content id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The crash.
+    pub id: CrashId,
+    /// Its content id, when taken.
+    pub content_hash: Option<String>,
+    /// Some of its paths with their recorded stamps: where its content id
+    /// can be taken (from a file whose stamp is unchanged).
+    pub paths: Vec<(PathBuf, FileStamp)>,
+}
+
+/// The most paths of a [`Candidate`] listed.
+pub const CANDIDATE_PATHS: usize = 8;
+
+/// The most candidates recorded before fingerprints (schema 3 and older)
+/// listed for one size. A copy of a crash beyond them is still linked by
+/// its content id when recorded, only after it was read. Every crash of
+/// the fingerprint is listed: the content id of each is taken at most
+/// once, so crafted cores sharing one cost no more than content ids of all.
+pub const MAX_CANDIDATES: usize = 64;
 
 /// What recording one file did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +293,9 @@ pub enum Recorded {
     /// Nothing: the path was recorded meanwhile with the same stamp
     /// (another process recording the same folder).
     AlreadyRecorded,
+    /// Nothing yet: another writer recorded a crash of the same size and
+    /// fingerprint meanwhile, whose content id must be compared first.
+    Unresolved,
 }
 
 /// A crash's id in its store.
@@ -504,10 +416,17 @@ pub trait CrashStore: Send {
     fn location(&self) -> String;
     /// The schema version of the open database.
     fn schema_version(&mut self) -> Result<u32, CrashDbError>;
-    /// The stamp a path was recorded with, if it was.
-    fn path_stamp(&mut self, path: &Path) -> Result<Option<FileStamp>, CrashDbError>;
-    /// Whether a crash with this content is recorded.
-    fn has_content(&mut self, content_hash: &str) -> Result<bool, CrashDbError>;
+    /// The stamps the paths were recorded with (`None`: not recorded), in
+    /// their order.
+    fn path_stamps(&mut self, paths: &[PathBuf]) -> Result<Vec<Option<FileStamp>>, CrashDbError>;
+    /// For each fingerprint, the crashes that may have the content of its
+    /// file: all of its fingerprint, and up to [`MAX_CANDIDATES`] of its
+    /// size recorded without one. Paths are listed only for crashes without
+    /// a content id.
+    fn candidates(&mut self, prints: &[Fingerprint]) -> Result<Vec<Vec<Candidate>>, CrashDbError>;
+    /// Store a crash's content id, taken from one of its paths. Nothing is
+    /// stored when the crash has one, or another crash has this one.
+    fn set_content(&mut self, id: CrashId, content_hash: &str) -> Result<(), CrashDbError>;
     /// Record files, in one transaction; each says what it did. Safe
     /// against other writers: a content or a path is never recorded twice.
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError>;
@@ -578,72 +497,4 @@ pub fn regroup(store: &mut dyn CrashStore) -> Result<Regrouped, CrashDbError> {
         regrouped: updates.len(),
         kept,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The id of `bytes` computed the long way: every page looked at.
-    fn reference_id(bytes: &[u8]) -> String {
-        let (mut data, mut runs) = (blake3::Hasher::new(), blake3::Hasher::new());
-        let mut run: Option<(u64, u64)> = None;
-        for (i, page) in bytes.chunks(PAGE).enumerate() {
-            if page.iter().all(|&b| b == 0) {
-                let start = run.map_or((i * PAGE) as u64, |r| r.0);
-                run = Some((start, run.map_or(0, |r| r.1) + page.len() as u64));
-            } else {
-                if let Some((s, l)) = run.take() {
-                    runs.update(&s.to_le_bytes());
-                    runs.update(&l.to_le_bytes());
-                }
-                data.update(page);
-            }
-        }
-        if let Some((s, l)) = run {
-            runs.update(&s.to_le_bytes());
-            runs.update(&l.to_le_bytes());
-        }
-        let mut id = blake3::Hasher::new();
-        id.update(data.finalize().as_bytes());
-        id.update(runs.finalize().as_bytes());
-        id.update(&(bytes.len() as u64).to_le_bytes());
-        format!("b3z:{}", id.finalize().to_hex())
-    }
-
-    #[test]
-    fn content_ids_do_not_depend_on_holes() {
-        use std::io::{Seek, Write};
-        let dir = tempfile::tempdir().unwrap();
-        // 3 MiB and a bit: data, a hole, data across a block boundary, zeros
-        // written out, a partial last page.
-        let mut bytes = vec![0u8; 3 * (1 << 20) + 1234];
-        bytes[..5000].fill(7);
-        bytes[(1 << 20) - 100..(1 << 20) + 9000].fill(9);
-        let end = bytes.len();
-        bytes[end - 10..].fill(1);
-        let dense = dir.path().join("dense");
-        std::fs::write(&dense, &bytes).unwrap();
-        let sparse = dir.path().join("sparse");
-        let mut f = std::fs::File::create(&sparse).unwrap();
-        f.write_all(&bytes[..8192]).unwrap();
-        f.seek(std::io::SeekFrom::Start((1 << 20) - 4096)).unwrap();
-        f.write_all(&bytes[(1 << 20) - 4096..(1 << 20) + 12288])
-            .unwrap();
-        f.seek(std::io::SeekFrom::Start(end as u64 - 4096)).unwrap();
-        f.write_all(&bytes[end - 4096..]).unwrap();
-        drop(f);
-        let want = reference_id(&bytes);
-        assert_eq!(content_hash(&dense).unwrap(), want);
-        assert_eq!(content_hash(&sparse).unwrap(), want);
-        // One byte more in a zero page: another id.
-        bytes[2 << 20] = 1;
-        std::fs::write(&dense, &bytes).unwrap();
-        assert_ne!(content_hash(&dense).unwrap(), want);
-        // All zeros, and empty.
-        std::fs::write(&dense, vec![0u8; 10_000]).unwrap();
-        assert_eq!(content_hash(&dense).unwrap(), reference_id(&[0u8; 10_000]));
-        std::fs::write(&dense, b"").unwrap();
-        assert_eq!(content_hash(&dense).unwrap(), reference_id(b""));
-    }
 }

@@ -6,8 +6,8 @@
 //! other programs keeps its names: `pymortem.crashes`, `pymortem.paths`,
 //! and `pymortem.meta` (`application` = [`APPLICATION`], `schema_version`).
 //! Integers are `BIGINT`, paths `BYTEA`, lists JSON text. A server database
-//! is created at the current schema version in one step; later versions
-//! migrate it as they migrate SQLite files.
+//! is created at schema version 3 in one step, then migrated as SQLite
+//! files are.
 //!
 //! Writers serialize on a transaction-scoped advisory lock, the server's
 //! counterpart of SQLite's write lock: the check that a path or a content
@@ -27,9 +27,11 @@ use postgres::{Client, Config, NoTls, Transaction};
 use super::columns::{
     CRASH_COLUMNS, CrashColumns, i64_of, list_of_json, signature_parts, sorted_strings, u64_of,
 };
+use super::recording::{Lookup, RecordingTx, record_in};
 use super::{
-    CrashDbError, CrashDetail, CrashFacts, CrashId, CrashStore, FileStamp, GroupList, GroupQuery,
-    Record, Recorded, SCHEMA_VERSION, StaleCrash, StoredCrash, StoredGroup,
+    CANDIDATE_PATHS, Candidate, CrashDbError, CrashDetail, CrashId, CrashStore, FileStamp,
+    Fingerprint, GroupList, GroupQuery, MAX_CANDIDATES, Record, Recorded, SCHEMA_VERSION,
+    StaleCrash, StoredCrash, StoredGroup,
 };
 
 /// `pymortem.meta`'s `application` value.
@@ -45,6 +47,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct PostgresStore {
     client: Client,
     location: String,
+    statements: Statements,
+}
+
+/// The connection's prepared statements, by their text: each is parsed and
+/// planned once per connection rather than once per use (a round trip
+/// more per statement, a few hundred per batch of cores).
+#[derive(Default)]
+struct Statements(std::collections::HashMap<String, postgres::Statement>);
+
+impl Statements {
+    /// The statement of `sql`, prepared on `client` the first time.
+    fn get<C: postgres::GenericClient>(
+        &mut self,
+        client: &mut C,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -110,7 +135,11 @@ impl PostgresStore {
         }
         config.application_name("pymortem");
         let client = config.connect(NoTls).map_err(|e| db_error(&location, e))?;
-        let mut store = PostgresStore { client, location };
+        let mut store = PostgresStore {
+            client,
+            location,
+            statements: Statements::default(),
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -130,6 +159,7 @@ impl PostgresStore {
             .get(0);
         if !has_schema {
             create_schema(&mut tx).map_err(err)?;
+            migrate_from(&mut tx, FIRST_SERVER_VERSION).map_err(err)?;
             return tx.commit().map_err(err);
         }
         let has_meta: bool = tx
@@ -167,13 +197,54 @@ impl PostgresStore {
                 known: SCHEMA_VERSION,
             });
         }
-        // Server databases begin at version 3; migrations from there on
-        // are added here as the schema grows.
+        if found < FIRST_SERVER_VERSION {
+            return Err(CrashDbError::NotACrashDatabase {
+                location,
+                reason: format!("its schema version {found} predates server databases"),
+            });
+        }
+        migrate_from(&mut tx, found).map_err(err)?;
         tx.commit().map_err(err)
     }
 }
 
-/// The whole schema at the current version.
+/// The most keys looked up in one query.
+const LOOKUP_CHUNK: usize = 1000;
+
+/// A 1-based `WITH ORDINALITY` number as a 0-based index.
+fn ordinal(number: i64) -> usize {
+    usize::try_from(number - 1).unwrap_or(usize::MAX)
+}
+
+/// The schema version server databases are created at, then migrated from.
+const FIRST_SERVER_VERSION: u32 = 3;
+
+/// `SERVER_MIGRATIONS[n]` takes the schema from version
+/// `FIRST_SERVER_VERSION + n` to the next (the SQLite store's steps).
+const SERVER_MIGRATIONS: [&str; (SCHEMA_VERSION - FIRST_SERVER_VERSION) as usize] = [
+    // Version 4: fingerprints.
+    "ALTER TABLE pymortem.crashes ADD COLUMN fingerprint TEXT;
+     CREATE INDEX crashes_by_fingerprint ON pymortem.crashes(fingerprint);
+     CREATE INDEX crashes_by_size ON pymortem.crashes(size) WHERE fingerprint IS NULL;",
+];
+
+/// Bring a database of schema version `found` to [`SCHEMA_VERSION`], one
+/// step at a time.
+fn migrate_from(tx: &mut Transaction<'_>, found: u32) -> Result<(), postgres::Error> {
+    for version in found..SCHEMA_VERSION {
+        let step = (version - FIRST_SERVER_VERSION) as usize;
+        if let Some(migration) = SERVER_MIGRATIONS.get(step) {
+            tx.batch_execute(migration)?;
+        }
+        tx.execute(
+            "UPDATE pymortem.meta SET value = $1 WHERE key = 'schema_version'",
+            &[&(version + 1).to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The whole schema at [`FIRST_SERVER_VERSION`].
 fn create_schema(tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
     tx.batch_execute(
         "CREATE SCHEMA pymortem;
@@ -213,7 +284,7 @@ fn create_schema(tx: &mut Transaction<'_>) -> Result<(), postgres::Error> {
     )?;
     tx.execute(
         "INSERT INTO pymortem.meta (key, value) VALUES ('application', $1), ('schema_version', $2)",
-        &[&APPLICATION, &SCHEMA_VERSION.to_string()],
+        &[&APPLICATION, &FIRST_SERVER_VERSION.to_string()],
     )?;
     Ok(())
 }
@@ -255,43 +326,149 @@ fn db_error(location: &str, e: postgres::Error) -> CrashDbError {
     }
 }
 
-fn insert_crash(
-    tx: &mut Transaction<'_>,
-    record: &Record,
-    facts: &CrashFacts,
-) -> Result<Option<i64>, postgres::Error> {
-    let c = CrashColumns::of(record, facts);
-    let row = tx.query_opt(
-        &format!(
-            "INSERT INTO pymortem.crashes ({CRASH_COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20)
-             ON CONFLICT (content_hash) DO NOTHING RETURNING id"
-        ),
-        &[
-            &c.content_hash,
-            &c.size,
-            &c.recorded_at,
-            &c.pymortem_version,
-            &c.error,
-            &c.crash_time,
-            &c.python_version,
-            &c.signal,
-            &c.fatal_error,
-            &c.signature,
-            &c.signature_text,
-            &c.signature_version,
-            &c.finding_kinds,
-            &c.verdict,
-            &c.top_frames,
-            &c.host,
-            &c.boot_id,
-            &c.unchecked,
-            &c.stack,
-            &c.findings,
-        ],
-    )?;
-    Ok(row.map(|r| r.get(0)))
+/// A write transaction's statements for [`record_in`].
+struct PostgresRecording<'a, 'c> {
+    tx: &'a mut Transaction<'c>,
+    location: &'a str,
+    statements: &'a mut Statements,
+}
+
+impl PostgresRecording<'_, '_> {
+    fn error(&self, e: postgres::Error) -> CrashDbError {
+        db_error(self.location, e)
+    }
+}
+
+impl RecordingTx for PostgresRecording<'_, '_> {
+    fn look_up(
+        &mut self,
+        path: &Path,
+        content_hash: Option<&str>,
+        fingerprint: Option<&str>,
+    ) -> Result<Lookup, CrashDbError> {
+        // One round trip for the three questions.
+        let row = self
+            .statements
+            .get(
+                self.tx,
+                "SELECT p.size, p.mtime_ns,
+                     (SELECT id FROM pymortem.crashes WHERE content_hash = $2),
+                     ARRAY(SELECT id FROM pymortem.crashes WHERE fingerprint = $3 ORDER BY id)
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN pymortem.paths p ON p.path = $1",
+            )
+            .and_then(|statement| {
+                self.tx.query_one(
+                    &statement,
+                    &[&path.as_os_str().as_bytes(), &content_hash, &fingerprint],
+                )
+            })
+            .map_err(|e| self.error(e))?;
+        let size: Option<i64> = row.get(0);
+        let mtime_ns: Option<i64> = row.get(1);
+        let with_content: Option<i64> = row.get(2);
+        let with_fingerprint: Vec<i64> = row.get(3);
+        Ok(Lookup {
+            stamp: size.zip(mtime_ns).map(|(size, mtime_ns)| FileStamp {
+                size: u64_of(size),
+                mtime_ns,
+            }),
+            with_content: with_content.map(CrashId),
+            with_fingerprint: with_fingerprint.into_iter().map(CrashId).collect(),
+        })
+    }
+
+    fn insert_crash(
+        &mut self,
+        c: &CrashColumns,
+        path: &Path,
+        stamp: FileStamp,
+    ) -> Result<Option<CrashId>, CrashDbError> {
+        // The crash and its path in one statement (one round trip).
+        let insert = self
+            .statements
+            .get(
+                self.tx,
+                &format!(
+                    "WITH crash AS (
+                         INSERT INTO pymortem.crashes ({CRASH_COLUMNS})
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                                 $15, $16, $17, $18, $19, $20, $21)
+                         ON CONFLICT (content_hash) DO NOTHING RETURNING id
+                     ), path AS (
+                         INSERT INTO pymortem.paths (path, size, mtime_ns, crash_id)
+                         SELECT $22, $23, $24, id FROM crash
+                         ON CONFLICT (path) DO UPDATE SET size = excluded.size,
+                             mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id
+                     )
+                     SELECT id FROM crash"
+                ),
+            )
+            .map_err(|e| self.error(e))?;
+        let row = self
+            .tx
+            .query_opt(
+                &insert,
+                &[
+                    &c.content_hash,
+                    &c.size,
+                    &c.recorded_at,
+                    &c.pymortem_version,
+                    &c.error,
+                    &c.crash_time,
+                    &c.python_version,
+                    &c.signal,
+                    &c.fatal_error,
+                    &c.signature,
+                    &c.signature_text,
+                    &c.signature_version,
+                    &c.finding_kinds,
+                    &c.verdict,
+                    &c.top_frames,
+                    &c.host,
+                    &c.boot_id,
+                    &c.unchecked,
+                    &c.stack,
+                    &c.findings,
+                    &c.fingerprint,
+                    &path.as_os_str().as_bytes(),
+                    &i64_of(stamp.size),
+                    &stamp.mtime_ns,
+                ],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(row.map(|r| CrashId(r.get(0))))
+    }
+
+    fn set_path(
+        &mut self,
+        path: &Path,
+        stamp: FileStamp,
+        crash: CrashId,
+    ) -> Result<(), CrashDbError> {
+        let upsert = self
+            .statements
+            .get(
+                self.tx,
+                "INSERT INTO pymortem.paths (path, size, mtime_ns, crash_id)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (path) DO UPDATE SET size = excluded.size,
+                     mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id",
+            )
+            .map_err(|e| self.error(e))?;
+        self.tx
+            .execute(
+                &upsert,
+                &[
+                    &path.as_os_str().as_bytes(),
+                    &i64_of(stamp.size),
+                    &stamp.mtime_ns,
+                    &crash.0,
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
 }
 
 fn path_of_bytes(bytes: Vec<u8>) -> PathBuf {
@@ -315,89 +492,146 @@ impl CrashStore for PostgresStore {
         Ok(SCHEMA_VERSION)
     }
 
-    fn path_stamp(&mut self, path: &Path) -> Result<Option<FileStamp>, CrashDbError> {
-        let key = path.as_os_str().as_bytes();
-        self.client
-            .query_opt(
-                "SELECT size, mtime_ns FROM pymortem.paths WHERE path = $1",
-                &[&key],
+    fn path_stamps(&mut self, paths: &[PathBuf]) -> Result<Vec<Option<FileStamp>>, CrashDbError> {
+        let location = self.location.clone();
+        let err = |e| db_error(&location, e);
+        let lookup = self
+            .statements
+            .get(
+                &mut self.client,
+                "SELECT q.i, p.size, p.mtime_ns
+                 FROM unnest($1::bytea[]) WITH ORDINALITY AS q(path, i)
+                 JOIN pymortem.paths p ON p.path = q.path",
             )
-            .map_err(|e| self.error(e))
-            .map(|row| {
-                row.map(|r| FileStamp {
-                    size: u64_of(r.get(0)),
-                    mtime_ns: r.get(1),
-                })
-            })
+            .map_err(err)?;
+        let mut stamps = vec![None; paths.len()];
+        for (chunk, start) in paths.chunks(LOOKUP_CHUNK).zip((0..).step_by(LOOKUP_CHUNK)) {
+            let keys: Vec<&[u8]> = chunk.iter().map(|p| p.as_os_str().as_bytes()).collect();
+            for row in self.client.query(&lookup, &[&keys]).map_err(err)? {
+                let at = start + ordinal(row.get(0));
+                if let Some(slot) = stamps.get_mut(at) {
+                    *slot = Some(FileStamp {
+                        size: u64_of(row.get(1)),
+                        mtime_ns: row.get(2),
+                    });
+                }
+            }
+        }
+        Ok(stamps)
     }
 
-    fn has_content(&mut self, content_hash: &str) -> Result<bool, CrashDbError> {
-        self.client
-            .query_opt(
-                "SELECT 1 FROM pymortem.crashes WHERE content_hash = $1",
-                &[&content_hash],
+    fn candidates(&mut self, prints: &[Fingerprint]) -> Result<Vec<Vec<Candidate>>, CrashDbError> {
+        let location = self.location.clone();
+        let err = |e| db_error(&location, e);
+        let matching = self
+            .statements
+            .get(
+                &mut self.client,
+                "SELECT q.i, c.id, c.content_hash
+                 FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(fingerprint, size, i)
+                 CROSS JOIN LATERAL (
+                     SELECT id, content_hash FROM pymortem.crashes
+                     WHERE fingerprint = q.fingerprint
+                     UNION ALL
+                     SELECT id, content_hash FROM (
+                         SELECT id, content_hash FROM pymortem.crashes
+                         WHERE fingerprint IS NULL AND content_hash IS NOT NULL
+                             AND size = q.size
+                         ORDER BY id LIMIT $3
+                     ) AS older
+                 ) AS c
+                 ORDER BY q.i, c.id",
             )
-            .map_err(|e| self.error(e))
-            .map(|row| row.is_some())
+            .map_err(err)?;
+        let listed = self
+            .statements
+            .get(
+                &mut self.client,
+                "SELECT crash_id, path, size, mtime_ns FROM (
+                     SELECT crash_id, path, size, mtime_ns,
+                         row_number() OVER (PARTITION BY crash_id ORDER BY path) AS n
+                     FROM pymortem.paths WHERE crash_id = ANY($1)
+                 ) AS p
+                 WHERE n <= $2
+                 ORDER BY crash_id, path",
+            )
+            .map_err(err)?;
+        let mut found: Vec<Vec<Candidate>> = vec![Vec::new(); prints.len()];
+        for (chunk, start) in prints.chunks(LOOKUP_CHUNK).zip((0..).step_by(LOOKUP_CHUNK)) {
+            let ids: Vec<&str> = chunk.iter().map(|p| p.id.as_str()).collect();
+            let sizes: Vec<i64> = chunk.iter().map(|p| i64_of(p.size)).collect();
+            let rows = self
+                .client
+                .query(&matching, &[&ids, &sizes, &(MAX_CANDIDATES as i64)])
+                .map_err(err)?;
+            let mut lacking: Vec<i64> = Vec::new();
+            for row in &rows {
+                let candidate = Candidate {
+                    id: CrashId(row.get(1)),
+                    content_hash: row.get(2),
+                    paths: Vec::new(),
+                };
+                if candidate.content_hash.is_none() {
+                    lacking.push(candidate.id.0);
+                }
+                if let Some(list) = found.get_mut(start + ordinal(row.get(0))) {
+                    list.push(candidate);
+                }
+            }
+            if lacking.is_empty() {
+                continue;
+            }
+            lacking.sort_unstable();
+            lacking.dedup();
+            let mut paths: std::collections::HashMap<i64, Vec<(PathBuf, FileStamp)>> =
+                std::collections::HashMap::new();
+            for row in self
+                .client
+                .query(&listed, &[&lacking, &(CANDIDATE_PATHS as i64)])
+                .map_err(err)?
+            {
+                paths.entry(row.get(0)).or_default().push((
+                    path_of_bytes(row.get(1)),
+                    FileStamp {
+                        size: u64_of(row.get(2)),
+                        mtime_ns: row.get(3),
+                    },
+                ));
+            }
+            for candidate in found[start..start + chunk.len()].iter_mut().flatten() {
+                if let Some(listed) = paths.get(&candidate.id.0) {
+                    candidate.paths = listed.clone();
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn set_content(&mut self, id: CrashId, content_hash: &str) -> Result<(), CrashDbError> {
+        let location = self.location.clone();
+        let err = |e| db_error(&location, e);
+        let mut tx = begin_locked(&mut self.client, &location)?;
+        tx.execute(
+            "UPDATE pymortem.crashes SET content_hash = $2 WHERE id = $1 AND content_hash IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM pymortem.crashes WHERE content_hash = $2)",
+            &[&id.0, &content_hash],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError> {
         let location = self.location.clone();
-        let err = |e| db_error(&location, e);
         let mut tx = begin_locked(&mut self.client, &location)?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            let key = record.path.as_os_str().as_bytes();
-            let stamp: Option<(i64, i64)> = tx
-                .query_opt(
-                    "SELECT size, mtime_ns FROM pymortem.paths WHERE path = $1",
-                    &[&key],
-                )
-                .map_err(err)?
-                .map(|r| (r.get(0), r.get(1)));
-            if stamp == Some((i64_of(record.stamp.size), record.stamp.mtime_ns)) {
-                outcomes.push(Recorded::AlreadyRecorded);
-                continue;
-            }
-            let known: Option<i64> = match &record.content_hash {
-                Some(hash) => tx
-                    .query_opt(
-                        "SELECT id FROM pymortem.crashes WHERE content_hash = $1",
-                        &[hash],
-                    )
-                    .map_err(err)?
-                    .map(|r| r.get(0)),
-                None => None,
-            };
-            let unknown = || CrashDbError::UnknownContent {
-                path: record.path.clone(),
-                content_hash: record.content_hash.clone().unwrap_or_default(),
-            };
-            let (crash_id, outcome) = match (known, &record.facts) {
-                (Some(id), _) => (id, Recorded::NewPath),
-                (None, Some(facts)) => match insert_crash(&mut tx, record, facts).map_err(err)? {
-                    Some(id) => (id, Recorded::NewCrash),
-                    // Not reachable under the write lock; said rather than hidden.
-                    None => return Err(unknown()),
-                },
-                (None, None) => return Err(unknown()),
-            };
-            tx.execute(
-                "INSERT INTO pymortem.paths (path, size, mtime_ns, crash_id)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (path) DO UPDATE SET size = excluded.size,
-                     mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id",
-                &[
-                    &key,
-                    &i64_of(record.stamp.size),
-                    &record.stamp.mtime_ns,
-                    &crash_id,
-                ],
-            )
-            .map_err(err)?;
-            outcomes.push(outcome);
-        }
-        tx.commit().map_err(err)?;
+        let outcomes = record_in(
+            &mut PostgresRecording {
+                tx: &mut tx,
+                location: &location,
+                statements: &mut self.statements,
+            },
+            records,
+        )?;
+        tx.commit().map_err(|e| db_error(&location, e))?;
         Ok(outcomes)
     }
 

@@ -4,13 +4,15 @@
 //! WAL mode (readers never wait for the writer), each writer waits up to
 //! [`BUSY_TIMEOUT`] for the write lock, every write transaction takes that
 //! lock when it begins (`BEGIN IMMEDIATE`, so a check and the insert that
-//! follows it see the same rows), a content hash is `UNIQUE` and a path is
+//! follows it see the same rows), a content id is `UNIQUE` and a path is
 //! the key of its row: a crash or a path is never recorded twice.
 //!
-//! Schema (version 2):
+//! Schema (version 4):
 //!
-//! - `crashes`: one row per content: `content_hash` (SHA-256 of the file,
-//!   hex; null for a file that could not be read whole), `size`,
+//! - `crashes`: one row per content: `content_hash` (its content id; null
+//!   until a candidate copy made it worth taking, or for a file that could
+//!   not be read), `fingerprint` (since version 4; null for a file that
+//!   could not be read, and for crashes recorded before), `size`,
 //!   `recorded_at` (Unix seconds), `pymortem_version`, `error` (why the core
 //!   could not be read; null otherwise), `crash_time`, `python_version`,
 //!   `signal`, `fatal_error`, `signature`, `signature_text`,
@@ -32,9 +34,11 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use super::columns::{
     CRASH_COLUMNS, CrashColumns, i64_of, list_of_json, signature_parts, sorted_strings, u64_of,
 };
+use super::recording::{Lookup, RecordingTx, record_in};
 use super::{
-    CrashDbError, CrashDetail, CrashFacts, CrashId, CrashStore, FileStamp, GroupList, GroupQuery,
-    Record, Recorded, SCHEMA_VERSION, StaleCrash, StoredCrash, StoredGroup,
+    CANDIDATE_PATHS, Candidate, CrashDbError, CrashDetail, CrashId, CrashStore, FileStamp,
+    Fingerprint, GroupList, GroupQuery, MAX_CANDIDATES, Record, Recorded, SCHEMA_VERSION,
+    StaleCrash, StoredCrash, StoredGroup,
 };
 
 /// How long a writer waits for another's write lock.
@@ -60,7 +64,7 @@ impl std::fmt::Debug for SqliteStore {
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// `MIGRATIONS[n]` takes the schema from version n to n+1.
-const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [to_v1, to_v2, to_v3];
+const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [to_v1, to_v2, to_v3, to_v4];
 
 /// Version 1: crashes by content, paths to them.
 fn to_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
@@ -130,6 +134,17 @@ fn to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
+/// Version 4: each crash's fingerprint, which selects the crashes whose
+/// content ids are compared with a new core's. Crashes recorded before have
+/// none; they are found by size and content id.
+fn to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE crashes ADD COLUMN fingerprint TEXT;
+         CREATE INDEX crashes_by_fingerprint ON crashes(fingerprint);
+         CREATE INDEX crashes_by_size ON crashes(size) WHERE fingerprint IS NULL;",
+    )
+}
+
 impl SqliteStore {
     /// Open the database at `path`, creating it when there is none, and
     /// migrate it to [`SCHEMA_VERSION`].
@@ -184,13 +199,21 @@ impl SqliteStore {
 
     /// Refuse a database of a newer schema, or of something else.
     fn precheck(&self) -> Result<(), CrashDbError> {
-        let found = Self::user_version(&self.conn).map_err(|e| self.error(e))?;
+        // One read transaction: the version and the tables of one moment,
+        // not a version read before another process's creation commits and
+        // tables after it.
+        let snapshot = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.error(e))?;
+        let found = Self::user_version(&snapshot).map_err(|e| self.error(e))?;
         self.check_version(found)?;
         if found == 0 {
-            self.check_empty()
+            self.check_empty()?;
         } else {
-            self.check_application_id()
+            self.check_application_id()?;
         }
+        snapshot.commit().map_err(|e| self.error(e))
     }
 
     /// A database of no schema version must hold nothing: else it is
@@ -347,43 +370,151 @@ type GroupRow = (
     i64,
 );
 
-fn insert_crash(
-    tx: &rusqlite::Transaction<'_>,
-    record: &Record,
-    facts: &CrashFacts,
-) -> rusqlite::Result<Option<i64>> {
-    let c = CrashColumns::of(record, facts);
-    let inserted = tx.execute(
-        &format!(
-            "INSERT INTO crashes ({CRASH_COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20)
-             ON CONFLICT(content_hash) DO NOTHING"
-        ),
-        params![
-            c.content_hash,
-            c.size,
-            c.recorded_at,
-            c.pymortem_version,
-            c.error,
-            c.crash_time,
-            c.python_version,
-            c.signal,
-            c.fatal_error,
-            c.signature,
-            c.signature_text,
-            c.signature_version,
-            c.finding_kinds,
-            c.verdict,
-            c.top_frames,
-            c.host,
-            c.boot_id,
-            c.unchecked,
-            c.stack,
-            c.findings,
-        ],
-    )?;
-    Ok((inserted == 1).then(|| tx.last_insert_rowid()))
+/// A write transaction's statements for [`record_in`].
+struct SqliteRecording<'a, 'c> {
+    tx: &'a rusqlite::Transaction<'c>,
+    path: &'a Path,
+}
+
+impl RecordingTx for SqliteRecording<'_, '_> {
+    fn look_up(
+        &mut self,
+        path: &Path,
+        content_hash: Option<&str>,
+        fingerprint: Option<&str>,
+    ) -> Result<Lookup, CrashDbError> {
+        // In-process statements: one per question costs nothing.
+        let err = |e| db_error(self.path, e);
+        let stamp = stamp_of(self.tx, path).map_err(err)?;
+        let with_content = match content_hash {
+            Some(hash) => self
+                .tx
+                .prepare_cached("SELECT id FROM crashes WHERE content_hash = ?1")
+                .and_then(|mut s| s.query_row(params![hash], |r| r.get(0)).optional())
+                .map_err(err)?
+                .map(CrashId),
+            None => None,
+        };
+        let with_fingerprint = match fingerprint {
+            Some(fingerprint) => self
+                .tx
+                .prepare_cached("SELECT id FROM crashes WHERE fingerprint = ?1")
+                .and_then(|mut s| {
+                    s.query_map(params![fingerprint], |r| r.get(0).map(CrashId))?
+                        .collect()
+                })
+                .map_err(err)?,
+            None => Vec::new(),
+        };
+        Ok(Lookup {
+            stamp,
+            with_content,
+            with_fingerprint,
+        })
+    }
+
+    fn insert_crash(
+        &mut self,
+        c: &CrashColumns,
+        path: &Path,
+        stamp: FileStamp,
+    ) -> Result<Option<CrashId>, CrashDbError> {
+        let inserted = self
+            .tx
+            .execute(
+                &format!(
+                    "INSERT INTO crashes ({CRASH_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                             ?16, ?17, ?18, ?19, ?20, ?21)
+                     ON CONFLICT(content_hash) DO NOTHING"
+                ),
+                params![
+                    c.content_hash,
+                    c.size,
+                    c.recorded_at,
+                    c.pymortem_version,
+                    c.error,
+                    c.crash_time,
+                    c.python_version,
+                    c.signal,
+                    c.fatal_error,
+                    c.signature,
+                    c.signature_text,
+                    c.signature_version,
+                    c.finding_kinds,
+                    c.verdict,
+                    c.top_frames,
+                    c.host,
+                    c.boot_id,
+                    c.unchecked,
+                    c.stack,
+                    c.findings,
+                    c.fingerprint,
+                ],
+            )
+            .map_err(|e| db_error(self.path, e))?;
+        if inserted != 1 {
+            return Ok(None);
+        }
+        let crash = CrashId(self.tx.last_insert_rowid());
+        self.set_path(path, stamp, crash)?;
+        Ok(Some(crash))
+    }
+
+    fn set_path(
+        &mut self,
+        path: &Path,
+        stamp: FileStamp,
+        crash: CrashId,
+    ) -> Result<(), CrashDbError> {
+        self.tx
+            .execute(
+                "INSERT INTO paths (path, size, mtime_ns, crash_id) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(path) DO UPDATE SET size = excluded.size,
+                     mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id",
+                params![
+                    path.as_os_str().as_bytes(),
+                    i64_of(stamp.size),
+                    stamp.mtime_ns,
+                    crash.0
+                ],
+            )
+            .map(drop)
+            .map_err(|e| db_error(self.path, e))
+    }
+}
+
+/// The stamp `path` is recorded with, if it is.
+fn stamp_of(conn: &Connection, path: &Path) -> rusqlite::Result<Option<FileStamp>> {
+    conn.prepare_cached("SELECT size, mtime_ns FROM paths WHERE path = ?1")?
+        .query_row(params![path.as_os_str().as_bytes()], |r| {
+            Ok(FileStamp {
+                size: u64_of(r.get(0)?),
+                mtime_ns: r.get(1)?,
+            })
+        })
+        .optional()
+}
+
+impl SqliteStore {
+    /// The recorded paths of a crash (at most [`CANDIDATE_PATHS`]).
+    fn candidate_paths(&self, id: i64) -> rusqlite::Result<Vec<(PathBuf, FileStamp)>> {
+        self.conn
+            .prepare_cached(
+                "SELECT path, size, mtime_ns FROM paths WHERE crash_id = ?1
+                 ORDER BY path LIMIT ?2",
+            )?
+            .query_map(params![id, CANDIDATE_PATHS as i64], |r| {
+                Ok((
+                    path_of_bytes(r.get(0)?),
+                    FileStamp {
+                        size: u64_of(r.get(1)?),
+                        mtime_ns: r.get(2)?,
+                    },
+                ))
+            })?
+            .collect()
+    }
 }
 
 impl CrashStore for SqliteStore {
@@ -396,96 +527,94 @@ impl CrashStore for SqliteStore {
         Ok(u32::try_from(v).unwrap_or(u32::MAX))
     }
 
-    fn path_stamp(&mut self, path: &Path) -> Result<Option<FileStamp>, CrashDbError> {
-        let mut statement = self
-            .conn
-            .prepare_cached("SELECT size, mtime_ns FROM paths WHERE path = ?1")
-            .map_err(|e| self.error(e))?;
-        statement
-            .query_row(params![path.as_os_str().as_bytes()], |r| {
-                Ok(FileStamp {
-                    size: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                    mtime_ns: r.get(1)?,
-                })
-            })
-            .optional()
-            .map_err(|e| self.error(e))
+    fn path_stamps(&mut self, paths: &[PathBuf]) -> Result<Vec<Option<FileStamp>>, CrashDbError> {
+        paths
+            .iter()
+            .map(|path| stamp_of(&self.conn, path).map_err(|e| self.error(e)))
+            .collect()
     }
 
-    fn has_content(&mut self, content_hash: &str) -> Result<bool, CrashDbError> {
-        let mut statement = self
+    fn candidates(&mut self, prints: &[Fingerprint]) -> Result<Vec<Vec<Candidate>>, CrashDbError> {
+        let err = |e| db_error(&self.path, e);
+        // One statement for the whole list (a JSON array of [fingerprint,
+        // size]): a statement per core costs more than the lookups.
+        let list = serde_json::Value::from(
+            prints
+                .iter()
+                .map(|p| serde_json::json!([p.id, i64_of(p.size)]))
+                .collect::<Vec<_>>(),
+        )
+        .to_string();
+        let rows: Vec<(usize, i64, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT 1 FROM crashes WHERE content_hash = ?1")
-            .map_err(|e| self.error(e))?;
-        statement
-            .exists(params![content_hash])
-            .map_err(|e| self.error(e))
+            .prepare_cached(
+                "WITH q(i, fingerprint, size) AS (
+                     SELECT key, value ->> 0, value ->> 1 FROM json_each(?1)
+                 )
+                 SELECT q.i, c.id, c.content_hash
+                 FROM q JOIN crashes c ON c.fingerprint = q.fingerprint
+                 UNION ALL
+                 SELECT i, id, content_hash FROM (
+                     SELECT q.i AS i, c.id AS id, c.content_hash AS content_hash,
+                         row_number() OVER (PARTITION BY q.i ORDER BY c.id) AS n
+                     FROM q JOIN crashes c ON c.size = q.size AND c.fingerprint IS NULL
+                         AND c.content_hash IS NOT NULL
+                 ) WHERE n <= ?2
+                 ORDER BY 1, 2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![list, MAX_CANDIDATES as i64], |r| {
+                    Ok((
+                        usize::try_from(r.get::<_, i64>(0)?).unwrap_or(usize::MAX),
+                        r.get(1)?,
+                        r.get(2)?,
+                    ))
+                })?
+                .collect()
+            })
+            .map_err(err)?;
+        let mut found: Vec<Vec<Candidate>> = vec![Vec::new(); prints.len()];
+        for (i, id, content_hash) in rows {
+            // A crash with a content id needs no path to take it from.
+            let paths = match content_hash {
+                Some(_) => Vec::new(),
+                None => self.candidate_paths(id).map_err(err)?,
+            };
+            if let Some(list) = found.get_mut(i) {
+                list.push(Candidate {
+                    id: CrashId(id),
+                    content_hash,
+                    paths,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    fn set_content(&mut self, id: CrashId, content_hash: &str) -> Result<(), CrashDbError> {
+        let path = self.path.clone();
+        let err = |e| db_error(&path, e);
+        let tx = begin_write(&mut self.conn, &path)?;
+        tx.execute(
+            "UPDATE crashes SET content_hash = ?2 WHERE id = ?1 AND content_hash IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM crashes WHERE content_hash = ?2)",
+            params![id.0, content_hash],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     fn record(&mut self, records: &[Record]) -> Result<Vec<Recorded>, CrashDbError> {
         let path = self.path.clone();
-        let err = |e| db_error(&path, e);
         let tx = begin_write(&mut self.conn, &path)?;
-        let mut outcomes = Vec::with_capacity(records.len());
-        for record in records {
-            let key = record.path.as_os_str().as_bytes();
-            let stamp: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT size, mtime_ns FROM paths WHERE path = ?1",
-                    params![key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(err)?;
-            if stamp == Some((i64_of(record.stamp.size), record.stamp.mtime_ns)) {
-                outcomes.push(Recorded::AlreadyRecorded);
-                continue;
-            }
-            let known: Option<i64> = match &record.content_hash {
-                Some(hash) => tx
-                    .query_row(
-                        "SELECT id FROM crashes WHERE content_hash = ?1",
-                        params![hash],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(err)?,
-                None => None,
-            };
-            let (crash_id, outcome) = match (known, &record.facts) {
-                (Some(id), _) => (id, Recorded::NewPath),
-                (None, Some(facts)) => match insert_crash(&tx, record, facts).map_err(err)? {
-                    Some(id) => (id, Recorded::NewCrash),
-                    None => {
-                        // Not reachable under the write lock; said rather than hidden.
-                        return Err(CrashDbError::UnknownContent {
-                            path: record.path.clone(),
-                            content_hash: record.content_hash.clone().unwrap_or_default(),
-                        });
-                    }
-                },
-                (None, None) => {
-                    return Err(CrashDbError::UnknownContent {
-                        path: record.path.clone(),
-                        content_hash: record.content_hash.clone().unwrap_or_default(),
-                    });
-                }
-            };
-            tx.execute(
-                "INSERT INTO paths (path, size, mtime_ns, crash_id) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(path) DO UPDATE SET size = excluded.size,
-                     mtime_ns = excluded.mtime_ns, crash_id = excluded.crash_id",
-                params![
-                    key,
-                    i64_of(record.stamp.size),
-                    record.stamp.mtime_ns,
-                    crash_id
-                ],
-            )
-            .map_err(err)?;
-            outcomes.push(outcome);
-        }
-        tx.commit().map_err(err)?;
+        let outcomes = record_in(
+            &mut SqliteRecording {
+                tx: &tx,
+                path: &path,
+            },
+            records,
+        )?;
+        tx.commit().map_err(|e| db_error(&path, e))?;
         Ok(outcomes)
     }
 
@@ -706,6 +835,7 @@ fn path_of_bytes(bytes: Vec<u8>) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crashdb::CrashFacts;
 
     fn facts(signal: &str) -> CrashFacts {
         CrashFacts {
@@ -719,6 +849,14 @@ mod tests {
         }
     }
 
+    /// The fingerprint `id` of a 10-byte file, as `record` gives them.
+    fn print(id: &str) -> Fingerprint {
+        Fingerprint {
+            size: 10,
+            id: id.into(),
+        }
+    }
+
     fn record(path: &str, hash: &str, facts: Option<CrashFacts>) -> Record {
         Record {
             path: path.into(),
@@ -726,7 +864,9 @@ mod tests {
                 size: 10,
                 mtime_ns: 5,
             },
+            fingerprint: Some(format!("fp-{hash}")),
             content_hash: Some(hash.into()),
+            compared: Vec::new(),
             facts,
         }
     }
@@ -754,17 +894,54 @@ mod tests {
                 Recorded::AlreadyRecorded
             ]
         );
-        assert!(store.has_content("h1").unwrap());
-        assert!(!store.has_content("h3").unwrap());
+        let candidates = store.candidates(&[print("fp-h1")]).unwrap().remove(0);
+        assert_eq!(candidates.len(), 1, "{candidates:?}");
+        assert_eq!(candidates[0].content_hash.as_deref(), Some("h1"));
+        assert!(candidates[0].paths.is_empty(), "it has a content id");
+        // Several at once, each with its own, in their order.
+        let both = store
+            .candidates(&[print("fp-h3"), print("fp-h2"), print("fp-h1")])
+            .unwrap();
+        let counts: Vec<usize> = both.iter().map(Vec::len).collect();
+        assert_eq!(counts, [0, 1, 1]);
+        assert_eq!(both[2], candidates);
+        // A crash of a recorded fingerprint, not compared with it: left for
+        // the caller to compare; once compared, recorded.
+        let mut other = record("/d", "h4", Some(facts("SIGBUS")));
+        other.content_hash = None;
+        other.fingerprint = Some("fp-h1".into());
         assert_eq!(
-            store.path_stamp(Path::new("/b")).unwrap(),
-            Some(FileStamp {
-                size: 10,
-                mtime_ns: 5
-            })
+            store.record(&[other.clone()]).unwrap(),
+            [Recorded::Unresolved]
+        );
+        other.compared = vec![candidates[0].id];
+        assert_eq!(store.record(&[other]).unwrap(), [Recorded::NewCrash]);
+        // A content id is stored once, and only where none is.
+        let late = store.candidates(&[print("fp-h1")]).unwrap().remove(0);
+        let new_id = late.iter().find(|c| c.content_hash.is_none()).unwrap().id;
+        store.set_content(new_id, "h1").unwrap();
+        store.set_content(new_id, "h4").unwrap();
+        store.set_content(new_id, "h5").unwrap();
+        let contents: Vec<Option<String>> = store
+            .candidates(&[print("fp-h1")])
+            .unwrap()
+            .remove(0)
+            .into_iter()
+            .map(|c| c.content_hash)
+            .collect();
+        assert_eq!(contents, [Some("h1".to_string()), Some("h4".to_string())]);
+        assert_eq!(
+            store.path_stamps(&["/b".into(), "/e".into()]).unwrap(),
+            [
+                Some(FileStamp {
+                    size: 10,
+                    mtime_ns: 5
+                }),
+                None
+            ]
         );
         let list = store.groups(&GroupQuery::default()).unwrap();
-        assert_eq!((list.crashes, list.total_groups), (2, 2));
+        assert_eq!((list.crashes, list.total_groups), (3, 3));
         assert!(
             store
                 .groups(&GroupQuery {
@@ -778,7 +955,7 @@ mod tests {
         drop(store);
         // Opened again: nothing to migrate, nothing lost.
         let mut store = SqliteStore::open_existing(&db).unwrap();
-        assert_eq!(store.groups(&GroupQuery::default()).unwrap().crashes, 2);
+        assert_eq!(store.groups(&GroupQuery::default()).unwrap().crashes, 3);
     }
 
     #[test]

@@ -219,46 +219,74 @@ fn groups_json(db: &TestDb, more: &[&str]) -> Value {
 /// A recorded crash, as the database holds it.
 #[derive(Debug)]
 struct Row {
+    /// Its stored content id (taken only where a copy was possible).
+    content_hash: Option<String>,
     error: Option<String>,
     python_version: Option<String>,
     signal: Option<String>,
     signature: Option<String>,
+    paths: Vec<PathBuf>,
 }
 
-/// The crashes by content hash; fails on a content recorded twice.
-fn crashes(db: &TestDb) -> BTreeMap<String, Row> {
-    let rows: Vec<(String, Row)> = db
-        .rows("SELECT content_hash, error, python_version, signal, signature FROM {t}crashes")
+/// The crashes by their id in the database.
+fn crash_rows(db: &TestDb) -> BTreeMap<i64, Row> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut rows: BTreeMap<i64, Row> = db
+        .rows(
+            "SELECT CAST(id AS TEXT), content_hash, error, python_version, signal, signature
+             FROM {t}crashes",
+        )
         .iter()
         .map(|r| {
             (
-                text(&r[0]).unwrap(),
+                text(&r[0]).unwrap().parse().unwrap(),
                 Row {
-                    error: text(&r[1]),
-                    python_version: text(&r[2]),
-                    signal: text(&r[3]),
-                    signature: text(&r[4]),
+                    content_hash: text(&r[1]),
+                    error: text(&r[2]),
+                    python_version: text(&r[3]),
+                    signal: text(&r[4]),
+                    signature: text(&r[5]),
+                    paths: Vec::new(),
                 },
             )
         })
         .collect();
-    let count = rows.len();
-    let by_hash: BTreeMap<String, Row> = rows.into_iter().collect();
-    assert_eq!(by_hash.len(), count, "a content recorded twice");
-    by_hash
+    for r in db.rows("SELECT path, CAST(crash_id AS TEXT) FROM {t}paths ORDER BY path") {
+        let id: i64 = text(&r[1]).unwrap().parse().unwrap();
+        let path = PathBuf::from(std::ffi::OsString::from_vec(r[0].clone().unwrap()));
+        rows.get_mut(&id)
+            .expect("a path of no crash")
+            .paths
+            .push(path);
+    }
+    rows
 }
 
-/// Every recorded path and its crash's content hash.
+/// The crashes by content id, computed here from their paths' files: fails
+/// on a crash whose paths differ in content, a content recorded as two
+/// crashes, or a stored content id that is not the file's.
+fn crashes(db: &TestDb) -> BTreeMap<String, Row> {
+    let mut by_content = BTreeMap::new();
+    for (id, row) in crash_rows(db) {
+        let contents: BTreeSet<String> = row.paths.iter().map(|p| content_id(p)).collect();
+        assert_eq!(contents.len(), 1, "crash {id}: {row:?}: {contents:?}");
+        let content = contents.into_iter().next().unwrap();
+        if let Some(stored) = &row.content_hash {
+            assert_eq!(stored, &content, "crash {id}: {row:?}");
+        }
+        let paths = row.paths.clone();
+        if let Some(twin) = by_content.insert(content, row) {
+            panic!("a content recorded twice: {twin:?} and {paths:?}");
+        }
+    }
+    by_content
+}
+
+/// Every recorded path and its crash's content id (computed here).
 fn paths(db: &TestDb) -> BTreeMap<PathBuf, String> {
-    use std::os::unix::ffi::OsStringExt;
-    db.rows("SELECT p.path, c.content_hash FROM {t}paths p JOIN {t}crashes c ON c.id = p.crash_id")
-        .iter()
-        .map(|r| {
-            (
-                PathBuf::from(std::ffi::OsString::from_vec(r[0].clone().unwrap())),
-                text(&r[1]).unwrap(),
-            )
-        })
+    crashes(db)
+        .into_iter()
+        .flat_map(|(content, row)| row.paths.into_iter().map(move |p| (p, content.clone())))
         .collect()
 }
 
@@ -310,7 +338,7 @@ fn samples_recorded(db: &TestDb) {
     assert_eq!(database["unreadable"], 1, "{summary}");
     assert_eq!(database["new_paths"], 1, "{summary}");
     assert_eq!(database["already_recorded"], 0, "{summary}");
-    assert_eq!(database["schema_version"], 3, "{summary}");
+    assert_eq!(database["schema_version"], 4, "{summary}");
     // The copy is linked, not read; notes.txt is skipped.
     assert_eq!(summary["cores"], 4, "{summary}");
     assert_eq!(summary["skipped"], 1, "{summary}");
@@ -526,14 +554,14 @@ fn a_version_1_database_is_migrated() {
     }
     let doc = groups_json(&db, &[]);
     assert_eq!(doc["crashes"], 1, "{doc}");
-    assert_eq!(doc["database"]["schema_version"], 3);
+    assert_eq!(doc["database"]["schema_version"], 4);
     let group = &doc["groups"][0];
     assert_eq!(group["count"], 1);
     assert_eq!(group["python_versions"], serde_json::json!(["3.11.7"]));
     assert_eq!(group["first_seen"], 1_790_000_000u64);
     // The migration took the boot id from the systemd-coredump name.
     assert_eq!(group["boots"], 1, "{doc}");
-    assert_eq!(user_version(db.path()), 3);
+    assert_eq!(user_version(db.path()), 4);
     let conn = db.sqlite();
     let (boot_id, host): (Option<String>, Option<String>) = conn
         .query_row("SELECT boot_id, host FROM crashes WHERE id = 1", [], |r| {
@@ -541,19 +569,49 @@ fn a_version_1_database_is_migrated() {
         })
         .unwrap();
     assert_eq!((boot_id.as_deref(), host), (Some(boot), None));
+    // A crash recorded before fingerprints, with its content id, whose file
+    // is gone: a copy of it is found by size and content id.
+    let legacy = synthetic(7, 6);
+    conn.execute(
+        "INSERT INTO crashes (id, content_hash, size, recorded_at, pymortem_version, signal,
+             signature, signature_text, signature_version)
+         VALUES (2, ?1, ?2, 1, '0.1.0', 'SIGABRT', 'v1:00000000000000bb', 'signal: SIGABRT', 1)",
+        rusqlite::params![content_id_of(&legacy), legacy.len() as i64],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO paths (path, size, mtime_ns, crash_id) VALUES (?1, ?2, 0, 2)",
+        rusqlite::params![b"/gone/core.legacy".as_slice(), legacy.len() as i64],
+    )
+    .unwrap();
     drop(conn);
     // And it records on.
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("core.1"), synthetic(2, 6)).unwrap();
+    std::fs::write(input.join("core.legacy-copy"), &legacy).unwrap();
     let mut args = vec![s("triage"), s("--db"), db.arg(), s("--json")];
     args.extend([s("--host"), s("web1"), s(input.display())]);
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{stderr}");
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["database"]["new_crashes"], 1, "{summary}");
+    assert_eq!(summary["database"]["new_paths"], 1, "{summary}");
+    assert_eq!(summary["cores"], 1, "the copy is not read: {summary}");
+    let linked: i64 = db
+        .sqlite()
+        .query_row(
+            "SELECT crash_id FROM paths WHERE path = ?1",
+            [input
+                .join("core.legacy-copy")
+                .as_os_str()
+                .as_encoded_bytes()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(linked, 2);
     let doc = groups_json(&db, &[]);
-    assert_eq!(doc["crashes"], 2, "{doc}");
+    assert_eq!(doc["crashes"], 3, "{doc}");
     let hosts: Vec<&Value> = doc["groups"]
         .as_array()
         .unwrap()
@@ -621,13 +679,14 @@ fn an_older_signature_is_regrouped_from_the_stored_frames() {
     }
     let db = TestDb::Sqlite(dir.path().join("crashes.db"));
     triage_db(&db, &[input.as_path()]);
-    let before: BTreeMap<String, Option<String>> = crashes(&db)
+    let before: BTreeMap<i64, Option<String>> = crash_rows(&db)
         .into_iter()
-        .map(|(h, r)| (h, r.signature))
+        .map(|(id, r)| (id, r.signature))
         .collect();
+    assert_eq!(before.len(), 4);
     db.sqlite()
         .execute_batch(
-            "UPDATE crashes SET signature = 'v0:' || substr(content_hash, 1, 16),
+            "UPDATE crashes SET signature = 'v0:' || id,
                  signature_text = 'old', signature_version = 0",
         )
         .unwrap();
@@ -638,9 +697,9 @@ fn an_older_signature_is_regrouped_from_the_stored_frames() {
     std::fs::write(input.join("notes.txt"), b"notes").unwrap();
     let (summary, _) = triage_db(&db, &[input.as_path()]);
     assert_eq!(summary["database"]["regrouped"], 4, "{summary}");
-    let after: BTreeMap<String, Option<String>> = crashes(&db)
+    let after: BTreeMap<i64, Option<String>> = crash_rows(&db)
         .into_iter()
-        .map(|(h, r)| (h, r.signature))
+        .map(|(id, r)| (id, r.signature))
         .collect();
     assert_eq!(after, before);
     // Two signals, two groups of two.
@@ -652,6 +711,111 @@ fn an_older_signature_is_regrouped_from_the_stored_frames() {
         .map(|g| g["count"].as_u64().unwrap())
         .collect();
     assert_eq!(counts, [2, 2], "{doc}");
+}
+
+/// A core of `synthetic(n, SIGSEGV)` with 1 MiB of data more: large enough
+/// that a byte in its middle is outside the few pages a fingerprint takes.
+fn large_synthetic(n: u32) -> Vec<u8> {
+    let mut core = synthetic(n, 11);
+    core.extend(
+        (0..1u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(n) >> 13) as u8),
+    );
+    core
+}
+
+/// The fingerprints recorded, by crash id.
+fn fingerprints(db: &TestDb) -> BTreeMap<i64, Option<String>> {
+    db.rows("SELECT CAST(id AS TEXT), fingerprint FROM {t}crashes")
+        .iter()
+        .map(|r| (text(&r[0]).unwrap().parse().unwrap(), text(&r[1])))
+        .collect()
+}
+
+#[test]
+fn copies_are_found_by_fingerprint_then_content() {
+    let dir = tempfile::tempdir().unwrap();
+    copies_by_fingerprint(&TestDb::Sqlite(dir.path().join("crashes.db")));
+}
+
+#[test]
+fn copies_are_found_by_fingerprint_then_content_on_a_postgresql_server() {
+    let Some(server) = support::pg::PgServer::start() else {
+        return;
+    };
+    copies_by_fingerprint(&TestDb::Postgres(server.new_database("copies")));
+}
+
+/// A crash without a copy is recorded without its content id; a copy that
+/// turns up later is linked to it unread (the content id then taken from
+/// the recorded path), a core of the same fingerprint and other bytes is a
+/// crash of its own, and a copy of a crash whose files are gone cannot be
+/// compared, so it is recorded as a crash of its own rather than merged.
+fn copies_by_fingerprint(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        path
+    };
+    let (first, second, third) = (folder("first"), folder("second"), folder("third"));
+    let original = large_synthetic(1);
+    let a = support::write_temp(&first, "core.a", &original);
+    let gone = support::write_temp(&first, "core.gone", &large_synthetic(2));
+    let (summary, _) = triage_db(db, &[first.as_path()]);
+    assert_eq!(summary["database"]["new_crashes"], 2, "{summary}");
+    let rows = crash_rows(db);
+    assert!(
+        rows.values().all(|r| r.content_hash.is_none()),
+        "no copy, no content id taken: {rows:?}"
+    );
+
+    // A copy of a, and a core that differs from a in one byte of its middle.
+    let b = support::write_temp(&second, "core.b", &original);
+    let mut altered = original.clone();
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0xff;
+    let c = support::write_temp(&second, "core.c", &altered);
+    let (summary, lines) = triage_db(db, &[second.as_path()]);
+    assert_eq!(summary["database"]["new_crashes"], 1, "{summary}");
+    assert_eq!(summary["database"]["new_paths"], 1, "{summary}");
+    assert_eq!(summary["cores"], 1, "only core.c is read: {summary}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let recorded = crashes(db);
+    assert_eq!(recorded.len(), 3);
+    let crash_of_a = &recorded[&content_id(&a)];
+    assert_eq!(crash_of_a.paths, [a.clone(), b.clone()]);
+    assert_eq!(crash_of_a.content_hash, Some(content_id(&a)));
+    assert_eq!(recorded[&content_id(&c)].paths, std::slice::from_ref(&c));
+    // The premise: a and c share a fingerprint, and only content ids told
+    // them apart.
+    let ids: BTreeMap<PathBuf, i64> = crash_rows(db)
+        .into_iter()
+        .flat_map(|(id, r)| r.paths.into_iter().map(move |p| (p, id)))
+        .collect();
+    let prints = fingerprints(db);
+    assert!(prints[&ids[&a]].is_some());
+    assert_eq!(prints[&ids[&a]], prints[&ids[&c]]);
+
+    // core.gone's only file is deleted: its copy cannot be compared.
+    std::fs::remove_file(&gone).unwrap();
+    let copy_of_gone = support::write_temp(&third, "core.copy", &large_synthetic(2));
+    let (summary, _) = triage_db(db, &[third.as_path()]);
+    assert_eq!(summary["database"]["new_crashes"], 1, "{summary}");
+    assert_eq!(summary["database"]["new_paths"], 0, "{summary}");
+    let rows = crash_rows(db);
+    let copy_id = rows
+        .iter()
+        .find(|(_, r)| r.paths == [copy_of_gone.clone()])
+        .map(|(id, _)| *id)
+        .unwrap();
+    let gone_id = rows
+        .iter()
+        .find(|(_, r)| r.paths == [gone.clone()])
+        .map(|(id, _)| *id)
+        .unwrap();
+    let prints = fingerprints(db);
+    assert_eq!(prints[&copy_id], prints[&gone_id]);
+    assert_eq!(rows[&gone_id].content_hash, None);
 }
 
 /// Four `triage --db` processes at once on overlapping folders (the same

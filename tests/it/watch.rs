@@ -138,15 +138,16 @@ fn watched_cores_are_recorded_once_when_whole() {
         .query_row("SELECT COUNT(*) FROM paths", [], |r| r.get(0))
         .unwrap();
     assert_eq!(paths, 5);
-    // The slow core was recorded whole: its id is the whole file's.
+    // The slow core was recorded whole: with the whole file's size, and read.
     use std::os::unix::ffi::OsStrExt;
-    let id: String = conn
+    let (path_size, crash_size, error): (i64, i64, Option<String>) = conn
         .query_row(
-            "SELECT c.content_hash FROM crashes c JOIN paths p ON p.crash_id = c.id
+            "SELECT p.size, c.size, c.error FROM crashes c JOIN paths p ON p.crash_id = c.id
              WHERE p.path = ?1",
             [slow.as_os_str().as_bytes()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(id, crate::crashdb::content_id(&slow));
+    let whole = std::fs::metadata(&slow).unwrap().len() as i64;
+    assert_eq!((path_size, crash_size, error), (whole, whole, None));
 }
