@@ -54,6 +54,11 @@ impl Identity {
             args: String::from_utf8_lossy(&args).trim_end().to_string(),
         })
     }
+
+    /// Whether the process has exited (a zombie its parent has not reaped).
+    pub fn has_exited(&self) -> bool {
+        matches!(self.state, 'Z' | 'X' | 'x')
+    }
 }
 
 /// The first word after `key` on its line of a `/proc/PID/status` text.
@@ -62,13 +67,6 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|rest| rest.split_whitespace().next())
-}
-
-impl Identity {
-    /// Whether the process has exited (a zombie its parent has not reaped).
-    pub fn has_exited(&self) -> bool {
-        matches!(self.state, 'Z' | 'X' | 'x')
-    }
 }
 
 /// Whether the process has exited, or is gone.
